@@ -1,0 +1,85 @@
+"""Extension objects, created unbound here and bound to the app in `create_app()`.
+
+Redis, RQ queues and the rq-scheduler are reached through accessors so that nothing
+connects at import time and every caller passes `connection=` explicitly (RQ 3).
+"""
+
+from __future__ import annotations
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from flask import Flask, current_app
+from flask_login import LoginManager
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+from flask_wtf import CSRFProtect
+from rq import Queue
+from rq_scheduler import Scheduler
+from sqlalchemy import MetaData
+from sqlalchemy.orm import DeclarativeBase
+
+from mailadmin.settings import Settings
+
+# Stable constraint names so that Alembic migrations are identical on SQLite and PostgreSQL.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+db = SQLAlchemy(model_class=Base)
+migrate = Migrate()
+login_manager = LoginManager()
+csrf = CSRFProtect()
+
+# Every RQ queue the product uses. The send loop has its own queue so that a
+# backlog of campaign slices is visible at a glance in `rq info`.
+SEND_QUEUE = "mailadmin-send"
+DEFAULT_QUEUE = "mailadmin-default"
+QUEUE_NAMES = (SEND_QUEUE, DEFAULT_QUEUE)
+
+# Redis socket timeouts: short, so that a dead Redis refuses a throttled action
+# (fail-closed) or lets a send through (fail-open) quickly instead of hanging a request.
+REDIS_TIMEOUT_SECONDS = 2.0
+
+
+def init_redis(app: Flask) -> None:
+    """Create the app's Redis client (lazy: the first command connects)."""
+    settings: Settings = app.config["SETTINGS"]
+    app.extensions["mailadmin.redis"] = redis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=REDIS_TIMEOUT_SECONDS,
+        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+        health_check_interval=30,
+        # redis-py's default (10 retries with backoff) turns a dead Redis into a multi-second
+        # stall per call; one immediate retry covers a dropped idle connection.
+        retry=Retry(NoBackoff(), 1),
+    )
+
+
+def get_settings() -> Settings:
+    """The validated settings of the current app."""
+    return current_app.config["SETTINGS"]
+
+
+def get_redis() -> redis.Redis:
+    """The current app's Redis client."""
+    return current_app.extensions["mailadmin.redis"]
+
+
+def get_queue(name: str = SEND_QUEUE) -> Queue:
+    """An RQ queue bound to the app's Redis connection."""
+    return Queue(name, connection=get_redis())
+
+
+def get_scheduler() -> Scheduler:
+    """The rq-scheduler handle that re-enqueues deferred campaigns into the send queue."""
+    return Scheduler(queue_name=SEND_QUEUE, connection=get_redis())

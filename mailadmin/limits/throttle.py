@@ -1,0 +1,178 @@
+"""Per-user throttles (campaign starts, test emails) and login brute-force protection. FAIL-CLOSED.
+
+Why fail closed: a throttle exists to stop abuse (a stolen session starting campaigns, a script
+spraying test emails, password guessing). If Redis cannot be asked, we cannot tell abuse from
+normal use, so the action is refused with `throttle_backend_unavailable` and the page shows
+`UNAVAILABLE_MESSAGE` — security first. (The SMTP rate limiter makes the opposite choice.)
+
+Counting uses the shared sliding window (`mailadmin.limits.window`): atomic, one round trip, a
+refused attempt is never counted, and a slot frees exactly `window_seconds` after it was taken.
+
+Redis keys (all under `KEY_PREFIX`, the templates below are what `redis-cli` shows):
+- `mailadmin:throttle:{action}:user:{user_id}` — one window per action and user (never per IP);
+- `mailadmin:throttle:login:account:{account_hash}` — failed logins per account; the hash is
+  SHA-256 of the trimmed, lower-cased email, so no address appears in Redis;
+- `mailadmin:throttle:login:ip:{ip}` — failed logins per client IP, across accounts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import NamedTuple
+
+from loguru import logger
+from redis import Redis, RedisError
+
+from mailadmin.limits.window import KEY_PREFIX, add_to_window, reserve_in_window, window_usage
+
+ACTION_CAMPAIGN_START = "campaign_start"
+ACTION_TEST_EMAIL = "test_email"
+ACTION_LOGIN = "login"
+
+REASON_LIMIT_REACHED = "limit_reached"
+THROTTLE_BACKEND_UNAVAILABLE = "throttle_backend_unavailable"
+
+UNAVAILABLE_MESSAGE = "Service temporarily unavailable. Please try again later."
+LOGIN_THROTTLED_MESSAGE = "Too many failed sign-in attempts. Please try again later."
+
+THROTTLE_KEY_TEMPLATE = KEY_PREFIX + "throttle:{action}:user:{user_id}"
+LOGIN_ACCOUNT_KEY_TEMPLATE = KEY_PREFIX + "throttle:login:account:{account_hash}"
+LOGIN_IP_KEY_TEMPLATE = KEY_PREFIX + "throttle:login:ip:{ip}"
+
+HOUR_SECONDS = 3600
+LOGIN_WINDOW_SECONDS = 900
+
+# action -> (message subject, unit singular, unit plural), for throttle_message().
+_ACTION_WORDING = {
+    ACTION_CAMPAIGN_START: ("Campaign start", "start", "starts"),
+    ACTION_TEST_EMAIL: ("Test email", "test email", "test emails"),
+}
+
+
+class ThrottleResult(NamedTuple):
+    """The SPEC's `(is_throttled, count, reason)`; reason is None when the action may go ahead."""
+
+    is_throttled: bool
+    count: int
+    reason: str | None
+
+
+def throttle_key(action: str, user_id: int | str) -> str:
+    """Redis key of one user's window for one action."""
+    return THROTTLE_KEY_TEMPLATE.format(action=action, user_id=user_id)
+
+
+def login_account_hash(email: str) -> str:
+    """SHA-256 hex of the trimmed, lower-cased email: the account part of the login key."""
+    return hashlib.sha256(email.strip().lower().encode("utf-8")).hexdigest()
+
+
+def login_account_key(email: str) -> str:
+    """Redis key counting failed logins of one account (hashed, never the raw address)."""
+    return LOGIN_ACCOUNT_KEY_TEMPLATE.format(account_hash=login_account_hash(email))
+
+
+def login_ip_key(ip: str | None) -> str:
+    """Redis key counting failed logins from one client IP."""
+    return LOGIN_IP_KEY_TEMPLATE.format(ip=(ip or "unknown").strip().lower())
+
+
+def throttle_message(action: str, limit: int, reason: str | None = REASON_LIMIT_REACHED) -> str:
+    """The sentence shown to the user when `action` is refused for `reason`."""
+    if reason == THROTTLE_BACKEND_UNAVAILABLE:
+        return UNAVAILABLE_MESSAGE
+    if action == ACTION_LOGIN:
+        return LOGIN_THROTTLED_MESSAGE
+    subject, singular, plural = _ACTION_WORDING.get(
+        action, (action.replace("_", " ").capitalize(), "action", "actions")
+    )
+    unit = singular if limit == 1 else plural
+    return f"{subject} limit reached ({limit} {unit} per hour)."
+
+
+def _backend_unavailable(exc: RedisError, **fields: object) -> ThrottleResult:
+    """Log the fail-closed ERROR and answer "refused"."""
+    logger.bind(policy="fail_closed", error_type=type(exc).__name__, error=str(exc), **fields).error(
+        "Throttle backend unavailable"
+    )
+    return ThrottleResult(True, 0, THROTTLE_BACKEND_UNAVAILABLE)
+
+
+def is_user_throttled(
+    redis: Redis,
+    action: str,
+    user_id: int | str,
+    limit: int,
+    window_seconds: float = HOUR_SECONDS,
+    *,
+    now: float | None = None,
+) -> ThrottleResult:
+    """Count one `action` by `user_id` unless the limit is reached; refuses (fail-closed) when Redis fails.
+
+    Call it right before doing the action: an allowed call has already used one slot.
+    """
+    if user_id is None:
+        raise ValueError("is_user_throttled needs a user id: throttles are per user, never per IP")
+    try:
+        result = reserve_in_window(redis, throttle_key(action, user_id), limit, window_seconds, now=now)
+    except RedisError as exc:
+        return _backend_unavailable(exc, action=action, user_id=user_id)
+    if not result.allowed:
+        logger.bind(action=action, user_id=user_id, count=result.count, limit=limit).info("Throttle limit reached")
+        return ThrottleResult(True, result.count, REASON_LIMIT_REACHED)
+    return ThrottleResult(False, result.count, None)
+
+
+def check_login_allowed(
+    redis: Redis,
+    email: str,
+    ip: str | None,
+    per_account: int,
+    per_ip: int,
+    window_seconds: float = LOGIN_WINDOW_SECONDS,
+    *,
+    now: float | None = None,
+) -> ThrottleResult:
+    """May this login attempt be checked at all? Looks at failed logins per account and per IP (fail-closed).
+
+    Only looks (nothing is counted): count failures with `record_login_failure`, reset with
+    `clear_login_failures` after a successful login.
+    """
+    try:
+        account = window_usage(redis, login_account_key(email), per_account, window_seconds, now=now)
+        by_ip = window_usage(redis, login_ip_key(ip), per_ip, window_seconds, now=now)
+    except RedisError as exc:
+        return _backend_unavailable(exc, action=ACTION_LOGIN)
+    for scope, usage in (("account", account), ("ip", by_ip)):
+        if not usage.allowed:
+            # No email and no IP in the record: the key names above identify them for on-call.
+            logger.bind(action=ACTION_LOGIN, scope=scope, count=usage.count, limit=usage.limit).warning(
+                "Login throttled"
+            )
+            return ThrottleResult(True, usage.count, REASON_LIMIT_REACHED)
+    return ThrottleResult(False, account.count, None)
+
+
+def record_login_failure(
+    redis: Redis,
+    email: str,
+    ip: str | None,
+    window_seconds: float = LOGIN_WINDOW_SECONDS,
+    *,
+    now: float | None = None,
+) -> None:
+    """Count one failed login against the account and the client IP."""
+    try:
+        add_to_window(redis, login_account_key(email), window_seconds, now=now)
+        add_to_window(redis, login_ip_key(ip), window_seconds, now=now)
+    except RedisError as exc:
+        # The login has already failed; the next check_login_allowed refuses while Redis is down.
+        _backend_unavailable(exc, action=ACTION_LOGIN)
+
+
+def clear_login_failures(redis: Redis, email: str) -> None:
+    """Forget an account's failed logins after a successful login (the per-IP count stays)."""
+    try:
+        redis.delete(login_account_key(email))
+    except RedisError as exc:
+        _backend_unavailable(exc, action=ACTION_LOGIN)

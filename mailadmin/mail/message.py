@@ -1,0 +1,377 @@
+"""Per-recipient MIME messages, built fast, plus the signed one-click unsubscribe tokens.
+
+`email.message.EmailMessage` re-parses and re-folds every header and walks a policy
+object for each part; per recipient of a campaign that caps out near 700 messages/s.
+Everything that is the same for the whole campaign (From, MIME structure, part
+headers, List-Unsubscribe-Post) is rendered to bytes once by `MessageBuilder`; per
+recipient only Subject, To, Date, Message-ID, List-Unsubscribe and the two
+quoted-printable bodies are produced and the pieces joined. The output is plain
+RFC 5322 / MIME (RFC 2045-2047) that `email.parser` reads back exactly.
+
+Header values can never carry CR or LF: every value that reaches a header passes
+`check_header_value()`, which raises `HeaderInjectionError`. Error messages never
+quote the offending value (it may be an address; see the PII rules in SPEC).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from email.utils import formatdate, parseaddr
+from typing import Any, Callable, Mapping
+
+from itsdangerous import BadSignature, URLSafeSerializer
+
+from mailadmin.mail.templates import CampaignTemplates
+
+LIST_UNSUBSCRIBE_POST = "List-Unsubscribe=One-Click"  # RFC 8058
+_MAX_LINE = 78  # RFC 5322 2.1.1 "SHOULD"; 998 is the hard limit
+_WORD_BYTES = 42  # UTF-8 bytes per encoded-word: "=?utf-8?b?" + 56 base64 chars + "?=" = 68 chars
+# Characters that would change the structure of an address header around a bare addr-spec.
+_ADDRESS_FORBIDDEN = re.compile(r'[\s<>(),;:"\[\]\\\x00-\x1f\x7f]')
+# Printable ASCII plus tab, without "=?" (which a reader would take for an encoded-word).
+_PLAIN_HEADER_TEXT = re.compile(r"[\t\x20-\x7e]*")
+
+
+class MessageBuildError(ValueError):
+    """A recipient's message cannot be built; the message never contains the offending value."""
+
+
+class HeaderInjectionError(MessageBuildError):
+    """A header value contains CR or LF (or NUL): refused, whatever its origin."""
+
+
+class InvalidAddressError(MessageBuildError):
+    """An address is not a single plain `local@domain` that can go in a header and an SMTP envelope."""
+
+
+class BadUnsubscribeToken(ValueError):
+    """An unsubscribe token is forged, truncated or not one of ours."""
+
+
+def check_header_value(name: str, value: str) -> str:
+    """Return `value` unchanged, or raise HeaderInjectionError when it contains CR, LF or NUL."""
+    if "\r" in value or "\n" in value or "\x00" in value:
+        raise HeaderInjectionError(f"line break in the {name} header is not allowed")
+    return value
+
+
+def normalize_address(address: str, header: str = "To") -> str:
+    """A bare addr-spec ready for headers and the SMTP envelope; an IDN domain becomes its ASCII form."""
+    check_header_value(header, address)
+    address = address.strip()
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain or _ADDRESS_FORBIDDEN.search(address):
+        raise InvalidAddressError(f"the {header} address is not a single plain address")
+    if not local.isascii():
+        raise InvalidAddressError(f"the {header} address has a non-ASCII local part (SMTPUTF8 is not used)")
+    if not domain.isascii():
+        try:
+            domain = domain.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise InvalidAddressError(f"the {header} address has an invalid domain") from None
+    return f"{local}@{domain}"
+
+
+def _encoded_words(value: str) -> str:
+    """RFC 2047 base64 encoded-words, folded, never splitting a UTF-8 sequence."""
+    raw = value.encode("utf-8", errors="replace")
+    if len(raw) <= _WORD_BYTES:
+        return f"=?utf-8?b?{base64.b64encode(raw).decode('ascii')}?="
+    words = []
+    start, size = 0, len(raw)
+    while start < size:
+        end = min(start + _WORD_BYTES, size)
+        while end < size and (raw[end] & 0xC0) == 0x80:  # continuation byte: back off
+            end -= 1
+        words.append(f"=?utf-8?b?{base64.b64encode(raw[start:end]).decode('ascii')}?=")
+        start = end
+    return "\r\n ".join(words)
+
+
+def _fold_plain(prefix_len: int, value: str) -> str | None:
+    """Fold printable ASCII at spaces to ~78 columns; None when some word cannot fit in 998."""
+    words = value.split(" ")
+    lines = []
+    current, length = words[0], prefix_len + len(words[0])
+    for word in words[1:]:
+        if word and current.strip() and length + 1 + len(word) > _MAX_LINE:
+            lines.append(current)
+            current, length = " " + word, 1 + len(word)
+        else:
+            current += " " + word
+            length += 1 + len(word)
+    lines.append(current)
+    if any(len(line) > 990 for line in lines):
+        return None
+    # A fold is CRLF inserted before a space: unfolding gives back the exact text.
+    return "\r\n".join(lines)
+
+
+def encode_header_text(name: str, value: str) -> str:
+    """An unstructured header value (e.g. Subject) as header-safe ASCII: plain, folded, or RFC 2047."""
+    check_header_value(name, value)
+    if _PLAIN_HEADER_TEXT.fullmatch(value) and "=?" not in value:
+        if len(name) + 2 + len(value) <= _MAX_LINE:
+            return value
+        folded = _fold_plain(len(name) + 2, value)
+        if folded is not None and not folded.endswith(" ") and not value.startswith(" "):
+            return folded
+    return _encoded_words(value)
+
+
+def format_address(name: str | None, address: str, header: str = "To") -> str:
+    """`"Display Name" <local@domain>` (RFC 2047 for non-ASCII names) or the bare address."""
+    address = normalize_address(address, header)
+    name = check_header_value(header, "" if name is None else str(name).strip())
+    if not name:
+        return address
+    if name.isascii() and name.isprintable() and len(name) < 200:
+        quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{quoted}" <{address}>'
+    return f"{_encoded_words(name)} <{address}>"
+
+
+def _quoted_printable(text: str) -> bytes:
+    """UTF-8 quoted-printable with CRLF line ends, soft-wrapped at 76 columns."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return binascii.b2a_qp(text.replace("\n", "\r\n").encode("utf-8", errors="replace"), istext=True)
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltMessage:
+    """One recipient's message: its Message-ID header value and the bytes to hand to SMTP DATA."""
+
+    message_id: str
+    data: bytes
+    envelope_to: str = ""  # the address as it must be given to RCPT TO (ASCII domain)
+
+
+class _LastEncoded:
+    """One-slot cache: a body that does not depend on the recipient is encoded only once."""
+
+    __slots__ = ("source", "encoded")
+
+    def __init__(self) -> None:
+        self.source: str | None = None
+        self.encoded = b""
+
+    def get(self, text: str) -> bytes:
+        if text != self.source:
+            self.encoded = _quoted_printable(text)
+            self.source = text
+        return self.encoded
+
+
+class MessageBuilder:
+    """Builds the per-recipient messages of one campaign; constant parts are prepared once."""
+
+    def __init__(
+        self,
+        campaign_id: int,
+        mail_from: str,
+        templates: CampaignTemplates,
+        unsubscribe_url_for: Callable[[Any], str],
+        message_id_domain: str | None = None,
+    ) -> None:
+        self.campaign_id = campaign_id
+        self.templates = templates
+        self.unsubscribe_url_for = unsubscribe_url_for
+        check_header_value("From", mail_from)
+        from_name, from_addr = parseaddr(mail_from)
+        if not from_addr:
+            raise InvalidAddressError("MAIL_FROM is not an address")
+        self.envelope_from = normalize_address(from_addr, "From")
+        domain = message_id_domain or self.envelope_from.rpartition("@")[2]
+        check_header_value("Message-ID", domain)
+        if not domain.isascii() or _ADDRESS_FORBIDDEN.search(domain):
+            raise InvalidAddressError("the Message-ID domain is not a plain host name")
+        self._id_prefix = f"<campaign-{campaign_id}.recipient-"
+        self._id_suffix = f"@{domain}>"
+        self._from = f"From: {format_address(from_name, self.envelope_from, 'From')}\r\n".encode("ascii")
+        self._text_cache = _LastEncoded()
+        self._html_cache = _LastEncoded()
+        self._date_second = -1
+        self._date = ""
+
+        common = f"List-Unsubscribe-Post: {LIST_UNSUBSCRIBE_POST}\r\nMIME-Version: 1.0\r\n"
+        text_part = 'Content-Type: text/plain; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n'
+        html_part = 'Content-Type: text/html; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n'
+        if templates.has_html:
+            # "=_" cannot occur in quoted-printable output and "-" not in base64: the boundary is safe.
+            boundary = f"=_mailadmin_{secrets.token_hex(12)}"
+            self._before_text = (
+                f'{common}Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'
+                f"--{boundary}\r\n{text_part}\r\n"
+            ).encode("ascii")
+            self._before_html = f"\r\n--{boundary}\r\n{html_part}\r\n".encode("ascii")
+            self._end = f"\r\n--{boundary}--\r\n".encode("ascii")
+        else:
+            self._before_text = f"{common}{text_part}\r\n".encode("ascii")
+            self._before_html = b""
+            self._end = b"\r\n"
+
+    def _date_header(self) -> str:
+        now = int(time.time())
+        if now != self._date_second:
+            self._date_second = now
+            self._date = formatdate(now, usegmt=True)
+        return self._date
+
+    def build(self, recipient_id: Any, to_email: str, fields: Mapping[str, Any]) -> BuiltMessage:
+        """Render and assemble one recipient's message; raises MessageBuildError subclasses."""
+        parts = self.templates.render(fields)
+        envelope_to = normalize_address(to_email)
+        to_header = format_address(fields.get("name"), envelope_to)
+        subject = encode_header_text("Subject", parts.subject.strip())
+        unsubscribe_url = check_header_value("List-Unsubscribe", self.unsubscribe_url_for(recipient_id))
+        if not unsubscribe_url.isascii() or ">" in unsubscribe_url:
+            raise MessageBuildError("the unsubscribe URL must be plain ASCII")
+        message_id = f"{self._id_prefix}{recipient_id}.{secrets.token_hex(6)}{self._id_suffix}"
+        check_header_value("Message-ID", message_id)
+        headers = (
+            f"To: {to_header}\r\nSubject: {subject}\r\nDate: {self._date_header()}\r\n"
+            f"Message-ID: {message_id}\r\nList-Unsubscribe: <{unsubscribe_url}>\r\n"
+        ).encode("ascii")
+        chunks = [self._from, headers, self._before_text, self._text_cache.get(parts.text)]
+        if parts.html is not None and self._before_html:
+            chunks += [self._before_html, self._html_cache.get(parts.html)]
+        chunks.append(self._end)
+        return BuiltMessage(message_id, b"".join(chunks), envelope_to)
+
+
+# --- unsubscribe tokens -------------------------------------------------------------------
+
+def _unsubscribe_serializer(secret_key: str | bytes) -> URLSafeSerializer:
+    return URLSafeSerializer(secret_key, salt="unsubscribe")
+
+
+def make_unsubscribe_token(secret_key: str | bytes, campaign_id: int, recipient_id: int) -> str:
+    """A signed, URL-safe token naming one recipient of one campaign; it never expires."""
+    return _unsubscribe_serializer(secret_key).dumps([int(campaign_id), int(recipient_id)])
+
+
+def read_unsubscribe_token(secret_key: str | bytes, token: str) -> tuple[int, int]:
+    """(campaign_id, recipient_id) of a token made by `make_unsubscribe_token`, else BadUnsubscribeToken."""
+    try:
+        payload = _unsubscribe_serializer(secret_key).loads(token)
+    except (BadSignature, UnicodeError, ValueError):
+        raise BadUnsubscribeToken("invalid unsubscribe token") from None
+    if (
+        not isinstance(payload, list)
+        or len(payload) != 2
+        or not all(isinstance(part, int) and not isinstance(part, bool) for part in payload)
+    ):
+        raise BadUnsubscribeToken("invalid unsubscribe token")
+    return payload[0], payload[1]
+
+
+# --- benchmark ----------------------------------------------------------------------------
+
+_BENCH_TEXT = """Hello {{ name }},
+
+Our autumn catalogue is out, and as a customer of {{ company }} you get early access
+to every item in it. Here is what is new this season:
+
+  * hand-made ceramic mugs, glazed in five colours -- from 12 EUR
+  * linen table cloths in three sizes, pre-washed so they never shrink
+  * the café blend we roast every Tuesday, whole beans or ground for filters
+  * gift cards from 20 EUR, delivered by email within the minute
+
+Orders placed before Friday ship the same day. If you have any question about an
+order, just reply to this message: a person reads every answer, usually within a day.
+
+We send this letter about once a month to {{ email }}. If it is not for you any
+more, the unsubscribe link at the bottom takes one click, no login needed.
+
+Warm regards,
+The shop team
+"""
+
+_BENCH_HTML = """<!doctype html>
+<html><body style="font-family: Arial, sans-serif; color: #222">
+<p>Hello {{ name }},</p>
+<p>Our <b>autumn catalogue</b> is out, and as a customer of {{ company }} you get early
+access to every item in it. Here is what is new this season:</p>
+<ul>
+  <li>hand-made ceramic mugs, glazed in five colours &mdash; from 12&nbsp;EUR</li>
+  <li>linen table cloths in three sizes, pre-washed so they never shrink</li>
+  <li>the café blend we roast every Tuesday, whole beans or ground for filters</li>
+  <li>gift cards from 20&nbsp;EUR, delivered by email within the minute</li>
+</ul>
+<p>Orders placed before Friday ship the same day. Questions? Just reply to this message.</p>
+<p style="font-size: 12px; color: #777">We send this letter about once a month to {{ email }}.</p>
+</body></html>
+"""
+
+
+def bench_build(n: int = 5000) -> dict:
+    """Messages/s of MessageBuilder vs. a naive EmailMessage per recipient, same templates, same run."""
+    from email.message import EmailMessage
+    from email.utils import formataddr
+
+    templates = CampaignTemplates("{{ name }}, our autumn catalogue is here", _BENCH_TEXT, _BENCH_HTML)
+    secret = "bench-secret"
+
+    def unsubscribe_url_for(recipient_id: Any) -> str:
+        return f"https://mail.example.com/u/{make_unsubscribe_token(secret, 42, recipient_id)}"
+
+    recipients = [
+        (rid, f"customer{rid}@example.com", {"email": f"customer{rid}@example.com",
+                                             "name": f"Customer Nummer {rid}", "company": "Müller & Söhne"})
+        for rid in range(1, n + 1)
+    ]
+    builder = MessageBuilder(42, "Shop <news@shop.example.com>", templates, unsubscribe_url_for)
+
+    def naive(rid: int, email: str, fields: dict) -> bytes:
+        parts = templates.render(fields)
+        msg = EmailMessage()
+        msg["From"] = "Shop <news@shop.example.com>"
+        msg["To"] = formataddr((fields["name"], email))
+        msg["Subject"] = parts.subject
+        msg["Date"] = formatdate(usegmt=True)
+        msg["Message-ID"] = f"<campaign-42.recipient-{rid}.{secrets.token_hex(6)}@shop.example.com>"
+        msg["List-Unsubscribe"] = f"<{unsubscribe_url_for(rid)}>"
+        msg["List-Unsubscribe-Post"] = LIST_UNSUBSCRIBE_POST
+        msg.set_content(parts.text)
+        msg.add_alternative(parts.html, subtype="html")
+        return msg.as_bytes()
+
+    for rid, email, fields in recipients[:50]:  # warm-up: imports, caches
+        builder.build(rid, email, fields)
+        naive(rid, email, fields)
+
+    started = time.perf_counter()
+    size = 0
+    for rid, email, fields in recipients:
+        size += len(builder.build(rid, email, fields).data)
+    elapsed = time.perf_counter() - started
+
+    baseline_n = max(200, min(n, n // 4))
+    started = time.perf_counter()
+    for rid, email, fields in recipients[:baseline_n]:
+        naive(rid, email, fields)
+    baseline_elapsed = time.perf_counter() - started
+
+    rate = n / elapsed
+    baseline_rate = baseline_n / baseline_elapsed
+    return {
+        "bench": "message_build",
+        "messages": n,
+        "rate": round(rate, 1),
+        "baseline_messages": baseline_n,
+        "baseline_rate": round(baseline_rate, 1),
+        "ratio": round(rate / baseline_rate, 2),
+        "avg_message_bytes": size // max(n, 1),
+    }
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import json
+
+    print(json.dumps(bench_build()))

@@ -1,0 +1,9 @@
+"""The data model, one module per aggregate. Importing this package registers every table."""
+
+from mailadmin.models.app_state import APP_STATE_ID, AppState
+from mailadmin.models.audit import AuditEvent
+from mailadmin.models.campaign import Campaign, CampaignQueue, Recipient
+from mailadmin.models.suppression import Suppression
+from mailadmin.models.user import User
+
+__all__ = ["APP_STATE_ID", "AppState", "AuditEvent", "Campaign", "CampaignQueue", "Recipient", "Suppression", "User"]

@@ -1,0 +1,156 @@
+"""The campaign aggregate: Campaign, its Recipients and its CampaignQueue (send-loop state).
+
+`Campaign.status` is the one source of truth for the lifecycle; `CampaignQueue` holds
+what the send loop needs (defer/pause reason, deferred_until, the breaker counter,
+job ids). Counters on Campaign are kept up to date by the services so that lists
+never COUNT(*) recipients per row.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from mailadmin.extensions import db
+from mailadmin.models.types import UTCDateTime, utcnow
+
+# Campaign lifecycle (SPEC "Campaign lifecycle").
+DRAFT = "draft"
+QUEUED = "queued"
+SENDING = "sending"
+DEFERRED = "deferred"
+PAUSED = "paused"
+FINISHED = "finished"
+CANCELLED = "cancelled"
+CAMPAIGN_STATUSES = (DRAFT, QUEUED, SENDING, DEFERRED, PAUSED, FINISHED, CANCELLED)
+# States in which the send loop may work on a campaign.
+ACTIVE_STATUSES = (QUEUED, SENDING, DEFERRED)
+FINAL_STATUSES = (FINISHED, CANCELLED)
+
+# Defer / pause reasons, each with its own playbook entry.
+REASON_SCHEDULED = "scheduled"
+REASON_RATE_LIMIT = "rate_limit"
+REASON_TRANSIENT_ERROR = "transient_error"
+REASON_CIRCUIT_BREAKER = "circuit_breaker"
+REASON_ADMIN_PAUSE = "admin_pause"
+REASON_GLOBAL_PAUSE = "global_pause"
+DEFER_REASONS = (
+    REASON_SCHEDULED,
+    REASON_RATE_LIMIT,
+    REASON_TRANSIENT_ERROR,
+    REASON_CIRCUIT_BREAKER,
+    REASON_ADMIN_PAUSE,
+    REASON_GLOBAL_PAUSE,
+)
+REASON_LABELS = {
+    REASON_SCHEDULED: "Scheduled start",
+    REASON_RATE_LIMIT: "Waiting for the hourly quota",
+    REASON_TRANSIENT_ERROR: "Retrying after a temporary SMTP error",
+    REASON_CIRCUIT_BREAKER: "Paused by the circuit breaker after repeated SMTP errors",
+    REASON_ADMIN_PAUSE: "Paused by an admin",
+    REASON_GLOBAL_PAUSE: "All sending is switched off",
+}
+
+# Recipient states (SPEC "Recipients").
+R_PENDING = "pending"
+R_SENDING = "sending"
+R_SENT = "sent"
+R_FAILED = "failed"
+R_SKIPPED = "skipped"
+R_UNKNOWN = "unknown"  # claimed by a job that died: the SMTP outcome cannot be known
+RECIPIENT_STATUSES = (R_PENDING, R_SENDING, R_SENT, R_FAILED, R_SKIPPED, R_UNKNOWN)
+
+
+class Campaign(db.Model):
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    subject: Mapped[str] = mapped_column(String(998))
+    body_text: Mapped[str] = mapped_column(Text, default="")
+    body_html: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default=DRAFT, index=True)
+    finished_with_errors: Mapped[bool] = mapped_column(Boolean, default=False)
+    scheduled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    recipients_total: Mapped[int] = mapped_column(Integer, default=0)
+    sent_count: Mapped[int] = mapped_column(Integer, default=0)
+    failed_count: Mapped[int] = mapped_column(Integer, default=0)
+    skipped_count: Mapped[int] = mapped_column(Integer, default=0)
+    unknown_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    owner = relationship("User", lazy="joined")
+    queue: Mapped[CampaignQueue | None] = relationship(back_populates="campaign", uselist=False, lazy="joined")
+
+    @property
+    def done_count(self) -> int:
+        return self.sent_count + self.failed_count + self.skipped_count + self.unknown_count
+
+    @property
+    def progress_percent(self) -> int:
+        if not self.recipients_total:
+            return 100 if self.status == FINISHED else 0
+        return min(100, round(100 * self.done_count / self.recipients_total))
+
+    def __repr__(self) -> str:
+        return f"<Campaign {self.id} {self.status}>"
+
+
+class Recipient(db.Model):
+    __tablename__ = "recipients"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "email"),
+        # The send loop's claim query: the next pending recipients of one campaign, by id.
+        Index("ix_recipients_claim", "campaign_id", "status", "id"),
+        # Sends-per-hour chart and "last errors" on the campaign page.
+        Index("ix_recipients_campaign_sent_at", "campaign_id", "sent_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    email: Mapped[str] = mapped_column(String(320))
+    name: Mapped[str | None] = mapped_column(String(200))
+    fields: Mapped[dict | None] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default=R_PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    smtp_code: Mapped[int | None] = mapped_column(Integer)
+    smtp_message_id: Mapped[str | None] = mapped_column(String(255))
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    def merge_fields(self) -> dict:
+        """The values a template may use: email, name and the import's extra columns."""
+        values = dict(self.fields or {})
+        values["email"] = self.email
+        values["name"] = self.name or ""
+        return values
+
+
+class CampaignQueue(db.Model):
+    """The send-loop state of a started campaign (one row per campaign)."""
+
+    __tablename__ = "campaign_queue"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), unique=True)
+    defer_reason: Mapped[str | None] = mapped_column(String(32))
+    deferred_until: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    consecutive_transient_errors: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    current_job_id: Mapped[str | None] = mapped_column(String(64))
+    scheduled_job_id: Mapped[str | None] = mapped_column(String(64))
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    breaker_tripped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    campaign: Mapped[Campaign] = relationship(back_populates="queue")

@@ -1,0 +1,289 @@
+"""PII helpers for logging: masking, hashing and the per-level field policy.
+
+Pure functions, no I/O. The only state is the *active policy* (`PiiPolicy`), which
+`mailadmin.logging.setup_logging()` sets from the settings so that call sites can write::
+
+    logger.bind(**get_pii_log_fields(address, "INFO")).info("Email sent successfully")
+
+Which fields a record of a given level may carry (SPEC "Logging"), with
+``MAILER_LOG_PII_LEVEL`` read as described in `allowed_pii_fields`:
+
+=========  ============  ============  ==========================  ==========================
+level      email_domain  email_hash    email_masked                email (full)
+=========  ============  ============  ==========================  ==========================
+DEBUG      yes           yes           if level >= PII level *     only if MAILER_LOG_FULL_EMAILS
+INFO       yes           yes           if level >= PII level       never
+WARNING    yes           no            if level >= PII level       never
+ERROR+     yes           no            if level >= PII level       never
+=========  ============  ============  ==========================  ==========================
+
+(*) or when a full address is allowed (DEBUG with MAILER_LOG_FULL_EMAILS=true).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from mailadmin.settings import DEFAULT_HASH_SALT
+
+#: Field names produced by `get_pii_log_fields`.
+PII_FIELDS = ("email", "email_masked", "email_domain", "email_hash")
+MASK = "***"
+
+# Numeric values of the level names we accept (loguru's numbers, which match stdlib's).
+LEVEL_NUMBERS = {
+    "TRACE": 5,
+    "DEBUG": 10,
+    "INFO": 20,
+    "SUCCESS": 25,
+    "WARNING": 30,
+    "WARN": 30,
+    "ERROR": 40,
+    "CRITICAL": 50,
+    "FATAL": 50,
+}
+_INFO, _WARNING = LEVEL_NUMBERS["INFO"], LEVEL_NUMBERS["WARNING"]
+
+# --- address grammar -------------------------------------------------------------------------
+# Bounded repetitions everywhere: the pattern runs over every log line, so it must stay linear
+# even on a 100 kB base64 blob (RFC 5321 caps a local part at 64 octets; we allow 128).
+_QUOTED_LOCAL = r'"(?:[^"\\\r\n]|\\.){1,128}"'
+# In free text the local part excludes the URL delimiters / ? & # so that
+# "https://x.org/u?to=john@example.com" masks "to=john@..." and not the whole URL; "=" stays
+# because VERP bounce addresses ("bounce-john=example.com@lists.example.org") carry the
+# recipient's address in the local part.
+_TEXT_LOCAL = r"[\w!$%*+=^~-][\w!$%'*+=^`{|}~.-]{0,127}"
+_STRICT_LOCAL = r"[\w!#$%&'*+/=?^`{|}~.-]{1,128}"
+# Unicode labels (IDN as written, e.g. bücher.de, 例子.广告) and punycode; a label never starts
+# or ends with "-" or "_", so trailing punctuation ("mail a@b.com.") is left outside the match.
+_LABEL = r"[^\W_](?:[\w-]{0,61}[^\W_])?"
+_DOMAIN = rf"(?:{_LABEL}(?:\.{_LABEL}){{0,15}}|\[[^\]\s]{{1,64}}\])"
+
+#: Finds addresses inside free text: plus tags, sub-domains, upper case, IDN/unicode domains,
+#: quoted local parts ("john doe"@example.com), mailto: links and URL-encoded "@" (%40).
+EMAIL_PATTERN = re.compile(rf"(?P<local>{_QUOTED_LOCAL}|{_TEXT_LOCAL})(?P<sep>@|%40)(?P<domain>{_DOMAIN})")
+_ADDRESS = re.compile(rf"(?P<local>{_QUOTED_LOCAL}|{_STRICT_LOCAL})@(?P<domain>{_DOMAIN})")
+
+
+@dataclass(frozen=True)
+class PiiPolicy:
+    """What the logs may contain; built from the settings by `setup_logging`."""
+
+    pii_level: str = "ERROR"
+    full_emails: bool = False
+    hash_salt: str = DEFAULT_HASH_SALT
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> PiiPolicy:
+        """The policy described by `Settings.log_pii_level`, `log_full_emails`, `log_hash_salt`."""
+        return cls(
+            pii_level=level_name(settings.log_pii_level),
+            full_emails=bool(settings.log_full_emails),
+            hash_salt=settings.log_hash_salt,
+        )
+
+
+_active_policy = PiiPolicy()
+
+
+def get_active_policy() -> PiiPolicy:
+    """The policy installed by the last `setup_logging()` (SPEC defaults before that)."""
+    return _active_policy
+
+
+def set_active_policy(policy: PiiPolicy) -> None:
+    """Install `policy` as the one `get_pii_log_fields` and the log patcher apply."""
+    global _active_policy
+    _active_policy = policy
+
+
+def level_number(level: str | int) -> int:
+    """The numeric severity of a level name ("INFO") or number (20)."""
+    if isinstance(level, int):
+        return level
+    try:
+        return LEVEL_NUMBERS[str(level).strip().upper()]
+    except KeyError:
+        raise ValueError(f"unknown log level {level!r}") from None
+
+
+def level_name(level: str | int) -> str:
+    """The canonical name of a level ("warn" -> "WARNING"); numbers map to the nearest name below."""
+    number = level_number(level)
+    name = "TRACE"
+    for candidate in ("TRACE", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        if LEVEL_NUMBERS[candidate] <= number:
+            name = candidate
+    return name
+
+
+# --- single addresses ------------------------------------------------------------------------
+
+
+def _split(email: object) -> tuple[str, str] | None:
+    """(local part, domain) of a well-formed address, else None."""
+    if not isinstance(email, str):
+        return None
+    match = _ADDRESS.fullmatch(email.strip())
+    if match is None:
+        return None
+    return match.group("local"), match.group("domain")
+
+
+def mask_email(email: object) -> str:
+    """`john.doe@company.com` -> `jo***@company.com`; anything that is not an address -> `***`."""
+    parts = _split(email)
+    if parts is None:
+        return MASK
+    local, domain = parts
+    if local.startswith('"') and local.endswith('"'):
+        local = local[1:-1]
+    # rstrip("*") keeps masking idempotent: mask_email("a***@x.org") == "a***@x.org".
+    visible = local[:2].rstrip("*")
+    return f"{visible}{MASK}@{domain.lower()}"
+
+
+def redact_email(email: object) -> str:
+    """`john.doe@company.com` -> `***@company.com` (domain only); non-addresses -> `***`."""
+    parts = _split(email)
+    if parts is None:
+        return MASK
+    return f"{MASK}@{parts[1].lower()}"
+
+
+def email_domain(email: object) -> str:
+    """The lower-cased domain as written (IDN not converted to punycode); "" for a non-address."""
+    parts = _split(email)
+    return parts[1].lower() if parts else ""
+
+
+def email_hash(email: object, salt: str) -> str:
+    """HMAC-SHA256 keyed with `salt` over the stripped, lower-cased address: first 16 hex chars."""
+    normalised = (email if isinstance(email, str) else "").strip().lower()
+    return hmac.new(salt.encode("utf-8"), normalised.encode("utf-8"), hashlib.sha256).hexdigest()[:16]
+
+
+def is_email(value: object) -> bool:
+    """True when `value` is exactly one address (surrounding whitespace allowed)."""
+    return _split(value) is not None
+
+
+# --- the level policy ------------------------------------------------------------------------
+
+
+def allowed_pii_fields(level: str | int, *, pii_level: str | int = "ERROR", full_emails_allowed: bool = False) -> frozenset[str]:
+    """The PII field names a record of `level` may carry.
+
+    `email_domain` always; `email_hash` below WARNING; `email_masked` from `pii_level` up
+    (MAILER_LOG_PII_LEVEL: the minimum level at which anything derived from the local part may
+    appear); the full `email` only at DEBUG (or TRACE) when full emails are allowed — an explicit
+    debugging opt-in that then also allows `email_masked` at that level.
+    """
+    number = level_number(level)
+    full = bool(full_emails_allowed) and number < _INFO
+    fields = {"email_domain"}
+    if number < _WARNING:
+        fields.add("email_hash")
+    if full or number >= level_number(pii_level):
+        fields.add("email_masked")
+    if full:
+        fields.add("email")
+    return frozenset(fields)
+
+
+def safe_email_for_logging(
+    email: object,
+    level: str | int,
+    *,
+    salt: str,
+    full_emails_allowed: bool,
+    pii_level: str | int = "ERROR",
+) -> dict[str, str]:
+    """The PII-safe fields describing `email` in a record of `level` (explicit policy, no globals)."""
+    allowed = allowed_pii_fields(level, pii_level=pii_level, full_emails_allowed=full_emails_allowed)
+    fields: dict[str, str] = {}
+    if "email" in allowed and isinstance(email, str):
+        fields["email"] = email.strip()
+    if "email_masked" in allowed:
+        fields["email_masked"] = mask_email(email)
+    fields["email_domain"] = email_domain(email)
+    if "email_hash" in allowed:
+        fields["email_hash"] = email_hash(email, salt)
+    return fields
+
+
+def get_pii_log_fields(
+    email: object,
+    level: str | int = "INFO",
+    *,
+    salt: str | None = None,
+    full_emails_allowed: bool | None = None,
+    pii_level: str | int | None = None,
+) -> dict[str, str]:
+    """`safe_email_for_logging` with every omitted option taken from the active policy."""
+    policy = get_active_policy()
+    return safe_email_for_logging(
+        email,
+        level,
+        salt=policy.hash_salt if salt is None else salt,
+        full_emails_allowed=policy.full_emails if full_emails_allowed is None else full_emails_allowed,
+        pii_level=policy.pii_level if pii_level is None else pii_level,
+    )
+
+
+# --- free text -------------------------------------------------------------------------------
+
+# EMAIL_PATTERN.sub() would try the 128-character local part at every position of the text,
+# which costs ~0.5 s on a 200 kB line. Instead each separator is an anchor: the domain is matched
+# forward from it and the local part backward within a bounded window, so the cost stays linear.
+_SEPARATOR = re.compile(r"@|%40")
+_LOCAL_BEFORE_SEPARATOR = re.compile(rf"(?:{_QUOTED_LOCAL}|{_TEXT_LOCAL})\Z")
+_DOMAIN_AFTER_SEPARATOR = re.compile(_DOMAIN)
+_LOCAL_WINDOW = 130  # the longest local part the grammar accepts, quotes included
+_QUERY_DELIMITERS = "?&;"
+
+
+def find_emails(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, address) of every address in `text`; the same matches as `EMAIL_PATTERN`."""
+    found: list[tuple[int, int, str]] = []
+    cursor = 0
+    for separator in _SEPARATOR.finditer(text):
+        if separator.start() < cursor:
+            continue
+        domain = _DOMAIN_AFTER_SEPARATOR.match(text, separator.end())
+        if domain is None:
+            continue
+        local = _LOCAL_BEFORE_SEPARATOR.search(text, max(cursor, separator.start() - _LOCAL_WINDOW), separator.start())
+        if local is None:
+            continue
+        found.append((local.start(), domain.end(), f"{local.group()}@{domain.group()}"))
+        cursor = domain.end()
+    return found
+
+
+def mask_emails_in_text(text: str, replace: Callable[[str], str] = mask_email) -> str:
+    """Replace every address found in `text` with `replace(address)` (default: `mask_email`)."""
+    if not isinstance(text, str) or ("@" not in text and "%40" not in text):
+        return text
+    pieces: list[str] = []
+    cursor = 0
+    for start, end, address in find_emails(text):
+        local = address.rsplit("@", 1)[0]
+        encoded_separator = text[start + len(local)] != "@"
+        # "?to=john@example.com" in a URL: keep "to=" readable, mask the address after it.
+        if start > 0 and text[start - 1] in _QUERY_DELIMITERS and "=" in local and not local.startswith('"'):
+            key_length = local.index("=") + 1
+            if key_length < len(local):
+                start += key_length
+                address = address[key_length:]
+        pieces.append(text[cursor:start])
+        replaced = replace(address)
+        # Keep a URL-encoded separator encoded so the surrounding URL still reads as one.
+        pieces.append(replaced.replace("@", "%40", 1) if encoded_separator else replaced)
+        cursor = end
+    pieces.append(text[cursor:])
+    return "".join(pieces)

@@ -1,0 +1,130 @@
+"""Creating and editing draft campaigns: validate everything, then commit once.
+
+A draft is checked on save, not when the 10,000th message is built: the name and
+subject must be present, the subject must be one line (a CR or LF in a header is how
+header injection starts), and the three templates must parse and render for a sample
+recipient; every template problem is reported with its line.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from sqlalchemy import select
+
+from mailadmin.extensions import db
+from mailadmin.mail.templates import FIELD_LABELS, TemplateProblem, sample_fields, validate_campaign_templates
+from mailadmin.models import Campaign, Recipient, User
+from mailadmin.models.campaign import DRAFT
+
+NAME_MAX = 200
+SUBJECT_MAX = 998  # RFC 5322: a header line is at most 998 characters
+BODY_MAX = 500_000
+
+NOT_A_DRAFT_MESSAGE = "Only a draft campaign can be changed. This campaign has already been started."
+SUBJECT_LINE_BREAK_MESSAGE = "The subject must be a single line: line breaks (CR/LF) are not allowed."
+
+
+class DraftError(ValueError):
+    """The draft was not saved; `errors` maps a form field to its messages."""
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        self.errors = errors
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        """All problems in one sentence-per-line text, for flash messages and logs."""
+        lines = []
+        for name, messages in self.errors.items():
+            label = FIELD_LABELS.get(name, name.capitalize())
+            lines.extend(f"{label}: {message}" for message in messages)
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _problem_text(problem: TemplateProblem) -> str:
+    text = problem.message[:1].upper() + problem.message[1:]
+    return f"Line {problem.line}: {text}" if problem.line else text
+
+
+def campaign_field_names(campaign: Campaign | None) -> list[str]:
+    """Extra merge fields the campaign's imported recipients carry (from one recipient row)."""
+    if campaign is None or campaign.id is None:
+        return []
+    fields = db.session.scalar(
+        select(Recipient.fields).where(Recipient.campaign_id == campaign.id, Recipient.fields.is_not(None)).limit(1)
+    )
+    return sorted((fields or {}).keys())
+
+
+def validate_draft(
+    name: str, subject: str, body_text: str, body_html: str | None, *, extra_fields: list[str] | None = None
+) -> dict[str, list[str]]:
+    """Every problem of a draft's fields, by form field; an empty dict means it can be saved."""
+    errors: dict[str, list[str]] = defaultdict(list)
+    if not name.strip():
+        errors["name"].append("Give the campaign a name.")
+    elif len(name) > NAME_MAX:
+        errors["name"].append(f"The name is too long (at most {NAME_MAX} characters).")
+    if not subject.strip():
+        errors["subject"].append("Write a subject.")
+    elif len(subject) > SUBJECT_MAX:
+        errors["subject"].append(f"The subject is too long (at most {SUBJECT_MAX} characters).")
+    line_break = "\r" in subject or "\n" in subject
+    if line_break:
+        errors["subject"].append(SUBJECT_LINE_BREAK_MESSAGE)
+    if not body_text.strip():
+        errors["body_text"].append("Write a text body: every message carries a plain-text part.")
+    for key, value in (("body_text", body_text), ("body_html", body_html or "")):
+        if len(value) > BODY_MAX:
+            errors[key].append(f"The body is too long (at most {BODY_MAX:,} characters).")
+    for problem in validate_campaign_templates(
+        subject, body_text, body_html, sample=sample_fields(extra_fields or [])
+    ):
+        if problem.field == "subject" and line_break and problem.line is None:
+            continue  # already reported above, in the product's words
+        errors[problem.field].append(_problem_text(problem))
+    return dict(errors)
+
+
+def _clean(name: str, subject: str, body_text: str, body_html: str | None) -> tuple[str, str, str, str | None]:
+    # Browsers send textarea line ends as CRLF; store LF so that the templates' line numbers
+    # and the sent text parts are the same whatever the browser.
+    body_text = (body_text or "").replace("\r\n", "\n")
+    body_html = (body_html or "").replace("\r\n", "\n")
+    return (name or "").strip(), (subject or "").strip(" \t"), body_text, body_html if body_html.strip() else None
+
+
+def create_campaign(owner: User, name: str, subject: str, body_text: str, body_html: str | None = None) -> Campaign:
+    """Create a draft campaign owned by `owner`, or raise DraftError."""
+    name, subject, body_text, body_html = _clean(name, subject, body_text, body_html)
+    errors = validate_draft(name, subject, body_text, body_html)
+    if errors:
+        raise DraftError(errors)
+    campaign = Campaign(
+        owner_id=owner.id, name=name, subject=subject, body_text=body_text, body_html=body_html, status=DRAFT
+    )
+    db.session.add(campaign)
+    db.session.commit()
+    return campaign
+
+
+def update_campaign(
+    campaign: Campaign, name: str, subject: str, body_text: str, body_html: str | None = None
+) -> Campaign:
+    """Change a draft's name, subject and bodies, or raise DraftError (also when it is no longer a draft)."""
+    if campaign.status != DRAFT:
+        raise DraftError({"campaign": [NOT_A_DRAFT_MESSAGE]})
+    name, subject, body_text, body_html = _clean(name, subject, body_text, body_html)
+    errors = validate_draft(name, subject, body_text, body_html, extra_fields=campaign_field_names(campaign))
+    if errors:
+        raise DraftError(errors)
+    campaign.name = name
+    campaign.subject = subject
+    campaign.body_text = body_text
+    campaign.body_html = body_html
+    db.session.commit()
+    return campaign

@@ -1,0 +1,202 @@
+"""Every environment variable the product reads, parsed and validated in one place.
+
+`load_settings()` is called by the app factory and by `worker.py`; importing this
+module has no side effect. A bad value raises `SettingsError` whose message is a
+single line naming the variable and what was expected.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Mapping
+from urllib.parse import urlsplit
+
+DEFAULT_HASH_SALT = "default-salt-change-in-production"
+DEV_SECRET_KEY = "dev-secret-key-not-for-production"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+SMTP_SCHEMES = ("smtp", "smtp+starttls", "smtps")
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated configuration. Attribute names are the variables' names, lower-cased."""
+
+    # Limits (SPEC "Limits")
+    max_campaign_recipients: int = 10000
+    throttle_campaign_start_per_hour: int = 10
+    throttle_test_email_per_hour: int = 5
+    circuit_breaker_threshold: int = 10
+    transient_retry_delay_minutes: int = 5
+    smtp_max_per_hour: int = 100
+    # Login brute-force protection: failed attempts per 15 minutes.
+    throttle_login_per_account: int = 10
+    throttle_login_per_ip: int = 50
+    # Send loop slicing: a job claims `send_batch_size` recipients at a time and
+    # hands over to a fresh job after `send_slice_seconds`, so SIGTERM never
+    # catches a long job.
+    send_batch_size: int = 10
+    send_slice_seconds: int = 20
+    # A recipient left `sending` longer than this by a dead job becomes `unknown`.
+    stale_claim_seconds: int = 120
+    max_upload_mb: int = 5
+    # Logging / PII
+    log_pii_level: str = "ERROR"
+    log_full_emails: bool = False
+    log_hash_salt: str = DEFAULT_HASH_SALT
+    log_format: str = "pretty"
+    # Infrastructure
+    app_env: str = "development"
+    database_url: str = ""
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    secret_key: str = DEV_SECRET_KEY
+    smtp_url: str = "smtp://127.0.0.1:8025"
+    smtp_timeout_seconds: int = 30
+    mail_from: str = "mailadmin <noreply@localhost>"
+    public_url: str = "http://127.0.0.1:5000"
+    port: int = 5000
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def is_production(self) -> bool:
+        return self.app_env == "production"
+
+
+def _positive_int(name: str, raw: str, minimum: int = 1) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise SettingsError(f"{name}: expected a whole number >= {minimum}, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name}: expected a whole number >= {minimum}, got {raw!r}")
+    return value
+
+
+def _bool(name: str, raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise SettingsError(f"{name}: expected true or false, got {raw!r}")
+
+
+def _choice(name: str, raw: str, choices: tuple[str, ...], *, upper: bool = False) -> str:
+    value = raw.strip().upper() if upper else raw.strip().lower()
+    if value not in choices:
+        raise SettingsError(f"{name}: expected one of {', '.join(choices)}, got {raw!r}")
+    return value
+
+
+def _database_url(raw: str | None) -> str:
+    if not raw:
+        instance = PROJECT_ROOT / "instance"
+        return f"sqlite:///{instance / 'mailadmin.sqlite3'}"
+    # Heroku still hands out the pre-SQLAlchemy-1.4 scheme.
+    if raw.startswith("postgres://"):
+        raw = "postgresql://" + raw[len("postgres://") :]
+    if raw.startswith("postgresql://"):
+        raw = "postgresql+psycopg://" + raw[len("postgresql://") :]
+    scheme = urlsplit(raw).scheme
+    if not (scheme.startswith("sqlite") or scheme.startswith("postgresql")):
+        raise SettingsError(f"DATABASE_URL: expected a sqlite:// or postgres:// URL, got scheme {scheme!r}")
+    return raw
+
+
+def _redis_url(raw: str) -> str:
+    if urlsplit(raw).scheme not in ("redis", "rediss", "unix"):
+        raise SettingsError("REDIS_URL: expected a redis://, rediss:// or unix:// URL")
+    return raw
+
+
+def _smtp_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in SMTP_SCHEMES:
+        raise SettingsError(f"SMTP_URL: expected a scheme among {', '.join(SMTP_SCHEMES)}, got {parts.scheme!r}")
+    try:
+        parts.port
+    except ValueError:
+        raise SettingsError("SMTP_URL: the port is not a number") from None
+    if not parts.hostname:
+        raise SettingsError("SMTP_URL: expected a host, e.g. smtp://user:password@smtp.example.com:587")
+    return raw
+
+
+# name of variable -> (attribute, parser); parsers take (name, raw string).
+_INT_LIMITS = {
+    "MAILER_MAX_CAMPAIGN_RECIPIENTS": "max_campaign_recipients",
+    "MAILER_THROTTLE_CAMPAIGN_START_PER_HOUR": "throttle_campaign_start_per_hour",
+    "MAILER_THROTTLE_TEST_EMAIL_PER_HOUR": "throttle_test_email_per_hour",
+    "MAILER_CIRCUIT_BREAKER_THRESHOLD": "circuit_breaker_threshold",
+    "MAILER_TRANSIENT_RETRY_DELAY_MINUTES": "transient_retry_delay_minutes",
+    "MAILER_SMTP_MAX_PER_HOUR": "smtp_max_per_hour",
+    "MAILER_THROTTLE_LOGIN_PER_ACCOUNT": "throttle_login_per_account",
+    "MAILER_THROTTLE_LOGIN_PER_IP": "throttle_login_per_ip",
+    "MAILER_SEND_BATCH_SIZE": "send_batch_size",
+    "MAILER_SEND_SLICE_SECONDS": "send_slice_seconds",
+    "MAILER_STALE_CLAIM_SECONDS": "stale_claim_seconds",
+    "MAILER_MAX_UPLOAD_MB": "max_upload_mb",
+    "SMTP_TIMEOUT_SECONDS": "smtp_timeout_seconds",
+    "PORT": "port",
+}
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Parse and validate the configuration from `environ` (default: the process environment)."""
+    env = dict(os.environ if environ is None else environ)
+    values: dict = {}
+
+    def get(name: str) -> str | None:
+        raw = env.get(name)
+        return None if raw is None or raw.strip() == "" else raw
+
+    for name, attr in _INT_LIMITS.items():
+        raw = get(name)
+        if raw is not None:
+            values[attr] = _positive_int(name, raw)
+
+    app_env = _choice("APP_ENV", get("APP_ENV") or "development", ("production", "development"))
+    values["app_env"] = app_env
+    values["log_format"] = _choice(
+        "LOG_FORMAT", get("LOG_FORMAT") or ("json" if app_env == "production" else "pretty"), ("json", "pretty")
+    )
+    if (raw := get("MAILER_LOG_PII_LEVEL")) is not None:
+        values["log_pii_level"] = _choice("MAILER_LOG_PII_LEVEL", raw, LOG_LEVELS, upper=True)
+    if (raw := get("MAILER_LOG_FULL_EMAILS")) is not None:
+        values["log_full_emails"] = _bool("MAILER_LOG_FULL_EMAILS", raw)
+    if (raw := get("MAILER_LOG_HASH_SALT")) is not None:
+        values["log_hash_salt"] = raw
+    values["database_url"] = _database_url(get("DATABASE_URL"))
+    if (raw := get("REDIS_URL")) is not None:
+        values["redis_url"] = _redis_url(raw)
+    if (raw := get("SMTP_URL")) is not None:
+        values["smtp_url"] = _smtp_url(raw)
+    if (raw := get("MAIL_FROM")) is not None:
+        if "\r" in raw or "\n" in raw or "@" not in raw:
+            raise SettingsError("MAIL_FROM: expected one address, e.g. 'News <news@example.com>'")
+        values["mail_from"] = raw
+    port = values.get("port", Settings.port)
+    public_url = get("PUBLIC_URL") or f"http://127.0.0.1:{port}"
+    if urlsplit(public_url).scheme not in ("http", "https"):
+        raise SettingsError("PUBLIC_URL: expected an http:// or https:// URL (used in unsubscribe links)")
+    values["public_url"] = public_url.rstrip("/")
+
+    secret = get("SECRET_KEY")
+    if app_env == "production":
+        if not secret or secret == DEV_SECRET_KEY or len(secret) < 32:
+            raise SettingsError("SECRET_KEY: production needs a random value of at least 32 characters")
+        if values.get("log_hash_salt", DEFAULT_HASH_SALT) == DEFAULT_HASH_SALT:
+            raise SettingsError("MAILER_LOG_HASH_SALT: production refuses the default salt; set a random value")
+    values["secret_key"] = secret or DEV_SECRET_KEY
+    return Settings(**values)
+
+
+def setting_names() -> list[str]:
+    """Attribute names of `Settings`, for docs and tests."""
+    return [f.name for f in fields(Settings)]

@@ -1,0 +1,514 @@
+"""Per-user throttles (fail-closed), login protection and the global SMTP rate limiter (fail-open), on real Redis.
+
+Redis: `TEST_REDIS_URL` when set (only that database is flushed), otherwise a redis-server started
+for this module. Fault tests always start their own redis-server and really stop it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import multiprocessing
+import os
+import queue
+import random
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import redis
+from loguru import logger
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from mailadmin.devtools.redis_server import EmbeddedRedis
+from mailadmin.limits.rate_limiter import (
+    RATE_LIMIT_KEY,
+    RATE_LIMIT_WINDOW_SECONDS,
+    TokenReservation,
+    rate_limit_usage,
+    reserve_send_token,
+)
+from mailadmin.limits.throttle import (
+    ACTION_CAMPAIGN_START,
+    ACTION_LOGIN,
+    ACTION_TEST_EMAIL,
+    LOGIN_ACCOUNT_KEY_TEMPLATE,
+    LOGIN_IP_KEY_TEMPLATE,
+    LOGIN_THROTTLED_MESSAGE,
+    REASON_LIMIT_REACHED,
+    THROTTLE_BACKEND_UNAVAILABLE,
+    THROTTLE_KEY_TEMPLATE,
+    UNAVAILABLE_MESSAGE,
+    ThrottleResult,
+    check_login_allowed,
+    clear_login_failures,
+    is_user_throttled,
+    login_account_hash,
+    record_login_failure,
+    throttle_message,
+)
+from mailadmin.limits.window import KEY_PREFIX, add_to_window, reserve_in_window, window_usage
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+HOUR = 3600
+# An exact hour boundary (UTC), so that clock-hour arithmetic in the seed model is easy to read.
+T0 = 472_222 * HOUR  # 2023-11-14 22:00:00 UTC
+
+
+def make_client(url: str) -> redis.Redis:
+    """A client with short timeouts and one immediate retry, so a stopped Redis fails fast."""
+    return redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1, retry=Retry(NoBackoff(), 1))
+
+
+def at(seconds: float) -> datetime:
+    """UTC datetime of a Unix time given in seconds (exact to the microsecond)."""
+    return EPOCH + timedelta(microseconds=round(seconds * 1_000_000))
+
+
+@pytest.fixture(scope="module")
+def limits_redis_url():
+    """TEST_REDIS_URL only (never REDIS_URL: `r` flushes the database), else a redis-server for this module."""
+    url = os.environ.get("TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    with EmbeddedRedis() as server:
+        yield server.url
+
+
+@pytest.fixture
+def r(limits_redis_url):
+    client = make_client(limits_redis_url)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def stoppable_redis():
+    """A redis-server of this test's own, which the test may stop and start again."""
+    with EmbeddedRedis() as server:
+        client = make_client(server.url)
+        yield server, client
+        client.close()
+
+
+@pytest.fixture
+def log_records():
+    records: list[dict] = []
+    handler_id = logger.add(lambda message: records.append(message.record), level="DEBUG")
+    yield records
+    logger.remove(handler_id)
+
+
+# --- per-user throttles -------------------------------------------------------------------------
+
+
+def test_sixth_test_email_in_an_hour_is_refused_with_the_spec_text(r):
+    for expected_count in range(1, 6):
+        assert is_user_throttled(r, ACTION_TEST_EMAIL, 7, 5) == (False, expected_count, None)
+
+    is_throttled, count, reason = is_user_throttled(r, ACTION_TEST_EMAIL, 7, 5)
+
+    assert (is_throttled, count, reason) == (True, 5, REASON_LIMIT_REACHED)
+    assert throttle_message(ACTION_TEST_EMAIL, 5, reason) == "Test email limit reached (5 test emails per hour)."
+
+
+def test_eleventh_campaign_start_in_an_hour_is_refused(r):
+    results = [is_user_throttled(r, ACTION_CAMPAIGN_START, 7, 10) for _ in range(11)]
+
+    assert [result.is_throttled for result in results] == [False] * 10 + [True]
+    assert results[-1] == ThrottleResult(True, 10, REASON_LIMIT_REACHED)
+    assert throttle_message(ACTION_CAMPAIGN_START, 10) == "Campaign start limit reached (10 starts per hour)."
+
+
+def test_throttle_message_uses_the_configured_limit_and_the_singular_for_one():
+    assert throttle_message(ACTION_CAMPAIGN_START, 1) == "Campaign start limit reached (1 start per hour)."
+    assert throttle_message(ACTION_TEST_EMAIL, 1) == "Test email limit reached (1 test email per hour)."
+    assert throttle_message(ACTION_TEST_EMAIL, 12) == "Test email limit reached (12 test emails per hour)."
+    assert throttle_message(ACTION_TEST_EMAIL, 5, THROTTLE_BACKEND_UNAVAILABLE) == UNAVAILABLE_MESSAGE
+    assert UNAVAILABLE_MESSAGE == "Service temporarily unavailable. Please try again later."
+    assert throttle_message(ACTION_LOGIN, 10) == LOGIN_THROTTLED_MESSAGE
+
+
+def test_throttles_count_per_user_and_per_action(r):
+    for _ in range(6):
+        is_user_throttled(r, ACTION_TEST_EMAIL, 1, 5)
+    assert is_user_throttled(r, ACTION_TEST_EMAIL, 1, 5).is_throttled
+
+    assert is_user_throttled(r, ACTION_TEST_EMAIL, 2, 5) == (False, 1, None)
+    assert is_user_throttled(r, ACTION_CAMPAIGN_START, 1, 10) == (False, 1, None)
+
+
+def test_refused_attempts_are_not_counted(r):
+    for i in range(5):
+        assert not is_user_throttled(r, ACTION_TEST_EMAIL, 3, 5, now=T0 + i).is_throttled
+    for i in range(20):
+        assert is_user_throttled(r, ACTION_TEST_EMAIL, 3, 5, now=T0 + 100 + i).is_throttled
+    assert r.zcard(THROTTLE_KEY_TEMPLATE.format(action=ACTION_TEST_EMAIL, user_id=3)) == 5
+
+    # Had the 20 refusals been counted, the window would stay full until T0 + 100 + 3600.
+    assert is_user_throttled(r, ACTION_TEST_EMAIL, 3, 5, now=T0 + HOUR) == (False, 5, None)
+    assert is_user_throttled(r, ACTION_TEST_EMAIL, 3, 5, now=T0 + HOUR).is_throttled
+
+
+def test_window_slides_and_the_oldest_attempt_frees_exactly_one_hour_later(r):
+    for minute in range(0, 50, 10):  # T0, T0+10 min, ... T0+40 min
+        assert not is_user_throttled(r, ACTION_TEST_EMAIL, 4, 5, now=T0 + minute * 60).is_throttled
+
+    assert is_user_throttled(r, ACTION_TEST_EMAIL, 4, 5, now=T0 + HOUR - 0.000001).is_throttled
+    assert is_user_throttled(r, ACTION_TEST_EMAIL, 4, 5, now=T0 + HOUR) == (False, 5, None)
+    assert is_user_throttled(r, ACTION_TEST_EMAIL, 4, 5, now=T0 + HOUR + 599).is_throttled
+    assert not is_user_throttled(r, ACTION_TEST_EMAIL, 4, 5, now=T0 + HOUR + 600).is_throttled
+
+
+def test_throttle_key_is_named_after_action_and_user_and_expires_with_the_window(r):
+    is_user_throttled(r, ACTION_CAMPAIGN_START, 42, 10)
+
+    key = THROTTLE_KEY_TEMPLATE.format(action=ACTION_CAMPAIGN_START, user_id=42)
+    assert key == "mailadmin:throttle:campaign_start:user:42"
+    assert [k.decode() for k in r.keys("*")] == [key]
+    assert 0 < r.pttl(key) <= HOUR * 1000
+
+
+# --- the shared window --------------------------------------------------------------------------
+
+
+def test_peeking_at_a_window_never_counts(r):
+    for _ in range(3):
+        reserve_in_window(r, "mailadmin:test:window", 3, 60)
+    for _ in range(5):
+        usage = window_usage(r, "mailadmin:test:window", 3, 60)
+        assert (usage.allowed, usage.count, usage.limit) == (False, 3, 3)
+    assert reserve_in_window(r, "mailadmin:test:window", 4, 60, peek=True).allowed
+    assert r.zcard("mailadmin:test:window") == 3
+
+
+def test_adding_to_a_window_records_events_without_a_limit(r):
+    counts = [add_to_window(r, "mailadmin:test:failures", 900) for _ in range(4)]
+
+    assert counts == [1, 2, 3, 4]
+    assert 0 < r.pttl("mailadmin:test:failures") <= 900 * 1000
+
+
+def test_next_free_at_is_unset_until_the_window_is_full(r):
+    first = reserve_in_window(r, "mailadmin:test:window", 2, 60, now=T0)
+    second = reserve_in_window(r, "mailadmin:test:window", 2, 60, now=T0 + 1)
+
+    assert (first.allowed, first.count, first.next_free_at) == (True, 1, None)
+    assert (second.allowed, second.count, second.next_free_at) == (True, 2, at(T0 + 60))
+
+
+# --- login brute-force protection ---------------------------------------------------------------
+
+
+def test_ten_failed_logins_lock_the_account_but_not_another_account_from_another_ip(r):
+    for _ in range(10):
+        assert not check_login_allowed(r, "alice@example.com", "203.0.113.5", 10, 50).is_throttled
+        record_login_failure(r, "alice@example.com", "203.0.113.5")
+
+    assert check_login_allowed(r, "alice@example.com", "203.0.113.5", 10, 50) == (True, 10, REASON_LIMIT_REACHED)
+    # The lock is on the account, wherever the next attempt comes from.
+    assert check_login_allowed(r, "Alice@Example.com", "198.51.100.9", 10, 50).is_throttled
+    assert check_login_allowed(r, "bob@example.com", "198.51.100.9", 10, 50) == (False, 0, None)
+    # Checking does not count.
+    assert r.zcard(LOGIN_ACCOUNT_KEY_TEMPLATE.format(account_hash=login_account_hash("alice@example.com"))) == 10
+
+
+def test_failed_logins_across_accounts_from_one_ip_hit_the_per_ip_limit(r):
+    for n in range(5):
+        record_login_failure(r, f"user{n}@example.com", "203.0.113.7")
+
+    assert check_login_allowed(r, "new@example.com", "203.0.113.7", 10, 5) == (True, 5, REASON_LIMIT_REACHED)
+    assert not check_login_allowed(r, "new@example.com", "203.0.113.8", 10, 5).is_throttled
+
+
+def test_account_lock_lifts_after_the_login_window(r):
+    for i in range(10):
+        record_login_failure(r, "carol@example.com", "203.0.113.5", now=T0 + i)
+
+    assert check_login_allowed(r, "carol@example.com", "203.0.113.5", 10, 50, now=T0 + 899).is_throttled
+    assert not check_login_allowed(r, "carol@example.com", "203.0.113.5", 10, 50, now=T0 + 910).is_throttled
+
+
+def test_successful_login_clears_the_account_failures_but_not_the_ip_count(r):
+    for _ in range(9):
+        record_login_failure(r, "dave@example.com", "203.0.113.5")
+
+    clear_login_failures(r, "DAVE@example.com ")
+
+    assert check_login_allowed(r, "dave@example.com", "203.0.113.5", 10, 50) == (False, 0, None)
+    assert r.zcard(LOGIN_IP_KEY_TEMPLATE.format(ip="203.0.113.5")) == 9
+
+
+def test_login_keys_hash_the_lower_cased_email_and_never_hold_the_address(r):
+    record_login_failure(r, "Erin.Smith@Example.COM", "2001:DB8::1")
+    record_login_failure(r, "erin.smith@example.com", "2001:db8::1")
+
+    keys = sorted(k.decode() for k in r.keys("*"))
+    account_hash = login_account_hash("erin.smith@example.com")
+    assert keys == [
+        LOGIN_ACCOUNT_KEY_TEMPLATE.format(account_hash=account_hash),
+        LOGIN_IP_KEY_TEMPLATE.format(ip="2001:db8::1"),
+    ]
+    assert keys[0] == f"mailadmin:throttle:login:account:{account_hash}"
+    assert keys[1] == "mailadmin:throttle:login:ip:2001:db8::1"
+    assert not any("@" in key or "erin" in key.lower() for key in keys)
+    assert r.zcard(keys[0]) == 2
+    assert 0 < r.pttl(keys[0]) <= 900 * 1000
+
+
+def test_key_names_share_the_mailadmin_prefix():
+    assert KEY_PREFIX == "mailadmin:"
+    assert THROTTLE_KEY_TEMPLATE == "mailadmin:throttle:{action}:user:{user_id}"
+    assert LOGIN_ACCOUNT_KEY_TEMPLATE == "mailadmin:throttle:login:account:{account_hash}"
+    assert LOGIN_IP_KEY_TEMPLATE == "mailadmin:throttle:login:ip:{ip}"
+    assert RATE_LIMIT_KEY == "mailadmin:ratelimit:smtp"
+
+
+# --- global SMTP rate limiter -------------------------------------------------------------------
+
+
+def reference_sliding_log(times_us: list[int], limit: int, window_us: int) -> list[bool]:
+    """The rule the limiter must follow, in plain Python: allowed iff fewer than `limit` allowed in (t - window, t]."""
+    allowed_at: list[int] = []
+    decisions = []
+    for t in times_us:
+        in_window = len(allowed_at) - bisect.bisect_right(allowed_at, t - window_us)
+        decisions.append(in_window < limit)
+        if in_window < limit:
+            allowed_at.append(t)
+    return decisions
+
+
+def seed_clock_hour_reserve(client: redis.Redis, max_per_hour: int, now: float) -> bool:
+    """The seed's scheme: INCR a key named after the current clock hour."""
+    key = f"test:seed-ratelimit:{datetime.fromtimestamp(now, UTC):%Y%m%d%H}"
+    count = client.incr(key)
+    client.expire(key, 2 * HOUR)
+    return count <= max_per_hour
+
+
+def busiest_hour(times_us: list[int], window_us: int = HOUR * 1_000_000) -> int:
+    """Most events in any half-open window [s, s + 1 h): every event time and every whole second as a start."""
+    times_us = sorted(times_us)
+    if not times_us:
+        return 0
+    seconds = range(times_us[0] // 1_000_000 - HOUR, times_us[-1] // 1_000_000 + 2)
+    starts = set(times_us) | {s * 1_000_000 for s in seconds}
+    return max(bisect.bisect_left(times_us, s + window_us) - bisect.bisect_left(times_us, s) for s in starts)
+
+
+def three_hour_schedule(seed: int) -> list[float]:
+    """Random send attempts over 3 hours, with bursts on both sides of each full hour."""
+    rng = random.Random(seed)
+    times = [T0 + rng.uniform(0, 3 * HOUR) for _ in range(150)]
+    for boundary in (T0 + HOUR, T0 + 2 * HOUR, T0 + 3 * HOUR):
+        times += [boundary + rng.uniform(-300, 300) for _ in range(60)]
+    return sorted({round(t, 6) for t in times})
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_no_rolling_hour_ever_holds_more_than_the_quota_over_three_hours(r, seed):
+    max_per_hour = 40
+    schedule = three_hour_schedule(seed)
+    times_us = [round(t * 1_000_000) for t in schedule]
+
+    ours = [reserve_send_token(r, max_per_hour, campaign_id=1, now=t).allowed for t in schedule]
+    seeds = [seed_clock_hour_reserve(r, max_per_hour, t) for t in schedule]
+
+    ours_us = [t for t, ok in zip(times_us, ours, strict=True) if ok]
+    seeds_us = [t for t, ok in zip(times_us, seeds, strict=True) if ok]
+    assert busiest_hour(ours_us) == max_per_hour  # full, and never over
+    assert busiest_hour(seeds_us) > max_per_hour  # the clock-hour key overshoots on the same traffic
+    # Not stricter than needed either: exactly the decisions of the sliding-log rule.
+    assert ours == reference_sliding_log(times_us, max_per_hour, RATE_LIMIT_WINDOW_SECONDS * 1_000_000)
+
+
+def test_clock_hour_key_lets_twice_the_quota_through_around_the_hour_but_the_rolling_window_does_not(r):
+    max_per_hour = 30
+    # 30 attempts in the last minute of an hour, 30 in the first minute of the next.
+    schedule = [T0 + HOUR - 60 + 2 * i for i in range(30)] + [T0 + HOUR + 2 * i for i in range(30)]
+
+    seeds = [seed_clock_hour_reserve(r, max_per_hour, t) for t in schedule]
+    ours = [reserve_send_token(r, max_per_hour, now=t).allowed for t in schedule]
+
+    assert sum(seeds) == 2 * max_per_hour  # 60 sends within two minutes
+    assert sum(ours) == max_per_hour
+    assert ours == [True] * 30 + [False] * 30
+
+
+def test_next_free_at_is_exactly_the_oldest_reservation_plus_one_hour(r):
+    for t in (T0 + 0.123456, T0 + 10, T0 + 20):
+        assert reserve_send_token(r, 3, now=t).allowed
+
+    refused = reserve_send_token(r, 3, campaign_id=9, now=T0 + 30)
+
+    assert refused == TokenReservation(
+        allowed=False, current_count=3, max_per_hour=3, next_free_at=at(T0 + 0.123456 + HOUR), backend_available=True
+    )
+    assert rate_limit_usage(r, 3, now=T0 + 30) == refused
+    assert not reserve_send_token(r, 3, now=T0 + HOUR + 0.123455).allowed
+    assert reserve_send_token(r, 3, now=T0 + HOUR + 0.123456).allowed
+    assert rate_limit_usage(r, 3, now=T0 + HOUR + 1).next_free_at == at(T0 + 10 + HOUR)
+
+
+def test_next_free_at_after_the_quota_was_lowered_is_when_usage_drops_below_the_new_quota(r):
+    for i in range(5):
+        assert reserve_send_token(r, 5, now=T0 + i).allowed
+
+    refused = reserve_send_token(r, 3, now=T0 + 10)
+
+    # T0, T0+1 and T0+2 must expire before 2 < 3 tokens are in use.
+    assert (refused.allowed, refused.current_count, refused.next_free_at) == (False, 5, at(T0 + 2 + HOUR))
+    assert not reserve_send_token(r, 3, now=T0 + 1 + HOUR).allowed
+    assert reserve_send_token(r, 3, now=T0 + 2 + HOUR).allowed
+
+
+def test_next_free_at_uses_the_redis_server_clock_when_no_time_is_given(r):
+    server_before = r.time()
+    for _ in range(3):
+        assert reserve_send_token(r, 3).allowed
+
+    refused = reserve_send_token(r, 3)
+
+    oldest_us = int(r.zrange(RATE_LIMIT_KEY, 0, 0, withscores=True)[0][1])
+    assert not refused.allowed
+    assert refused.next_free_at == EPOCH + timedelta(microseconds=oldest_us + HOUR * 1_000_000)
+    assert oldest_us >= server_before[0] * 1_000_000 + server_before[1]
+    usage = rate_limit_usage(r, 3)
+    assert (usage.current_count, usage.max_per_hour, usage.next_free_at) == (3, 3, refused.next_free_at)
+    assert 0 < r.pttl(RATE_LIMIT_KEY) <= HOUR * 1000
+
+
+def test_rate_limit_usage_reports_used_and_max_without_reserving(r):
+    reserve_send_token(r, 100)
+    reserve_send_token(r, 100)
+
+    usage = rate_limit_usage(r, 100)
+
+    assert (usage.allowed, usage.current_count, usage.max_per_hour, usage.next_free_at) == (True, 2, 100, None)
+    assert r.zcard(RATE_LIMIT_KEY) == 2
+
+
+def test_reserving_a_token_logs_a_debug_record_with_the_window(r, log_records):
+    reserve_send_token(r, 100, campaign_id=5)
+
+    (record,) = [rec for rec in log_records if rec["message"] == "Rate limit token reserve"]
+    assert record["level"].name == "DEBUG"
+    assert record["extra"] == {
+        "campaign_id": 5,
+        "allowed": True,
+        "current_count": 1,
+        "max_per_hour": 100,
+        "window": "rolling_3600s",
+    }
+
+
+def reserve_many(url: str, attempts: int, start, results) -> None:
+    """Worker body for the concurrency test: wait for the start signal, then reserve as fast as possible."""
+    client = make_client(url)
+    try:
+        start.wait(30)
+        results.put(sum(reserve_send_token(client, 20).allowed for _ in range(attempts)))
+    finally:
+        client.close()
+
+
+def test_three_threads_and_two_processes_racing_never_reserve_more_than_the_quota(r, limits_redis_url):
+    # fork: the child needs no import of this test module; processes start before any thread.
+    context = multiprocessing.get_context("fork")
+    process_start, process_results = context.Event(), context.Queue()
+    processes = [
+        context.Process(target=reserve_many, args=(limits_redis_url, 40, process_start, process_results))
+        for _ in range(2)
+    ]
+    for process in processes:
+        process.start()
+    thread_start, thread_results = threading.Event(), queue.Queue()
+    threads = [
+        threading.Thread(target=reserve_many, args=(limits_redis_url, 40, thread_start, thread_results))
+        for _ in range(3)
+    ]
+    for thread in threads:
+        thread.start()
+
+    process_start.set()
+    thread_start.set()
+    allowed = [process_results.get(timeout=30) for _ in processes]
+    for thread in threads:
+        thread.join(timeout=30)
+    allowed += [thread_results.get(timeout=1) for _ in threads]
+    for process in processes:
+        process.join(timeout=30)
+
+    assert [process.exitcode for process in processes] == [0, 0]
+    assert sum(allowed) == 20
+    assert r.zcard(RATE_LIMIT_KEY) == 20
+
+
+# --- Redis really stopped -----------------------------------------------------------------------
+
+
+def test_throttle_refuses_while_redis_is_down_and_works_again_after(stoppable_redis, log_records):
+    server, client = stoppable_redis
+    assert is_user_throttled(client, ACTION_CAMPAIGN_START, 11, 10) == (False, 1, None)
+    server.stop()
+
+    result = is_user_throttled(client, ACTION_CAMPAIGN_START, 11, 10)
+
+    assert result == ThrottleResult(True, 0, THROTTLE_BACKEND_UNAVAILABLE)
+    assert throttle_message(ACTION_CAMPAIGN_START, 10, result.reason) == UNAVAILABLE_MESSAGE
+    (record,) = [rec for rec in log_records if rec["message"] == "Throttle backend unavailable"]
+    assert record["level"].name == "ERROR"
+    assert record["extra"]["policy"] == "fail_closed"
+    assert record["extra"]["action"] == ACTION_CAMPAIGN_START
+    assert record["extra"]["user_id"] == 11
+    assert record["extra"]["error_type"] == "ConnectionError"
+
+    server.start()
+    assert is_user_throttled(client, ACTION_CAMPAIGN_START, 11, 10) == (False, 1, None)
+
+
+def test_rate_limiter_allows_while_redis_is_down_and_works_again_after(stoppable_redis, log_records):
+    server, client = stoppable_redis
+    assert reserve_send_token(client, 100, campaign_id=3).backend_available
+    server.stop()
+
+    reservation = reserve_send_token(client, 100, campaign_id=3)
+
+    assert reservation == TokenReservation(
+        allowed=True, current_count=0, max_per_hour=100, next_free_at=None, backend_available=False
+    )
+    (record,) = [rec for rec in log_records if rec["message"] == "Error reserving rate limit token (Redis unavailable)"]
+    assert record["level"].name == "ERROR"
+    assert record["extra"]["policy"] == "fail_open"
+    assert record["extra"]["campaign_id"] == 3
+    assert record["extra"]["error_type"] == "ConnectionError"
+    assert not rate_limit_usage(client, 100).backend_available
+
+    server.start()
+    after = reserve_send_token(client, 100, campaign_id=3)
+    assert (after.allowed, after.current_count, after.backend_available) == (True, 1, True)
+
+
+def test_login_is_refused_while_redis_is_down(stoppable_redis, log_records):
+    server, client = stoppable_redis
+    server.stop()
+
+    assert check_login_allowed(client, "frank@example.com", "203.0.113.5", 10, 50) == (
+        True,
+        0,
+        THROTTLE_BACKEND_UNAVAILABLE,
+    )
+    record_login_failure(client, "frank@example.com", "203.0.113.5")  # must not raise
+    clear_login_failures(client, "frank@example.com")  # must not raise
+
+    errors = [rec for rec in log_records if rec["message"] == "Throttle backend unavailable"]
+    assert len(errors) == 3
+    assert all(rec["extra"]["policy"] == "fail_closed" for rec in errors)
+    assert not any("frank" in str(rec["extra"]) or "frank" in rec["message"] for rec in log_records)
+
+    server.start()
+    assert check_login_allowed(client, "frank@example.com", "203.0.113.5", 10, 50) == (False, 0, None)

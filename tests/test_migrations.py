@@ -1,0 +1,65 @@
+"""Migrations: up, down and up again on empty SQLite and PostgreSQL; no drift from the models."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from flask_migrate import downgrade, upgrade
+
+from mailadmin import create_app
+from mailadmin.extensions import db
+from tests.support.databases import configured_database_url, is_postgres, scratch_database
+
+
+def _kinds() -> list[str]:
+    url = configured_database_url()
+    return ["sqlite", "postgresql"] if url and is_postgres(url) else ["sqlite"]
+
+
+def _columns(engine, table: str) -> dict:
+    return {c["name"]: c for c in sa.inspect(engine).get_columns(table)}
+
+
+@pytest.fixture(params=_kinds())
+def empty_database(request, tmp_path, base_env):
+    with scratch_database(request.param, tmp_path) as url:
+        app = create_app({**base_env, "DATABASE_URL": url, "SETUP_LOGGING": False})
+        with app.app_context():
+            yield app
+            db.session.remove()
+            db.engine.dispose()
+
+
+def test_upgrade_downgrade_upgrade_and_no_drift(empty_database):
+    upgrade()
+    assert "campaign_queue" in sa.inspect(db.engine).get_table_names()
+    downgrade(revision="base")
+    assert sa.inspect(db.engine).get_table_names() in ([], ["alembic_version"])
+    upgrade()
+    with db.engine.connect() as conn:
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True}),
+            db.metadata,
+        )
+    assert diff == []
+
+
+def test_consecutive_transient_errors_arrives_in_its_own_migration_with_zero_for_existing_rows(empty_database):
+    upgrade(revision="0001")
+    assert "consecutive_transient_errors" not in _columns(db.engine, "campaign_queue")
+    with db.engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO users (id, email, password_hash, role, active, created_at) "
+                             "VALUES (1, 'a@example.com', 'x', 'admin', true, CURRENT_TIMESTAMP)"))
+        conn.execute(sa.text(
+            "INSERT INTO campaigns (id, owner_id, name, subject, body_text, status, finished_with_errors, "
+            "recipients_total, sent_count, failed_count, skipped_count, unknown_count, created_at, updated_at) "
+            "VALUES (1, 1, 'c', 's', 't', 'sending', false, 0, 0, 0, 0, 0, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
+        conn.execute(sa.text("INSERT INTO campaign_queue (id, campaign_id, created_at, updated_at) "
+                             "VALUES (1, 1, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
+    upgrade(revision="0002")
+    column = _columns(db.engine, "campaign_queue")["consecutive_transient_errors"]
+    assert column["nullable"] is False
+    with db.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT consecutive_transient_errors FROM campaign_queue")).scalar_one() == 0

@@ -1,0 +1,10 @@
+"""WSGI entry point: `gunicorn wsgi:app`, `flask --app wsgi ...`."""
+
+from mailadmin import create_app
+from mailadmin.settings import SettingsError
+
+try:
+    app = create_app()
+except SettingsError as exc:
+    # One line naming the variable, not a traceback, is what an operator needs at start-up.
+    raise SystemExit(f"mailadmin: configuration error: {exc}") from None
