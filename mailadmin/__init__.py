@@ -7,13 +7,14 @@ exposes `init_app(app)` (or an `init_*` function) called from here.
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from mailadmin.extensions import csrf, db, init_redis, login_manager, migrate
+from mailadmin.extensions import csrf, db, init_redis, migrate
 from mailadmin.settings import PROJECT_ROOT, Settings, load_settings
 
 
@@ -42,12 +43,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     init_redis(app)
 
     from mailadmin import models  # noqa: F401  (registers the tables with the metadata)
+    from mailadmin.admin import init_app as init_admin
     from mailadmin.auth import init_app as init_auth
+    from mailadmin.campaigns import init_app as init_campaigns
     from mailadmin.cli import init_app as init_cli
     from mailadmin.errors import init_app as init_errors
     from mailadmin.health import init_app as init_health
-    from mailadmin.admin import init_app as init_admin
-    from mailadmin.campaigns import init_app as init_campaigns
 
     init_auth(app)
     init_errors(app)

@@ -7,13 +7,13 @@ connects at import time and every caller passes `connection=` explicitly (RQ 3).
 from __future__ import annotations
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 from flask import Flask, current_app
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from rq import Queue
 from rq_scheduler import Scheduler
 from sqlalchemy import MetaData

@@ -8,9 +8,9 @@ single line naming the variable and what was expected.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Mapping
 from urllib.parse import urlsplit
 
 DEFAULT_HASH_SALT = "default-salt-change-in-production"
@@ -120,7 +120,7 @@ def _smtp_url(raw: str) -> str:
     if parts.scheme not in SMTP_SCHEMES:
         raise SettingsError(f"SMTP_URL: expected a scheme among {', '.join(SMTP_SCHEMES)}, got {parts.scheme!r}")
     try:
-        parts.port
+        _ = parts.port  # urlsplit validates the port lazily
     except ValueError:
         raise SettingsError("SMTP_URL: the port is not a number") from None
     if not parts.hostname:

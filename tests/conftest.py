@@ -151,9 +151,9 @@ class AuthActions:
         )
 
     def logout(self):
-        from tests.support.forms import csrf_token_from
+        from tests.support.forms import csrf_token_from, path_for
 
-        token = csrf_token_from(self._client.get("/").get_data(as_text=True))
+        token = csrf_token_from(self._client.get(path_for("campaigns.index")).get_data(as_text=True))
         return self._client.post("/logout", data={"csrf_token": token})
 
 

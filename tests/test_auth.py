@@ -7,7 +7,7 @@ import pytest
 from mailadmin.devtools.redis_server import EmbeddedRedis
 from mailadmin.limits.throttle import LOGIN_THROTTLED_MESSAGE, UNAVAILABLE_MESSAGE
 from tests.conftest import PASSWORD
-from tests.support.forms import csrf_token_from
+from tests.support.forms import csrf_token_from, path_for
 
 
 @pytest.fixture
@@ -21,8 +21,8 @@ def private_redis(app_env):
 def test_login_with_the_right_password_opens_the_dashboard(client, auth, make_user):
     make_user("manager@example.com")
     response = auth.login("Manager@Example.com", PASSWORD)
-    assert response.status_code == 302 and response.headers["Location"] == "/"
-    assert client.get("/").status_code == 200
+    assert response.status_code == 302 and response.headers["Location"] == path_for("campaigns.index")
+    assert client.get(path_for("campaigns.index")).status_code == 200
 
 
 def test_wrong_password_is_refused_with_a_message(client, auth, make_user):
@@ -30,7 +30,7 @@ def test_wrong_password_is_refused_with_a_message(client, auth, make_user):
     response = auth.login("manager@example.com", "not the password")
     assert response.status_code == 401
     assert "Wrong email or password." in response.get_data(as_text=True)
-    assert client.get("/").status_code == 302
+    assert client.get(path_for("campaigns.index")).status_code == 302
 
 
 def test_disabled_user_cannot_log_in(auth, make_user, app):
@@ -44,12 +44,12 @@ def test_logout_ends_the_session(client, auth, make_user):
     make_user()
     auth.login()
     assert auth.logout().status_code == 302
-    assert client.get("/").headers["Location"].startswith("/login")
+    assert client.get(path_for("campaigns.index")).headers["Location"].startswith("/login")
 
 
 def test_pages_need_a_login_and_come_back_after_it(client, auth, make_user):
     make_user()
-    response = client.get("/")
+    response = client.get(path_for("campaigns.index"))
     assert response.status_code == 302 and response.headers["Location"].startswith("/login?next=")
     response = auth.login(query_string={"next": "/admin/users"})
     assert response.headers["Location"] == "/admin/users"
@@ -59,7 +59,7 @@ def test_pages_need_a_login_and_come_back_after_it(client, auth, make_user):
 def test_next_never_leaves_the_site(auth, make_user, target):
     make_user()
     response = auth.login(query_string={"next": target})
-    assert response.headers["Location"] == "/"
+    assert response.headers["Location"] == path_for("campaigns.index")
 
 
 def test_brute_force_locks_the_account_but_not_others(auth, make_user, app):
@@ -94,7 +94,7 @@ def test_logout_without_csrf_token_is_refused(client, auth, make_user):
     make_user()
     auth.login()
     assert client.post("/logout").status_code == 400
-    assert client.get("/").status_code == 200
+    assert client.get(path_for("campaigns.index")).status_code == 200
 
 
 def test_manager_gets_403_on_admin_pages(client, auth, make_user):

@@ -19,3 +19,11 @@ def post_form(client, url: str, data: dict | None = None, *, page_url: str | Non
     """GET the page that holds the form, then POST `data` with its CSRF token."""
     token = csrf_token_from(client.get(page_url or url).get_data(as_text=True))
     return client.post(url, data={**(data or {}), "csrf_token": token}, **kwargs)
+
+
+def path_for(endpoint: str, **values) -> str:
+    """url_for() outside a request: the local path of an endpoint."""
+    from flask import current_app, url_for
+
+    with current_app.test_request_context():
+        return url_for(endpoint, **values)
