@@ -14,11 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mailadmin.devtools.redis_server import EmbeddedRedis
+from mailadmin.devtools.redis_server import EmbeddedRedis, free_port
 from mailadmin.settings import PROJECT_ROOT
-
-DEV_REDIS_PORT = 6390
-DEV_SMTP_PORT = 8025
 
 
 def _flask(env: dict[str, str], *args: str) -> None:
@@ -35,7 +32,7 @@ def main() -> int:
     started: list = []
     try:
         if not env.get("REDIS_URL"):
-            redis_server = EmbeddedRedis(port=DEV_REDIS_PORT).start()
+            redis_server = EmbeddedRedis().start()
             started.append(redis_server)
             env["REDIS_URL"] = redis_server.url
             print(f"* Redis: started a local redis-server on {redis_server.url}")
@@ -44,7 +41,7 @@ def main() -> int:
 
             outbox = PROJECT_ROOT / "instance" / "outbox"
             outbox.mkdir(parents=True, exist_ok=True)
-            smtp_server = CaptureSMTP(port=DEV_SMTP_PORT, outbox_dir=str(outbox))
+            smtp_server = CaptureSMTP(port=free_port(), outbox_dir=str(outbox), keep_messages=False)
             smtp_server.start()
             started.append(smtp_server)
             env["SMTP_URL"] = smtp_server.url

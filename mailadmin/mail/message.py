@@ -20,9 +20,10 @@ import binascii
 import re
 import secrets
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import formatdate, parseaddr
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
@@ -33,8 +34,9 @@ _MAX_LINE = 78  # RFC 5322 2.1.1 "SHOULD"; 998 is the hard limit
 _WORD_BYTES = 42  # UTF-8 bytes per encoded-word: "=?utf-8?b?" + 56 base64 chars + "?=" = 68 chars
 # Characters that would change the structure of an address header around a bare addr-spec.
 _ADDRESS_FORBIDDEN = re.compile(r'[\s<>(),;:"\[\]\\\x00-\x1f\x7f]')
-# Printable ASCII plus tab, without "=?" (which a reader would take for an encoded-word).
-_PLAIN_HEADER_TEXT = re.compile(r"[\t\x20-\x7e]*")
+# Printable ASCII: may go in a header as is (unless it contains "=?", which reads as an encoded-word).
+_PLAIN_HEADER_TEXT = re.compile(r"[\x20-\x7e]+")
+_FOLD_CHUNKS = re.compile(r" *[^ ]+| +$")
 
 
 class MessageBuildError(ValueError):
@@ -94,32 +96,35 @@ def _encoded_words(value: str) -> str:
 
 
 def _fold_plain(prefix_len: int, value: str) -> str | None:
-    """Fold printable ASCII at spaces to ~78 columns; None when some word cannot fit in 998."""
-    words = value.split(" ")
+    """Fold printable ASCII before runs of spaces to ~78 columns; None when a word cannot fit in 998."""
+    # Each chunk is a run of spaces plus the word after it; folding puts CRLF in front of a
+    # chunk, so unfolding (removing the CRLF) gives back the exact text.
+    chunks = _FOLD_CHUNKS.findall(value)
     lines = []
-    current, length = words[0], prefix_len + len(words[0])
-    for word in words[1:]:
-        if word and current.strip() and length + 1 + len(word) > _MAX_LINE:
+    current, length = chunks[0], prefix_len + len(chunks[0])
+    for chunk in chunks[1:]:
+        if length + len(chunk) > _MAX_LINE and current.strip() and chunk.strip():
             lines.append(current)
-            current, length = " " + word, 1 + len(word)
+            current, length = chunk, len(chunk)
         else:
-            current += " " + word
-            length += 1 + len(word)
+            current += chunk
+            length += len(chunk)
     lines.append(current)
     if any(len(line) > 990 for line in lines):
         return None
-    # A fold is CRLF inserted before a space: unfolding gives back the exact text.
     return "\r\n".join(lines)
 
 
 def encode_header_text(name: str, value: str) -> str:
     """An unstructured header value (e.g. Subject) as header-safe ASCII: plain, folded, or RFC 2047."""
     check_header_value(name, value)
+    if not value:
+        return ""
     if _PLAIN_HEADER_TEXT.fullmatch(value) and "=?" not in value:
         if len(name) + 2 + len(value) <= _MAX_LINE:
             return value
         folded = _fold_plain(len(name) + 2, value)
-        if folded is not None and not folded.endswith(" ") and not value.startswith(" "):
+        if folded is not None:
             return folded
     return _encoded_words(value)
 

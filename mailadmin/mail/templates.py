@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import re
 import traceback
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from jinja2 import ChainableUndefined, Template, TemplateSyntaxError, meta, nodes
 from jinja2.exceptions import SecurityError, TemplateError

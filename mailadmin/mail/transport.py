@@ -193,11 +193,12 @@ class SmtpTransport:
         self.local_hostname = local_hostname
         self.connections_opened = 0
         self._smtp: smtplib.SMTP | None = None
+        self._stage = "mail"
 
     @classmethod
     def from_url(
         cls, url: str, timeout: float = 30, *, ssl_context: ssl.SSLContext | None = None, local_hostname: str | None = None
-    ) -> "SmtpTransport":
+    ) -> SmtpTransport:
         """A transport for `smtp://`, `smtp+starttls://` or `smtps://` [user:password@]host[:port]."""
         parts = urlsplit(url)
         security = SECURITY_BY_SCHEME.get(parts.scheme.lower())
@@ -282,25 +283,28 @@ class SmtpTransport:
         if rset_code != 250:
             self._discard()
 
-    def _transaction(self, smtp: smtplib.SMTP, from_addr: str, to_addr: str, data: bytes) -> tuple[int, str, str]:
-        """MAIL, RCPT, DATA; returns (code, reply, stage) - stage is where it stopped if code != 250."""
-        stage = "mail"
+    def _transaction(self, smtp: smtplib.SMTP, from_addr: str, to_addr: str, data: bytes) -> tuple[int, str]:
+        """MAIL, RCPT, DATA; returns the first non-positive reply or the final one.
+
+        `self._stage` always names the step in progress, also when an exception escapes.
+        """
+        self._stage = "mail"
         options = [f"SIZE={len(data)}"] if smtp.does_esmtp and smtp.has_extn("size") else []
         code, reply = smtp.mail(from_addr, options)
         if code != 250:
-            return code, _reply_text(reply), stage
-        stage = "rcpt"
+            return code, _reply_text(reply)
+        self._stage = "rcpt"
         code, reply = smtp.rcpt(to_addr)
         if code not in (250, 251):
-            return code, _reply_text(reply), stage
-        stage = "data"
+            return code, _reply_text(reply)
+        self._stage = "data"
         code, reply = smtp.docmd("DATA")
         if code != 354:
-            return code, _reply_text(reply), stage
-        stage = "data-end"
+            return code, _reply_text(reply)
+        self._stage = "data-end"
         smtp.send(_dot_stuffed(data))
         code, reply = smtp.getreply()
-        return code, _reply_text(reply), stage
+        return code, _reply_text(reply)
 
     def send(self, from_addr: str, to_addr: str, data: bytes) -> SendOutcome:
         """Deliver one message to one recipient; raises TransientSendError or PermanentSendError."""
@@ -313,11 +317,11 @@ class SmtpTransport:
             self.connect()
             smtp = self._smtp
             assert smtp is not None
-            stage = "mail"
             error: SendError | None = None
             try:
-                code, reply, stage = self._transaction(smtp, from_addr, to_addr, data)
+                code, reply = self._transaction(smtp, from_addr, to_addr, data)
             except (smtplib.SMTPException, OSError) as exc:
+                stage = self._stage
                 self._discard()
                 dropped = isinstance(exc, (smtplib.SMTPServerDisconnected, ConnectionError))
                 if dropped and reused and not reconnected and stage == "mail":
@@ -333,9 +337,9 @@ class SmtpTransport:
                 return SendOutcome(
                     code, mask_addresses(reply, to_addr), (time.perf_counter() - started) * 1000, reconnected
                 )
+            stage = self._stage
             self._reset_after_refusal(code)
-            refusal = smtplib.SMTPResponseException(code, reply)
-            raise classify_smtp_error(refusal, stage=stage, recipient=to_addr)
+            raise classify_smtp_error(smtplib.SMTPResponseException(code, reply), stage=stage, recipient=to_addr)
 
     def close(self) -> None:
         """QUIT and close the connection, if one is open; never raises."""
@@ -347,7 +351,7 @@ class SmtpTransport:
         except (smtplib.SMTPException, OSError):
             smtp.close()
 
-    def __enter__(self) -> "SmtpTransport":
+    def __enter__(self) -> SmtpTransport:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
