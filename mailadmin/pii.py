@@ -25,8 +25,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from mailadmin.settings import DEFAULT_HASH_SALT
 
@@ -66,6 +67,7 @@ _DOMAIN = rf"(?:{_LABEL}(?:\.{_LABEL}){{0,15}}|\[[^\]\s]{{1,64}}\])"
 #: Finds addresses inside free text: plus tags, sub-domains, upper case, IDN/unicode domains,
 #: quoted local parts ("john doe"@example.com), mailto: links and URL-encoded "@" (%40).
 EMAIL_PATTERN = re.compile(rf"(?P<local>{_QUOTED_LOCAL}|{_TEXT_LOCAL})(?P<sep>@|%40)(?P<domain>{_DOMAIN})")
+_VISIBLE_PREFIX = re.compile(r"[\w.+'-]*")
 _ADDRESS = re.compile(rf"(?P<local>{_QUOTED_LOCAL}|{_STRICT_LOCAL})@(?P<domain>{_DOMAIN})")
 
 
@@ -142,8 +144,9 @@ def mask_email(email: object) -> str:
     local, domain = parts
     if local.startswith('"') and local.endswith('"'):
         local = local[1:-1]
-    # rstrip("*") keeps masking idempotent: mask_email("a***@x.org") == "a***@x.org".
-    visible = local[:2].rstrip("*")
+    # Only plain characters are shown, which also keeps masking idempotent:
+    # mask_email("a***@x.org") == "a***@x.org".
+    visible = _VISIBLE_PREFIX.match(local[:2]).group()
     return f"{visible}{MASK}@{domain.lower()}"
 
 
@@ -175,7 +178,9 @@ def is_email(value: object) -> bool:
 # --- the level policy ------------------------------------------------------------------------
 
 
-def allowed_pii_fields(level: str | int, *, pii_level: str | int = "ERROR", full_emails_allowed: bool = False) -> frozenset[str]:
+def allowed_pii_fields(
+    level: str | int, *, pii_level: str | int = "ERROR", full_emails_allowed: bool = False
+) -> frozenset[str]:
     """The PII field names a record of `level` may carry.
 
     `email_domain` always; `email_hash` below WARNING; `email_masked` from `pii_level` up
@@ -240,28 +245,41 @@ def get_pii_log_fields(
 # EMAIL_PATTERN.sub() would try the 128-character local part at every position of the text,
 # which costs ~0.5 s on a 200 kB line. Instead each separator is an anchor: the domain is matched
 # forward from it and the local part backward within a bounded window, so the cost stays linear.
+# Quoted local parts may contain "@" themselves, so they are found first, by a pattern that can
+# only start at a '"'.
 _SEPARATOR = re.compile(r"@|%40")
-_LOCAL_BEFORE_SEPARATOR = re.compile(rf"(?:{_QUOTED_LOCAL}|{_TEXT_LOCAL})\Z")
+_QUOTED_EMAIL = re.compile(rf"(?P<local>{_QUOTED_LOCAL})(?:@|%40)(?P<domain>{_DOMAIN})")
+_LOCAL_BEFORE_SEPARATOR = re.compile(rf"{_TEXT_LOCAL}\Z")
 _DOMAIN_AFTER_SEPARATOR = re.compile(_DOMAIN)
-_LOCAL_WINDOW = 130  # the longest local part the grammar accepts, quotes included
+_LOCAL_WINDOW = 128  # the longest unquoted local part the grammar accepts
 _QUERY_DELIMITERS = "?&;"
 
 
 def find_emails(text: str) -> list[tuple[int, int, str]]:
-    """(start, end, address) of every address in `text`; the same matches as `EMAIL_PATTERN`."""
+    """(start, end, address) of every address in `text`, in order: the matches of `EMAIL_PATTERN`."""
     found: list[tuple[int, int, str]] = []
-    cursor = 0
+    if '"' in text:
+        for match in _QUOTED_EMAIL.finditer(text):
+            found.append((match.start(), match.end(), f"{match.group('local')}@{match.group('domain')}"))
+    quoted_spans = [(start, end) for start, end, _ in found]
+    cursor = next_quoted = 0
     for separator in _SEPARATOR.finditer(text):
-        if separator.start() < cursor:
+        position = separator.start()
+        while next_quoted < len(quoted_spans) and quoted_spans[next_quoted][1] <= position:
+            cursor = max(cursor, quoted_spans[next_quoted][1])
+            next_quoted += 1
+        inside_quoted = next_quoted < len(quoted_spans) and quoted_spans[next_quoted][0] <= position
+        if position < cursor or inside_quoted:
             continue
         domain = _DOMAIN_AFTER_SEPARATOR.match(text, separator.end())
         if domain is None:
             continue
-        local = _LOCAL_BEFORE_SEPARATOR.search(text, max(cursor, separator.start() - _LOCAL_WINDOW), separator.start())
+        local = _LOCAL_BEFORE_SEPARATOR.search(text, max(cursor, position - _LOCAL_WINDOW), position)
         if local is None:
             continue
         found.append((local.start(), domain.end(), f"{local.group()}@{domain.group()}"))
         cursor = domain.end()
+    found.sort()
     return found
 
 
