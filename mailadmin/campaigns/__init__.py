@@ -6,6 +6,14 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
+    """Register the campaign pages and the display helpers every template may use."""
+    from mailadmin.campaigns import display
     from mailadmin.campaigns.views import bp
 
     app.register_blueprint(bp)
+    app.add_template_global(display.status_label, "campaign_status_label")
+    app.add_template_global(display.reason_text, "campaign_reason_text")
+    app.add_template_global(display.progress_shares, "campaign_progress_shares")
+    app.add_template_global(display.format_utc_time, "format_utc_time")
+    app.add_template_global(display.format_timestamp, "format_timestamp")
+    app.add_template_global(display.RECIPIENT_STATUS_LABELS, "recipient_status_labels")

@@ -1,23 +1,415 @@
-"""Campaign pages."""
+"""Campaign pages: list, create/edit, preview, import, test email, start, progress, results.
+
+Every page and endpoint of one campaign loads it through `get_campaign_for()`: a
+manager asking for another manager's campaign gets 404, whatever the URL.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+import csv
+import io
+from collections.abc import Iterator
+
+from flask import (
+    Blueprint,
+    Response,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
 from flask_login import current_user
-from sqlalchemy import select
+from markupsafe import Markup
 
 from mailadmin.auth.decorators import login_required
-from mailadmin.extensions import db
+from mailadmin.campaigns import display, queries
+from mailadmin.campaigns.access import get_campaign_for
+from mailadmin.campaigns.forms import CampaignForm, ImportForm, StartForm, TestEmailForm
+from mailadmin.extensions import get_redis, get_settings
+from mailadmin.limits.rate_limiter import rate_limit_usage
+from mailadmin.limits.throttle import UNAVAILABLE_MESSAGE
+from mailadmin.mail.templates import CampaignTemplates, TemplateProblem, sample_fields
 from mailadmin.models import Campaign
+from mailadmin.models.campaign import (
+    CAMPAIGN_STATUSES,
+    DRAFT,
+    FINAL_STATUSES,
+    R_PENDING,
+    RECIPIENT_STATUSES,
+)
+from mailadmin.pii import mask_email
+from mailadmin.services import drafts
+from mailadmin.services.campaigns import CampaignError, estimate_send_duration, start_campaign
+from mailadmin.services.drafts import DraftError, preview_fields, preview_recipient
+from mailadmin.services.recipients import RecipientImportError
+from mailadmin.services.recipients import import_recipients as run_import
+from mailadmin.services.test_email import TestEmailError, send_test_email
 
 bp = Blueprint("campaigns", __name__)
 
+# Cells a spreadsheet would read as a formula (OWASP "CSV injection"); tab and CR too.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+INVALID_ROWS_SHOWN = 200
+
+
+def csv_safe(value: object) -> object:
+    """A CSV cell that a spreadsheet shows as text: formula-like strings get a leading apostrophe."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+def refusal_status(message: str, default: int) -> int:
+    """HTTP status of a refused action: 503 when the throttle backend is down, 429 at a limit."""
+    if message == UNAVAILABLE_MESSAGE:
+        return 503
+    if " limit reached (" in message:
+        return 429
+    return default
+
+
+def _draft_only(campaign: Campaign):
+    """None for a draft; otherwise a redirect to the campaign page with a flash saying why."""
+    if campaign.status == DRAFT:
+        return None
+    flash(drafts.NOT_A_DRAFT_MESSAGE, "warning")
+    return redirect(url_for("campaigns.show", campaign_id=campaign.id), 303)
+
+
+# --- list ------------------------------------------------------------------------------------
+
 
 @bp.route("/")
+@bp.route("/campaigns")
 @login_required
 def index():
-    query = select(Campaign).order_by(Campaign.id.desc())
-    if not current_user.is_admin:
-        query = query.where(Campaign.owner_id == current_user.id)
-    campaigns = db.session.scalars(query.limit(50)).all()
-    return render_template("campaigns/index.html", campaigns=campaigns)
+    status = request.args.get("status") or None
+    if status not in CAMPAIGN_STATUSES:
+        status = None
+    page = queries.list_campaigns(current_user, status, queries.page_number(request.args.get("page")))
+    return render_template("campaigns/index.html", page=page, status=status, statuses=CAMPAIGN_STATUSES)
+
+
+# --- create / edit / preview --------------------------------------------------------------------
+
+
+@bp.route("/campaigns/new", methods=["GET", "POST"])
+@login_required
+def new():
+    form = CampaignForm()
+    errors: dict[str, list[str]] = {}
+    if form.validate_on_submit():
+        try:
+            campaign = drafts.create_campaign(
+                current_user, form.name.data or "", form.subject.data or "", form.body_text.data or "",
+                form.body_html.data,
+            )
+        except DraftError as error:
+            errors = error.errors
+            flash("The campaign was not saved. Please fix the problems marked below.", "error")
+        else:
+            flash(f"Draft “{campaign.name}” saved. Next: import its recipients.", "success")
+            return redirect(url_for("campaigns.import_recipients", campaign_id=campaign.id), 303)
+    elif form.errors:
+        errors = form.errors
+        flash("The campaign was not saved. Please fix the problems marked below.", "error")
+    return render_template(
+        "campaigns/form.html", form=form, errors=errors, campaign=None, fields=preview_fields_for(None)
+    ), 400 if errors else 200
+
+
+def preview_fields_for(campaign: Campaign | None) -> dict:
+    """Merge fields with example values for the form's help box."""
+    if campaign is None:
+        return sample_fields()
+    return preview_fields(campaign)
+
+
+@bp.route("/campaigns/<int:campaign_id>/edit", methods=["GET", "POST"])
+@login_required
+def edit(campaign_id: int):
+    campaign = get_campaign_for(current_user, campaign_id)
+    if (refusal := _draft_only(campaign)) is not None:
+        return refusal
+    form = CampaignForm(obj=campaign)
+    errors: dict[str, list[str]] = {}
+    if form.validate_on_submit():
+        try:
+            drafts.update_campaign(
+                campaign, form.name.data or "", form.subject.data or "", form.body_text.data or "", form.body_html.data
+            )
+        except DraftError as error:
+            errors = error.errors
+            flash("The changes were not saved. Please fix the problems marked below.", "error")
+        else:
+            flash("Changes saved.", "success")
+            return redirect(url_for("campaigns.show", campaign_id=campaign.id), 303)
+    elif form.errors:
+        errors = form.errors
+        flash("The changes were not saved. Please fix the problems marked below.", "error")
+    return render_template(
+        "campaigns/form.html", form=form, errors=errors, campaign=campaign, fields=preview_fields_for(campaign)
+    ), 400 if errors else 200
+
+
+@bp.route("/campaigns/<int:campaign_id>/preview")
+@login_required
+def preview(campaign_id: int):
+    campaign = get_campaign_for(current_user, campaign_id)
+    recipient_id = request.args.get("recipient", type=int)
+    recipient = preview_recipient(campaign, recipient_id)
+    if recipient_id is not None and recipient is None:
+        flash("That recipient is not in this campaign; showing the first one instead.", "warning")
+        recipient = preview_recipient(campaign)
+    fields = recipient.merge_fields() if recipient else preview_fields(campaign)
+    rendered, problem = None, None
+    try:
+        rendered = CampaignTemplates(campaign.subject, campaign.body_text, campaign.body_html).render(fields)
+    except TemplateProblem as exc:
+        problem = str(exc)
+    except Exception as exc:  # a manager's template failing at render time is shown, not a 500
+        problem = f"The templates failed to render: {type(exc).__name__}: {exc}"
+    return render_template(
+        "campaigns/preview.html", campaign=campaign, recipient=recipient, fields=fields, rendered=rendered,
+        problem=problem,
+    )
+
+
+# --- recipients ---------------------------------------------------------------------------------
+
+
+@bp.route("/campaigns/<int:campaign_id>/recipients/import", methods=["GET", "POST"])
+@login_required
+def import_recipients(campaign_id: int):
+    campaign = get_campaign_for(current_user, campaign_id)
+    if (refusal := _draft_only(campaign)) is not None:
+        return refusal
+    form = ImportForm()
+    summary = None
+    status = 200
+    if form.validate_on_submit():
+        upload = form.file.data
+        pasted = (form.text.data or "").strip()
+        if upload is None and not pasted:
+            flash("Choose a CSV file or paste some addresses first.", "error")
+            status = 400
+        else:
+            try:
+                if upload is not None:
+                    summary = run_import(campaign, upload.read())
+                    if pasted:  # both given: import both, report them together
+                        more = run_import(campaign, pasted)
+                        summary.added += more.added
+                        summary.duplicates += more.duplicates
+                        summary.suppressed += more.suppressed
+                        summary.invalid += [(row, f"(pasted) {reason}") for row, reason in more.invalid]
+                else:
+                    summary = run_import(campaign, pasted)
+            except RecipientImportError as error:
+                flash(error.message, "error")
+                status = 400
+            else:
+                category = "success" if summary.added else "warning"
+                flash(f"Import finished: {summary.text}.", category)
+                form.text.data = ""
+    elif form.errors:
+        flash("The form was not accepted. Please try again.", "error")
+        status = 400
+    return render_template(
+        "campaigns/import.html",
+        campaign=campaign,
+        form=form,
+        summary=summary,
+        invalid_shown=INVALID_ROWS_SHOWN,
+        max_upload_mb=get_settings().max_upload_mb,
+    ), status
+
+
+# --- test email ---------------------------------------------------------------------------------
+
+
+@bp.route("/campaigns/<int:campaign_id>/test-email", methods=["GET", "POST"])
+@login_required
+def test_email(campaign_id: int):
+    campaign = get_campaign_for(current_user, campaign_id)
+    form = TestEmailForm()
+    status = 200
+    if request.method == "GET":
+        form.to_address.data = current_user.email
+    elif form.validate_on_submit():
+        try:
+            result = send_test_email(campaign, current_user, form.to_address.data or "")
+        except TestEmailError as error:
+            flash(error.message, "error")
+            status = refusal_status(error.message, 400)
+        else:
+            flash(f"Test email sent to {result.to_address}.", "success")
+            return redirect(url_for("campaigns.test_email", campaign_id=campaign.id), 303)
+    else:
+        flash("The form was not accepted. Please check the address.", "error")
+        status = 400
+    settings = get_settings()
+    return render_template(
+        "campaigns/test_email.html", campaign=campaign, form=form, limit=settings.throttle_test_email_per_hour
+    ), status
+
+
+# --- start --------------------------------------------------------------------------------------
+
+
+@bp.route("/campaigns/<int:campaign_id>/start", methods=["GET", "POST"])
+@login_required
+def start(campaign_id: int):
+    campaign = get_campaign_for(current_user, campaign_id)
+    if campaign.status != DRAFT:
+        flash("This campaign has already been started.", "info")
+        return redirect(url_for("campaigns.show", campaign_id=campaign.id), 303)
+    form = StartForm()
+    settings = get_settings()
+    status = 200
+    if form.validate_on_submit():
+        scheduled_at = form.scheduled_at_utc()
+        try:
+            start_campaign(campaign, current_user, scheduled_at=scheduled_at)
+        except CampaignError as error:
+            flash(error.message, "error")
+            status = refusal_status(error.message, 409)
+        else:
+            if scheduled_at:
+                flash(f"Campaign scheduled: it starts at {display.format_utc_time(scheduled_at)}.", "success")
+            else:
+                flash(f"Campaign started: {to_send(campaign):,} recipients queued.", "success")
+            return redirect(url_for("campaigns.show", campaign_id=campaign.id), 303)
+    elif form.errors:
+        for messages in form.errors.values():
+            for message in messages:
+                flash(message, "error")
+        status = 400
+    count = to_send(campaign)
+    usage = rate_limit_usage(get_redis(), settings.smtp_max_per_hour)
+    return render_template(
+        "campaigns/start.html",
+        quota_used=usage.current_count if usage.backend_available else None,
+        campaign=campaign,
+        form=form,
+        count=count,
+        per_hour=settings.smtp_max_per_hour,
+        duration=display.format_duration(estimate_send_duration(count)),
+        max_recipients=settings.max_campaign_recipients,
+        start_limit=settings.throttle_campaign_start_per_hour,
+    ), status
+
+
+def to_send(campaign: Campaign) -> int:
+    """Recipients a start would send to (suppressed ones are already skipped)."""
+    return max(0, campaign.recipients_total - campaign.skipped_count)
+
+
+# --- campaign page and live progress -------------------------------------------------------------
+
+
+def progress_payload(campaign: Campaign, counts: dict[str, int]) -> dict:
+    """What the campaign page shows live, as served by progress.json."""
+    queue = campaign.queue
+    return {
+        "id": campaign.id,
+        "status": campaign.status,
+        "status_label": display.status_label(campaign),
+        "reason": queue.defer_reason if queue else None,
+        "reason_text": display.reason_text(campaign),
+        "deferred_until": queue.deferred_until.isoformat() if queue and queue.deferred_until else None,
+        "total": campaign.recipients_total,
+        "sent": campaign.sent_count,
+        "failed": campaign.failed_count,
+        "skipped": campaign.skipped_count,
+        "unknown": campaign.unknown_count,
+        "done": campaign.done_count,
+        "percent": campaign.progress_percent,
+        "shares": display.progress_shares(campaign),
+        "counts": counts,
+        "final": campaign.status in FINAL_STATUSES,
+        "finished_with_errors": campaign.finished_with_errors,
+        "started_at": display.format_timestamp(campaign.started_at),
+        "finished_at": display.format_timestamp(campaign.finished_at),
+    }
+
+
+@bp.route("/campaigns/<int:campaign_id>")
+@login_required
+def show(campaign_id: int):
+    campaign = get_campaign_for(current_user, campaign_id)
+    counts = queries.recipient_status_counts(campaign)
+    status_filter = request.args.get("status") or None
+    if status_filter not in RECIPIENT_STATUSES:
+        status_filter = None
+    search = (request.args.get("q") or "").strip()[:200] or None
+    recipients = queries.recipients_page(
+        campaign, status_filter, search, queries.page_number(request.args.get("page")), counts
+    )
+    errors = queries.last_errors(campaign)
+    reveal = current_user.is_admin
+    return render_template(
+        "campaigns/show.html",
+        campaign=campaign,
+        counts=counts,
+        progress=progress_payload(campaign, counts),
+        recipients=recipients,
+        status_filter=status_filter,
+        search=search or "",
+        last_errors=[(r, r.email if reveal else mask_email(r.email)) for r in errors],
+        chart=chart_svg(campaign),
+        recipient_statuses=RECIPIENT_STATUSES,
+        pending=R_PENDING,
+    )
+
+
+@bp.route("/campaigns/<int:campaign_id>/progress.json")
+@login_required
+def progress(campaign_id: int):
+    campaign = get_campaign_for(current_user, campaign_id)
+    response = jsonify(progress_payload(campaign, queries.recipient_status_counts(campaign)))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def chart_svg(campaign: Campaign) -> Markup:
+    """The sends-per-hour chart of one campaign as SVG markup (every text in it is escaped by the builder)."""
+    return Markup(display.sends_per_hour_svg(display.fill_hours(queries.sends_per_hour(campaign))))
+
+
+@bp.route("/campaigns/<int:campaign_id>/sends-per-hour.svg")
+@login_required
+def chart(campaign_id: int):
+    campaign = get_campaign_for(current_user, campaign_id)
+    response = Response(str(chart_svg(campaign)), mimetype="image/svg+xml")
+    response.headers["Cache-Control"] = "private, max-age=30"
+    return response
+
+
+@bp.route("/campaigns/<int:campaign_id>/results.csv")
+@login_required
+def export(campaign_id: int):
+    campaign = get_campaign_for(current_user, campaign_id)
+
+    def generate() -> Iterator[str]:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(queries.EXPORT_COLUMNS)
+        for number, row in enumerate(queries.export_rows(campaign), start=1):
+            sent_at = row[-1].isoformat() if row[-1] else ""
+            writer.writerow([csv_safe("" if value is None else value) for value in row[:-1]] + [sent_at])
+            if number % 500 == 0:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+        yield buffer.getvalue()
+
+    filename = f"campaign-{campaign.id}-results.csv"
+    return Response(
+        stream_with_context(generate()),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
+    )

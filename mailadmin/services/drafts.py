@@ -9,10 +9,12 @@ recipient; every template problem is reported with its line.
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
 from sqlalchemy import select
 
 from mailadmin.extensions import db
+from mailadmin.mail.message import HeaderInjectionError, check_header_value
 from mailadmin.mail.templates import FIELD_LABELS, TemplateProblem, sample_fields, validate_campaign_templates
 from mailadmin.models import Campaign, Recipient, User
 from mailadmin.models.campaign import DRAFT
@@ -60,6 +62,22 @@ def campaign_field_names(campaign: Campaign | None) -> list[str]:
     return sorted((fields or {}).keys())
 
 
+def preview_recipient(campaign: Campaign, recipient_id: int | None = None) -> Recipient | None:
+    """The recipient a preview is rendered for: the one asked for, else the campaign's first."""
+    query = select(Recipient).where(Recipient.campaign_id == campaign.id)
+    if recipient_id is not None:
+        query = query.where(Recipient.id == recipient_id)
+    return db.session.scalar(query.order_by(Recipient.id).limit(1))
+
+
+def preview_fields(campaign: Campaign, recipient_id: int | None = None) -> dict[str, Any]:
+    """Merge fields for previews and test emails: a real recipient's, else a made-up one's."""
+    recipient = preview_recipient(campaign, recipient_id)
+    if recipient is None:
+        return sample_fields(campaign_field_names(campaign))
+    return recipient.merge_fields()
+
+
 def validate_draft(
     name: str, subject: str, body_text: str, body_html: str | None, *, extra_fields: list[str] | None = None
 ) -> dict[str, list[str]]:
@@ -73,8 +91,11 @@ def validate_draft(
         errors["subject"].append("Write a subject.")
     elif len(subject) > SUBJECT_MAX:
         errors["subject"].append(f"The subject is too long (at most {SUBJECT_MAX} characters).")
-    line_break = "\r" in subject or "\n" in subject
-    if line_break:
+    try:
+        check_header_value("Subject", subject)
+        line_break = False
+    except HeaderInjectionError:
+        line_break = True
         errors["subject"].append(SUBJECT_LINE_BREAK_MESSAGE)
     if not body_text.strip():
         errors["body_text"].append("Write a text body: every message carries a plain-text part.")
