@@ -92,3 +92,7 @@ def seed_demo_command() -> None:
 def init_app(app: Flask) -> None:
     app.cli.add_command(users_cli)
     app.cli.add_command(seed_demo_command)
+    from mailadmin import doctor, ops_cli  # the on-call commands: doctor, campaigns ..., sending ...
+
+    doctor.init_app(app)
+    ops_cli.init_app(app)

@@ -62,6 +62,7 @@ INTERCEPTED_LOGGERS = (
     "gunicorn.access",
     "rq",
     "rq.worker",
+    "rq.job",
     "rq_scheduler",
     "rq_scheduler.scheduler",
     "sqlalchemy",
@@ -342,8 +343,8 @@ def _install_stdlib_interception(levelno: int) -> None:
         stdlib_logger = logging.getLogger(name)
         stdlib_logger.handlers = []
         stdlib_logger.propagate = True
-        if name in QUIET_LOGGERS:
-            stdlib_logger.setLevel(QUIET_LOGGERS[name])
+        # RQ's worker.work(logging_level=...) sets its own level and handlers; take them back.
+        stdlib_logger.setLevel(QUIET_LOGGERS.get(name, logging.NOTSET))
 
 
 def _remove_stdlib_interception() -> None:

@@ -1,0 +1,263 @@
+"""`flask --app wsgi doctor` and the diagnosis behind it, against real processes, Redis and the database."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import timedelta
+
+import pytest
+from rq import Queue
+from sqlalchemy import update
+
+from mailadmin import diagnosis
+from mailadmin.devtools.redis_server import EmbeddedRedis, free_port
+from mailadmin.diagnosis import CRITICAL, OK, WARNING, run_diagnosis
+from mailadmin.doctor import EXIT_CRITICAL, EXIT_OK, EXIT_WARNING
+from mailadmin.extensions import SEND_QUEUE, db, get_redis
+from mailadmin.limits.rate_limiter import reserve_send_token
+from mailadmin.models import Campaign, CampaignQueue, Recipient
+from mailadmin.models.types import utcnow
+from mailadmin.services.campaigns import start_campaign
+from mailadmin.settings import PROJECT_ROOT
+from tests.support import workers as worker_support
+from tests.support.playbook import preserved_rq_loggers
+from tests.support.workers import create_campaign, fresh_campaign, run_queued_jobs, wait_until
+
+engine_processes = worker_support.engine_processes
+
+
+@pytest.fixture(autouse=True)
+def _clean_rq_loggers():
+    with preserved_rq_loggers():
+        yield
+
+
+def doctor(runner, *args: str):
+    """Run the doctor command in-process; returns (exit code, output)."""
+    result = runner.invoke(args=["doctor", *args])
+    return result.exit_code, result.output
+
+
+def status_of(output: str, key: str) -> str:
+    """The status word the doctor printed for `key`."""
+    for line in output.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[1] == key:
+            return parts[0].lower()
+    raise AssertionError(f"no line for {key!r} in:\n{output}")
+
+
+@pytest.fixture
+def owner(make_user):
+    return make_user("owner@example.com", role="admin")
+
+
+def test_doctor_is_healthy_with_a_worker_and_a_scheduler_running(app, app_env, runner, engine_processes):
+    engine_processes.worker()
+    engine_processes.scheduler()
+    wait_until(lambda: diagnosis.list_scheduler_instances(get_redis()), message="the scheduler to register")
+
+    code, output = doctor(runner)
+
+    assert code == EXIT_OK, output
+    assert all(status_of(output, key) == OK for key in diagnosis.CHECK_KEYS), output
+    assert "1 live worker" in output
+    assert output.rstrip().endswith("Verdict: OK")
+
+    # The real command line, as on-call types it, agrees (exit code included).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    env.update(app_env)
+    process = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "doctor", "--json"], cwd=PROJECT_ROOT,
+                             env=env, capture_output=True, text=True, timeout=60)
+    assert process.returncode == EXIT_OK, process.stdout + process.stderr
+    report = json.loads(process.stdout.strip().splitlines()[-1])
+    assert report["status"] == OK
+    assert [c["key"] for c in report["checks"]] == list(diagnosis.CHECK_KEYS)
+
+
+def test_doctor_with_redis_stopped_is_critical_and_names_redis(app_env, make_user):
+    with EmbeddedRedis() as private_redis:
+        from mailadmin import create_app
+
+        app = create_app({**app_env, "REDIS_URL": private_redis.url, "TESTING": True, "SETUP_LOGGING": False})
+        with app.app_context():
+            private_redis.stop()
+            runner = app.test_cli_runner()
+            code, output = doctor(runner)
+            db.session.remove()
+
+    assert code == EXIT_CRITICAL, output
+    assert status_of(output, "redis") == CRITICAL
+    assert "unreachable" in output and "playbook/ONCALL.md#redis-unreachable" in output
+    assert status_of(output, "database") == OK
+    for key in ("queues", "workers", "scheduler", "rate_limit"):
+        assert status_of(output, key) == WARNING, output  # "not checked": Redis is the critical one
+    assert "Verdict: CRITICAL" in output
+
+
+def test_doctor_with_the_database_unreachable_is_critical_and_still_checks_redis(app_env):
+    from mailadmin import create_app
+
+    url = f"postgresql://nobody@127.0.0.1:{free_port()}/nothing"
+    app = create_app({**app_env, "DATABASE_URL": url, "TESTING": True, "SETUP_LOGGING": False})
+    with app.app_context():
+        code, output = doctor(app.test_cli_runner())
+
+    assert code == EXIT_CRITICAL, output
+    assert status_of(output, "database") == CRITICAL and "unreachable or broken: OperationalError" in output
+    assert "nobody@" not in output  # never the connection string
+    assert status_of(output, "redis") == OK
+    assert status_of(output, "queues") == OK
+    for key in ("sending_switch", "campaigns", "unknown", "breaker"):
+        assert status_of(output, key) == WARNING and "not checked: database unreachable" in output
+
+
+def test_doctor_reports_a_worker_killed_with_sigkill_as_dead(app, runner, engine_processes):
+    worker = engine_processes.worker()
+    engine_processes.scheduler()
+    code, output = doctor(runner, "--check", "workers")
+    assert code == EXIT_OK and status_of(output, "workers") == OK, output
+
+    worker.kill_hard()
+    # RQ keeps the registration until its TTL expires: the doctor must not count it as alive.
+    assert any(w.name == worker.name for w in diagnosis.list_workers(get_redis()))
+
+    code, output = doctor(runner)
+    assert code == EXIT_CRITICAL, output
+    assert status_of(output, "workers") == CRITICAL
+    assert f"no live worker on {SEND_QUEUE}" in output
+    assert worker.name in output and f"process {worker.pid} is gone" in output
+    assert "playbook/ONCALL.md#worker-dead" in output
+
+
+def test_a_second_live_worker_turns_a_dead_one_into_a_warning(app, runner, engine_processes):
+    first = engine_processes.worker()
+    engine_processes.worker()
+    first.kill_hard()
+
+    code, output = doctor(runner, "--check", "workers")
+
+    assert status_of(output, "workers") == WARNING, output
+    assert code == EXIT_OK
+    assert doctor(runner, "--check", "workers", "--strict")[0] == EXIT_WARNING
+
+
+@pytest.fixture
+def breaker_after_one_error(app_env):
+    app_env["MAILER_CIRCUIT_BREAKER_THRESHOLD"] = "1"
+
+
+def test_doctor_reports_a_breaker_tripped_campaign(breaker_after_one_error, app, app_env, runner, smtp, owner):
+    campaign = create_campaign(owner, 3, name="Breaker")
+    smtp.reply_with(451, "4.3.0 mailbox busy", times=5)
+    start_campaign(campaign, owner, enforce_throttle=False)
+    run_queued_jobs(app_env["REDIS_URL"])
+    assert fresh_campaign(campaign.id).queue.defer_reason == "circuit_breaker"
+
+    code, output = doctor(runner, "--check", "breaker", "--check", "campaigns")
+
+    assert status_of(output, "breaker") == WARNING
+    assert f"1 trip in 24 h (campaigns #{campaign.id})" in output
+    assert status_of(output, "campaigns") == WARNING
+    assert "paused by the circuit breaker, an admin must resume" in output
+    assert "playbook/ONCALL.md#circuit_breaker-paused-after-repeated-smtp-errors" in output
+    assert code == EXIT_OK  # a breaker pause is safe: it waits for a human, nothing is down
+    assert doctor(runner, "--check", "breaker", "--strict")[0] == EXIT_WARNING
+
+
+# --- the verdict rules, one by one ---------------------------------------------------------------
+
+
+def test_a_deferred_campaign_long_past_its_time_is_overdue(app, owner):
+    campaign = create_campaign(owner, 2)
+    start_campaign(campaign, owner, scheduled_at=utcnow() + timedelta(minutes=5), enforce_throttle=False)
+    db.session.execute(
+        update(CampaignQueue).where(CampaignQueue.campaign_id == campaign.id)
+        .values(deferred_until=utcnow() - timedelta(minutes=10))
+    )
+    db.session.commit()
+
+    check = run_diagnosis(only=["stuck"]).check("stuck")
+
+    assert check.status == CRITICAL
+    assert f"#{campaign.id} by 10 min" in check.verdict and "continuation is still in the scheduler" in check.verdict
+    assert check.playbook.anchor == diagnosis.A_SYMPTOM_SCHEDULER_DEAD
+
+
+def test_a_sending_campaign_whose_job_vanished_is_stuck(app, owner):
+    campaign = create_campaign(owner, 2)
+    start_campaign(campaign, owner, enforce_throttle=False)
+    assert run_diagnosis(only=["stuck"]).check("stuck").status == OK  # its job waits in the queue
+
+    Queue(SEND_QUEUE, connection=get_redis()).empty()  # Redis restarted without persistence
+
+    def stale_for(minutes: int):
+        db.session.execute(
+            update(CampaignQueue).where(CampaignQueue.campaign_id == campaign.id)
+            .values(heartbeat_at=utcnow() - timedelta(minutes=minutes))
+        )
+        db.session.commit()
+        return run_diagnosis(only=["stuck"]).check("stuck")
+
+    # Stale (> MAILER_STALE_CLAIM_SECONDS): the recovery sweep is due to re-enqueue it — a warning.
+    check = stale_for(3)
+    assert check.status == WARNING
+    assert f"#{campaign.id}: no progress for 3 min" in check.verdict and "recovery sweep" in check.verdict
+    # Long after that, nothing is recovering it.
+    check = stale_for(10)
+    assert check.status == CRITICAL
+    assert f"#{campaign.id}: no progress for 10 min" in check.verdict
+    assert check.playbook.anchor == diagnosis.A_SYMPTOM_STUCK
+
+
+def test_no_scheduler_is_critical_once_a_continuation_waits_for_it(app, owner):
+    assert run_diagnosis(only=["scheduler"]).check("scheduler").status == WARNING  # nothing waits yet
+
+    campaign = create_campaign(owner, 1)
+    start_campaign(campaign, owner, scheduled_at=utcnow() + timedelta(hours=1), enforce_throttle=False)
+
+    check = run_diagnosis(only=["scheduler"]).check("scheduler")
+    assert check.status == CRITICAL
+    assert "no rq-scheduler running" in check.verdict
+    assert [j.job_id for j in check.details["scheduled"]] == [f"campaign-{campaign.id}-continuation"]
+
+
+def test_a_used_up_quota_is_a_warning_with_the_next_free_token(app):
+    maximum = app.config["SETTINGS"].smtp_max_per_hour
+    for _ in range(maximum):
+        assert reserve_send_token(get_redis(), maximum).allowed
+
+    check = run_diagnosis(only=["rate_limit"]).check("rate_limit")
+
+    assert check.status == WARNING
+    assert f"quota used up ({maximum}/{maximum} in the rolling hour)" in check.verdict
+    assert check.details["next_free_at"] > utcnow() + timedelta(minutes=59)
+
+
+def test_recipients_in_unknown_are_a_warning(app, owner):
+    campaign = create_campaign(owner, 3)
+    start_campaign(campaign, owner, enforce_throttle=False)
+    db.session.execute(update(Recipient).where(Recipient.campaign_id == campaign.id).values(status="unknown"))
+    db.session.execute(update(Campaign).where(Campaign.id == campaign.id).values(unknown_count=3))
+    db.session.commit()
+
+    check = run_diagnosis(only=["unknown"]).check("unknown")
+
+    assert check.status == WARNING
+    assert f"3 recipients in unknown (#{campaign.id}: 3)" in check.verdict
+
+
+def test_the_global_switch_off_is_a_warning_naming_the_waiting_campaigns(app, owner):
+    from mailadmin.services.campaigns import set_sending_paused
+
+    campaign = create_campaign(owner, 1)
+    start_campaign(campaign, owner, enforce_throttle=False)
+    set_sending_paused(True, owner)
+
+    check = run_diagnosis(only=["sending_switch"]).check("sending_switch")
+
+    assert check.status == WARNING
+    assert "ALL SENDING IS OFF" in check.verdict and "1 campaign waiting with global_pause" in check.verdict

@@ -1,0 +1,115 @@
+"""The operations page (admins only): the 60-second diagnosis, live, with links into the playbook."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+from mailadmin import diagnosis
+from mailadmin.extensions import get_redis
+from mailadmin.limits.rate_limiter import reserve_send_token
+from mailadmin.models.types import utcnow
+from mailadmin.services.campaigns import start_campaign
+from tests.support import admin as admin_support
+from tests.support import workers as worker_support
+from tests.support.workers import create_campaign
+
+admin = admin_support.admin
+manager = admin_support.manager
+admin_client = admin_support.admin_client
+manager_client = admin_support.manager_client
+engine_processes = worker_support.engine_processes
+
+
+def _worker_row(html: str, name: str) -> str:
+    match = re.search(rf'<tr class="(?:alive|dead)" data-worker="{re.escape(name)}".*?</tr>', html, re.S)
+    assert match, f"no row for worker {name}"
+    return match.group(0)
+
+
+def test_operations_page_shows_a_killed_worker_as_dead(admin_client, engine_processes):
+    worker = engine_processes.worker()
+
+    html = admin_client.get("/admin/operations").get_data(as_text=True)
+    row = _worker_row(html, worker.name)
+    assert 'data-alive="yes"' in row and "alive (idle)" in row
+    assert str(worker.pid) in row
+
+    worker.kill_hard()
+
+    response = admin_client.get("/admin/operations")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200
+    row = _worker_row(html, worker.name)
+    assert 'data-alive="no"' in row
+    assert "DEAD" in row and f"process {worker.pid} is gone" in row
+    assert re.search(r'<tr data-check="workers" data-status="critical">', html)
+    assert 'id="overall-status">CRITICAL' in html
+
+
+def test_operations_page_lists_a_scheduled_continuation_with_its_time(app, admin, admin_client):
+    at = (utcnow() + timedelta(hours=2)).replace(microsecond=0)
+    campaign = create_campaign(admin, 2, name="Tomorrow's news")
+    start_campaign(campaign, admin, scheduled_at=at, enforce_throttle=False)
+
+    html = admin_client.get("/admin/operations").get_data(as_text=True)
+
+    job_id = f"campaign-{campaign.id}-continuation"
+    row = re.search(rf'<tr data-job-id="{job_id}">.*?</tr>', html, re.S)
+    assert row, html
+    assert at.strftime("%Y-%m-%d %H:%M:%S") + " UTC" in row.group(0)
+    assert "in 2 h" in row.group(0)
+    # The campaign also shows in the campaigns block with its reason and deferred_until.
+    campaign_row = re.search(rf'<tr data-campaign-id="{campaign.id}">.*?</tr>', html, re.S).group(0)
+    assert "scheduled" in campaign_row and at.strftime("%Y-%m-%d %H:%M:%S") in campaign_row
+
+
+def test_operations_page_shows_rate_limit_usage_against_the_maximum(app, admin_client):
+    maximum = app.config["SETTINGS"].smtp_max_per_hour
+    for _ in range(3):
+        reserve_send_token(get_redis(), maximum)
+
+    html = admin_client.get("/admin/operations").get_data(as_text=True)
+
+    assert re.search(rf'<p id="rate-limit-usage">3 / {maximum} sends in the rolling 60 minutes', html)
+
+
+def test_managers_and_anonymous_users_are_refused(app, manager_client):
+    for url in ("/admin/operations", "/admin/playbook/oncall", "/admin/playbook/observability?raw=1"):
+        assert manager_client.get(url).status_code == 403, url
+    anonymous = app.test_client()
+    response = anonymous.get("/admin/operations")
+    assert response.status_code == 302 and "/login" in response.headers["Location"]
+
+
+def test_every_block_links_to_a_playbook_section_that_exists(admin_client):
+    html = admin_client.get("/admin/operations").get_data(as_text=True)
+    links = set(re.findall(r'href="(/admin/playbook/(\w+)#([\w-]+))"', html))
+    assert len({key for key in re.findall(r'<section class="check" id="check-(\w+)"', html)}) == len(diagnosis.CHECK_KEYS)
+    assert len(links) >= 8
+    pages: dict[str, str] = {}
+    for _, name, anchor in links:
+        if name not in pages:
+            page = admin_client.get(f"/admin/playbook/{name}")
+            assert page.status_code == 200
+            pages[name] = page.get_data(as_text=True)
+        assert f'id="{anchor}"' in pages[name], f"/admin/playbook/{name} has no section #{anchor}"
+
+
+def test_the_playbook_page_renders_sql_and_links_between_the_files(admin_client):
+    html = admin_client.get("/admin/playbook/oncall").get_data(as_text=True)
+    assert '<h2 id="60-second-diagnosis">' in html
+    assert '<pre><code class="language-sql">SELECT version_num FROM alembic_version;</code></pre>' in html
+    assert 'href="/admin/playbook/observability"' in html  # [OBSERVABILITY.md](OBSERVABILITY.md)
+    assert "<script" not in html.split("<main", 1)[1].split("</main>", 1)[0]
+
+    raw = admin_client.get("/admin/playbook/oncall?raw=1")
+    assert raw.mimetype == "text/plain"
+    assert raw.get_data(as_text=True) == diagnosis.playbook_path("oncall").read_text(encoding="utf-8")
+    assert admin_client.get("/admin/playbook/secrets").status_code == 404
+
+
+def test_times_on_the_page_are_utc(admin_client):
+    html = admin_client.get("/admin/operations").get_data(as_text=True)
+    checked = re.search(r'<time datetime="([^"]+)">', html).group(1)
+    assert datetime.fromisoformat(checked).utcoffset() == UTC.utcoffset(None)
