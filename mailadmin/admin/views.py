@@ -1,19 +1,365 @@
-"""Admin pages."""
+"""Admin pages: campaign controls, the global sending switch, the audit log and users.
+
+Every action is a POST form whose CSRF token the app-wide CSRFProtect checks before the
+view runs; the view calls one service function and redirects (303) back to where the
+button was, with a flash saying what happened — including "nothing changed" when a
+second click or a second admin got there first.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
-from sqlalchemy import select
+from datetime import UTC, datetime, time, timedelta
 
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import or_, select
+from wtforms.fields.choices import SelectChoice
+
+from mailadmin.admin import campaign_url
+from mailadmin.admin.forms import (
+    AuditFilterForm,
+    CancelCampaignForm,
+    CreateUserForm,
+    RequeueUnknownForm,
+    RoleForm,
+)
 from mailadmin.auth.decorators import admin_required
+from mailadmin.auth.views import safe_next_url
 from mailadmin.extensions import db
-from mailadmin.models import User
+from mailadmin.models import AppState, AuditEvent, Campaign, User
+from mailadmin.models.app_state import APP_STATE_ID
+from mailadmin.models.campaign import (
+    ACTIVE_STATUSES,
+    CANCELLED,
+    DEFERRED,
+    DRAFT,
+    FINAL_STATUSES,
+    FINISHED,
+    PAUSED,
+    REASON_CIRCUIT_BREAKER,
+)
+from mailadmin.services import campaigns as campaign_service
+from mailadmin.services import users as user_service
 
 bp = Blueprint("admin", __name__)
+
+AUDIT_PAGE_SIZE = 50
+IN_FLIGHT_STATUSES = (*ACTIVE_STATUSES, PAUSED)
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _campaign_or_404(campaign_id: int) -> Campaign:
+    return db.get_or_404(Campaign, campaign_id)
+
+
+def _back(campaign: Campaign | None = None):
+    """303 to the form's `next` (a local path), else the campaign's page, else the sending page."""
+    target = safe_next_url(request.form.get("next") or request.args.get("next"))
+    if not target and campaign is not None:
+        target = campaign_url(campaign.id)
+    return redirect(target or url_for("admin.sending"), code=303)
+
+
+def _label(campaign: Campaign) -> str:
+    return f"“{campaign.name}” (#{campaign.id})"
+
+
+# --- per-campaign controls -------------------------------------------------------------------
+
+
+@bp.route("/campaigns/<int:campaign_id>/pause", methods=["POST"])
+@admin_required
+def pause_campaign(campaign_id: int):
+    """Pause a campaign (`admin_pause`): the send loop stops before its next message."""
+    campaign = _campaign_or_404(campaign_id)
+    was_paused = campaign.status == PAUSED
+    try:
+        campaign_service.pause_campaign(campaign, current_user)
+    except campaign_service.CampaignError as exc:
+        flash(exc.message, "error")
+        return _back(campaign)
+    if was_paused:
+        flash(f"Campaign {_label(campaign)} was already paused; nothing changed.", "info")
+    else:
+        flash(f"Campaign {_label(campaign)} paused. Sending stops before its next message.", "success")
+    return _back(campaign)
+
+
+@bp.route("/campaigns/<int:campaign_id>/resume", methods=["POST"])
+@admin_required
+def resume_campaign(campaign_id: int):
+    """Resume a paused campaign; after a breaker trip the flash says the error counter was reset."""
+    campaign = _campaign_or_404(campaign_id)
+    was_paused = campaign.status == PAUSED
+    breaker = campaign.queue is not None and campaign.queue.defer_reason == REASON_CIRCUIT_BREAKER
+    errors_before = campaign.queue.consecutive_transient_errors if campaign.queue else 0
+    try:
+        campaign_service.resume_campaign(campaign, current_user)
+    except campaign_service.CampaignError as exc:
+        flash(exc.message, "error")
+        return _back(campaign)
+    if not was_paused:
+        flash(f"Campaign {_label(campaign)} is not paused (it is {campaign.status}); nothing changed.", "info")
+        return _back(campaign)
+    message = f"Campaign {_label(campaign)} resumed"
+    if breaker:
+        message += (
+            " after the circuit breaker tripped. The counter of consecutive transient errors was reset "
+            f"from {errors_before} to 0."
+        )
+    else:
+        message += "."
+    if campaign.status == DEFERRED:  # the engine parks it with `global_pause` while sending is switched off
+        message += " All sending is switched off, so it waits until an admin switches sending back on."
+    else:
+        message += " It is queued and sending continues."
+    flash(message, "success")
+    return _back(campaign)
+
+
+@bp.route("/campaigns/<int:campaign_id>/cancel", methods=["GET", "POST"])
+@admin_required
+def cancel_campaign(campaign_id: int):
+    """GET (or a POST without `confirm`) shows the confirmation; the confirmed POST cancels for good."""
+    campaign = _campaign_or_404(campaign_id)
+    form = CancelCampaignForm()
+    if request.method == "GET" or form.confirm.data != "yes":
+        if campaign.status in FINAL_STATUSES or campaign.status == DRAFT:
+            flash(f"Campaign {_label(campaign)} is {campaign.status}: there is nothing to cancel.", "info")
+            return _back(campaign)
+        form.next.data = safe_next_url(request.values.get("next")) or ""
+        return render_template("admin/cancel_campaign.html", campaign=campaign, form=form)
+    if campaign.status == CANCELLED:
+        flash(f"Campaign {_label(campaign)} was already cancelled; nothing changed.", "info")
+        return _back(campaign)
+    try:
+        campaign_service.cancel_campaign(campaign, current_user)
+    except campaign_service.CampaignError as exc:
+        flash(exc.message, "error")
+        return _back(campaign)
+    flash(f"Campaign {_label(campaign)} cancelled. No further message will be sent for it.", "success")
+    return _back(campaign)
+
+
+@bp.route("/campaigns/<int:campaign_id>/requeue-unknown", methods=["GET", "POST"])
+@admin_required
+def requeue_unknown(campaign_id: int):
+    """Recipients whose outcome is unknown go back to pending — only after the admin accepts possible duplicates."""
+    campaign = _campaign_or_404(campaign_id)
+    form = RequeueUnknownForm()
+    if request.method == "POST":
+        if form.validate_on_submit():
+            try:
+                count = campaign_service.requeue_unknown_recipients(campaign, current_user)
+            except campaign_service.CampaignError as exc:
+                flash(exc.message, "error")
+                return _back(campaign)
+            if count:
+                flash(f"{count} recipient(s) of {_label(campaign)} re-queued; they will be sent once more.", "success")
+            else:
+                flash(f"Campaign {_label(campaign)} has no recipient in the unknown state; nothing changed.", "info")
+            return _back(campaign)
+    elif not campaign.unknown_count:
+        flash(f"Campaign {_label(campaign)} has no recipient in the unknown state; nothing to re-queue.", "info")
+        return _back(campaign)
+    else:
+        form.next.data = safe_next_url(request.args.get("next")) or ""
+    return render_template("admin/requeue_unknown.html", campaign=campaign, form=form), 400 if form.errors else 200
+
+
+# --- global sending switch -------------------------------------------------------------------
+
+
+@bp.route("/sending")
+@admin_required
+def sending():
+    """The global switch, and every campaign in flight (or finished with unknown recipients) with its controls."""
+    state = db.session.get(AppState, APP_STATE_ID)
+    campaigns = db.session.scalars(
+        select(Campaign)
+        .where(
+            or_(Campaign.status.in_(IN_FLIGHT_STATUSES), (Campaign.status == FINISHED) & (Campaign.unknown_count > 0))
+        )
+        .order_by(Campaign.id.desc())
+        .limit(200)
+    ).all()
+    return render_template(
+        "admin/sending.html",
+        paused=campaign_service.sending_paused(),
+        state=state,
+        changed_by=db.session.get(User, state.changed_by_id) if state and state.changed_by_id else None,
+        campaigns=campaigns,
+    )
+
+
+def _switch(paused: bool):
+    already = campaign_service.sending_paused() == paused
+    campaign_service.set_sending_paused(paused, current_user)
+    if already:
+        flash(f"All sending was already switched {'off' if paused else 'on'}; nothing changed.", "info")
+    elif paused:
+        flash("All sending is switched off. Workers stop before their next message.", "success")
+    else:
+        flash("All sending is switched back on. Waiting campaigns are queued again.", "success")
+    return _back()
+
+
+@bp.route("/sending/pause", methods=["POST"])
+@admin_required
+def pause_all_sending():
+    """The global switch: off."""
+    return _switch(True)
+
+
+@bp.route("/sending/resume", methods=["POST"])
+@admin_required
+def resume_all_sending():
+    """The global switch: back on (campaigns waiting with `global_pause` are queued again)."""
+    return _switch(False)
+
+
+# --- audit log -------------------------------------------------------------------------------
+
+SYSTEM_ACTOR = "system"
+
+
+@bp.route("/audit")
+@admin_required
+def audit():
+    """Audit events, newest first, filtered by actor, action, campaign and date range."""
+    form = AuditFilterForm(request.args)
+    actors = db.session.scalars(
+        select(User).where(User.id.in_(select(AuditEvent.actor_id).distinct())).order_by(User.email)
+    ).all()
+    form.actor.choices = [SelectChoice("", "Anyone"), SelectChoice(SYSTEM_ACTOR, "System (no user)")] + [
+        SelectChoice(str(u.id), u.email) for u in actors
+    ]
+    actions = db.session.scalars(select(AuditEvent.action).distinct().order_by(AuditEvent.action)).all()
+    form.action.choices = [SelectChoice("", "Any action")] + [SelectChoice(a, a) for a in actions]
+    form.validate()
+
+    query = select(AuditEvent)
+    actor = request.args.get("actor", "")
+    if actor == SYSTEM_ACTOR:
+        query = query.where(AuditEvent.actor_id.is_(None))
+    elif actor.isdigit():
+        query = query.where(AuditEvent.actor_id == int(actor))
+    if form.action.data:
+        query = query.where(AuditEvent.action == form.action.data)
+    if form.campaign.data and not form.campaign.errors:
+        query = query.where(AuditEvent.campaign_id == form.campaign.data)
+    if form.date_from.data and not form.date_from.errors:
+        query = query.where(AuditEvent.created_at >= datetime.combine(form.date_from.data, time(), UTC))
+    if form.date_to.data and not form.date_to.errors:
+        end = datetime.combine(form.date_to.data + timedelta(days=1), time(), UTC)
+        query = query.where(AuditEvent.created_at < end)
+    query = query.order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc())
+
+    page = db.paginate(query, per_page=AUDIT_PAGE_SIZE, max_per_page=AUDIT_PAGE_SIZE, error_out=False)
+    # User-management events name their target in details["user_id"]: show the address instead.
+    user_ids = {(event.details or {}).get("user_id") for event in page.items} - {None}
+    users_by_id = {u.id: u for u in db.session.scalars(select(User).where(User.id.in_(user_ids)))} if user_ids else {}
+    campaign_ids = {event.campaign_id for event in page.items if event.campaign_id}
+    campaign_names = (
+        dict(db.session.execute(select(Campaign.id, Campaign.name).where(Campaign.id.in_(campaign_ids))).all())
+        if campaign_ids
+        else {}
+    )
+    filters = {key: value for key, value in request.args.items() if key != "page" and value}
+    return render_template(
+        "admin/audit.html",
+        form=form,
+        page=page,
+        filters=filters,
+        users_by_id=users_by_id,
+        campaign_names=campaign_names,
+    )
+
+
+# --- users -----------------------------------------------------------------------------------
 
 
 @bp.route("/users")
 @admin_required
 def users():
-    all_users = db.session.scalars(select(User).order_by(User.id)).all()
-    return render_template("admin/users.html", users=all_users)
+    """Every user, active first, with role and access controls; `?q=` searches by email."""
+    search = request.args.get("q", "").strip()
+    query = select(User).order_by(User.active.desc(), User.email)
+    if search:
+        query = query.where(User.email.ilike(f"%{search}%"))
+    return render_template(
+        "admin/users.html", users=db.session.scalars(query).all(), search=search, role_form=RoleForm()
+    )
+
+
+@bp.route("/users/new", methods=["GET", "POST"])
+@admin_required
+def create_user():
+    """Create a user; the users service validates the address, the password and the role."""
+    form = CreateUserForm()
+    problem = None
+    if form.validate_on_submit():
+        try:
+            user = user_service.create_user(form.email.data, form.password.data, form.role.data, actor=current_user)
+        except user_service.UserError as exc:
+            problem = str(exc)  # the service's own words: duplicate email, bad address, short password
+        else:
+            flash(f"User {user.email} created as {user.role}.", "success")
+            return redirect(url_for("admin.users"), code=303)
+    status = 400 if request.method == "POST" else 200
+    return render_template("admin/user_new.html", form=form, problem=problem), status
+
+
+def _user_or_404(user_id: int) -> User:
+    return db.get_or_404(User, user_id)
+
+
+@bp.route("/users/<int:user_id>/role", methods=["POST"])
+@admin_required
+def change_role(user_id: int):
+    """Make a user manager or admin (the service keeps the last active admin an admin)."""
+    user = _user_or_404(user_id)
+    form = RoleForm()
+    if not form.validate_on_submit():
+        flash("Choose a role: manager or admin.", "error")
+        return redirect(url_for("admin.users"), code=303)
+    if user.role == form.role.data:
+        flash(f"{user.email} is already {user.role}; nothing changed.", "info")
+        return redirect(url_for("admin.users"), code=303)
+    try:
+        user_service.set_role(user, form.role.data, actor=current_user)
+    except user_service.UserError as exc:
+        flash(str(exc), "error")
+    else:
+        flash(f"{user.email} is now {user.role}.", "success")
+    return redirect(url_for("admin.users"), code=303)
+
+
+def _set_active(user_id: int, active: bool):
+    user = _user_or_404(user_id)
+    if user.active == active:
+        flash(f"{user.email} is already {'active' if active else 'disabled'}; nothing changed.", "info")
+        return redirect(url_for("admin.users"), code=303)
+    try:
+        user_service.set_active(user, active, actor=current_user)
+    except user_service.UserError as exc:
+        flash(str(exc), "error")
+    else:
+        flash(f"{user.email} is {'enabled' if active else 'disabled: they can no longer log in'}.", "success")
+    return redirect(url_for("admin.users"), code=303)
+
+
+@bp.route("/users/<int:user_id>/disable", methods=["POST"])
+@admin_required
+def disable_user(user_id: int):
+    """Disable a user: their sessions end and they can no longer log in."""
+    return _set_active(user_id, False)
+
+
+@bp.route("/users/<int:user_id>/enable", methods=["POST"])
+@admin_required
+def enable_user(user_id: int):
+    """Let a disabled user log in again."""
+    return _set_active(user_id, True)
