@@ -78,6 +78,11 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 # Fields whose value, when it is a full address, is dropped where the full address is not allowed.
 FULL_ADDRESS_FIELDS = ("email", "recipient_email", "to")
+# Message-IDs the product generates ("<campaign-7.recipient-42.3f1c9a0b2d4e@example.com>") look like
+# addresses but name nobody; only values of exactly that shape are kept unmasked, so that a send can
+# be matched with the SMTP provider's logs.
+MESSAGE_ID_FIELDS = ("smtp_message_id",)
+_OWN_MESSAGE_ID = re.compile(r"<campaign-\d{1,18}\.recipient-\d{1,18}\.[0-9a-f]{12}@[A-Za-z0-9.-]{1,253}>")
 _CORE_KEYS = ("timestamp", "level", "logger", "message", "exception")
 _LOGGER_NAME_FIELD = "_mailadmin_logger_name"  # set by the stdlib bridge, popped by the patcher
 _TEXT_EXTRAS_FIELD = "_mailadmin_text_extras"  # rendered extras of the pretty sink
@@ -173,6 +178,9 @@ def enforce_pii_policy(record: dict[str, Any]) -> None:
             continue
         if key in FULL_ADDRESS_FIELDS and holds_address and "email" not in allowed:
             dropped_address = dropped_address or value
+            continue
+        if key in MESSAGE_ID_FIELDS and isinstance(value, str) and _OWN_MESSAGE_ID.fullmatch(value):
+            cleaned[key] = value
             continue
         cleaned[mask(str(key))] = _json_safe(value, mask)
     if dropped_address is not None and not any(name in cleaned for name in pii.PII_FIELDS):
