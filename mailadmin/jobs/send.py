@@ -1,0 +1,652 @@
+"""The send loop: one RQ job (`send_campaign_slice`) sends one bounded slice of a campaign.
+
+A slice works for at most MAILER_SEND_SLICE_SECONDS, then hands over to a fresh job (its
+continuation), so a platform SIGTERM never catches a long job and several workers share a big
+campaign. Per claim batch (MAILER_SEND_BATCH_SIZE recipients):
+
+1. **claim** pending recipients atomically — one statement, `WITH claim_batch AS MATERIALIZED
+   (SELECT id ... LIMIT n FOR UPDATE SKIP LOCKED) UPDATE recipients ... FROM claim_batch WHERE
+   status = 'pending' RETURNING ...` on PostgreSQL, the same single conditional UPDATE on SQLite
+   (whose writers are serialized) — marking them `sending` with `claimed_by` (this job) and
+   `claimed_at`;
+2. per message: one cheap query for the campaign's status and the global switch (pause, cancel,
+   `global_pause` stop the loop *between* messages), one rate-limit token (fail-open), render,
+   SMTP; a transient error or a refused token ends the slice with a deferral;
+3. **record** the batch's outcomes in one transaction (exact counters via `col = col + n`).
+
+Exactly-once intent: a recipient leaves `sending` only through this job's own records. A job
+that dies (SIGKILL) leaves at most one batch in `sending`; the recovery sweep turns those into
+`unknown` once older than MAILER_STALE_CLAIM_SECONDS — they are shown, never silently re-sent.
+On SIGTERM (RQ HerokuWorker: SIGRTMIN to the work horse) the loop stops before the next message,
+records, releases what it did not try and enqueues its continuation: nothing becomes unknown.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+
+from loguru import logger
+from redis import RedisError
+from rq import get_current_job
+from rq.exceptions import ShutDownImminentException
+from rq.timeouts import JobTimeoutException
+from sqlalchemy import String, bindparam, case, func, select, update
+from sqlalchemy.engine import Connection
+
+from mailadmin.extensions import db, get_redis, get_settings
+from mailadmin.jobs import job_app_context
+from mailadmin.jobs.scheduling import enqueue_send_slice, new_slice_job_id
+from mailadmin.limits.rate_limiter import TokenReservation, reserve_send_token
+from mailadmin.logging import bind_context
+from mailadmin.mail.message import InvalidAddressError, MessageBuilder, make_unsubscribe_token
+from mailadmin.mail.templates import CampaignTemplates, recipient_fields
+from mailadmin.mail.transport import PermanentSendError, SendError, SmtpTransport
+from mailadmin.models import APP_STATE_ID, AppState, Campaign, CampaignQueue, Recipient
+from mailadmin.models.campaign import (
+    QUEUED,
+    R_FAILED,
+    R_PENDING,
+    R_SENDING,
+    R_SENT,
+    R_SKIPPED,
+    R_UNKNOWN,
+    SENDING,
+)
+from mailadmin.models.suppression import REASON_HARD_BOUNCE
+from mailadmin.models.types import UTCDateTime, utcnow
+from mailadmin.pii import get_pii_log_fields
+from mailadmin.services import campaigns as campaign_service
+from mailadmin.services.suppressions import suppress, suppressed_among
+
+# Sibling slices started when a campaign (re)starts, so that several workers share it.
+DEFAULT_PARALLEL_SLICES = 2
+# When the rate limiter refuses without saying when a token frees (should not happen).
+RATE_LIMIT_FALLBACK_DELAY = timedelta(seconds=60)
+# 5xx replies that say "this mailbox does not exist": the address goes on the suppression list.
+HARD_BOUNCE_CODES = frozenset({550, 551, 553})
+HARD_BOUNCE_HINTS = (
+    "5.1.0",
+    "5.1.1",
+    "5.1.2",
+    "5.1.3",
+    "5.1.6",
+    "user unknown",
+    "unknown user",
+    "no such user",
+    "unknown recipient",
+    "mailbox unavailable",
+    "mailbox not found",
+    "does not exist",
+    "invalid recipient",
+    "recipient address rejected",
+)
+# Exceptions RQ raises inside the job to stop it: record what we know, then let them propagate.
+JOB_STOPPING = (ShutDownImminentException, JobTimeoutException)
+
+_recipients = Recipient.__table__
+_campaigns = Campaign.__table__
+_queues = CampaignQueue.__table__
+_app_state = AppState.__table__
+
+# The claim. A MATERIALIZED CTE runs exactly once: as `id IN (SELECT ... LIMIT n FOR UPDATE SKIP
+# LOCKED)` PostgreSQL may plan a semi-join that re-runs the subquery per row and claims far more
+# than n. SQLite ignores FOR UPDATE: its writers are serialized anyway.
+_CLAIM_CANDIDATES = (
+    select(_recipients.c.id)
+    .where(_recipients.c.campaign_id == bindparam("b_campaign"), _recipients.c.status == R_PENDING)
+    .order_by(_recipients.c.id)
+    .limit(bindparam("b_limit"))
+    .with_for_update(skip_locked=True)
+    .cte("claim_batch")
+    .prefix_with("MATERIALIZED")
+)
+_CLAIM_BATCH = (
+    update(_recipients)
+    .where(_recipients.c.id == _CLAIM_CANDIDATES.c.id, _recipients.c.status == R_PENDING)
+    .values(
+        status=R_SENDING,
+        claimed_by=bindparam("b_token"),
+        claimed_at=bindparam("b_now", type_=UTCDateTime()),
+        updated_at=bindparam("b_now", type_=UTCDateTime()),
+    )
+    .returning(_recipients.c.id, _recipients.c.email, _recipients.c.name, _recipients.c.fields)
+)
+
+# Statements of the batch write, built once (SQLAlchemy then only looks them up in its cache).
+_RECORD_OUTCOME = (
+    update(_recipients)
+    .where(
+        _recipients.c.id == bindparam("b_id"),
+        _recipients.c.claimed_by == bindparam("b_token"),
+        _recipients.c.status == R_SENDING,
+    )
+    .values(
+        status=bindparam("b_status"),
+        attempts=_recipients.c.attempts + bindparam("b_inc"),
+        smtp_code=bindparam("b_code"),
+        smtp_message_id=bindparam("b_mid"),
+        last_error=bindparam("b_err"),
+        sent_at=bindparam("b_sent_at", type_=UTCDateTime()),
+        claimed_by=bindparam("b_claimed_by"),
+        updated_at=bindparam("b_now", type_=UTCDateTime()),
+    )
+)
+# A transient failure: back to pending for a later retry, the attempt counted, the claim dropped.
+_RELEASE_AFTER_ATTEMPT = _RECORD_OUTCOME.values(claimed_at=None)
+_RELEASE_UNTRIED = (
+    update(_recipients)
+    .where(
+        _recipients.c.id.in_(bindparam("b_ids", expanding=True)),
+        _recipients.c.claimed_by == bindparam("b_token"),
+        _recipients.c.status == R_SENDING,
+    )
+    .values(status=R_PENDING, claimed_by=None, claimed_at=None, updated_at=bindparam("b_now", type_=UTCDateTime()))
+)
+_ADD_TO_COUNTERS = (
+    update(_campaigns)
+    .where(_campaigns.c.id == bindparam("b_campaign"))
+    .values(
+        sent_count=_campaigns.c.sent_count + bindparam("b_sent"),
+        failed_count=_campaigns.c.failed_count + bindparam("b_failed"),
+        skipped_count=_campaigns.c.skipped_count + bindparam("b_skipped"),
+        unknown_count=_campaigns.c.unknown_count + bindparam("b_unknown"),
+        updated_at=bindparam("b_now", type_=UTCDateTime()),
+    )
+)
+_QUEUE_HEARTBEAT = (
+    update(_queues)
+    .where(_queues.c.campaign_id == bindparam("b_campaign"))
+    .values(
+        heartbeat_at=bindparam("b_now", type_=UTCDateTime()),
+        # A success resets the circuit breaker's count.
+        consecutive_transient_errors=case(
+            (bindparam("b_sent") > 0, 0), else_=_queues.c.consecutive_transient_errors
+        ),
+        current_job_id=func.coalesce(bindparam("b_next_job", type_=String()), _queues.c.current_job_id),
+    )
+)
+
+_stop_requested = threading.Event()
+
+# The per-message state query (see SendSlice._probe_state); `{placeholder}` is the driver's paramstyle.
+PROBE_SQL = (
+    "SELECT status, (SELECT sending_paused FROM app_state WHERE id = {app_state_id}) "
+    "FROM campaigns WHERE id = {placeholder}"
+)
+
+
+def request_slice_stop() -> None:
+    """Ask the running slice to stop before its next message (called from the SIGTERM path)."""
+    _stop_requested.set()
+
+
+def slice_stop_requested() -> bool:
+    """Has this process been asked to stop sending?"""
+    return _stop_requested.is_set()
+
+
+def is_hard_bounce(smtp_code: int | None, text: str) -> bool:
+    """A permanent "no such mailbox" reply (550/551/553 with a user-unknown reason)."""
+    if smtp_code not in HARD_BOUNCE_CODES:
+        return False
+    lowered = text.lower()
+    return any(hint in lowered for hint in HARD_BOUNCE_HINTS)
+
+
+@dataclass(slots=True)
+class Claim:
+    """A recipient this slice has claimed (status `sending`)."""
+
+    id: int
+    email: str
+    name: str | None
+    fields: dict | None
+
+
+def claim_recipients(
+    campaign_id: int, claimed_by: str, limit: int, now: datetime, *, commit: bool = True
+) -> list[Claim]:
+    """Atomically mark up to `limit` pending recipients `sending` for `claimed_by`; sorted by id.
+
+    Concurrent callers never get the same recipient: PostgreSQL skips rows another claim has
+    locked (FOR UPDATE SKIP LOCKED), SQLite serializes the writers.
+    """
+    rows = db.session.execute(
+        _CLAIM_BATCH,
+        {"b_campaign": campaign_id, "b_limit": limit, "b_token": claimed_by, "b_now": now},
+    ).all()
+    if commit:
+        db.session.commit()
+    return sorted((Claim(row.id, row.email, row.name, row.fields) for row in rows), key=lambda claim: claim.id)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What happened to one claimed recipient, waiting to be recorded with its batch."""
+
+    claim: Claim
+    status: str  # sent | failed | skipped | unknown | pending (transient: retry later)
+    smtp_code: int | None = None
+    message_id: str | None = None
+    error: str | None = None
+    sent_at: datetime | None = None
+    attempted: bool = True
+    hard_bounce: bool = False
+
+
+@dataclass
+class SliceReport:
+    """What one slice did; also the RQ job's result (`rq info`, tests)."""
+
+    campaign_id: int
+    job_id: str
+    outcome: str = "started"
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+    unknown: int = 0
+    transient: int = 0
+    released: int = 0
+    siblings: int = 0
+
+
+def send_campaign_slice(campaign_id: int) -> dict:
+    """RQ job: send the next bounded slice of a campaign, then hand over to a fresh job."""
+    job = get_current_job()
+    with job_app_context():
+        parallel = getattr(get_settings(), "send_parallel_slices", DEFAULT_PARALLEL_SLICES)
+        report = run_send_slice(campaign_id, job_id=job.id if job else None, siblings=max(0, parallel - 1))
+    return asdict(report)
+
+
+def run_send_slice(
+    campaign_id: int,
+    *,
+    job_id: str | None = None,
+    clock: Callable[[], datetime] | None = None,
+    siblings: int = 0,
+) -> SliceReport:
+    """Run one slice in the current app context. `clock` injects "now" (tests drive time with it)."""
+    return SendSlice(campaign_id, job_id=job_id, clock=clock, siblings=siblings).run()
+
+
+class SendSlice:
+    """One slice of the send loop for one campaign (see the module docstring)."""
+
+    def __init__(
+        self,
+        campaign_id: int,
+        *,
+        job_id: str | None = None,
+        clock: Callable[[], datetime] | None = None,
+        siblings: int = 0,
+    ) -> None:
+        self.settings = get_settings()
+        self.campaign_id = campaign_id
+        self.job_id = (job_id or f"inline-{uuid.uuid4().hex[:12]}")[:64]
+        self.clock = clock or utcnow
+        self.injected_clock = clock is not None
+        self.siblings = siblings
+        self.redis = get_redis()
+        self.report = SliceReport(campaign_id, self.job_id)
+        self.queue_id: int | None = None
+        self.unclaimed: list[Claim] = []  # claimed, not tried yet
+        self.outcomes: list[Outcome] = []  # tried, not recorded yet
+        self.uncommitted_outcomes: list[Outcome] = []  # written by _record, not committed yet
+        self.uncommitted_released: list[Claim] = []
+        self.uncommitted_counts: tuple[int, ...] = (0,) * 6
+        self.in_flight: Claim | None = None
+        self.transport: SmtpTransport | None = None
+        self.probe: Connection | None = None
+
+    # --- the slice ---------------------------------------------------------------------------
+
+    def run(self) -> SliceReport:
+        with bind_context(campaign_id=self.campaign_id, job_id=self.job_id):
+            start = campaign_service.begin_slice(self.campaign_id, self.job_id, self.clock())
+            if not start.proceed:
+                self.report.outcome = f"skipped:{start.reason}"
+                logger.bind(reason=start.reason).debug("Send slice skipped")
+                return self.report
+            self.queue_id = start.campaign.queue_id
+            if start.started_campaign and self.siblings:
+                self._start_siblings()
+            try:
+                self._loop(start.campaign)
+            except BaseException as exc:
+                self._abandon(exc)
+                raise
+            finally:
+                self._close()
+            logger.bind(**asdict(self.report)).info("Send slice ended")
+        return self.report
+
+    def _loop(self, campaign: campaign_service.SliceCampaign) -> None:
+        builder = self._builder(campaign)
+        self.transport = SmtpTransport.from_url(self.settings.smtp_url, timeout=self.settings.smtp_timeout_seconds)
+        self.probe = db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        driver = self.probe.connection.driver_connection
+        self.probe_cursor = driver.cursor()
+        placeholder = "?" if self.probe.dialect.paramstyle == "qmark" else "%s"
+        self.probe_sql = PROBE_SQL.format(placeholder=placeholder, app_state_id=APP_STATE_ID)
+        deadline = time.monotonic() + self.settings.send_slice_seconds
+        if not self._claim_batch():
+            db.session.commit()
+            return self._drained()
+        db.session.commit()
+        while True:
+            while self.unclaimed:
+                if self._time_to_hand_over(deadline):
+                    return self._hand_over()
+                status, switched_off = self._probe_state()
+                if switched_off:
+                    return self._stop_for_global_pause()
+                if status not in (SENDING, QUEUED):
+                    return self._stop(status)
+                reservation = self._reserve_token()
+                if not reservation.allowed:
+                    return self._defer_for_rate_limit(reservation)
+                claim = self.unclaimed.pop(0)
+                outcome = self._send(builder, claim, reservation)
+                self.outcomes.append(outcome)
+                if outcome.status in (R_PENDING, R_UNKNOWN) and outcome.attempted:
+                    return self._transient_error(outcome)
+            if self._time_to_hand_over(deadline):
+                return self._hand_over()
+            # The batch's outcomes and the next claim share one transaction: one commit per batch.
+            self._record()
+            more = self._claim_batch()
+            self._commit()
+            if not more:
+                return self._drained()
+
+    def _time_to_hand_over(self, deadline: float) -> bool:
+        return _stop_requested.is_set() or time.monotonic() >= deadline
+
+    def _builder(self, campaign: campaign_service.SliceCampaign) -> MessageBuilder:
+        templates = CampaignTemplates(campaign.subject, campaign.body_text, campaign.body_html)
+        secret, base = self.settings.secret_key, self.settings.public_url
+        campaign_id = campaign.id
+
+        def unsubscribe_url_for(recipient_id: int) -> str:
+            return f"{base}/u/{make_unsubscribe_token(secret, campaign_id, recipient_id)}"
+
+        return MessageBuilder(campaign_id, self.settings.mail_from, templates, unsubscribe_url_for)
+
+    def _start_siblings(self) -> None:
+        for _ in range(self.siblings):
+            try:
+                enqueue_send_slice(self.campaign_id)
+                self.report.siblings += 1
+            except RedisError as exc:
+                logger.bind(error_type=type(exc).__name__).error("Could not start a sibling slice (Redis unavailable)")
+                return
+
+    # --- claims --------------------------------------------------------------------------
+
+    def _claim_batch(self) -> bool:
+        """Claim the next batch (the caller commits); suppressed addresses are set aside as skipped."""
+        claims = claim_recipients(
+            self.campaign_id, self.job_id, self.settings.send_batch_size, self.clock(), commit=False
+        )
+        if not claims:
+            return False
+        suppressed = suppressed_among(claim.email for claim in claims)
+        for claim in claims:
+            if claim.email.strip().lower() in suppressed:
+                self.outcomes.append(Outcome(claim, R_SKIPPED, error="suppressed", attempted=False))
+            else:
+                self.unclaimed.append(claim)
+        return True
+
+    def _probe_state(self) -> tuple[str | None, bool]:
+        """The campaign's status and the global switch: the one query per message.
+
+        Runs on an AUTOCOMMIT connection (so it sees other commits at once, also on SQLite) and
+        straight on the driver: it is the hottest statement of the product.
+        """
+        row = self.probe_cursor.execute(self.probe_sql, (self.campaign_id,)).fetchone()
+        if row is None:
+            return None, False
+        return row[0], bool(row[1])
+
+    def _reserve_token(self) -> TokenReservation:
+        now = self.clock().timestamp() if self.injected_clock else None
+        return reserve_send_token(
+            self.redis, self.settings.smtp_max_per_hour, campaign_id=self.campaign_id, now=now
+        )
+
+    # --- one message ---------------------------------------------------------------------
+
+    def _send(self, builder: MessageBuilder, claim: Claim, reservation: TokenReservation) -> Outcome:
+        try:
+            fields = recipient_fields(claim.email, claim.name, claim.fields)
+            built = builder.build(claim.id, claim.email, fields)
+        except JOB_STOPPING:
+            raise
+        except InvalidAddressError as exc:
+            return self._failed(claim, R_SKIPPED, None, f"invalid address: {exc}", attempted=False)
+        except Exception as exc:  # a template error on this recipient's data fails only this recipient
+            return self._failed(claim, R_FAILED, None, f"could not build the message: {type(exc).__name__}: {exc}",
+                                attempted=False)
+
+        self.in_flight = claim
+        try:
+            result = self.transport.send(builder.envelope_from, built.envelope_to, built.data)
+        except PermanentSendError as exc:
+            self.in_flight = None
+            return self._failed(claim, R_FAILED, exc.smtp_code, exc.message, error_class="permanent",
+                                hard_bounce=is_hard_bounce(exc.smtp_code, exc.message))
+        except SendError as exc:
+            self.in_flight = None
+            # The whole message went out and the verdict was lost: it may have been delivered.
+            status = R_UNKNOWN if exc.outcome_unknown else R_PENDING
+            return self._failed(claim, status, exc.smtp_code, exc.message, error_class="transient")
+        self.in_flight = None
+        outcome = Outcome(claim, R_SENT, result.smtp_code, built.message_id, sent_at=self.clock())
+        logger.bind(
+            campaign_id=self.campaign_id,
+            queue_id=self.queue_id,
+            recipient_id=claim.id,
+            **get_pii_log_fields(claim.email, "INFO"),
+            smtp_message_id=built.message_id,
+            provider=self.transport.provider,
+            took_ms=round(result.took_ms, 1),
+            rate_limit_count=reservation.current_count,
+        ).info("Email sent successfully")
+        return outcome
+
+    def _failed(
+        self,
+        claim: Claim,
+        status: str,
+        smtp_code: int | None,
+        error: str,
+        *,
+        error_class: str = "permanent",
+        attempted: bool = True,
+        hard_bounce: bool = False,
+    ) -> Outcome:
+        logger.bind(
+            campaign_id=self.campaign_id,
+            queue_id=self.queue_id,
+            recipient_id=claim.id,
+            **get_pii_log_fields(claim.email, "ERROR"),
+            smtp_code=smtp_code,
+            error_class=error_class,
+            error=error,
+            recipient_status=status,
+        ).error("Failed to send email")
+        return Outcome(claim, status, smtp_code, error=error[:500], attempted=attempted, hard_bounce=hard_bounce)
+
+    # --- recording -----------------------------------------------------------------------
+
+    def _record(self, *, next_job_id: str | None = None) -> None:
+        """Write the outcomes so far and release the untried claims, in the session (see `_commit`).
+
+        Every UPDATE is guarded by `status = 'sending' AND claimed_by = this job`, and the
+        counters grow by the rows actually changed, so writing the same outcomes twice (after a
+        rolled-back commit) changes nothing.
+        """
+        self.uncommitted_outcomes += self.outcomes
+        self.uncommitted_released += self.unclaimed
+        self.outcomes, self.unclaimed = [], []
+        now = self.clock()
+        groups: dict[str, list[dict]] = {}
+        suppress_emails: list[str] = []
+        for outcome in self.uncommitted_outcomes:
+            terminal = outcome.status != R_PENDING
+            groups.setdefault(outcome.status, []).append(
+                {
+                    "b_id": outcome.claim.id,
+                    "b_token": self.job_id,
+                    "b_status": outcome.status,
+                    "b_inc": 1 if outcome.attempted else 0,
+                    "b_code": outcome.smtp_code,
+                    "b_mid": outcome.message_id,
+                    "b_err": outcome.error,
+                    "b_sent_at": outcome.sent_at,
+                    "b_claimed_by": self.job_id if terminal else None,
+                    "b_now": now,
+                }
+            )
+            if outcome.hard_bounce:
+                suppress_emails.append(outcome.claim.email)
+        counts = {
+            status: db.session.execute(_RELEASE_AFTER_ATTEMPT if status == R_PENDING else _RECORD_OUTCOME, rows).rowcount
+            or 0
+            for status, rows in groups.items()
+        }
+        released = 0
+        if self.uncommitted_released:
+            released = db.session.execute(
+                _RELEASE_UNTRIED,
+                {"b_ids": [claim.id for claim in self.uncommitted_released], "b_token": self.job_id, "b_now": now},
+            ).rowcount
+        for email in suppress_emails:
+            suppress(email, REASON_HARD_BOUNCE, self.campaign_id, commit=False)
+        sent, failed = counts.get(R_SENT, 0), counts.get(R_FAILED, 0)
+        skipped, unknown = counts.get(R_SKIPPED, 0), counts.get(R_UNKNOWN, 0)
+        if sent or failed or skipped or unknown:
+            db.session.execute(
+                _ADD_TO_COUNTERS,
+                {"b_campaign": self.campaign_id, "b_sent": sent, "b_failed": failed, "b_skipped": skipped,
+                 "b_unknown": unknown, "b_now": now},
+            )
+        db.session.execute(
+            _QUEUE_HEARTBEAT,
+            {"b_campaign": self.campaign_id, "b_now": now, "b_sent": sent, "b_next_job": next_job_id},
+        )
+        self.uncommitted_counts = (sent, failed, skipped, unknown, counts.get(R_PENDING, 0), released)
+
+    def _commit(self) -> None:
+        """Commit the session; what `_record` wrote now counts in the report."""
+        db.session.commit()
+        sent, failed, skipped, unknown, transient, released = self.uncommitted_counts
+        self.report.sent += sent
+        self.report.failed += failed
+        self.report.skipped += skipped
+        self.report.unknown += unknown
+        self.report.transient += transient
+        self.report.released += released
+        self.uncommitted_counts = (0,) * 6
+        self.uncommitted_outcomes, self.uncommitted_released = [], []
+
+    def _record_and_commit(self, *, next_job_id: str | None = None) -> None:
+        self._record(next_job_id=next_job_id)
+        self._commit()
+
+    # --- ways a slice ends ---------------------------------------------------------------
+
+    def _hand_over(self) -> None:
+        """Time budget used (or SIGTERM): record, release, and enqueue the continuation."""
+        next_job_id = new_slice_job_id(self.campaign_id)
+        self._record_and_commit(next_job_id=next_job_id)
+        self.report.outcome = "stopped" if _stop_requested.is_set() else "handed_over"
+        self._enqueue_continuation(next_job_id)
+
+    def _enqueue_continuation(self, job_id: str) -> None:
+        try:
+            enqueue_send_slice(self.campaign_id, job_id=job_id)
+        except RedisError as exc:
+            # Nothing is lost: the recipients are pending again and the recovery sweep
+            # re-enqueues a campaign nobody works on once Redis is back.
+            logger.bind(error_type=type(exc).__name__).error(
+                "Could not enqueue the next slice (Redis unavailable); the recovery sweep will"
+            )
+
+    def _drained(self) -> None:
+        """Nothing left to claim: stale claims become unknown, and the campaign finishes if nothing is left."""
+        self._record_and_commit()
+        now = self.clock()
+        from mailadmin.jobs.scheduling import mark_stale_claims_unknown
+
+        mark_stale_claims_unknown(self.campaign_id, now - timedelta(seconds=self.settings.stale_claim_seconds), now=now)
+        finished = campaign_service.finish_campaign_if_done(self.campaign_id, now=now)
+        self.report.outcome = "finished" if finished else "drained"
+
+    def _stop(self, status: str | None) -> None:
+        """Paused, cancelled or deferred elsewhere: record, release, no continuation."""
+        self._record_and_commit()
+        self.report.outcome = f"stopped:{status}"
+        logger.bind(campaign_status=status).info("Send slice stopped: campaign no longer sending")
+
+    def _stop_for_global_pause(self) -> None:
+        self._record_and_commit()
+        if campaign_service.defer_for_global_pause(self.campaign_id, self.clock()):
+            self.report.outcome = "deferred:global_pause"
+        else:
+            self.report.outcome = "stopped:global_pause"
+
+    def _defer_for_rate_limit(self, reservation: TokenReservation) -> None:
+        now = self.clock()
+        until = reservation.next_free_at or now + RATE_LIMIT_FALLBACK_DELAY
+        self._record()
+        campaign_service.defer_for_rate_limit(self.campaign_id, until, now=now)  # commits the session
+        self._commit()
+        self.report.outcome = "deferred:rate_limit"
+
+    def _transient_error(self, outcome: Outcome) -> None:
+        now = self.clock()
+        self._record()
+        reason = campaign_service.record_transient_error(self.campaign_id, outcome.error or "transient error", now=now)
+        self._commit()  # already committed by the service: this only settles the report
+        self.report.outcome = f"deferred:{reason}" if reason != "circuit_breaker" else "paused:circuit_breaker"
+
+    def _abandon(self, exc: BaseException) -> None:
+        """The job is being stopped (SIGTERM deadline, RQ timeout) or failed: record what is known.
+
+        The message in flight, if any, becomes `unknown`; untried claims go back to `pending`.
+        If even this fails, the claims stay `sending` and the recovery sweep marks them unknown.
+        """
+        try:
+            db.session.rollback()
+            # Whatever was written but not committed is written again (the writes are idempotent).
+            self.outcomes = self.uncommitted_outcomes + self.outcomes
+            self.unclaimed = self.uncommitted_released + self.unclaimed
+            self.uncommitted_outcomes, self.uncommitted_released = [], []
+            self.uncommitted_counts = (0,) * 6
+            if self.in_flight is not None:
+                self.outcomes.append(
+                    Outcome(self.in_flight, R_UNKNOWN, error=f"job stopped while sending ({type(exc).__name__})")
+                )
+                self.in_flight = None
+            self._record_and_commit()
+            if isinstance(exc, JOB_STOPPING):
+                self._enqueue_continuation(new_slice_job_id(self.campaign_id))
+        except Exception:
+            db.session.rollback()
+            logger.opt(exception=True).error("Could not record the stopped slice; its claims will become unknown")
+        logger.bind(error_type=type(exc).__name__).warning("Send slice stopped by an exception")
+
+    def _close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+        if self.probe is not None:
+            self.probe_cursor.close()
+            self.probe.close()

@@ -1,0 +1,58 @@
+"""`python worker.py`: the RQ worker process (Procfile `worker`).
+
+Builds the app, sets up logging, and runs `SendWorker` (a HerokuWorker) on the send and default
+queues. SIGTERM is graceful: the running send slice stops before its next message, records what
+it did and enqueues its continuation; the worker then exits. `--burst` exits when the queues are
+empty (tests, one-off runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import redis
+from loguru import logger
+from rq import Queue
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the worker until SIGTERM (or until the queues are empty with --burst)."""
+    parser = argparse.ArgumentParser(prog="python worker.py", description="mailadmin RQ worker")
+    parser.add_argument("--burst", action="store_true", help="exit when the queues are empty")
+    parser.add_argument("--name", default=None, help="worker name (default: RQ's random name)")
+    args = parser.parse_args(argv)
+
+    from mailadmin import create_app
+    from mailadmin.extensions import QUEUE_NAMES, db
+    from mailadmin.jobs import set_job_app
+    from mailadmin.jobs.scheduling import slice_job_timeout
+    from mailadmin.jobs.workers import SendWorker
+    from mailadmin.settings import SettingsError
+
+    try:
+        app = create_app()  # validates the settings and sets up logging
+    except SettingsError as exc:
+        print(f"worker: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    settings = app.config["SETTINGS"]
+    with app.app_context():
+        set_job_app(app)
+        if settings.stale_claim_seconds <= slice_job_timeout(settings):
+            logger.bind(
+                stale_claim_seconds=settings.stale_claim_seconds, slice_job_timeout=slice_job_timeout(settings)
+            ).warning("MAILER_STALE_CLAIM_SECONDS should exceed the slice job timeout")
+        # RQ raises the socket timeout of the connection it is given (blocking BLPOP): it gets its
+        # own client, so the app's short fail-fast timeouts (rate limiter, throttles) stay short.
+        connection = redis.Redis.from_url(settings.redis_url)
+        queues = [Queue(name, connection=connection) for name in QUEUE_NAMES]
+        worker = SendWorker(queues, connection=connection, name=args.name)
+        db.engine.dispose()  # nothing pooled in the parent for the forked horses to inherit
+        logger.bind(queues=list(QUEUE_NAMES), burst=args.burst, worker=worker.name).info("Worker starting")
+        worker.work(burst=args.burst, logging_level="INFO")
+        logger.bind(worker=worker.name).info("Worker stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
