@@ -43,6 +43,8 @@ class Settings:
     # catches a long job.
     send_batch_size: int = 10
     send_slice_seconds: int = 20
+    # How many slices of one campaign may run at once on different workers (fan-out at start).
+    send_parallel_slices: int = 2
     # A recipient left `sending` longer than this by a dead job becomes `unknown`.
     stale_claim_seconds: int = 120
     max_upload_mb: int = 5
@@ -140,6 +142,7 @@ _INT_LIMITS = {
     "MAILER_THROTTLE_LOGIN_PER_IP": "throttle_login_per_ip",
     "MAILER_SEND_BATCH_SIZE": "send_batch_size",
     "MAILER_SEND_SLICE_SECONDS": "send_slice_seconds",
+    "MAILER_SEND_PARALLEL_SLICES": "send_parallel_slices",
     "MAILER_STALE_CLAIM_SECONDS": "stale_claim_seconds",
     "MAILER_MAX_UPLOAD_MB": "max_upload_mb",
     "SMTP_TIMEOUT_SECONDS": "smtp_timeout_seconds",

@@ -63,8 +63,6 @@ from mailadmin.pii import get_pii_log_fields
 from mailadmin.services import campaigns as campaign_service
 from mailadmin.services.suppressions import suppress, suppressed_among
 
-# Sibling slices started when a campaign (re)starts, so that several workers share it.
-DEFAULT_PARALLEL_SLICES = 2
 # When the rate limiter refuses without saying when a token frees (should not happen).
 RATE_LIMIT_FALLBACK_DELAY = timedelta(seconds=60)
 # 5xx replies that say "this mailbox does not exist": the address goes on the suppression list.
@@ -259,7 +257,7 @@ def send_campaign_slice(campaign_id: int) -> dict:
     """RQ job: send the next bounded slice of a campaign, then hand over to a fresh job."""
     job = get_current_job()
     with job_app_context():
-        parallel = getattr(get_settings(), "send_parallel_slices", DEFAULT_PARALLEL_SLICES)
+        parallel = get_settings().send_parallel_slices
         report = run_send_slice(campaign_id, job_id=job.id if job else None, siblings=max(0, parallel - 1))
     return asdict(report)
 

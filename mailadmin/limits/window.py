@@ -87,11 +87,20 @@ def _to_microseconds(seconds: float) -> int:
     return round(seconds * _MICROSECONDS)
 
 
+def _script_for(client: Redis):
+    """The registered script, once per client (registering hashes the Lua source each time)."""
+    script = getattr(client, "_mailadmin_window_script", None)
+    if script is None:
+        script = client.register_script(SLIDING_WINDOW_LUA)
+        client._mailadmin_window_script = script
+    return script
+
+
 def _run(client: Redis, key: str, limit: int, window_seconds: float, now: float | None, mode: str) -> WindowResult:
     if window_seconds <= 0:
         raise ValueError(f"window_seconds must be positive, got {window_seconds!r}")
     window_us = _to_microseconds(window_seconds)
-    script = client.register_script(SLIDING_WINDOW_LUA)
+    script = _script_for(client)
     allowed, count, slot_score_us = script(
         keys=[key],
         args=[

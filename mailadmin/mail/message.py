@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 import secrets
 import time
@@ -252,7 +253,9 @@ class MessageBuilder:
 
 # --- unsubscribe tokens -------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=8)
 def _unsubscribe_serializer(secret_key: str | bytes) -> URLSafeSerializer:
+    # Cached: the send loop signs one token per recipient with the same key.
     return URLSafeSerializer(secret_key, salt="unsubscribe")
 
 

@@ -45,7 +45,8 @@ _LEADING_DOT = re.compile(rb"(?m)^\.")
 def mask_addresses(text: str, *addresses: str | None) -> str:
     """`text` with the given addresses and anything address-like replaced by "<recipient>"."""
     for address in addresses:
-        if address:
+        # A plain case-insensitive search first: most replies do not quote the address at all.
+        if address and address.lower() in text.lower():
             text = re.sub(re.escape(address), "<recipient>", text, flags=re.IGNORECASE)
     return _ADDRESS_LIKE.sub("<recipient>", text)
 

@@ -1,0 +1,374 @@
+"""`make bench`: the send loop's throughput against a bare smtplib loop, on the same local SMTP sink.
+
+    python bench/send_loop.py [--messages 5000] [--memory-recipients 100000] [--start-recipients 10000]
+
+Prints ONE JSON line on stdout:
+
+    {"bench": "send_loop", "messages": N, "send_rate": msg/s, "baseline_rate": msg/s, "ratio": ..., "sink": ...,
+     "database": ..., "batch_size": ..., "start_request_ms": ..., "start_recipients": 10000,
+     "worker_peak_rss_mb": ..., "worker_peak_rss_mb_small": ..., "memory_recipients": 100000}
+
+* send path: a started campaign of N recipients run by the real RQ job (`send_campaign_slice`, in-process
+  SimpleWorker) — claims, a rate-limit token per message (quota set out of reach), the per-message state
+  query, rendering, real SMTP, outcome writes, JSON logging of every send (to /dev/null);
+* baseline: smtplib sending one prebuilt message N times over one connection to the same sink, run
+  before and after the send path (the faster of the two counts);
+* sink: postfix's `smtp-sink` when installed (far faster than aiosmtpd, so the ratio measures our
+  overhead), else the in-process CaptureSMTP — the line says which;
+* start_request_ms: `start_campaign()` (with the per-user throttle) on a 10,000-recipient campaign;
+* worker_peak_rss_mb: peak RSS of `python worker.py --burst` (and its work horses) sending a
+  100,000-recipient campaign, next to the same for a 1,000-recipient one: flat means no loading
+  all recipients.
+
+Database: BENCH_DATABASE_URL, else TEST_DATABASE_URL / DATABASE_URL (PostgreSQL: a scratch database is
+created and dropped), else a temporary SQLite file. Redis: REDIS_URL, else an embedded redis-server
+(a flushed scratch db index either way is NOT assumed: the bench uses its own embedded server unless
+BENCH_REDIS_URL is given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import smtplib
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_ROOT))
+
+import sqlalchemy as sa  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+
+SMTP_SINK_CANDIDATES = ("/usr/sbin/smtp-sink", "/usr/lib/postfix/sbin/smtp-sink")
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+# --- infrastructure ----------------------------------------------------------------------
+
+
+def find_smtp_sink() -> str | None:
+    for candidate in (shutil.which("smtp-sink"), *SMTP_SINK_CANDIDATES):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+@contextmanager
+def smtp_sink():
+    """(url, name) of a local SMTP sink: postfix's smtp-sink if installed, else CaptureSMTP."""
+    from mailadmin.devtools.redis_server import free_port
+
+    binary = find_smtp_sink()
+    if binary:
+        port = free_port()
+        command = [binary]
+        if os.geteuid() == 0:
+            command += ["-u", "nobody"]  # smtp-sink refuses to keep root privileges
+        command += [f"127.0.0.1:{port}", "1024"]
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    smtplib.SMTP("127.0.0.1", port, timeout=1).quit()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline or process.poll() is not None:
+                        raise RuntimeError("smtp-sink did not start") from None
+                    time.sleep(0.05)
+            yield f"smtp://127.0.0.1:{port}", "postfix smtp-sink"
+        finally:
+            process.terminate()
+            process.wait(10)
+        return
+    from mailadmin.devtools.smtp_capture import CaptureSMTP
+
+    capture = CaptureSMTP(keep_messages=False).start()
+    try:
+        yield capture.url, "CaptureSMTP (aiosmtpd; smtp-sink not installed)"
+    finally:
+        capture.stop()
+
+
+@contextmanager
+def redis_url():
+    explicit = os.environ.get("BENCH_REDIS_URL")
+    if explicit:
+        yield explicit
+        return
+    from mailadmin.devtools.redis_server import EmbeddedRedis
+
+    with EmbeddedRedis() as server:
+        yield server.url
+
+
+@contextmanager
+def database_url():
+    """(url, label): a scratch PostgreSQL database when one is configured, else a temporary SQLite file."""
+    from mailadmin.settings import _database_url
+
+    raw = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    if raw and _database_url(raw).startswith("postgresql"):
+        base = _database_url(raw)
+        name = f"mailadmin_bench_{uuid.uuid4().hex[:10]}"
+        admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        try:
+            yield make_url(base).set(database=name).render_as_string(hide_password=False), "postgresql"
+        finally:
+            with admin.connect() as conn:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            admin.dispose()
+        return
+    with tempfile.TemporaryDirectory(prefix="mailadmin-bench-") as directory:
+        yield f"sqlite:///{directory}/bench.sqlite3", "sqlite"
+
+
+# --- the measurements --------------------------------------------------------------------
+
+
+def bench_env(db_url: str, redis: str, smtp: str) -> dict[str, str]:
+    return {
+        "APP_ENV": "development",
+        "LOG_FORMAT": "json",
+        "DATABASE_URL": db_url,
+        "REDIS_URL": redis,
+        "SMTP_URL": smtp,
+        "MAIL_FROM": "Shop <news@shop.example.com>",
+        "PUBLIC_URL": "https://mail.example.com",
+        "SECRET_KEY": "bench-secret-key-" + "x" * 32,
+        "MAILER_LOG_HASH_SALT": "bench-salt",
+        "MAILER_SMTP_MAX_PER_HOUR": str(10**9),
+        "MAILER_MAX_CAMPAIGN_RECIPIENTS": str(10**6),
+        "MAILER_THROTTLE_CAMPAIGN_START_PER_HOUR": str(10**6),
+    }
+
+
+def create_campaign(owner_id: int, count: int, name: str) -> int:
+    """A draft campaign with `count` recipients, inserted in chunks."""
+    from mailadmin.extensions import db
+    from mailadmin.mail.message import _BENCH_HTML, _BENCH_TEXT
+    from mailadmin.models import Campaign, Recipient
+    from mailadmin.models.types import utcnow
+
+    campaign = Campaign(
+        owner_id=owner_id,
+        name=name,
+        subject="{{ name }}, our autumn catalogue is here",
+        body_text=_BENCH_TEXT,
+        body_html=_BENCH_HTML,
+        status="draft",
+    )
+    db.session.add(campaign)
+    db.session.flush()
+    now = utcnow()
+    chunk = 5000
+    for start in range(0, count, chunk):
+        db.session.execute(
+            sa.insert(Recipient.__table__),
+            [
+                {
+                    "campaign_id": campaign.id,
+                    "email": f"customer{i}@example.com",
+                    "name": f"Customer Nummer {i}",
+                    "fields": {"company": "Müller & Söhne"},
+                    "status": "pending",
+                    "attempts": 0,
+                    "updated_at": now,
+                }
+                for i in range(start, min(count, start + chunk))
+            ],
+        )
+    campaign.recipients_total = count
+    db.session.commit()
+    if db.engine.dialect.name == "postgresql":
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(sa.text("ANALYZE recipients"))
+    return campaign.id
+
+
+def baseline_rate(smtp_url: str, data: bytes, count: int) -> float:
+    """Bare smtplib: one prebuilt message, one connection, `count` sends."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(smtp_url)
+    client = smtplib.SMTP(parts.hostname, parts.port)
+    try:
+        for i in range(50):
+            client.sendmail("news@shop.example.com", [f"warmup{i}@example.com"], data)
+        started = time.perf_counter()
+        for i in range(count):
+            client.sendmail("news@shop.example.com", [f"customer{i}@example.com"], data)
+        return count / (time.perf_counter() - started)
+    finally:
+        client.quit()
+
+
+def sample_message(campaign_id: int) -> bytes:
+    """The bytes our builder makes for one recipient: the baseline sends exactly this."""
+    from mailadmin.extensions import db, get_settings
+    from mailadmin.mail.message import MessageBuilder, make_unsubscribe_token
+    from mailadmin.mail.templates import CampaignTemplates, recipient_fields
+    from mailadmin.models import Campaign
+
+    settings = get_settings()
+    campaign = db.session.get(Campaign, campaign_id)
+    builder = MessageBuilder(
+        campaign.id,
+        settings.mail_from,
+        CampaignTemplates(campaign.subject, campaign.body_text, campaign.body_html),
+        lambda rid: f"{settings.public_url}/u/{make_unsubscribe_token(settings.secret_key, campaign.id, rid)}",
+    )
+    fields = recipient_fields("customer0@example.com", "Customer Nummer 0", {"company": "Müller & Söhne"})
+    return builder.build(1, "customer0@example.com", fields).data
+
+
+def run_send_path(redis: str, campaign_id: int, owner) -> float:
+    """Start the campaign and run its RQ jobs in-process until it finishes; returns messages/s."""
+    from redis import Redis
+    from rq import Queue, SimpleWorker
+
+    from mailadmin.extensions import QUEUE_NAMES, db
+    from mailadmin.models import Campaign
+    from mailadmin.services.campaigns import start_campaign
+
+    campaign = db.session.get(Campaign, campaign_id)
+    connection = Redis.from_url(redis)
+    worker = SimpleWorker([Queue(name, connection=connection) for name in QUEUE_NAMES], connection=connection)
+    started = time.perf_counter()
+    start_campaign(campaign, owner, enforce_throttle=False)
+    worker.work(burst=True, logging_level="WARNING")
+    elapsed = time.perf_counter() - started
+    db.session.expire_all()
+    campaign = db.session.get(Campaign, campaign_id)
+    if campaign.status != "finished" or campaign.sent_count != campaign.recipients_total:
+        raise RuntimeError(f"bench campaign ended {campaign.status} with {campaign.sent_count} sent")
+    return campaign.sent_count / elapsed
+
+
+def start_request_ms(owner, count: int) -> float:
+    """Time of start_campaign() (throttle included) for a campaign of `count` recipients."""
+    from mailadmin.extensions import db
+    from mailadmin.models import Campaign
+    from mailadmin.services.campaigns import cancel_campaign, start_campaign
+
+    campaign_id = create_campaign(owner.id, count, f"start {count}")
+    campaign = db.session.get(Campaign, campaign_id)
+    started = time.perf_counter()
+    start_campaign(campaign, owner)
+    elapsed = (time.perf_counter() - started) * 1000
+    cancel_campaign(db.session.get(Campaign, campaign_id), owner)  # measured, not to be sent
+    return elapsed
+
+
+def worker_peak_rss_mb(env: dict[str, str], owner_id: int, count: int) -> float:
+    """Peak RSS (MB) of `python worker.py --burst` and its work horses sending a `count`-recipient campaign."""
+    from mailadmin.extensions import db, get_redis
+    from mailadmin.models import Campaign, User
+    from mailadmin.services.campaigns import start_campaign
+
+    campaign_id = create_campaign(owner_id, count, f"memory {count}")
+    start_campaign(db.session.get(Campaign, campaign_id), db.session.get(User, owner_id), enforce_throttle=False)
+    get_redis().delete("mailadmin:ratelimit:smtp")
+    # The worker logs as in production: JSON at INFO (development would add a DEBUG line per message).
+    environ = {**os.environ, **env, "APP_ENV": "production"}
+    with open(os.devnull, "wb") as devnull:
+        # A fresh process: RUSAGE_CHILDREN is the max over everything waited for so far,
+        # so each measurement runs in its own child that reports its children's peak.
+        script = (
+            "import resource, subprocess, sys;"
+            "subprocess.run([sys.executable, 'worker.py', '--burst'], check=True,"
+            " stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL);"
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+        )
+        output = subprocess.run(
+            [sys.executable, "-c", script], cwd=PROJECT_ROOT, env=environ, check=True,
+            stdout=subprocess.PIPE, stderr=devnull,
+        ).stdout
+    db.session.expire_all()
+    campaign = db.session.get(Campaign, campaign_id)
+    if campaign.status != "finished":
+        raise RuntimeError(f"memory campaign ended {campaign.status}")
+    return int(output.strip()) / 1024
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="send loop benchmark")
+    parser.add_argument("--messages", type=int, default=5000)
+    parser.add_argument("--memory-recipients", type=int, default=100_000, help="0 skips the memory run")
+    parser.add_argument("--start-recipients", type=int, default=10_000)
+    args = parser.parse_args(argv)
+
+    from mailadmin import create_app
+    from mailadmin.extensions import db
+    from mailadmin.logging import setup_logging
+    from mailadmin.services.users import create_user
+
+    with ExitStack() as stack:
+        smtp, sink_name = stack.enter_context(smtp_sink())
+        redis = stack.enter_context(redis_url())
+        db_url, db_label = stack.enter_context(database_url())
+        env = bench_env(db_url, redis, smtp)
+        log(f"sink: {sink_name}; database: {db_label}; redis: {redis}")
+        app = create_app({**env, "SETUP_LOGGING": False})
+        devnull = stack.enter_context(open(os.devnull, "w"))
+        # Production-like logging: one JSON "Email sent successfully" record per message.
+        setup_logging(app.config["SETTINGS"], sink=devnull, level="INFO")
+        stack.enter_context(app.app_context())
+        db.create_all()
+        owner = create_user("bench@example.com", "bench-password-123", "manager")
+        settings = app.config["SETTINGS"]
+
+        campaign_id = create_campaign(owner.id, args.messages, "send loop")
+        data = sample_message(campaign_id)
+        # The baseline runs before and after the send path and the faster run counts: on a shared
+        # machine this keeps a momentary slowdown from flattering the ratio.
+        before = baseline_rate(smtp, data, args.messages)
+        rate = run_send_path(redis, campaign_id, owner)
+        after = baseline_rate(smtp, data, args.messages)
+        base = max(before, after)
+        log(f"baseline: {before:.0f} / {after:.0f} msg/s (before / after); send path: {rate:.0f} msg/s")
+        start_ms = start_request_ms(owner, args.start_recipients) if args.start_recipients else None
+        if start_ms is not None:
+            log(f"start request ({args.start_recipients} recipients): {start_ms:.1f} ms")
+        peak = small = None
+        if args.memory_recipients:
+            small = worker_peak_rss_mb(env, owner.id, 1000)
+            log(f"worker peak RSS, 1,000 recipients: {small:.0f} MB")
+            peak = worker_peak_rss_mb(env, owner.id, args.memory_recipients)
+            log(f"worker peak RSS, {args.memory_recipients:,} recipients: {peak:.0f} MB")
+        result = {
+            "bench": "send_loop",
+            "messages": args.messages,
+            "send_rate": round(rate, 1),
+            "baseline_rate": round(base, 1),
+            "ratio": round(rate / base, 2),
+            "sink": sink_name,
+            "database": db_label,
+            "batch_size": settings.send_batch_size,
+            "start_request_ms": round(start_ms, 1) if start_ms is not None else None,
+            "start_recipients": args.start_recipients,
+            "worker_peak_rss_mb": round(peak, 1) if peak is not None else None,
+            "worker_peak_rss_mb_small": round(small, 1) if small is not None else None,
+            "memory_recipients": args.memory_recipients,
+        }
+        db.session.remove()
+        db.engine.dispose()
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
