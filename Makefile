@@ -26,8 +26,11 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The benchmarks measure on PostgreSQL (each creates and drops a scratch database on this server).
+BENCH_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
+
 bench: $(VENV)/.installed-dev
-	$(BIN)/python -m bench
+	BENCH_DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python -m bench
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
