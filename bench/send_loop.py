@@ -313,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from mailadmin import create_app
     from mailadmin.extensions import db
-    from mailadmin.logging import setup_logging
+    from mailadmin.logging import reset_logging, setup_logging
     from mailadmin.services.users import create_user
 
     with ExitStack() as stack:
@@ -326,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         devnull = stack.enter_context(open(os.devnull, "w"))
         # Production-like logging: one JSON "Email sent successfully" record per message.
         setup_logging(app.config["SETTINGS"], sink=devnull, level="INFO")
+        stack.callback(reset_logging)  # before devnull closes (ExitStack unwinds in reverse)
         stack.enter_context(app.app_context())
         db.create_all()
         owner = create_user("bench@example.com", "bench-password-123", "manager")
