@@ -164,7 +164,7 @@ def enforce_pii_policy(record: dict[str, Any]) -> None:
     for key, value in _request_fields().items():
         extra.setdefault(key, value)
 
-    allowed = pii.allowed_pii_fields(levelno, pii_level=policy.pii_level, full_emails_allowed=policy.full_emails)
+    allowed = pii.allowed_pii_fields(levelno, full_emails_allowed=policy.full_emails)
     mask = _text_masker(levelno, policy) or _identity
     record["message"] = mask(record["message"])
 
@@ -182,6 +182,9 @@ def enforce_pii_policy(record: dict[str, Any]) -> None:
         if key in MESSAGE_ID_FIELDS and isinstance(value, str) and _OWN_MESSAGE_ID.fullmatch(value):
             cleaned[key] = value
             continue
+        if key == "email_masked" and isinstance(value, str) and pii.mask_email(value) == value:
+            cleaned[key] = value  # already masked by get_pii_log_fields: the field the SPEC asks for
+            continue
         cleaned[mask(str(key))] = _json_safe(value, mask)
     if dropped_address is not None and not any(name in cleaned for name in pii.PII_FIELDS):
         cleaned.update(
@@ -190,7 +193,6 @@ def enforce_pii_policy(record: dict[str, Any]) -> None:
                 levelno,
                 salt=policy.hash_salt,
                 full_emails_allowed=policy.full_emails,
-                pii_level=policy.pii_level,
             )
         )
     record["extra"] = cleaned

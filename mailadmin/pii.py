@@ -5,19 +5,20 @@ Pure functions, no I/O. The only state is the *active policy* (`PiiPolicy`), whi
 
     logger.bind(**get_pii_log_fields(address, "INFO")).info("Email sent successfully")
 
-Which fields a record of a given level may carry (SPEC "Logging"), with
-``MAILER_LOG_PII_LEVEL`` read as described in `allowed_pii_fields`:
+Which fields a record of a given level may carry (SPEC "Logging"):
 
-=========  ============  ============  ==========================  ==========================
-level      email_domain  email_hash    email_masked                email (full)
-=========  ============  ============  ==========================  ==========================
-DEBUG      yes           yes           if level >= PII level *     only if MAILER_LOG_FULL_EMAILS
-INFO       yes           yes           if level >= PII level       never
-WARNING    yes           no            if level >= PII level       never
-ERROR+     yes           no            if level >= PII level       never
-=========  ============  ============  ==========================  ==========================
+=========  ============  ============  ============  ===================================
+level      email_domain  email_hash    email_masked  email (full)
+=========  ============  ============  ============  ===================================
+DEBUG      yes           yes           yes           only if MAILER_LOG_FULL_EMAILS=true
+INFO       yes           yes           yes           never
+WARNING+   yes           no            yes           never
+=========  ============  ============  ============  ===================================
 
-(*) or when a full address is allowed (DEBUG with MAILER_LOG_FULL_EMAILS=true).
+``MAILER_LOG_PII_LEVEL`` (default ERROR) is the minimum level at which anything derived from an
+address's local part may appear *in free text* (a message, an exception, a third-party log
+line): from that level up a stray address is masked (``jo***@company.com``), below it redacted
+to ``***@company.com``. The structured fields above are deliberate and follow the table.
 """
 
 from __future__ import annotations
@@ -178,24 +179,17 @@ def is_email(value: object) -> bool:
 # --- the level policy ------------------------------------------------------------------------
 
 
-def allowed_pii_fields(
-    level: str | int, *, pii_level: str | int = "ERROR", full_emails_allowed: bool = False
-) -> frozenset[str]:
+def allowed_pii_fields(level: str | int, *, full_emails_allowed: bool = False) -> frozenset[str]:
     """The PII field names a record of `level` may carry.
 
-    `email_domain` always; `email_hash` below WARNING; `email_masked` from `pii_level` up
-    (MAILER_LOG_PII_LEVEL: the minimum level at which anything derived from the local part may
-    appear); the full `email` only at DEBUG (or TRACE) when full emails are allowed — an explicit
-    debugging opt-in that then also allows `email_masked` at that level.
+    `email_domain` and `email_masked` always; `email_hash` below WARNING; the full `email` only
+    at DEBUG (or TRACE) when full emails are allowed — an explicit debugging opt-in.
     """
     number = level_number(level)
-    full = bool(full_emails_allowed) and number < _INFO
-    fields = {"email_domain"}
+    fields = {"email_domain", "email_masked"}
     if number < _WARNING:
         fields.add("email_hash")
-    if full or number >= level_number(pii_level):
-        fields.add("email_masked")
-    if full:
+    if full_emails_allowed and number < _INFO:
         fields.add("email")
     return frozenset(fields)
 
@@ -206,10 +200,9 @@ def safe_email_for_logging(
     *,
     salt: str,
     full_emails_allowed: bool,
-    pii_level: str | int = "ERROR",
 ) -> dict[str, str]:
     """The PII-safe fields describing `email` in a record of `level` (explicit policy, no globals)."""
-    allowed = allowed_pii_fields(level, pii_level=pii_level, full_emails_allowed=full_emails_allowed)
+    allowed = allowed_pii_fields(level, full_emails_allowed=full_emails_allowed)
     fields: dict[str, str] = {}
     if "email" in allowed and isinstance(email, str):
         fields["email"] = email.strip()
@@ -227,7 +220,6 @@ def get_pii_log_fields(
     *,
     salt: str | None = None,
     full_emails_allowed: bool | None = None,
-    pii_level: str | int | None = None,
 ) -> dict[str, str]:
     """`safe_email_for_logging` with every omitted option taken from the active policy."""
     policy = get_active_policy()
@@ -236,7 +228,6 @@ def get_pii_log_fields(
         level,
         salt=policy.hash_salt if salt is None else salt,
         full_emails_allowed=policy.full_emails if full_emails_allowed is None else full_emails_allowed,
-        pii_level=policy.pii_level if pii_level is None else pii_level,
     )
 
 

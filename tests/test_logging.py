@@ -172,7 +172,7 @@ def test_records_below_the_configured_level_are_not_written():
 # --- the PII policy on records ---------------------------------------------------------------
 
 
-def test_info_record_carries_domain_and_hash_but_no_address():
+def test_info_record_carries_domain_masked_and_hash_but_no_address():
     sink = configure()
     logger.bind(campaign_id=1, **get_pii_log_fields(ADDRESS, "INFO")).info(f"Email sent successfully to {ADDRESS}")
 
@@ -180,8 +180,8 @@ def test_info_record_carries_domain_and_hash_but_no_address():
     assert ADDRESS not in sink.getvalue()
     assert record["email_domain"] == "company.com"
     assert record["email_hash"] == email_hash(ADDRESS, SALT)
-    # Default MAILER_LOG_PII_LEVEL=ERROR: nothing derived from the local part below ERROR.
-    assert "email_masked" not in record
+    assert record["email_masked"] == "jo***@company.com"
+    # Default MAILER_LOG_PII_LEVEL=ERROR: a stray address in free text below ERROR keeps only its domain.
     assert record["message"] == "Email sent successfully to ***@company.com"
 
 
@@ -208,19 +208,20 @@ def test_warning_and_above_never_carry_the_hash(method):
     assert record["email_masked"] == "jo***@company.com" and record["email_domain"] == "company.com"
 
 
-def test_masked_field_below_the_pii_level_is_dropped_even_if_a_call_site_passes_it():
-    sink = configure()  # MAILER_LOG_PII_LEVEL=ERROR
-    logger.bind(email_masked="jo***@company.com", email_domain="company.com").info("sent")
+def test_a_full_address_passed_as_the_masked_field_is_masked_anyway():
+    sink = configure()
+    logger.bind(email_masked=ADDRESS, email_domain="company.com").info("sent")
     record = only_record(sink)
-    assert "email_masked" not in record and record["email_domain"] == "company.com"
+    assert ADDRESS not in sink.getvalue() and record["email_domain"] == "company.com"
 
 
-def test_a_warning_below_the_pii_level_keeps_only_the_domain():
+def test_a_warning_carries_the_masked_address_and_the_domain_only():
     sink = configure()  # MAILER_LOG_PII_LEVEL=ERROR
     logger.bind(**get_pii_log_fields(ADDRESS, "WARNING"), smtp_code=451).warning(f"Retrying {ADDRESS}")
 
     record = only_record(sink)
-    assert {k for k in record if k.startswith("email")} == {"email_domain"}
+    assert {k for k in record if k.startswith("email")} == {"email_domain", "email_masked"}
+    assert record["email_masked"] == "jo***@company.com"
     assert record["message"] == "Retrying ***@company.com"
 
 

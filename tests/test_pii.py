@@ -130,36 +130,28 @@ INFO_FIELDS = {"email_domain", "email_masked", "email_hash"}
 
 
 @pytest.mark.parametrize(
-    ("level", "pii_level", "full", "expected"),
+    ("level", "full", "expected"),
     [
-        # PII level at its most permissive: exactly the SPEC's matrix.
-        ("DEBUG", "DEBUG", False, INFO_FIELDS),
-        ("DEBUG", "DEBUG", True, INFO_FIELDS | {"email"}),
-        ("INFO", "DEBUG", False, INFO_FIELDS),
-        ("INFO", "DEBUG", True, INFO_FIELDS),
-        ("WARNING", "DEBUG", False, MASKED_DOMAIN),
-        ("ERROR", "DEBUG", False, MASKED_DOMAIN),
-        ("CRITICAL", "DEBUG", True, MASKED_DOMAIN),
-        # The default PII level (ERROR): below it nothing derived from the local part.
-        ("DEBUG", "ERROR", False, DOMAIN_HASH),
-        ("INFO", "ERROR", False, DOMAIN_HASH),
-        ("WARNING", "ERROR", False, {"email_domain"}),
-        ("ERROR", "ERROR", False, MASKED_DOMAIN),
-        ("CRITICAL", "ERROR", False, MASKED_DOMAIN),
-        # MAILER_LOG_FULL_EMAILS is the explicit DEBUG opt-in and overrides the PII level there only.
-        ("DEBUG", "ERROR", True, INFO_FIELDS | {"email"}),
-        ("INFO", "ERROR", True, DOMAIN_HASH),
-        ("TRACE", "CRITICAL", True, INFO_FIELDS | {"email"}),
-        ("WARNING", "WARNING", False, MASKED_DOMAIN),
+        # Exactly the SPEC's matrix.
+        ("DEBUG", False, INFO_FIELDS),
+        ("DEBUG", True, INFO_FIELDS | {"email"}),
+        ("TRACE", True, INFO_FIELDS | {"email"}),
+        ("INFO", False, INFO_FIELDS),
+        # MAILER_LOG_FULL_EMAILS is a DEBUG-only opt-in.
+        ("INFO", True, INFO_FIELDS),
+        ("WARNING", False, MASKED_DOMAIN),
+        ("WARNING", True, MASKED_DOMAIN),
+        ("ERROR", False, MASKED_DOMAIN),
+        ("CRITICAL", True, MASKED_DOMAIN),
     ],
 )
-def test_allowed_pii_fields_per_level(level, pii_level, full, expected):
-    assert allowed_pii_fields(level, pii_level=pii_level, full_emails_allowed=full) == expected
+def test_allowed_pii_fields_per_level(level, full, expected):
+    assert allowed_pii_fields(level, full_emails_allowed=full) == expected
 
 
 def test_stdlib_level_numbers_are_accepted():
-    assert allowed_pii_fields(30, pii_level="ERROR") == {"email_domain"}
-    assert allowed_pii_fields(40, pii_level=40) == MASKED_DOMAIN
+    assert allowed_pii_fields(20) == INFO_FIELDS
+    assert allowed_pii_fields(40) == MASKED_DOMAIN
 
 
 def test_an_unknown_level_name_is_refused():
@@ -180,14 +172,14 @@ def test_safe_email_for_logging_gives_the_field_values():
 @pytest.mark.parametrize("level", ["INFO", "WARNING", "ERROR", "CRITICAL"])
 @pytest.mark.parametrize("full", [True, False])
 def test_no_level_but_debug_ever_gets_the_full_address(level, full):
-    fields = safe_email_for_logging(ADDRESS, level, salt="s", full_emails_allowed=full, pii_level="DEBUG")
+    fields = safe_email_for_logging(ADDRESS, level, salt="s", full_emails_allowed=full)
     assert "email" not in fields
     assert ADDRESS not in repr(fields)
 
 
 @pytest.mark.parametrize("value", [*NON_ADDRESSES, None, "secret-token-123"])
 def test_pii_fields_of_a_non_address_never_echo_it(value):
-    fields = safe_email_for_logging(value, "DEBUG", salt="s", full_emails_allowed=False, pii_level="DEBUG")
+    fields = safe_email_for_logging(value, "DEBUG", salt="s", full_emails_allowed=False)
     assert fields["email_masked"] == "***"
     assert fields["email_domain"] == ""
     if isinstance(value, str) and value.strip():
@@ -198,6 +190,7 @@ def test_get_pii_log_fields_defaults_to_the_spec_policy(restore_policy):
     set_active_policy(PiiPolicy())
     assert get_pii_log_fields(ADDRESS) == {
         "email_domain": "company.com",
+        "email_masked": "jo***@company.com",
         "email_hash": email_hash(ADDRESS, DEFAULT_HASH_SALT),
     }
     assert get_pii_log_fields(ADDRESS, "ERROR") == {"email_masked": "jo***@company.com", "email_domain": "company.com"}
@@ -218,8 +211,12 @@ def test_get_pii_log_fields_follows_the_active_policy(restore_policy):
 
 def test_explicit_arguments_override_the_active_policy(restore_policy):
     set_active_policy(PiiPolicy(pii_level="DEBUG", full_emails=True, hash_salt="pepper"))
-    fields = get_pii_log_fields(ADDRESS, "DEBUG", salt="other", full_emails_allowed=False, pii_level="ERROR")
-    assert fields == {"email_domain": "company.com", "email_hash": email_hash(ADDRESS, "other")}
+    fields = get_pii_log_fields(ADDRESS, "DEBUG", salt="other", full_emails_allowed=False)
+    assert fields == {
+        "email_domain": "company.com",
+        "email_masked": "jo***@company.com",
+        "email_hash": email_hash(ADDRESS, "other"),
+    }
 
 
 # --- free text -------------------------------------------------------------------------------
