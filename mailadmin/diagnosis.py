@@ -44,6 +44,7 @@ from rq.worker_registration import REDIS_WORKER_KEYS, WORKERS_BY_QUEUE_KEY
 from rq_scheduler import Scheduler
 from sqlalchemy import func, select, text
 
+from mailadmin import health
 from mailadmin.extensions import QUEUE_NAMES, SEND_QUEUE, db, get_redis, get_settings
 from mailadmin.limits.rate_limiter import RATE_LIMIT_KEY, RATE_LIMIT_WINDOW_SECONDS, rate_limit_usage
 from mailadmin.models import APP_STATE_ID, AppState, AuditEvent, Campaign, CampaignQueue
@@ -476,13 +477,11 @@ class _Context:
 
 def check_database(ctx: _Context) -> CheckResult:
     """Can we query the database, and are the migrations at head?"""
-    try:
-        db.session.execute(text("SELECT 1"))
-        db.session.rollback()
-    except Exception as exc:  # any driver error means "down"; the class name says which, never the URL
-        db.session.rollback()
+    status = health.check_database()
+    db.session.rollback()
+    if status != "ok":
         return CheckResult(
-            "database", "Database", CRITICAL, f"unreachable or broken: {type(exc).__name__}",
+            "database", "Database", CRITICAL, f"unreachable or broken: {status.removeprefix('error: ')}",
             PlaybookRef(A_SYMPTOM_DB_DOWN),
         )
     ctx.db_ok = True

@@ -1,7 +1,7 @@
 """Extension objects, created unbound here and bound to the app in `create_app()`.
 
-Redis, RQ queues and the rq-scheduler are reached through accessors so that nothing
-connects at import time and every caller passes `connection=` explicitly (RQ 3).
+Redis is reached through an accessor so that nothing connects at import time; RQ queues and
+rq-scheduler are built in `mailadmin.jobs.scheduling` with `connection=` passed explicitly (RQ 3).
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from rq import Queue
-from rq_scheduler import Scheduler
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
@@ -74,12 +72,3 @@ def get_redis() -> redis.Redis:
     """The current app's Redis client."""
     return current_app.extensions["mailadmin.redis"]
 
-
-def get_queue(name: str = SEND_QUEUE) -> Queue:
-    """An RQ queue bound to the app's Redis connection."""
-    return Queue(name, connection=get_redis())
-
-
-def get_scheduler() -> Scheduler:
-    """The rq-scheduler handle that re-enqueues deferred campaigns into the send queue."""
-    return Scheduler(queue_name=SEND_QUEUE, connection=get_redis())

@@ -20,11 +20,11 @@ PII policy (SPEC "Logging"), enforced by the patcher on the message, on every ex
 dicts and lists too) and by the sinks on the exception text and traceback:
 
 * A full address appears only in DEBUG records and only when ``MAILER_LOG_FULL_EMAILS`` is true.
-* ``MAILER_LOG_PII_LEVEL`` (default ERROR) is the minimum level at which anything derived from
-  an address's local part may appear: the ``email_masked`` field and masked addresses in text
-  (``jo***@company.com``). Below it a record keeps only what does not identify the person: the
-  ``email_domain`` field, the salted ``email_hash`` (INFO and DEBUG only) and ``***@company.com``
-  in text. ``MAILER_LOG_FULL_EMAILS`` is the explicit debugging opt-in and overrides it at DEBUG.
+* The PII fields follow `mailadmin.pii.allowed_pii_fields` (INFO: domain, masked, hash;
+  WARNING/ERROR: masked, domain).
+* ``MAILER_LOG_PII_LEVEL`` (default ERROR) is the minimum level at which an address found in
+  free text (a message, an exception, any other field) is shown masked (``jo***@company.com``);
+  below it such an address keeps only its domain (``***@company.com``).
 * WARNING and above never carry ``email_hash``; fields named ``email``, ``recipient_email`` or
   ``to`` holding a full address are dropped where the full address is not allowed, and replaced
   by the PII fields the level allows (unless the record already has them).
@@ -78,11 +78,14 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 # Fields whose value, when it is a full address, is dropped where the full address is not allowed.
 FULL_ADDRESS_FIELDS = ("email", "recipient_email", "to")
-# Message-IDs the product generates ("<campaign-7.recipient-42.3f1c9a0b2d4e@example.com>") look like
-# addresses but name nobody; only values of exactly that shape are kept unmasked, so that a send can
-# be matched with the SMTP provider's logs.
-MESSAGE_ID_FIELDS = ("smtp_message_id",)
 _OWN_MESSAGE_ID = re.compile(r"<campaign-\d{1,18}\.recipient-\d{1,18}\.[0-9a-f]{12}@[A-Za-z0-9.-]{1,253}>")
+# Fields whose values look like addresses by design but name nobody, kept as they are when (and only
+# when) they have exactly their expected shape: the product's own Message-IDs (so a send can be
+# matched with the provider's logs) and `get_pii_log_fields`' already-masked address.
+TRUSTED_FIELD_SHAPES: dict[str, Callable[[str], bool]] = {
+    "smtp_message_id": lambda value: _OWN_MESSAGE_ID.fullmatch(value) is not None,
+    "email_masked": lambda value: pii.mask_email(value) == value,
+}
 _CORE_KEYS = ("timestamp", "level", "logger", "message", "exception")
 _LOGGER_NAME_FIELD = "_mailadmin_logger_name"  # set by the stdlib bridge, popped by the patcher
 _TEXT_EXTRAS_FIELD = "_mailadmin_text_extras"  # rendered extras of the pretty sink
@@ -179,11 +182,9 @@ def enforce_pii_policy(record: dict[str, Any]) -> None:
         if key in FULL_ADDRESS_FIELDS and holds_address and "email" not in allowed:
             dropped_address = dropped_address or value
             continue
-        if key in MESSAGE_ID_FIELDS and isinstance(value, str) and _OWN_MESSAGE_ID.fullmatch(value):
+        trusted = TRUSTED_FIELD_SHAPES.get(key)
+        if trusted is not None and isinstance(value, str) and trusted(value):
             cleaned[key] = value
-            continue
-        if key == "email_masked" and isinstance(value, str) and pii.mask_email(value) == value:
-            cleaned[key] = value  # already masked by get_pii_log_fields: the field the SPEC asks for
             continue
         cleaned[mask(str(key))] = _json_safe(value, mask)
     if dropped_address is not None and not any(name in cleaned for name in pii.PII_FIELDS):

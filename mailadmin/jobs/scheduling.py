@@ -33,7 +33,7 @@ from rq_scheduler import Scheduler
 from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from mailadmin.extensions import DEFAULT_QUEUE, SEND_QUEUE, db, get_redis, get_settings
+from mailadmin.extensions import SEND_QUEUE, db, get_redis, get_settings
 from mailadmin.models import Campaign, CampaignQueue, Recipient
 from mailadmin.models.campaign import (
     CANCELLED,
@@ -356,11 +356,6 @@ def run_recovery_job() -> dict:
     with job_app_context():
         report = recover_stalled_campaigns()
     return {"unknown": report.unknown, "enqueued": report.enqueued, "finished": report.finished}
-
-
-def queue_names() -> tuple[str, str]:
-    """The queues a worker listens on, most urgent first."""
-    return (SEND_QUEUE, DEFAULT_QUEUE)
 
 
 def safe_cancel_continuation(campaign_id: int) -> None:

@@ -134,13 +134,13 @@ def set_sending_paused(paused: bool, actor: User | None) -> None:
     state.changed_by_id = actor.id if actor is not None else None
     state.changed_at = now
     if paused:
-        ids = db.session.scalars(select(_campaigns.c.id).where(_campaigns.c.status.in_((QUEUED, SENDING)))).all()
+        ids = db.session.scalars(
+            update(_campaigns)
+            .where(_campaigns.c.status.in_((QUEUED, SENDING)))
+            .values(status=DEFERRED, updated_at=now)
+            .returning(_campaigns.c.id)
+        ).all()
         if ids:
-            db.session.execute(
-                update(_campaigns)
-                .where(_campaigns.c.id.in_(ids), _campaigns.c.status.in_((QUEUED, SENDING)))
-                .values(status=DEFERRED, updated_at=now)
-            )
             db.session.execute(
                 update(_queues)
                 .where(_queues.c.campaign_id.in_(ids))
@@ -516,10 +516,6 @@ def begin_slice(campaign_id: int, job_id: str, now: datetime) -> SliceStart:
     return SliceStart(True, SENDING, campaign, started_campaign=started)
 
 
-def _queue_id(campaign_id: int) -> int | None:
-    return db.session.scalar(select(_queues.c.id).where(_queues.c.campaign_id == campaign_id))
-
-
 def defer_campaign(
     campaign_id: int,
     reason: str,
@@ -536,7 +532,7 @@ def defer_campaign(
     if not _set_status(campaign_id, ACTIVE_STATUSES, DEFERRED):
         db.session.commit()  # the caller's recorded outcomes still count
         return False
-    db.session.execute(
+    queue_id, current_errors = db.session.execute(
         update(_queues)
         .where(_queues.c.campaign_id == campaign_id)
         .values(
@@ -546,12 +542,10 @@ def defer_campaign(
             current_job_id=None,
             updated_at=now,
         )
-    )
-    queue_id = _queue_id(campaign_id)
+        .returning(_queues.c.id, _queues.c.consecutive_transient_errors)
+    ).one()
     if consecutive_errors is None:
-        consecutive_errors = db.session.scalar(
-            select(_queues.c.consecutive_transient_errors).where(_queues.c.campaign_id == campaign_id)
-        )
+        consecutive_errors = current_errors
     db.session.commit()
     if until is not None:
         _schedule_after_commit(campaign_id, until)
@@ -598,12 +592,12 @@ def defer_for_global_pause(campaign_id: int, now: datetime | None = None) -> boo
     if not deferred:
         db.session.commit()
         return False
-    db.session.execute(
+    queue_id = db.session.execute(
         update(_queues)
         .where(_queues.c.campaign_id == campaign_id)
         .values(defer_reason=REASON_GLOBAL_PAUSE, deferred_until=None, scheduled_job_id=None, current_job_id=None, updated_at=now)
-    )
-    queue_id = _queue_id(campaign_id)
+        .returning(_queues.c.id)
+    ).scalar_one()
     db.session.commit()
     safe_cancel_continuation(campaign_id)
     logger.bind(
@@ -649,7 +643,7 @@ def trip_circuit_breaker(campaign_id: int, consecutive_errors: int, *, now: date
     if not _set_status(campaign_id, ACTIVE_STATUSES, PAUSED):
         db.session.commit()
         return False
-    db.session.execute(
+    queue_id = db.session.execute(
         update(_queues)
         .where(_queues.c.campaign_id == campaign_id)
         .values(
@@ -660,8 +654,8 @@ def trip_circuit_breaker(campaign_id: int, consecutive_errors: int, *, now: date
             current_job_id=None,
             updated_at=now,
         )
-    )
-    queue_id = _queue_id(campaign_id)
+        .returning(_queues.c.id)
+    ).scalar_one()
     record_audit(
         None,
         "circuit_breaker_tripped",
