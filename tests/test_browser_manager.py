@@ -54,7 +54,7 @@ def create_campaign_and_import(page) -> None:
     page.get_by_role("button", name="Import").click()
     summary = page.locator("#import-summary")
     summary.wait_for()
-    assert summary.inner_text() == "3 added · 1 duplicates · 1 invalid · 0 suppressed"
+    assert summary.inner_text() == "3 added · 1 duplicate · 1 invalid · 0 suppressed"
     bad_row = page.locator("table.invalid-rows tbody tr").first
     assert bad_row.locator("td").first.inner_text() == "5"
     assert "grace@example" in bad_row.inner_text()

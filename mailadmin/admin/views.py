@@ -18,28 +18,24 @@ from wtforms.fields.choices import SelectChoice
 from mailadmin.admin import campaign_url
 from mailadmin.admin.forms import (
     AuditFilterForm,
-    CancelCampaignForm,
     CreateUserForm,
     RequeueUnknownForm,
     RoleForm,
 )
 from mailadmin.auth.decorators import admin_required
 from mailadmin.auth.views import safe_next_url
+from mailadmin.campaigns import controls
 from mailadmin.extensions import db
 from mailadmin.models import AppState, AuditEvent, Campaign, User
 from mailadmin.models.app_state import APP_STATE_ID
 from mailadmin.models.campaign import (
     ACTIVE_STATUSES,
-    CANCELLED,
-    DEFERRED,
-    DRAFT,
-    FINAL_STATUSES,
     FINISHED,
     PAUSED,
-    REASON_CIRCUIT_BREAKER,
 )
 from mailadmin.services import campaigns as campaign_service
 from mailadmin.services import users as user_service
+from mailadmin.wording import plural
 
 bp = Blueprint("admin", __name__)
 
@@ -73,74 +69,23 @@ def _label(campaign: Campaign) -> str:
 @admin_required
 def pause_campaign(campaign_id: int):
     """Pause a campaign (`admin_pause`): the send loop stops before its next message."""
-    campaign = _campaign_or_404(campaign_id)
-    was_paused = campaign.status == PAUSED
-    try:
-        campaign_service.pause_campaign(campaign, current_user)
-    except campaign_service.CampaignError as exc:
-        flash(exc.message, "error")
-        return _back(campaign)
-    if was_paused:
-        flash(f"Campaign {_label(campaign)} was already paused; nothing changed.", "info")
-    else:
-        flash(f"Campaign {_label(campaign)} paused. Sending stops before its next message.", "success")
-    return _back(campaign)
+    return controls.pause(_campaign_or_404(campaign_id))
 
 
 @bp.route("/campaigns/<int:campaign_id>/resume", methods=["POST"])
 @admin_required
 def resume_campaign(campaign_id: int):
     """Resume a paused campaign; after a breaker trip the flash says the error counter was reset."""
-    campaign = _campaign_or_404(campaign_id)
-    was_paused = campaign.status == PAUSED
-    breaker = campaign.queue is not None and campaign.queue.defer_reason == REASON_CIRCUIT_BREAKER
-    errors_before = campaign.queue.consecutive_transient_errors if campaign.queue else 0
-    try:
-        campaign_service.resume_campaign(campaign, current_user)
-    except campaign_service.CampaignError as exc:
-        flash(exc.message, "error")
-        return _back(campaign)
-    if not was_paused:
-        flash(f"Campaign {_label(campaign)} is not paused (it is {campaign.status}); nothing changed.", "info")
-        return _back(campaign)
-    message = f"Campaign {_label(campaign)} resumed"
-    if breaker:
-        message += (
-            " after the circuit breaker tripped. The counter of consecutive transient errors was reset "
-            f"from {errors_before} to 0."
-        )
-    else:
-        message += "."
-    if campaign.status == DEFERRED:  # the engine parks it with `global_pause` while sending is switched off
-        message += " All sending is switched off, so it waits until an admin switches sending back on."
-    else:
-        message += " It is queued and sending continues."
-    flash(message, "success")
-    return _back(campaign)
+    return controls.resume(_campaign_or_404(campaign_id))
 
 
 @bp.route("/campaigns/<int:campaign_id>/cancel", methods=["GET", "POST"])
 @admin_required
 def cancel_campaign(campaign_id: int):
     """GET (or a POST without `confirm`) shows the confirmation; the confirmed POST cancels for good."""
-    campaign = _campaign_or_404(campaign_id)
-    form = CancelCampaignForm()
-    if request.method == "GET" or form.confirm.data != "yes":
-        if campaign.status in FINAL_STATUSES or campaign.status == DRAFT:
-            flash(f"Campaign {_label(campaign)} is {campaign.status}: there is nothing to cancel.", "info")
-            return _back(campaign)
-        form.next.data = safe_next_url(request.values.get("next")) or ""
-        return render_template("admin/cancel_campaign.html", campaign=campaign, form=form)
-    if campaign.status == CANCELLED:
-        flash(f"Campaign {_label(campaign)} was already cancelled; nothing changed.", "info")
-        return _back(campaign)
-    try:
-        campaign_service.cancel_campaign(campaign, current_user)
-    except campaign_service.CampaignError as exc:
-        flash(exc.message, "error")
-        return _back(campaign)
-    flash(f"Campaign {_label(campaign)} cancelled. No further message will be sent for it.", "success")
-    return _back(campaign)
+    return controls.cancel(
+        _campaign_or_404(campaign_id), url_for("admin.cancel_campaign", campaign_id=campaign_id)
+    )
 
 
 @bp.route("/campaigns/<int:campaign_id>/requeue-unknown", methods=["GET", "POST"])
@@ -157,7 +102,10 @@ def requeue_unknown(campaign_id: int):
                 flash(exc.message, "error")
                 return _back(campaign)
             if count:
-                flash(f"{count} recipient(s) of {_label(campaign)} re-queued; they will be sent once more.", "success")
+                flash(
+                    f"{plural(count, 'recipient')} of {_label(campaign)} re-queued; they will be sent once more.",
+                    "success",
+                )
             else:
                 flash(f"Campaign {_label(campaign)} has no recipient in the unknown state; nothing changed.", "info")
             return _back(campaign)

@@ -7,6 +7,7 @@ from sqlalchemy import Select, select
 
 from mailadmin.extensions import db
 from mailadmin.models import Campaign, User
+from mailadmin.models.campaign import REASON_CIRCUIT_BREAKER, REASON_GLOBAL_PAUSE
 
 
 def visible_campaigns(user: User) -> Select:
@@ -23,3 +24,22 @@ def get_campaign_for(user: User, campaign_id: int) -> Campaign:
     if campaign is None or not (user.is_admin or campaign.owner_id == user.id):
         abort(404)
     return campaign
+
+
+BREAKER_RESUME_REFUSAL = (
+    "The circuit breaker paused this campaign after repeated SMTP errors: only an admin can resume it."
+)
+SWITCHED_OFF_RESUME_REFUSAL = "All sending is switched off by an admin: only an admin can resume a campaign now."
+
+
+def resume_refusal(user: User, campaign: Campaign, sending_off: bool) -> str | None:
+    """Why `user` may not resume `campaign` (None: they may). SPEC "Roles": after a circuit-breaker trip,
+    and while all sending is switched off, resuming is for admins."""
+    if user.is_admin:
+        return None
+    reason = campaign.queue.defer_reason if campaign.queue else None
+    if reason == REASON_CIRCUIT_BREAKER:
+        return BREAKER_RESUME_REFUSAL
+    if sending_off or reason == REASON_GLOBAL_PAUSE:
+        return SWITCHED_OFF_RESUME_REFUSAL
+    return None

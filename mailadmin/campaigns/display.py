@@ -6,8 +6,13 @@ the template globals registered in `init_app`) any other blueprint's templates.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from html import escape
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from flask import request
+from markupsafe import Markup
 
 from mailadmin.models import Campaign
 from mailadmin.models.campaign import (
@@ -17,6 +22,9 @@ from mailadmin.models.campaign import (
     FINISHED,
     PAUSED,
     QUEUED,
+    REASON_ADMIN_PAUSE,
+    REASON_CIRCUIT_BREAKER,
+    REASON_GLOBAL_PAUSE,
     REASON_LABELS,
     REASON_SCHEDULED,
     SENDING,
@@ -31,6 +39,15 @@ STATUS_LABELS = {
     PAUSED: "Paused",
     FINISHED: "Finished",
     CANCELLED: "Cancelled",
+}
+# The cookie static/localtime.js keeps the browser's IANA zone in.
+TZ_COOKIE = "mailadmin_tz"
+# Where the page's words differ from the reason's catalogue label.
+REASON_WORDS = {REASON_ADMIN_PAUSE: "Paused by a person"}
+# Who may resume a paused campaign, by pause reason (SPEC "Roles").
+RESUME_BY = {
+    REASON_CIRCUIT_BREAKER: "only an admin can resume it",
+    REASON_ADMIN_PAUSE: "waits until its owner or an admin resumes it",
 }
 RECIPIENT_STATUS_LABELS = {
     "pending": "Waiting",
@@ -47,6 +64,19 @@ def status_label(campaign: Campaign) -> str:
     if campaign.status == FINISHED and campaign.finished_with_errors:
         return "Finished with errors"
     return STATUS_LABELS.get(campaign.status, campaign.status.capitalize())
+
+
+def recipient_status_labels_for(campaign: Campaign) -> dict[str, str]:
+    """The recipient status words on one campaign's page: a cancelled campaign's waiting recipients were not sent."""
+    labels = dict(RECIPIENT_STATUS_LABELS)
+    if campaign.status == CANCELLED:
+        labels["pending"] = "Not sent (cancelled)"
+    return labels
+
+
+def finished_label(campaign: Campaign) -> str:
+    """What the end time of a campaign is called: "Cancelled" for a cancelled one."""
+    return "Cancelled" if campaign.status == CANCELLED else "Finished"
 
 
 def format_utc_time(moment: datetime | None, now: datetime | None = None) -> str:
@@ -69,21 +99,74 @@ def format_timestamp(moment: datetime | None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def reason_text(campaign: Campaign, now: datetime | None = None) -> str | None:
-    """Why a deferred or paused campaign waits, in plain words, with when it resumes."""
+def local_time(moment: datetime | None, style: str = "datetime", empty: str = "—") -> Markup:
+    """A `<time>` the browser shows in the viewer's zone (static/localtime.js); UTC in its text until then and on hover.
+
+    `style` is "datetime" (date and time) or "auto" (the time alone when it is today).
+    """
+    if moment is None:
+        return Markup(escape(empty))
+    moment = moment.astimezone(UTC)
+    utc_text = format_timestamp(moment) if style == "datetime" else format_utc_time(moment)
+    return Markup(
+        f'<time datetime="{moment.isoformat()}" title="{format_timestamp(moment)}" data-local="{escape(style)}">'
+        f"{escape(utc_text)}</time>"
+    )
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why a campaign waits: the words, and the moment it goes on by itself (if any)."""
+
+    label: str
+    verb: str | None = None  # "starts" | "resumes", with `until`
+    until: datetime | None = None
+    tail: str | None = None  # what happens instead when no moment is known
+
+    def text(self, now: datetime | None = None) -> str:
+        """Plain text with the moment in UTC (logs, flashes without markup)."""
+        if self.verb and self.until is not None:
+            return f"{self.label} — {self.verb} at {format_utc_time(self.until, now)}"
+        return f"{self.label} — {self.tail}" if self.tail else self.label
+
+    def html(self) -> Markup:
+        """The same sentence with the moment as a `<time>` in the viewer's zone."""
+        if self.verb and self.until is not None:
+            return Markup("{} — {} at {}").format(self.label, self.verb, local_time(self.until, "auto"))
+        return Markup(escape(self.text()))
+
+
+def campaign_reason(campaign: Campaign, sending_off: bool = False) -> Reason | None:
+    """Why a deferred or paused campaign waits — one reason, the one that really holds it back."""
+    if campaign.status in (QUEUED, SENDING, DEFERRED) and sending_off:
+        # The global switch wins over any other wait: nothing resumes before it is back on.
+        return Reason(REASON_LABELS[REASON_GLOBAL_PAUSE], tail="waits until an admin switches sending back on")
     if campaign.status not in (DEFERRED, PAUSED, QUEUED) or campaign.queue is None:
         return None
     reason = campaign.queue.defer_reason
     if not reason:
         return None
-    label = REASON_LABELS.get(reason, reason.replace("_", " ").capitalize())
+    label = REASON_WORDS.get(reason) or REASON_LABELS.get(reason, reason.replace("_", " ").capitalize())
     until = campaign.queue.deferred_until
     if campaign.status == DEFERRED and until is not None:
-        verb = "starts" if reason == REASON_SCHEDULED else "resumes"
-        return f"{label} — {verb} at {format_utc_time(until, now)}"
+        return Reason(label, "starts" if reason == REASON_SCHEDULED else "resumes", until)
     if campaign.status == PAUSED:
-        return f"{label} — waits until an admin resumes it" if reason != "global_pause" else label
-    return label
+        return Reason(label, tail=RESUME_BY.get(reason, "waits until its owner or an admin resumes it"))
+    if reason == REASON_GLOBAL_PAUSE:
+        return Reason(label, tail="waits until an admin switches sending back on")
+    return Reason(label)
+
+
+def reason_text(campaign: Campaign, now: datetime | None = None, sending_off: bool = False) -> str | None:
+    """Why a deferred or paused campaign waits, in plain words, with when it resumes (UTC)."""
+    reason = campaign_reason(campaign, sending_off)
+    return reason.text(now) if reason else None
+
+
+def reason_html(campaign: Campaign, sending_off: bool = False) -> Markup:
+    """`reason_text` with its moment in the viewer's time zone ("" when the campaign does not wait)."""
+    reason = campaign_reason(campaign, sending_off)
+    return reason.html() if reason else Markup("")
 
 
 def format_duration(duration: timedelta) -> str:
@@ -192,3 +275,24 @@ def sends_per_hour_svg(hours: list[tuple[datetime, int]]) -> str:
             )
     parts.append("</svg>")
     return "".join(parts)
+
+
+# --- the viewer's time zone -----------------------------------------------------------------
+
+
+def zone_named(name: str | None) -> ZoneInfo:
+    """The IANA zone `name` (as the browser reports it), UTC when missing or unknown."""
+    try:
+        return ZoneInfo((name or "UTC").strip()[:64] or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def viewer_zone() -> ZoneInfo:
+    """The zone the current request's browser is in: a form's `tz` field, else the cookie localtime.js sets."""
+    return zone_named(request.values.get("tz") or request.cookies.get(TZ_COOKIE))
+
+
+def to_utc(local: datetime, zone: ZoneInfo) -> datetime:
+    """A wall-clock time typed in `zone` as an aware UTC datetime (a time skipped by DST moves forward)."""
+    return local.replace(tzinfo=zone).astimezone(UTC)

@@ -7,12 +7,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import aliased
 
 from mailadmin.campaigns.access import visible_campaigns
 from mailadmin.extensions import db
 from mailadmin.models import Campaign, Recipient, User
 from mailadmin.models.campaign import CAMPAIGN_STATUSES, R_SKIPPED, RECIPIENT_STATUSES
+from mailadmin.services.drafts import recipient_matches
 
 CAMPAIGNS_PER_PAGE = 25
 RECIPIENTS_PER_PAGE = 50
@@ -114,10 +116,7 @@ def _recipients_query(campaign: Campaign, status: str | None, search: str | None
     if status in RECIPIENT_STATUSES:
         query = query.where(Recipient.status == status)
     if search:
-        pattern = "%" + search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        query = query.where(
-            or_(func.lower(Recipient.email).like(pattern, escape="\\"), func.lower(Recipient.name).like(pattern, escape="\\"))
-        )
+        query = query.where(recipient_matches(search))
     return query
 
 
@@ -134,10 +133,30 @@ def recipients_page(
         total = sum(counts.values())
     pages = max(1, -(-total // RECIPIENTS_PER_PAGE))
     page = min(page, pages)
-    items = db.session.scalars(
-        query.order_by(Recipient.id).limit(RECIPIENTS_PER_PAGE).offset((page - 1) * RECIPIENTS_PER_PAGE)
-    ).all()
+    offset = (page - 1) * RECIPIENTS_PER_PAGE
+    items = db.session.scalars(query.order_by(Recipient.id).limit(RECIPIENTS_PER_PAGE).offset(offset)).all()
+    if status in RECIPIENT_STATUSES or search:
+        positions = recipient_positions(campaign, [r.id for r in items])
+    else:  # the whole list in campaign order: the position is the row's place in it
+        positions = {r.id: offset + n for n, r in enumerate(items, start=1)}
+    for recipient in items:
+        recipient.position = positions.get(recipient.id)
     return Page(list(items), page, RECIPIENTS_PER_PAGE, total)
+
+
+def recipient_positions(campaign: Campaign, recipient_ids: list[int]) -> dict[int, int]:
+    """Each recipient's place in its campaign (1 = first imported), for a filtered page's few rows."""
+    if not recipient_ids:
+        return {}
+    earlier = aliased(Recipient)
+    position = (
+        select(func.count())
+        .where(earlier.campaign_id == campaign.id, earlier.id <= Recipient.id)
+        .correlate(Recipient)
+        .scalar_subquery()
+    )
+    rows = db.session.execute(select(Recipient.id, position).where(Recipient.id.in_(recipient_ids)))
+    return {recipient_id: int(place) for recipient_id, place in rows}
 
 
 EXPORT_COLUMNS = ("email", "name", "status", "attempts", "smtp_code", "last_error", "sent_at")

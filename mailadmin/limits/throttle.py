@@ -176,3 +176,12 @@ def clear_login_failures(redis: Redis, email: str) -> None:
         redis.delete(login_account_key(email))
     except RedisError as exc:
         _backend_unavailable(exc, action=ACTION_LOGIN)
+
+
+def throttle_usage(redis: Redis, action: str, user_id: int | str, limit: int, window_seconds: float = HOUR_SECONDS):
+    """How much of `user_id`'s window for `action` is used (count, and when a slot frees when full),
+    without counting anything; None when Redis cannot say (the page then just leaves it out)."""
+    try:
+        return window_usage(redis, throttle_key(action, user_id), limit, window_seconds)
+    except RedisError:
+        return None

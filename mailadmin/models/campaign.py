@@ -126,6 +126,8 @@ class Recipient(db.Model):
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # Which import of a draft added this recipient (1, 2, ...), so that the last import can be undone.
+    import_batch: Mapped[int | None] = mapped_column(Integer)
 
     def merge_fields(self) -> dict:
         """The values a template may use: email, name and the import's extra columns."""

@@ -9,12 +9,13 @@ FAIL-CLOSED: when Redis cannot be asked the email is not sent (SPEC "Throttles")
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from email_validator import EmailNotValidError, validate_email
 from loguru import logger
 
 from mailadmin.extensions import get_redis, get_settings
-from mailadmin.limits.throttle import ACTION_TEST_EMAIL, is_user_throttled, throttle_message
+from mailadmin.limits.throttle import ACTION_TEST_EMAIL, is_user_throttled, throttle_message, throttle_usage
 from mailadmin.mail.message import MessageBuilder, MessageBuildError, make_unsubscribe_token
 from mailadmin.mail.templates import CampaignTemplates, TemplateProblem
 from mailadmin.mail.transport import SendError, SmtpTransport
@@ -111,3 +112,23 @@ def send_test_email(campaign: Campaign, user: User, to_address: str) -> TestEmai
     ).info("Test email sent successfully")
     return TestEmailResult(to_address, built.message_id)
 
+
+
+@dataclass(frozen=True)
+class TestEmailAllowance:
+    """How many test emails `user` may still send in the rolling hour, and when the next slot frees."""
+
+    __test__ = False
+
+    remaining: int
+    limit: int
+    next_free_at: datetime | None
+
+
+def test_email_allowance(user: User) -> TestEmailAllowance | None:
+    """The user's test emails left this hour (None when the throttle backend cannot tell)."""
+    limit = get_settings().throttle_test_email_per_hour
+    usage = throttle_usage(get_redis(), ACTION_TEST_EMAIL, user.id, limit)
+    if usage is None:
+        return None
+    return TestEmailAllowance(max(0, limit - usage.count), limit, usage.next_free_at)
