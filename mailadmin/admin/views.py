@@ -8,14 +8,15 @@ second click or a second admin got there first.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from wtforms.fields.choices import SelectChoice
 
 from mailadmin.admin import campaign_url
+from mailadmin.admin.audit_words import action_label, detail_label
 from mailadmin.admin.forms import (
     AuditFilterForm,
     CreateUserForm,
@@ -25,6 +26,7 @@ from mailadmin.admin.forms import (
 from mailadmin.auth.decorators import admin_required
 from mailadmin.auth.views import safe_next_url
 from mailadmin.campaigns import controls
+from mailadmin.campaigns.display import to_utc, viewer_zone
 from mailadmin.extensions import db
 from mailadmin.models import AppState, AuditEvent, Campaign, User
 from mailadmin.models.app_state import APP_STATE_ID
@@ -176,7 +178,7 @@ SYSTEM_ACTOR = "system"
 @bp.route("/audit")
 @admin_required
 def audit():
-    """Audit events, newest first, filtered by actor, action, campaign and date range."""
+    """Audit events, newest first, filtered by actor, action, campaign (name or number) and days in the viewer's zone."""
     form = AuditFilterForm(request.args)
     actors = db.session.scalars(
         select(User).where(User.id.in_(select(AuditEvent.actor_id).distinct())).order_by(User.email)
@@ -185,26 +187,11 @@ def audit():
         SelectChoice(str(u.id), u.email) for u in actors
     ]
     actions = db.session.scalars(select(AuditEvent.action).distinct().order_by(AuditEvent.action)).all()
-    form.action.choices = [SelectChoice("", "Any action")] + [SelectChoice(a, a) for a in actions]
+    form.action.choices = [SelectChoice("", "Any action")] + sorted(
+        (SelectChoice(a, action_label(a)) for a in actions), key=lambda choice: choice.label
+    )
     form.validate()
-
-    query = select(AuditEvent)
-    actor = request.args.get("actor", "")
-    if actor == SYSTEM_ACTOR:
-        query = query.where(AuditEvent.actor_id.is_(None))
-    elif actor.isdigit():
-        query = query.where(AuditEvent.actor_id == int(actor))
-    if form.action.data:
-        query = query.where(AuditEvent.action == form.action.data)
-    if form.campaign.data and not form.campaign.errors:
-        query = query.where(AuditEvent.campaign_id == form.campaign.data)
-    if form.date_from.data and not form.date_from.errors:
-        query = query.where(AuditEvent.created_at >= datetime.combine(form.date_from.data, time(), UTC))
-    if form.date_to.data and not form.date_to.errors:
-        end = datetime.combine(form.date_to.data + timedelta(days=1), time(), UTC)
-        query = query.where(AuditEvent.created_at < end)
-    query = query.order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc())
-
+    query = _audit_query(form, request.args.get("actor", ""), viewer_zone())
     page = db.paginate(query, per_page=AUDIT_PAGE_SIZE, max_per_page=AUDIT_PAGE_SIZE, error_out=False)
     # User-management events name their target in details["user_id"]: show the address instead.
     user_ids = {(event.details or {}).get("user_id") for event in page.items} - {None}
@@ -215,7 +202,7 @@ def audit():
         if campaign_ids
         else {}
     )
-    filters = {key: value for key, value in request.args.items() if key != "page" and value}
+    filters = {key: value for key, value in request.args.items() if key not in ("page", "tz") and value}
     return render_template(
         "admin/audit.html",
         form=form,
@@ -223,7 +210,33 @@ def audit():
         filters=filters,
         users_by_id=users_by_id,
         campaign_names=campaign_names,
+        action_label=action_label,
+        detail_label=detail_label,
     )
+
+
+def _audit_query(form: AuditFilterForm, actor: str, zone):
+    """SELECT of the audit events the filters keep (a filter with an error is left out)."""
+    query = select(AuditEvent)
+    if actor == SYSTEM_ACTOR:
+        query = query.where(AuditEvent.actor_id.is_(None))
+    elif actor.isdigit():
+        query = query.where(AuditEvent.actor_id == int(actor))
+    if form.action.data:
+        query = query.where(AuditEvent.action == form.action.data)
+    campaign = (form.campaign.data or "").strip().lstrip("#")
+    if campaign and not form.campaign.errors:
+        if campaign.isdigit():
+            query = query.where(AuditEvent.campaign_id == int(campaign))
+        else:
+            named = select(Campaign.id).where(func.lower(Campaign.name).contains(campaign.lower(), autoescape=True))
+            query = query.where(AuditEvent.campaign_id.in_(named))
+    if form.date_from.data and not form.date_from.errors:
+        query = query.where(AuditEvent.created_at >= to_utc(datetime.combine(form.date_from.data, time()), zone))
+    if form.date_to.data and not form.date_to.errors:
+        end = to_utc(datetime.combine(form.date_to.data + timedelta(days=1), time()), zone)
+        query = query.where(AuditEvent.created_at < end)
+    return query.order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc())
 
 
 # --- users -----------------------------------------------------------------------------------
