@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import html
 import re
+from functools import lru_cache
 
 from flask import Response, abort, render_template, request, url_for
 from markupsafe import Markup
+from sqlalchemy import select
 
 from mailadmin.admin.views import bp
 from mailadmin.auth.decorators import admin_required
 from mailadmin.diagnosis import PLAYBOOK_FILES, PlaybookRef, format_age, heading_slug, playbook_path, run_diagnosis
+from mailadmin.extensions import db
+from mailadmin.models import Campaign
 
 
 def playbook_url(ref: PlaybookRef) -> str:
@@ -24,12 +28,53 @@ def playbook_url(ref: PlaybookRef) -> str:
     return url_for("admin.playbook", name=ref.name, _anchor=ref.anchor)
 
 
+@lru_cache(maxsize=8)
+def _section_titles(name: str, modified: float) -> dict[str, str]:
+    """Heading slug -> heading text of one playbook file (cached per file version)."""
+    titles: dict[str, str] = {}
+    for line in playbook_path(name).read_text(encoding="utf-8").splitlines():
+        heading = _HEADING.match(line)
+        if heading:
+            titles.setdefault(heading_slug(heading.group(2)), heading.group(2).replace("`", ""))
+    return titles
+
+
+def playbook_title(ref: PlaybookRef) -> str:
+    """The playbook section's own title ("5. Workers"), for the link's text; its path if it has none."""
+    path = playbook_path(ref.name)
+    try:
+        titles = _section_titles(ref.name, path.stat().st_mtime)
+    except OSError:
+        return ref.path
+    title = titles.get(ref.anchor)
+    return f"Playbook: {title}" if title else ref.path
+
+
+def _scheduled_campaign_names(diagnosis) -> dict[int, str]:
+    """Names of the campaigns whose continuations the scheduler holds (the diagnosis knows only their ids)."""
+    try:
+        scheduled = (diagnosis.check("scheduler").details or {}).get("scheduled", [])
+    except KeyError:
+        return {}
+    ids = {job.campaign_id for job in scheduled if job.campaign_id}
+    if not ids:
+        return {}
+    return dict(db.session.execute(select(Campaign.id, Campaign.name).where(Campaign.id.in_(ids))).all())
+
+
 @bp.route("/operations")
 @admin_required
 def operations():
-    """The 60-second diagnosis, live: one block per check, each linking to its playbook section."""
+    """The 60-second diagnosis, live: a short summary of what is wrong, then one block per check (open when
+    it is not OK), each linking to its playbook section by title."""
+    diagnosis = run_diagnosis()
     return render_template(
-        "admin/operations.html", diagnosis=run_diagnosis(), playbook_url=playbook_url, format_age=format_age
+        "admin/operations.html",
+        diagnosis=diagnosis,
+        playbook_url=playbook_url,
+        playbook_title=playbook_title,
+        format_age=format_age,
+        campaign_names=_scheduled_campaign_names(diagnosis),
     )
 
 

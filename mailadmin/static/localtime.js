@@ -1,6 +1,6 @@
 /* mailadmin: every time in the viewer's own time zone, and times typed in it.
  *
- * The server writes each moment as <time datetime="ISO UTC" title="... UTC" data-local="datetime|auto">
+ * The server writes each moment as <time datetime="ISO UTC" title="... UTC" data-local="datetime|seconds|auto">
  * with UTC text; this script rewrites the text in the browser's zone (the title keeps UTC, shown
  * on hover). It also fills every <input data-tz-field> with the browser's IANA zone, so that a
  * time typed in a form (the scheduled start, the audit log's dates) is read in that zone by the
@@ -23,6 +23,7 @@
   function format(date, style) {
     var now = new Date();
     var options = { timeZone: zone, hour: "2-digit", minute: "2-digit", hourCycle: "h23", timeZoneName: "short" };
+    if (style === "seconds") { options.second = "2-digit"; }
     if (style !== "auto" || dayKey(date) !== dayKey(now)) {
       options.day = "numeric";
       options.month = "short";
