@@ -134,6 +134,9 @@ def set_sending_paused(paused: bool, actor: User | None) -> None:
     state.changed_by_id = actor.id if actor is not None else None
     state.changed_at = now
     if paused:
+        # Every active campaign waits from now on, deferred ones included (they keep their own time
+        # but cannot send before the switch is back on): that is the number the audit records.
+        waiting = db.session.scalar(select(func.count()).where(_campaigns.c.status.in_(ACTIVE_STATUSES)))
         ids = db.session.scalars(
             update(_campaigns)
             .where(_campaigns.c.status.in_((QUEUED, SENDING)))
@@ -146,9 +149,9 @@ def set_sending_paused(paused: bool, actor: User | None) -> None:
                 .where(_queues.c.campaign_id.in_(ids))
                 .values(defer_reason=REASON_GLOBAL_PAUSE, deferred_until=None, updated_at=now)
             )
-        record_audit(actor, "sending_switched_off", details={"campaigns_waiting": len(ids)})
+        record_audit(actor, "sending_switched_off", details={"campaigns_waiting": waiting})
         db.session.commit()
-        logger.bind(actor=_actor_field(actor), campaign_id=None, campaigns=len(ids)).warning("Sending switched off")
+        logger.bind(actor=_actor_field(actor), campaign_id=None, campaigns=waiting).warning("Sending switched off")
         return
 
     record_audit(actor, "sending_switched_on")
