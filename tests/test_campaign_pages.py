@@ -33,8 +33,9 @@ def campaign_urls(campaign_id: int) -> list[tuple[str, str]]:
     """Every page and endpoint of one campaign, with the method a browser uses on it."""
     base = f"/campaigns/{campaign_id}"
     gets = ["", "/edit", "/preview", "/recipients/import", "/test-email", "/start", "/progress.json",
-            "/sends-per-hour.svg", "/results.csv"]
-    posts = ["/edit", "/recipients/import", "/test-email", "/start"]
+            "/sends-per-hour.svg", "/results.csv", "/cancel", "/delete", "/recipients/remove-all"]
+    posts = ["/edit", "/recipients/import", "/test-email", "/start", "/pause", "/resume", "/cancel", "/duplicate",
+             "/delete", "/recipients/remove-all", "/recipients/undo-import", "/recipients/1/remove"]
     return [("GET", base + path) for path in gets] + [("POST", base + path) for path in posts]
 
 
@@ -48,6 +49,7 @@ def test_another_managers_campaign_answers_404_on_every_page_and_endpoint(app, m
         assert response.status_code == 404, (method, url, response.status_code)
     assert smtp.messages == []
     assert reload(campaign).recipients_total == 1 and reload(campaign).name == "Spring news"
+    assert db.session.scalar(select(db.func.count()).select_from(Campaign)) == 1  # nothing duplicated
     assert f"/campaigns/{campaign.id}" not in text_of(other_client.get("/"))
 
 

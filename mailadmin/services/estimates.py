@@ -51,7 +51,8 @@ def send_speed(max_per_second: float, measured_per_second: float | None) -> tupl
     caps = [rate for rate in (max_per_second, measured_per_second) if rate and rate > 0]
     if not caps:
         return ASSUMED_PER_SECOND, False
-    return min(caps), bool(measured_per_second and measured_per_second > 0)
+    speed = min(caps)
+    return speed, speed == measured_per_second
 
 
 def estimate_sending(
@@ -66,21 +67,20 @@ def estimate_sending(
     """Replay `count` sends from `now`: each waits for the previous one (speed) and for a free slot in the
     rolling hour (`window_sends` are the sends still counted, each freeing its slot an hour after it)."""
     per_second, measured = send_speed(max_per_second, measured_per_second)
-    step = timedelta(seconds=1 / per_second)
     window = deque(sorted(moment for moment in window_sends if moment > now - HOUR))
     limit = max(1, max_per_hour)
     free_now = max(0, limit - len(window))
     next_free_at = window[len(window) - limit] + HOUR if free_now == 0 and window else None
     moment, waited = now, False
+    base, base_index = now, 0  # the speed counts from the last moment the quota let a message go
     for index in range(max(0, count)):
-        if index:
-            moment += step
+        moment = max(moment, base + timedelta(seconds=(index - base_index) / per_second))
         while window and window[0] <= moment - HOUR:
             window.popleft()
         if len(window) >= limit:
             # Full: this message goes when enough of the oldest sends have left the window.
             moment = window[len(window) - limit] + HOUR
-            waited = True
+            base, base_index, waited = moment, index, True
             while window and window[0] <= moment - HOUR:
                 window.popleft()
         window.append(moment)
