@@ -272,3 +272,16 @@ def test_a_scheduled_start_typed_in_the_viewers_zone_is_stored_in_utc(app, manag
     expected = local.replace(tzinfo=ZoneInfo("America/New_York")).astimezone(UTC)
     queue = db.session.scalar(select(CampaignQueue).where(CampaignQueue.campaign_id == campaign.id))
     assert reload(campaign).scheduled_at == expected and queue.deferred_until == expected
+
+
+def test_the_sends_per_hour_chart_is_labelled_in_the_viewers_zone(app, manager, manager_client):
+    campaign = started(manager, recipients=2)
+    sent_at = datetime(2031, 5, 3, 23, 10, tzinfo=UTC)
+    for recipient in db.session.scalars(select(Recipient).where(Recipient.campaign_id == campaign.id)):
+        recipient.status, recipient.sent_at = "sent", sent_at
+    db.session.commit()
+    manager_client.set_cookie("mailadmin_tz", "Asia/Tokyo")
+    svg = text_of(manager_client.get(f"/campaigns/{campaign.id}/sends-per-hour.svg"))
+    assert "Emails sent per hour (Asia/Tokyo)" in svg
+    assert "2031-05-04 08:00 Asia/Tokyo: 2 sent" in svg  # 23:00 UTC is 08:00 the next day in Tokyo
+    assert "busiest hour 08:00 Asia/Tokyo with 2." in svg

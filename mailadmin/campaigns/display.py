@@ -7,7 +7,7 @@ the template globals registered in `init_app`) any other blueprint's templates.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from html import escape
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -30,6 +30,7 @@ from mailadmin.models.campaign import (
     SENDING,
 )
 from mailadmin.models.types import utcnow
+from mailadmin.wording import plural
 
 STATUS_LABELS = {
     DRAFT: "Draft",
@@ -220,25 +221,32 @@ def fill_hours(buckets: dict[datetime, int], max_hours: int = CHART_MAX_HOURS) -
     return hours
 
 
-def chart_summary(hours: list[tuple[datetime, int]]) -> str:
+def zone_label(zone: tzinfo) -> str:
+    """"UTC", or the zone's IANA name ("Asia/Tokyo"): how the chart names the clock it uses."""
+    name = getattr(zone, "key", None) or str(zone)
+    return "UTC" if name in ("UTC", "Etc/UTC") else name
+
+
+def chart_summary(hours: list[tuple[datetime, int]], zone: tzinfo = UTC) -> str:
     """One sentence describing the chart, for screen readers."""
     if not hours:
         return "No emails sent yet."
     total = sum(count for _, count in hours)
     busiest, peak = max(hours, key=lambda item: item[1])
     return (
-        f"{total:,} emails sent over {len(hours)} hour{'s' if len(hours) != 1 else ''}; "
-        f"busiest hour {busiest:%H}:00 UTC with {peak:,}."
+        f"{plural(total, 'email')} sent over {plural(len(hours), 'hour')}; "
+        f"busiest hour {busiest.astimezone(zone):%H:%M} {zone_label(zone)} with {peak:,}."
     )
 
 
-def sends_per_hour_svg(hours: list[tuple[datetime, int]]) -> str:
-    """A self-contained bar chart of sends per hour (UTC) as SVG markup."""
-    summary = escape(chart_summary(hours))
+def sends_per_hour_svg(hours: list[tuple[datetime, int]], zone: tzinfo = UTC) -> str:
+    """A self-contained bar chart of sends per hour as SVG markup; hours (UTC buckets) labelled in `zone`."""
+    summary = escape(chart_summary(hours, zone))
+    clock = escape(zone_label(zone))
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {_W} {_H}" role="img" '
         f'aria-labelledby="chart-title chart-desc" font-family="system-ui, sans-serif" font-size="13">',
-        '<title id="chart-title">Emails sent per hour (UTC)</title>',
+        f'<title id="chart-title">Emails sent per hour ({clock})</title>',
         f'<desc id="chart-desc">{summary}</desc>',
         f'<rect x="0" y="0" width="{_W}" height="{_H}" fill="#ffffff"/>',
     ]
@@ -262,16 +270,17 @@ def sends_per_hour_svg(hours: list[tuple[datetime, int]]) -> str:
     slot = plot_w / len(hours)
     bar_w = max(1.0, slot * 0.7)
     label_every = max(1, -(-len(hours) // 6))
-    for index, (moment, count) in enumerate(hours):
+    for index, (utc_moment, count) in enumerate(hours):
+        moment = utc_moment.astimezone(zone)
         height = plot_h * count / peak
         x = _LEFT + index * slot + (slot - bar_w) / 2
         parts.append(
             f'<rect x="{x:.1f}" y="{base_y - height:.1f}" width="{bar_w:.1f}" height="{height:.1f}" fill="#1f7a4d">'
-            f"<title>{moment:%Y-%m-%d %H}:00 UTC: {count:,} sent</title></rect>"
+            f"<title>{moment:%Y-%m-%d %H:%M} {clock}: {count:,} sent</title></rect>"
         )
         if index % label_every == 0:
             parts.append(
-                f'<text x="{x + bar_w / 2:.1f}" y="{_H - 7}" text-anchor="middle" fill="#646b79">{moment:%H}:00</text>'
+                f'<text x="{x + bar_w / 2:.1f}" y="{_H - 7}" text-anchor="middle" fill="#646b79">{moment:%H:%M}</text>'
             )
     parts.append("</svg>")
     return "".join(parts)

@@ -360,8 +360,10 @@ def progress(campaign_id: int):
 
 
 def chart_svg(campaign: Campaign) -> Markup:
-    """The sends-per-hour chart of one campaign as SVG markup (every text in it is escaped by the builder)."""
-    return Markup(display.sends_per_hour_svg(display.fill_hours(queries.sends_per_hour(campaign))))
+    """The sends-per-hour chart of one campaign as SVG markup (every text in it is escaped by the builder),
+    its hours labelled in the viewer's zone (the cookie static/localtime.js sets)."""
+    hours = display.fill_hours(queries.sends_per_hour(campaign))
+    return Markup(display.sends_per_hour_svg(hours, display.viewer_zone()))
 
 
 @bp.route("/campaigns/<int:campaign_id>/sends-per-hour.svg")
