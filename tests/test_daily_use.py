@@ -189,6 +189,10 @@ def test_remove_one_recipient_remove_all_and_undo_the_last_import(app, manager, 
     victim = db.session.scalar(select(Recipient.id).where(Recipient.email == "user1@example.com"))
     response = submit(manager_client, f"{page}/recipients/{victim}/remove", page_url=page, follow_redirects=True)
     assert ("success", "Recipient removed. 4 recipients left.") in flashes(text_of(response))
+    positions = db.session.scalars(
+        select(Recipient.position).where(Recipient.campaign_id == campaign.id).order_by(Recipient.id)
+    ).all()
+    assert positions == [1, 2, 3, 4]  # no gap where the removed one was
     response = submit(manager_client, f"{page}/recipients/undo-import", page_url=page, follow_redirects=True)
     assert ("success", "Last import undone: 2 recipients removed.") in flashes(text_of(response))
     assert reload(campaign).recipients_total == 2

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import Select, func, select
-from sqlalchemy.orm import aliased
 
 from mailadmin.campaigns.access import visible_campaigns
 from mailadmin.extensions import db
@@ -135,28 +134,7 @@ def recipients_page(
     page = min(page, pages)
     offset = (page - 1) * RECIPIENTS_PER_PAGE
     items = db.session.scalars(query.order_by(Recipient.id).limit(RECIPIENTS_PER_PAGE).offset(offset)).all()
-    if status in RECIPIENT_STATUSES or search:
-        positions = recipient_positions(campaign, [r.id for r in items])
-    else:  # the whole list in campaign order: the position is the row's place in it
-        positions = {r.id: offset + n for n, r in enumerate(items, start=1)}
-    for recipient in items:
-        recipient.position = positions.get(recipient.id)
     return Page(list(items), page, RECIPIENTS_PER_PAGE, total)
-
-
-def recipient_positions(campaign: Campaign, recipient_ids: list[int]) -> dict[int, int]:
-    """Each recipient's place in its campaign (1 = first imported), for a filtered page's few rows."""
-    if not recipient_ids:
-        return {}
-    earlier = aliased(Recipient)
-    position = (
-        select(func.count())
-        .where(earlier.campaign_id == campaign.id, earlier.id <= Recipient.id)
-        .correlate(Recipient)
-        .scalar_subquery()
-    )
-    rows = db.session.execute(select(Recipient.id, position).where(Recipient.id.in_(recipient_ids)))
-    return {recipient_id: int(place) for recipient_id, place in rows}
 
 
 EXPORT_COLUMNS = ("email", "name", "status", "attempts", "smtp_code", "last_error", "sent_at")

@@ -210,11 +210,15 @@ def _copy_recipients(source: Campaign, copy: Campaign) -> None:
     """Copy the recipients in one INSERT ... SELECT: suppressed ones stay skipped, everyone else waits."""
     skipped = case((Recipient.status == R_SKIPPED, R_SKIPPED), else_=R_PENDING)
     note = case((Recipient.status == R_SKIPPED, Recipient.last_error), else_=None)
+    place = func.row_number().over(order_by=(Recipient.position, Recipient.id))
     rows = select(
         literal(copy.id), Recipient.email, Recipient.name, Recipient.fields, skipped, note, literal(0), literal(utcnow()),
-        literal(1),
-    ).where(Recipient.campaign_id == source.id).order_by(Recipient.id)
-    columns = ["campaign_id", "email", "name", "fields", "status", "last_error", "attempts", "updated_at", "import_batch"]
+        literal(1), place,
+    ).where(Recipient.campaign_id == source.id).order_by(Recipient.position, Recipient.id)  # ids follow positions
+    columns = [
+        "campaign_id", "email", "name", "fields", "status", "last_error", "attempts", "updated_at", "import_batch",
+        "position",
+    ]
     db.session.execute(insert(Recipient).from_select(columns, rows))
     total, skipped_count = db.session.execute(
         select(func.count(), func.coalesce(func.sum(case((Recipient.status == R_SKIPPED, 1), else_=0)), 0)).where(

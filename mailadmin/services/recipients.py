@@ -261,6 +261,10 @@ def import_recipients(campaign: Campaign, source: str | bytes | IO[Any], batch: 
             db.session.rollback()
             raise RecipientImportError(NOT_A_DRAFT_MESSAGE)
         if values:
+            # After the lock: concurrent imports into one draft number their rows one after the other.
+            last = db.session.scalar(select(func.max(Recipient.position)).where(Recipient.campaign_id == campaign.id))
+            for place, row in enumerate(values, start=(last or 0) + 1):
+                row["position"] = place
             db.session.execute(insert(Recipient), values)
             db.session.execute(
                 update(Campaign)
@@ -309,6 +313,7 @@ def _remove(campaign: Campaign, *conditions) -> int:
     ).one()
     if total:
         db.session.execute(delete(Recipient).where(*where).execution_options(synchronize_session=False))
+        renumber_positions(campaign.id)
         db.session.execute(
             update(Campaign)
             .where(Campaign.id == campaign.id)
@@ -323,6 +328,25 @@ def _remove(campaign: Campaign, *conditions) -> int:
     db.session.refresh(campaign)
     logger.bind(campaign_id=campaign.id, removed=int(total)).info("Recipients removed")
     return int(total)
+
+
+def renumber_positions(campaign_id: int) -> None:
+    """Close the gaps a removal left in a draft's positions (1, 2, 3, ... in their old order); in the caller's
+    transaction. Only rows whose place changes are written."""
+    numbered = (
+        select(
+            Recipient.id.label("id"),
+            func.row_number().over(order_by=(Recipient.position, Recipient.id)).label("place"),
+        )
+        .where(Recipient.campaign_id == campaign_id)
+        .subquery()
+    )
+    db.session.execute(
+        update(Recipient)
+        .where(Recipient.id == numbered.c.id, Recipient.position.is_distinct_from(numbered.c.place))
+        .values(position=numbered.c.place)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def remove_recipient(campaign: Campaign, recipient_id: int) -> int:

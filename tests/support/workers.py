@@ -83,6 +83,7 @@ def create_campaign(
                     "status": R_PENDING,
                     "attempts": 0,
                     "updated_at": now,
+                    "position": index + 1,
                 }
                 for index, email in enumerate(emails)
             ],
