@@ -28,10 +28,8 @@ from mailadmin.services import campaigns as campaign_service
 
 def back_to(campaign: Campaign):
     """303 to the form's `next` (a local path), else the campaign's page."""
-    from mailadmin.admin import campaign_url
-
     target = safe_next_url(request.form.get("next") or request.args.get("next"))
-    return redirect(target or campaign_url(campaign.id), code=303)
+    return redirect(target or url_for("campaigns.show", campaign_id=campaign.id), code=303)
 
 
 def label(campaign: Campaign) -> str:
