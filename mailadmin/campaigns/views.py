@@ -328,6 +328,7 @@ def to_send(campaign: Campaign) -> int:
 @bp.route("/campaigns/<int:campaign_id>")
 @login_required
 def show(campaign_id: int):
+    """One campaign: its state, buttons, progress and recipients (a draft: the steps to finish it)."""
     campaign = get_campaign_for(current_user, campaign_id)
     state = live.page_state(campaign, request.args)
     return render_template(

@@ -23,7 +23,7 @@ from typing import NamedTuple
 from loguru import logger
 from redis import Redis, RedisError
 
-from mailadmin.limits.window import KEY_PREFIX, add_to_window, reserve_in_window, window_usage
+from mailadmin.limits.window import KEY_PREFIX, add_to_window, reserve_in_window, window_moments, window_usage
 
 ACTION_CAMPAIGN_START = "campaign_start"
 ACTION_TEST_EMAIL = "test_email"
@@ -178,10 +178,10 @@ def clear_login_failures(redis: Redis, email: str) -> None:
         _backend_unavailable(exc, action=ACTION_LOGIN)
 
 
-def throttle_usage(redis: Redis, action: str, user_id: int | str, limit: int, window_seconds: float = HOUR_SECONDS):
-    """How much of `user_id`'s window for `action` is used (count, and when a slot frees when full),
-    without counting anything; None when Redis cannot say (the page then just leaves it out)."""
+def throttle_moments(redis: Redis, action: str, user_id: int | str, window_seconds: float = HOUR_SECONDS):
+    """When each of `user_id`'s `action`s still counted in the window happened (oldest first; each frees its
+    slot `window_seconds` later), without counting anything; None when Redis cannot say."""
     try:
-        return window_usage(redis, throttle_key(action, user_id), limit, window_seconds)
+        return window_moments(redis, throttle_key(action, user_id), window_seconds)
     except RedisError:
         return None
