@@ -95,3 +95,22 @@ def test_plural_wording(count, singular, expected):
 def test_plural_with_an_irregular_plural():
     assert plural(2, "match", "matches") == "2 matches" and plural(1, "match", "matches") == "1 match"
     assert plural_word(3, "is") == "are" and plural_word(1, "is") == "is"
+
+
+def test_the_measured_speed_is_the_fastest_recent_finished_campaign(app, make_user):
+    from mailadmin.extensions import db
+    from mailadmin.models import Campaign, Recipient
+    from mailadmin.services.estimates import measured_send_rate
+
+    owner = make_user("m@example.com")
+    assert measured_send_rate() is None
+    for name, seconds in (("slow", 100.0), ("fast", 2.0)):
+        campaign = Campaign(owner_id=owner.id, name=name, subject="s", body_text="t", status="finished",
+                            sent_count=10, recipients_total=10, finished_at=NOW)
+        db.session.add(campaign)
+        db.session.flush()
+        for n in range(10):
+            moment = NOW + timedelta(seconds=seconds * n / 9)
+            db.session.add(Recipient(campaign_id=campaign.id, email=f"{n}@{name}.test", status="sent", sent_at=moment))
+    db.session.commit()
+    assert measured_send_rate() == pytest.approx(10 / 2.0)
