@@ -89,7 +89,7 @@ QUEUE_WAIT_WARNING_SECONDS = 5 * 60
 QUEUE_WAIT_CRITICAL_SECONDS = 15 * 60
 # rq-scheduler dispatches every `interval` seconds; a continuation this late was not dispatched.
 SCHEDULER_LATE_SECONDS = 120
-# The engine re-enqueues deferred campaigns this late (jobs.scheduling.OVERDUE_GRACE, 60 s) in its
+# The engine re-enqueues deferred campaigns this late (services.delivery.OVERDUE_GRACE, 60 s) in its
 # sweep; twice that and nothing has happened means the sweep (the scheduler process) is not running.
 CAMPAIGN_OVERDUE_SECONDS = 180
 # The recovery sweep runs every minute (`flask scheduler --recovery-interval`); a stale campaign
@@ -385,7 +385,7 @@ def list_scheduler_instances(connection: Redis) -> list[SchedulerInstance]:
 
 def list_scheduled_jobs(connection: Redis, now: datetime | None = None, limit: int = 500) -> list[ScheduledJob]:
     """Jobs rq-scheduler holds (continuations first of all), soonest first, with their due time."""
-    from mailadmin.jobs.scheduling import campaign_id_of_continuation
+    from mailadmin.jobs.dispatch import campaign_id_of_continuation
 
     now = now or utcnow()
     jobs = []

@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from mailadmin.diagnosis import format_time
 from mailadmin.extensions import QUEUE_NAMES, db, get_redis
-from mailadmin.jobs.scheduling import continuation_job_id, scheduled_continuation_at
+from mailadmin.jobs.dispatch import continuation_job_id, scheduled_continuation_at
 from mailadmin.models import Campaign, CampaignQueue, User
 from mailadmin.models.campaign import CAMPAIGN_STATUSES
 from mailadmin.services import campaigns as campaign_service
@@ -193,7 +193,7 @@ def _failed_registries() -> list[FailedJobRegistry]:
 @click.option("--limit", default=20, show_default=True, help="Jobs shown per queue.")
 def failed_jobs_command(limit: int) -> None:
     """Failed RQ jobs: id, campaign, when, the last line of the exception."""
-    from mailadmin.jobs.scheduling import SEND_SLICE_FUNC
+    from mailadmin.jobs.dispatch import SEND_SLICE_FUNC
 
     for registry in _failed_registries():
         ids = registry.get_job_ids(0, limit - 1, desc=True, cleanup=False)

@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import func, select
 
 from mailadmin.extensions import db
-from mailadmin.jobs.scheduling import enqueue_send_slice, recover_stalled_campaigns, scheduled_continuation_at
+from mailadmin.jobs.dispatch import enqueue_send_slice, scheduled_continuation_at
+from mailadmin.jobs.recovery import recover_stalled_campaigns
 from mailadmin.jobs.send import run_send_slice
 from mailadmin.models import AppState, AuditEvent, Campaign, Recipient
 from mailadmin.models.app_state import APP_STATE_ID

@@ -15,18 +15,21 @@ from rq import Queue
 from sqlalchemy import select, update
 
 from mailadmin.extensions import SEND_QUEUE, db, get_redis
-from mailadmin.jobs.scheduling import (
-    ContinuationScheduler,
+from mailadmin.jobs.continuations import ContinuationScheduler
+from mailadmin.jobs.dispatch import (
     continuation_job_id,
     continuation_time,
-    recover_stalled_campaigns,
     schedule_continuation,
     scheduled_continuation_at,
 )
-from mailadmin.jobs.send import claim_recipients, is_hard_bounce, run_send_slice
+from mailadmin.jobs.recovery import recover_stalled_campaigns
+from mailadmin.jobs.send import SliceEnd, SliceOutcome, is_hard_bounce, run_send_slice
 from mailadmin.models import AuditEvent, Recipient
 from mailadmin.models.campaign import R_SENDING
+from mailadmin.models.reasons import Reason
 from mailadmin.services import campaigns as service
+from mailadmin.services import delivery
+from mailadmin.services.delivery import claim_recipients
 from mailadmin.services.suppressions import is_suppressed, suppress, suppressed_among
 from tests.support.workers import (
     create_campaign,
@@ -148,7 +151,8 @@ def test_a_scheduled_start_waits_deferred_with_its_continuation_at_that_time(app
 
     campaign = fresh_campaign(campaign.id)
     assert (campaign.status, campaign.queue.defer_reason, campaign.queue.deferred_until) == ("deferred", "scheduled", at)
-    assert campaign.queue.scheduled_job_id == continuation_job_id(campaign.id)
+    # The continuation's job id is derived, never stored (migration 0003 dropped scheduled_job_id).
+    assert get_redis().zscore("rq:scheduler:scheduled_jobs", continuation_job_id(campaign.id)) is not None
     assert scheduled_continuation_at(campaign.id) == continuation_time(at)
     assert queued_job_count(app.config["SETTINGS"].redis_url) == 0
 
@@ -223,25 +227,25 @@ def test_quota_defers_until_a_token_frees_and_no_rolling_hour_holds_more_than_th
     first = started(owner, [f"a{i}@example.test" for i in range(7)])
     second = started(owner, [f"b{i}@example.test" for i in range(50)])
 
-    assert run_send_slice(first.id, clock=clock).outcome == "finished"  # 7 tokens at t0
+    assert run_send_slice(first.id, clock=clock).outcome == SliceOutcome(SliceEnd.FINISHED)  # 7 tokens at t0
     clock.now = t0 + timedelta(minutes=20)
     report = run_send_slice(second.id, clock=clock)  # 13 more: the quota is used up
-    assert (report.sent, report.outcome) == (13, "deferred:rate_limit")
+    assert (report.sent, report.outcome) == (13, SliceOutcome(SliceEnd.DEFERRED, Reason.RATE_LIMIT))
     queue = fresh_campaign(second.id).queue
     assert (queue.defer_reason, queue.deferred_until) == ("rate_limit", t0 + timedelta(hours=1))
     assert scheduled_continuation_at(second.id) == t0 + timedelta(hours=1)
 
     clock.now = t0 + timedelta(minutes=40)  # a stray early run does nothing
-    assert run_send_slice(second.id, clock=clock).outcome == "skipped:not_due"
+    assert run_send_slice(second.id, clock=clock).outcome == SliceOutcome(SliceEnd.SKIPPED, "not_due")
 
     expected_deferrals = [timedelta(minutes=80), timedelta(minutes=120), timedelta(minutes=140)]
     for wake_up in [timedelta(hours=1), *expected_deferrals[:-1]]:
         clock.now = t0 + wake_up
         report = run_send_slice(second.id, clock=clock)
-        assert report.outcome == "deferred:rate_limit"
+        assert report.outcome == SliceOutcome(SliceEnd.DEFERRED, Reason.RATE_LIMIT)
         assert fresh_campaign(second.id).queue.deferred_until == t0 + expected_deferrals.pop(0)
     clock.now = t0 + timedelta(minutes=140)
-    assert run_send_slice(second.id, clock=clock).outcome == "finished"
+    assert run_send_slice(second.id, clock=clock).outcome == SliceOutcome(SliceEnd.FINISHED)
 
     db.session.commit()
     sent_at = sorted(db.session.scalars(select(Recipient.sent_at)).all())
@@ -260,7 +264,7 @@ def test_451_for_every_message_defers_each_time_and_trips_the_breaker_at_exactly
 
     for attempt in range(1, 10):
         report = run_send_slice(campaign.id, clock=clock)
-        assert report.outcome == "deferred:transient_error"
+        assert report.outcome == SliceOutcome(SliceEnd.DEFERRED, Reason.TRANSIENT_ERROR)
         current = fresh_campaign(campaign.id)
         assert current.status == "deferred"
         assert current.queue.defer_reason == "transient_error"
@@ -271,7 +275,7 @@ def test_451_for_every_message_defers_each_time_and_trips_the_breaker_at_exactly
 
     report = run_send_slice(campaign.id, clock=clock)
 
-    assert report.outcome == "paused:circuit_breaker"
+    assert report.outcome == SliceOutcome(SliceEnd.PAUSED, Reason.CIRCUIT_BREAKER)
     current = fresh_campaign(campaign.id)
     assert (current.status, current.queue.defer_reason) == ("paused", "circuit_breaker")
     assert current.queue.consecutive_transient_errors == 10
@@ -305,13 +309,13 @@ def test_a_success_between_transient_errors_resets_the_count(app, smtp, owner):
     clock = FakeClock(now_whole_second())
     campaign = started(owner, 20)
     for attempt in (1, 2, 3):
-        assert run_send_slice(campaign.id, clock=clock).outcome == "deferred:transient_error"
+        assert run_send_slice(campaign.id, clock=clock).outcome == SliceOutcome(SliceEnd.DEFERRED, Reason.TRANSIENT_ERROR)
         assert fresh_campaign(campaign.id).queue.consecutive_transient_errors == attempt
         clock.now += timedelta(minutes=5)
 
     report = run_send_slice(campaign.id, clock=clock)
 
-    assert (report.sent, report.outcome) == (19, "deferred:transient_error")
+    assert (report.sent, report.outcome) == (19, SliceOutcome(SliceEnd.DEFERRED, Reason.TRANSIENT_ERROR))
     assert fresh_campaign(campaign.id).queue.consecutive_transient_errors == 1  # not 4: 19 successes reset it
     assert recipient_statuses(campaign.id) == {"sent": 19, "pending": 1}
 
@@ -352,10 +356,10 @@ def test_a_message_whose_smtp_verdict_was_lost_is_unknown_and_not_sent_again(app
 
     report = run_send_slice(campaign.id, clock=clock)
 
-    assert report.outcome == "deferred:transient_error"
+    assert report.outcome == SliceOutcome(SliceEnd.DEFERRED, Reason.TRANSIENT_ERROR)
     assert recipient_statuses(campaign.id) == {"unknown": 1, "pending": 2}
     clock.now += timedelta(minutes=5)
-    assert run_send_slice(campaign.id, clock=clock).outcome == "finished"
+    assert run_send_slice(campaign.id, clock=clock).outcome == SliceOutcome(SliceEnd.FINISHED)
     current = fresh_campaign(campaign.id)
     assert (current.sent_count, current.unknown_count) == (2, 1)
     assert smtp.count_for(recipient_address(0)) <= 1 and smtp.count_for(recipient_address(1)) == 1
@@ -471,11 +475,11 @@ def test_a_due_continuation_runs_as_a_fresh_job_and_a_rescheduled_one_is_never_l
 def test_a_continuation_that_fires_while_sending_is_off_waits_for_the_switch(engine_env, app, smtp, owner, admin):
     clock = FakeClock(now_whole_second())
     campaign = started(owner, 4)
-    assert run_send_slice(campaign.id, clock=clock).outcome == "deferred:rate_limit"
+    assert run_send_slice(campaign.id, clock=clock).outcome == SliceOutcome(SliceEnd.DEFERRED, Reason.RATE_LIMIT)
     service.set_sending_paused(True, admin)
 
     clock.now = fresh_campaign(campaign.id).queue.deferred_until
-    assert run_send_slice(campaign.id, clock=clock).outcome == "skipped:global_pause"
+    assert run_send_slice(campaign.id, clock=clock).outcome == SliceOutcome(SliceEnd.SKIPPED, Reason.GLOBAL_PAUSE)
 
     current = fresh_campaign(campaign.id)
     assert (current.status, current.queue.defer_reason, current.queue.deferred_until) == (
@@ -524,7 +528,7 @@ def test_stale_claims_become_unknown_and_are_sent_again_only_when_an_admin_reque
 
 def test_recovery_reenqueues_a_deferred_campaign_whose_continuation_was_lost(app, app_env, smtp, owner):
     campaign = started(owner, 3)
-    service.defer_campaign(campaign.id, "transient_error", datetime.now(UTC) - timedelta(minutes=5))
+    delivery.defer_campaign(campaign.id, Reason.TRANSIENT_ERROR, datetime.now(UTC) - timedelta(minutes=5))
     get_redis().flushdb()  # Redis restarted without persistence: queue and schedule are gone
 
     report = recover_stalled_campaigns()

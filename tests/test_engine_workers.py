@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from mailadmin.devtools.redis_server import EmbeddedRedis
 from mailadmin.extensions import db
-from mailadmin.jobs.scheduling import continuation_time, scheduled_continuation_at
+from mailadmin.jobs.dispatch import continuation_time, scheduled_continuation_at
 from mailadmin.limits.rate_limiter import RATE_LIMIT_KEY
 from mailadmin.models import Recipient
 from mailadmin.services import campaigns as service

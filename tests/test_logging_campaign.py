@@ -32,7 +32,8 @@ from rq import Queue, SimpleWorker
 from sqlalchemy import select, update
 
 from mailadmin.extensions import DEFAULT_QUEUE, QUEUE_NAMES, SEND_QUEUE, db, get_redis
-from mailadmin.jobs.scheduling import ContinuationScheduler, schedule_continuation
+from mailadmin.jobs.continuations import ContinuationScheduler
+from mailadmin.jobs.dispatch import schedule_continuation
 from mailadmin.limits.rate_limiter import RATE_LIMIT_KEY
 from mailadmin.mail.transport import PermanentSendError, SmtpTransport
 from mailadmin.models import Campaign, CampaignQueue, Recipient

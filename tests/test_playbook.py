@@ -22,7 +22,7 @@ from rq import Queue, Worker
 
 from mailadmin import create_app, diagnosis
 from mailadmin.extensions import QUEUE_NAMES, SEND_QUEUE, db, get_redis
-from mailadmin.jobs.scheduling import continuation_job_id
+from mailadmin.jobs.dispatch import continuation_job_id
 from mailadmin.limits import rate_limiter, throttle
 from mailadmin.models import APP_STATE_ID, AppState, AuditEvent, Campaign, CampaignQueue, Recipient, Suppression, User
 from mailadmin.models.types import utcnow

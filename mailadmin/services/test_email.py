@@ -21,6 +21,7 @@ from mailadmin.mail.transport import SendError, SmtpTransport
 from mailadmin.models import Campaign, User
 from mailadmin.pii import get_pii_log_fields
 from mailadmin.services.drafts import preview_fields
+from mailadmin.services.errors import ServiceError, throttle_refusal
 
 TEST_SUBJECT_PREFIX = "[Test] "
 # Test messages carry a real, signed unsubscribe link that names no recipient (id 0),
@@ -28,14 +29,10 @@ TEST_SUBJECT_PREFIX = "[Test] "
 TEST_RECIPIENT_ID = 0
 
 
-class TestEmailError(ValueError):
-    """The test email was not sent; `message` is the sentence for the page."""
+class TestEmailError(ServiceError):
+    """The test email was not sent; `message` is the sentence for the page, `kind` the refusal's kind."""
 
     __test__ = False  # not a pytest test class
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -71,7 +68,7 @@ def send_test_email(campaign: Campaign, user: User, to_address: str) -> TestEmai
     limit = settings.throttle_test_email_per_hour
     verdict = is_user_throttled(get_redis(), ACTION_TEST_EMAIL, user.id, limit)
     if verdict.is_throttled:
-        raise TestEmailError(throttle_message(ACTION_TEST_EMAIL, limit, verdict.reason))
+        raise TestEmailError(throttle_message(ACTION_TEST_EMAIL, limit, verdict.reason), throttle_refusal(verdict.reason))
 
     def unsubscribe_url_for(recipient_id: int) -> str:
         token = make_unsubscribe_token(settings.secret_key, campaign.id, recipient_id)

@@ -212,13 +212,14 @@ def produce_log_lines(app, make_user, smtp, redis_url: str) -> tuple[list[str], 
 
     from mailadmin.devtools.redis_server import free_port
     from mailadmin.extensions import SEND_QUEUE, db, get_redis, get_settings
-    from mailadmin.jobs.scheduling import recover_stalled_campaigns
+    from mailadmin.jobs.recovery import recover_stalled_campaigns
     from mailadmin.limits.rate_limiter import reserve_send_token
     from mailadmin.limits.throttle import ACTION_TEST_EMAIL, is_user_throttled
     from mailadmin.logging import reset_logging, setup_logging
     from mailadmin.models import CampaignQueue, Recipient
     from mailadmin.models.types import utcnow
     from mailadmin.services import campaigns as service
+    from mailadmin.services import delivery
     from mailadmin.services.test_email import send_test_email
     from tests.support.workers import create_campaign, run_queued_jobs
 
@@ -235,7 +236,7 @@ def produce_log_lines(app, make_user, smtp, redis_url: str) -> tuple[list[str], 
         smtp.reply_with(451, times=1)
         service.start_campaign(breaker, owner, enforce_throttle=False)
         run_queued_jobs(redis_url)
-        service.record_transient_error(breaker.id, "451 4.3.0 still failing")
+        delivery.record_transient_error(breaker.id, "451 4.3.0 still failing")
         ids["breaker"] = breaker.id
 
         # Two sent, one hard bounce: finished with errors. 3 tokens.
