@@ -16,9 +16,16 @@ from flask.testing import FlaskClient
 from mailadmin import create_app
 from mailadmin.devtools.redis_server import EmbeddedRedis
 from mailadmin.extensions import db
+from tests.support import write_guard
 from tests.support.databases import configured_database_url, is_postgres
 
 PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(autouse=True)
+def _writes_only_from_services():
+    """Fail a test whose code wrote campaigns/recipients/campaign_queue outside mailadmin/services/."""
+    yield from write_guard.guard()
 
 
 @pytest.fixture(scope="session")

@@ -106,24 +106,33 @@ def set_sending_paused(paused: bool, actor: User | None) -> None:
     state.changed_by_id = actor.id if actor is not None else None
     state.changed_at = now
     if paused:
-        _, reason = _waiting_state(True)
-        ids = db.session.scalars(
-            update(_campaigns)
-            .where(_campaigns.c.status.in_((QUEUED, SENDING)))
-            .values(status=DEFERRED, updated_at=now)
-            .returning(_campaigns.c.id)
-        ).all()
-        if ids:
-            db.session.execute(
-                update(_queues)
-                .where(_queues.c.campaign_id.in_(ids))
-                .values(defer_reason=reason, deferred_until=None, updated_at=now)
-            )
-        record_audit(actor, "sending_switched_off", details={"campaigns_waiting": len(ids)})
-        db.session.commit()
-        logger.bind(actor=_actor_field(actor), campaign_id=None, campaigns=len(ids)).warning("Sending switched off")
-        return
+        _switch_off(actor, now)
+    else:
+        _switch_on(actor, now)
 
+
+def _switch_off(actor: User | None, now: datetime) -> None:
+    """Running campaigns wait for the switch (commits, with the switch row already changed)."""
+    _, reason = _waiting_state(True)
+    ids = db.session.scalars(
+        update(_campaigns)
+        .where(_campaigns.c.status.in_((QUEUED, SENDING)))
+        .values(status=DEFERRED, updated_at=now)
+        .returning(_campaigns.c.id)
+    ).all()
+    if ids:
+        db.session.execute(
+            update(_queues)
+            .where(_queues.c.campaign_id.in_(ids))
+            .values(defer_reason=reason, deferred_until=None, updated_at=now)
+        )
+    record_audit(actor, "sending_switched_off", details={"campaigns_waiting": len(ids)})
+    db.session.commit()
+    logger.bind(actor=_actor_field(actor), campaign_id=None, campaigns=len(ids)).warning("Sending switched off")
+
+
+def _switch_on(actor: User | None, now: datetime) -> None:
+    """Commit the switch first, then re-enqueue every campaign that waits for it."""
     record_audit(actor, "sending_switched_on")
     db.session.commit()
     waiting = db.session.scalars(
