@@ -171,3 +171,50 @@ def test_the_write_guard_recognises_writes_to_the_campaign_tables(statement, tab
 
 def test_writes_from_tests_and_factories_are_allowed():
     assert write_guard.check_write("UPDATE campaigns SET name = 'x'", sys._getframe()) is None
+
+
+# --- the static complement: no write statement to the campaign tables outside services/ ----------
+
+GUARDED_NAMES = ("Campaign", "Recipient", "CampaignQueue", "_campaigns", "_recipients", "_queues",
+                 "campaigns_table", "recipients_table", "queues_table")
+
+
+def static_write_sites(root: Path) -> list[str]:
+    """`update(...)`/`insert(...)`/`delete(...)` of a campaign table, or SQL text writing one, outside services/."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        if (root / "services") in path.parents:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docstrings = {
+            id(node.body[0].value)
+            for node in ast.walk(tree)
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.body and isinstance(node.body[0], ast.Expr)
+        }
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and node.args:
+                name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+                target = ast.unparse(node.args[0])
+                if name in ("update", "insert", "delete") and target.split(".")[0] in GUARDED_NAMES:
+                    found.append(f"{path.relative_to(root.parent)}:{node.lineno} {name}({target})")
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+                if write_guard.written_table(node.value):
+                    found.append(f"{path.relative_to(root.parent)}:{node.lineno} SQL text")
+    return found
+
+
+def test_no_module_outside_services_builds_a_write_to_the_campaign_tables():
+    assert static_write_sites(PACKAGE_DIR) == []
+
+
+def test_the_static_check_sees_a_write_built_outside_services(tmp_path):
+    package = tmp_path / "pkg"
+    (package / "services").mkdir(parents=True)
+    (package / "web.py").write_text(
+        "def rename(i):\n    db.session.execute(update(Campaign).where(Campaign.id == i).values(name='x'))\n"
+        "RAW = 'DELETE FROM recipients WHERE campaign_id = :id'\n"
+    )
+    (package / "services" / "ok.py").write_text("def rename(i):\n    return update(Campaign)\n")
+
+    assert sorted(static_write_sites(package)) == ["pkg/web.py:2 update(Campaign)", "pkg/web.py:3 SQL text"]

@@ -27,10 +27,10 @@ from mailadmin.models.types import utcnow
 # A slice may run this early for a deferred campaign (clock skew between the scheduler and workers).
 DUE_TOLERANCE = timedelta(seconds=2)
 
-campaigns_table = Campaign.__table__
-queues_table = CampaignQueue.__table__
-recipients_table = Recipient.__table__
-app_state_table = AppState.__table__
+_campaigns = Campaign.__table__
+_queues = CampaignQueue.__table__
+_recipients = Recipient.__table__
+_app_state = AppState.__table__
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -57,8 +57,8 @@ def owns_transaction(func: Callable[P, R]) -> Callable[P, R]:
 def set_status(campaign_id: int, from_statuses: tuple[str, ...], to_status: str, **values) -> bool:
     """Conditional transition in the session; True when this call made it."""
     result = db.session.execute(
-        update(campaigns_table)
-        .where(campaigns_table.c.id == campaign_id, campaigns_table.c.status.in_(from_statuses))
+        update(_campaigns)
+        .where(_campaigns.c.id == campaign_id, _campaigns.c.status.in_(from_statuses))
         .values(status=to_status, updated_at=utcnow(), **values)
     )
     return result.rowcount == 1
@@ -66,23 +66,23 @@ def set_status(campaign_id: int, from_statuses: tuple[str, ...], to_status: str,
 
 def current_status(campaign_id: int) -> str | None:
     """The campaign's status as stored now (None for a missing campaign)."""
-    return db.session.scalar(select(campaigns_table.c.status).where(campaigns_table.c.id == campaign_id))
+    return db.session.scalar(select(_campaigns.c.status).where(_campaigns.c.id == campaign_id))
 
 
 def sending_paused() -> bool:
     """Is all sending switched off by an admin (AppState row 1)?"""
     return bool(
-        db.session.scalar(select(app_state_table.c.sending_paused).where(app_state_table.c.id == APP_STATE_ID))
+        db.session.scalar(select(_app_state.c.sending_paused).where(_app_state.c.id == APP_STATE_ID))
     )
 
 
 def due_deferral(now: datetime):
     """SQL condition: the campaign is deferred and its time has come (see `models.reasons.is_due`)."""
     return and_(
-        campaigns_table.c.status == DEFERRED,
+        _campaigns.c.status == DEFERRED,
         exists().where(
-            queues_table.c.campaign_id == campaigns_table.c.id,
-            is_due_sql(queues_table.c.defer_reason, queues_table.c.deferred_until, now + DUE_TOLERANCE),
+            _queues.c.campaign_id == _campaigns.c.id,
+            is_due_sql(_queues.c.defer_reason, _queues.c.deferred_until, now + DUE_TOLERANCE),
         ),
     )
 

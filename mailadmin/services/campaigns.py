@@ -21,7 +21,7 @@ from sqlalchemy import case, func, select, update
 from mailadmin.extensions import db, get_redis, get_settings
 from mailadmin.jobs.dispatch import new_slice_job_id, safe_cancel_continuation
 from mailadmin.limits.throttle import ACTION_CAMPAIGN_START, is_user_throttled, throttle_message
-from mailadmin.models import APP_STATE_ID, AppState, Campaign, CampaignQueue, User
+from mailadmin.models import APP_STATE_ID, AppState, Campaign, CampaignQueue, Recipient, User
 from mailadmin.models.campaign import (
     ACTIVE_STATUSES,
     CANCELLED,
@@ -38,7 +38,6 @@ from mailadmin.models.campaign import (
 from mailadmin.models.reasons import SWITCH_REASONS, Reason
 from mailadmin.models.types import utcnow
 from mailadmin.services.audit import record_audit
-from mailadmin.services.campaign_state import campaigns_table as _campaigns
 from mailadmin.services.campaign_state import (
     current_status,
     enqueue_after_commit,
@@ -46,11 +45,13 @@ from mailadmin.services.campaign_state import (
     sending_paused,
     set_status,
 )
-from mailadmin.services.campaign_state import queues_table as _queues
-from mailadmin.services.campaign_state import recipients_table as _recipients
 from mailadmin.services.errors import ErrorKind, ServiceError, throttle_refusal
 
 __all__ = ["CampaignError", "sending_paused"]
+
+_campaigns = Campaign.__table__
+_queues = CampaignQueue.__table__
+_recipients = Recipient.__table__
 
 MSG_NOT_DRAFT = "Only a draft campaign can be started."
 MSG_NO_RECIPIENTS = "This campaign has no recipients yet. Import recipients before starting it."

@@ -23,7 +23,7 @@ from sqlalchemy import String, and_, bindparam, case, exists, func, or_, select,
 
 from mailadmin.extensions import db, get_settings
 from mailadmin.jobs.dispatch import safe_cancel_continuation
-from mailadmin.models import APP_STATE_ID
+from mailadmin.models import APP_STATE_ID, AppState, Campaign, CampaignQueue, Recipient
 from mailadmin.models.campaign import (
     ACTIVE_STATUSES,
     CANCELLED,
@@ -44,12 +44,6 @@ from mailadmin.models.suppression import REASON_HARD_BOUNCE
 from mailadmin.models.types import UTCDateTime, utcnow
 from mailadmin.services.audit import record_audit
 from mailadmin.services.campaign_state import (
-    app_state_table as _app_state,
-)
-from mailadmin.services.campaign_state import (
-    campaigns_table as _campaigns,
-)
-from mailadmin.services.campaign_state import (
     current_status,
     due_deferral,
     owns_transaction,
@@ -57,13 +51,12 @@ from mailadmin.services.campaign_state import (
     sending_paused,
     set_status,
 )
-from mailadmin.services.campaign_state import (
-    queues_table as _queues,
-)
-from mailadmin.services.campaign_state import (
-    recipients_table as _recipients,
-)
 from mailadmin.services.suppressions import suppress, suppressed_among
+
+_campaigns = Campaign.__table__
+_recipients = Recipient.__table__
+_queues = CampaignQueue.__table__
+_app_state = AppState.__table__
 
 # A deferred campaign whose continuation is this late and not scheduled is re-enqueued.
 OVERDUE_GRACE = timedelta(seconds=60)
