@@ -1,6 +1,6 @@
 """The operations page (admins): the playbook's 60-second diagnosis, live, and the playbook itself.
 
-Both views only show what `mailadmin.diagnosis.run_diagnosis()` found — the same checks as
+Both views only show what `mailadmin.ops.run_diagnosis()` found — the same checks as
 `flask --app wsgi doctor`. The playbook is rendered by a deliberately small Markdown subset
 (headings with GitHub anchors, fenced code, tables, lists, inline code, links, bold) so that
 every link from the page works offline; `?raw=1` serves the file as plain text.
@@ -16,7 +16,7 @@ from markupsafe import Markup
 
 from mailadmin.admin.views import bp
 from mailadmin.auth.decorators import admin_required
-from mailadmin.diagnosis import PLAYBOOK_FILES, PlaybookRef, format_age, heading_slug, playbook_path, run_diagnosis
+from mailadmin.ops import PLAYBOOK_FILES, PlaybookRef, format_age, heading_slug, playbook_path, run_diagnosis
 
 
 def playbook_url(ref: PlaybookRef) -> str:

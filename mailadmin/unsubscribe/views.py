@@ -9,11 +9,11 @@ recipient of one campaign, and adds that address to the suppression list for eve
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, render_template
+from flask import Blueprint, render_template
 from loguru import logger
 from sqlalchemy import select
 
-from mailadmin.extensions import csrf, db, get_settings
+from mailadmin.extensions import db, get_settings
 from mailadmin.mail.message import BadUnsubscribeToken, read_unsubscribe_token
 from mailadmin.models import Recipient
 from mailadmin.models.suppression import REASON_UNSUBSCRIBED
@@ -66,9 +66,3 @@ def unsubscribe(token: str):
         **get_pii_log_fields(recipient.email, "INFO"),
     ).info("Unsubscribed")
     return render_template("unsubscribe/done.html", masked_email=mask_email(recipient.email))
-
-
-def init_app(app: Flask) -> None:
-    """Register the unsubscribe pages (CSRF-exempt: mail providers POST without a token)."""
-    csrf.exempt(bp)
-    app.register_blueprint(bp)

@@ -1,11 +1,10 @@
-"""`flask --app wsgi ...` commands: users, the demo seed for `make run`, the scheduler."""
+"""`flask --app wsgi users ...` (the people who may log in) and `flask --app wsgi seed-demo` (`make run`)."""
 
 from __future__ import annotations
 
 import secrets
 
 import click
-from flask import Flask
 from flask.cli import AppGroup
 from sqlalchemy import func, select
 
@@ -87,12 +86,3 @@ def seed_demo_command() -> None:
         user_service.create_user(email, password, role)
         click.echo(f"  {role:8} {email}  password: {password}")
     click.echo("Write these down: they are shown only once.")
-
-
-def init_app(app: Flask) -> None:
-    app.cli.add_command(users_cli)
-    app.cli.add_command(seed_demo_command)
-    from mailadmin import doctor, ops_cli  # the on-call commands: doctor, campaigns ..., sending ...
-
-    doctor.init_app(app)
-    ops_cli.init_app(app)
