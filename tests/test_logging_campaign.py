@@ -34,7 +34,7 @@ from sqlalchemy import select, update
 from mailadmin.extensions import DEFAULT_QUEUE, QUEUE_NAMES, SEND_QUEUE, db, get_redis
 from mailadmin.jobs.scheduling import ContinuationScheduler, schedule_continuation
 from mailadmin.limits.rate_limiter import RATE_LIMIT_KEY
-from mailadmin.mail.transport import PermanentSendError, SmtpTransport
+from mailadmin.mail.transports.smtp import PermanentSendError, SmtpTransport
 from mailadmin.models import Campaign, CampaignQueue, Recipient
 from mailadmin.models.types import utcnow
 from mailadmin.services.drafts import create_campaign

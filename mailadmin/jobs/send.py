@@ -43,9 +43,11 @@ from mailadmin.jobs import job_app_context
 from mailadmin.jobs.scheduling import enqueue_send_slice, new_slice_job_id
 from mailadmin.limits.rate_limiter import TokenReservation, reserve_send_token
 from mailadmin.logging import bind_context
-from mailadmin.mail.message import InvalidAddressError, MessageBuilder, make_unsubscribe_token
+from mailadmin.mail.bounces import is_hard_bounce
+from mailadmin.mail.message import InvalidAddressError, MessageBuilder
 from mailadmin.mail.templates import CampaignTemplates, recipient_fields
-from mailadmin.mail.transport import PermanentSendError, SendError, SmtpTransport
+from mailadmin.mail.transports import PermanentSendError, SendError, Transport, transport_from_url
+from mailadmin.mail.unsubscribe import unsubscribe_url_for
 from mailadmin.models import APP_STATE_ID, AppState, Campaign, CampaignQueue, Recipient
 from mailadmin.models.campaign import (
     QUEUED,
@@ -65,24 +67,6 @@ from mailadmin.services.suppressions import suppress, suppressed_among
 
 # When the rate limiter refuses without saying when a token frees (should not happen).
 RATE_LIMIT_FALLBACK_DELAY = timedelta(seconds=60)
-# 5xx replies that say "this mailbox does not exist": the address goes on the suppression list.
-HARD_BOUNCE_CODES = frozenset({550, 551, 553})
-HARD_BOUNCE_HINTS = (
-    "5.1.0",
-    "5.1.1",
-    "5.1.2",
-    "5.1.3",
-    "5.1.6",
-    "user unknown",
-    "unknown user",
-    "no such user",
-    "unknown recipient",
-    "mailbox unavailable",
-    "mailbox not found",
-    "does not exist",
-    "invalid recipient",
-    "recipient address rejected",
-)
 # Exceptions RQ raises inside the job to stop it: record what we know, then let them propagate.
 JOB_STOPPING = (ShutDownImminentException, JobTimeoutException)
 
@@ -188,14 +172,6 @@ def slice_stop_requested() -> bool:
     return _stop_requested.is_set()
 
 
-def is_hard_bounce(smtp_code: int | None, text: str) -> bool:
-    """A permanent "no such mailbox" reply (550/551/553 with a user-unknown reason)."""
-    if smtp_code not in HARD_BOUNCE_CODES:
-        return False
-    lowered = text.lower()
-    return any(hint in lowered for hint in HARD_BOUNCE_HINTS)
-
-
 @dataclass(slots=True)
 class Claim:
     """A recipient this slice has claimed (status `sending`)."""
@@ -299,7 +275,7 @@ class SendSlice:
         self.uncommitted_released: list[Claim] = []
         self.uncommitted_counts: tuple[int, ...] = (0,) * 6
         self.in_flight: Claim | None = None
-        self.transport: SmtpTransport | None = None
+        self.transport: Transport | None = None
         self.probe: Connection | None = None
 
     # --- the slice ---------------------------------------------------------------------------
@@ -326,7 +302,7 @@ class SendSlice:
 
     def _loop(self, campaign: campaign_service.SliceCampaign) -> None:
         builder = self._builder(campaign)
-        self.transport = SmtpTransport.from_url(self.settings.smtp_url, timeout=self.settings.smtp_timeout_seconds)
+        self.transport = transport_from_url(self.settings.smtp_url, timeout=self.settings.smtp_timeout_seconds)
         self.probe = db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         driver = self.probe.connection.driver_connection
         self.probe_cursor = driver.cursor()
@@ -368,13 +344,9 @@ class SendSlice:
 
     def _builder(self, campaign: campaign_service.SliceCampaign) -> MessageBuilder:
         templates = CampaignTemplates(campaign.subject, campaign.body_text, campaign.body_html)
-        secret, base = self.settings.secret_key, self.settings.public_url
-        campaign_id = campaign.id
-
-        def unsubscribe_url_for(recipient_id: int) -> str:
-            return f"{base}/u/{make_unsubscribe_token(secret, campaign_id, recipient_id)}"
-
-        return MessageBuilder(campaign_id, self.settings.mail_from, templates, unsubscribe_url_for)
+        return MessageBuilder(
+            campaign.id, self.settings.mail_from, templates, unsubscribe_url_for(self.settings, campaign.id)
+        )
 
     def _start_siblings(self) -> None:
         for _ in range(self.siblings):
