@@ -57,6 +57,13 @@ def _run(action, campaign: Campaign, actor: User | None):
         raise click.ClickException(exc.message) from None
 
 
+def _transition(action, campaign: Campaign, actor_email: str | None) -> None:
+    """Run a campaign transition as `actor_email` (or the system), then print the campaign's new state."""
+    campaign = _run(action, campaign, _actor(actor_email))
+    db.session.refresh(campaign)
+    click.echo(_describe(campaign))
+
+
 def _describe(campaign: Campaign) -> str:
     queue: CampaignQueue | None = campaign.queue
     reason = f" ({queue.defer_reason})" if queue is not None and queue.defer_reason else ""
@@ -110,9 +117,7 @@ def show_campaign_command(campaign_id: int) -> None:
 @_actor_option
 def pause_campaign_command(campaign_id: int, actor: str | None) -> None:
     """Pause a campaign (admin_pause): the send loop stops before its next message."""
-    campaign = _run(campaign_service.pause_campaign, _campaign(campaign_id), _actor(actor))
-    db.session.refresh(campaign)
-    click.echo(_describe(campaign))
+    _transition(campaign_service.pause_campaign, _campaign(campaign_id), actor)
 
 
 @campaigns_cli.command("resume")
@@ -120,9 +125,7 @@ def pause_campaign_command(campaign_id: int, actor: str | None) -> None:
 @_actor_option
 def resume_campaign_command(campaign_id: int, actor: str | None) -> None:
     """Resume a paused campaign (admin or circuit breaker): queued again, breaker counter reset."""
-    campaign = _run(campaign_service.resume_campaign, _campaign(campaign_id), _actor(actor))
-    db.session.refresh(campaign)
-    click.echo(_describe(campaign))
+    _transition(campaign_service.resume_campaign, _campaign(campaign_id), actor)
 
 
 @campaigns_cli.command("cancel")
@@ -134,9 +137,7 @@ def cancel_campaign_command(campaign_id: int, actor: str | None, yes: bool) -> N
     campaign = _campaign(campaign_id)
     if not yes:
         click.confirm(f"Cancel campaign {campaign.id} ({campaign.name}) for good?", abort=True)
-    campaign = _run(campaign_service.cancel_campaign, campaign, _actor(actor))
-    db.session.refresh(campaign)
-    click.echo(_describe(campaign))
+    _transition(campaign_service.cancel_campaign, campaign, actor)
 
 
 @campaigns_cli.command("requeue-unknown")

@@ -1,5 +1,5 @@
 """Background work: the send loop (send.py), hand-offs to RQ / rq-scheduler and crash recovery
-(scheduling.py), the RQ worker class (workers.py) and the `scheduler` command (cli.py).
+(scheduling.py) and the RQ worker class (workers.py); the `scheduler` command is `cli/scheduler.py`.
 
 Queue names live in `mailadmin.extensions` (SEND_QUEUE, DEFAULT_QUEUE).
 """
