@@ -77,23 +77,29 @@ class CheckContext:
 
     @property
     def redis(self) -> Redis:
+        """The app's Redis connection."""
         return get_redis()
 
     def cached(self, key: str, compute: Callable[[], Any]) -> Any:
+        """`compute()` once per run, however many checks ask for `key`."""
         if key not in self._cache:
             self._cache[key] = compute()
         return self._cache[key]
 
     def workers(self) -> list[WorkerInfo]:
+        """Every registered RQ worker, alive or dead."""
         return self.cached("workers", lambda: list_workers(self.redis, self.now))
 
     def scheduled(self) -> list[ScheduledJob]:
+        """The jobs rq-scheduler holds, soonest first."""
         return self.cached("scheduled", lambda: list_scheduled_jobs(self.redis, self.now))
 
     def campaigns(self) -> list[CampaignState]:
+        """Started, not final campaigns with their send-loop row."""
         return self.cached("campaigns", list_active_campaigns)
 
     def waiting_job_ids(self) -> set[str]:
+        """Ids of the jobs waiting in the product's queues (first 1,000 of each)."""
         def compute() -> set[str]:
             ids: set[str] = set()
             for name in QUEUE_NAMES:
