@@ -47,7 +47,6 @@ def heading_slug(heading: str) -> str:
     return plain.replace(" ", "-")
 
 
-
 def playbook_path(name: str) -> Path:
     """Path of a playbook file by its short name ('oncall', 'observability'); KeyError otherwise."""
     return PLAYBOOK_DIR / PLAYBOOK_FILES[name]

@@ -88,7 +88,6 @@ class BreakerTrip:
     details: dict | None
 
 
-
 def check_database(ctx: CheckContext) -> CheckResult:
     """Can we query the database, and are the migrations at head?"""
     status = probe_database()

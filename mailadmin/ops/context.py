@@ -35,7 +35,6 @@ class CampaignState:
     unknown_count: int
 
 
-
 def list_active_campaigns(limit: int = 500) -> list[CampaignState]:
     """Started, not final campaigns (queued, sending, deferred, paused) with their send-loop state."""
     rows = db.session.execute(

@@ -32,7 +32,6 @@ class CheckResult:
         return self.status == OK
 
 
-
 @dataclass
 class Diagnosis:
     """All checks of one run, in playbook order."""

@@ -90,7 +90,6 @@ class ScheduledJob:
     late_seconds: float
 
 
-
 def expected_heartbeat_interval(state: str) -> float:
     """Seconds between two heartbeats of a live RQ worker in `state` (RQ 3 defaults, or worker.py's)."""
     worker_ttl, monitoring = _worker_timing()
