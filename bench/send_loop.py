@@ -158,8 +158,8 @@ def bench_env(db_url: str, redis: str, smtp: str) -> dict[str, str]:
 
 def create_campaign(owner_id: int, count: int, name: str) -> int:
     """A draft campaign with `count` recipients, inserted in chunks."""
+    from bench.message_build import CATALOGUE_HTML, CATALOGUE_TEXT
     from mailadmin.extensions import db
-    from mailadmin.mail.message import _BENCH_HTML, _BENCH_TEXT
     from mailadmin.models import Campaign, Recipient
     from mailadmin.models.types import utcnow
 
@@ -167,8 +167,8 @@ def create_campaign(owner_id: int, count: int, name: str) -> int:
         owner_id=owner_id,
         name=name,
         subject="{{ name }}, our autumn catalogue is here",
-        body_text=_BENCH_TEXT,
-        body_html=_BENCH_HTML,
+        body_text=CATALOGUE_TEXT,
+        body_html=CATALOGUE_HTML,
         status="draft",
     )
     db.session.add(campaign)
@@ -219,8 +219,9 @@ def baseline_rate(smtp_url: str, data: bytes, count: int) -> float:
 def sample_message(campaign_id: int) -> bytes:
     """The bytes our builder makes for one recipient: the baseline sends exactly this."""
     from mailadmin.extensions import db, get_settings
-    from mailadmin.mail.message import MessageBuilder, make_unsubscribe_token
+    from mailadmin.mail.message import MessageBuilder
     from mailadmin.mail.templates import CampaignTemplates, recipient_fields
+    from mailadmin.mail.unsubscribe import unsubscribe_url_for
     from mailadmin.models import Campaign
 
     settings = get_settings()
@@ -229,7 +230,7 @@ def sample_message(campaign_id: int) -> bytes:
         campaign.id,
         settings.mail_from,
         CampaignTemplates(campaign.subject, campaign.body_text, campaign.body_html),
-        lambda rid: f"{settings.public_url}/u/{make_unsubscribe_token(settings.secret_key, campaign.id, rid)}",
+        unsubscribe_url_for(settings, campaign.id),
     )
     fields = recipient_fields("customer0@example.com", "Customer Nummer 0", {"company": "Müller & Söhne"})
     return builder.build(1, "customer0@example.com", fields).data

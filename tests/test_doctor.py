@@ -12,14 +12,14 @@ import pytest
 from rq import Queue
 from sqlalchemy import update
 
-from mailadmin import diagnosis
+from mailadmin import ops as diagnosis
+from mailadmin.cli.doctor import EXIT_CRITICAL, EXIT_OK, EXIT_WARNING
 from mailadmin.devtools.redis_server import EmbeddedRedis, free_port
-from mailadmin.diagnosis import CRITICAL, OK, WARNING, run_diagnosis
-from mailadmin.doctor import EXIT_CRITICAL, EXIT_OK, EXIT_WARNING
 from mailadmin.extensions import SEND_QUEUE, db, get_redis
 from mailadmin.limits.rate_limiter import reserve_send_token
 from mailadmin.models import Campaign, CampaignQueue, Recipient
 from mailadmin.models.types import utcnow
+from mailadmin.ops import CRITICAL, OK, WARNING, run_diagnosis
 from mailadmin.services.campaigns import start_campaign
 from mailadmin.settings import PROJECT_ROOT
 from tests.support import workers as worker_support

@@ -35,7 +35,7 @@ from mailadmin.extensions import DEFAULT_QUEUE, QUEUE_NAMES, SEND_QUEUE, db, get
 from mailadmin.jobs.continuations import ContinuationScheduler
 from mailadmin.jobs.dispatch import schedule_continuation
 from mailadmin.limits.rate_limiter import RATE_LIMIT_KEY
-from mailadmin.mail.transport import PermanentSendError, SmtpTransport
+from mailadmin.mail.transports.smtp import PermanentSendError, SmtpTransport
 from mailadmin.models import Campaign, CampaignQueue, Recipient
 from mailadmin.models.types import utcnow
 from mailadmin.services.drafts import create_campaign

@@ -15,7 +15,7 @@ import pytest
 
 from mailadmin.devtools.redis_server import free_port
 from mailadmin.devtools.smtp_capture import CaptureSMTP
-from mailadmin.mail.transport import (
+from mailadmin.mail.transports.smtp import (
     PermanentSendError,
     SendError,
     SmtpTransport,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-from mailadmin import diagnosis
+from mailadmin import ops as diagnosis
 from mailadmin.extensions import get_redis
 from mailadmin.limits.rate_limiter import reserve_send_token
 from mailadmin.models.types import utcnow

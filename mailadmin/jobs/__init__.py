@@ -4,7 +4,7 @@
 * `send.py` — the send loop (orchestration only; its writes go through `services.delivery`);
 * `recovery.py` — the crash-recovery sweep (same);
 * `continuations.py` — the rq-scheduler subclass the `scheduler` process runs;
-* `workers.py` — the RQ worker class; `cli.py` — the `scheduler` command.
+* `workers.py` — the RQ worker class; the `scheduler` command is `cli/scheduler.py`.
 
 Queue names live in `mailadmin.extensions` (SEND_QUEUE, DEFAULT_QUEUE).
 """

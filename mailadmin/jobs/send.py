@@ -43,9 +43,11 @@ from mailadmin.jobs import job_app_context
 from mailadmin.jobs.dispatch import enqueue_send_slice, new_slice_job_id
 from mailadmin.limits.rate_limiter import TokenReservation, reserve_send_token
 from mailadmin.logging import bind_context
-from mailadmin.mail.message import InvalidAddressError, MessageBuilder, make_unsubscribe_token
+from mailadmin.mail.bounces import is_hard_bounce
+from mailadmin.mail.message import InvalidAddressError, MessageBuilder
 from mailadmin.mail.templates import CampaignTemplates, recipient_fields
-from mailadmin.mail.transport import PermanentSendError, SendError, SmtpTransport
+from mailadmin.mail.transports import PermanentSendError, SendError, Transport, transport_from_url
+from mailadmin.mail.unsubscribe import unsubscribe_url_for
 from mailadmin.models import APP_STATE_ID
 from mailadmin.models.campaign import QUEUED, R_FAILED, R_PENDING, R_SENT, R_SKIPPED, R_UNKNOWN, SENDING
 from mailadmin.models.reasons import Reason
@@ -56,24 +58,6 @@ from mailadmin.services.delivery import Claim, ClaimedBatch, Outcome, RecordedBa
 
 # When the rate limiter refuses without saying when a token frees (should not happen).
 RATE_LIMIT_FALLBACK_DELAY = timedelta(seconds=60)
-# 5xx replies that say "this mailbox does not exist": the address goes on the suppression list.
-HARD_BOUNCE_CODES = frozenset({550, 551, 553})
-HARD_BOUNCE_HINTS = (
-    "5.1.0",
-    "5.1.1",
-    "5.1.2",
-    "5.1.3",
-    "5.1.6",
-    "user unknown",
-    "unknown user",
-    "no such user",
-    "unknown recipient",
-    "mailbox unavailable",
-    "mailbox not found",
-    "does not exist",
-    "invalid recipient",
-    "recipient address rejected",
-)
 # Exceptions RQ raises inside the job to stop it: record what we know, then let them propagate.
 JOB_STOPPING = (ShutDownImminentException, JobTimeoutException)
 
@@ -89,14 +73,6 @@ PROBE_SQL = (
 def request_slice_stop() -> None:
     """Ask the running slice to stop before its next message (called from the SIGTERM path)."""
     _stop_requested.set()
-
-
-def is_hard_bounce(smtp_code: int | None, text: str) -> bool:
-    """A permanent "no such mailbox" reply (550/551/553 with a user-unknown reason)."""
-    if smtp_code not in HARD_BOUNCE_CODES:
-        return False
-    lowered = text.lower()
-    return any(hint in lowered for hint in HARD_BOUNCE_HINTS)
 
 
 class SliceEnd(StrEnum):
@@ -198,7 +174,7 @@ class SendSlice:
         self.unclaimed: list[Claim] = []  # claimed, not tried yet
         self.outcomes: list[Outcome] = []  # tried, not recorded yet
         self.in_flight: Claim | None = None
-        self.transport: SmtpTransport | None = None
+        self.transport: Transport | None = None
         self.probe: Connection | None = None
 
     # --- the slice ---------------------------------------------------------------------------
@@ -225,7 +201,7 @@ class SendSlice:
 
     def _open(self, campaign: SliceCampaign) -> MessageBuilder:
         """The slice's message builder, SMTP transport and state probe."""
-        self.transport = SmtpTransport.from_url(self.settings.smtp_url, timeout=self.settings.smtp_timeout_seconds)
+        self.transport = transport_from_url(self.settings.smtp_url, timeout=self.settings.smtp_timeout_seconds)
         self.probe = db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         driver = self.probe.connection.driver_connection
         self.probe_cursor = driver.cursor()
@@ -266,13 +242,9 @@ class SendSlice:
 
     def _builder(self, campaign: SliceCampaign) -> MessageBuilder:
         templates = CampaignTemplates(campaign.subject, campaign.body_text, campaign.body_html)
-        secret, base = self.settings.secret_key, self.settings.public_url
-        campaign_id = campaign.id
-
-        def unsubscribe_url_for(recipient_id: int) -> str:
-            return f"{base}/u/{make_unsubscribe_token(secret, campaign_id, recipient_id)}"
-
-        return MessageBuilder(campaign_id, self.settings.mail_from, templates, unsubscribe_url_for)
+        return MessageBuilder(
+            campaign.id, self.settings.mail_from, templates, unsubscribe_url_for(self.settings, campaign.id)
+        )
 
     def _start_siblings(self) -> None:
         for _ in range(self.siblings):

@@ -15,9 +15,10 @@ from loguru import logger
 
 from mailadmin.extensions import get_redis, get_settings
 from mailadmin.limits.throttle import ACTION_TEST_EMAIL, is_user_throttled, throttle_message
-from mailadmin.mail.message import MessageBuilder, MessageBuildError, make_unsubscribe_token
+from mailadmin.mail.message import MessageBuilder, MessageBuildError
 from mailadmin.mail.templates import CampaignTemplates, TemplateProblem
-from mailadmin.mail.transport import SendError, SmtpTransport
+from mailadmin.mail.transports import SendError, transport_from_url
+from mailadmin.mail.unsubscribe import unsubscribe_url_for
 from mailadmin.models import Campaign, User
 from mailadmin.pii import get_pii_log_fields
 from mailadmin.services.drafts import preview_fields
@@ -70,12 +71,8 @@ def send_test_email(campaign: Campaign, user: User, to_address: str) -> TestEmai
     if verdict.is_throttled:
         raise TestEmailError(throttle_message(ACTION_TEST_EMAIL, limit, verdict.reason), throttle_refusal(verdict.reason))
 
-    def unsubscribe_url_for(recipient_id: int) -> str:
-        token = make_unsubscribe_token(settings.secret_key, campaign.id, recipient_id)
-        return f"{settings.public_url}/u/{token}"
-
     try:
-        builder = MessageBuilder(campaign.id, settings.mail_from, templates, unsubscribe_url_for)
+        builder = MessageBuilder(campaign.id, settings.mail_from, templates, unsubscribe_url_for(settings, campaign.id))
         built = builder.build(TEST_RECIPIENT_ID, to_address, preview_fields(campaign))
     except MessageBuildError as exc:
         raise TestEmailError(f"The test email could not be built: {exc}") from None
@@ -84,7 +81,7 @@ def send_test_email(campaign: Campaign, user: User, to_address: str) -> TestEmai
     except Exception as exc:  # a template error at render time is the manager's to fix, not a 500
         raise TestEmailError(f"The campaign's templates failed to render: {type(exc).__name__}") from None
 
-    transport = SmtpTransport.from_url(settings.smtp_url, timeout=settings.smtp_timeout_seconds)
+    transport = transport_from_url(settings.smtp_url, timeout=settings.smtp_timeout_seconds)
     try:
         outcome = transport.send(builder.envelope_from, built.envelope_to, built.data)
     except SendError as exc:

@@ -25,7 +25,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from sqlalchemy import update
 
-from mailadmin.diagnosis import PLAYBOOK_DIR, heading_slug
+from mailadmin.ops import PLAYBOOK_DIR, heading_slug
 
 DIALECT_LABELS = {"-- postgresql": "postgresql", "-- sqlite": "sqlite"}
 _FENCE = re.compile(r"^```\s*([\w+-]*)\s*$")

@@ -9,22 +9,17 @@ action is recorded as done by the system.
 from __future__ import annotations
 
 import click
-from flask import Flask
 from flask.cli import AppGroup
-from rq import Queue
-from rq.job import Job
-from rq.registry import FailedJobRegistry
 from sqlalchemy import select
 
-from mailadmin.diagnosis import format_time
-from mailadmin.extensions import QUEUE_NAMES, db, get_redis
+from mailadmin.extensions import db, get_redis
 from mailadmin.jobs.dispatch import continuation_job_id, scheduled_continuation_at
 from mailadmin.models import Campaign, CampaignQueue, User
 from mailadmin.models.campaign import CAMPAIGN_STATUSES
+from mailadmin.ops.formatting import format_time
 from mailadmin.services import campaigns as campaign_service
 from mailadmin.services import users as user_service
 
-jobs_cli = AppGroup("jobs", help="RQ jobs that failed (send slices and others).")
 campaigns_cli = AppGroup("campaigns", help="Inspect and control campaigns (pause, resume, cancel, re-queue unknown).")
 sending_cli = AppGroup("sending", help="The global sending switch.")
 
@@ -60,6 +55,13 @@ def _run(action, campaign: Campaign, actor: User | None):
         return action(campaign, actor)
     except campaign_service.CampaignError as exc:
         raise click.ClickException(exc.message) from None
+
+
+def _transition(action, campaign: Campaign, actor_email: str | None) -> None:
+    """Run a campaign transition as `actor_email` (or the system), then print the campaign's new state."""
+    campaign = _run(action, campaign, _actor(actor_email))
+    db.session.refresh(campaign)
+    click.echo(_describe(campaign))
 
 
 def _describe(campaign: Campaign) -> str:
@@ -115,9 +117,7 @@ def show_campaign_command(campaign_id: int) -> None:
 @_actor_option
 def pause_campaign_command(campaign_id: int, actor: str | None) -> None:
     """Pause a campaign (admin_pause): the send loop stops before its next message."""
-    campaign = _run(campaign_service.pause_campaign, _campaign(campaign_id), _actor(actor))
-    db.session.refresh(campaign)
-    click.echo(_describe(campaign))
+    _transition(campaign_service.pause_campaign, _campaign(campaign_id), actor)
 
 
 @campaigns_cli.command("resume")
@@ -125,9 +125,7 @@ def pause_campaign_command(campaign_id: int, actor: str | None) -> None:
 @_actor_option
 def resume_campaign_command(campaign_id: int, actor: str | None) -> None:
     """Resume a paused campaign (admin or circuit breaker): queued again, breaker counter reset."""
-    campaign = _run(campaign_service.resume_campaign, _campaign(campaign_id), _actor(actor))
-    db.session.refresh(campaign)
-    click.echo(_describe(campaign))
+    _transition(campaign_service.resume_campaign, _campaign(campaign_id), actor)
 
 
 @campaigns_cli.command("cancel")
@@ -139,9 +137,7 @@ def cancel_campaign_command(campaign_id: int, actor: str | None, yes: bool) -> N
     campaign = _campaign(campaign_id)
     if not yes:
         click.confirm(f"Cancel campaign {campaign.id} ({campaign.name}) for good?", abort=True)
-    campaign = _run(campaign_service.cancel_campaign, campaign, _actor(actor))
-    db.session.refresh(campaign)
-    click.echo(_describe(campaign))
+    _transition(campaign_service.cancel_campaign, campaign, actor)
 
 
 @campaigns_cli.command("requeue-unknown")
@@ -182,48 +178,3 @@ def sending_on_command(actor: str | None) -> None:
     """Switch sending back on: campaigns waiting with global_pause are re-enqueued."""
     campaign_service.set_sending_paused(False, _actor(actor))
     click.echo("sending is on")
-
-
-def _failed_registries() -> list[FailedJobRegistry]:
-    connection = get_redis()
-    return [FailedJobRegistry(queue=Queue(name, connection=connection)) for name in QUEUE_NAMES]
-
-
-@jobs_cli.command("failed")
-@click.option("--limit", default=20, show_default=True, help="Jobs shown per queue.")
-def failed_jobs_command(limit: int) -> None:
-    """Failed RQ jobs: id, campaign, when, the last line of the exception."""
-    from mailadmin.jobs.dispatch import SEND_SLICE_FUNC
-
-    for registry in _failed_registries():
-        ids = registry.get_job_ids(0, limit - 1, desc=True, cleanup=False)
-        click.echo(f"{registry.name}: {registry.get_job_count(cleanup=False)} failed")
-        for job in Job.fetch_many(ids, connection=registry.connection):
-            if job is None:
-                continue
-            campaign = job.args[0] if job.func_name == SEND_SLICE_FUNC and job.args else "-"
-            result = job.latest_result()
-            text = (result.exc_string if result is not None else None) or ""
-            last_line = text.strip().splitlines()[-1:] or ["(no exception recorded)"]
-            click.echo(f"  {job.id}\tcampaign {campaign}\tended {format_time(job.ended_at)}\t{last_line[0][:200]}")
-
-
-@jobs_cli.command("clear-failed")
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def clear_failed_jobs_command(yes: bool) -> None:
-    """Delete every failed job of the product's queues (read them first with `jobs failed`)."""
-    if not yes:
-        click.confirm("Delete every failed job?", abort=True)
-    removed = 0
-    for registry in _failed_registries():
-        for job_id in registry.get_job_ids(cleanup=False):
-            registry.remove(job_id, delete_job=True)
-            removed += 1
-    click.echo(f"{removed} failed jobs deleted")
-
-
-def init_app(app: Flask) -> None:
-    """Register `flask campaigns ...`, `flask sending ...` and `flask jobs ...`."""
-    app.cli.add_command(campaigns_cli)
-    app.cli.add_command(sending_cli)
-    app.cli.add_command(jobs_cli)

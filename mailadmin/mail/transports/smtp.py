@@ -1,5 +1,7 @@
 """SMTP delivery over one reused connection, with every failure classified for the send loop.
 
+The first (and so far only) `Transport` (see `mailadmin.mail.transports`).
+
 `SMTP_URL` picks the security mode by scheme: `smtp://` (plain, port 25),
 `smtp+starttls://` (STARTTLS, 587) and `smtps://` (implicit TLS, 465);
 `user:password@` is URL-decoded and used for AUTH.
@@ -24,9 +26,10 @@ import smtplib
 import socket
 import ssl
 import time
-from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import unquote, urlsplit
+
+from mailadmin.mail.transports.base import PermanentSendError, SendError, SendOutcome, TransientSendError
 
 SECURITY_BY_SCHEME = {"smtp": "plain", "smtp+starttls": "starttls", "smtps": "tls"}
 DEFAULT_PORTS = {"plain": 25, "starttls": 587, "tls": 465}
@@ -49,48 +52,6 @@ def mask_addresses(text: str, *addresses: str | None) -> str:
         if address and address.lower() in text.lower():
             text = re.sub(re.escape(address), "<recipient>", text, flags=re.IGNORECASE)
     return _ADDRESS_LIKE.sub("<recipient>", text)
-
-
-class SendError(Exception):
-    """A send that did not succeed; `error_class` tells the send loop what to do with the recipient."""
-
-    error_class = "transient"
-
-    def __init__(
-        self, message: str, *, smtp_code: int | None = None, stage: str | None = None, outcome_unknown: bool = False
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.smtp_code = smtp_code
-        self.stage = stage
-        # True when the whole message had been transmitted and the server's verdict was
-        # lost (timeout / disconnect after the final "."): it may have been delivered.
-        self.outcome_unknown = outcome_unknown
-
-    def __str__(self) -> str:
-        return self.message
-
-
-class TransientSendError(SendError):
-    """Try again later: connection trouble, timeouts, 4xx replies, session setup failures."""
-
-    error_class = "transient"
-
-
-class PermanentSendError(SendError):
-    """The server refused this message for good (5xx to MAIL, RCPT or DATA)."""
-
-    error_class = "permanent"
-
-
-@dataclass(frozen=True, slots=True)
-class SendOutcome:
-    """A message accepted by the server: its reply (addresses masked) and how long it took."""
-
-    smtp_code: int
-    smtp_reply: str
-    took_ms: float
-    reconnected: bool = False
 
 
 def _reply_text(raw: bytes | str | None) -> str:

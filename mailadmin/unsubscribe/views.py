@@ -3,18 +3,18 @@
 The POST is the RFC 8058 one-click endpoint that mail providers call (body
 `List-Unsubscribe=One-Click`, no cookies, no CSRF token), so the blueprint is CSRF-exempt; the
 confirmation page's button posts to the same URL. A GET never changes anything: link scanners
-and previews fetch URLs in emails. The token is signed (`mailadmin.mail.message`), names one
+and previews fetch URLs in emails. The token is signed (`mailadmin.mail.unsubscribe`), names one
 recipient of one campaign, and adds that address to the suppression list for every campaign.
 """
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, render_template
+from flask import Blueprint, render_template
 from loguru import logger
 from sqlalchemy import select
 
-from mailadmin.extensions import csrf, db, get_settings
-from mailadmin.mail.message import BadUnsubscribeToken, read_unsubscribe_token
+from mailadmin.extensions import db, get_settings
+from mailadmin.mail.unsubscribe import BadUnsubscribeToken, read_unsubscribe_token
 from mailadmin.models import Recipient
 from mailadmin.models.suppression import REASON_UNSUBSCRIBED
 from mailadmin.pii import get_pii_log_fields, mask_email
@@ -66,9 +66,3 @@ def unsubscribe(token: str):
         **get_pii_log_fields(recipient.email, "INFO"),
     ).info("Unsubscribed")
     return render_template("unsubscribe/done.html", masked_email=mask_email(recipient.email))
-
-
-def init_app(app: Flask) -> None:
-    """Register the unsubscribe pages (CSRF-exempt: mail providers POST without a token)."""
-    csrf.exempt(bp)
-    app.register_blueprint(bp)

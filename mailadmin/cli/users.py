@@ -1,11 +1,12 @@
-"""`flask --app wsgi ...` commands: users, the demo seed for `make run`, the scheduler."""
+"""`flask --app wsgi users ...` (the people who may log in) and `flask --app wsgi seed-demo` (`make run`)."""
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
+from typing import NoReturn
 
 import click
-from flask import Flask
 from flask.cli import AppGroup
 from sqlalchemy import func, select
 
@@ -17,8 +18,16 @@ from mailadmin.services import users as user_service
 users_cli = AppGroup("users", help="Manage the people who may log in.")
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     raise click.ClickException(message)
+
+
+def _change_user(email: str, change: Callable[[User], User]) -> User:
+    """Apply a user service change to the user with `email`; a refusal becomes a CLI error."""
+    try:
+        return change(user_service.find_user(email))
+    except user_service.UserError as exc:
+        _fail(str(exc))
 
 
 @users_cli.command("create")
@@ -47,10 +56,7 @@ def list_users_command() -> None:
 @click.argument("role", type=click.Choice(ROLES))
 def set_role_command(email: str, role: str) -> None:
     """Change a user's role."""
-    try:
-        user = user_service.set_role(user_service.find_user(email), role)
-    except user_service.UserError as exc:
-        _fail(str(exc))
+    user = _change_user(email, lambda found: user_service.set_role(found, role))
     click.echo(f"{user.email} is now {user.role}")
 
 
@@ -58,10 +64,7 @@ def set_role_command(email: str, role: str) -> None:
 @click.argument("email")
 def disable_user_command(email: str) -> None:
     """Disable a user (they can no longer log in)."""
-    try:
-        user = user_service.set_active(user_service.find_user(email), False)
-    except user_service.UserError as exc:
-        _fail(str(exc))
+    user = _change_user(email, lambda found: user_service.set_active(found, False))
     click.echo(f"{user.email} is disabled")
 
 
@@ -69,10 +72,7 @@ def disable_user_command(email: str) -> None:
 @click.argument("email")
 def enable_user_command(email: str) -> None:
     """Re-enable a disabled user."""
-    try:
-        user = user_service.set_active(user_service.find_user(email), True)
-    except user_service.UserError as exc:
-        _fail(str(exc))
+    user = _change_user(email, lambda found: user_service.set_active(found, True))
     click.echo(f"{user.email} is enabled")
 
 
@@ -87,12 +87,3 @@ def seed_demo_command() -> None:
         user_service.create_user(email, password, role)
         click.echo(f"  {role:8} {email}  password: {password}")
     click.echo("Write these down: they are shown only once.")
-
-
-def init_app(app: Flask) -> None:
-    app.cli.add_command(users_cli)
-    app.cli.add_command(seed_demo_command)
-    from mailadmin import doctor, ops_cli  # the on-call commands: doctor, campaigns ..., sending ...
-
-    doctor.init_app(app)
-    ops_cli.init_app(app)

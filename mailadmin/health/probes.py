@@ -1,13 +1,10 @@
-"""`GET /healthz`: is the database and Redis reachable? No login, no secrets."""
+"""Is the database reachable? Is Redis? Shared by `/healthz` and the diagnosis (`mailadmin.ops`)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, jsonify
 from sqlalchemy import text
 
-from mailadmin.extensions import csrf, db, get_redis
-
-bp = Blueprint("health", __name__)
+from mailadmin.extensions import db, get_redis
 
 
 def check_database() -> str:
@@ -27,15 +24,3 @@ def check_redis() -> str:
         return "ok"
     except Exception as exc:  # redis-py raises several unrelated classes for "down"
         return f"error: {type(exc).__name__}"
-
-
-@bp.route("/healthz")
-def healthz():
-    status = {"db": check_database(), "redis": check_redis()}
-    healthy = all(value == "ok" for value in status.values())
-    return jsonify(status), 200 if healthy else 503
-
-
-def init_app(app: Flask) -> None:
-    csrf.exempt(bp)
-    app.register_blueprint(bp)

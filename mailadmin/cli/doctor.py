@@ -15,10 +15,9 @@ from datetime import datetime
 from typing import Any
 
 import click
-from flask import Flask
 from flask.cli import with_appcontext
 
-from mailadmin.diagnosis import CHECK_KEYS, CRITICAL, OK, WARNING, Diagnosis, format_time, run_diagnosis
+from mailadmin.ops import CHECK_KEYS, CRITICAL, OK, WARNING, Diagnosis, format_time, run_diagnosis
 
 EXIT_OK = 0
 EXIT_WARNING = 1
@@ -104,8 +103,3 @@ def doctor_command(as_json: bool, strict: bool, only: tuple[str, ...]) -> None:
     else:
         click.echo(format_report(diagnosis, color=sys.stdout.isatty()))
     raise SystemExit(exit_code(diagnosis, strict=strict))
-
-
-def init_app(app: Flask) -> None:
-    """Register `flask doctor`."""
-    app.cli.add_command(doctor_command)

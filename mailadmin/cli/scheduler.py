@@ -7,10 +7,12 @@ stable job id; this command uses the app's settings and `ContinuationScheduler`.
 from __future__ import annotations
 
 import click
-from flask import Flask, current_app
+from flask import current_app
 from loguru import logger
 
 from mailadmin.extensions import SEND_QUEUE, get_redis
+from mailadmin.jobs import set_job_app
+from mailadmin.jobs.continuations import ContinuationScheduler
 
 
 @click.command("scheduler")
@@ -21,17 +23,9 @@ from mailadmin.extensions import SEND_QUEUE, get_redis
 @click.option("--burst", is_flag=True, help="Dispatch what is due and sweep once, then exit.")
 def scheduler_command(interval: float, recovery_interval: float, burst: bool) -> None:
     """Run rq-scheduler against REDIS_URL: dispatch deferred continuations, sweep for stalled campaigns."""
-    from mailadmin.jobs import set_job_app
-    from mailadmin.jobs.continuations import ContinuationScheduler
-
     set_job_app(current_app._get_current_object())
     scheduler = ContinuationScheduler(
         queue_name=SEND_QUEUE, connection=get_redis(), interval=interval, recovery_interval=recovery_interval
     )
     logger.bind(interval=interval, recovery_interval=recovery_interval, burst=burst).info("Scheduler starting")
     scheduler.run(burst=burst)
-
-
-def init_app(app: Flask) -> None:
-    """Register the `scheduler` command."""
-    app.cli.add_command(scheduler_command)
