@@ -48,12 +48,8 @@ class FakeClock:
         return self.now
 
 
-
-
 def events(records: list[dict], message: str) -> list[dict]:
     return [record["extra"] for record in records if record["message"] == message]
-
-
 
 
 def now_whole_second() -> datetime:
