@@ -13,7 +13,7 @@ from mailadmin.models.campaign import R_SENT
 from mailadmin.services import delivery
 from mailadmin.services.campaigns import start_campaign
 from mailadmin.services.delivery import Outcome
-from tests.support.workers import create_campaign, fresh_campaign, recipient_statuses
+from tests.factories import create_campaign, fresh_campaign, recipient_statuses
 
 
 @pytest.fixture

@@ -38,7 +38,6 @@ from tests.support.playbook import (
     heading_anchors,
     markdown_links,
     playbook_files,
-    preserved_rq_loggers,
     produce_log_lines,
     redis_cli_key,
     shell_commands,
@@ -56,12 +55,6 @@ ERROR_REPLY = re.compile(r"^(\(error\) )?(ERR|WRONGTYPE|NOSCRIPT|Could not conne
 def _postgres_available() -> bool:
     url = configured_database_url()
     return bool(url and is_postgres(url))
-
-
-@pytest.fixture(autouse=True)
-def _clean_rq_loggers():
-    with preserved_rq_loggers():
-        yield
 
 
 DIALECTS = [
@@ -252,7 +245,7 @@ def test_rq_info_commands_name_only_the_products_queues():
 def populated_redis(app, make_user, redis_url):
     """Real state in Redis: a queued slice, a scheduled continuation, a worker registration, quota and throttle windows."""
     from mailadmin.services.campaigns import start_campaign
-    from tests.support.workers import create_campaign
+    from tests.factories import create_campaign
 
     owner = make_user("owner@example.com", role="admin")
     scheduled = create_campaign(owner, ["a@example.test"], name="scheduled")
@@ -563,7 +556,7 @@ def test_the_redis_keys_the_diagnosis_reads_are_documented_for_a_human_too():
 
 def test_runbook_commands_pause_resume_and_cancel_a_campaign_with_an_audited_actor(app, runner, make_user):
     from mailadmin.services.campaigns import start_campaign
-    from tests.support.workers import create_campaign, fresh_campaign
+    from tests.factories import create_campaign, fresh_campaign
 
     admin = make_user("oncall@example.com", role="admin")
     campaign = create_campaign(admin, 2)

@@ -14,7 +14,7 @@ from mailadmin.extensions import db
 from mailadmin.models import CampaignQueue
 from mailadmin.models.reasons import REASONS, Reason, Resumes, is_due, is_due_sql
 from mailadmin.services.campaigns import start_campaign
-from tests.support.workers import create_campaign
+from tests.factories import create_campaign
 
 ONCALL = Path(__file__).resolve().parents[1] / "playbook" / "ONCALL.md"
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)

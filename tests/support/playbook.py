@@ -11,11 +11,8 @@
 
 from __future__ import annotations
 
-import logging
 import re
 import shlex
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -176,29 +173,6 @@ def redis_cli_key(command: str) -> str | None:
     return tokens[i + 1] if i + 1 < len(tokens) else None
 
 
-# --- logging hygiene ---------------------------------------------------------------------------
-
-RQ_LOGGERS = ("rq.worker", "rq.job")
-
-
-@contextmanager
-def preserved_rq_loggers() -> Iterator[None]:
-    """Undo what an in-process RQ worker does to the stdlib loggers (`worker.work(logging_level=...)`
-    sets their level and, without a root handler, adds its own handlers), so later tests start clean."""
-    saved = {}
-    for name in RQ_LOGGERS:
-        stdlib_logger = logging.getLogger(name)
-        saved[name] = (stdlib_logger.level, list(stdlib_logger.handlers), stdlib_logger.propagate)
-    try:
-        yield
-    finally:
-        for name, (level, handlers, propagate) in saved.items():
-            stdlib_logger = logging.getLogger(name)
-            stdlib_logger.setLevel(level)
-            stdlib_logger.handlers = handlers
-            stdlib_logger.propagate = propagate
-
-
 # --- real log lines ----------------------------------------------------------------------------
 
 
@@ -221,7 +195,8 @@ def produce_log_lines(app, make_user, smtp, redis_url: str) -> tuple[list[str], 
     from mailadmin.services import campaigns as service
     from mailadmin.services import delivery
     from mailadmin.services.test_email import send_test_email
-    from tests.support.workers import create_campaign, run_queued_jobs
+    from tests.factories import create_campaign
+    from tests.support.jobs import run_queued_jobs
 
     settings = get_settings()
     assert settings.smtp_max_per_hour == 6 and settings.circuit_breaker_threshold == 2

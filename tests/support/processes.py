@@ -1,11 +1,6 @@
-"""Support for the send-engine tests: campaigns with many recipients, in-process RQ runs, and real
-worker / scheduler processes that tests start, SIGTERM and SIGKILL, waiting on conditions with
-deadlines (never bare sleeps).
-
-Fixtures (import them into a test module: `from tests.support.workers import engine_processes_fixture`):
-- `engine_processes`: starts `python worker.py` and `flask --app wsgi scheduler` processes with the
-  test's `app_env`, and stops every one of them (and their work horses) at teardown.
-"""
+"""Real worker and scheduler processes that end-to-end tests start, SIGTERM and SIGKILL, with their
+JSON log lines read back; every wait has a deadline (never bare sleeps). The `engine_processes`
+fixture (tests/conftest.py) hands a test an `EngineProcesses` and stops all of it at teardown."""
 
 from __future__ import annotations
 
@@ -14,131 +9,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
-import pytest
-import redis
-from rq import Queue, SimpleWorker
-from sqlalchemy import func, insert, select
-
-from mailadmin.extensions import QUEUE_NAMES, db
-from mailadmin.models import Campaign, Recipient, User
-from mailadmin.models.campaign import DRAFT, R_PENDING
-from mailadmin.models.types import utcnow
 from mailadmin.settings import PROJECT_ROOT
-
-DEFAULT_SUBJECT = "Hello {{ name }}"
-DEFAULT_TEXT = "Hi {{ name }},\n\nthis is campaign mail for {{ email }}.\n"
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05, message: str = "") -> Any:
-    """Poll `predicate` until it returns something truthy (returned); AssertionError at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:.1f}s waiting for {message or predicate}")
-        time.sleep(interval)
-
-
-# --- data --------------------------------------------------------------------------------
-
-
-def recipient_address(index: int, domain: str = "example.test") -> str:
-    """The address of the index-th generated recipient."""
-    return f"user{index:05d}@{domain}"
-
-
-def create_campaign(
-    owner: User,
-    recipients: int | list[str],
-    *,
-    subject: str = DEFAULT_SUBJECT,
-    body_text: str = DEFAULT_TEXT,
-    body_html: str | None = None,
-    name: str = "Engine test campaign",
-) -> Campaign:
-    """A draft campaign with generated (or given) pending recipients, inserted in one statement."""
-    emails = [recipient_address(i) for i in range(recipients)] if isinstance(recipients, int) else list(recipients)
-    campaign = Campaign(
-        owner_id=owner.id, name=name, subject=subject, body_text=body_text, body_html=body_html, status=DRAFT
-    )
-    db.session.add(campaign)
-    db.session.flush()
-    now = utcnow()
-    if emails:
-        db.session.execute(
-            insert(Recipient.__table__),
-            [
-                {
-                    "campaign_id": campaign.id,
-                    "email": email,
-                    "name": f"Person {index}",
-                    "fields": None,
-                    "status": R_PENDING,
-                    "attempts": 0,
-                    "updated_at": now,
-                }
-                for index, email in enumerate(emails)
-            ],
-        )
-    campaign.recipients_total = len(emails)
-    db.session.commit()
-    return campaign
-
-
-def recipient_statuses(campaign_id: int) -> dict[str, int]:
-    """{status: count} of a campaign's recipients, read fresh from the database."""
-    db.session.commit()
-    rows = db.session.execute(
-        select(Recipient.status, func.count()).where(Recipient.campaign_id == campaign_id).group_by(Recipient.status)
-    ).all()
-    db.session.commit()
-    return {status: count for status, count in rows}
-
-
-def fresh_campaign(campaign_id: int) -> Campaign:
-    """The campaign reloaded from the database (other processes changed it)."""
-    db.session.commit()
-    db.session.expire_all()
-    return db.session.get(Campaign, campaign_id)
-
-
-# --- in-process RQ -----------------------------------------------------------------------
-
-
-def rq_connection(redis_url: str) -> redis.Redis:
-    """A Redis client for RQ itself (RQ changes the socket timeout of the client it is given)."""
-    return redis.Redis.from_url(redis_url)
-
-
-def run_queued_jobs(redis_url: str, *, max_jobs: int | None = None) -> bool:
-    """Run the queued jobs (and the continuations they enqueue) in this process with RQ's
-    SimpleWorker in burst mode; True when at least one job ran."""
-    connection = rq_connection(redis_url)
-    try:
-        queues = [Queue(name, connection=connection) for name in QUEUE_NAMES]
-        worker = SimpleWorker(queues, connection=connection)
-        return worker.work(burst=True, max_jobs=max_jobs, logging_level="WARNING")
-    finally:
-        connection.close()
-
-
-def queued_job_count(redis_url: str) -> int:
-    """Jobs waiting in the product's queues."""
-    connection = rq_connection(redis_url)
-    try:
-        return sum(Queue(name, connection=connection).count for name in QUEUE_NAMES)
-    finally:
-        connection.close()
-
-
-# --- processes ---------------------------------------------------------------------------
+from tests.support.waiting import wait_until
 
 
 def _children(pid: int) -> list[int]:
@@ -294,18 +168,3 @@ class EngineProcesses:
     def stop_all(self) -> None:
         for process in reversed(self.started):
             process.stop()
-
-
-@pytest.fixture(name="engine_processes")
-def engine_processes_fixture(app, app_env, tmp_path) -> Iterator[EngineProcesses]:
-    """Real worker / scheduler processes for this test, all stopped at teardown (before the DB is emptied)."""
-    processes = EngineProcesses(dict(app_env), tmp_path)
-    try:
-        yield processes
-    finally:
-        processes.stop_all()
-
-
-# Also importable under the fixture's own name (`from tests.support.workers import engine_processes`);
-# importing `engine_processes_fixture` instead keeps ruff's F811 quiet in the test module.
-engine_processes = engine_processes_fixture

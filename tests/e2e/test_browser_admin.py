@@ -9,18 +9,9 @@ import time
 import pytest
 
 from mailadmin.services.campaigns import start_campaign
-from tests.support import admin as admin_support
-from tests.support import workers as worker_support
-from tests.support.admin import ADMIN_EMAIL, browser_login, screenshot, wait_until
-from tests.support.workers import create_campaign, fresh_campaign, recipient_address, recipient_statuses
-
-# This module's fixtures (module-level names win over same-named fixtures other modules load as plugins).
-admin = admin_support.admin
-manager = admin_support.manager
-browser = admin_support.browser
-live_server = admin_support.live_server
-page = admin_support.page
-engine_processes = worker_support.engine_processes
+from tests.factories import ADMIN_EMAIL, create_campaign, fresh_campaign, recipient_address, recipient_statuses
+from tests.support.browser import browser_login, screenshot
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.browser
 

@@ -14,19 +14,14 @@ import pytest
 import redis
 from sqlalchemy import select
 
-from mailadmin.devtools.redis_server import EmbeddedRedis
 from mailadmin.extensions import db
 from mailadmin.jobs.dispatch import continuation_time, scheduled_continuation_at
 from mailadmin.limits.rate_limiter import RATE_LIMIT_KEY
 from mailadmin.models import Recipient
 from mailadmin.services import campaigns as service
-from tests.support.workers import (  # noqa: F401  (the `engine_processes` fixture)
-    create_campaign,
-    engine_processes_fixture,
-    fresh_campaign,
-    recipient_statuses,
-    wait_until,
-)
+from tests.factories import create_started_campaign, fresh_campaign, recipient_statuses
+from tests.support.env import with_env
+from tests.support.waiting import wait_until
 
 FAST = {
     "MAILER_SEND_SLICE_SECONDS": "1",
@@ -36,31 +31,14 @@ FAST = {
 }
 
 
-def with_env(**overrides: str):
-    """Per-test environment overrides for the app and its worker processes (list `engine_env` first)."""
-    return pytest.mark.parametrize("engine_env", [{**FAST, **overrides}], indirect=True, ids=["env"])
-
-
-@pytest.fixture
-def engine_env(request, app_env):
-    app_env.update(getattr(request, "param", FAST))
-    return app_env
-
-
-@pytest.fixture
-def owner(make_user):
-    return make_user("owner@example.com", role="manager")
-
-
-@pytest.fixture
-def admin(make_user):
-    return make_user("admin@example.com", role="admin")
+@pytest.fixture(autouse=True)
+def _fast_engine(app_env) -> None:
+    """Short slices and small batches for every test here; `with_env` overrides come on top."""
+    app_env.update(FAST)
 
 
 def start(owner, recipients: int):
-    campaign = create_campaign(owner, recipients)
-    service.start_campaign(campaign, owner, enforce_throttle=False)
-    return campaign
+    return create_started_campaign(owner, recipients)
 
 
 def wait_finished(campaign_id: int, timeout: float = 30.0):
@@ -168,15 +146,6 @@ def test_quota_of_20_with_three_workers_sends_exactly_20_then_defers_until_a_tok
     assert scheduled_continuation_at(campaign.id) == continuation_time(frees_at)
     assert scheduled_continuation_at(campaign.id) - frees_at < timedelta(seconds=1)
     assert math.isclose((frees_at - datetime.now(UTC)).total_seconds(), 3600, abs_tol=30)
-
-
-@pytest.fixture
-def private_redis(app_env):
-    """A redis-server only this test's app and workers use, so it can really be stopped."""
-    server = EmbeddedRedis().start()
-    app_env["REDIS_URL"] = server.url
-    yield server
-    server.stop()
 
 
 @with_env(MAILER_STALE_CLAIM_SECONDS="3")

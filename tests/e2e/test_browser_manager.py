@@ -11,11 +11,8 @@ import re
 
 import pytest
 
-from tests.conftest import PASSWORD
-from tests.support.dashboard import MANAGER, make_draft
-from tests.support.workers import engine_processes  # noqa: F401  (fixture)
-
-pytest_plugins = ["tests.support.dashboard_fixtures"]
+from tests.factories import MANAGER_EMAIL as MANAGER
+from tests.factories import PASSWORD, make_draft
 
 pytestmark = pytest.mark.browser
 
@@ -97,7 +94,7 @@ def fast_sending(app_env):
 
 
 def test_a_manager_builds_tests_and_launches_a_campaign_and_watches_it_finish(
-    fast_sending, app, smtp, manager, engine_processes, browser_thread, browser_page  # noqa: F811
+    fast_sending, app, smtp, manager, engine_processes, browser_thread, browser_page
 ):
     page = browser_page
     browser_thread.call(create_campaign_and_import, page)

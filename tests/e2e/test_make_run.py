@@ -12,25 +12,15 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
 from mailadmin.devtools.redis_server import find_redis_server, free_port
 from tests.support.forms import csrf_token_from
+from tests.support.waiting import wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _port_open(port: int) -> bool:
@@ -60,10 +50,10 @@ def test_make_run_serves_the_app_with_only_python(tmp_path):
     reader.start()
     try:
         text = lambda: "".join(output)  # noqa: E731
-        _wait(lambda: "Open http://" in text(), 120, "the launcher to be ready")
+        wait_until(lambda: "Open http://" in text(), 120, interval=0.2, message="the launcher to be ready")
         redis_port = int(re.search(r"redis-server on redis://127\.0\.0\.1:(\d+)", text()).group(1))
         base = f"http://127.0.0.1:{port}"
-        _wait(lambda: _port_open(port), 60, "the web process")
+        wait_until(lambda: _port_open(port), 60, interval=0.2, message="the web process")
         with urllib.request.urlopen(f"{base}/healthz", timeout=5) as response:
             assert response.status == 200
             assert response.read() == b'{"db":"ok","redis":"ok"}\n'
@@ -86,5 +76,5 @@ def test_make_run_serves_the_app_with_only_python(tmp_path):
         except subprocess.TimeoutExpired:
             os.killpg(launcher.pid, signal.SIGKILL)
             raise
-    _wait(lambda: not _port_open(port), 10, "the web process to stop")
-    _wait(lambda: not _port_open(redis_port), 10, "the launcher's redis-server to stop")
+    wait_until(lambda: not _port_open(port), 10, interval=0.2, message="the web process to stop")
+    wait_until(lambda: not _port_open(redis_port), 10, interval=0.2, message="the launcher's redis-server to stop")
