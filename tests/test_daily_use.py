@@ -14,9 +14,8 @@ from mailadmin.models import AuditEvent, Campaign, CampaignQueue, Recipient
 from mailadmin.models.types import utcnow
 from mailadmin.services.campaigns import cancel_campaign, set_sending_paused, start_campaign
 from mailadmin.services.recipients import import_recipients
-from tests.support.dashboard import flashes, make_draft, numbered_addresses, reload, submit
-
-pytest_plugins = ["tests.support.dashboard_fixtures"]
+from tests.factories import make_draft, numbered_addresses, reload
+from tests.support.web import flashes, submit
 
 
 def text_of(response) -> str:

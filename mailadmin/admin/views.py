@@ -15,7 +15,6 @@ from flask_login import current_user
 from sqlalchemy import func, or_, select
 from wtforms.fields.choices import SelectChoice
 
-from mailadmin.admin import campaign_url
 from mailadmin.admin.audit_words import action_label, detail_label
 from mailadmin.admin.forms import (
     AuditFilterForm,
@@ -23,6 +22,7 @@ from mailadmin.admin.forms import (
     RequeueUnknownForm,
     RoleForm,
 )
+from mailadmin.admin.links import campaign_url
 from mailadmin.auth.decorators import admin_required
 from mailadmin.auth.views import safe_next_url
 from mailadmin.campaigns import controls

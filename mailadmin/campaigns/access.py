@@ -7,7 +7,7 @@ from sqlalchemy import Select, select
 
 from mailadmin.extensions import db
 from mailadmin.models import Campaign, User
-from mailadmin.models.campaign import REASON_CIRCUIT_BREAKER, REASON_GLOBAL_PAUSE
+from mailadmin.models.reasons import Resumes, reason_of
 
 
 def visible_campaigns(user: User) -> Select:
@@ -26,6 +26,7 @@ def get_campaign_for(user: User, campaign_id: int) -> Campaign:
     return campaign
 
 
+# The refusals say why; a reason that only admins resume is the circuit breaker today (models/reasons.py).
 BREAKER_RESUME_REFUSAL = (
     "The circuit breaker paused this campaign after repeated SMTP errors: only an admin can resume it."
 )
@@ -37,9 +38,10 @@ def resume_refusal(user: User, campaign: Campaign, sending_off: bool) -> str | N
     and while all sending is switched off, resuming is for admins."""
     if user.is_admin:
         return None
-    reason = campaign.queue.defer_reason if campaign.queue else None
-    if reason == REASON_CIRCUIT_BREAKER:
+    reason = reason_of(campaign.queue.defer_reason if campaign.queue else None)
+    resumes = reason.info.resumes if reason is not None else None
+    if resumes is Resumes.BY_ADMIN:
         return BREAKER_RESUME_REFUSAL
-    if sending_off or reason == REASON_GLOBAL_PAUSE:
+    if sending_off or resumes is Resumes.WHEN_SWITCH_ON:
         return SWITCHED_OFF_RESUME_REFUSAL
     return None

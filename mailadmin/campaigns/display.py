@@ -22,13 +22,9 @@ from mailadmin.models.campaign import (
     FINISHED,
     PAUSED,
     QUEUED,
-    REASON_ADMIN_PAUSE,
-    REASON_CIRCUIT_BREAKER,
-    REASON_GLOBAL_PAUSE,
-    REASON_LABELS,
-    REASON_SCHEDULED,
     SENDING,
 )
+from mailadmin.models.reasons import REASONS, Reason, Resumes, reason_of
 from mailadmin.models.types import utcnow
 from mailadmin.wording import plural
 
@@ -43,12 +39,11 @@ STATUS_LABELS = {
 }
 # The cookie static/localtime.js keeps the browser's IANA zone in.
 TZ_COOKIE = "mailadmin_tz"
-# Where the page's words differ from the reason's catalogue label.
-REASON_WORDS = {REASON_ADMIN_PAUSE: "Paused by a person"}
-# Who may resume a paused campaign, by pause reason (SPEC "Roles").
-RESUME_BY = {
-    REASON_CIRCUIT_BREAKER: "only an admin can resume it",
-    REASON_ADMIN_PAUSE: "waits until its owner or an admin resumes it",
+# What a paused campaign waits for, by who may resume it (SPEC "Roles").
+RESUME_TAILS = {
+    Resumes.BY_ADMIN: "only an admin can resume it",
+    Resumes.BY_OWNER_OR_ADMIN: "waits until its owner or an admin resumes it",
+    Resumes.WHEN_SWITCH_ON: "waits until an admin switches sending back on",
 }
 RECIPIENT_STATUS_LABELS = {
     "pending": "Waiting",
@@ -116,8 +111,8 @@ def local_time(moment: datetime | None, style: str = "datetime", empty: str = "â
 
 
 @dataclass(frozen=True)
-class Reason:
-    """Why a campaign waits: the words, and the moment it goes on by itself (if any)."""
+class WaitReason:
+    """Why a campaign waits, as the page says it: the words, and the moment it goes on by itself (if any)."""
 
     label: str
     verb: str | None = None  # "starts" | "resumes", with `until`
@@ -137,25 +132,26 @@ class Reason:
         return Markup(escape(self.text()))
 
 
-def campaign_reason(campaign: Campaign, sending_off: bool = False) -> Reason | None:
+def campaign_reason(campaign: Campaign, sending_off: bool = False) -> WaitReason | None:
     """Why a deferred or paused campaign waits â€” one reason, the one that really holds it back."""
+    switch = REASONS[Reason.GLOBAL_PAUSE]
     if campaign.status in (QUEUED, SENDING, DEFERRED) and sending_off:
         # The global switch wins over any other wait: nothing resumes before it is back on.
-        return Reason(REASON_LABELS[REASON_GLOBAL_PAUSE], tail="waits until an admin switches sending back on")
+        return WaitReason(switch.label, tail=RESUME_TAILS[switch.resumes])
     if campaign.status not in (DEFERRED, PAUSED, QUEUED) or campaign.queue is None:
         return None
-    reason = campaign.queue.defer_reason
-    if not reason:
+    stored = campaign.queue.defer_reason
+    if not stored:
         return None
-    label = REASON_WORDS.get(reason) or REASON_LABELS.get(reason, reason.replace("_", " ").capitalize())
+    known = reason_of(stored)
+    label = known.label if known is not None else stored.replace("_", " ").capitalize()
     until = campaign.queue.deferred_until
     if campaign.status == DEFERRED and until is not None:
-        return Reason(label, "starts" if reason == REASON_SCHEDULED else "resumes", until)
-    if campaign.status == PAUSED:
-        return Reason(label, tail=RESUME_BY.get(reason, "waits until its owner or an admin resumes it"))
-    if reason == REASON_GLOBAL_PAUSE:
-        return Reason(label, tail="waits until an admin switches sending back on")
-    return Reason(label)
+        return WaitReason(label, "starts" if known is Reason.SCHEDULED else "resumes", until)
+    resumes = known.info.resumes if known is not None else Resumes.BY_OWNER_OR_ADMIN
+    if campaign.status == PAUSED or resumes is Resumes.WHEN_SWITCH_ON:
+        return WaitReason(label, tail=RESUME_TAILS.get(resumes, RESUME_TAILS[Resumes.BY_OWNER_OR_ADMIN]))
+    return WaitReason(label)
 
 
 def reason_text(campaign: Campaign, now: datetime | None = None, sending_off: bool = False) -> str | None:
