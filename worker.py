@@ -26,10 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     from mailadmin import create_app
     from mailadmin.extensions import QUEUE_NAMES, db
     from mailadmin.jobs import set_job_app
-    from mailadmin.jobs.scheduling import slice_job_timeout
-    from mailadmin.jobs.workers import SendWorker
+    from mailadmin.jobs.resilience import set_process_name
+    from mailadmin.jobs.scheduling import recover_at_start, slice_job_timeout
+    from mailadmin.jobs.workers import SendWorker, run_worker_forever
     from mailadmin.settings import SettingsError
 
+    set_process_name("worker")
     try:
         app = create_app()  # validates the settings and sets up logging
     except SettingsError as exc:
@@ -49,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         worker = SendWorker(queues, connection=connection, name=args.name)
         db.engine.dispose()  # nothing pooled in the parent for the forked horses to inherit
         logger.bind(queues=list(QUEUE_NAMES), burst=args.burst, worker=worker.name).info("Worker starting")
-        worker.work(burst=args.burst, logging_level="INFO")
+        recover_at_start()
+        run_worker_forever(worker, burst=args.burst)
         logger.bind(worker=worker.name).info("Worker stopped")
     return 0
 

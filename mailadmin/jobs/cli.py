@@ -22,7 +22,10 @@ from mailadmin.extensions import SEND_QUEUE, get_redis
 def scheduler_command(interval: float, recovery_interval: float, burst: bool) -> None:
     """Run rq-scheduler against REDIS_URL: dispatch deferred continuations, sweep for stalled campaigns."""
     from mailadmin.jobs import set_job_app
+    from mailadmin.jobs.resilience import set_process_name
     from mailadmin.jobs.scheduling import ContinuationScheduler
+
+    set_process_name("scheduler")
 
     set_job_app(current_app._get_current_object())
     scheduler = ContinuationScheduler(

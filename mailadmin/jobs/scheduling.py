@@ -19,6 +19,8 @@ Web code imports this module to enqueue by import path; it never imports the sen
 from __future__ import annotations
 
 import math
+import os
+import socket
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -29,11 +31,21 @@ from redis import Redis, RedisError, WatchError
 from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
+from rq.worker import Worker
 from rq_scheduler import Scheduler
 from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from mailadmin.extensions import SEND_QUEUE, db, get_redis, get_settings
+from mailadmin.jobs.resilience import (
+    REDIS_DOWN,
+    Backoff,
+    Service,
+    call_through_outage,
+    is_database_outage,
+    is_redis_outage,
+    outage_tracker,
+)
 from mailadmin.models import Campaign, CampaignQueue, Recipient
 from mailadmin.models.campaign import (
     CANCELLED,
@@ -61,6 +73,13 @@ SLICE_RESULT_TTL = 600
 SLICE_FAILURE_TTL = 7 * 24 * 3600
 # A deferred campaign whose continuation is this late and not scheduled is re-enqueued.
 OVERDUE_GRACE = timedelta(seconds=60)
+# A worker whose last heartbeat is older than this is not alive (SendWorker beats every 5 s while a
+# job runs); also how long a restarted Redis is given before its empty worker registry is trusted.
+LIVE_WORKER_HEARTBEAT_SECONDS = 20
+# A campaign no live job works on is re-enqueued once its last slice heartbeat is this old.
+UNATTENDED_GRACE = timedelta(seconds=2)
+# Seconds between two attempts at most while Redis is down.
+SCHEDULER_RETRY_CAP_SECONDS = 2.0
 # Cancelled campaigns are checked for stale claims for this long after they were cancelled.
 CANCELLED_RECOVERY_WINDOW = timedelta(days=1)
 
@@ -80,6 +99,13 @@ def campaign_id_of_continuation(job_id: str) -> int | None:
         return None
     middle = job_id[len(CONTINUATION_PREFIX) : -len(CONTINUATION_SUFFIX)]
     return int(middle) if middle.isdigit() else None
+
+
+def campaign_id_of_slice(job_id: str) -> int | None:
+    """The campaign id in a slice job id (`campaign-{id}-slice-...`), or None."""
+    prefix, _, rest = job_id.partition("-")
+    middle, _, _ = rest.partition("-slice-")
+    return int(middle) if prefix == "campaign" and "-slice-" in job_id and middle.isdigit() else None
 
 
 def new_slice_job_id(campaign_id: int) -> str:
@@ -225,12 +251,83 @@ class ContinuationScheduler(Scheduler):
         if time.monotonic() - self._last_recovery < self.recovery_interval:
             return
         self._last_recovery = time.monotonic()
+        database = outage_tracker(Service.DATABASE)
         try:
             recover_stalled_campaigns()
         except (SQLAlchemyError, RedisError) as exc:
             # Dispatching continuations does not need the database: keep running, retry next sweep.
             db.session.rollback()
-            logger.bind(error_type=type(exc).__name__).error("Recovery sweep failed; retrying at the next sweep")
+            if is_redis_outage(exc):
+                raise  # the loop records the Redis outage and waits for it
+            if is_database_outage(exc):
+                database.failed(exc)
+                self._last_recovery = 0.0  # sweep again as soon as the database answers
+            else:
+                logger.bind(error_type=type(exc).__name__).error("Recovery sweep failed; retrying at the next sweep")
+            return
+        database.succeeded()
+
+    # --- the loop, living through outages -----------------------------------------------------
+
+    def run(self, burst: bool = False) -> None:
+        """rq-scheduler's loop (heartbeat, lock, due continuations, sweep) that waits out Redis
+        outages with a capped, jittered backoff instead of exiting, and sweeps as soon as Redis is back."""
+        redis_outage = outage_tracker(Service.REDIS)
+        redis_outage.on_recovery.append(self._after_redis_outage)
+        call_through_outage(self.register_birth)
+        self._install_signal_handlers()
+        backoff = Backoff(cap=SCHEDULER_RETRY_CAP_SECONDS)
+        try:
+            while True:
+                started = time.monotonic()
+                try:
+                    done = self._tick(burst)
+                except REDIS_DOWN as exc:
+                    redis_outage.failed(exc)
+                    self._lock_acquired = False
+                    time.sleep(backoff.next_delay())
+                    continue
+                redis_outage.succeeded()
+                backoff.reset()
+                if done:
+                    break
+                time.sleep(max(0.0, self._interval - (time.monotonic() - started)))
+        finally:
+            self.remove_lock()
+            self.register_death()
+
+    def _tick(self, burst: bool) -> bool:
+        """One pass of rq-scheduler's loop; True when a burst run is done."""
+        self.heartbeat()
+        if not self.acquire_lock():
+            self.log.warning("Lock already taken - skipping run")
+            return False
+        self.enqueue_jobs()
+        self.heartbeat()
+        self.remove_lock()
+        if burst:
+            self.log.info("RQ scheduler done, quitting")
+        return burst
+
+    def _after_redis_outage(self, _seconds: float) -> None:
+        """Redis is back (maybe empty after a restart): register again and sweep at once."""
+        with self.connection.pipeline() as pipe:
+            pipe.hset(self.key, "birth", time.time())
+            pipe.expire(self.key, int(self._interval) + 10)
+            pipe.execute()
+        self._last_recovery = 0.0
+
+    def remove_lock(self) -> None:
+        try:
+            super().remove_lock()
+        except REDIS_DOWN:
+            self._lock_acquired = False  # the lock expires by itself
+
+    def register_death(self) -> None:
+        try:
+            super().register_death()
+        except REDIS_DOWN:
+            pass  # the scheduler key expires by itself
 
 
 @dataclass
@@ -242,16 +339,20 @@ class RecoveryReport:
     finished: list[int] = field(default_factory=list)
 
 
-def mark_stale_claims_unknown(campaign_id: int, cutoff: datetime, *, now: datetime | None = None) -> int:
-    """Recipients of the campaign claimed before `cutoff` and still `sending` become `unknown` (commits)."""
+def mark_stale_claims_unknown(
+    campaign_id: int, cutoff: datetime | None, *, now: datetime | None = None, claimed_by: str | None = None
+) -> int:
+    """Recipients of the campaign still `sending`, claimed before `cutoff` (or by the dead job
+    `claimed_by`), become `unknown` (commits)."""
     now = now or utcnow()
+    conditions = [_recipients.c.campaign_id == campaign_id, _recipients.c.status == R_SENDING]
+    if cutoff is not None:
+        conditions.append(_recipients.c.claimed_at < cutoff)
+    if claimed_by is not None:
+        conditions.append(_recipients.c.claimed_by == claimed_by)
     result = db.session.execute(
         update(_recipients)
-        .where(
-            _recipients.c.campaign_id == campaign_id,
-            _recipients.c.status == R_SENDING,
-            _recipients.c.claimed_at < cutoff,
-        )
+        .where(*conditions)
         .values(status=R_UNKNOWN, last_error="claimed by a job that stopped; SMTP outcome unknown", updated_at=now)
     )
     count = result.rowcount or 0
@@ -269,6 +370,68 @@ def mark_stale_claims_unknown(campaign_id: int, cutoff: datetime, *, now: dateti
     return count
 
 
+def _worker_alive(worker: Worker, at: datetime) -> bool:
+    """Is this registered RQ worker alive? Fresh heartbeat, and its pid still runs when it is on this host."""
+    if worker.last_heartbeat is None or (at - worker.last_heartbeat).total_seconds() > LIVE_WORKER_HEARTBEAT_SECONDS:
+        return False
+    if worker.hostname == socket.gethostname() and worker.pid:
+        try:
+            os.kill(worker.pid, 0)
+        except ProcessLookupError:
+            return False  # SIGKILLed on this machine: no need to wait for its heartbeat to age
+        except PermissionError:
+            return True
+    return True
+
+
+def running_job_ids(connection: Redis) -> set[str] | None:
+    """Ids of the jobs live RQ workers are running now; None when Redis cannot tell yet.
+
+    Redis restarted without persistence knows no worker until each one's next heartbeat
+    re-registers it: for the first LIVE_WORKER_HEARTBEAT_SECONDS of its uptime the answer is None.
+    """
+    if int(connection.info("server").get("uptime_in_seconds", 0)) < LIVE_WORKER_HEARTBEAT_SECONDS:
+        return None
+    at = datetime.now(UTC)
+    running: set[str] = set()
+    for worker in Worker.all(connection=connection):
+        if _worker_alive(worker, at):
+            running.update(execution.job_id for execution in worker.get_current_executions(refresh=True))
+    return running
+
+
+def recover_orphaned_claims(connection: Redis, *, now: datetime | None = None) -> dict[int, int]:
+    """Claims whose job no live worker is running become `unknown` at once: {campaign_id: count}.
+
+    The claims are read from the database BEFORE the live jobs from Redis: a job registers with
+    RQ before it claims, so a claim read first whose job is missing afterwards is an orphan.
+    """
+    now = now or utcnow()
+    claims = db.session.execute(
+        select(_recipients.c.campaign_id, _recipients.c.claimed_by)
+        .where(_recipients.c.status == R_SENDING, _recipients.c.claimed_by.is_not(None))
+        .distinct()
+    ).all()
+    db.session.commit()
+    if not claims:
+        return {}
+    running = running_job_ids(connection)
+    if running is None:
+        return {}
+    recovered: dict[int, int] = {}
+    for campaign_id, job_id in claims:
+        if job_id in running:
+            continue
+        count = mark_stale_claims_unknown(campaign_id, None, now=now, claimed_by=job_id)
+        if count:
+            recovered[campaign_id] = recovered.get(campaign_id, 0) + count
+    return recovered
+
+
+def _campaigns_with_running_jobs(running: set[str] | None) -> set[int]:
+    return {campaign_id for job_id in running or () if (campaign_id := campaign_id_of_slice(job_id)) is not None}
+
+
 def _job_waiting(connection: Redis, job_id: str | None) -> bool:
     """Is this RQ job still queued or scheduled (so a worker will run it)?"""
     if not job_id:
@@ -281,20 +444,30 @@ def _job_waiting(connection: Redis, job_id: str | None) -> bool:
 
 
 def recover_stalled_campaigns(now: datetime | None = None) -> RecoveryReport:
-    """Sweep: stale claims -> `unknown`; finish campaigns with nothing left; re-enqueue stalled ones.
+    """Sweep: dead jobs' claims -> `unknown`; finish campaigns with nothing left; re-enqueue stalled ones.
 
-    Runs in the `scheduler` process every minute (and may be run by hand or as an RQ job).
-    A campaign counts as stalled when no slice has touched it (heartbeat) for
-    MAILER_STALE_CLAIM_SECONDS and no job for it is waiting in the queue.
+    Runs when a worker or the scheduler starts, then in the scheduler every `recovery_interval`
+    (and may be run by hand or as an RQ job). A claim whose job no live worker runs is recovered
+    at once; any other claim only once older than MAILER_STALE_CLAIM_SECONDS. A campaign is
+    stalled when no live job works on it (or no slice touched it for MAILER_STALE_CLAIM_SECONDS)
+    and no job for it is waiting in the queue.
     """
-    from mailadmin.services.campaigns import finish_campaign_if_done
-
     settings = get_settings()
     now = now or utcnow()
     cutoff = now - timedelta(seconds=settings.stale_claim_seconds)
     connection = get_redis()
-    report = RecoveryReport()
+    report = RecoveryReport(unknown=recover_orphaned_claims(connection, now=now))
+    for campaign_id, count in _mark_old_claims_unknown(now, cutoff).items():
+        report.unknown[campaign_id] = report.unknown.get(campaign_id, 0) + count
+    attended = _campaigns_with_running_jobs(running_job_ids(connection))
+    for campaign_id, current_job_id in _stalled_or_overdue(now, cutoff):
+        if campaign_id not in attended:
+            _restart_campaign(campaign_id, current_job_id, connection, now, report)
+    return report
 
+
+def _mark_old_claims_unknown(now: datetime, cutoff: datetime) -> dict[int, int]:
+    """Claims older than the stale-claim cutoff -> `unknown`, whatever Redis knows."""
     started = select(_campaigns.c.id).where(
         or_(
             _campaigns.c.status.in_((QUEUED, SENDING, DEFERRED, PAUSED)),
@@ -302,17 +475,22 @@ def recover_stalled_campaigns(now: datetime | None = None) -> RecoveryReport:
         ),
         exists().where(_recipients.c.campaign_id == _campaigns.c.id, _recipients.c.status == R_SENDING),
     )
+    marked = {}
     for campaign_id in db.session.scalars(started).all():
         count = mark_stale_claims_unknown(campaign_id, cutoff, now=now)
         if count:
-            report.unknown[campaign_id] = count
+            marked[campaign_id] = count
+    return marked
 
+
+def _stalled_or_overdue(now: datetime, cutoff: datetime) -> list[tuple[int, str | None]]:
+    """Sending campaigns whose last slice heartbeat is a moment old, and overdue deferred ones."""
     stalled = db.session.execute(
         select(_campaigns.c.id, _queues.c.current_job_id)
         .join(_queues, _queues.c.campaign_id == _campaigns.c.id)
         .where(
             _campaigns.c.status.in_((QUEUED, SENDING)),
-            or_(_queues.c.heartbeat_at.is_(None), _queues.c.heartbeat_at < cutoff),
+            or_(_queues.c.heartbeat_at.is_(None), _queues.c.heartbeat_at < now - UNATTENDED_GRACE),
         )
     ).all()
     overdue = db.session.execute(
@@ -326,27 +504,47 @@ def recover_stalled_campaigns(now: datetime | None = None) -> RecoveryReport:
         )
     ).all()
     db.session.commit()
+    return [tuple(row) for row in [*stalled, *overdue]]
 
-    for campaign_id, current_job_id in [*stalled, *overdue]:
-        if finish_campaign_if_done(campaign_id, now=now):
-            report.finished.append(campaign_id)
-            continue
-        if _job_waiting(connection, current_job_id) or scheduled_continuation_at(campaign_id, connection=connection):
-            continue
-        has_pending = db.session.scalar(
-            select(_recipients.c.id).where(_recipients.c.campaign_id == campaign_id, _recipients.c.status == R_PENDING).limit(1)
+
+def _restart_campaign(campaign_id: int, current_job_id: str | None, connection: Redis, now: datetime,
+                      report: RecoveryReport) -> None:
+    """Finish the campaign when nothing is left, else enqueue a slice unless one is waiting."""
+    from mailadmin.services.campaigns import finish_campaign_if_done
+
+    if finish_campaign_if_done(campaign_id, now=now):
+        report.finished.append(campaign_id)
+        return
+    if _job_waiting(connection, current_job_id) or scheduled_continuation_at(campaign_id, connection=connection):
+        return
+    has_pending = db.session.scalar(
+        select(_recipients.c.id).where(_recipients.c.campaign_id == campaign_id, _recipients.c.status == R_PENDING).limit(1)
+    )
+    db.session.commit()
+    if has_pending is None:
+        return  # only live claims left: their slice finishes the campaign
+    job_id = enqueue_send_slice(campaign_id, connection=connection)
+    db.session.execute(
+        update(_queues).where(_queues.c.campaign_id == campaign_id).values(current_job_id=job_id, heartbeat_at=now)
+    )
+    db.session.commit()
+    report.enqueued.append(campaign_id)
+    logger.bind(campaign_id=campaign_id, job_id=job_id).warning("Stalled campaign re-enqueued")
+
+
+def recover_at_start() -> None:
+    """One sweep as a worker or the scheduler starts: work orphaned by processes that died is
+    picked up now, not at the next stale-claim deadline. Skipped (logged) when a service is down."""
+    try:
+        report = recover_stalled_campaigns()
+    except (SQLAlchemyError, RedisError) as exc:
+        db.session.rollback()
+        logger.bind(error_type=type(exc).__name__).warning("Recovery at start skipped; the sweep will retry")
+        return
+    if report.unknown or report.enqueued or report.finished:
+        logger.bind(unknown=report.unknown, enqueued=report.enqueued, finished=report.finished).info(
+            "Recovered work left by stopped processes"
         )
-        db.session.commit()
-        if has_pending is None:
-            continue  # only live claims left: their slice finishes the campaign
-        job_id = enqueue_send_slice(campaign_id, connection=connection)
-        db.session.execute(
-            update(_queues).where(_queues.c.campaign_id == campaign_id).values(current_job_id=job_id, heartbeat_at=now)
-        )
-        db.session.commit()
-        report.enqueued.append(campaign_id)
-        logger.bind(campaign_id=campaign_id, job_id=job_id).warning("Stalled campaign re-enqueued")
-    return report
 
 
 def run_recovery_job() -> dict:

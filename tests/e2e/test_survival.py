@@ -1,0 +1,115 @@
+"""Survival of infrastructure faults, with real processes: two `python worker.py` (forked work
+horses) and the `flask scheduler`, real PostgreSQL/SQLite, a redis-server the test owns, a real
+SMTP server. Redis is SIGKILLed (and comes back empty), the database is cut behind a TCP proxy:
+every process lives on, the campaign finishes by itself, nobody is sent twice, every log line is
+JSON and each process reports the outage once when it starts and once when it ends.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+import pytest
+
+from mailadmin.devtools.redis_server import EmbeddedRedis
+from mailadmin.services import campaigns as service
+from tests.support.workers import (  # noqa: F401  (the `engine_processes` fixture)
+    create_campaign,
+    engine_processes_fixture,
+    fresh_campaign,
+    recipient_statuses,
+    wait_until,
+)
+
+RECIPIENTS = 240
+FAULT_SECONDS = 5
+FAST = {
+    "MAILER_SEND_SLICE_SECONDS": "2",
+    "MAILER_SEND_BATCH_SIZE": "5",
+    "SMTP_TIMEOUT_SECONDS": "3",
+    "MAILER_SMTP_MAX_PER_HOUR": "100000",
+}
+
+
+@pytest.fixture
+def owner(make_user):
+    return make_user("owner@example.com", role="manager")
+
+
+@pytest.fixture
+def private_redis(app_env):
+    """A redis-server only this test's processes use (no persistence: it comes back empty)."""
+    app_env.update(FAST)
+    server = EmbeddedRedis().start()
+    app_env["REDIS_URL"] = server.url
+    yield server
+    server.stop()
+
+
+def kill_redis(server: EmbeddedRedis) -> None:
+    """SIGKILL the redis-server, as the OOM killer or a crashed host would."""
+    server.process.send_signal(signal.SIGKILL)
+    server.process.wait(10)
+
+
+def start_campaign(owner, recipients: int):
+    campaign = create_campaign(owner, recipients)
+    service.start_campaign(campaign, owner, enforce_throttle=False)
+    return campaign
+
+
+def assert_every_line_is_json(process) -> None:
+    for line in process.log_text().splitlines():
+        if line.strip():
+            try:
+                json.loads(line)
+            except ValueError:
+                pytest.fail(f"{process.name} wrote a line that is not JSON: {line[:300]!r}")
+
+
+def outage_records(process, service_name: str) -> dict[str, tuple[int, int]]:
+    """{process field: (outage starts, outage ends)} in one process's log (a worker's horses included)."""
+    counts: dict[str, list[int]] = {}
+    for record in process.records():
+        if record.get("message") == f"{service_name} unavailable":
+            counts.setdefault(record["process"], [0, 0])[0] += 1
+        elif record.get("message") == f"{service_name} available again":
+            counts.setdefault(record["process"], [0, 0])[1] += 1
+            assert record["outage_seconds"] >= 0
+    return {name: tuple(pair) for name, pair in counts.items()}
+
+
+def assert_sent_exactly_once(smtp, campaign_id: int, recipients: int) -> None:
+    counts = smtp.recipients()
+    assert {address: n for address, n in counts.items() if n > 1} == {}, "someone was sent twice"
+    assert len(counts) == recipients
+    assert recipient_statuses(campaign_id) == {"sent": recipients}
+
+
+def test_redis_killed_for_5_seconds_mid_campaign_every_process_lives_and_the_campaign_finishes(
+    private_redis, app, smtp, owner, engine_processes
+):
+    smtp.delay_per_message(0.02)
+    workers = [engine_processes.worker(), engine_processes.worker()]
+    scheduler = engine_processes.scheduler(recovery_interval=1.0)
+    campaign = start_campaign(owner, RECIPIENTS)
+    smtp.wait_for(30, timeout=30)
+
+    kill_redis(private_redis)
+    time.sleep(FAULT_SECONDS)  # the outage itself
+    private_redis.start()
+    back = time.monotonic()
+
+    wait_until(lambda: fresh_campaign(campaign.id).status == "finished", 30, 0.2, "the campaign to finish")
+    assert time.monotonic() - back < 30
+    assert all(process.running for process in [*workers, scheduler]), "a process died with Redis"
+    assert_sent_exactly_once(smtp, campaign.id, RECIPIENTS)
+    for process in [*workers, scheduler]:
+        assert_every_line_is_json(process)
+        per_process = outage_records(process, "Redis")
+        assert all(starts == ends == 1 for starts, ends in per_process.values()), (process.name, per_process)
+    assert outage_records(scheduler, "Redis") == {"scheduler": (1, 1)}
+    for worker in workers:
+        assert outage_records(worker, "Redis").get("worker") == (1, 1)
