@@ -29,13 +29,14 @@ def main(argv: list[str] | None = None) -> int:
     from mailadmin.jobs.resilience import set_process_name
     from mailadmin.jobs.scheduling import recover_at_start, slice_job_timeout
     from mailadmin.jobs.workers import SendWorker, run_worker_forever
+    from mailadmin.logging import report_startup_failure
     from mailadmin.settings import SettingsError
 
     set_process_name("worker")
     try:
         app = create_app()  # validates the settings and sets up logging
     except SettingsError as exc:
-        print(f"worker: invalid configuration: {exc}", file=sys.stderr)
+        print(report_startup_failure(f"worker: invalid configuration: {exc}"), file=sys.stderr)
         return 2
     settings = app.config["SETTINGS"]
     with app.app_context():

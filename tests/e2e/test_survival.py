@@ -12,9 +12,11 @@ import signal
 import time
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from mailadmin.devtools.redis_server import EmbeddedRedis
 from mailadmin.services import campaigns as service
+from tests.support.tcp_proxy import TcpProxy
 from tests.support.workers import (  # noqa: F401  (the `engine_processes` fixture)
     create_campaign,
     engine_processes_fixture,
@@ -113,3 +115,43 @@ def test_redis_killed_for_5_seconds_mid_campaign_every_process_lives_and_the_cam
     assert outage_records(scheduler, "Redis") == {"scheduler": (1, 1)}
     for worker in workers:
         assert outage_records(worker, "Redis").get("worker") == (1, 1)
+
+
+@pytest.fixture
+def database_behind_proxy(app_env):
+    """The processes reach PostgreSQL through a TCP proxy the test can cut (the test itself does not)."""
+    url = make_url(app_env["DATABASE_URL"])
+    if not url.drivername.startswith("postgresql"):
+        pytest.skip("the database cut needs a PostgreSQL server (SQLite has no connection to cut)")
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432).start()
+    app_env.update(FAST)
+    yield proxy, url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    proxy.stop()
+
+
+def test_database_cut_for_5_seconds_mid_campaign_every_process_lives_and_the_campaign_finishes(
+    database_behind_proxy, app, smtp, owner, engine_processes
+):
+    proxy, proxied_url = database_behind_proxy
+    smtp.delay_per_message(0.02)
+    workers = [engine_processes.worker(DATABASE_URL=proxied_url), engine_processes.worker(DATABASE_URL=proxied_url)]
+    scheduler = engine_processes.scheduler(recovery_interval=1.0, DATABASE_URL=proxied_url)
+    campaign = start_campaign(owner, RECIPIENTS)
+    smtp.wait_for(30, timeout=30)
+
+    proxy.cut()
+    time.sleep(FAULT_SECONDS)  # the outage itself
+    proxy.restore()
+    back = time.monotonic()
+
+    wait_until(lambda: fresh_campaign(campaign.id).status == "finished", 30, 0.2, "the campaign to finish")
+    assert time.monotonic() - back < 30
+    assert all(process.running for process in [*workers, scheduler]), "a process died with the database"
+    assert_sent_exactly_once(smtp, campaign.id, RECIPIENTS)
+    for process in [*workers, scheduler]:
+        assert_every_line_is_json(process)
+        per_process = outage_records(process, "Database")
+        assert all(starts == ends == 1 for starts, ends in per_process.values()), (process.name, per_process)
+    assert outage_records(scheduler, "Database") == {"scheduler": (1, 1)}
+    # A busy worker's horse was using the database when it was cut.
+    assert any(outage_records(worker, "Database").get("horse") == (1, 1) for worker in workers)
