@@ -32,7 +32,7 @@ T = TypeVar("T")
 
 # What "Redis is down" looks like from redis-py (BusyLoadingError is a ConnectionError).
 REDIS_DOWN: tuple[type[BaseException], ...] = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
-_DATABASE_DOWN: tuple[type[BaseException], ...] = (
+DATABASE_DOWN: tuple[type[BaseException], ...] = (
     sqlalchemy.exc.OperationalError,
     sqlalchemy.exc.InterfaceError,
     *((psycopg.OperationalError, psycopg.InterfaceError) if psycopg else ()),
@@ -41,7 +41,7 @@ _DATABASE_DOWN: tuple[type[BaseException], ...] = (
 
 def is_database_outage(exc: BaseException) -> bool:
     """Did this error come from a database we cannot reach (rather than from a bad statement)?"""
-    if isinstance(exc, _DATABASE_DOWN):
+    if isinstance(exc, DATABASE_DOWN):
         return True
     return isinstance(exc, sqlalchemy.exc.DBAPIError) and bool(exc.connection_invalidated)
 
