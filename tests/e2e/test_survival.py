@@ -155,3 +155,37 @@ def test_database_cut_for_5_seconds_mid_campaign_every_process_lives_and_the_cam
     assert outage_records(scheduler, "Database") == {"scheduler": (1, 1)}
     # A busy worker's horse was using the database when it was cut.
     assert any(outage_records(worker, "Database").get("horse") == (1, 1) for worker in workers)
+
+
+@pytest.fixture
+def fast_env(app_env):
+    """Short slices and batches for this test's app and processes (list it before `app`)."""
+    app_env.update(FAST)
+    return app_env
+
+
+def test_every_process_sigkilled_mid_campaign_resumes_within_10s_of_the_restart(fast_env, app, smtp, owner,
+                                                                                engine_processes):
+    assert "MAILER_STALE_CLAIM_SECONDS" not in fast_env  # the default (120 s) applies
+    batch = int(FAST["MAILER_SEND_BATCH_SIZE"])
+    smtp.delay_per_message(0.02)
+    doomed = [engine_processes.worker(), engine_processes.worker(), engine_processes.scheduler(recovery_interval=60)]
+    campaign = start_campaign(owner, RECIPIENTS)
+    smtp.wait_for(30, timeout=30)
+
+    for process in doomed:
+        process.kill_hard()
+    at_restart = len(smtp.messages)
+    engine_processes.worker()
+    engine_processes.worker()
+    engine_processes.scheduler(recovery_interval=60)  # its periodic sweep is far away: the start-up one counts
+
+    assert smtp.wait_for(at_restart + 5, timeout=10), "sending did not resume within 10 s of the restart"
+    wait_until(lambda: fresh_campaign(campaign.id).status == "finished", 60, 0.2, "the campaign to finish")
+    counts = smtp.recipients()
+    assert {address: n for address, n in counts.items() if n > 1} == {}, "someone was sent twice"
+    statuses = recipient_statuses(campaign.id)
+    assert set(statuses) <= {"sent", "unknown"}
+    assert statuses.get("unknown", 0) <= 2 * batch  # at most one batch per killed job
+    # An `unknown` recipient may or may not have been delivered (its SMTP reply was lost with the job).
+    assert statuses["sent"] <= len(counts) <= statuses["sent"] + statuses.get("unknown", 0)
