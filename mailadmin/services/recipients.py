@@ -27,6 +27,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from mailadmin.extensions import db
+from mailadmin.mail.message import InvalidAddressError, normalize_address
 from mailadmin.mail.templates import merge_field_name
 from mailadmin.models import Campaign, Recipient
 from mailadmin.models.campaign import DRAFT, R_PENDING, R_SKIPPED
@@ -174,6 +175,22 @@ def parse_rows(text: str) -> tuple[list[tuple[int, list[str]]], list[str] | None
     return rows, header, delimiter
 
 
+def send_path_refusal(email: str) -> str | None:
+    """Why the send path would refuse this (syntactically valid) address, or None.
+
+    The check is the send path's own (`normalize_address`): an address that passes import is one
+    a message can be built for. Non-ASCII before the @ needs SMTPUTF8, which mailadmin does not
+    use, so such an address is refused here rather than skipped at send time.
+    """
+    try:
+        normalize_address(email)
+    except InvalidAddressError as exc:
+        if not email.rpartition("@")[0].isascii():
+            return "non-ASCII characters before the @ cannot be sent (SMTPUTF8 is not supported)."
+        return f"this address cannot be sent to ({exc})."
+    return None
+
+
 def import_recipients(campaign: Campaign, source: str | bytes | IO[Any]) -> ImportSummary:
     """Validate, fold, check against the suppression list and bulk-insert; commits once."""
     if campaign.status != DRAFT:
@@ -204,6 +221,10 @@ def import_recipients(campaign: Campaign, source: str | bytes | IO[Any]) -> Impo
             email = validate_email(raw_email, check_deliverability=False).normalized.lower()
         except EmailNotValidError as exc:
             summary.invalid.append((number, f"{raw_email[:80]}: {exc}"))
+            continue
+        refusal = send_path_refusal(email)
+        if refusal:
+            summary.invalid.append((number, f"{raw_email[:80]}: {refusal}"))
             continue
         if email in accepted or email in existing:
             summary.duplicates += 1
