@@ -320,7 +320,7 @@ class SendSlice:
                 logger.bind(reason=start.reason).debug("Send slice skipped")
                 return self.report
             self.queue_id = start.campaign.queue_id
-            if start.started_campaign and self.siblings:
+            if start.fan_out and self.siblings:
                 self._start_siblings()
             try:
                 self._loop(start.campaign)

@@ -483,8 +483,10 @@ class SliceStart:
     proceed: bool
     reason: str
     campaign: SliceCampaign | None = None
-    # True for the slice that moved the campaign into `sending`: it may start sibling slices.
-    started_campaign: bool = False
+    # True for the slice that moved the campaign into `sending` from `queued` (a start or a resume),
+    # not from a due deferral: only then are sibling slices fanned out, so that a retry cycle is
+    # one slice, not a new fan-out.
+    fan_out: bool = False
 
 
 def begin_slice(campaign_id: int, job_id: str, now: datetime) -> SliceStart:
@@ -492,10 +494,9 @@ def begin_slice(campaign_id: int, job_id: str, now: datetime) -> SliceStart:
     if sending_paused():
         defer_for_global_pause(campaign_id, now)
         return SliceStart(False, REASON_GLOBAL_PAUSE)
-    started = db.session.execute(
-        update(_campaigns)
-        .where(_campaigns.c.id == campaign_id, or_(_campaigns.c.status == QUEUED, _due_deferral(now)))
-        .values(status=SENDING, updated_at=now)
+    fan_out = _set_status(campaign_id, (QUEUED,), SENDING)
+    started = fan_out or db.session.execute(
+        update(_campaigns).where(_campaigns.c.id == campaign_id, _due_deferral(now)).values(status=SENDING, updated_at=now)
     ).rowcount == 1
     if not started:
         status = _current_status(campaign_id)
@@ -513,7 +514,7 @@ def begin_slice(campaign_id: int, job_id: str, now: datetime) -> SliceStart:
     ).one()
     db.session.commit()
     campaign = SliceCampaign(campaign_id, row.id, row.subject, row.body_text or "", row.body_html)
-    return SliceStart(True, SENDING, campaign, started_campaign=started)
+    return SliceStart(True, SENDING, campaign, fan_out=fan_out)
 
 
 def defer_campaign(
@@ -617,6 +618,12 @@ def record_transient_error(campaign_id: int, error: str, *, now: datetime | None
     """
     settings = get_settings()
     now = now or utcnow()
+    # One count per failed retry cycle: only the slice that moves the campaign out of `sending`
+    # counts; a sibling failing in the same cycle finds it deferred (the row lock orders them).
+    if not _set_status(campaign_id, (QUEUED, SENDING), DEFERRED):
+        reason = db.session.scalar(select(_queues.c.defer_reason).where(_queues.c.campaign_id == campaign_id))
+        db.session.commit()  # the caller's recorded outcomes still count
+        return reason or REASON_TRANSIENT_ERROR
     count = db.session.execute(
         update(_queues)
         .where(_queues.c.campaign_id == campaign_id)
