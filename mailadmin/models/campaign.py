@@ -36,6 +36,7 @@ REASON_TRANSIENT_ERROR = "transient_error"
 REASON_CIRCUIT_BREAKER = "circuit_breaker"
 REASON_ADMIN_PAUSE = "admin_pause"
 REASON_GLOBAL_PAUSE = "global_pause"
+REASON_MISSED_SCHEDULE = "missed_schedule"
 DEFER_REASONS = (
     REASON_SCHEDULED,
     REASON_RATE_LIMIT,
@@ -43,6 +44,7 @@ DEFER_REASONS = (
     REASON_CIRCUIT_BREAKER,
     REASON_ADMIN_PAUSE,
     REASON_GLOBAL_PAUSE,
+    REASON_MISSED_SCHEDULE,
 )
 REASON_LABELS = {
     REASON_SCHEDULED: "Scheduled start",
@@ -51,6 +53,7 @@ REASON_LABELS = {
     REASON_CIRCUIT_BREAKER: "Paused by the circuit breaker after repeated SMTP errors",
     REASON_ADMIN_PAUSE: "Paused by an admin",
     REASON_GLOBAL_PAUSE: "All sending is switched off",
+    REASON_MISSED_SCHEDULE: "Paused: its scheduled start was missed (the owner or an admin may resume it)",
 }
 
 # Recipient states (SPEC "Recipients").

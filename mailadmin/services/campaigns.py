@@ -43,6 +43,7 @@ from mailadmin.models.campaign import (
     REASON_ADMIN_PAUSE,
     REASON_CIRCUIT_BREAKER,
     REASON_GLOBAL_PAUSE,
+    REASON_MISSED_SCHEDULE,
     REASON_RATE_LIMIT,
     REASON_SCHEDULED,
     REASON_TRANSIENT_ERROR,
@@ -465,6 +466,38 @@ def _due_deferral(now: datetime):
     )
 
 
+def pause_missed_schedule(campaign_id: int, now: datetime) -> bool:
+    """A scheduled start found more than MAILER_SCHEDULE_MAX_LATE_MINUTES late (everything was
+    down when it came) is not sent by surprise: the campaign pauses with `missed_schedule` until
+    its owner or an admin resumes it (commits when it pauses)."""
+    limit = now - timedelta(minutes=get_settings().schedule_max_late_minutes)
+    scheduled_at = db.session.scalar(
+        select(_queues.c.deferred_until).where(
+            _queues.c.campaign_id == campaign_id,
+            _queues.c.defer_reason == REASON_SCHEDULED,
+            _queues.c.deferred_until < limit,
+        )
+    )
+    if scheduled_at is None or not _set_status(campaign_id, (DEFERRED,), PAUSED):
+        return False
+    queue_id = db.session.execute(
+        update(_queues)
+        .where(_queues.c.campaign_id == campaign_id)
+        .values(defer_reason=REASON_MISSED_SCHEDULE, deferred_until=None, scheduled_job_id=None,
+                current_job_id=None, updated_at=now)
+        .returning(_queues.c.id)
+    ).scalar_one()
+    db.session.commit()
+    logger.bind(
+        campaign_id=campaign_id,
+        queue_id=queue_id,
+        scheduled_at=scheduled_at.isoformat(),
+        late_minutes=round((now - scheduled_at).total_seconds() / 60, 1),
+        max_late_minutes=get_settings().schedule_max_late_minutes,
+    ).warning("Scheduled start missed; campaign paused")
+    return True
+
+
 @dataclass(frozen=True, slots=True)
 class SliceCampaign:
     """What a send slice needs of its campaign, read once when the slice begins."""
@@ -494,6 +527,8 @@ def begin_slice(campaign_id: int, job_id: str, now: datetime) -> SliceStart:
     if sending_paused():
         defer_for_global_pause(campaign_id, now)
         return SliceStart(False, REASON_GLOBAL_PAUSE)
+    if pause_missed_schedule(campaign_id, now):
+        return SliceStart(False, REASON_MISSED_SCHEDULE)
     fan_out = _set_status(campaign_id, (QUEUED,), SENDING)
     started = fan_out or db.session.execute(
         update(_campaigns).where(_campaigns.c.id == campaign_id, _due_deferral(now)).values(status=SENDING, updated_at=now)
