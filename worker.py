@@ -13,6 +13,8 @@ import sys
 
 import redis
 from loguru import logger
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from rq import Queue
 
 
@@ -47,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
             ).warning("MAILER_STALE_CLAIM_SECONDS should exceed the slice job timeout")
         # RQ raises the socket timeout of the connection it is given (blocking BLPOP): it gets its
         # own client, so the app's short fail-fast timeouts (rate limiter, throttles) stay short.
-        connection = redis.Redis.from_url(settings.redis_url)
+        # One immediate retry (a dropped idle connection), not redis-py's default backoff: while
+        # Redis is down, SendWorker's own capped backoff does the waiting and logs the outage once.
+        connection = redis.Redis.from_url(settings.redis_url, retry=Retry(NoBackoff(), 1))
         queues = [Queue(name, connection=connection) for name in QUEUE_NAMES]
         worker = SendWorker(queues, connection=connection, name=args.name)
         db.engine.dispose()  # nothing pooled in the parent for the forked horses to inherit

@@ -69,12 +69,17 @@ class OutageTracker:
         self.service = service
         self.process = process
         self.down_since: float | None = None
+        self.recovered_at: float | None = None
         self.on_recovery: list[Callable[[float], None]] = []
 
     @property
     def down(self) -> bool:
         """Is the service unreachable as far as this process last saw?"""
         return self.down_since is not None
+
+    def seconds_since_recovery(self) -> float:
+        """How long ago the last outage this process saw ended (infinite when it saw none)."""
+        return float("inf") if self.recovered_at is None else time.monotonic() - self.recovered_at
 
     def failed(self, exc: BaseException) -> None:
         """A call failed because the service is unreachable: log once when the outage starts."""
@@ -91,6 +96,7 @@ class OutageTracker:
             return None
         seconds = round(time.monotonic() - self.down_since, 1)
         self.down_since = None
+        self.recovered_at = time.monotonic()
         logger.bind(process=self.process, service=self.service.value.lower(), outage_seconds=seconds).warning(
             f"{self.service.value} available again"
         )

@@ -25,6 +25,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from enum import Enum
 
 from loguru import logger
 from redis import Redis, RedisError, WatchError
@@ -311,11 +312,14 @@ class ContinuationScheduler(Scheduler):
 
     def _after_redis_outage(self, _seconds: float) -> None:
         """Redis is back (maybe empty after a restart): register again and sweep at once."""
-        with self.connection.pipeline() as pipe:
-            pipe.hset(self.key, "birth", time.time())
-            pipe.expire(self.key, int(self._interval) + 10)
-            pipe.execute()
         self._last_recovery = 0.0
+        try:
+            with self.connection.pipeline() as pipe:
+                pipe.hset(self.key, "birth", time.time())
+                pipe.expire(self.key, int(self._interval) + 10)
+                pipe.execute()
+        except REDIS_DOWN as exc:
+            outage_tracker(Service.REDIS).failed(exc)
 
     def remove_lock(self) -> None:
         try:
@@ -370,61 +374,88 @@ def mark_stale_claims_unknown(
     return count
 
 
-def _worker_alive(worker: Worker, at: datetime) -> bool:
-    """Is this registered RQ worker alive? Fresh heartbeat, and its pid still runs when it is on this host."""
-    if worker.last_heartbeat is None or (at - worker.last_heartbeat).total_seconds() > LIVE_WORKER_HEARTBEAT_SECONDS:
-        return False
+class WorkerState(Enum):
+    """What the recovery sweep can tell of a registered RQ worker."""
+
+    ALIVE = "alive"  # a fresh heartbeat
+    DEAD = "dead"  # on this host and its pid is gone: certainly dead, at once
+    SILENT = "silent"  # no fresh heartbeat: dead, or cut off from Redis for a while
+
+
+def _worker_state(worker: Worker, at: datetime) -> WorkerState:
     if worker.hostname == socket.gethostname() and worker.pid:
         try:
             os.kill(worker.pid, 0)
         except ProcessLookupError:
-            return False  # SIGKILLed on this machine: no need to wait for its heartbeat to age
+            return WorkerState.DEAD  # SIGKILLed on this machine: no need to wait for its heartbeat to age
         except PermissionError:
-            return True
-    return True
+            pass
+    if worker.last_heartbeat is None or (at - worker.last_heartbeat).total_seconds() > LIVE_WORKER_HEARTBEAT_SECONDS:
+        return WorkerState.SILENT
+    return WorkerState.ALIVE
 
 
-def running_job_ids(connection: Redis) -> set[str] | None:
-    """Ids of the jobs live RQ workers are running now; None when Redis cannot tell yet.
+@dataclass
+class RunningJobs:
+    """The send jobs live workers run, and those of workers known to be dead."""
 
-    Redis restarted without persistence knows no worker until each one's next heartbeat
-    re-registers it: for the first LIVE_WORKER_HEARTBEAT_SECONDS of its uptime the answer is None.
-    """
+    running: set[str] = field(default_factory=set)
+    dead: set[str] = field(default_factory=set)
+
+
+def running_jobs(connection: Redis) -> RunningJobs | None:
+    """What RQ's worker registry says about running jobs; None while it cannot be trusted:
+    during the first LIVE_WORKER_HEARTBEAT_SECONDS of a restarted Redis (empty until each worker's
+    next heartbeat registers it again) or after this process saw a Redis outage end."""
+    redis_outage = outage_tracker(Service.REDIS)
+    if redis_outage.down or redis_outage.seconds_since_recovery() < LIVE_WORKER_HEARTBEAT_SECONDS:
+        return None
     if int(connection.info("server").get("uptime_in_seconds", 0)) < LIVE_WORKER_HEARTBEAT_SECONDS:
         return None
     at = datetime.now(UTC)
-    running: set[str] = set()
+    jobs = RunningJobs()
     for worker in Worker.all(connection=connection):
-        if _worker_alive(worker, at):
-            running.update(execution.job_id for execution in worker.get_current_executions(refresh=True))
-    return running
+        state = _worker_state(worker, at)
+        if state is WorkerState.SILENT:
+            continue
+        ids = {execution.job_id for execution in worker.get_current_executions(refresh=True)}
+        (jobs.running if state is WorkerState.ALIVE else jobs.dead).update(ids)
+    return jobs
 
 
 def recover_orphaned_claims(connection: Redis, *, now: datetime | None = None) -> dict[int, int]:
-    """Claims whose job no live worker is running become `unknown` at once: {campaign_id: count}.
+    """Claims whose job no live worker runs become `unknown` without waiting for
+    MAILER_STALE_CLAIM_SECONDS: {campaign_id: count}.
 
-    The claims are read from the database BEFORE the live jobs from Redis: a job registers with
-    RQ before it claims, so a claim read first whose job is missing afterwards is an orphan.
+    At once when the job's worker is known dead; otherwise once the campaign's slice heartbeat
+    (written per batch, in the database) is LIVE_WORKER_HEARTBEAT_SECONDS old, so a horse merely
+    cut off from Redis, still sending, keeps its claims. The claims are read from the database
+    BEFORE the jobs from Redis: a job registers with RQ before it claims.
     """
     now = now or utcnow()
+    quiet_since = now - timedelta(seconds=LIVE_WORKER_HEARTBEAT_SECONDS)
     claims = db.session.execute(
-        select(_recipients.c.campaign_id, _recipients.c.claimed_by)
-        .where(_recipients.c.status == R_SENDING, _recipients.c.claimed_by.is_not(None))
+        select(_recipients.c.campaign_id, _recipients.c.claimed_by, _queues.c.heartbeat_at)
+        .join(_queues, _queues.c.campaign_id == _recipients.c.campaign_id)
+        .where(
+            _recipients.c.campaign_id.in_(select(_campaigns.c.id).where(_may_hold_claims(now))),
+            _recipients.c.status == R_SENDING,
+            _recipients.c.claimed_by.is_not(None),
+        )
         .distinct()
     ).all()
     db.session.commit()
-    if not claims:
-        return {}
-    running = running_job_ids(connection)
-    if running is None:
+    jobs = running_jobs(connection) if claims else None
+    if jobs is None:
         return {}
     recovered: dict[int, int] = {}
-    for campaign_id, job_id in claims:
-        if job_id in running:
+    for campaign_id, job_id, heartbeat_at in claims:
+        if job_id in jobs.running:
             continue
-        count = mark_stale_claims_unknown(campaign_id, None, now=now, claimed_by=job_id)
-        if count:
-            recovered[campaign_id] = recovered.get(campaign_id, 0) + count
+        if job_id in jobs.dead or heartbeat_at is None or heartbeat_at < quiet_since:
+            count = mark_stale_claims_unknown(campaign_id, None, now=now, claimed_by=job_id)
+            if count:
+                recovered[campaign_id] = recovered.get(campaign_id, 0) + count
     return recovered
 
 
@@ -459,20 +490,26 @@ def recover_stalled_campaigns(now: datetime | None = None) -> RecoveryReport:
     report = RecoveryReport(unknown=recover_orphaned_claims(connection, now=now))
     for campaign_id, count in _mark_old_claims_unknown(now, cutoff).items():
         report.unknown[campaign_id] = report.unknown.get(campaign_id, 0) + count
-    attended = _campaigns_with_running_jobs(running_job_ids(connection))
+    jobs = running_jobs(connection)
+    attended = _campaigns_with_running_jobs(jobs.running if jobs else None)
     for campaign_id, current_job_id in _stalled_or_overdue(now, cutoff):
         if campaign_id not in attended:
             _restart_campaign(campaign_id, current_job_id, connection, now, report)
     return report
 
 
+def _may_hold_claims(now: datetime):
+    """SQL condition: a campaign whose recipients may still be claimed (`sending`)."""
+    return or_(
+        _campaigns.c.status.in_((QUEUED, SENDING, DEFERRED, PAUSED)),
+        and_(_campaigns.c.status == CANCELLED, _campaigns.c.finished_at > now - CANCELLED_RECOVERY_WINDOW),
+    )
+
+
 def _mark_old_claims_unknown(now: datetime, cutoff: datetime) -> dict[int, int]:
     """Claims older than the stale-claim cutoff -> `unknown`, whatever Redis knows."""
     started = select(_campaigns.c.id).where(
-        or_(
-            _campaigns.c.status.in_((QUEUED, SENDING, DEFERRED, PAUSED)),
-            and_(_campaigns.c.status == CANCELLED, _campaigns.c.finished_at > now - CANCELLED_RECOVERY_WINDOW),
-        ),
+        _may_hold_claims(now),
         exists().where(_recipients.c.campaign_id == _campaigns.c.id, _recipients.c.status == R_SENDING),
     )
     marked = {}
