@@ -12,9 +12,8 @@ from mailadmin.extensions import db
 from mailadmin.models import Recipient
 from mailadmin.services.recipients import ImportSummary, RecipientImportError, import_recipients
 from mailadmin.services.suppressions import suppress
-from tests.support.dashboard import flashes, make_draft, reload, submit
-
-pytest_plugins = ["tests.support.dashboard_fixtures"]
+from tests.factories import make_draft, reload
+from tests.support.web import flashes, submit
 
 
 def stored(campaign) -> dict[str, Recipient]:

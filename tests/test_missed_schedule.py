@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
-from mailadmin.jobs.send import run_send_slice
+from mailadmin.jobs.send import SliceEnd, SliceOutcome, run_send_slice
+from mailadmin.models.reasons import Reason
 from mailadmin.services import campaigns as service
-from tests.support.dashboard import logged_in_client, submit
+from tests.factories import create_campaign, fresh_campaign, recipient_statuses
 from tests.support.forms import path_for
-from tests.support.workers import create_campaign, fresh_campaign, recipient_statuses, run_queued_jobs
+from tests.support.jobs import run_queued_jobs
+from tests.support.web import logged_in_client, submit
 
 
 class Clock:
@@ -21,11 +21,6 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.now
-
-
-@pytest.fixture
-def owner(make_user):
-    return make_user("owner@example.com", role="manager")
 
 
 def scheduled(owner, at: datetime):
@@ -40,7 +35,7 @@ def test_a_start_found_more_than_an_hour_late_pauses_with_missed_schedule_and_se
 
     report = run_send_slice(campaign.id, clock=Clock(at + timedelta(minutes=61)))
 
-    assert report.outcome == "skipped:missed_schedule"
+    assert report.outcome == SliceOutcome(SliceEnd.SKIPPED, Reason.MISSED_SCHEDULE)
     current = fresh_campaign(campaign.id)
     assert (current.status, current.queue.defer_reason, current.queue.deferred_until) == (
         "paused", "missed_schedule", None)
@@ -53,7 +48,7 @@ def test_a_start_found_less_late_than_the_limit_is_sent(app, smtp, owner):
 
     report = run_send_slice(campaign.id, clock=Clock(at + timedelta(minutes=59)))
 
-    assert report.outcome == "finished" and len(smtp.messages) == 3
+    assert report.outcome == SliceOutcome(SliceEnd.FINISHED) and len(smtp.messages) == 3
 
 
 def test_the_owner_resumes_a_missed_schedule_from_the_campaign_page(app, smtp, owner):

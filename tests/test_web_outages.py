@@ -7,18 +7,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from mailadmin.devtools.redis_server import EmbeddedRedis
 from mailadmin.extensions import db
 from mailadmin.jobs.resilience import Service, outage_tracker, set_process_name
 from tests.support.log_capture import capture_json_logs
-
-
-@pytest.fixture
-def private_redis(app_env):
-    server = EmbeddedRedis().start()
-    app_env["REDIS_URL"] = server.url
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -15,15 +15,10 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from mailadmin.devtools.redis_server import EmbeddedRedis
-from mailadmin.services import campaigns as service
+from tests.factories import create_started_campaign, fresh_campaign, recipient_statuses
+from tests.support.env import with_env
 from tests.support.tcp_proxy import TcpProxy
-from tests.support.workers import (  # noqa: F401  (the `engine_processes` fixture)
-    create_campaign,
-    engine_processes_fixture,
-    fresh_campaign,
-    recipient_statuses,
-    wait_until,
-)
+from tests.support.waiting import wait_until
 
 RECIPIENTS = 240
 FAULT_SECONDS = 5
@@ -35,31 +30,10 @@ FAST = {
 }
 
 
-@pytest.fixture
-def owner(make_user):
-    return make_user("owner@example.com", role="manager")
-
-
-@pytest.fixture
-def private_redis(app_env):
-    """A redis-server only this test's processes use (no persistence: it comes back empty)."""
-    app_env.update(FAST)
-    server = EmbeddedRedis().start()
-    app_env["REDIS_URL"] = server.url
-    yield server
-    server.stop()
-
-
 def kill_redis(server: EmbeddedRedis) -> None:
     """SIGKILL the redis-server, as the OOM killer or a crashed host would."""
     server.process.send_signal(signal.SIGKILL)
     server.process.wait(10)
-
-
-def start_campaign(owner, recipients: int):
-    campaign = create_campaign(owner, recipients)
-    service.start_campaign(campaign, owner, enforce_throttle=False)
-    return campaign
 
 
 def assert_every_line_is_json(process) -> None:
@@ -90,18 +64,19 @@ def assert_sent_exactly_once(smtp, campaign_id: int, recipients: int) -> None:
     assert recipient_statuses(campaign_id) == {"sent": recipients}
 
 
+@with_env(**FAST)
 def test_redis_killed_for_5_seconds_mid_campaign_every_process_lives_and_the_campaign_finishes(
-    private_redis, app, smtp, owner, engine_processes
+    engine_env, own_redis, app, smtp, owner, engine_processes
 ):
     smtp.delay_per_message(0.02)
     workers = [engine_processes.worker(), engine_processes.worker()]
     scheduler = engine_processes.scheduler(recovery_interval=1.0)
-    campaign = start_campaign(owner, RECIPIENTS)
+    campaign = create_started_campaign(owner, RECIPIENTS)
     smtp.wait_for(30, timeout=30)
 
-    kill_redis(private_redis)
+    kill_redis(own_redis)
     time.sleep(FAULT_SECONDS)  # the outage itself
-    private_redis.start()
+    own_redis.start()
     back = time.monotonic()
 
     wait_until(lambda: fresh_campaign(campaign.id).status == "finished", 30, 0.2, "the campaign to finish")
@@ -124,19 +99,19 @@ def database_behind_proxy(app_env):
     if not url.drivername.startswith("postgresql"):
         pytest.skip("the database cut needs a PostgreSQL server (SQLite has no connection to cut)")
     proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432).start()
-    app_env.update(FAST)
     yield proxy, url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
     proxy.stop()
 
 
+@with_env(**FAST)
 def test_database_cut_for_5_seconds_mid_campaign_every_process_lives_and_the_campaign_finishes(
-    database_behind_proxy, app, smtp, owner, engine_processes
+    engine_env, database_behind_proxy, app, smtp, owner, engine_processes
 ):
     proxy, proxied_url = database_behind_proxy
     smtp.delay_per_message(0.02)
     workers = [engine_processes.worker(DATABASE_URL=proxied_url), engine_processes.worker(DATABASE_URL=proxied_url)]
     scheduler = engine_processes.scheduler(recovery_interval=1.0, DATABASE_URL=proxied_url)
-    campaign = start_campaign(owner, RECIPIENTS)
+    campaign = create_started_campaign(owner, RECIPIENTS)
     smtp.wait_for(30, timeout=30)
 
     proxy.cut()
@@ -157,20 +132,14 @@ def test_database_cut_for_5_seconds_mid_campaign_every_process_lives_and_the_cam
     assert any(outage_records(worker, "Database").get("horse") == (1, 1) for worker in workers)
 
 
-@pytest.fixture
-def fast_env(app_env):
-    """Short slices and batches for this test's app and processes (list it before `app`)."""
-    app_env.update(FAST)
-    return app_env
-
-
-def test_every_process_sigkilled_mid_campaign_resumes_within_10s_of_the_restart(fast_env, app, smtp, owner,
+@with_env(**FAST)
+def test_every_process_sigkilled_mid_campaign_resumes_within_10s_of_the_restart(engine_env, app, smtp, owner,
                                                                                 engine_processes):
-    assert "MAILER_STALE_CLAIM_SECONDS" not in fast_env  # the default (120 s) applies
+    assert "MAILER_STALE_CLAIM_SECONDS" not in engine_env  # the default (120 s) applies
     batch = int(FAST["MAILER_SEND_BATCH_SIZE"])
     smtp.delay_per_message(0.02)
     doomed = [engine_processes.worker(), engine_processes.worker(), engine_processes.scheduler(recovery_interval=60)]
-    campaign = start_campaign(owner, RECIPIENTS)
+    campaign = create_started_campaign(owner, RECIPIENTS)
     smtp.wait_for(30, timeout=30)
 
     for process in doomed:
