@@ -55,9 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         connection = redis.Redis.from_url(settings.redis_url, retry=Retry(NoBackoff(), 1))
         queues = [Queue(name, connection=connection) for name in QUEUE_NAMES]
         worker = SendWorker(queues, connection=connection, name=args.name)
-        db.engine.dispose()  # nothing pooled in the parent for the forked horses to inherit
         logger.bind(queues=list(QUEUE_NAMES), burst=args.burst, worker=worker.name).info("Worker starting")
-        recover_at_start()
+        recover_at_start()  # work left by processes that died is picked up now, not at a deadline
+        db.engine.dispose()  # nothing pooled in the parent for the forked horses to inherit
         run_worker_forever(worker, burst=args.burst)
         logger.bind(worker=worker.name).info("Worker stopped")
     return 0
