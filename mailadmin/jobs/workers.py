@@ -122,51 +122,63 @@ class SendWorker(HerokuWorker):
     # --- worker side ---------------------------------------------------------------------------
 
     def request_stop(self, signum, frame) -> None:
+        """RQ's SIGTERM/SIGINT handler, remembering that a stop was asked for."""
         self.stop_signalled = True
         super().request_stop(signum, frame)
 
     def register_birth(self) -> None:
+        """RQ's, waiting for Redis: a worker started during an outage registers when it returns."""
         self._wait_for_redis(super().register_birth)
 
     def register_death(self) -> None:
-        # The worker key expires by itself: an exit during an outage needs no Redis.
+        """RQ's; during an outage the worker key simply expires by itself."""
         self._skip_during_outage(super().register_death)
 
     def subscribe(self) -> None:
+        """RQ's command channel, subscribed once Redis answers."""
         self._wait_for_redis(super().subscribe)
 
     def unsubscribe(self) -> None:
+        """RQ's; nothing to undo on a Redis that is gone."""
         self._skip_during_outage(super().unsubscribe)
 
     def heartbeat(self, timeout=None, pipeline=None) -> None:
+        """RQ's heartbeat, skipped (and the outage recorded) while Redis is down."""
         if pipeline is not None:  # buffered: the pipeline's execute() is where Redis is reached
             return super().heartbeat(timeout, pipeline=pipeline)
         self._skip_during_outage(lambda: super(SendWorker, self).heartbeat(timeout))
 
     def maintain_heartbeats(self, job: Job, execution) -> None:
+        """The horse monitor's heartbeats, skipped while Redis is down: the horse keeps working."""
         self._skip_during_outage(lambda: super(SendWorker, self).maintain_heartbeats(job, execution))
 
     def set_state(self, state: str, pipeline=None) -> None:
+        """RQ's; the state is kept locally and written again at the next chance."""
         if pipeline is not None:
             return super().set_state(state, pipeline=pipeline)
         self._state = state
         self._skip_during_outage(lambda: super(SendWorker, self).set_state(state))
 
     def set_shutdown_requested_date(self) -> None:
+        """RQ's (SIGTERM path); a shutdown during an outage still proceeds."""
         self._skip_during_outage(super().set_shutdown_requested_date)
 
     def run_maintenance_tasks(self) -> None:
+        """RQ's registry cleaning, skipped while Redis is down (it runs again later)."""
         self._skip_during_outage(super().run_maintenance_tasks)
 
     def check_for_suspension(self, burst: bool) -> None:
+        """RQ's `rq suspend` check, waiting for Redis."""
         self._wait_for_redis(lambda: super(SendWorker, self).check_for_suspension(burst))
 
     def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
+        """RQ's dequeue, entered once Redis answers."""
         # Wait (with our backoff and one outage record) before RQ's own retry loop sees the outage.
         self._wait_for_redis(self.connection.ping)
         return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
 
     def prepare_execution(self, job: Job):
+        """RQ's execution record, written once Redis answers (before the horse is forked)."""
         return self._wait_for_redis(lambda: super(SendWorker, self).prepare_execution(job))
 
     def monitor_work_horse(self, job: Job, queue: Queue, execution) -> None:
@@ -191,6 +203,7 @@ class SendWorker(HerokuWorker):
                                     execution=execution)
 
     def handle_job_failure(self, job: Job, queue: Queue, *args, **kwargs) -> None:
+        """RQ's failure bookkeeping (worker or horse), written once Redis answers."""
         self._wait_for_redis(lambda: super(SendWorker, self).handle_job_failure(job, queue, *args, **kwargs))
 
     # --- horse side ------------------------------------------------------------------------------
@@ -209,14 +222,17 @@ class SendWorker(HerokuWorker):
         super().main_work_horse(job, queue)
 
     def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
+        """In the horse: RQ's start-of-job bookkeeping, written once Redis answers."""
         self._wait_for_redis(
             lambda: super(SendWorker, self).prepare_job_execution(job, remove_from_intermediate_queue)
         )
 
     def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
+        """In the horse: RQ's end-of-job heartbeat, written once Redis answers."""
         self._wait_for_redis(lambda: super(SendWorker, self).handle_execution_ended(job, queue, heartbeat_ttl))
 
     def handle_job_success(self, job: Job, queue: Queue, started_job_registry, execution) -> None:
+        """In the horse: RQ's success bookkeeping, written once Redis answers (the job finishes)."""
         self._wait_for_redis(
             lambda: super(SendWorker, self).handle_job_success(job, queue, started_job_registry, execution)
         )
