@@ -79,8 +79,15 @@ def test_a_flask_command_given_a_bad_option_is_one_json_record(json_env):
     assert [record["exit_code"] for record in records if record["level"] == "ERROR"] == [2]
 
 
-@pytest.mark.parametrize("command", [["worker.py", "--burst"], ["-m", "flask", "--app", "wsgi", "routes"]],
-                         ids=["worker", "flask"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["worker.py", "--burst"],
+        ["-m", "flask", "--app", "wsgi", "routes"],
+        ["-m", "gunicorn", "wsgi:app", "--preload", "--bind", "127.0.0.1:0"],
+    ],
+    ids=["worker", "flask", "gunicorn"],
+)
 def test_a_process_refused_by_its_configuration_says_why_in_one_json_record(json_env, command):
     json_env["MAILER_SEND_BATCH_SIZE"] = "lots"
     code, records = run([sys.executable, *command], json_env)
