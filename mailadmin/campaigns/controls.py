@@ -22,7 +22,8 @@ from mailadmin.campaigns.views import bp
 from mailadmin.extensions import get_redis, get_settings
 from mailadmin.limits.rate_limiter import rate_limit_usage
 from mailadmin.models import Campaign
-from mailadmin.models.campaign import CANCELLED, DRAFT, FINAL_STATUSES, PAUSED, QUEUED, REASON_CIRCUIT_BREAKER
+from mailadmin.models.campaign import CANCELLED, DRAFT, FINAL_STATUSES, PAUSED, QUEUED
+from mailadmin.models.reasons import Reason
 from mailadmin.services import campaigns as campaign_service
 
 
@@ -77,7 +78,7 @@ def resume(campaign: Campaign):
         flash(refusal, "error")
         return back_to(campaign)
     was_paused = campaign.status == PAUSED
-    breaker = campaign.queue is not None and campaign.queue.defer_reason == REASON_CIRCUIT_BREAKER
+    breaker = campaign.queue is not None and campaign.queue.defer_reason == Reason.CIRCUIT_BREAKER
     errors_before = campaign.queue.consecutive_transient_errors if campaign.queue else 0
     try:
         campaign_service.resume_campaign(campaign, current_user)
@@ -140,3 +141,15 @@ def cancel_own(campaign_id: int):
     """The owner (or an admin) cancels the campaign, after a confirmation page."""
     campaign = get_campaign_for(current_user, campaign_id)
     return cancel(campaign, url_for("campaigns.cancel_own", campaign_id=campaign.id))
+
+
+@bp.route("/campaigns/<int:campaign_id>/resume-missed-schedule", methods=["POST"])
+@login_required
+def resume_missed_schedule(campaign_id: int):
+    """The owner (or an admin) sends a campaign whose scheduled start was missed, now: the campaign's
+    ordinary Resume, kept under this address for the forms that name it."""
+    campaign = get_campaign_for(current_user, campaign_id)
+    if not (campaign.status == PAUSED and campaign.queue and campaign.queue.defer_reason == Reason.MISSED_SCHEDULE):
+        flash("Only a campaign paused because its scheduled start was missed can be resumed here.", "error")
+        return redirect(url_for("campaigns.show", campaign_id=campaign.id), 303)
+    return resume(campaign)

@@ -3,7 +3,8 @@
 Starts what is missing (a real redis-server when REDIS_URL is unset, a capture SMTP
 server writing .eml files to instance/outbox when SMTP_URL is unset), migrates the
 SQLite database, creates demo users once, then runs web + worker + scheduler from
-Procfile.dev under honcho. Ctrl-C stops everything this command started.
+Procfile.dev under a small supervisor (`devtools.supervisor`) that restarts any process that
+exits, with backoff. Ctrl-C stops everything this command started.
 
 The demo credentials scroll away under the processes' logs, so they are saved in
 `instance/demo-credentials.txt` (`DEMO_CREDENTIALS_FILE` elsewhere) and printed again in a
@@ -13,7 +14,6 @@ box once /healthz answers.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -22,6 +22,7 @@ import urllib.request
 from pathlib import Path
 
 from mailadmin.devtools.redis_server import EmbeddedRedis, free_port
+from mailadmin.devtools.supervisor import Supervisor, read_procfile
 from mailadmin.settings import PROJECT_ROOT
 
 
@@ -92,14 +93,7 @@ def main() -> int:
         url = f"http://127.0.0.1:{env['PORT']}/"
         print(f"* Open {url}  (Ctrl-C stops everything)", flush=True)
         threading.Thread(target=announce_when_ready, args=(url, credentials), daemon=True).start()
-        honcho = subprocess.Popen(
-            [sys.executable, "-m", "honcho", "-f", "Procfile.dev", "start"], cwd=PROJECT_ROOT, env=env
-        )
-        try:
-            return honcho.wait()
-        except KeyboardInterrupt:
-            honcho.send_signal(signal.SIGINT)
-            return honcho.wait()
+        return Supervisor(read_procfile(PROJECT_ROOT / "Procfile.dev"), env, PROJECT_ROOT).run()
     finally:
         for service in reversed(started):
             service.stop()
