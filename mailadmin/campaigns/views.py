@@ -31,7 +31,7 @@ from mailadmin.campaigns.forms import CampaignForm, ImportForm, StartForm, TestE
 from mailadmin.extensions import get_redis, get_settings
 from mailadmin.limits.rate_limiter import rate_limit_usage
 from mailadmin.limits.throttle import UNAVAILABLE_MESSAGE
-from mailadmin.mail.templates import CampaignTemplates, TemplateProblem, sample_fields
+from mailadmin.mail.templates import CampaignTemplates, TemplateBudgetExceeded, TemplateProblem, sample_fields
 from mailadmin.models import Campaign
 from mailadmin.models.campaign import (
     CAMPAIGN_STATUSES,
@@ -168,8 +168,8 @@ def preview(campaign_id: int):
     rendered, problem = None, None
     try:
         rendered = CampaignTemplates(campaign.subject, campaign.body_text, campaign.body_html).render(fields)
-    except TemplateProblem as exc:
-        problem = str(exc)
+    except (TemplateProblem, TemplateBudgetExceeded) as exc:
+        problem = f"The templates failed to render: {exc}" if isinstance(exc, TemplateBudgetExceeded) else str(exc)
     except Exception as exc:  # a manager's template failing at render time is shown, not a 500
         problem = f"The templates failed to render: {type(exc).__name__}: {exc}"
     return render_template(
