@@ -8,7 +8,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
 from mailadmin.models.user import ROLE_ADMIN, ROLE_MANAGER
-from mailadmin.services.users import MIN_PASSWORD_LENGTH
+from mailadmin.services.passwords import MIN_PASSWORD_LENGTH
 
 ROLE_CHOICES = [SelectChoice(ROLE_MANAGER, "Manager"), SelectChoice(ROLE_ADMIN, "Admin")]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, make_response, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import or_, select
 from wtforms.fields.choices import SelectChoice
@@ -363,3 +363,27 @@ def disable_user(user_id: int):
 def enable_user(user_id: int):
     """Let a disabled user log in again."""
     return _set_active(user_id, True)
+
+
+@bp.route("/users/<int:user_id>/end-sessions", methods=["POST"])
+@admin_required
+def end_user_sessions(user_id: int):
+    """Log a user out everywhere: every session and remember cookie ends at once."""
+    user = _user_or_404(user_id)
+    user_service.end_sessions(user, actor=current_user)
+    flash(f"Every session of {user.email} has ended; they must log in again.", "success")
+    return redirect(url_for("admin.users"), code=303)
+
+
+@bp.route("/users/<int:user_id>/reset-password", methods=["POST"])
+@admin_required
+def reset_user_password(user_id: int):
+    """Give a user a temporary password, shown once here; they must change it at their next login."""
+    user = _user_or_404(user_id)
+    if user.id == current_user.id:
+        flash("Change your own password on your password page.", "info")
+        return redirect(url_for("auth.change_password"), code=303)
+    password = user_service.reset_password(user, actor=current_user)
+    response = make_response(render_template("admin/user_password_reset.html", user=user, password=password))
+    response.headers["Cache-Control"] = "no-store"  # the temporary password must not linger in a cache
+    return response
