@@ -223,6 +223,7 @@ def resume_all_sending():
 # --- audit log -------------------------------------------------------------------------------
 
 SYSTEM_ACTOR = "system"
+AUDIT_FILTERS = ("actor", "action", "campaign", "date_from", "date_to")
 
 
 @bp.route("/audit")
@@ -267,7 +268,9 @@ def audit():
         if campaign_ids
         else {}
     )
-    filters = {key: value for key, value in request.args.items() if key != "page" and value}
+    # Only the form's own fields go back into the pager's links: anything else a visitor adds to the
+    # query string (`?endpoint=x`, `?_method=POST`) would be handed to url_for.
+    filters = {key: request.args[key] for key in AUDIT_FILTERS if request.args.get(key)}
     return render_template(
         "admin/audit.html",
         form=form,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, PasswordField
-from wtforms.validators import DataRequired, EqualTo, Length
+from wtforms.validators import DataRequired, EqualTo, InputRequired, Length
 
 from mailadmin.services.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 
@@ -21,12 +21,13 @@ class ChangePasswordForm(FlaskForm):
     current_password = PasswordField(
         "Current password", validators=[DataRequired(), Length(max=MAX_PASSWORD_LENGTH)]
     )
+    # InputRequired, not DataRequired: twelve spaces must reach the policy and get its own reason.
     new_password = PasswordField(
         "New password",
-        validators=[DataRequired(), Length(max=MAX_PASSWORD_LENGTH)],
+        validators=[InputRequired(), Length(max=MAX_PASSWORD_LENGTH)],
         description=f"At least {MIN_PASSWORD_LENGTH} characters, and not a common password.",
     )
     confirm = PasswordField(
         "New password again",
-        validators=[DataRequired(), EqualTo("new_password", message="The two new passwords differ.")],
+        validators=[InputRequired(), EqualTo("new_password", message="The two new passwords differ.")],
     )

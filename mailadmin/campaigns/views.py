@@ -52,14 +52,16 @@ from mailadmin.services.test_email import TestEmailError, send_test_email
 
 bp = Blueprint("campaigns", __name__)
 
-# Cells a spreadsheet would read as a formula (OWASP "CSV injection"); tab and CR too.
+# Cells a spreadsheet would read as a formula (OWASP "CSV injection"); tab and CR too. Every cell of an
+# export is also quoted (csv.QUOTE_ALL): a spreadsheet that splits on ";" (many locales) or tab never
+# cuts "x;=1+1" into a second cell that starts with "=".
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 INVALID_ROWS_SHOWN = 200
 
 
 def csv_safe(value: object) -> object:
     """A CSV cell that a spreadsheet shows as text: formula-like strings get a leading apostrophe."""
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+    if isinstance(value, str) and (value.startswith(FORMULA_PREFIXES) or value.lstrip().startswith(FORMULA_PREFIXES)):
         return "'" + value
     return value
 
@@ -431,7 +433,7 @@ def export(campaign_id: int):
 
     def generate() -> Iterator[str]:
         buffer = io.StringIO()
-        writer = csv.writer(buffer)
+        writer = csv.writer(buffer, quoting=csv.QUOTE_ALL)
         writer.writerow(queries.EXPORT_COLUMNS)
         for number, row in enumerate(queries.export_rows(campaign), start=1):
             sent_at = row[-1].isoformat() if row[-1] else ""
