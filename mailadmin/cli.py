@@ -78,11 +78,14 @@ def enable_user_command(email: str) -> None:
 
 @users_cli.command("set-password")
 @click.argument("email")
-@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True, help="Prompted when omitted.")
-def set_password_command(email: str, password: str) -> None:
+@click.option("--password", help="Prompted (twice, hidden) when omitted: keep passwords out of shell history.")
+def set_password_command(email: str, password: str | None) -> None:
     """Set a user's password (same policy as the password page) and end their sessions."""
     try:
-        user = user_service.set_password(user_service.find_user(email), password)
+        user = user_service.find_user(email)
+        if password is None:
+            password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+        user_service.set_password(user, password)
     except user_service.UserError as exc:
         _fail(str(exc))
     click.echo(f"Password of {user.email} changed; their sessions have ended")
