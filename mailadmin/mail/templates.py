@@ -262,27 +262,17 @@ def _constant_range_length(expr: nodes.Expr) -> int | None:
 
 def _nested_loop_problems(field: str, node: nodes.Node, outer: int = 1) -> list[TemplateProblem]:
     """Loops nested over large constant ranges, found without running them (`outer`: runs of the enclosing loops)."""
-    problems: list[TemplateProblem] = []
-    for child in node.iter_child_nodes():
-        if not isinstance(child, nodes.For):
-            problems.extend(_nested_loop_problems(field, child, outer))
-            continue
-        runs = outer * (_constant_range_length(child.iter) or 1)
-        if runs > budget.MAX_OPERATIONS:
-            problems.append(TemplateProblem(
-                field,
-                f"{BUDGET_MESSAGE}: nested loops would run {runs:,} times "
-                f"(at most {budget.MAX_OPERATIONS:,} steps per message)",
-                child.lineno,
-            ))
-            continue
-        for inner in child.body:
-            problems.extend(_nested_loop_problems(field, inner, runs) if not isinstance(inner, nodes.For)
-                            else _nested_loop_problems(field, nodes.Scope([inner]), runs))
-        for part in (child.iter, child.test, *child.else_):
-            if part is not None:
-                problems.extend(_nested_loop_problems(field, part, outer))
-    return problems
+    if not isinstance(node, nodes.For):
+        return [p for child in node.iter_child_nodes() for p in _nested_loop_problems(field, child, outer)]
+    runs = outer * (_constant_range_length(node.iter) or 1)
+    if runs > budget.MAX_OPERATIONS:
+        message = (f"{BUDGET_MESSAGE}: nested loops would run {runs:,} times "
+                   f"(at most {budget.MAX_OPERATIONS:,} steps per message)")
+        return [TemplateProblem(field, message, node.lineno)]
+    inside = [p for child in node.body for p in _nested_loop_problems(field, child, runs)]
+    beside = [p for child in (node.iter, node.test, *node.else_) if child is not None
+              for p in _nested_loop_problems(field, child, outer)]
+    return inside + beside
 
 
 def _parse_for_render(field: str, source: str) -> nodes.Template:
