@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -257,8 +257,3 @@ def load_settings(environ: Mapping[str, str] | None = None, *, instance_dir: Pat
             raise SettingsError("MAILER_LOG_HASH_SALT: production refuses the default salt; set a random value")
     values["secret_key"] = secret or instance_secret_key(instance_dir)
     return Settings(**values)
-
-
-def setting_names() -> list[str]:
-    """Attribute names of `Settings`, for docs and tests."""
-    return [f.name for f in fields(Settings)]

@@ -11,13 +11,12 @@ import pytest
 from itsdangerous.timed import TimestampSigner
 
 from mailadmin.extensions import db
-from mailadmin.mail.message import make_unsubscribe_token
+from mailadmin.mail.unsubscribe import make_unsubscribe_token
 from mailadmin.models import Recipient
 from mailadmin.services.audit import record_audit
 from mailadmin.services.drafts import create_campaign
-from tests.support.dashboard import flashes, make_draft, numbered_addresses, reload, submit
-
-pytest_plugins = ["tests.support.dashboard_fixtures"]
+from tests.factories import make_draft, numbered_addresses, reload
+from tests.support.web import flashes, submit
 
 HUGE_CELL = "x" * 200_000
 

@@ -11,20 +11,22 @@ from email.parser import BytesParser
 
 import pytest
 
+from bench.message_build import bench_build
 from mailadmin.mail.message import (
-    LEGACY_UNSUBSCRIBE_TOKENS_UNTIL,
     LIST_UNSUBSCRIBE_POST,
-    BadUnsubscribeToken,
-    ExpiredUnsubscribeToken,
     HeaderInjectionError,
     InvalidAddressError,
     MessageBuilder,
-    bench_build,
     check_header_value,
+)
+from mailadmin.mail.templates import CampaignTemplates, recipient_fields
+from mailadmin.mail.unsubscribe import (
+    LEGACY_UNSUBSCRIBE_TOKENS_UNTIL,
+    BadUnsubscribeToken,
+    ExpiredUnsubscribeToken,
     make_unsubscribe_token,
     read_unsubscribe_token,
 )
-from mailadmin.mail.templates import CampaignTemplates, recipient_fields
 
 SECRET = "test-secret"
 TEXT = "Hello {{ name }},\n\nYour order at {{ company }} is ready.\n.\nFrom here on: naïve café ☕ =3D\n"

@@ -11,18 +11,17 @@ from flask.testing import FlaskClient
 
 from mailadmin.extensions import db
 from mailadmin.models import User
-from tests.conftest import PASSWORD, AuthActions
-from tests.support.dashboard import ADMIN, MANAGER, SeparateContextClient, flashes, logged_in_client, submit
+from tests.factories import ADMIN_EMAIL as ADMIN
+from tests.factories import MANAGER_EMAIL as MANAGER
+from tests.factories import PASSWORD
 from tests.support.forms import csrf_token_from
-
-pytest_plugins = ["tests.support.dashboard_fixtures"]
+from tests.support.web import AuthActions, flashes, logged_in_client, new_client, submit
 
 NEW_PASSWORD = "a brand new passphrase"
 
 
 def fresh_client(app) -> FlaskClient:
-    app.test_client_class = SeparateContextClient
-    return app.test_client()
+    return new_client(app)
 
 
 def copy_cookie(app, source: FlaskClient, name: str = "session") -> FlaskClient:

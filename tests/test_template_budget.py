@@ -9,9 +9,8 @@ import pytest
 
 from mailadmin.mail.budget import MAX_OUTPUT_CHARS
 from mailadmin.mail.templates import CampaignTemplates, TemplateBudgetExceeded, validate_campaign_templates
-from tests.support.dashboard import flashes, make_draft, reload, submit
-
-pytest_plugins = ["tests.support.dashboard_fixtures"]
+from tests.factories import make_draft, reload
+from tests.support.web import flashes, submit
 
 NESTED_LOOPS = (
     "{% for a in range(100000) %}{% for b in range(100000) %}{% for c in range(100000) %}x"

@@ -14,13 +14,12 @@ import redis
 from mailadmin import create_app
 from mailadmin.extensions import db
 from mailadmin.limits.throttle import LOGIN_THROTTLED_MESSAGE, login_account_ip_key, login_ip_key
-from mailadmin.mail.message import make_unsubscribe_token
+from mailadmin.mail.unsubscribe import make_unsubscribe_token
 from mailadmin.models import Recipient
-from tests.conftest import PASSWORD
-from tests.support.dashboard import MANAGER, SeparateContextClient, make_draft
+from tests.factories import MANAGER_EMAIL as MANAGER
+from tests.factories import PASSWORD, make_draft
 from tests.support.forms import csrf_token_from
-
-pytest_plugins = ["tests.support.dashboard_fixtures"]
+from tests.support.web import IsolatedClient
 
 
 def every_get_url(campaign_id: int, recipient_id: int, token: str) -> list[str]:
@@ -87,7 +86,7 @@ def test_production_adds_hsts(app_env, _schema):
 
 def proxied_app(app_env, _schema, hops: int):
     application = create_app({**app_env, "TRUSTED_PROXIES": str(hops), "TESTING": True, "SETUP_LOGGING": False})
-    application.test_client_class = SeparateContextClient
+    application.test_client_class = IsolatedClient
     return application
 
 
@@ -150,7 +149,7 @@ def test_login_takes_as_long_for_an_unknown_account_as_for_a_wrong_password(app,
 
 
 def test_the_owner_logs_in_while_an_attacker_hammers_from_another_address(app, manager):
-    app.test_client_class = SeparateContextClient
+    app.test_client_class = IsolatedClient
     attacker, owner = app.test_client(), app.test_client()
     refused = [failed_login(attacker, "203.0.113.66").status_code for _ in range(30)]
     assert refused[:10] == [401] * 10 and set(refused[10:]) == {429}
@@ -166,7 +165,7 @@ def test_the_owner_logs_in_while_an_attacker_hammers_from_another_address(app, m
 def test_the_per_account_bar_stops_a_spread_out_attack(app, app_env, _schema, manager):
     app_env["MAILER_THROTTLE_LOGIN_PER_ACCOUNT"] = "15"
     application = create_app({**app_env, "TESTING": True, "SETUP_LOGGING": False})
-    application.test_client_class = SeparateContextClient
+    application.test_client_class = IsolatedClient
     with application.app_context():
         client = application.test_client()
         statuses = [failed_login(client, f"203.0.113.{n}").status_code for n in range(20)]

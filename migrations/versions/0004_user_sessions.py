@@ -5,7 +5,7 @@ password change, an admin's "end sessions", disable/enable) ends them all at onc
 get 1 (their sessions, which carry no version, end once: everybody logs in again).
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-12-02 01:30:00
 
 """
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0004'
-down_revision = '0002'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 
