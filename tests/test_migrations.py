@@ -65,8 +65,17 @@ def test_consecutive_transient_errors_arrives_in_its_own_migration_with_zero_for
         assert conn.execute(sa.text("SELECT consecutive_transient_errors FROM campaign_queue")).scalar_one() == 0
 
 
+def _revision_before(revision: str) -> str:
+    """The revision a migration follows (its down_revision), as the migrations directory says."""
+    from alembic.script import ScriptDirectory
+    from flask import current_app
+
+    config = current_app.extensions["migrate"].migrate.get_config()
+    return ScriptDirectory.from_config(config).get_revision(revision).down_revision
+
+
 def test_recipient_positions_are_filled_in_id_order_per_campaign_by_migration_0006(empty_database):
-    upgrade(revision="0002")
+    upgrade(revision=_revision_before("0006"))  # wherever the chain puts it
     with db.engine.begin() as conn:
         conn.execute(sa.text("INSERT INTO users (id, email, password_hash, role, active, created_at) "
                              "VALUES (1, 'a@example.com', 'x', 'admin', true, CURRENT_TIMESTAMP)"))
