@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from playwright.sync_api import expect
 from sqlalchemy import select
 
 from mailadmin.extensions import db, get_redis
@@ -67,12 +68,9 @@ def test_the_recipients_table_turns_to_sent_without_a_reload(app, manager, smtp,
     statuses = page.locator("table.recipients tbody td[data-label='Status']")
     assert statuses.count() == 6 and "Waiting" in statuses.all_inner_texts()
     engine_processes.worker()
-    page.wait_for_function(
-        "[...document.querySelectorAll(\"table.recipients tbody td[data-label='Status']\")]"
-        ".every(td => td.textContent.trim() === 'Sent')",
-        timeout=60_000,
-    )
-    page.wait_for_function("document.querySelector('.page-head .status').textContent.trim() === 'Finished'")
+    # Locator assertions, not wait_for_function: the page's CSP (no 'unsafe-eval') refuses string predicates.
+    expect(statuses).to_have_text(["Sent"] * 6, timeout=60_000)
+    expect(page.locator(".page-head .status")).to_have_text("Finished", timeout=30_000)
     assert page.evaluate("window.__sameDocument === true"), "the page was reloaded"
     assert page.locator("table.recipients tbody td[data-label='Sent'] time").count() == 6
     assert page.locator('[data-bind="counts.sent"]').inner_text() == "6"
