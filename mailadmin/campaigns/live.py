@@ -44,6 +44,11 @@ class PageState:
     last_errors: list[tuple[Any, str]]
     sending_off: bool
 
+    def filters(self) -> dict[str, Any]:
+        """The recipients table's own query parameters (status, search, page), for links back to it."""
+        page = self.recipients.page if self.recipients.page > 1 else None
+        return {"status": self.status_filter, "q": self.search or None, "page": page}
+
     def context(self) -> dict[str, Any]:
         """What the page's templates (and the live partials) render from."""
         campaign = self.campaign
@@ -58,6 +63,10 @@ class PageState:
             "status_labels": display.recipient_status_labels_for(campaign),
             "finished_label": display.finished_label(campaign),
             "here": url_for("campaigns.show", campaign_id=campaign.id),
+            # Only the page's own filters travel on (to progress.json, back after a removal), never a
+            # visitor's stray query parameters.
+            "progress_url": url_for("campaigns.progress", campaign_id=campaign.id, **self.filters()),
+            "page_url": url_for("campaigns.show", campaign_id=campaign.id, **self.filters()),
             "live": campaign.status != DRAFT and campaign.status not in FINAL_STATUSES,
         }
 
