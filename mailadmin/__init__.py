@@ -51,6 +51,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from mailadmin.health import init_app as init_health
     from mailadmin.jobs.cli import init_app as init_jobs_cli
     from mailadmin.unsubscribe import init_app as init_unsubscribe
+    from mailadmin.webhooks import init_app as init_webhooks
 
     init_auth(app)
     init_errors(app)
@@ -60,6 +61,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     init_cli(app)
     init_unsubscribe(app)
     init_jobs_cli(app)
+    init_webhooks(app)
     return app
 
 

@@ -171,6 +171,20 @@ def email_hash(email: object, salt: str) -> str:
     return hmac.new(salt.encode("utf-8"), normalised.encode("utf-8"), hashlib.sha256).hexdigest()[:16]
 
 
+ERASED_PREFIX = "erased:"
+
+
+def erasure_hash(email: object, salt: str) -> str:
+    """The full salted HMAC-SHA256 of an address (64 hex): what stays of an erased person."""
+    normalised = (email if isinstance(email, str) else "").strip().lower()
+    return hmac.new(salt.encode("utf-8"), normalised.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def erasure_marker(email: object, salt: str) -> str:
+    """What replaces an erased address in every stored copy: `erased:<salted hash>` (no `@`)."""
+    return ERASED_PREFIX + erasure_hash(email, salt)
+
+
 def is_email(value: object) -> bool:
     """True when `value` is exactly one address (surrounding whitespace allowed)."""
     return _split(value) is not None

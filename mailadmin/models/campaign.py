@@ -36,6 +36,7 @@ REASON_TRANSIENT_ERROR = "transient_error"
 REASON_CIRCUIT_BREAKER = "circuit_breaker"
 REASON_ADMIN_PAUSE = "admin_pause"
 REASON_GLOBAL_PAUSE = "global_pause"
+REASON_BOUNCE_RATE = "bounce_rate"
 DEFER_REASONS = (
     REASON_SCHEDULED,
     REASON_RATE_LIMIT,
@@ -43,6 +44,7 @@ DEFER_REASONS = (
     REASON_CIRCUIT_BREAKER,
     REASON_ADMIN_PAUSE,
     REASON_GLOBAL_PAUSE,
+    REASON_BOUNCE_RATE,
 )
 REASON_LABELS = {
     REASON_SCHEDULED: "Scheduled start",
@@ -51,6 +53,7 @@ REASON_LABELS = {
     REASON_CIRCUIT_BREAKER: "Paused by the circuit breaker after repeated SMTP errors",
     REASON_ADMIN_PAUSE: "Paused by an admin",
     REASON_GLOBAL_PAUSE: "All sending is switched off",
+    REASON_BOUNCE_RATE: "Paused: too many hard bounces and complaints",
 }
 
 # Recipient states (SPEC "Recipients").
@@ -60,7 +63,10 @@ R_SENT = "sent"
 R_FAILED = "failed"
 R_SKIPPED = "skipped"
 R_UNKNOWN = "unknown"  # claimed by a job that died: the SMTP outcome cannot be known
-RECIPIENT_STATUSES = (R_PENDING, R_SENDING, R_SENT, R_FAILED, R_SKIPPED, R_UNKNOWN)
+# A `sent` recipient whose provider reported a hard bounce / a spam complaint later (SPEC "Bounces").
+R_BOUNCED = "bounced"
+R_COMPLAINED = "complained"
+RECIPIENT_STATUSES = (R_PENDING, R_SENDING, R_SENT, R_FAILED, R_SKIPPED, R_UNKNOWN, R_BOUNCED, R_COMPLAINED)
 
 
 class Campaign(db.Model):
@@ -80,6 +86,9 @@ class Campaign(db.Model):
     failed_count: Mapped[int] = mapped_column(Integer, default=0)
     skipped_count: Mapped[int] = mapped_column(Integer, default=0)
     unknown_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Reported after sending (webhooks, bounce mailbox); these stay counted in sent_count too.
+    bounced_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    complained_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -125,6 +134,8 @@ class Recipient(db.Model):
     claimed_by: Mapped[str | None] = mapped_column(String(64))
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Soft bounces (mailbox full, greylisting...) reported for this recipient after sending.
+    soft_bounce_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     def merge_fields(self) -> dict:

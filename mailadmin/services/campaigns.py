@@ -41,6 +41,7 @@ from mailadmin.models.campaign import (
     R_SKIPPED,
     R_UNKNOWN,
     REASON_ADMIN_PAUSE,
+    REASON_BOUNCE_RATE,
     REASON_CIRCUIT_BREAKER,
     REASON_GLOBAL_PAUSE,
     REASON_RATE_LIMIT,
@@ -672,6 +673,35 @@ def trip_circuit_breaker(campaign_id: int, consecutive_errors: int, *, now: date
         consecutive_errors=consecutive_errors,
         threshold=settings.circuit_breaker_threshold,
     ).error("Circuit breaker tripped")
+    return True
+
+
+def pause_for_bounce_rate(
+    campaign_id: int, *, sent: int, bounced: int, complained: int, threshold_percent: int
+) -> bool:
+    """Pause an active campaign (`bounce_rate`) until an admin resumes it; audit with no actor (commits).
+
+    The send loop sees `paused` before its next message, exactly as after an admin pause.
+    """
+    now = utcnow()
+    from_status = _current_status(campaign_id)
+    if not _set_status(campaign_id, ACTIVE_STATUSES, PAUSED):
+        db.session.commit()
+        return False
+    queue_id = db.session.execute(
+        update(_queues)
+        .where(_queues.c.campaign_id == campaign_id)
+        .values(defer_reason=REASON_BOUNCE_RATE, deferred_until=None, scheduled_job_id=None, updated_at=now)
+        .returning(_queues.c.id)
+    ).scalar_one_or_none()
+    details = {"sent": sent, "bounced": bounced, "complained": complained, "threshold_percent": threshold_percent}
+    record_audit(None, "bounce_rate_paused", campaign_id=campaign_id, from_status=from_status, to_status=PAUSED,
+                 details=details)
+    db.session.commit()
+    safe_cancel_continuation(campaign_id)
+    logger.bind(campaign_id=campaign_id, queue_id=queue_id, defer_reason=REASON_BOUNCE_RATE, **details).error(
+        "Campaign paused: bounce rate too high"
+    )
     return True
 
 
