@@ -21,10 +21,13 @@ from mailadmin.extensions import SEND_QUEUE, get_redis
 @click.option("--burst", is_flag=True, help="Dispatch what is due and sweep once, then exit.")
 def scheduler_command(interval: float, recovery_interval: float, burst: bool) -> None:
     """Run rq-scheduler against REDIS_URL: dispatch deferred continuations, sweep for stalled campaigns."""
+    from mailadmin.extensions import get_settings
     from mailadmin.jobs import set_job_app
-    from mailadmin.jobs.scheduling import ContinuationScheduler
+    from mailadmin.jobs.scheduling import ContinuationScheduler, schedule_bounce_mailbox
 
     set_job_app(current_app._get_current_object())
+    if schedule_bounce_mailbox(get_settings()):
+        logger.bind(interval=get_settings().bounce_poll_seconds).info("Bounce mailbox job scheduled")
     scheduler = ContinuationScheduler(
         queue_name=SEND_QUEUE, connection=get_redis(), interval=interval, recovery_interval=recovery_interval
     )

@@ -33,7 +33,7 @@ from rq_scheduler import Scheduler
 from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from mailadmin.extensions import SEND_QUEUE, db, get_redis, get_settings
+from mailadmin.extensions import DEFAULT_QUEUE, SEND_QUEUE, db, get_redis, get_settings
 from mailadmin.models import Campaign, CampaignQueue, Recipient
 from mailadmin.models.campaign import (
     CANCELLED,
@@ -50,6 +50,9 @@ from mailadmin.models.types import utcnow
 from mailadmin.settings import Settings
 
 SEND_SLICE_FUNC = "mailadmin.jobs.send.send_campaign_slice"
+# The periodic bounce-mailbox job: one stable id, so restarting the scheduler never adds a second one.
+BOUNCE_MAILBOX_FUNC = "mailadmin.jobs.bounce_mailbox.poll_bounce_mailbox"
+BOUNCE_MAILBOX_JOB_ID = "bounce-mailbox-poll"
 RECOVERY_FUNC = "mailadmin.jobs.scheduling.run_recovery_job"
 CONTINUATION_PREFIX = "campaign-"
 CONTINUATION_SUFFIX = "-continuation"
@@ -167,6 +170,30 @@ def scheduled_continuation_at(campaign_id: int, *, connection: Redis | None = No
     connection = connection or get_redis()
     score = connection.zscore(Scheduler.scheduled_jobs_key, continuation_job_id(campaign_id))
     return None if score is None else datetime.fromtimestamp(score, tz=UTC)
+
+
+def schedule_bounce_mailbox(settings: Settings, *, connection: Redis | None = None) -> str | None:
+    """(Re)declare the periodic bounce-mailbox job under its stable id; None (and removed) when not configured.
+
+    Called at every scheduler start: the declaration is reconciled, never duplicated.
+    """
+    connection = connection or get_redis()
+    scheduler = Scheduler(queue_name=DEFAULT_QUEUE, connection=connection)
+    _discard_stable_job(connection, BOUNCE_MAILBOX_JOB_ID)
+    if not settings.bounce_imap_url:
+        return None
+    scheduler.schedule(
+        datetime.now(UTC),
+        BOUNCE_MAILBOX_FUNC,
+        interval=settings.bounce_poll_seconds,
+        repeat=None,
+        id=BOUNCE_MAILBOX_JOB_ID,
+        queue_name=DEFAULT_QUEUE,
+        timeout=max(60, settings.bounce_poll_seconds),
+        result_ttl=max(60, settings.bounce_poll_seconds * 2),
+        description="read the bounce mailbox",
+    )
+    return BOUNCE_MAILBOX_JOB_ID
 
 
 class ContinuationScheduler(Scheduler):

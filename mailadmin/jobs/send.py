@@ -43,6 +43,7 @@ from mailadmin.jobs import job_app_context
 from mailadmin.jobs.scheduling import enqueue_send_slice, new_slice_job_id
 from mailadmin.limits.rate_limiter import TokenReservation, reserve_send_token
 from mailadmin.logging import bind_context
+from mailadmin.mail.bounces import make_verp_address
 from mailadmin.mail.message import InvalidAddressError, MessageBuilder, make_unsubscribe_token
 from mailadmin.mail.templates import CampaignTemplates, recipient_fields
 from mailadmin.mail.transport import PermanentSendError, SendError, SmtpTransport
@@ -57,7 +58,7 @@ from mailadmin.models.campaign import (
     R_UNKNOWN,
     SENDING,
 )
-from mailadmin.models.suppression import REASON_HARD_BOUNCE
+from mailadmin.models.suppression import REASON_HARD_BOUNCE, SOURCE_SMTP
 from mailadmin.models.types import UTCDateTime, utcnow
 from mailadmin.pii import get_pii_log_fields
 from mailadmin.services import campaigns as campaign_service
@@ -374,7 +375,15 @@ class SendSlice:
         def unsubscribe_url_for(recipient_id: int) -> str:
             return f"{base}/u/{make_unsubscribe_token(secret, campaign_id, recipient_id)}"
 
-        return MessageBuilder(campaign_id, self.settings.mail_from, templates, unsubscribe_url_for)
+        envelope_from_for = None
+        if self.settings.bounce_address:
+            bounce_address = self.settings.bounce_address
+
+            def envelope_from_for(recipient_id: int) -> str:
+                return make_verp_address(secret, bounce_address, campaign_id, recipient_id)
+
+        return MessageBuilder(campaign_id, self.settings.mail_from, templates, unsubscribe_url_for,
+                              envelope_from_for=envelope_from_for)
 
     def _start_siblings(self) -> None:
         for _ in range(self.siblings):
@@ -435,7 +444,7 @@ class SendSlice:
 
         self.in_flight = claim
         try:
-            result = self.transport.send(builder.envelope_from, built.envelope_to, built.data)
+            result = self.transport.send(built.envelope_from, built.envelope_to, built.data)
         except PermanentSendError as exc:
             self.in_flight = None
             return self._failed(claim, R_FAILED, exc.smtp_code, exc.message, error_class="permanent",
@@ -527,7 +536,7 @@ class SendSlice:
                 {"b_ids": [claim.id for claim in self.uncommitted_released], "b_token": self.job_id, "b_now": now},
             ).rowcount
         for email in suppress_emails:
-            suppress(email, REASON_HARD_BOUNCE, self.campaign_id, commit=False)
+            suppress(email, REASON_HARD_BOUNCE, self.campaign_id, source=SOURCE_SMTP, commit=False)
         sent, failed = counts.get(R_SENT, 0), counts.get(R_FAILED, 0)
         skipped, unknown = counts.get(R_SKIPPED, 0), counts.get(R_UNKNOWN, 0)
         if sent or failed or skipped or unknown:

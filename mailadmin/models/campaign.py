@@ -119,6 +119,8 @@ class Recipient(db.Model):
         Index("ix_recipients_claim", "campaign_id", "status", "id"),
         # Sends-per-hour chart and "last errors" on the campaign page.
         Index("ix_recipients_campaign_sent_at", "campaign_id", "sent_at"),
+        # A bounce report that names only the address finds its latest recipient.
+        Index("ix_recipients_email", "email"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)

@@ -21,6 +21,7 @@ def upgrade():
         batch_op.add_column(sa.Column('complained_count', sa.Integer(), server_default='0', nullable=False))
     with op.batch_alter_table('recipients', schema=None) as batch_op:
         batch_op.add_column(sa.Column('soft_bounce_count', sa.Integer(), server_default='0', nullable=False))
+        batch_op.create_index('ix_recipients_email', ['email'], unique=False)
     with op.batch_alter_table('suppressions', schema=None) as batch_op:
         batch_op.add_column(sa.Column('source', sa.String(length=32), nullable=True))
         batch_op.add_column(sa.Column('note', sa.String(length=200), nullable=True))
@@ -58,6 +59,7 @@ def downgrade():
         batch_op.drop_column('note')
         batch_op.drop_column('source')
     with op.batch_alter_table('recipients', schema=None) as batch_op:
+        batch_op.drop_index('ix_recipients_email')
         batch_op.drop_column('soft_bounce_count')
     with op.batch_alter_table('campaigns', schema=None) as batch_op:
         batch_op.drop_column('complained_count')
