@@ -18,9 +18,12 @@ from mailadmin.mail.bounces import make_verp_address
 from mailadmin.mail.mailbox import PROCESSED_KEYWORD
 from mailadmin.models import BounceEvent, Campaign, Suppression
 from tests.support.bounces import recipient_of, sent_campaign
-from tests.support.imap import DovecotServer, dovecot  # noqa: F401  (the fixture)
+from tests.support import imap as imap_support
+from tests.support.imap import DovecotServer
 
 SAMPLES = Path(__file__).parent / "data" / "bounces"
+dovecot = imap_support.dovecot  # the fixture: a dovecot of each test's own
+
 BOUNCE_ADDRESS = "bounces@mailadmin.test"
 # sample -> (the address it reports, the state its recipient ends in)
 EXPECTED = {

@@ -8,10 +8,13 @@ erasure marker (`erased:<salted hash>`), and every check below matches that mark
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from email_validator import EmailNotValidError, validate_email
 from loguru import logger
 from sqlalchemy import func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -168,22 +171,6 @@ def _address_log_fields(address: str) -> dict:
     return {"email_masked": mask_email(address), "email_hash": erasure_hash(address, get_settings().log_hash_salt)[:16]}
 
 
-def add_suppressions(
-    emails: Iterable[str], reason: str, note: str, actor: User, *, source: str = "admin"
-) -> tuple[int, int]:
-    """An admin adds addresses (one or many) with a reason; (added, already there). Commits once."""
-    added = already = 0
-    for email in emails:
-        if suppress(email, reason, source=source, note=note[:200] or None, commit=False):
-            added += 1
-        else:
-            already += 1
-    record_audit(actor, "suppressions_added",
-                 details={"added": added, "already": already, "reason": reason, "source": source, "note": note[:200]})
-    db.session.commit()
-    return added, already
-
-
 def remove_suppression(suppression_id: int, why: str, actor: User) -> Suppression:
     """Remove one entry; the reason and the masked address go to the audit log. Commits."""
     why = why.strip()
@@ -200,3 +187,65 @@ def remove_suppression(suppression_id: int, why: str, actor: User) -> Suppressio
     db.session.commit()
     logger.bind(actor=actor.id, reason=row.reason).info("Suppression removed")
     return row
+
+
+# --- adding many, CSV import and export ----------------------------------------------------
+
+CSV_COLUMNS = ("email", "reason", "source", "note", "campaign_id", "created_at")
+
+
+@dataclass
+class AddressList:
+    """Addresses read from pasted lines or a CSV, with a row-numbered reason for each refused row."""
+
+    addresses: list[tuple[str, str]]  # (address, reason)
+    refused: list[str]
+
+
+def read_address_rows(text: str, default_reason: str) -> AddressList:
+    """`email[,reason,...]` per row; a header row is skipped; bad rows are refused with their number."""
+    result = AddressList([], [])
+    for number, row in enumerate(csv.reader(io.StringIO(text, newline="")), start=1):
+        cells = [cell.strip() for cell in row]
+        if not cells or not cells[0]:
+            continue
+        if number == 1 and "@" not in cells[0]:
+            continue  # a header row
+        reason = cells[1] if len(cells) > 1 and cells[1] in SUPPRESSION_REASONS else default_reason
+        try:
+            address = validate_email(cells[0], check_deliverability=False).normalized.lower()
+        except EmailNotValidError:
+            result.refused.append(f"Row {number}: not a valid address.")
+            continue
+        result.addresses.append((address, reason))
+    return result
+
+
+def add_address_rows(rows: AddressList, note: str, actor: User, *, source: str) -> tuple[int, int]:
+    """Suppress every address read by `read_address_rows` (each with its reason); commits once."""
+    added = already = 0
+    for address, reason in rows.addresses:
+        if suppress(address, reason, source=source, note=note[:200] or None, commit=False):
+            added += 1
+        else:
+            already += 1
+    record_audit(actor, "suppressions_imported" if source == "import" else "suppressions_added",
+                 details={"added": added, "already": already, "refused": len(rows.refused), "source": source,
+                          "note": note[:200]})
+    db.session.commit()
+    return added, already
+
+
+def csv_cell(value: object) -> object:
+    """A CSV cell a spreadsheet will not run as a formula."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def export_rows(search: SuppressionFilter) -> Iterable[list[object]]:
+    """The CSV export's header and rows (erased entries keep their marker)."""
+    yield list(CSV_COLUMNS)
+    for row in iter_suppressions(search):
+        yield [csv_cell(row.email), row.reason, row.source or "", csv_cell(row.note or ""), row.campaign_id or "",
+               row.created_at.isoformat()]

@@ -167,3 +167,20 @@ def postmark_bounce(address: str, kind: str = "HardBounce", record: str = "Bounc
             "Description": "The server was unable to deliver your message.", "Details": "smtp;550 5.1.1",
             "Email": address, "From": "news@mailadmin.test", "BouncedAt": sns_timestamp(), "Inactive": True,
             "CanActivate": True, "Subject": "News", "MessageStream": "outbound", "Metadata": {}}
+
+
+def tables_holding(address: str) -> list[str]:
+    """`table.column` of every text column (strings, JSON) of every table that holds `address` in clear."""
+    from sqlalchemy import JSON, String, Text, cast, func, select
+
+    found = []
+    needle = address.lower()
+    for table in db.metadata.sorted_tables:
+        for column in table.columns:
+            if not isinstance(column.type, (String, Text, JSON)):
+                continue
+            text = func.lower(cast(column, Text()))
+            hit = db.session.execute(select(func.count()).select_from(table).where(text.contains(needle, autoescape=True)))
+            if hit.scalar():
+                found.append(f"{table.name}.{column.name}")
+    return found
