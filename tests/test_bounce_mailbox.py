@@ -17,8 +17,8 @@ from mailadmin.jobs.scheduling import BOUNCE_MAILBOX_JOB_ID, ContinuationSchedul
 from mailadmin.mail.bounces import make_verp_address
 from mailadmin.mail.mailbox import PROCESSED_KEYWORD
 from mailadmin.models import BounceEvent, Campaign, Suppression
-from tests.support.bounces import recipient_of, sent_campaign
 from tests.support import imap as imap_support
+from tests.support.bounces import recipient_of, sent_campaign
 from tests.support.imap import DovecotServer
 
 SAMPLES = Path(__file__).parent / "data" / "bounces"
