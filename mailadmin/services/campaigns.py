@@ -700,7 +700,7 @@ def pause_for_bounce_rate(
     db.session.commit()
     safe_cancel_continuation(campaign_id)
     logger.bind(campaign_id=campaign_id, queue_id=queue_id, defer_reason=REASON_BOUNCE_RATE, **details).error(
-        "Campaign paused: bounce rate too high"
+        "Campaign paused (bounce rate too high)"
     )
     return True
 
