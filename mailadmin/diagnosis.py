@@ -54,6 +54,7 @@ from mailadmin.models.campaign import (
     DEFERRED,
     PAUSED,
     QUEUED,
+    REASON_BOUNCE_RATE,
     REASON_CIRCUIT_BREAKER,
     REASON_GLOBAL_PAUSE,
     SENDING,
@@ -129,6 +130,7 @@ A_SYMPTOM_STUCK = "campaign-stuck-in-sending"
 A_SYMPTOM_UNKNOWN = "recipients-in-unknown"
 A_SYMPTOM_BREAKER = "circuit_breaker-paused-after-repeated-smtp-errors"
 A_SYMPTOM_RATE_LIMIT = "rate_limit-hourly-quota-used-up"
+A_SYMPTOM_BOUNCE_RATE = "bounce_rate-paused-because-its-list-bounces"
 
 
 def heading_slug(heading: str) -> str:
@@ -656,6 +658,10 @@ def check_campaigns(ctx: _Context) -> CheckResult:
         return CheckResult("campaigns", "Campaigns by state", WARNING,
                            f"{summary}: paused by the circuit breaker, an admin must resume",
                            PlaybookRef(A_SYMPTOM_BREAKER), details)
+    if reasons.get(REASON_BOUNCE_RATE):
+        return CheckResult("campaigns", "Campaigns by state", WARNING,
+                           f"{summary}: paused for too many bounces and complaints, an admin must resume",
+                           PlaybookRef(A_SYMPTOM_BOUNCE_RATE), details)
     return CheckResult("campaigns", "Campaigns by state", OK, summary, PlaybookRef(A_CAMPAIGNS), details)
 
 
