@@ -31,7 +31,7 @@ from mailadmin.mail.templates import merge_field_name
 from mailadmin.models import Campaign, Recipient
 from mailadmin.models.campaign import DRAFT, R_PENDING, R_SKIPPED
 from mailadmin.models.types import utcnow
-from mailadmin.services.suppressions import suppressed_among
+from mailadmin.services.suppressions import erased_among, suppressed_among
 
 DELIMITERS = (",", ";", "\t")
 EMAIL_COLUMN_NAMES = ("email", "e_mail", "email_address", "e_mail_address", "mail", "address")
@@ -174,6 +174,19 @@ def parse_rows(text: str) -> tuple[list[tuple[int, list[str]]], list[str] | None
     return rows, header, delimiter
 
 
+def _keep_erased_people_erased(accepted: dict, suppressed: set[str], existing: set[str], summary) -> None:
+    """An erased person's address is stored as its erasure marker (skipped), never in clear again."""
+    for email, marker in erased_among([e for e in accepted if e in suppressed]).items():
+        data = accepted.pop(email)
+        suppressed.discard(email)
+        if marker in existing or marker in accepted:
+            summary.duplicates += 1
+            continue
+        data.update(name=None, fields=None)
+        accepted[marker] = data
+        suppressed.add(marker)
+
+
 def import_recipients(campaign: Campaign, source: str | bytes | IO[Any]) -> ImportSummary:
     """Validate, fold, check against the suppression list and bulk-insert; commits once."""
     if campaign.status != DRAFT:
@@ -216,6 +229,7 @@ def import_recipients(campaign: Campaign, source: str | bytes | IO[Any]) -> Impo
         accepted[email] = {"name": name, "fields": extra or None}
 
     suppressed = suppressed_among(list(accepted)) if accepted else set()
+    _keep_erased_people_erased(accepted, suppressed, existing, summary)
     now = utcnow()
     values = [
         {

@@ -16,7 +16,7 @@ from datetime import datetime
 
 from email_validator import EmailNotValidError, validate_email
 from loguru import logger
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -93,6 +93,13 @@ def _erased(address: str) -> bool:
     return db.session.scalar(select(Suppression.id).where(Suppression.email == marker).limit(1)) is not None
 
 
+def _any_erased() -> bool:
+    marker_prefix = erasure_marker("", "")[: len("erased:")]
+    return db.session.scalar(
+        select(Suppression.id).where(Suppression.email.startswith(marker_prefix, autoescape=True)).limit(1)
+    ) is not None
+
+
 def is_suppressed(email: str) -> bool:
     """Is this address on the suppression list (in clear, or by hash after an erasure)?"""
     address = normalise_suppressed_email(email)
@@ -103,15 +110,27 @@ def is_suppressed(email: str) -> bool:
 def suppressed_among(emails: Iterable[str]) -> set[str]:
     """The lower-cased addresses among `emails` that are on the suppression list (one query per 500)."""
     wanted = sorted({normalise_suppressed_email(email) for email in emails if email})
+    salt = get_settings().log_hash_salt
+    # Most lists never had a person erased: then no marker needs computing or looking up.
+    any_erased = _any_erased()
     found: set[str] = set()
     for start in range(0, len(wanted), _CHUNK):
         chunk = wanted[start : start + _CHUNK]
-        by_marker = {_marker(address): address for address in chunk}
-        stored = set(db.session.scalars(select(Suppression.email).where(
-            or_(Suppression.email.in_(chunk), Suppression.email.in_(list(by_marker)))
-        )))
+        by_marker = {erasure_marker(address, salt): address for address in chunk} if any_erased else {}
+        stored = set(db.session.scalars(select(Suppression.email).where(Suppression.email.in_(chunk + list(by_marker)))))
         found.update(address for address in chunk if address in stored)
         found.update(by_marker[marker] for marker in stored if marker in by_marker)
+    return found
+
+
+def erased_among(emails: Iterable[str]) -> dict[str, str]:
+    """{address: its erasure marker} for the addresses among `emails` whose person was erased."""
+    wanted = {_marker(normalise_suppressed_email(email)): normalise_suppressed_email(email) for email in emails if email}
+    markers = list(wanted)
+    found: dict[str, str] = {}
+    for start in range(0, len(markers), _CHUNK):
+        chunk = markers[start : start + _CHUNK]
+        found.update({wanted[m]: m for m in db.session.scalars(select(Suppression.email).where(Suppression.email.in_(chunk)))})
     return found
 
 
