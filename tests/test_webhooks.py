@@ -167,6 +167,7 @@ def test_forged_wrong_key_stale_and_unknown_topic_sns_messages_are_refused(clien
     "https://s3.amazonaws.com/sns.eu-west-1.amazonaws.com/cert.pem",
     "https://sns.eu-west-1.amazonaws.com\\@evil.example/cert.pem",
     "file:///etc/passwd",
+    "https://sns.eu-west-1.amazonaws.com/?Action=Unsubscribe&SubscriptionArn=x",  # not a certificate
 ])
 def test_a_signing_certificate_is_only_fetched_from_an_sns_host(client, campaign, sns_signer, url):
     message = sns_signer.sign({**ses_bounce_notification([ALICE], None), "SigningCertURL": url})

@@ -132,6 +132,8 @@ _certificates_lock = threading.Lock()
 def sns_public_key(url: str) -> rsa.RSAPublicKey:
     """The RSA key of the signing certificate at `url` (host-checked, downloaded once, cached)."""
     sns_region_of_host(url)
+    if not urlsplit(url).path.endswith(".pem") or urlsplit(url).query:
+        raise UntrustedCertificateUrl("the signing certificate URL is not a .pem file")
     with _certificates_lock:
         cached = _certificates.get(url)
     if cached is not None:
