@@ -273,3 +273,20 @@ def test_postmark_needs_its_secret_in_basic_auth_or_the_header(client, campaign)
     assert client.post("/webhooks/postmark", json=complaint,
                        headers={verify.POSTMARK_SECRET_HEADER: POSTMARK_SECRET}).status_code == 200
     assert recipient_of(campaign, BOB).status == "complained"
+
+
+def test_bounce_and_complaint_events_carry_their_fields_and_no_address(client, campaign, sns_signer, app):
+    from tests.support.log_capture import leaks
+
+    alice, bob = recipient_of(campaign, ALICE), recipient_of(campaign, BOB)
+    with capture_json_logs(app) as logs:
+        post_sns(client, sns_signer.sign(ses_bounce_notification([ALICE], alice.smtp_message_id)))
+        post_sns(client, sns_signer.sign(ses_complaint_notification(BOB, bob.smtp_message_id)))
+    expected = {"campaign_id", "recipient_id", "email_domain", "email_masked", "email_hash", "source", "bounce_type"}
+    (bounce,), (complaint,) = logs.events("Bounce recorded"), logs.events("Complaint recorded")
+    assert expected <= bounce.keys() and expected <= complaint.keys()
+    assert (bounce["campaign_id"], bounce["recipient_id"], bounce["source"], bounce["bounce_type"]) == (
+        campaign.id, alice.id, "ses", "hard")
+    assert (complaint["recipient_id"], complaint["bounce_type"], complaint["email_masked"]) == (
+        bob.id, "complaint", "bo***@example.org")
+    assert leaks(logs.parsed(), [ALICE, BOB]) == []
