@@ -22,7 +22,11 @@ from email.message import Message
 
 from flufl.bounce import all_failures
 
-from mailadmin.models.suppression import BOUNCE_COMPLAINT, BOUNCE_HARD, BOUNCE_SOFT
+# Kinds of bounce report (also `bounce_events.kind` and the log field `bounce_type`).
+BOUNCE_HARD = "hard"
+BOUNCE_SOFT = "soft"
+BOUNCE_COMPLAINT = "complaint"
+SOURCE_MAILBOX = "mailbox"
 
 _OUR_MESSAGE_ID = re.compile(r"<?campaign-(\d{1,18})\.recipient-(\d{1,18})\.[0-9a-f]{12}@[^\s<>\"]+?>?(?=[\s>\"\],;]|$)")
 _VERP_LOCAL = re.compile(r"\+(\d{1,18})-(\d{1,18})-([0-9a-f]{16})$")
@@ -129,16 +133,16 @@ def parse_returned_message(
     campaign_id, recipient_id = verp if verp else (None, None)
     complained = _feedback_report_address(message)
     if complained is not None:
-        return [BounceReport(complained, BOUNCE_COMPLAINT, "mailbox", event_id, message_id, campaign_id, recipient_id)]
+        return [BounceReport(complained, BOUNCE_COMPLAINT, SOURCE_MAILBOX, event_id, message_id, campaign_id, recipient_id)]
     temporary, permanent = all_failures(message)
     status = _DSN_STATUS.search(text)
     code = status.group(1) if status else None
     reports = [
-        BounceReport(_decode(address), BOUNCE_HARD, "mailbox", event_id, message_id, campaign_id, recipient_id, code)
+        BounceReport(_decode(address), BOUNCE_HARD, SOURCE_MAILBOX, event_id, message_id, campaign_id, recipient_id, code)
         for address in sorted(permanent)
     ]
     reports += [
-        BounceReport(_decode(address), BOUNCE_SOFT, "mailbox", event_id, message_id, campaign_id, recipient_id, code)
+        BounceReport(_decode(address), BOUNCE_SOFT, SOURCE_MAILBOX, event_id, message_id, campaign_id, recipient_id, code)
         for address in sorted(temporary - permanent)
     ]
     return reports

@@ -43,12 +43,6 @@ SUPPRESSION_SOURCES = (
     SOURCE_MAILGUN,
 )
 
-# Kinds of bounce report.
-BOUNCE_HARD = "hard"
-BOUNCE_SOFT = "soft"
-BOUNCE_COMPLAINT = "complaint"
-BOUNCE_KINDS = (BOUNCE_HARD, BOUNCE_SOFT, BOUNCE_COMPLAINT)
-
 
 class Suppression(db.Model):
     __tablename__ = "suppressions"

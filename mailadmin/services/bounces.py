@@ -26,13 +26,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from mailadmin.extensions import db, get_redis, get_settings
 from mailadmin.limits.replay import first_delivery, forget_delivery
-from mailadmin.mail.bounces import BounceReport, read_our_message_id
+from mailadmin.mail.bounces import BOUNCE_COMPLAINT, BOUNCE_HARD, BOUNCE_SOFT, BounceReport, read_our_message_id
 from mailadmin.models import BounceEvent, Campaign, Recipient
 from mailadmin.models.campaign import R_BOUNCED, R_COMPLAINED, R_SENT
 from mailadmin.models.suppression import (
-    BOUNCE_COMPLAINT,
-    BOUNCE_HARD,
-    BOUNCE_SOFT,
     REASON_COMPLAINT,
     REASON_HARD_BOUNCE,
     REASON_SOFT_BOUNCES,

@@ -17,11 +17,8 @@ from __future__ import annotations
 
 import json
 
-from mailadmin.mail.bounces import BounceReport
+from mailadmin.mail.bounces import BOUNCE_COMPLAINT, BOUNCE_HARD, BOUNCE_SOFT, BounceReport
 from mailadmin.models.suppression import (
-    BOUNCE_COMPLAINT,
-    BOUNCE_HARD,
-    BOUNCE_SOFT,
     SOURCE_MAILGUN,
     SOURCE_POSTMARK,
     SOURCE_SENDGRID,
