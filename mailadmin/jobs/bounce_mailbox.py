@@ -16,7 +16,7 @@ from loguru import logger
 
 from mailadmin.extensions import get_settings
 from mailadmin.jobs import job_app_context
-from mailadmin.mail.bounces import parse_returned_message
+from mailadmin.mail.bounces import BounceReport, parse_returned_message
 from mailadmin.mail.mailbox import BounceMailbox
 from mailadmin.services.bounces import record_bounce
 
@@ -29,6 +29,7 @@ class MailboxReport:
     reports: int = 0
     applied: int = 0
     not_bounces: int = 0
+    unreadable: int = 0
 
 
 def poll_bounce_mailbox() -> dict:
@@ -44,6 +45,18 @@ def _event_id(raw: bytes, message: email.message.Message) -> str:
     return f"msg-{digest[:40]}"
 
 
+def _reports_in(raw: bytes, settings, report: MailboxReport) -> list[BounceReport]:
+    """The bounce reports of one returned message; none (counted unreadable) when the parsers choke on it."""
+    message = email.message_from_bytes(raw, policy=email.policy.compat32)
+    try:
+        return parse_returned_message(message, _event_id(raw, message), secret=settings.secret_key,
+                                      bounce_address=settings.bounce_address)
+    except Exception as exc:  # noqa: BLE001 - heuristic parsers on hostile input: one bad message must not block the rest
+        report.unreadable += 1
+        logger.bind(error_type=type(exc).__name__).warning("Bounce message unreadable; flagged processed")
+        return []
+
+
 def read_bounce_mailbox() -> MailboxReport:
     """Apply every unprocessed message of the bounce mailbox (needs an app context)."""
     settings = get_settings()
@@ -53,9 +66,7 @@ def read_bounce_mailbox() -> MailboxReport:
     with BounceMailbox(settings.bounce_imap_url) as mailbox:
         for uid, raw in mailbox.messages():
             report.messages += 1
-            message = email.message_from_bytes(raw, policy=email.policy.compat32)
-            reports = parse_returned_message(message, _event_id(raw, message), secret=settings.secret_key,
-                                             bounce_address=settings.bounce_address)
+            reports = _reports_in(raw, settings, report)
             report.not_bounces += 0 if reports else 1
             report.reports += len(reports)
             report.applied += sum(1 for item in reports if record_bounce(item).applied)
