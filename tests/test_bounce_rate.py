@@ -95,3 +95,34 @@ def test_eleven_hard_bounces_of_200_sent_pause_the_campaign_until_an_admin_resum
     senders = {message.mail_from for message in smtp.messages}
     assert len(senders) == len(PENDING)
     assert all(sender.startswith("bounces+") and sender.endswith("@mailadmin.test") for sender in senders)
+
+
+def test_a_bounce_rate_pause_stops_a_running_slice_before_its_next_message(configured, make_user, smtp):
+    """The pause lands while a slice is sending: it stops between messages, as after an admin pause."""
+    import threading
+
+    from mailadmin.mail.bounces import BounceReport
+    from mailadmin.services.bounces import record_bounce
+    from tests.support.admin import wait_until
+
+    campaign = sent_campaign(make_user("owner@example.com"), SENT, pending=PENDING)
+    smtp.delay_per_message(0.2)
+    reports = []
+    app = configured
+
+    def send() -> None:
+        with app.app_context():
+            reports.append(run_send_slice(campaign.id))
+
+    worker = threading.Thread(target=send)
+    worker.start()
+    assert smtp.wait_for(2, timeout=20), "the slice did not start sending"
+    for number, address in enumerate(SENT[:11]):
+        record_bounce(BounceReport(address, "hard", "ses", f"mid-send-{number}"))
+    paused_at = len(smtp.messages)
+    worker.join(timeout=30)
+    assert not worker.is_alive()
+    wait_until(lambda: bool(reports), 5)
+    assert reports[0].outcome == "stopped:paused"
+    assert len(smtp.messages) <= paused_at + 1 < len(PENDING)  # at most the message in flight
+    assert fresh_campaign(campaign.id).queue.defer_reason == "bounce_rate"
