@@ -290,3 +290,16 @@ def test_bounce_and_complaint_events_carry_their_fields_and_no_address(client, c
     assert (complaint["recipient_id"], complaint["bounce_type"], complaint["email_masked"]) == (
         bob.id, "complaint", "bo***@example.org")
     assert leaks(logs.parsed(), [ALICE, BOB]) == []
+
+
+def test_an_unreachable_sns_certificate_is_answered_503_so_sns_retries(client, campaign, monkeypatch):
+    def unreachable(url: str) -> bytes:
+        raise OSError("network is unreachable")
+
+    verify.forget_sns_certificates()
+    monkeypatch.setattr(verify, "download_certificate", unreachable)
+    message = SnsSigner.generate().sign(ses_bounce_notification([ALICE], None))
+    before = state(campaign)
+    response = post_sns(client, message)
+    assert (response.status_code, response.json) == (503, {"error": "sns_unreachable"})
+    assert state(campaign) == before

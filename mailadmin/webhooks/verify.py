@@ -73,6 +73,12 @@ class UnknownTopic(WebhookRefused):
     status, reason = 403, "unknown_topic"
 
 
+class SnsUnreachable(WebhookRefused):
+    """The certificate or the SubscribeURL could not be fetched: answered 503 so that SNS retries."""
+
+    status, reason = 503, "sns_unreachable"
+
+
 def check_fresh(moment: float, max_age_seconds: int, now: float | None = None) -> None:
     """Refuse a request signed more than `max_age_seconds` away from now (either way)."""
     now = time.time() if now is None else now
@@ -139,7 +145,11 @@ def sns_public_key(url: str) -> rsa.RSAPublicKey:
     if cached is not None:
         return cached
     try:
-        certificate = x509.load_pem_x509_certificate(download_certificate(url))
+        pem = download_certificate(url)
+    except OSError:
+        raise SnsUnreachable("the signing certificate could not be downloaded") from None
+    try:
+        certificate = x509.load_pem_x509_certificate(pem)
     except ValueError:
         raise BadSignature("the signing certificate is not a PEM certificate") from None
     now = datetime.now(UTC)

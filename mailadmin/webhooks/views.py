@@ -74,7 +74,10 @@ def ses():
         verify.verify_sns_message(message, settings.webhook_sns_topic_arns, settings.webhook_max_age_seconds)
         if message["Type"] == "SubscriptionConfirmation":
             verify.sns_region_of_host(str(message.get("SubscribeURL", "")))
-            verify.confirm_sns_subscription(message["SubscribeURL"])
+            try:
+                verify.confirm_sns_subscription(message["SubscribeURL"])
+            except OSError:
+                raise verify.SnsUnreachable("the SubscribeURL could not be visited") from None
             logger.bind(provider="ses", topic=message["TopicArn"]).info("SNS subscription confirmed")
             return jsonify(confirmed=True)
         if message["Type"] == "UnsubscribeConfirmation":
