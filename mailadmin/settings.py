@@ -12,7 +12,7 @@ import binascii
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -289,8 +289,3 @@ def _bounce_settings(get: Callable[[str], str | None], app_env: str) -> dict:
     if (raw := get("MAILER_WEBHOOK_MAILGUN_SIGNING_KEY")) is not None:
         values["webhook_mailgun_signing_key"] = _shared_secret("MAILER_WEBHOOK_MAILGUN_SIGNING_KEY", raw)
     return values
-
-
-def setting_names() -> list[str]:
-    """Attribute names of `Settings`, for docs and tests."""
-    return [f.name for f in fields(Settings)]

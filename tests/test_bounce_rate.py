@@ -14,13 +14,10 @@ from mailadmin.jobs.send import run_send_slice
 from mailadmin.models import AuditEvent
 from mailadmin.services.bounces import bounce_rate_exceeded
 from mailadmin.webhooks import verify
-from tests.support import admin as admin_support
-from tests.support.admin import click, flashes, rq_logger_left_alone
-from tests.support.bounces import SNS_TOPIC, SnsSigner, recipient_of, sent_campaign, ses_bounce_notification
-from tests.support.workers import fresh_campaign, run_queued_jobs
-
-admin = admin_support.admin
-admin_client = admin_support.admin_client
+from tests.factories import fresh_campaign, recipient_of, sent_campaign
+from tests.support.bounces import SNS_TOPIC, SnsSigner, ses_bounce_notification
+from tests.support.jobs import preserved_rq_loggers, run_queued_jobs
+from tests.support.web import click, flashes
 
 SENT = [f"reader{i:03d}@example.com" for i in range(200)]
 PENDING = [f"later{i:02d}@example.net" for i in range(30)]
@@ -70,7 +67,7 @@ def test_eleven_hard_bounces_of_200_sent_pause_the_campaign_until_an_admin_resum
 
     # The send loop stops exactly as after an admin pause.
     report = run_send_slice(campaign.id)
-    assert report.outcome.startswith("skipped") and report.sent == 0
+    assert str(report.outcome).startswith("skipped") and report.sent == 0
     assert smtp.messages == []
     page = f"/campaigns/{campaign.id}"
     html = admin_client.get(page).get_data(as_text=True)
@@ -86,7 +83,7 @@ def test_eleven_hard_bounces_of_200_sent_pause_the_campaign_until_an_admin_resum
 
     html = click(admin_client, page, f"/admin/campaigns/{campaign.id}/resume", {"next": page}).get_data(as_text=True)
     assert any("resumed" in text for _, text in flashes(html))
-    with rq_logger_left_alone():
+    with preserved_rq_loggers():
         run_queued_jobs(app_env["REDIS_URL"])
     done = fresh_campaign(campaign.id)
     assert done.status == "finished" and done.sent_count == 230
@@ -103,7 +100,7 @@ def test_a_bounce_rate_pause_stops_a_running_slice_before_its_next_message(confi
 
     from mailadmin.mail.bounces import BounceReport
     from mailadmin.services.bounces import record_bounce
-    from tests.support.admin import wait_until
+    from tests.support.waiting import wait_until
 
     campaign = sent_campaign(make_user("owner@example.com"), SENT, pending=PENDING)
     smtp.delay_per_message(0.2)
@@ -123,6 +120,6 @@ def test_a_bounce_rate_pause_stops_a_running_slice_before_its_next_message(confi
     worker.join(timeout=30)
     assert not worker.is_alive()
     wait_until(lambda: bool(reports), 5)
-    assert reports[0].outcome == "stopped:paused"
+    assert str(reports[0].outcome) == "stopped:paused"
     assert len(smtp.messages) <= paused_at + 1 < len(PENDING)  # at most the message in flight
     assert fresh_campaign(campaign.id).queue.defer_reason == "bounce_rate"

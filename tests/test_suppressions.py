@@ -13,16 +13,11 @@ from mailadmin.models import AuditEvent, Suppression
 from mailadmin.services.bounces import record_bounce
 from mailadmin.services.recipients import import_recipients
 from mailadmin.services.suppressions import is_suppressed, suppress
-from tests.support import admin as admin_support
-from tests.support.admin import flashes
-from tests.support.bounces import recipient_of, sent_campaign, tables_holding
+from tests.factories import create_campaign, recipient_of, sent_campaign
+from tests.support.bounces import tables_holding
 from tests.support.forms import csrf_token_from
-from tests.support.workers import create_campaign
+from tests.support.web import flashes
 
-admin = admin_support.admin
-manager = admin_support.manager
-admin_client = admin_support.admin_client
-manager_client = admin_support.manager_client
 PAGE = "/admin/suppressions"
 
 

@@ -13,15 +13,14 @@ from sqlalchemy import func, select
 from mailadmin.extensions import db
 from mailadmin.models import BounceEvent, Campaign, Suppression
 from mailadmin.webhooks import verify
+from tests.factories import recipient_of, sent_campaign
 from tests.support.bounces import (
     SNS_REGION,
     SendGridSigner,
     SnsSigner,
     mailgun_payload,
     postmark_bounce,
-    recipient_of,
     sendgrid_event,
-    sent_campaign,
     ses_bounce_notification,
     ses_complaint_notification,
 )

@@ -27,148 +27,39 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from loguru import logger
 from redis import RedisError
 from rq import get_current_job
 from rq.exceptions import ShutDownImminentException
 from rq.timeouts import JobTimeoutException
-from sqlalchemy import String, bindparam, case, func, select, update
 from sqlalchemy.engine import Connection
 
 from mailadmin.extensions import db, get_redis, get_settings
 from mailadmin.jobs import job_app_context
-from mailadmin.jobs.scheduling import enqueue_send_slice, new_slice_job_id
+from mailadmin.jobs.dispatch import enqueue_send_slice, new_slice_job_id
 from mailadmin.limits.rate_limiter import TokenReservation, reserve_send_token
 from mailadmin.logging import bind_context
-from mailadmin.mail.bounces import make_verp_address
-from mailadmin.mail.message import InvalidAddressError, MessageBuilder, make_unsubscribe_token
+from mailadmin.mail.bounces import is_hard_bounce, verp_return_path_for
+from mailadmin.mail.message import InvalidAddressError, MessageBuilder
 from mailadmin.mail.templates import CampaignTemplates, recipient_fields
-from mailadmin.mail.transport import PermanentSendError, SendError, SmtpTransport
-from mailadmin.models import APP_STATE_ID, AppState, Campaign, CampaignQueue, Recipient
-from mailadmin.models.campaign import (
-    QUEUED,
-    R_FAILED,
-    R_PENDING,
-    R_SENDING,
-    R_SENT,
-    R_SKIPPED,
-    R_UNKNOWN,
-    SENDING,
-)
-from mailadmin.models.suppression import REASON_HARD_BOUNCE, SOURCE_SMTP
-from mailadmin.models.types import UTCDateTime, utcnow
+from mailadmin.mail.transports import PermanentSendError, SendError, Transport, transport_from_url
+from mailadmin.mail.unsubscribe import unsubscribe_url_for
+from mailadmin.models import APP_STATE_ID
+from mailadmin.models.campaign import QUEUED, R_FAILED, R_PENDING, R_SENT, R_SKIPPED, R_UNKNOWN, SENDING
+from mailadmin.models.reasons import Reason
+from mailadmin.models.types import utcnow
 from mailadmin.pii import get_pii_log_fields
-from mailadmin.services import campaigns as campaign_service
-from mailadmin.services.suppressions import suppress, suppressed_among
+from mailadmin.services import delivery
+from mailadmin.services.delivery import Claim, ClaimedBatch, Outcome, RecordedBatch, SliceCampaign
 
 # When the rate limiter refuses without saying when a token frees (should not happen).
 RATE_LIMIT_FALLBACK_DELAY = timedelta(seconds=60)
-# 5xx replies that say "this mailbox does not exist": the address goes on the suppression list.
-HARD_BOUNCE_CODES = frozenset({550, 551, 553})
-HARD_BOUNCE_HINTS = (
-    "5.1.0",
-    "5.1.1",
-    "5.1.2",
-    "5.1.3",
-    "5.1.6",
-    "user unknown",
-    "unknown user",
-    "no such user",
-    "unknown recipient",
-    "mailbox unavailable",
-    "mailbox not found",
-    "does not exist",
-    "invalid recipient",
-    "recipient address rejected",
-)
 # Exceptions RQ raises inside the job to stop it: record what we know, then let them propagate.
 JOB_STOPPING = (ShutDownImminentException, JobTimeoutException)
-
-_recipients = Recipient.__table__
-_campaigns = Campaign.__table__
-_queues = CampaignQueue.__table__
-_app_state = AppState.__table__
-
-# The claim. A MATERIALIZED CTE runs exactly once: as `id IN (SELECT ... LIMIT n FOR UPDATE SKIP
-# LOCKED)` PostgreSQL may plan a semi-join that re-runs the subquery per row and claims far more
-# than n. SQLite ignores FOR UPDATE: its writers are serialized anyway.
-_CLAIM_CANDIDATES = (
-    select(_recipients.c.id)
-    .where(_recipients.c.campaign_id == bindparam("b_campaign"), _recipients.c.status == R_PENDING)
-    .order_by(_recipients.c.id)
-    .limit(bindparam("b_limit"))
-    .with_for_update(skip_locked=True)
-    .cte("claim_batch")
-    .prefix_with("MATERIALIZED")
-)
-_CLAIM_BATCH = (
-    update(_recipients)
-    .where(_recipients.c.id == _CLAIM_CANDIDATES.c.id, _recipients.c.status == R_PENDING)
-    .values(
-        status=R_SENDING,
-        claimed_by=bindparam("b_token"),
-        claimed_at=bindparam("b_now", type_=UTCDateTime()),
-        updated_at=bindparam("b_now", type_=UTCDateTime()),
-    )
-    .returning(_recipients.c.id, _recipients.c.email, _recipients.c.name, _recipients.c.fields)
-)
-
-# Statements of the batch write, built once (SQLAlchemy then only looks them up in its cache).
-_RECORD_OUTCOME = (
-    update(_recipients)
-    .where(
-        _recipients.c.id == bindparam("b_id"),
-        _recipients.c.claimed_by == bindparam("b_token"),
-        _recipients.c.status == R_SENDING,
-    )
-    .values(
-        status=bindparam("b_status"),
-        attempts=_recipients.c.attempts + bindparam("b_inc"),
-        smtp_code=bindparam("b_code"),
-        smtp_message_id=bindparam("b_mid"),
-        last_error=bindparam("b_err"),
-        sent_at=bindparam("b_sent_at", type_=UTCDateTime()),
-        claimed_by=bindparam("b_claimed_by"),
-        updated_at=bindparam("b_now", type_=UTCDateTime()),
-    )
-)
-# A transient failure: back to pending for a later retry, the attempt counted, the claim dropped.
-_RELEASE_AFTER_ATTEMPT = _RECORD_OUTCOME.values(claimed_at=None)
-_RELEASE_UNTRIED = (
-    update(_recipients)
-    .where(
-        _recipients.c.id.in_(bindparam("b_ids", expanding=True)),
-        _recipients.c.claimed_by == bindparam("b_token"),
-        _recipients.c.status == R_SENDING,
-    )
-    .values(status=R_PENDING, claimed_by=None, claimed_at=None, updated_at=bindparam("b_now", type_=UTCDateTime()))
-)
-_ADD_TO_COUNTERS = (
-    update(_campaigns)
-    .where(_campaigns.c.id == bindparam("b_campaign"))
-    .values(
-        sent_count=_campaigns.c.sent_count + bindparam("b_sent"),
-        failed_count=_campaigns.c.failed_count + bindparam("b_failed"),
-        skipped_count=_campaigns.c.skipped_count + bindparam("b_skipped"),
-        unknown_count=_campaigns.c.unknown_count + bindparam("b_unknown"),
-        updated_at=bindparam("b_now", type_=UTCDateTime()),
-    )
-)
-_QUEUE_HEARTBEAT = (
-    update(_queues)
-    .where(_queues.c.campaign_id == bindparam("b_campaign"))
-    .values(
-        heartbeat_at=bindparam("b_now", type_=UTCDateTime()),
-        # A success resets the circuit breaker's count.
-        consecutive_transient_errors=case(
-            (bindparam("b_sent") > 0, 0), else_=_queues.c.consecutive_transient_errors
-        ),
-        current_job_id=func.coalesce(bindparam("b_next_job", type_=String()), _queues.c.current_job_id),
-    )
-)
 
 _stop_requested = threading.Event()
 
@@ -184,58 +75,29 @@ def request_slice_stop() -> None:
     _stop_requested.set()
 
 
-def slice_stop_requested() -> bool:
-    """Has this process been asked to stop sending?"""
-    return _stop_requested.is_set()
+class SliceEnd(StrEnum):
+    """How a slice ended."""
+
+    STARTED = "started"  # still running (the report's initial value)
+    SKIPPED = "skipped"  # did not begin: `reason` says why (a campaign status, a Reason, `not_due`)
+    FINISHED = "finished"  # nothing left: the campaign is finished
+    DRAINED = "drained"  # nothing left to claim, live claims of other slices remain
+    HANDED_OVER = "handed_over"  # time budget used: a fresh slice continues
+    STOPPED = "stopped"  # SIGTERM (no reason), or the campaign left `sending` (reason: its status)
+    DEFERRED = "deferred"  # the campaign waits for `reason`
+    PAUSED = "paused"  # the campaign was paused for `reason` (the circuit breaker)
 
 
-def is_hard_bounce(smtp_code: int | None, text: str) -> bool:
-    """A permanent "no such mailbox" reply (550/551/553 with a user-unknown reason)."""
-    if smtp_code not in HARD_BOUNCE_CODES:
-        return False
-    lowered = text.lower()
-    return any(hint in lowered for hint in HARD_BOUNCE_HINTS)
+@dataclass(frozen=True, slots=True)
+class SliceOutcome:
+    """A slice's outcome: how it ended and, for some endings, why."""
 
+    end: SliceEnd
+    reason: str | None = None
 
-@dataclass(slots=True)
-class Claim:
-    """A recipient this slice has claimed (status `sending`)."""
-
-    id: int
-    email: str
-    name: str | None
-    fields: dict | None
-
-
-def claim_recipients(
-    campaign_id: int, claimed_by: str, limit: int, now: datetime, *, commit: bool = True
-) -> list[Claim]:
-    """Atomically mark up to `limit` pending recipients `sending` for `claimed_by`; sorted by id.
-
-    Concurrent callers never get the same recipient: PostgreSQL skips rows another claim has
-    locked (FOR UPDATE SKIP LOCKED), SQLite serializes the writers.
-    """
-    rows = db.session.execute(
-        _CLAIM_BATCH,
-        {"b_campaign": campaign_id, "b_limit": limit, "b_token": claimed_by, "b_now": now},
-    ).all()
-    if commit:
-        db.session.commit()
-    return sorted((Claim(row.id, row.email, row.name, row.fields) for row in rows), key=lambda claim: claim.id)
-
-
-@dataclass(slots=True)
-class Outcome:
-    """What happened to one claimed recipient, waiting to be recorded with its batch."""
-
-    claim: Claim
-    status: str  # sent | failed | skipped | unknown | pending (transient: retry later)
-    smtp_code: int | None = None
-    message_id: str | None = None
-    error: str | None = None
-    sent_at: datetime | None = None
-    attempted: bool = True
-    hard_bounce: bool = False
+    def __str__(self) -> str:
+        """The form logs and `rq info` show: `finished`, `deferred:rate_limit`, `stopped:paused`."""
+        return f"{self.end}:{self.reason}" if self.reason else str(self.end)
 
 
 @dataclass
@@ -244,7 +106,7 @@ class SliceReport:
 
     campaign_id: int
     job_id: str
-    outcome: str = "started"
+    outcome: SliceOutcome = field(default_factory=lambda: SliceOutcome(SliceEnd.STARTED))
     sent: int = 0
     failed: int = 0
     skipped: int = 0
@@ -253,6 +115,19 @@ class SliceReport:
     released: int = 0
     siblings: int = 0
 
+    def add(self, recorded: RecordedBatch) -> None:
+        """Count what one recorded batch changed."""
+        self.sent += recorded.sent
+        self.failed += recorded.failed
+        self.skipped += recorded.skipped
+        self.unknown += recorded.unknown
+        self.transient += recorded.transient
+        self.released += recorded.released
+
+    def as_record(self) -> dict:
+        """The report as plain values (the RQ job's result and the "Send slice ended" log fields)."""
+        return {**asdict(self), "outcome": str(self.outcome)}
+
 
 def send_campaign_slice(campaign_id: int) -> dict:
     """RQ job: send the next bounded slice of a campaign, then hand over to a fresh job."""
@@ -260,7 +135,7 @@ def send_campaign_slice(campaign_id: int) -> dict:
     with job_app_context():
         parallel = get_settings().send_parallel_slices
         report = run_send_slice(campaign_id, job_id=job.id if job else None, siblings=max(0, parallel - 1))
-    return asdict(report)
+    return report.as_record()
 
 
 def run_send_slice(
@@ -294,23 +169,22 @@ class SendSlice:
         self.redis = get_redis()
         self.report = SliceReport(campaign_id, self.job_id)
         self.queue_id: int | None = None
+        # Until `delivery.record_batch` has committed them, outcomes and untried claims stay here:
+        # a failed record loses nothing, the next attempt (or `_abandon`) writes them again.
         self.unclaimed: list[Claim] = []  # claimed, not tried yet
         self.outcomes: list[Outcome] = []  # tried, not recorded yet
-        self.uncommitted_outcomes: list[Outcome] = []  # written by _record, not committed yet
-        self.uncommitted_released: list[Claim] = []
-        self.uncommitted_counts: tuple[int, ...] = (0,) * 6
         self.in_flight: Claim | None = None
-        self.transport: SmtpTransport | None = None
+        self.transport: Transport | None = None
         self.probe: Connection | None = None
 
     # --- the slice ---------------------------------------------------------------------------
 
     def run(self) -> SliceReport:
         with bind_context(campaign_id=self.campaign_id, job_id=self.job_id):
-            start = campaign_service.begin_slice(self.campaign_id, self.job_id, self.clock())
+            start = delivery.begin_slice(self.campaign_id, self.job_id, self.clock())
             if not start.proceed:
-                self.report.outcome = f"skipped:{start.reason}"
-                logger.bind(reason=start.reason).debug("Send slice skipped")
+                self.report.outcome = SliceOutcome(SliceEnd.SKIPPED, str(start.reason))
+                logger.bind(reason=str(start.reason)).debug("Send slice skipped")
                 return self.report
             self.queue_id = start.campaign.queue_id
             if start.started_campaign and self.siblings:
@@ -322,22 +196,25 @@ class SendSlice:
                 raise
             finally:
                 self._close()
-            logger.bind(**asdict(self.report)).info("Send slice ended")
+            logger.bind(**self.report.as_record()).info("Send slice ended")
         return self.report
 
-    def _loop(self, campaign: campaign_service.SliceCampaign) -> None:
-        builder = self._builder(campaign)
-        self.transport = SmtpTransport.from_url(self.settings.smtp_url, timeout=self.settings.smtp_timeout_seconds)
+    def _open(self, campaign: SliceCampaign) -> MessageBuilder:
+        """The slice's message builder, SMTP transport and state probe."""
+        self.transport = transport_from_url(self.settings.smtp_url, timeout=self.settings.smtp_timeout_seconds)
         self.probe = db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         driver = self.probe.connection.driver_connection
         self.probe_cursor = driver.cursor()
         placeholder = "?" if self.probe.dialect.paramstyle == "qmark" else "%s"
         self.probe_sql = PROBE_SQL.format(placeholder=placeholder, app_state_id=APP_STATE_ID)
+        return self._builder(campaign)
+
+    def _loop(self, campaign: SliceCampaign) -> None:
+        builder = self._open(campaign)
         deadline = time.monotonic() + self.settings.send_slice_seconds
-        if not self._claim_batch():
-            db.session.commit()
+        batch = delivery.claim_batch(self.campaign_id, self.job_id, self.settings.send_batch_size, self.clock())
+        if not self._take(batch):
             return self._drained()
-        db.session.commit()
         while True:
             while self.unclaimed:
                 if self._time_to_hand_over(deadline):
@@ -350,40 +227,25 @@ class SendSlice:
                 reservation = self._reserve_token()
                 if not reservation.allowed:
                     return self._defer_for_rate_limit(reservation)
-                claim = self.unclaimed.pop(0)
-                outcome = self._send(builder, claim, reservation)
+                outcome = self._send(builder, self.unclaimed.pop(0), reservation)
                 self.outcomes.append(outcome)
                 if outcome.status in (R_PENDING, R_UNKNOWN) and outcome.attempted:
                     return self._transient_error(outcome)
             if self._time_to_hand_over(deadline):
                 return self._hand_over()
             # The batch's outcomes and the next claim share one transaction: one commit per batch.
-            self._record()
-            more = self._claim_batch()
-            self._commit()
-            if not more:
+            if not self._take(self._record(claim_next=True)):
                 return self._drained()
 
     def _time_to_hand_over(self, deadline: float) -> bool:
         return _stop_requested.is_set() or time.monotonic() >= deadline
 
-    def _builder(self, campaign: campaign_service.SliceCampaign) -> MessageBuilder:
+    def _builder(self, campaign: SliceCampaign) -> MessageBuilder:
         templates = CampaignTemplates(campaign.subject, campaign.body_text, campaign.body_html)
-        secret, base = self.settings.secret_key, self.settings.public_url
-        campaign_id = campaign.id
-
-        def unsubscribe_url_for(recipient_id: int) -> str:
-            return f"{base}/u/{make_unsubscribe_token(secret, campaign_id, recipient_id)}"
-
-        envelope_from_for = None
-        if self.settings.bounce_address:
-            bounce_address = self.settings.bounce_address
-
-            def envelope_from_for(recipient_id: int) -> str:
-                return make_verp_address(secret, bounce_address, campaign_id, recipient_id)
-
-        return MessageBuilder(campaign_id, self.settings.mail_from, templates, unsubscribe_url_for,
-                              envelope_from_for=envelope_from_for)
+        return MessageBuilder(
+            campaign.id, self.settings.mail_from, templates, unsubscribe_url_for(self.settings, campaign.id),
+            envelope_from_for=verp_return_path_for(self.settings, campaign.id),
+        )
 
     def _start_siblings(self) -> None:
         for _ in range(self.siblings):
@@ -396,26 +258,18 @@ class SendSlice:
 
     # --- claims --------------------------------------------------------------------------
 
-    def _claim_batch(self) -> bool:
-        """Claim the next batch (the caller commits); suppressed addresses are set aside as skipped."""
-        claims = claim_recipients(
-            self.campaign_id, self.job_id, self.settings.send_batch_size, self.clock(), commit=False
-        )
-        if not claims:
-            return False
-        suppressed = suppressed_among(claim.email for claim in claims)
-        for claim in claims:
-            if claim.email.strip().lower() in suppressed:
-                self.outcomes.append(Outcome(claim, R_SKIPPED, error="suppressed", attempted=False))
-            else:
-                self.unclaimed.append(claim)
-        return True
+    def _take(self, batch: ClaimedBatch) -> bool:
+        """Work on a claimed batch: suppressed addresses become skipped outcomes; False when it is empty."""
+        for claim in batch.suppressed:
+            self.outcomes.append(Outcome(claim, R_SKIPPED, error="suppressed", attempted=False))
+        self.unclaimed.extend(batch.to_send)
+        return bool(batch)
 
     def _probe_state(self) -> tuple[str | None, bool]:
         """The campaign's status and the global switch: the one query per message.
 
         Runs on an AUTOCOMMIT connection (so it sees other commits at once, also on SQLite) and
-        straight on the driver: it is the hottest statement of the product.
+        straight on the driver: it is the hottest statement of the product. It only reads.
         """
         row = self.probe_cursor.execute(self.probe_sql, (self.campaign_id,)).fetchone()
         if row is None:
@@ -493,88 +347,30 @@ class SendSlice:
 
     # --- recording -----------------------------------------------------------------------
 
-    def _record(self, *, next_job_id: str | None = None) -> None:
-        """Write the outcomes so far and release the untried claims, in the session (see `_commit`).
-
-        Every UPDATE is guarded by `status = 'sending' AND claimed_by = this job`, and the
-        counters grow by the rows actually changed, so writing the same outcomes twice (after a
-        rolled-back commit) changes nothing.
-        """
-        self.uncommitted_outcomes += self.outcomes
-        self.uncommitted_released += self.unclaimed
-        self.outcomes, self.unclaimed = [], []
-        now = self.clock()
-        groups: dict[str, list[dict]] = {}
-        suppress_emails: list[str] = []
-        for outcome in self.uncommitted_outcomes:
-            terminal = outcome.status != R_PENDING
-            groups.setdefault(outcome.status, []).append(
-                {
-                    "b_id": outcome.claim.id,
-                    "b_token": self.job_id,
-                    "b_status": outcome.status,
-                    "b_inc": 1 if outcome.attempted else 0,
-                    "b_code": outcome.smtp_code,
-                    "b_mid": outcome.message_id,
-                    "b_err": outcome.error,
-                    "b_sent_at": outcome.sent_at,
-                    "b_claimed_by": self.job_id if terminal else None,
-                    "b_now": now,
-                }
-            )
-            if outcome.hard_bounce:
-                suppress_emails.append(outcome.claim.email)
-        counts = {
-            status: db.session.execute(_RELEASE_AFTER_ATTEMPT if status == R_PENDING else _RECORD_OUTCOME, rows).rowcount
-            or 0
-            for status, rows in groups.items()
-        }
-        released = 0
-        if self.uncommitted_released:
-            released = db.session.execute(
-                _RELEASE_UNTRIED,
-                {"b_ids": [claim.id for claim in self.uncommitted_released], "b_token": self.job_id, "b_now": now},
-            ).rowcount
-        for email in suppress_emails:
-            suppress(email, REASON_HARD_BOUNCE, self.campaign_id, source=SOURCE_SMTP, commit=False)
-        sent, failed = counts.get(R_SENT, 0), counts.get(R_FAILED, 0)
-        skipped, unknown = counts.get(R_SKIPPED, 0), counts.get(R_UNKNOWN, 0)
-        if sent or failed or skipped or unknown:
-            db.session.execute(
-                _ADD_TO_COUNTERS,
-                {"b_campaign": self.campaign_id, "b_sent": sent, "b_failed": failed, "b_skipped": skipped,
-                 "b_unknown": unknown, "b_now": now},
-            )
-        db.session.execute(
-            _QUEUE_HEARTBEAT,
-            {"b_campaign": self.campaign_id, "b_now": now, "b_sent": sent, "b_next_job": next_job_id},
+    def _record(self, *, next_job_id: str | None = None, claim_next: bool = False) -> ClaimedBatch:
+        """Have `delivery.record_batch` record the outcomes so far and release the untried claims
+        (one commit); only then are they dropped here and counted in the report. Returns the next
+        batch when `claim_next`."""
+        recorded = delivery.record_batch(
+            self.campaign_id,
+            self.job_id,
+            self.outcomes,
+            self.unclaimed,
+            self.clock(),
+            next_job_id=next_job_id,
+            claim_next=self.settings.send_batch_size if claim_next else 0,
         )
-        self.uncommitted_counts = (sent, failed, skipped, unknown, counts.get(R_PENDING, 0), released)
-
-    def _commit(self) -> None:
-        """Commit the session; what `_record` wrote now counts in the report."""
-        db.session.commit()
-        sent, failed, skipped, unknown, transient, released = self.uncommitted_counts
-        self.report.sent += sent
-        self.report.failed += failed
-        self.report.skipped += skipped
-        self.report.unknown += unknown
-        self.report.transient += transient
-        self.report.released += released
-        self.uncommitted_counts = (0,) * 6
-        self.uncommitted_outcomes, self.uncommitted_released = [], []
-
-    def _record_and_commit(self, *, next_job_id: str | None = None) -> None:
-        self._record(next_job_id=next_job_id)
-        self._commit()
+        self.outcomes, self.unclaimed = [], []
+        self.report.add(recorded)
+        return recorded.next_batch
 
     # --- ways a slice ends ---------------------------------------------------------------
 
     def _hand_over(self) -> None:
         """Time budget used (or SIGTERM): record, release, and enqueue the continuation."""
         next_job_id = new_slice_job_id(self.campaign_id)
-        self._record_and_commit(next_job_id=next_job_id)
-        self.report.outcome = "stopped" if _stop_requested.is_set() else "handed_over"
+        self._record(next_job_id=next_job_id)
+        self.report.outcome = SliceOutcome(SliceEnd.STOPPED if _stop_requested.is_set() else SliceEnd.HANDED_OVER)
         self._enqueue_continuation(next_job_id)
 
     def _enqueue_continuation(self, job_id: str) -> None:
@@ -589,65 +385,55 @@ class SendSlice:
 
     def _drained(self) -> None:
         """Nothing left to claim: stale claims become unknown, and the campaign finishes if nothing is left."""
-        self._record_and_commit()
+        self._record()
         now = self.clock()
-        from mailadmin.jobs.scheduling import mark_stale_claims_unknown
-
-        mark_stale_claims_unknown(self.campaign_id, now - timedelta(seconds=self.settings.stale_claim_seconds), now=now)
-        finished = campaign_service.finish_campaign_if_done(self.campaign_id, now=now)
-        self.report.outcome = "finished" if finished else "drained"
+        cutoff = now - timedelta(seconds=self.settings.stale_claim_seconds)
+        delivery.mark_stale_claims_unknown(self.campaign_id, cutoff, now=now)
+        finished = delivery.finish_campaign_if_done(self.campaign_id, now=now)
+        self.report.outcome = SliceOutcome(SliceEnd.FINISHED if finished else SliceEnd.DRAINED)
 
     def _stop(self, status: str | None) -> None:
         """Paused, cancelled or deferred elsewhere: record, release, no continuation."""
-        self._record_and_commit()
-        self.report.outcome = f"stopped:{status}"
+        self._record()
+        self.report.outcome = SliceOutcome(SliceEnd.STOPPED, status)
         logger.bind(campaign_status=status).info("Send slice stopped: campaign no longer sending")
 
     def _stop_for_global_pause(self) -> None:
-        self._record_and_commit()
-        if campaign_service.defer_for_global_pause(self.campaign_id, self.clock()):
-            self.report.outcome = "deferred:global_pause"
-        else:
-            self.report.outcome = "stopped:global_pause"
+        self._record()
+        deferred = delivery.defer_for_global_pause(self.campaign_id, self.clock())
+        self.report.outcome = SliceOutcome(SliceEnd.DEFERRED if deferred else SliceEnd.STOPPED, Reason.GLOBAL_PAUSE)
 
     def _defer_for_rate_limit(self, reservation: TokenReservation) -> None:
         now = self.clock()
-        until = reservation.next_free_at or now + RATE_LIMIT_FALLBACK_DELAY
         self._record()
-        campaign_service.defer_for_rate_limit(self.campaign_id, until, now=now)  # commits the session
-        self._commit()
-        self.report.outcome = "deferred:rate_limit"
+        delivery.defer_for_rate_limit(self.campaign_id, reservation.next_free_at or now + RATE_LIMIT_FALLBACK_DELAY,
+                                      now=now)
+        self.report.outcome = SliceOutcome(SliceEnd.DEFERRED, Reason.RATE_LIMIT)
 
     def _transient_error(self, outcome: Outcome) -> None:
         now = self.clock()
         self._record()
-        reason = campaign_service.record_transient_error(self.campaign_id, outcome.error or "transient error", now=now)
-        self._commit()  # already committed by the service: this only settles the report
-        self.report.outcome = f"deferred:{reason}" if reason != "circuit_breaker" else "paused:circuit_breaker"
+        reason = delivery.record_transient_error(self.campaign_id, outcome.error or "transient error", now=now)
+        end = SliceEnd.PAUSED if reason is Reason.CIRCUIT_BREAKER else SliceEnd.DEFERRED
+        self.report.outcome = SliceOutcome(end, reason)
 
     def _abandon(self, exc: BaseException) -> None:
         """The job is being stopped (SIGTERM deadline, RQ timeout) or failed: record what is known.
 
         The message in flight, if any, becomes `unknown`; untried claims go back to `pending`.
+        Outcomes whose record failed are still held here and are written again (idempotently).
         If even this fails, the claims stay `sending` and the recovery sweep marks them unknown.
         """
         try:
-            db.session.rollback()
-            # Whatever was written but not committed is written again (the writes are idempotent).
-            self.outcomes = self.uncommitted_outcomes + self.outcomes
-            self.unclaimed = self.uncommitted_released + self.unclaimed
-            self.uncommitted_outcomes, self.uncommitted_released = [], []
-            self.uncommitted_counts = (0,) * 6
             if self.in_flight is not None:
                 self.outcomes.append(
                     Outcome(self.in_flight, R_UNKNOWN, error=f"job stopped while sending ({type(exc).__name__})")
                 )
                 self.in_flight = None
-            self._record_and_commit()
+            self._record()
             if isinstance(exc, JOB_STOPPING):
                 self._enqueue_continuation(new_slice_job_id(self.campaign_id))
         except Exception:
-            db.session.rollback()
             logger.opt(exception=True).error("Could not record the stopped slice; its claims will become unknown")
         logger.bind(error_type=type(exc).__name__).warning("Send slice stopped by an exception")
 

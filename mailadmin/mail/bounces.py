@@ -1,11 +1,13 @@
-"""Bounce reports: what a provider or a returned delivery-status report says about one address.
+"""Bounces: which SMTP refusals mean "this mailbox does not exist" (the address goes on the
+suppression list), and which campaign and recipient a bounce or complaint report is about.
 
 Three ways lead from a report back to the campaign and recipient:
 
-1. our own Message-ID (`<campaign-{id}.recipient-{id}.{random}@domain>`, built by
-   `mail.message.MessageBuilder`), checked against the one stored on the recipient;
-2. a VERP return path (`bounces+{campaign}-{recipient}-{signature}@domain`), used as the envelope
-   sender when MAILER_BOUNCE_ADDRESS is set: the signature keeps forged bounces out;
+1. our own Message-ID (`<campaign-{campaign_id}.recipient-{recipient_id}.{random}@{domain}>`, written
+   by `MessageBuilder`), as a report quotes it (a DSN's `Original-Message-ID`, the returned headers,
+   a provider's `smtp-id` / `message-id` field) — the service checks it against the one stored;
+2. a VERP return path (`bounces+{campaign}-{recipient}-{signature}@domain`), the envelope sender
+   when MAILER_BOUNCE_ADDRESS is set: the signature keeps forged bounces out;
 3. failing both, the address itself (its most recent `sent` recipient).
 
 Mailed-back reports (RFC 3464 delivery-status notifications and the common non-standard
@@ -17,10 +19,67 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import Message
 
 from flufl.bounce import all_failures
+
+from mailadmin.settings import Settings
+
+# 5xx replies that say "this mailbox does not exist": the address goes on the suppression list.
+HARD_BOUNCE_CODES = frozenset({550, 551, 553})
+HARD_BOUNCE_HINTS = (
+    "5.1.0",
+    "5.1.1",
+    "5.1.2",
+    "5.1.3",
+    "5.1.6",
+    "user unknown",
+    "unknown user",
+    "no such user",
+    "unknown recipient",
+    "mailbox unavailable",
+    "mailbox not found",
+    "does not exist",
+    "invalid recipient",
+    "recipient address rejected",
+)
+
+_OUR_MESSAGE_ID = re.compile(r"<?campaign-(\d+)\.recipient-(\d+)\.[0-9a-f]+@[^<>@\s]+>?")
+# The same shape quoted inside a larger text (a DSN, returned headers): candidates for parse_message_id.
+_OUR_MESSAGE_ID_IN_TEXT = re.compile(r"<?campaign-\d+\.recipient-\d+\.[0-9a-f]+@[^<>@\s\"',;()]+>?")
+
+
+@dataclass(frozen=True, slots=True)
+class SentMessageRef:
+    """The campaign and recipient one of our Message-IDs names (recipient 0: a test email)."""
+
+    campaign_id: int
+    recipient_id: int
+
+
+def is_hard_bounce(smtp_code: int | None, text: str) -> bool:
+    """A permanent "no such mailbox" reply (550/551/553 with a user-unknown reason)."""
+    if smtp_code not in HARD_BOUNCE_CODES:
+        return False
+    lowered = text.lower()
+    return any(hint in lowered for hint in HARD_BOUNCE_HINTS)
+
+
+def parse_message_id(value: str | None) -> SentMessageRef | None:
+    """The campaign and recipient of a Message-ID we wrote, or None for anyone else's (or none).
+
+    Accepts the bare header value with or without angle brackets and surrounding spaces; a
+    `References` header's several ids are not split here (pass each one).
+    """
+    if not value:
+        return None
+    match = _OUR_MESSAGE_ID.fullmatch(value.strip())
+    if match is None:
+        return None
+    return SentMessageRef(campaign_id=int(match.group(1)), recipient_id=int(match.group(2)))
+
 
 # Kinds of bounce report (also `bounce_events.kind` and the log field `bounce_type`).
 BOUNCE_HARD = "hard"
@@ -28,7 +87,6 @@ BOUNCE_SOFT = "soft"
 BOUNCE_COMPLAINT = "complaint"
 SOURCE_MAILBOX = "mailbox"
 
-_OUR_MESSAGE_ID = re.compile(r"<?campaign-(\d{1,18})\.recipient-(\d{1,18})\.[0-9a-f]{12}@[^\s<>\"]+?>?(?=[\s>\"\],;]|$)")
 _VERP_LOCAL = re.compile(r"\+(\d{1,18})-(\d{1,18})-([0-9a-f]{16})$")
 # Headers an MTA puts the envelope recipient of a returned message in (the VERP address).
 ENVELOPE_HEADERS = ("Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "To")
@@ -41,7 +99,7 @@ class BounceReport:
     """One address reported as bounced or complained about by one notification."""
 
     email: str
-    kind: str  # hard | soft | complaint (models.suppression.BOUNCE_*)
+    kind: str  # BOUNCE_HARD | BOUNCE_SOFT | BOUNCE_COMPLAINT
     source: str  # ses | sendgrid | postmark | mailgun | mailbox
     event_id: str  # the provider's id of the notification: the same id twice is applied once
     message_id: str | None = None  # the Message-ID header of the message that bounced, when known
@@ -50,19 +108,13 @@ class BounceReport:
     status_code: str | None = None  # e.g. 5.1.1
 
 
-def read_our_message_id(text: str | None) -> tuple[int, int, str] | None:
-    """(campaign_id, recipient_id, message_id) of the first Message-ID of ours found in `text`."""
-    if not text:
-        return None
-    match = _OUR_MESSAGE_ID.search(text)
-    if match is None:
-        return None
-    message_id = match.group(0)
-    if not message_id.startswith("<"):
-        message_id = "<" + message_id
-    if not message_id.endswith(">"):
-        message_id += ">"
-    return int(match.group(1)), int(match.group(2)), message_id
+def find_our_message_id(text: str | None) -> tuple[SentMessageRef, str] | None:
+    """The first Message-ID of ours quoted anywhere in `text`: its reference and its `<...>` form."""
+    for match in _OUR_MESSAGE_ID_IN_TEXT.finditer(text or ""):
+        ref = parse_message_id(match.group(0))
+        if ref is not None:
+            return ref, "<" + match.group(0).strip("<>") + ">"
+    return None
 
 
 def _verp_signature(secret: str, campaign_id: int, recipient_id: int) -> str:
@@ -74,6 +126,18 @@ def make_verp_address(secret: str, bounce_address: str, campaign_id: int, recipi
     """The signed envelope sender of one recipient's message: `local+{c}-{r}-{sig}@domain`."""
     local, _, domain = bounce_address.rpartition("@")
     return f"{local}+{campaign_id}-{recipient_id}-{_verp_signature(secret, campaign_id, recipient_id)}@{domain}"
+
+
+def verp_return_path_for(settings: Settings, campaign_id: int) -> Callable[[int], str] | None:
+    """The campaign's envelope sender per recipient id when MAILER_BOUNCE_ADDRESS is set, else None."""
+    if not settings.bounce_address:
+        return None
+    secret, bounce_address = settings.secret_key, settings.bounce_address
+
+    def return_path(recipient_id: int) -> str:
+        return make_verp_address(secret, bounce_address, campaign_id, recipient_id)
+
+    return return_path
 
 
 def read_verp_address(secret: str, bounce_address: str, address: str) -> tuple[int, int] | None:
@@ -128,8 +192,8 @@ def parse_returned_message(
     """The bounce reports in one message of the bounce mailbox (none when it is not a bounce)."""
     verp = find_verp_recipient(message, secret, bounce_address) if bounce_address else None
     text = _message_text(message)
-    ours = read_our_message_id(text)
-    message_id = ours[2] if ours else None
+    ours = find_our_message_id(text)
+    message_id = ours[1] if ours else None
     campaign_id, recipient_id = verp if verp else (None, None)
     complained = _feedback_report_address(message)
     if complained is not None:

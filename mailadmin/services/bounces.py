@@ -25,10 +25,12 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from mailadmin.extensions import db, get_redis, get_settings
+from mailadmin.jobs.dispatch import safe_cancel_continuation
 from mailadmin.limits.replay import first_delivery, forget_delivery
-from mailadmin.mail.bounces import BOUNCE_COMPLAINT, BOUNCE_HARD, BOUNCE_SOFT, BounceReport, read_our_message_id
-from mailadmin.models import BounceEvent, Campaign, Recipient
-from mailadmin.models.campaign import R_BOUNCED, R_COMPLAINED, R_SENT
+from mailadmin.mail.bounces import BOUNCE_COMPLAINT, BOUNCE_HARD, BOUNCE_SOFT, BounceReport, find_our_message_id
+from mailadmin.models import BounceEvent, Campaign, CampaignQueue, Recipient
+from mailadmin.models.campaign import ACTIVE_STATUSES, PAUSED, R_BOUNCED, R_COMPLAINED, R_SENT
+from mailadmin.models.reasons import Reason
 from mailadmin.models.suppression import (
     REASON_COMPLAINT,
     REASON_HARD_BOUNCE,
@@ -36,7 +38,8 @@ from mailadmin.models.suppression import (
 )
 from mailadmin.models.types import utcnow
 from mailadmin.pii import erasure_hash, get_pii_log_fields
-from mailadmin.services import campaigns as campaign_service
+from mailadmin.services.audit import record_audit
+from mailadmin.services.campaign_state import current_status, owns_transaction, set_status
 from mailadmin.services.suppressions import normalise_suppressed_email, suppress
 
 SOFT_BOUNCE_LIMIT = 3
@@ -46,6 +49,7 @@ BOUNCE_RATE_MIN_SENT = 100
 
 _recipients = Recipient.__table__
 _campaigns = Campaign.__table__
+_queues = CampaignQueue.__table__
 
 
 @dataclass(frozen=True)
@@ -89,9 +93,9 @@ def find_reported_recipient(report: BounceReport, address: str) -> tuple[int, in
         ).first()
         if row is not None:
             return row.campaign_id, row.id
-    ours = read_our_message_id(report.message_id)
+    ours = find_our_message_id(report.message_id)
     if ours is not None:
-        campaign_id, recipient_id, message_id = ours
+        (campaign_id, recipient_id), message_id = (ours[0].campaign_id, ours[0].recipient_id), ours[1]
         row = db.session.execute(
             select(_recipients.c.campaign_id, _recipients.c.id).where(
                 _recipients.c.id == recipient_id,
@@ -207,10 +211,38 @@ def pause_if_bounce_rate_exceeded(campaign_id: int) -> bool:
     percent = get_settings().bounce_rate_pause_percent
     if row is None or not bounce_rate_exceeded(row.sent_count, row.bounced_count, row.complained_count, percent):
         return False
-    return campaign_service.pause_for_bounce_rate(
+    return pause_for_bounce_rate(
         campaign_id, sent=row.sent_count, bounced=row.bounced_count, complained=row.complained_count,
         threshold_percent=percent,
     )
+
+
+@owns_transaction
+def pause_for_bounce_rate(campaign_id: int, *, sent: int, bounced: int, complained: int, threshold_percent: int) -> bool:
+    """Pause an active campaign (`bounce_rate`) until an admin resumes it; audit with no actor (commits).
+
+    The send loop sees `paused` before its next message, exactly as after an admin pause.
+    """
+    now = utcnow()
+    from_status = current_status(campaign_id)
+    if not set_status(campaign_id, ACTIVE_STATUSES, PAUSED):
+        db.session.commit()
+        return False
+    queue_id = db.session.execute(
+        update(_queues)
+        .where(_queues.c.campaign_id == campaign_id)
+        .values(defer_reason=Reason.BOUNCE_RATE, deferred_until=None, current_job_id=None, updated_at=now)
+        .returning(_queues.c.id)
+    ).scalar_one_or_none()
+    details = {"sent": sent, "bounced": bounced, "complained": complained, "threshold_percent": threshold_percent}
+    record_audit(None, "bounce_rate_paused", campaign_id=campaign_id, from_status=from_status, to_status=PAUSED,
+                 details=details)
+    db.session.commit()
+    safe_cancel_continuation(campaign_id)
+    logger.bind(campaign_id=campaign_id, queue_id=queue_id, defer_reason=Reason.BOUNCE_RATE.value, **details).log(
+        Reason.BOUNCE_RATE.info.log_level, "Campaign paused (bounce rate too high)"
+    )
+    return True
 
 
 # Replays are refused for at least this long; a signature older than the freshness window is

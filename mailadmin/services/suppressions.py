@@ -134,11 +134,6 @@ def erased_among(emails: Iterable[str]) -> dict[str, str]:
     return found
 
 
-def suppression_count() -> int:
-    """How many addresses are suppressed (operations page)."""
-    return db.session.scalar(select(func.count()).select_from(Suppression)) or 0
-
-
 # --- the admins' suppression page ---------------------------------------------------------
 
 

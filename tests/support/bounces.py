@@ -1,4 +1,4 @@
-"""Test data for bounces: campaigns whose recipients were already sent, and signed provider payloads."""
+"""Signed provider payloads for the webhook tests, and a scan of every text column for an address."""
 
 from __future__ import annotations
 
@@ -17,43 +17,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 
 from mailadmin.extensions import db
-from mailadmin.models import Campaign, CampaignQueue, Recipient, User
-from mailadmin.models.campaign import R_PENDING, R_SENT, SENDING
-from mailadmin.models.types import utcnow
 from mailadmin.webhooks.verify import sns_string_to_sign
 
 SNS_REGION = "eu-west-1"
 SNS_TOPIC = f"arn:aws:sns:{SNS_REGION}:123456789012:ses-bounces"
 SNS_CERT_URL = f"https://sns.{SNS_REGION}.amazonaws.com/SimpleNotificationService-0123456789abcdef.pem"
-
-
-def sent_campaign(owner: User, addresses: list[str], *, pending: list[str] = (), status: str = SENDING) -> Campaign:
-    """A started campaign whose `addresses` were sent (each with our Message-ID) and `pending` wait."""
-    now = utcnow()
-    campaign = Campaign(owner_id=owner.id, name="Autumn news", subject="News", body_text="Hi", status=status,
-                        recipients_total=len(addresses) + len(pending), sent_count=len(addresses), started_at=now)
-    db.session.add(campaign)
-    db.session.flush()
-    db.session.add(CampaignQueue(campaign_id=campaign.id, consecutive_transient_errors=0))
-    for address in addresses:
-        recipient = Recipient(campaign_id=campaign.id, email=address, status=R_SENT, attempts=1, sent_at=now)
-        db.session.add(recipient)
-        db.session.flush()
-        recipient.smtp_message_id = our_message_id(campaign.id, recipient.id)
-    for address in pending:
-        db.session.add(Recipient(campaign_id=campaign.id, email=address, status=R_PENDING))
-    db.session.commit()
-    return campaign
-
-
-def our_message_id(campaign_id: int, recipient_id: int) -> str:
-    return f"<campaign-{campaign_id}.recipient-{recipient_id}.{secrets.token_hex(6)}@mailadmin.test>"
-
-
-def recipient_of(campaign: Campaign, address: str) -> Recipient:
-    db.session.expire_all()
-    return db.session.scalar(db.select(Recipient).where(Recipient.campaign_id == campaign.id,
-                                                        Recipient.email == address))
 
 
 # --- Amazon SNS -------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.admin import wait_until
+from tests.support.waiting import wait_until
 
 DOVECOT = "/usr/sbin/dovecot"
 USER, PASSWORD = "bounces", "imap-test-password"
