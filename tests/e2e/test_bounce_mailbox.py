@@ -22,7 +22,7 @@ from tests.factories import recipient_of, sent_campaign
 from tests.support import imap as imap_support
 from tests.support.imap import DovecotServer
 
-SAMPLES = Path(__file__).parent / "data" / "bounces"
+SAMPLES = Path(__file__).resolve().parents[1] / "data" / "bounces"
 dovecot = imap_support.dovecot  # the fixture: a dovecot of each test's own
 
 BOUNCE_ADDRESS = "bounces@mailadmin.test"
