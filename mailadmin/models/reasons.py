@@ -25,6 +25,7 @@ class Reason(StrEnum):
     CIRCUIT_BREAKER = "circuit_breaker"
     ADMIN_PAUSE = "admin_pause"
     GLOBAL_PAUSE = "global_pause"
+    MISSED_SCHEDULE = "missed_schedule"
     BOUNCE_RATE = "bounce_rate"
 
     @property
@@ -89,6 +90,15 @@ REASONS: dict[Reason, ReasonInfo] = {
     Reason.GLOBAL_PAUSE: ReasonInfo(
         "All sending is switched off", Resumes.WHEN_SWITCH_ON, False, "INFO", "global_pause-all-sending-switched-off"
     ),
+    # A scheduled start found more than MAILER_SCHEDULE_MAX_LATE_MINUTES late: a person decides.
+    Reason.MISSED_SCHEDULE: ReasonInfo(
+        "Paused: its scheduled start was missed",
+        Resumes.BY_OWNER_OR_ADMIN,
+        False,
+        "WARNING",
+        "missed_schedule-paused-because-its-scheduled-start-was-missed",
+    ),
+    # Hard bounces + complaints above MAILER_BOUNCE_RATE_PAUSE_PERCENT of sent: the list needs a look.
     Reason.BOUNCE_RATE: ReasonInfo(
         "Paused: too many hard bounces and complaints",
         Resumes.BY_ADMIN,

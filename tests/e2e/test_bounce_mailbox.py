@@ -139,6 +139,16 @@ def test_the_scheduler_runs_the_mailbox_job_periodically_under_one_stable_id(cam
     assert [job.id for job in scheduler.get_jobs()] == [BOUNCE_MAILBOX_JOB_ID]
 
 
+def test_the_scheduler_process_declares_the_mailbox_job_at_each_start(mailbox_app, app_env):
+    connection = redis.Redis.from_url(app_env["REDIS_URL"])
+    runner = mailbox_app.test_cli_runner()
+    for _ in range(2):  # a restart re-declares, never adds
+        result = runner.invoke(args=["scheduler", "--burst", "--recovery-interval", "3600"])
+        assert result.exit_code == 0, result.output
+    scheduler = ContinuationScheduler(queue_name=DEFAULT_QUEUE, connection=connection, recovery_interval=None)
+    assert [job.id for job in scheduler.get_jobs()] == [BOUNCE_MAILBOX_JOB_ID]
+
+
 def test_a_forged_verp_address_is_not_trusted(mailbox_app):
     from mailadmin.mail.bounces import read_verp_address
 
