@@ -64,6 +64,7 @@ def test_a_bad_value_is_refused_naming_its_variable(name, value):
 
 
 def test_production_refuses_a_plaintext_imap_mailbox():
-    production = {"APP_ENV": "production", "SECRET_KEY": "k" * 40, "MAILER_LOG_HASH_SALT": "a-real-salt"}
+    production = {"APP_ENV": "production", "SECRET_KEY": "k" * 40, "MAILER_LOG_HASH_SALT": "a-real-salt",
+                  "PUBLIC_URL": "https://mail.example.com"}
     with pytest.raises(SettingsError, match="MAILER_BOUNCE_IMAP_URL: production needs imaps://"):
         load_settings({**production, "MAILER_BOUNCE_IMAP_URL": "imap://u:p@host/INBOX"})

@@ -20,7 +20,7 @@ from wtforms.validators import DataRequired, InputRequired, Length, NumberRange,
 
 from mailadmin.models.suppression import SUPPRESSION_SOURCES
 from mailadmin.models.user import ROLE_ADMIN, ROLE_MANAGER
-from mailadmin.services.users import MIN_PASSWORD_LENGTH
+from mailadmin.services.passwords import MIN_PASSWORD_LENGTH
 
 ROLE_CHOICES = [SelectChoice(ROLE_MANAGER, "Manager"), SelectChoice(ROLE_ADMIN, "Admin")]
 
@@ -48,8 +48,8 @@ class CreateUserForm(FlaskForm):
     email = EmailField("Email", validators=[DataRequired(), Length(max=320)])
     password = PasswordField(
         "Password",
-        validators=[DataRequired(), Length(max=200)],  # the service checks the minimum, in its words
-        description=f"At least {MIN_PASSWORD_LENGTH} characters. Give it to the person over a safe channel.",
+        validators=[InputRequired(), Length(max=200)],  # the service checks the policy, in its words
+        description=f"At least {MIN_PASSWORD_LENGTH} characters, not a common password. Give it to the person over a safe channel.",
     )
     role = SelectField("Role", choices=ROLE_CHOICES, default=ROLE_MANAGER, validators=[DataRequired()])
 
