@@ -52,6 +52,8 @@ RECIPIENT_STATUS_LABELS = {
     "failed": "Failed",
     "skipped": "Skipped",
     "unknown": "Outcome unknown",
+    "bounced": "Bounced",
+    "complained": "Complained (spam)",
 }
 
 
@@ -223,21 +225,29 @@ def zone_label(zone: tzinfo) -> str:
     return "UTC" if name in ("UTC", "Etc/UTC") else name
 
 
-def chart_summary(hours: list[tuple[datetime, int]], zone: tzinfo = UTC) -> str:
+def chart_summary(
+    hours: list[tuple[datetime, int]], bounced: dict[datetime, int] | None = None, zone: tzinfo = UTC
+) -> str:
     """One sentence describing the chart, for screen readers."""
     if not hours:
         return "No emails sent yet."
     total = sum(count for _, count in hours)
     busiest, peak = max(hours, key=lambda item: item[1])
+    returned = sum((bounced or {}).values())
     return (
         f"{plural(total, 'email')} sent over {plural(len(hours), 'hour')}; "
         f"busiest hour {busiest.astimezone(zone):%H:%M} {zone_label(zone)} with {peak:,}."
+        + (f" {returned:,} of them bounced or drew a complaint." if returned else "")
     )
 
 
-def sends_per_hour_svg(hours: list[tuple[datetime, int]], zone: tzinfo = UTC) -> str:
-    """A self-contained bar chart of sends per hour as SVG markup; hours (UTC buckets) labelled in `zone`."""
-    summary = escape(chart_summary(hours, zone))
+def sends_per_hour_svg(
+    hours: list[tuple[datetime, int]], bounced: dict[datetime, int] | None = None, zone: tzinfo = UTC
+) -> str:
+    """A self-contained bar chart of sends per hour as SVG markup, the hours (UTC buckets) labelled in `zone`;
+    the part of each hour's sends that bounced or drew a complaint later is drawn red at the foot of its bar."""
+    bounced = bounced or {}
+    summary = escape(chart_summary(hours, bounced, zone))
     clock = escape(zone_label(zone))
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {_W} {_H}" role="img" '
@@ -274,6 +284,13 @@ def sends_per_hour_svg(hours: list[tuple[datetime, int]], zone: tzinfo = UTC) ->
             f'<rect x="{x:.1f}" y="{base_y - height:.1f}" width="{bar_w:.1f}" height="{height:.1f}" fill="#1f7a4d">'
             f"<title>{moment:%Y-%m-%d %H:%M} {clock}: {count:,} sent</title></rect>"
         )
+        if bounced.get(utc_moment):
+            returned = min(count, bounced[utc_moment])
+            red = plot_h * returned / peak
+            parts.append(
+                f'<rect class="bounced" x="{x:.1f}" y="{base_y - red:.1f}" width="{bar_w:.1f}" height="{red:.1f}" '
+                f'fill="#c0392b"><title>{moment:%Y-%m-%d %H:%M} {clock}: {returned:,} bounced or complained</title></rect>'
+            )
         if index % label_every == 0:
             parts.append(
                 f'<text x="{x + bar_w / 2:.1f}" y="{_H - 7}" text-anchor="middle" fill="#646b79">{moment:%H:%M}</text>'

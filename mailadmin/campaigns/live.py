@@ -107,6 +107,8 @@ def progress_payload(state: PageState, with_html: bool = True) -> dict[str, Any]
         "failed": campaign.failed_count,
         "skipped": campaign.skipped_count,
         "unknown": campaign.unknown_count,
+        "bounced": campaign.bounced_count,
+        "complained": campaign.complained_count,
         "done": campaign.done_count,
         "percent": campaign.progress_percent,
         "shares": display.progress_shares(campaign),

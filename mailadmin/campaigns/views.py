@@ -37,6 +37,8 @@ from mailadmin.models import Campaign, Recipient
 from mailadmin.models.campaign import (
     CAMPAIGN_STATUSES,
     DRAFT,
+    R_BOUNCED,
+    R_COMPLAINED,
     R_PENDING,
     RECIPIENT_STATUSES,
 )
@@ -407,8 +409,10 @@ def progress(campaign_id: int):
 def chart_svg(campaign: Campaign) -> Markup:
     """The sends-per-hour chart of one campaign as SVG markup (every text in it is escaped by the builder),
     its hours labelled in the viewer's zone (the cookie static/localtime.js sets)."""
+    bounced = queries.sends_per_hour(campaign, (R_BOUNCED, R_COMPLAINED)) if campaign.bounced_count or (
+        campaign.complained_count) else {}
     hours = display.fill_hours(queries.sends_per_hour(campaign))
-    return Markup(display.sends_per_hour_svg(hours, display.viewer_zone()))
+    return Markup(display.sends_per_hour_svg(hours, bounced, display.viewer_zone()))
 
 
 @bp.route("/campaigns/<int:campaign_id>/sends-per-hour.svg")

@@ -44,7 +44,7 @@ from mailadmin.jobs.dispatch import enqueue_send_slice, new_slice_job_id, slice_
 from mailadmin.jobs.resilience import Service, call_through_outage, is_database_outage
 from mailadmin.limits.rate_limiter import TokenReservation, reserve_send_token
 from mailadmin.logging import bind_context
-from mailadmin.mail.bounces import is_hard_bounce
+from mailadmin.mail.bounces import is_hard_bounce, verp_return_path_for
 from mailadmin.mail.message import InvalidAddressError, MessageBuilder
 from mailadmin.mail.templates import CampaignTemplates, TemplateBudgetExceeded, recipient_fields
 from mailadmin.mail.transports import PermanentSendError, SendError, Transport, transport_from_url
@@ -255,7 +255,8 @@ class SendSlice:
     def _builder(self, campaign: SliceCampaign) -> MessageBuilder:
         templates = CampaignTemplates(campaign.subject, campaign.body_text, campaign.body_html)
         return MessageBuilder(
-            campaign.id, self.settings.mail_from, templates, unsubscribe_url_for(self.settings, campaign.id)
+            campaign.id, self.settings.mail_from, templates, unsubscribe_url_for(self.settings, campaign.id),
+            envelope_from_for=verp_return_path_for(self.settings, campaign.id),
         )
 
     def _start_siblings(self) -> None:
@@ -311,7 +312,7 @@ class SendSlice:
 
         self.in_flight = claim
         try:
-            result = self.transport.send(builder.envelope_from, built.envelope_to, built.data)
+            result = self.transport.send(built.envelope_from, built.envelope_to, built.data)
         except PermanentSendError as exc:
             self.in_flight = None
             return self._failed(claim, R_FAILED, exc.smtp_code, exc.message, error_class="permanent",
