@@ -38,9 +38,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         setup_logging(settings)
         init_request_logging(app)
 
-    from mailadmin import security_headers
+    from mailadmin.auth import headers
 
-    security_headers.init_app(app, settings)
+    headers.init_app(app, settings)
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
     csrf.init_app(app)

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from mailadmin.campaigns.display import format_duration
+from mailadmin.models.wording import plural, plural_word
 from mailadmin.services.estimates import ASSUMED_PER_SECOND, estimate_sending, send_speed
-from mailadmin.wording import plural, plural_word
 
 NOW = datetime(2031, 5, 3, 12, 0, tzinfo=UTC)
 

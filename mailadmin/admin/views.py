@@ -35,9 +35,9 @@ from mailadmin.models.campaign import (
     FINISHED,
     PAUSED,
 )
+from mailadmin.models.wording import plural
 from mailadmin.services import campaigns as campaign_service
 from mailadmin.services import users as user_service
-from mailadmin.wording import plural
 
 bp = Blueprint("admin", __name__)
 

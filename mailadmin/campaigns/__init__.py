@@ -7,10 +7,10 @@ from flask import Flask
 
 def init_app(app: Flask) -> None:
     """Register the campaign pages and the display helpers every template may use."""
-    from mailadmin import wording
     from mailadmin.campaigns import controls, display, draft_actions  # noqa: F401  (routes join bp)
     from mailadmin.campaigns.access import resume_refusal
     from mailadmin.campaigns.views import bp
+    from mailadmin.models import wording
 
     app.register_blueprint(bp)
     app.add_template_filter(wording.plural, "plural")

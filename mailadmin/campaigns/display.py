@@ -26,7 +26,7 @@ from mailadmin.models.campaign import (
 )
 from mailadmin.models.reasons import REASONS, Reason, Resumes, reason_of
 from mailadmin.models.types import utcnow
-from mailadmin.wording import plural
+from mailadmin.models.wording import plural
 
 STATUS_LABELS = {
     DRAFT: "Draft",

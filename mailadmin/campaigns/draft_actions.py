@@ -15,6 +15,7 @@ from mailadmin.auth.decorators import login_required
 from mailadmin.auth.views import safe_next_url
 from mailadmin.campaigns.access import get_campaign_for
 from mailadmin.campaigns.views import bp, draft_only
+from mailadmin.models.wording import plural
 from mailadmin.services import drafts
 from mailadmin.services.recipients import (
     RecipientImportError,
@@ -22,7 +23,6 @@ from mailadmin.services.recipients import (
     remove_recipient,
     undo_last_import,
 )
-from mailadmin.wording import plural
 
 
 def _recipients_url(campaign_id: int) -> str:

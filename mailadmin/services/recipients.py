@@ -33,8 +33,8 @@ from mailadmin.mail.templates import merge_field_name
 from mailadmin.models import Campaign, Recipient
 from mailadmin.models.campaign import DRAFT, R_PENDING, R_SKIPPED
 from mailadmin.models.types import utcnow
+from mailadmin.models.wording import plural
 from mailadmin.services.suppressions import erased_among, suppressed_among
-from mailadmin.wording import plural
 
 DELIMITERS = (",", ";", "\t")
 EMAIL_COLUMN_NAMES = ("email", "e_mail", "email_address", "e_mail_address", "mail", "address")

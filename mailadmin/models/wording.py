@@ -1,7 +1,7 @@
 """How counts read in the product's English: "1 duplicate", "2 duplicates", "1,204 recipients".
 
 Pure functions, usable from every layer (services word their summaries with them, templates
-get `plural` as a filter).
+get `plural` as a filter). In models/ because it is the lowest layer every blueprint and service imports.
 """
 
 from __future__ import annotations

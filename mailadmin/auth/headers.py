@@ -3,6 +3,7 @@
 A small `after_request` rather than flask-talisman: the policy is a handful of constant headers,
 one route (the preview's HTML frame) sets its own CSP, and nothing here needs Talisman's
 HTTPS redirects or per-view decorators. A header a view already set is left alone.
+In auth/ with the session protection it serves (ProxyFix vouches for the address that binds a session).
 """
 
 from __future__ import annotations
