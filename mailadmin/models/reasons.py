@@ -63,49 +63,18 @@ class ReasonInfo:
         return self.resumes is Resumes.AT_DEFERRED_UNTIL
 
 
+# One row per reason: label, how it resumes, has a deadline?, log level, playbook anchor.
 REASONS: dict[Reason, ReasonInfo] = {
-    Reason.SCHEDULED: ReasonInfo(
-        "Scheduled start", Resumes.AT_DEFERRED_UNTIL, True, "INFO", "scheduled-waiting-for-its-start-time"
-    ),
-    Reason.RATE_LIMIT: ReasonInfo(
-        "Waiting for the hourly quota", Resumes.AT_DEFERRED_UNTIL, True, "INFO", "rate_limit-hourly-quota-used-up"
-    ),
-    Reason.TRANSIENT_ERROR: ReasonInfo(
-        "Retrying after a temporary SMTP error",
-        Resumes.AT_DEFERRED_UNTIL,
-        True,
-        "WARNING",
-        "transient_error-retrying-after-a-temporary-smtp-error",
-    ),
-    Reason.CIRCUIT_BREAKER: ReasonInfo(
-        "Paused by the circuit breaker after repeated SMTP errors",
-        Resumes.BY_ADMIN,
-        False,
-        "ERROR",
-        "circuit_breaker-paused-after-repeated-smtp-errors",
-    ),
-    Reason.ADMIN_PAUSE: ReasonInfo(
-        "Paused by a person", Resumes.BY_OWNER_OR_ADMIN, False, "INFO", "admin_pause-paused-by-an-admin"
-    ),
-    Reason.GLOBAL_PAUSE: ReasonInfo(
-        "All sending is switched off", Resumes.WHEN_SWITCH_ON, False, "INFO", "global_pause-all-sending-switched-off"
-    ),
+    Reason.SCHEDULED: ReasonInfo("Scheduled start", Resumes.AT_DEFERRED_UNTIL, True, "INFO", "scheduled-waiting-for-its-start-time"),
+    Reason.RATE_LIMIT: ReasonInfo("Waiting for the hourly quota", Resumes.AT_DEFERRED_UNTIL, True, "INFO", "rate_limit-hourly-quota-used-up"),
+    Reason.TRANSIENT_ERROR: ReasonInfo("Retrying after a temporary SMTP error", Resumes.AT_DEFERRED_UNTIL, True, "WARNING", "transient_error-retrying-after-a-temporary-smtp-error"),
+    Reason.CIRCUIT_BREAKER: ReasonInfo("Paused by the circuit breaker after repeated SMTP errors", Resumes.BY_ADMIN, False, "ERROR", "circuit_breaker-paused-after-repeated-smtp-errors"),
+    Reason.ADMIN_PAUSE: ReasonInfo("Paused by a person", Resumes.BY_OWNER_OR_ADMIN, False, "INFO", "admin_pause-paused-by-an-admin"),
+    Reason.GLOBAL_PAUSE: ReasonInfo("All sending is switched off", Resumes.WHEN_SWITCH_ON, False, "INFO", "global_pause-all-sending-switched-off"),
     # A scheduled start found more than MAILER_SCHEDULE_MAX_LATE_MINUTES late: a person decides.
-    Reason.MISSED_SCHEDULE: ReasonInfo(
-        "Paused: its scheduled start was missed",
-        Resumes.BY_OWNER_OR_ADMIN,
-        False,
-        "WARNING",
-        "missed_schedule-paused-because-its-scheduled-start-was-missed",
-    ),
+    Reason.MISSED_SCHEDULE: ReasonInfo("Paused: its scheduled start was missed", Resumes.BY_OWNER_OR_ADMIN, False, "WARNING", "missed_schedule-paused-because-its-scheduled-start-was-missed"),
     # Hard bounces + complaints above MAILER_BOUNCE_RATE_PAUSE_PERCENT of sent: the list needs a look.
-    Reason.BOUNCE_RATE: ReasonInfo(
-        "Paused: too many hard bounces and complaints",
-        Resumes.BY_ADMIN,
-        False,
-        "ERROR",
-        "bounce_rate-paused-because-its-list-bounces",
-    ),
+    Reason.BOUNCE_RATE: ReasonInfo("Paused: too many hard bounces and complaints", Resumes.BY_ADMIN, False, "ERROR", "bounce_rate-paused-because-its-list-bounces"),
 }
 
 # Reasons whose campaigns continue by themselves at `deferred_until`.
