@@ -14,7 +14,8 @@ from flask_login import current_user
 from mailadmin.auth.decorators import login_required
 from mailadmin.auth.views import safe_next_url
 from mailadmin.campaigns.access import get_campaign_for
-from mailadmin.campaigns.views import bp, draft_only
+from mailadmin.campaigns.views import bp, draft_required
+from mailadmin.models import Campaign
 from mailadmin.models.wording import plural
 from mailadmin.services import drafts
 from mailadmin.services.recipients import (
@@ -38,11 +39,9 @@ def _confirm(campaign, title: str, text: str, button: str, action: str):
 
 @bp.route("/campaigns/<int:campaign_id>/recipients/<int:recipient_id>/remove", methods=["POST"])
 @login_required
-def remove_one_recipient(campaign_id: int, recipient_id: int):
+@draft_required
+def remove_one_recipient(campaign: Campaign, recipient_id: int):
     """Remove one recipient from a draft."""
-    campaign = get_campaign_for(current_user, campaign_id)
-    if (refusal := draft_only(campaign)) is not None:
-        return refusal
     try:
         removed = remove_recipient(campaign, recipient_id)
     except RecipientImportError as error:
@@ -62,11 +61,9 @@ def safe_back() -> str | None:
 
 @bp.route("/campaigns/<int:campaign_id>/recipients/remove-all", methods=["GET", "POST"])
 @login_required
-def remove_all(campaign_id: int):
+@draft_required
+def remove_all(campaign: Campaign):
     """Remove every recipient of a draft (after a confirmation page)."""
-    campaign = get_campaign_for(current_user, campaign_id)
-    if (refusal := draft_only(campaign)) is not None:
-        return refusal
     if request.method == "GET":
         return _confirm(
             campaign,
@@ -86,11 +83,9 @@ def remove_all(campaign_id: int):
 
 @bp.route("/campaigns/<int:campaign_id>/recipients/undo-import", methods=["POST"])
 @login_required
-def undo_import(campaign_id: int):
+@draft_required
+def undo_import(campaign: Campaign):
     """Remove the recipients the draft's last import added."""
-    campaign = get_campaign_for(current_user, campaign_id)
-    if (refusal := draft_only(campaign)) is not None:
-        return refusal
     try:
         removed = undo_last_import(campaign)
     except RecipientImportError as error:
@@ -119,11 +114,9 @@ def duplicate(campaign_id: int):
 
 @bp.route("/campaigns/<int:campaign_id>/delete", methods=["GET", "POST"])
 @login_required
-def delete(campaign_id: int):
+@draft_required
+def delete(campaign: Campaign):
     """Delete a draft for good (after a confirmation page)."""
-    campaign = get_campaign_for(current_user, campaign_id)
-    if (refusal := draft_only(campaign)) is not None:
-        return refusal
     if request.method == "GET":
         return _confirm(
             campaign,
@@ -132,7 +125,7 @@ def delete(campaign_id: int):
             "Yes, delete this draft",
             url_for("campaigns.delete", campaign_id=campaign.id),
         )
-    name = campaign.name
+    name, campaign_id = campaign.name, campaign.id  # read before the delete expires them
     try:
         drafts.delete_draft(campaign, current_user)
     except drafts.DraftError as error:

@@ -7,8 +7,9 @@ manager asking for another manager's campaign gets 404, whatever the URL.
 from __future__ import annotations
 
 import csv
+import functools
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from flask import (
     Blueprint,
@@ -91,6 +92,20 @@ def draft_only(campaign: Campaign):
     return redirect(url_for("campaigns.show", campaign_id=campaign.id), 303)
 
 
+def draft_required(view: Callable) -> Callable:
+    """Call `view(campaign, ...)` with the viewer's campaign `campaign_id` when it is a draft;
+    otherwise answer `draft_only`'s redirect."""
+
+    @functools.wraps(view)
+    def wrapper(campaign_id: int, **kwargs):
+        campaign = get_campaign_for(current_user, campaign_id)
+        if (refusal := draft_only(campaign)) is not None:
+            return refusal
+        return view(campaign, **kwargs)
+
+    return wrapper
+
+
 # --- list ------------------------------------------------------------------------------------
 
 
@@ -112,24 +127,35 @@ def index():
 @login_required
 def new():
     form = CampaignForm()
+    campaign, errors = _save_campaign_form(
+        form, lambda *fields: drafts.create_campaign(current_user, *fields), "The campaign was not saved."
+    )
+    if campaign is not None:
+        flash(f"Draft “{campaign.name}” saved. Next: import its recipients.", "success")
+        return redirect(url_for("campaigns.import_recipients", campaign_id=campaign.id), 303)
+    return _campaign_form_page(form, errors, None)
+
+
+def _save_campaign_form(form: CampaignForm, save: Callable[..., Campaign], not_saved: str):
+    """The editor's POST for create and edit: (the saved campaign, {}) or (None, errors to mark);
+    a refused save flashes `not_saved` and why."""
     errors: dict[str, list[str]] = {}
     if form.validate_on_submit():
         try:
-            campaign = drafts.create_campaign(
-                current_user, form.name.data or "", form.subject.data or "", form.body_text.data or "",
-                form.body_html.data,
-            )
+            return save(form.name.data or "", form.subject.data or "", form.body_text.data or "", form.body_html.data), {}
         except DraftError as error:
             errors = error.errors
-            flash("The campaign was not saved. Please fix the problems marked below.", "error")
-        else:
-            flash(f"Draft “{campaign.name}” saved. Next: import its recipients.", "success")
-            return redirect(url_for("campaigns.import_recipients", campaign_id=campaign.id), 303)
     elif form.errors:
         errors = form.errors
-        flash("The campaign was not saved. Please fix the problems marked below.", "error")
+    if errors:
+        flash(f"{not_saved} Please fix the problems marked below.", "error")
+    return None, errors
+
+
+def _campaign_form_page(form: CampaignForm, errors: dict, campaign: Campaign | None):
+    """The editor page; 400 when it shows problems."""
     return render_template(
-        "campaigns/form.html", form=form, errors=errors, campaign=None, fields=preview_fields_for(None)
+        "campaigns/form.html", form=form, errors=errors, campaign=campaign, fields=preview_fields_for(campaign)
     ), 400 if errors else 200
 
 
@@ -142,29 +168,16 @@ def preview_fields_for(campaign: Campaign | None) -> dict:
 
 @bp.route("/campaigns/<int:campaign_id>/edit", methods=["GET", "POST"])
 @login_required
-def edit(campaign_id: int):
-    campaign = get_campaign_for(current_user, campaign_id)
-    if (refusal := draft_only(campaign)) is not None:
-        return refusal
+@draft_required
+def edit(campaign: Campaign):
     form = CampaignForm(obj=campaign)
-    errors: dict[str, list[str]] = {}
-    if form.validate_on_submit():
-        try:
-            drafts.update_campaign(
-                campaign, form.name.data or "", form.subject.data or "", form.body_text.data or "", form.body_html.data
-            )
-        except DraftError as error:
-            errors = error.errors
-            flash("The changes were not saved. Please fix the problems marked below.", "error")
-        else:
-            flash("Changes saved.", "success")
-            return redirect(url_for("campaigns.show", campaign_id=campaign.id), 303)
-    elif form.errors:
-        errors = form.errors
-        flash("The changes were not saved. Please fix the problems marked below.", "error")
-    return render_template(
-        "campaigns/form.html", form=form, errors=errors, campaign=campaign, fields=preview_fields_for(campaign)
-    ), 400 if errors else 200
+    saved, errors = _save_campaign_form(
+        form, lambda *fields: drafts.update_campaign(campaign, *fields), "The changes were not saved."
+    )
+    if saved is not None:
+        flash("Changes saved.", "success")
+        return redirect(url_for("campaigns.show", campaign_id=campaign.id), 303)
+    return _campaign_form_page(form, errors, campaign)
 
 
 def _render_preview(campaign: Campaign, recipient: Recipient | None):
@@ -239,10 +252,8 @@ def preview_html(campaign_id: int):
 
 @bp.route("/campaigns/<int:campaign_id>/recipients/import", methods=["GET", "POST"])
 @login_required
-def import_recipients(campaign_id: int):
-    campaign = get_campaign_for(current_user, campaign_id)
-    if (refusal := draft_only(campaign)) is not None:
-        return refusal
+@draft_required
+def import_recipients(campaign: Campaign):
     form = ImportForm()
     summary = None
     status = 200
