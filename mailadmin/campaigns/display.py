@@ -15,15 +15,7 @@ from flask import request
 from markupsafe import Markup
 
 from mailadmin.models import Campaign
-from mailadmin.models.campaign import (
-    CANCELLED,
-    DEFERRED,
-    DRAFT,
-    FINISHED,
-    PAUSED,
-    QUEUED,
-    SENDING,
-)
+from mailadmin.models.campaign import CANCELLED, DEFERRED, DRAFT, FINISHED, PAUSED, QUEUED, SENDING
 from mailadmin.models.reasons import REASONS, Reason, Resumes, reason_of
 from mailadmin.models.types import utcnow
 from mailadmin.models.wording import plural

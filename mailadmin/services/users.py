@@ -99,11 +99,7 @@ def set_active(user: User, active: bool, *, actor: User | None = None) -> User:
 def set_password(user: User, password: str, *, actor: User | None = None) -> User:
     """Replace a user's password (policy checked) and end their sessions."""
     _check_policy(password)
-    user.set_password(password)
-    user.must_change_password = False
-    _end_sessions(user)
-    record_audit(actor, "user_password_changed", details={"user_id": user.id})
-    db.session.commit()
+    _replace_password(user, password, temporary=False, actor=actor, action="user_password_changed")
     return user
 
 
@@ -122,12 +118,17 @@ def reset_password(user: User, *, actor: User) -> str:
     Returns the temporary password, shown once to the admin and stored only as a hash.
     """
     password = temporary_password()
-    user.set_password(password)
-    user.must_change_password = True
-    _end_sessions(user)
-    record_audit(actor, "user_password_reset", details={"user_id": user.id})
-    db.session.commit()
+    _replace_password(user, password, temporary=True, actor=actor, action="user_password_reset")
     return password
+
+
+def _replace_password(user: User, password: str, *, temporary: bool, actor: User | None, action: str) -> None:
+    """Store the new password's hash, end the user's sessions, audit it as `action`, commit once."""
+    user.set_password(password)
+    user.must_change_password = temporary
+    _end_sessions(user)
+    record_audit(actor, action, details={"user_id": user.id})
+    db.session.commit()
 
 
 def end_sessions(user: User, *, actor: User | None = None) -> User:
