@@ -28,7 +28,7 @@ from mailadmin.extensions import db, get_redis, get_settings
 from mailadmin.jobs.dispatch import safe_cancel_continuation
 from mailadmin.limits.replay import first_delivery, forget_delivery
 from mailadmin.mail.bounces import BOUNCE_COMPLAINT, BOUNCE_HARD, BOUNCE_SOFT, BounceReport, find_our_message_id
-from mailadmin.models import BounceEvent, Campaign, CampaignQueue, Recipient
+from mailadmin.models import BounceEvent, Campaign, Recipient
 from mailadmin.models.campaign import ACTIVE_STATUSES, PAUSED, R_BOUNCED, R_COMPLAINED, R_SENT
 from mailadmin.models.reasons import Reason
 from mailadmin.models.suppression import (
@@ -39,7 +39,7 @@ from mailadmin.models.suppression import (
 from mailadmin.models.types import utcnow
 from mailadmin.pii import erasure_hash, get_pii_log_fields
 from mailadmin.services.audit import record_audit
-from mailadmin.services.campaign_state import current_status, owns_transaction, set_status
+from mailadmin.services.campaign_state import current_status, hold_queue, owns_transaction, set_status
 from mailadmin.services.suppressions import normalise_suppressed_email, suppress
 
 SOFT_BOUNCE_LIMIT = 3
@@ -49,7 +49,6 @@ BOUNCE_RATE_MIN_SENT = 100
 
 _recipients = Recipient.__table__
 _campaigns = Campaign.__table__
-_queues = CampaignQueue.__table__
 
 
 @dataclass(frozen=True)
@@ -228,12 +227,7 @@ def pause_for_bounce_rate(campaign_id: int, *, sent: int, bounced: int, complain
     if not set_status(campaign_id, ACTIVE_STATUSES, PAUSED):
         db.session.commit()
         return False
-    queue_id = db.session.execute(
-        update(_queues)
-        .where(_queues.c.campaign_id == campaign_id)
-        .values(defer_reason=Reason.BOUNCE_RATE, deferred_until=None, current_job_id=None, updated_at=now)
-        .returning(_queues.c.id)
-    ).scalar_one_or_none()
+    queue_id = hold_queue(campaign_id, Reason.BOUNCE_RATE, now)
     details = {"sent": sent, "bounced": bounced, "complained": complained, "threshold_percent": threshold_percent}
     record_audit(None, "bounce_rate_paused", campaign_id=campaign_id, from_status=from_status, to_status=PAUSED,
                  details=details)

@@ -21,7 +21,7 @@ from mailadmin.extensions import db
 from mailadmin.jobs.dispatch import enqueue_send_slice, schedule_continuation
 from mailadmin.models import APP_STATE_ID, AppState, Campaign, CampaignQueue, Recipient
 from mailadmin.models.campaign import DEFERRED
-from mailadmin.models.reasons import is_due_sql
+from mailadmin.models.reasons import Reason, is_due_sql
 from mailadmin.models.types import utcnow
 
 # A slice may run this early for a deferred campaign (clock skew between the scheduler and workers).
@@ -62,6 +62,16 @@ def set_status(campaign_id: int, from_statuses: tuple[str, ...], to_status: str,
         .values(status=to_status, updated_at=utcnow(), **values)
     )
     return result.rowcount == 1
+
+
+def hold_queue(campaign_id: int, reason: Reason | None, now: datetime) -> int | None:
+    """Park the campaign's queue row on `reason`, with no deadline and no job (in the session); its id."""
+    return db.session.execute(
+        update(_queues)
+        .where(_queues.c.campaign_id == campaign_id)
+        .values(defer_reason=reason, deferred_until=None, current_job_id=None, updated_at=now)
+        .returning(_queues.c.id)
+    ).scalar_one_or_none()
 
 
 def current_status(campaign_id: int) -> str | None:
