@@ -43,6 +43,12 @@ from mailadmin.mail.transport import (
 _MAX_LINE = 8192
 # Preference order when the server offers several AUTH mechanisms (smtplib's order).
 _AUTH_PREFERENCE = ("CRAM-MD5", "PLAIN", "LOGIN")
+# The envelope's stages and the replies that let the transaction go on.
+_ENVELOPE_STAGES = (("mail", (250,)), ("rcpt", (250, 251)), ("data", (354,)))
+
+
+def _all_positive(replies: list[tuple[int, str]]) -> bool:
+    return all(code in wanted for (code, _), (_, wanted) in zip(replies, _ENVELOPE_STAGES, strict=False))
 
 
 class _Session:
@@ -228,24 +234,23 @@ class PipelinedSmtpTransport(SmtpTransport):
 
         `self._stage` names the reply being waited for, also when an exception escapes.
         """
-        stages = ("mail", "rcpt", "data")
         replies: list[tuple[int, str]] = []
         if self.pipelining:
             self._stage = "mail"
             session.write("".join(f"{command}\r\n" for command in commands).encode("utf-8"))
-            for stage, wanted in zip(stages, ((250,), (250, 251), (354,)), strict=True):
+            for stage, _ in _ENVELOPE_STAGES:
                 self._stage = stage
                 try:
                     replies.append(session.reply())
                 except (smtplib.SMTPException, OSError):
-                    if not replies or all(code in ok for (code, _), ok in zip(replies, ((250,), (250, 251)))):
+                    if _all_positive(replies):
                         raise
                     # An earlier command was refused and the server hung up (e.g. after a 421):
                     # the refusal is the answer; the connection is gone.
                     self._broken = True
                     break
             return replies
-        for stage, command, wanted in zip(stages, commands, ((250,), (250, 251), (354,)), strict=True):
+        for (stage, wanted), command in zip(_ENVELOPE_STAGES, commands, strict=True):
             self._stage = stage
             replies.append(session.command(command))
             if replies[-1][0] not in wanted:
@@ -255,7 +260,7 @@ class PipelinedSmtpTransport(SmtpTransport):
     def _transaction(self, session: _Session, from_addr: str, to_addr: str, data: bytes) -> tuple[int, str]:
         """MAIL, RCPT, DATA, body; returns the first non-positive reply or the final one."""
         replies = self._envelope_replies(session, self._envelope(session, from_addr, to_addr, data))
-        for stage, (code, reply), wanted in zip(("mail", "rcpt", "data"), replies, ((250,), (250, 251), (354,))):
+        for (stage, wanted), (code, reply) in zip(_ENVELOPE_STAGES, replies, strict=False):
             if code not in wanted:
                 self._stage = stage
                 if replies[-1][0] == 354 and len(replies) == 3:
