@@ -35,6 +35,10 @@ class Settings:
     circuit_breaker_threshold: int = 10
     transient_retry_delay_minutes: int = 5
     smtp_max_per_hour: int = 100
+    # SPEC "Sending fast and politely": SMTP connections one worker uses at once for a
+    # campaign, and the provider's per-second cap across all workers (0 = off).
+    smtp_connections: int = 4
+    smtp_max_per_second: int = 0
     # Login brute-force protection: failed attempts per 15 minutes.
     throttle_login_per_account: int = 10
     throttle_login_per_ip: int = 50
@@ -147,6 +151,11 @@ _INT_LIMITS = {
     "MAILER_MAX_UPLOAD_MB": "max_upload_mb",
     "SMTP_TIMEOUT_SECONDS": "smtp_timeout_seconds",
     "PORT": "port",
+    "MAILER_SMTP_CONNECTIONS": "smtp_connections",
+}
+# Whole numbers where 0 means "off".
+_INT_LIMITS_ZERO_OFF = {
+    "MAILER_SMTP_MAX_PER_SECOND": "smtp_max_per_second",
 }
 
 
@@ -163,6 +172,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raw = get(name)
         if raw is not None:
             values[attr] = _positive_int(name, raw)
+    for name, attr in _INT_LIMITS_ZERO_OFF.items():
+        raw = get(name)
+        if raw is not None:
+            values[attr] = _positive_int(name, raw, minimum=0)
 
     app_env = _choice("APP_ENV", get("APP_ENV") or "development", ("production", "development"))
     values["app_env"] = app_env
