@@ -120,6 +120,13 @@ class PipelinedSmtpTransport(SmtpTransport):
         self._session: _Session | None = None
         self._broken = False  # the open connection cannot take another command
 
+    @classmethod
+    def from_url(cls, url: str, timeout: float = 30, *, pipelining: bool = True, **options) -> PipelinedSmtpTransport:
+        """A transport for `smtp://`, `smtp+starttls://` or `smtps://` [user:password@]host[:port]."""
+        transport = super().from_url(url, timeout, **options)
+        transport.use_pipelining = pipelining
+        return transport  # type: ignore[return-value]
+
     @property
     def connected(self) -> bool:
         return self._session is not None
