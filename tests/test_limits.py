@@ -536,8 +536,8 @@ def test_a_batch_takes_hourly_tokens_in_one_call_and_is_cut_to_what_is_left(r):
 
 def test_unused_tokens_go_back_and_used_ones_move_to_when_their_message_went_out(r):
     batch = reserve_send_tokens(r, 5, max_per_hour=5, now=T0)
-    batch.use(0, T0 + 0.5)
-    batch.use(1, T0 + 1.5)
+    batch.finish(0, T0 + 0.5)
+    batch.finish(1, T0 + 1.5)
 
     settle_send_tokens(r, batch)
 
@@ -587,7 +587,7 @@ def test_per_second_pace_never_puts_more_than_the_cap_in_any_second_with_threads
 def test_a_slot_given_back_at_the_tail_is_reused_but_not_one_someone_reserved_behind(r):
     interval = slot_interval(10)
     batch = reserve_send_tokens(r, 4, 10**6, 10, now=T0)
-    batch.use(0, T0)
+    batch.finish(0, T0)
     settle_send_tokens(r, batch)  # three unused slots at the tail come back
     again = reserve_send_tokens(r, 2, 10**6, 10, now=T0)
     blocked = reserve_send_tokens(r, 2, 10**6, 10, now=T0)

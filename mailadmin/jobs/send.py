@@ -23,12 +23,14 @@ records, releases what it did not try and enqueues its continuation: nothing bec
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 from loguru import logger
 from redis import RedisError
@@ -41,11 +43,13 @@ from sqlalchemy.engine import Connection
 from mailadmin.extensions import db, get_redis, get_settings
 from mailadmin.jobs import job_app_context
 from mailadmin.jobs.scheduling import enqueue_send_slice, new_slice_job_id
-from mailadmin.limits.rate_limiter import TokenReservation, reserve_send_token
+from mailadmin.limits.send_pace import TokenBatch, reserve_send_tokens, settle_send_tokens
 from mailadmin.logging import bind_context
+from mailadmin.mail.connections import Delivery, SmtpConnections
 from mailadmin.mail.message import InvalidAddressError, MessageBuilder, make_unsubscribe_token
+from mailadmin.mail.pipelining import PipelinedSmtpTransport
 from mailadmin.mail.templates import CampaignTemplates, recipient_fields
-from mailadmin.mail.transport import PermanentSendError, SendError, SmtpTransport
+from mailadmin.mail.transport import PermanentSendError, SendError
 from mailadmin.models import APP_STATE_ID, AppState, Campaign, CampaignQueue, Recipient
 from mailadmin.models.campaign import (
     QUEUED,
@@ -60,6 +64,7 @@ from mailadmin.models.campaign import (
 from mailadmin.models.suppression import REASON_HARD_BOUNCE
 from mailadmin.models.types import UTCDateTime, utcnow
 from mailadmin.pii import get_pii_log_fields
+from mailadmin.send_signals import StopListener
 from mailadmin.services import campaigns as campaign_service
 from mailadmin.services.suppressions import suppress, suppressed_among
 
@@ -298,8 +303,11 @@ class SendSlice:
         self.uncommitted_outcomes: list[Outcome] = []  # written by _record, not committed yet
         self.uncommitted_released: list[Claim] = []
         self.uncommitted_counts: tuple[int, ...] = (0,) * 6
-        self.in_flight: Claim | None = None
-        self.transport: SmtpTransport | None = None
+        self.connections: SmtpConnections | None = None
+        self.listener: StopListener | None = None
+        self.stop_signal = threading.Event()  # set by the listener thread, handled by the loop
+        self.transient_outcome: Outcome | None = None
+        self.token_batches: list[TokenBatch] = []
         self.probe: Connection | None = None
 
     # --- the slice ---------------------------------------------------------------------------
@@ -325,43 +333,154 @@ class SendSlice:
         return self.report
 
     def _loop(self, campaign: campaign_service.SliceCampaign) -> None:
+        """Claim, hand the claims to the connections, collect outcomes, record and claim again per batch."""
         builder = self._builder(campaign)
-        self.transport = SmtpTransport.from_url(self.settings.smtp_url, timeout=self.settings.smtp_timeout_seconds)
+        self._open_probe()
+        deadline = time.monotonic() + self.settings.send_slice_seconds
+        more = self._claim_batch()
+        db.session.commit()
+        if not more:
+            return self._drained()
+        self.connections = SmtpConnections(
+            self.settings.smtp_connections, self._new_transport, partial(self._send, builder), clock=self._now
+        )
+        self.listener = StopListener(self.redis, self.campaign_id, self._on_stop_signal).start()
+        low_water = self.settings.smtp_connections
+        while True:
+            if (ending := self._submit_with_tokens()) is not None:
+                return ending()
+            # Taken before collecting: a connection puts its result on the queue before it counts
+            # as done, so when nothing was outstanding here, every result is collected below.
+            idle = self.connections.outstanding == 0
+            self._collect(timeout=0.02)
+            if (ending := self._ending(deadline)) is not None:
+                return ending()
+            if more and self.connections.outstanding <= low_water:
+                # The safety net for a lost stop signal, then outcomes and the next claim in one commit.
+                if (ending := self._ending_for_state()) is not None:
+                    return ending()
+                self._record()
+                more = self._claim_batch()
+                self._commit()
+                self._settle_tokens(finished_only=True)
+            if not more and not self.unclaimed and idle:
+                return self._drained()
+
+    def _ending(self, deadline: float) -> Callable[[], None] | None:
+        """How the slice ends now, if it does: a transient error, SIGTERM / time budget, or a stop signal."""
+        if self.transient_outcome is not None:
+            outcome = self.transient_outcome
+            return lambda: self._transient_error(outcome)
+        if self._time_to_hand_over(deadline):
+            return self._hand_over
+        if self.stop_signal.is_set():
+            self.stop_signal.clear()
+            ending = self._ending_for_state()
+            if ending is None:
+                self.connections.release()  # not for us, or already resumed: carry on
+            return ending
+        return None
+
+    def _ending_for_state(self) -> Callable[[], None] | None:
+        status, switched_off = self._probe_state()
+        if switched_off:
+            return self._stop_for_global_pause
+        if status not in (SENDING, QUEUED):
+            return lambda: self._stop(status)
+        return None
+
+    def _on_stop_signal(self) -> None:
+        """Listener thread: hold every connection before its next message; the loop checks the database."""
+        if self.connections is not None:
+            self.connections.hold()
+        self.stop_signal.set()
+
+    def _open_probe(self) -> None:
         self.probe = db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         driver = self.probe.connection.driver_connection
         self.probe_cursor = driver.cursor()
         placeholder = "?" if self.probe.dialect.paramstyle == "qmark" else "%s"
         self.probe_sql = PROBE_SQL.format(placeholder=placeholder, app_state_id=APP_STATE_ID)
-        deadline = time.monotonic() + self.settings.send_slice_seconds
-        if not self._claim_batch():
-            db.session.commit()
-            return self._drained()
-        db.session.commit()
+
+    def _new_transport(self) -> PipelinedSmtpTransport:
+        return PipelinedSmtpTransport.from_url(self.settings.smtp_url, timeout=self.settings.smtp_timeout_seconds)
+
+    def _now(self) -> float:
+        return self.clock().timestamp()
+
+    # --- tokens and connections --------------------------------------------------------------
+
+    def _submit_with_tokens(self) -> Callable[[], None] | None:
+        """Reserve tokens for the claimed recipients (one Redis call) and hand them to the connections.
+
+        Returns the rate-limit deferral when the hourly quota is used up and nothing is left in flight.
+        """
+        if not self.unclaimed or self.connections.stopped:
+            return None
+        now = self._now() if self.injected_clock else None
+        batch = reserve_send_tokens(
+            self.redis, len(self.unclaimed), self.settings.smtp_max_per_hour, self.settings.smtp_max_per_second,
+            campaign_id=self.campaign_id, now=now,
+        )
+        if batch.granted == 0:
+            if self.connections.outstanding == 0:
+                return lambda: self._defer_for_rate_limit(batch.next_free_at)
+            return None  # try again when the connections have sent what they hold
+        self.token_batches.append(batch)
+        granted, self.unclaimed = self.unclaimed[: batch.granted], self.unclaimed[batch.granted :]
+        self.connections.submit(
+            [Delivery((claim, batch), slot=slot, token=index) for index, (claim, slot) in enumerate(zip(granted, batch.slots, strict=True))]
+        )
+        return None
+
+    def _collect(self, timeout: float) -> None:
+        """Move finished sends to `outcomes` (waiting up to `timeout` for the first)."""
+        try:
+            result = self.connections.results.get(timeout=timeout)
+        except queue.Empty:
+            return
         while True:
-            while self.unclaimed:
-                if self._time_to_hand_over(deadline):
-                    return self._hand_over()
-                status, switched_off = self._probe_state()
-                if switched_off:
-                    return self._stop_for_global_pause()
-                if status not in (SENDING, QUEUED):
-                    return self._stop(status)
-                reservation = self._reserve_token()
-                if not reservation.allowed:
-                    return self._defer_for_rate_limit(reservation)
-                claim = self.unclaimed.pop(0)
-                outcome = self._send(builder, claim, reservation)
-                self.outcomes.append(outcome)
-                if outcome.status in (R_PENDING, R_UNKNOWN) and outcome.attempted:
-                    return self._transient_error(outcome)
-            if self._time_to_hand_over(deadline):
-                return self._hand_over()
-            # The batch's outcomes and the next claim share one transaction: one commit per batch.
-            self._record()
-            more = self._claim_batch()
-            self._commit()
-            if not more:
-                return self._drained()
+            self._take_result(result)
+            try:
+                result = self.connections.results.get_nowait()
+            except queue.Empty:
+                return
+
+    def _take_result(self, result: Outcome | BaseException) -> None:
+        if isinstance(result, BaseException):
+            raise result  # a bug in the send path: the job fails (RQ records it), claims become unknown
+        self.outcomes.append(result)
+        if result.status in (R_SENT, R_FAILED) and result.attempted:
+            self.connections.warm_up()  # the relay answers: use every connection
+        if result.status in (R_PENDING, R_UNKNOWN) and result.attempted and self.transient_outcome is None:
+            # A transient error ends the slice for every connection, before their next message.
+            self.transient_outcome = result
+            self.connections.stop()
+
+    def _quiesce(self) -> None:
+        """Stop every connection before its next message, wait for those in flight, take back the untried."""
+        if self.connections is None:
+            return
+        self.connections.stop()
+        deadline = time.monotonic() + self.settings.smtp_timeout_seconds * 3
+        while self.connections.outstanding and time.monotonic() < deadline:
+            self._collect(timeout=0.05)
+        self._collect(timeout=0)
+        untried = []
+        while not self.connections.untried.empty():
+            untried.append(self.connections.untried.get_nowait().payload[0])
+        self.unclaimed = sorted(untried + self.unclaimed, key=lambda claim: claim.id)
+        self._settle_tokens(finished_only=False)
+
+    def _settle_tokens(self, *, finished_only: bool) -> None:
+        """Give back each finished token batch's unused tokens and date its used ones (one call per batch)."""
+        keep = []
+        for batch in self.token_batches:
+            if finished_only and batch.pending:
+                keep.append(batch)
+            else:
+                settle_send_tokens(self.redis, batch)
+        self.token_batches = keep
 
     def _time_to_hand_over(self, deadline: float) -> bool:
         return _stop_requested.is_set() or time.monotonic() >= deadline
@@ -413,39 +532,33 @@ class SendSlice:
             return None, False
         return row[0], bool(row[1])
 
-    def _reserve_token(self) -> TokenReservation:
-        now = self.clock().timestamp() if self.injected_clock else None
-        return reserve_send_token(
-            self.redis, self.settings.smtp_max_per_hour, campaign_id=self.campaign_id, now=now
-        )
-
     # --- one message ---------------------------------------------------------------------
 
-    def _send(self, builder: MessageBuilder, claim: Claim, reservation: TokenReservation) -> Outcome:
+    def _send(self, builder: MessageBuilder, transport: PipelinedSmtpTransport, delivery: Delivery) -> Outcome:
+        """One connection thread: build and send one message; the outcome, never an exception for SMTP trouble."""
+        claim, batch = delivery.payload
         try:
             fields = recipient_fields(claim.email, claim.name, claim.fields)
             built = builder.build(claim.id, claim.email, fields)
-        except JOB_STOPPING:
-            raise
         except InvalidAddressError as exc:
+            batch.finish(delivery.token, None)
             return self._failed(claim, R_SKIPPED, None, f"invalid address: {exc}", attempted=False)
         except Exception as exc:  # a template error on this recipient's data fails only this recipient
+            batch.finish(delivery.token, None)
             return self._failed(claim, R_FAILED, None, f"could not build the message: {type(exc).__name__}: {exc}",
                                 attempted=False)
-
-        self.in_flight = claim
+        batch.finish(delivery.token, self._now())
         try:
-            result = self.transport.send(builder.envelope_from, built.envelope_to, built.data)
+            result = transport.send(builder.envelope_from, built.envelope_to, built.data)
         except PermanentSendError as exc:
-            self.in_flight = None
             return self._failed(claim, R_FAILED, exc.smtp_code, exc.message, error_class="permanent",
                                 hard_bounce=is_hard_bounce(exc.smtp_code, exc.message))
         except SendError as exc:
-            self.in_flight = None
+            # A transient error ends the slice: no connection, this one included, starts another message.
+            self.connections.stop()
             # The whole message went out and the verdict was lost: it may have been delivered.
             status = R_UNKNOWN if exc.outcome_unknown else R_PENDING
             return self._failed(claim, status, exc.smtp_code, exc.message, error_class="transient")
-        self.in_flight = None
         outcome = Outcome(claim, R_SENT, result.smtp_code, built.message_id, sent_at=self.clock())
         logger.bind(
             campaign_id=self.campaign_id,
@@ -453,9 +566,9 @@ class SendSlice:
             recipient_id=claim.id,
             **get_pii_log_fields(claim.email, "INFO"),
             smtp_message_id=built.message_id,
-            provider=self.transport.provider,
+            provider=transport.provider,
             took_ms=round(result.took_ms, 1),
-            rate_limit_count=reservation.current_count,
+            rate_limit_count=batch.current_count,
         ).info("Email sent successfully")
         return outcome
 
@@ -563,6 +676,7 @@ class SendSlice:
 
     def _hand_over(self) -> None:
         """Time budget used (or SIGTERM): record, release, and enqueue the continuation."""
+        self._quiesce()
         next_job_id = new_slice_job_id(self.campaign_id)
         self._record_and_commit(next_job_id=next_job_id)
         self.report.outcome = "stopped" if _stop_requested.is_set() else "handed_over"
@@ -580,6 +694,7 @@ class SendSlice:
 
     def _drained(self) -> None:
         """Nothing left to claim: stale claims become unknown, and the campaign finishes if nothing is left."""
+        self._quiesce()
         self._record_and_commit()
         now = self.clock()
         from mailadmin.jobs.scheduling import mark_stale_claims_unknown
@@ -590,26 +705,30 @@ class SendSlice:
 
     def _stop(self, status: str | None) -> None:
         """Paused, cancelled or deferred elsewhere: record, release, no continuation."""
+        self._quiesce()
         self._record_and_commit()
         self.report.outcome = f"stopped:{status}"
         logger.bind(campaign_status=status).info("Send slice stopped: campaign no longer sending")
 
     def _stop_for_global_pause(self) -> None:
+        self._quiesce()
         self._record_and_commit()
         if campaign_service.defer_for_global_pause(self.campaign_id, self.clock()):
             self.report.outcome = "deferred:global_pause"
         else:
             self.report.outcome = "stopped:global_pause"
 
-    def _defer_for_rate_limit(self, reservation: TokenReservation) -> None:
+    def _defer_for_rate_limit(self, next_free_at: datetime | None) -> None:
+        self._quiesce()
         now = self.clock()
-        until = reservation.next_free_at or now + RATE_LIMIT_FALLBACK_DELAY
+        until = next_free_at or now + RATE_LIMIT_FALLBACK_DELAY
         self._record()
         campaign_service.defer_for_rate_limit(self.campaign_id, until, now=now)  # commits the session
         self._commit()
         self.report.outcome = "deferred:rate_limit"
 
     def _transient_error(self, outcome: Outcome) -> None:
+        self._quiesce()
         now = self.clock()
         self._record()
         reason = campaign_service.record_transient_error(self.campaign_id, outcome.error or "transient error", now=now)
@@ -629,11 +748,7 @@ class SendSlice:
             self.unclaimed = self.uncommitted_released + self.unclaimed
             self.uncommitted_outcomes, self.uncommitted_released = [], []
             self.uncommitted_counts = (0,) * 6
-            if self.in_flight is not None:
-                self.outcomes.append(
-                    Outcome(self.in_flight, R_UNKNOWN, error=f"job stopped while sending ({type(exc).__name__})")
-                )
-                self.in_flight = None
+            self._take_in_flight_as_unknown(exc)
             self._record_and_commit()
             if isinstance(exc, JOB_STOPPING):
                 self._enqueue_continuation(new_slice_job_id(self.campaign_id))
@@ -642,9 +757,31 @@ class SendSlice:
             logger.opt(exception=True).error("Could not record the stopped slice; its claims will become unknown")
         logger.bind(error_type=type(exc).__name__).warning("Send slice stopped by an exception")
 
+    def _take_in_flight_as_unknown(self, exc: BaseException) -> None:
+        """Stop the connections; what they were sending becomes `unknown`, what they had not begun, untried."""
+        if self.connections is None:
+            return
+        self.connections.stop()
+        queued = self.connections.take_back_queued()
+        in_flight = self.connections.in_flight()
+        try:
+            self._collect(timeout=0)
+        except BaseException:  # already failing: the claims of a crashed send become unknown below
+            pass
+        recorded = {outcome.claim.id for outcome in self.outcomes}
+        for delivery in in_flight:
+            claim = delivery.payload[0]
+            if claim.id not in recorded:
+                self.outcomes.append(Outcome(claim, R_UNKNOWN, error=f"job stopped while sending ({type(exc).__name__})"))
+        while not self.connections.untried.empty():
+            queued.append(self.connections.untried.get_nowait())
+        self.unclaimed += [delivery.payload[0] for delivery in queued]
+
     def _close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
+        if self.listener is not None:
+            self.listener.close()
+        if self.connections is not None:
+            self.connections.close(timeout=self.settings.smtp_timeout_seconds)
         if self.probe is not None:
             self.probe_cursor.close()
             self.probe.close()

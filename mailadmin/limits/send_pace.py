@@ -112,14 +112,28 @@ class TokenBatch:
     next_free_at: datetime | None = None  # set when nothing was granted: the hourly quota is used up
     backend_available: bool = True
     sent_at: list[float | None] = field(default_factory=list)
+    done: list[bool] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.sent_at = self.sent_at or [None] * len(self.slots)
+        self.done = [False] * len(self.slots)
 
     @property
     def granted(self) -> int:
         return len(self.slots)
 
-    def use(self, index: int, sent_at: float) -> None:
-        """Token `index` was spent on a message that went out at `sent_at` (Unix s)."""
+    @property
+    def pending(self) -> int:
+        """Tokens whose message is neither sent nor given up yet."""
+        return self.done.count(False)
+
+    def finish(self, index: int, sent_at: float | None) -> None:
+        """Token `index` was spent on a message that went out at `sent_at` (Unix s), or not used (None).
+
+        Safe from several threads: each token belongs to one message, and each call sets list items only.
+        """
         self.sent_at[index] = sent_at
+        self.done[index] = True
 
 
 def slot_interval(max_per_second: int) -> float:
@@ -164,13 +178,13 @@ def reserve_send_tokens(
                     max_per_hour=max_per_hour).error("Error reserving rate limit token (Redis unavailable)")
         start = time.time() if now is None else now
         return TokenBatch(reservation_id, [start + i * interval for i in range(count)], interval, 0, max_per_hour,
-                          backend_available=False, sent_at=[None] * count)
+                          backend_available=False)
     granted, first = int(granted), int(first_us) / _MICROSECONDS
     if granted == 0:
         next_free_at = _EPOCH + timedelta(microseconds=int(first_us))
         return TokenBatch(reservation_id, [], interval, int(current), max_per_hour, next_free_at=next_free_at)
     slots = [first + i * interval for i in range(granted)]
-    return TokenBatch(reservation_id, slots, interval, int(current), max_per_hour, sent_at=[None] * granted)
+    return TokenBatch(reservation_id, slots, interval, int(current), max_per_hour)
 
 
 def settle_send_tokens(redis: Redis, batch: TokenBatch) -> None:

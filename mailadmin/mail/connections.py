@@ -1,0 +1,180 @@
+"""Several SMTP connections sending one slice's messages at once: one thread per connection.
+
+Why threads: the send loop around them is synchronous (SQLAlchemy sessions, RQ jobs, the blocking
+pipelining client), and a connection spends nearly all its time waiting on the network, where a
+thread releases the GIL. A thread per connection keeps each SMTP conversation a plain sequence of
+blocking calls; asyncio would mean an async client, an event loop inside an RQ job and a bridge to
+the synchronous database code, for no gain at ten connections.
+
+The slice (one coordinating thread, the only one touching the database) hands `Delivery` items to
+`SmtpConnections.submit`; each connection takes the next item in order, waits for its token's slot
+(the per-second pace), sends it with `send_one(transport, item)` and puts what that returns on
+`results`. `stop()` makes every connection stop before its next message (the item goes back on
+`untried`); `hold()` makes them wait before their next message until `release()` — the slice holds
+while it checks whether a stop signal concerns it. Only the first connection sends until
+`warm_up()` (the slice calls it when the relay has answered a message).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+class Transport(Protocol):
+    """What a connection needs of its transport (SmtpTransport / PipelinedSmtpTransport)."""
+
+    def close(self) -> None: ...
+
+
+@dataclass(slots=True)
+class Delivery:
+    """One message for one connection: what to send (opaque to this module) and its earliest send time."""
+
+    payload: Any
+    slot: float = 0.0  # Unix seconds; 0 = at once
+    token: int | None = None  # index of its token in the slice's token batch
+
+
+_DONE = object()
+
+
+class SmtpConnections:
+    """`count` threads, each with its own transport, sending the submitted deliveries in order."""
+
+    def __init__(
+        self,
+        count: int,
+        make_transport: Callable[[], Transport],
+        send_one: Callable[[Transport, Delivery], Any],
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.make_transport = make_transport
+        self.send_one = send_one
+        self.clock = clock
+        self.results: queue.Queue = queue.Queue()
+        self.untried: queue.Queue[Delivery] = queue.Queue()
+        self._work: queue.Queue = queue.Queue()
+        self._stopped = threading.Event()
+        self._released = threading.Event()
+        self._released.set()
+        self._warm = threading.Event()
+        self._lock = threading.Lock()
+        self._outstanding = 0  # submitted and neither sent nor returned untried
+        self._sending: dict[int, Delivery] = {}
+        self._threads = [
+            threading.Thread(target=self._run, args=(number,), name=f"smtp-connection-{number}", daemon=True)
+            for number in range(count)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    # --- the slice's side ----------------------------------------------------------------
+
+    def submit(self, deliveries: list[Delivery]) -> None:
+        """Queue deliveries; connections take them in this order."""
+        with self._lock:
+            self._outstanding += len(deliveries)
+        for delivery in deliveries:
+            self._work.put(delivery)
+
+    @property
+    def outstanding(self) -> int:
+        """Deliveries submitted and not yet finished (queued, waiting for a slot, or in flight)."""
+        with self._lock:
+            return self._outstanding
+
+    def in_flight(self) -> list[Delivery]:
+        """The deliveries whose message is being sent right now."""
+        with self._lock:
+            return list(self._sending.values())
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped.is_set()
+
+    def stop(self) -> None:
+        """Every connection stops before its next message; what it would have sent goes to `untried`."""
+        self._stopped.set()
+        self._released.set()
+        self._warm.set()
+
+    def take_back_queued(self) -> list[Delivery]:
+        """Remove the deliveries no connection has taken yet (after `stop()`, when there is no time to wait)."""
+        taken = []
+        while True:
+            try:
+                item = self._work.get_nowait()
+            except queue.Empty:
+                break
+            if item is _DONE:
+                self._work.put(item)
+                break
+            taken.append(item)
+        with self._lock:
+            self._outstanding -= len(taken)
+        return taken
+
+    def warm_up(self) -> None:
+        """The relay answers: open the other connections (until now only the first one sends)."""
+        self._warm.set()
+
+    def hold(self) -> None:
+        """Connections wait before their next message until `release()` or `stop()`."""
+        self._released.clear()
+
+    def release(self) -> None:
+        self._released.set()
+
+    def close(self, timeout: float = 60) -> None:
+        """Stop taking work, let messages in flight finish, close every transport."""
+        self.stop()
+        for _ in self._threads:
+            self._work.put(_DONE)
+        for thread in self._threads:
+            thread.join(timeout)
+
+    # --- one connection ------------------------------------------------------------------
+
+    def _give_back(self, delivery: Delivery) -> None:
+        self.untried.put(delivery)
+        with self._lock:
+            self._outstanding -= 1
+
+    def _ready_to_send(self, delivery: Delivery) -> bool:
+        """Wait for the delivery's slot and for a hold to end; False when stopped meanwhile."""
+        wait = delivery.slot - self.clock()
+        if wait > 0 and self._stopped.wait(wait):
+            return False
+        while not self._released.wait(0.5):
+            pass
+        return not self._stopped.is_set()
+
+    def _run(self, number: int) -> None:
+        # Slow start: only the first connection sends until the relay has answered a message, so a
+        # relay that refuses everything costs one attempt per slice, not one per connection.
+        if number > 0:
+            self._warm.wait()
+        transport = self.make_transport()
+        try:
+            while (delivery := self._work.get()) is not _DONE:
+                if not self._ready_to_send(delivery):
+                    self._give_back(delivery)
+                    continue
+                with self._lock:
+                    self._sending[id(delivery)] = delivery
+                try:
+                    result = self.send_one(transport, delivery)
+                except BaseException as exc:  # handed to the slice, which decides; the thread goes on
+                    result = exc
+                self.results.put(result)
+                with self._lock:
+                    self._sending.pop(id(delivery), None)
+                    self._outstanding -= 1
+        finally:
+            transport.close()
