@@ -68,6 +68,9 @@ from mailadmin.send_signals import StopListener
 from mailadmin.services import campaigns as campaign_service
 from mailadmin.services.suppressions import suppress, suppressed_among
 
+# A per-second slot a connection reaches later than this is not used: sent late, its message could
+# land next to the following slot's on the provider's clock. It gets a fresh slot instead.
+MAX_SLOT_LATENESS = 0.04
 # When the rate limiter refuses without saying when a token frees (should not happen).
 RATE_LIMIT_FALLBACK_DELAY = timedelta(seconds=60)
 # 5xx replies that say "this mailbox does not exist": the address goes on the suppression list.
@@ -342,7 +345,8 @@ class SendSlice:
         if not more:
             return self._drained()
         self.connections = SmtpConnections(
-            self.settings.smtp_connections, self._new_transport, partial(self._send, builder), clock=self._now
+            self.settings.smtp_connections, self._new_transport, partial(self._send, builder), clock=self._now,
+            max_lateness=MAX_SLOT_LATENESS if self.settings.smtp_max_per_second else None,
         )
         self.listener = StopListener(self.redis, self.campaign_id, self._on_stop_signal).start()
         low_water = self.settings.smtp_connections
@@ -415,11 +419,21 @@ class SendSlice:
 
         Returns the rate-limit deferral when the hourly quota is used up and nothing is left in flight.
         """
-        if not self.unclaimed or self.connections.stopped:
+        if self.connections.stopped:
             return None
+        self._take_back_late()
+        if not self.unclaimed:
+            return None
+        wanted = len(self.unclaimed)
+        if self.settings.smtp_max_per_second:
+            # Paced: tokens only for connections free right now, so no slot is spent late (a late
+            # send next to an on-time one would put more than the cap into one second).
+            wanted = min(wanted, self.connections.free)
+            if wanted == 0:
+                return None
         now = self._now() if self.injected_clock else None
         batch = reserve_send_tokens(
-            self.redis, len(self.unclaimed), self.settings.smtp_max_per_hour, self.settings.smtp_max_per_second,
+            self.redis, wanted, self.settings.smtp_max_per_hour, self.settings.smtp_max_per_second,
             campaign_id=self.campaign_id, now=now,
         )
         if batch.granted == 0:
@@ -432,6 +446,17 @@ class SendSlice:
             [Delivery((claim, batch), slot=slot, token=index) for index, (claim, slot) in enumerate(zip(granted, batch.slots, strict=True))]
         )
         return None
+
+    def _take_back_late(self) -> None:
+        """Deliveries whose slot passed before a connection could use it: their token is unused, they go again."""
+        late = []
+        while not self.connections.untried.empty():
+            delivery = self.connections.untried.get_nowait()
+            claim, batch = delivery.payload
+            batch.finish(delivery.token, None)
+            late.append(claim)
+        if late:
+            self.unclaimed = sorted(late + self.unclaimed, key=lambda claim: claim.id)
 
     def _collect(self, timeout: float) -> None:
         """Move finished sends to `outcomes` (waiting up to `timeout` for the first)."""
@@ -466,10 +491,7 @@ class SendSlice:
         while self.connections.outstanding and time.monotonic() < deadline:
             self._collect(timeout=0.05)
         self._collect(timeout=0)
-        untried = []
-        while not self.connections.untried.empty():
-            untried.append(self.connections.untried.get_nowait().payload[0])
-        self.unclaimed = sorted(untried + self.unclaimed, key=lambda claim: claim.id)
+        self._take_back_late()
         self._settle_tokens(finished_only=False)
 
     def _settle_tokens(self, *, finished_only: bool) -> None:

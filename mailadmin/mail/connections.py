@@ -10,7 +10,7 @@ The slice (one coordinating thread, the only one touching the database) hands `D
 `SmtpConnections.submit`; each connection takes the next item in order, waits for its token's slot
 (the per-second pace), sends it with `send_one(transport, item)` and puts what that returns on
 `results`. `stop()` makes every connection stop before its next message (the item goes back on
-`untried`); `hold()` makes them wait before their next message until `release()` — the slice holds
+`untried`, as does one whose slot passed more than `max_lateness` ago); `hold()` makes them wait before their next message until `release()` — the slice holds
 while it checks whether a stop signal concerns it. Only the first connection sends until
 `warm_up()` (the slice calls it when the relay has answered a message).
 """
@@ -53,10 +53,12 @@ class SmtpConnections:
         send_one: Callable[[Transport, Delivery], Any],
         *,
         clock: Callable[[], float] = time.time,
+        max_lateness: float | None = None,
     ) -> None:
         self.make_transport = make_transport
         self.send_one = send_one
         self.clock = clock
+        self.max_lateness = max_lateness
         self.results: queue.Queue = queue.Queue()
         self.untried: queue.Queue[Delivery] = queue.Queue()
         self._work: queue.Queue = queue.Queue()
@@ -66,6 +68,7 @@ class SmtpConnections:
         self._warm = threading.Event()
         self._lock = threading.Lock()
         self._outstanding = 0  # submitted and neither sent nor returned untried
+        self._waiting_for_work = 0  # connections open and waiting for their next delivery
         self._sending: dict[int, Delivery] = {}
         self._threads = [
             threading.Thread(target=self._run, args=(number,), name=f"smtp-connection-{number}", daemon=True)
@@ -88,6 +91,12 @@ class SmtpConnections:
         """Deliveries submitted and not yet finished (queued, waiting for a slot, or in flight)."""
         with self._lock:
             return self._outstanding
+
+    @property
+    def free(self) -> int:
+        """Connections that would start a delivery at once if one were submitted now."""
+        with self._lock:
+            return max(0, self._waiting_for_work - self._work.qsize())
 
     def in_flight(self) -> list[Delivery]:
         """The deliveries whose message is being sent right now."""
@@ -147,13 +156,34 @@ class SmtpConnections:
             self._outstanding -= 1
 
     def _ready_to_send(self, delivery: Delivery) -> bool:
-        """Wait for the delivery's slot and for a hold to end; False when stopped meanwhile."""
+        """Wait for the delivery's slot and for a hold to end; False when stopped meanwhile or too late."""
         wait = delivery.slot - self.clock()
         if wait > 0 and self._stopped.wait(wait):
             return False
         while not self._released.wait(0.5):
             pass
+        if self.max_lateness is not None and delivery.slot and self.clock() - delivery.slot > self.max_lateness:
+            return False
         return not self._stopped.is_set()
+
+    def _open(self, transport: Transport) -> None:
+        """Open the session before the first delivery, so its slot is not spent on the handshake."""
+        connect = getattr(transport, "connect", None)
+        if connect is None or self._stopped.is_set():
+            return
+        try:
+            connect()
+        except Exception:  # the first send reconnects and reports the failure with its recipient
+            pass
+
+    def _next_delivery(self) -> Any:
+        with self._lock:
+            self._waiting_for_work += 1
+        try:
+            return self._work.get()
+        finally:
+            with self._lock:
+                self._waiting_for_work -= 1
 
     def _run(self, number: int) -> None:
         # Slow start: only the first connection sends until the relay has answered a message, so a
@@ -162,7 +192,8 @@ class SmtpConnections:
             self._warm.wait()
         transport = self.make_transport()
         try:
-            while (delivery := self._work.get()) is not _DONE:
+            self._open(transport)
+            while (delivery := self._next_delivery()) is not _DONE:
                 if not self._ready_to_send(delivery):
                     self._give_back(delivery)
                     continue

@@ -49,6 +49,7 @@ from mailadmin.models.campaign import (
     SENDING,
 )
 from mailadmin.models.types import utcnow
+from mailadmin.send_signals import announce_send_stop
 from mailadmin.services.audit import record_audit
 
 MSG_NOT_DRAFT = "Only a draft campaign can be started."
@@ -148,6 +149,7 @@ def set_sending_paused(paused: bool, actor: User | None) -> None:
             )
         record_audit(actor, "sending_switched_off", details={"campaigns_waiting": len(ids)})
         db.session.commit()
+        announce_send_stop(get_redis(), None)
         logger.bind(actor=_actor_field(actor), campaign_id=None, campaigns=len(ids)).warning("Sending switched off")
         return
 
@@ -313,6 +315,7 @@ def pause_campaign(campaign: Campaign, actor: User | None) -> Campaign:
     )
     record_audit(actor, "campaign_paused", campaign_id=campaign.id, from_status=from_status, to_status=PAUSED)
     db.session.commit()
+    announce_send_stop(get_redis(), campaign.id)
     safe_cancel_continuation(campaign.id)
     logger.bind(actor=_actor_field(actor), campaign_id=campaign.id).info("Campaign paused")
     return campaign
@@ -377,6 +380,7 @@ def cancel_campaign(campaign: Campaign, actor: User | None) -> Campaign:
     )
     record_audit(actor, "campaign_cancelled", campaign_id=campaign.id, from_status=from_status, to_status=CANCELLED)
     db.session.commit()
+    announce_send_stop(get_redis(), campaign.id)
     safe_cancel_continuation(campaign.id)
     logger.bind(actor=_actor_field(actor), campaign_id=campaign.id).info("Campaign cancelled")
     return campaign
@@ -547,6 +551,7 @@ def defer_campaign(
     if consecutive_errors is None:
         consecutive_errors = current_errors
     db.session.commit()
+    announce_send_stop(get_redis(), campaign_id)  # the campaign's other slices stop too
     if until is not None:
         _schedule_after_commit(campaign_id, until)
     record = logger.bind(
@@ -665,6 +670,7 @@ def trip_circuit_breaker(campaign_id: int, consecutive_errors: int, *, now: date
         details={"consecutive_errors": consecutive_errors, "threshold": settings.circuit_breaker_threshold},
     )
     db.session.commit()
+    announce_send_stop(get_redis(), campaign_id)
     safe_cancel_continuation(campaign_id)
     logger.bind(
         campaign_id=campaign_id,
