@@ -178,6 +178,8 @@ _QUEUE_HEARTBEAT = (
 )
 
 _stop_requested = threading.Event()
+# The loop looks at the clock (hand-over time) at least this often while its connections send.
+WAKE_AT_LEAST_EVERY = 0.25
 
 # The per-message state query (see SendSlice._probe_state); `{placeholder}` is the driver's paramstyle.
 PROBE_SQL = (
@@ -188,6 +190,8 @@ PROBE_SQL = (
 
 def request_slice_stop() -> None:
     """Ask the running slice to stop before its next message (called from the SIGTERM path)."""
+    # Only an Event.set(): this runs in a signal handler, which must not wait for a lock the
+    # interrupted code may hold. Each connection reads the event before its next message.
     _stop_requested.set()
 
 
@@ -344,19 +348,23 @@ class SendSlice:
         db.session.commit()
         if not more:
             return self._drained()
+        low_water = self.settings.smtp_connections
+        paced = bool(self.settings.smtp_max_per_second)
         self.connections = SmtpConnections(
             self.settings.smtp_connections, self._new_transport, partial(self._send, builder), clock=self._now,
-            max_lateness=MAX_SLOT_LATENESS if self.settings.smtp_max_per_second else None,
+            max_lateness=MAX_SLOT_LATENESS if paced else None, low_water=low_water, wake_when_free=paced,
+            also_stop_on=_stop_requested,
         )
         self.listener = StopListener(self.redis, self.campaign_id, self._on_stop_signal).start()
-        low_water = self.settings.smtp_connections
         while True:
             if (ending := self._submit_with_tokens()) is not None:
                 return ending()
             # Taken before collecting: a connection puts its result on the queue before it counts
             # as done, so when nothing was outstanding here, every result is collected below.
             idle = self.connections.outstanding == 0
-            self._collect(timeout=0.02)
+            if not idle:
+                self.connections.wait(timeout=WAKE_AT_LEAST_EVERY)
+            self._collect(timeout=0)
             if (ending := self._ending(deadline)) is not None:
                 return ending()
             if more and self.connections.outstanding <= low_water:
@@ -395,9 +403,10 @@ class SendSlice:
 
     def _on_stop_signal(self) -> None:
         """Listener thread: hold every connection before its next message; the loop checks the database."""
+        self.stop_signal.set()
         if self.connections is not None:
             self.connections.hold()
-        self.stop_signal.set()
+            self.connections.wake()
 
     def _open_probe(self) -> None:
         self.probe = db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")

@@ -54,11 +54,21 @@ class SmtpConnections:
         *,
         clock: Callable[[], float] = time.time,
         max_lateness: float | None = None,
+        low_water: int = 0,
+        wake_when_free: bool = False,
+        also_stop_on: threading.Event | None = None,
     ) -> None:
         self.make_transport = make_transport
         self.send_one = send_one
         self.clock = clock
         self.max_lateness = max_lateness
+        # The slice sleeps in `wait()` until there is something to do: outstanding deliveries down to
+        # `low_water` (time to record and claim), a connection free (paced sending), or a stop.
+        self.low_water = low_water
+        self.wake_when_free = wake_when_free
+        self._wake = threading.Event()
+        # An event set elsewhere (SIGTERM) that stops the connections like `stop()`; only read here.
+        self._external_stop = also_stop_on or threading.Event()
         self.results: queue.Queue = queue.Queue()
         self.untried: queue.Queue[Delivery] = queue.Queue()
         self._work: queue.Queue = queue.Queue()
@@ -98,6 +108,15 @@ class SmtpConnections:
         with self._lock:
             return max(0, self._waiting_for_work - self._work.qsize())
 
+    def wait(self, timeout: float) -> None:
+        """Sleep until the slice has something to do (see `__init__`), at most `timeout` seconds."""
+        self._wake.wait(timeout)
+        self._wake.clear()
+
+    def wake(self) -> None:
+        """Wake the slice now (a stop signal arrived, SIGTERM, ...)."""
+        self._wake.set()
+
     def in_flight(self) -> list[Delivery]:
         """The deliveries whose message is being sent right now."""
         with self._lock:
@@ -112,6 +131,7 @@ class SmtpConnections:
         self._stopped.set()
         self._released.set()
         self._warm.set()
+        self._wake.set()
 
     def take_back_queued(self) -> list[Delivery]:
         """Remove the deliveries no connection has taken yet (after `stop()`, when there is no time to wait)."""
@@ -154,6 +174,7 @@ class SmtpConnections:
         self.untried.put(delivery)
         with self._lock:
             self._outstanding -= 1
+        self._wake.set()
 
     def _ready_to_send(self, delivery: Delivery) -> bool:
         """Wait for the delivery's slot and for a hold to end; False when stopped meanwhile or too late."""
@@ -164,6 +185,8 @@ class SmtpConnections:
             pass
         if self.max_lateness is not None and delivery.slot and self.clock() - delivery.slot > self.max_lateness:
             return False
+        if self._external_stop.is_set():
+            self.stop()
         return not self._stopped.is_set()
 
     def _open(self, transport: Transport) -> None:
@@ -179,6 +202,8 @@ class SmtpConnections:
     def _next_delivery(self) -> Any:
         with self._lock:
             self._waiting_for_work += 1
+        if self.wake_when_free:
+            self._wake.set()
         try:
             return self._work.get()
         finally:
@@ -207,5 +232,8 @@ class SmtpConnections:
                 with self._lock:
                     self._sending.pop(id(delivery), None)
                     self._outstanding -= 1
+                    low = self._outstanding <= self.low_water
+                if low:
+                    self._wake.set()
         finally:
             transport.close()
