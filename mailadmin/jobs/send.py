@@ -37,7 +37,7 @@ from redis import RedisError
 from rq import get_current_job
 from rq.exceptions import ShutDownImminentException
 from rq.timeouts import JobTimeoutException
-from sqlalchemy import String, bindparam, case, func, select, update
+from sqlalchemy import String, bindparam, case, func, select, text, update
 from sqlalchemy.engine import Connection
 
 from mailadmin.extensions import db, get_redis, get_settings
@@ -176,6 +176,55 @@ _QUEUE_HEARTBEAT = (
         current_job_id=func.coalesce(bindparam("b_next_job", type_=String()), _queues.c.current_job_id),
     )
 )
+
+# PostgreSQL: every outcome of a batch in ONE statement (arrays zipped by unnest), instead of one
+# UPDATE per recipient; the same guard as _RECORD_OUTCOME, and the counts per status come back.
+_RECORD_OUTCOMES_PG = text("""
+    UPDATE recipients AS r SET
+        status = v.status,
+        attempts = r.attempts + v.inc,
+        smtp_code = v.code,
+        smtp_message_id = v.mid,
+        last_error = v.err,
+        sent_at = v.sent_at,
+        claimed_by = v.claimed_by,
+        claimed_at = CASE WHEN v.status = 'pending' THEN NULL ELSE r.claimed_at END,
+        updated_at = :now
+    FROM (
+        SELECT unnest(CAST(:ids AS integer[])) AS id, unnest(CAST(:statuses AS text[])) AS status,
+               unnest(CAST(:incs AS integer[])) AS inc, unnest(CAST(:codes AS integer[])) AS code,
+               unnest(CAST(:mids AS text[])) AS mid, unnest(CAST(:errs AS text[])) AS err,
+               unnest(CAST(:sent_ats AS timestamptz[])) AS sent_at, unnest(CAST(:claimed_bys AS text[])) AS claimed_by
+    ) AS v
+    WHERE r.id = v.id AND r.claimed_by = :token AND r.status = 'sending'
+    RETURNING v.status
+""")
+
+
+def _record_outcomes_in_one_statement(rows: list[dict], token: str, now: datetime) -> dict[str, int]:
+    """Write the batch's outcomes (the `_RECORD_OUTCOME` parameter rows) in one UPDATE; rows changed per status."""
+    if not rows:
+        return {}
+    changed = db.session.execute(
+        _RECORD_OUTCOMES_PG,
+        {
+            "ids": [row["b_id"] for row in rows],
+            "statuses": [row["b_status"] for row in rows],
+            "incs": [row["b_inc"] for row in rows],
+            "codes": [row["b_code"] for row in rows],
+            "mids": [row["b_mid"] for row in rows],
+            "errs": [row["b_err"] for row in rows],
+            "sent_ats": [row["b_sent_at"] for row in rows],
+            "claimed_bys": [row["b_claimed_by"] for row in rows],
+            "token": token,
+            "now": now,
+        },
+    ).scalars().all()
+    counts: dict[str, int] = {}
+    for status in changed:
+        counts[status] = counts.get(status, 0) + 1
+    return counts
+
 
 _stop_requested = threading.Event()
 # The loop looks at the clock (hand-over time) at least this often while its connections send.
@@ -659,11 +708,15 @@ class SendSlice:
             )
             if outcome.hard_bounce:
                 suppress_emails.append(outcome.claim.email)
-        counts = {
-            status: db.session.execute(_RELEASE_AFTER_ATTEMPT if status == R_PENDING else _RECORD_OUTCOME, rows).rowcount
-            or 0
-            for status, rows in groups.items()
-        }
+        if db.session.get_bind().dialect.name == "postgresql":
+            counts = _record_outcomes_in_one_statement([row for rows in groups.values() for row in rows], self.job_id, now)
+        else:
+            counts = {
+                status: db.session.execute(
+                    _RELEASE_AFTER_ATTEMPT if status == R_PENDING else _RECORD_OUTCOME, rows
+                ).rowcount or 0
+                for status, rows in groups.items()
+            }
         released = 0
         if self.uncommitted_released:
             released = db.session.execute(
