@@ -45,10 +45,11 @@ class Settings:
     # Send loop slicing: a job claims `send_batch_size` recipients at a time and
     # hands over to a fresh job after `send_slice_seconds`, so SIGTERM never
     # catches a long job.
-    send_batch_size: int = 10
+    send_batch_size: int = 25
     send_slice_seconds: int = 20
-    # How many slices of one campaign may run at once on different workers (fan-out at start).
-    send_parallel_slices: int = 2
+    # How many slices of one campaign may run at once on different workers (fan-out at start);
+    # 0 = as many as there are workers on the send queue when the campaign starts sending.
+    send_parallel_slices: int = 0
     # A recipient left `sending` longer than this by a dead job becomes `unknown`.
     stale_claim_seconds: int = 120
     max_upload_mb: int = 5
@@ -146,16 +147,16 @@ _INT_LIMITS = {
     "MAILER_THROTTLE_LOGIN_PER_IP": "throttle_login_per_ip",
     "MAILER_SEND_BATCH_SIZE": "send_batch_size",
     "MAILER_SEND_SLICE_SECONDS": "send_slice_seconds",
-    "MAILER_SEND_PARALLEL_SLICES": "send_parallel_slices",
     "MAILER_STALE_CLAIM_SECONDS": "stale_claim_seconds",
     "MAILER_MAX_UPLOAD_MB": "max_upload_mb",
     "SMTP_TIMEOUT_SECONDS": "smtp_timeout_seconds",
     "PORT": "port",
     "MAILER_SMTP_CONNECTIONS": "smtp_connections",
 }
-# Whole numbers where 0 means "off".
+# Whole numbers where 0 means "off" (or "automatic", as noted).
 _INT_LIMITS_ZERO_OFF = {
     "MAILER_SMTP_MAX_PER_SECOND": "smtp_max_per_second",
+    "MAILER_SEND_PARALLEL_SLICES": "send_parallel_slices",  # 0 = one per worker
 }
 
 

@@ -171,3 +171,32 @@ def test_a_relay_without_pipelining_still_gets_every_message_once(engine_env, ap
     assert current.sent_count == 120
     assert len(smtp.recipients()) == 120
     assert_nobody_twice(smtp)
+
+
+# --- how many slices a campaign starts with --------------------------------------------------
+
+
+def test_parallel_slices_default_to_one_per_worker_listening_on_the_send_queue(app):
+    from rq import Queue, Worker
+
+    from mailadmin.extensions import SEND_QUEUE, get_redis
+    from mailadmin.jobs.send import parallel_slices
+
+    connection = get_redis()
+    workers = [Worker([Queue(SEND_QUEUE, connection=connection)], connection=connection, name=f"count-{i}")
+               for i in range(3)]
+    assert parallel_slices() == 1  # nobody listening yet: one slice
+    for worker in workers:
+        worker.register_birth()
+    try:
+        assert parallel_slices() == 3
+    finally:
+        for worker in workers:
+            worker.register_death()
+
+
+@with_env(MAILER_SEND_PARALLEL_SLICES="2")
+def test_an_explicit_number_of_parallel_slices_wins(engine_env, app):
+    from mailadmin.jobs.send import parallel_slices
+
+    assert parallel_slices() == 2
