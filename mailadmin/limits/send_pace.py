@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from loguru import logger
 from redis import Redis, RedisError
 
-from mailadmin.limits.rate_limiter import RATE_LIMIT_KEY, RATE_LIMIT_WINDOW_SECONDS
+from mailadmin.limits.rate_limiter import RATE_LIMIT_KEY, RATE_LIMIT_WINDOW_LABEL, RATE_LIMIT_WINDOW_SECONDS
 from mailadmin.limits.window import KEY_PREFIX
 
 PACE_KEY = KEY_PREFIX + "ratelimit:smtp:pace"
@@ -180,6 +180,9 @@ def reserve_send_tokens(
         return TokenBatch(reservation_id, [start + i * interval for i in range(count)], interval, 0, max_per_hour,
                           backend_available=False)
     granted, first = int(granted), int(first_us) / _MICROSECONDS
+    logger.bind(campaign_id=campaign_id, allowed=granted > 0, current_count=int(current), max_per_hour=max_per_hour,
+                window=RATE_LIMIT_WINDOW_LABEL, wanted=count, granted=granted,
+                max_per_second=max_per_second).debug("Rate limit token reserve")
     if granted == 0:
         next_free_at = _EPOCH + timedelta(microseconds=int(first_us))
         return TokenBatch(reservation_id, [], interval, int(current), max_per_hour, next_free_at=next_free_at)
