@@ -382,6 +382,7 @@ class SendSlice:
         self.listener: StopListener | None = None
         self.stop_signal = threading.Event()  # set by the listener thread, handled by the loop
         self.transient_outcome: Outcome | None = None
+        self.quota_refusal: datetime | None = None  # when a token frees, once the hourly quota refused
         self.token_batches: list[TokenBatch] = []
         self.probe: Connection | None = None
 
@@ -501,6 +502,12 @@ class SendSlice:
         self._take_back_late()
         if not self.unclaimed:
             return None
+        if self.quota_refusal is not None:
+            # Asked once: the quota is used up. Defer when the connections have sent what they hold.
+            if self.connections.outstanding == 0:
+                until = self.quota_refusal
+                return lambda: self._defer_for_rate_limit(until)
+            return None
         wanted = len(self.unclaimed)
         if self.settings.smtp_max_per_second:
             # Paced: tokens only for connections free right now, so no slot is spent late (a late
@@ -514,9 +521,8 @@ class SendSlice:
             campaign_id=self.campaign_id, now=now,
         )
         if batch.granted == 0:
-            if self.connections.outstanding == 0:
-                return lambda: self._defer_for_rate_limit(batch.next_free_at)
-            return None  # try again when the connections have sent what they hold
+            self.quota_refusal = batch.next_free_at or self.clock() + RATE_LIMIT_FALLBACK_DELAY
+            return self._submit_with_tokens()
         self.token_batches.append(batch)
         granted, self.unclaimed = self.unclaimed[: batch.granted], self.unclaimed[batch.granted :]
         self.connections.submit(
