@@ -2,21 +2,27 @@
 
 A slice works for at most MAILER_SEND_SLICE_SECONDS, then hands over to a fresh job (its
 continuation), so a platform SIGTERM never catches a long job and several workers share a big
-campaign. Per claim batch (MAILER_SEND_BATCH_SIZE recipients):
+campaign. The slice's own thread does every database and Redis call; MAILER_SMTP_CONNECTIONS
+connection threads (`mail.connections`, pipelined: `mail.pipelining`) render and send. Per claim
+batch (MAILER_SEND_BATCH_SIZE recipients):
 
 1. **claim** pending recipients atomically — one statement, `WITH claim_batch AS MATERIALIZED
    (SELECT id ... LIMIT n FOR UPDATE SKIP LOCKED) UPDATE recipients ... FROM claim_batch WHERE
    status = 'pending' RETURNING ...` on PostgreSQL, the same single conditional UPDATE on SQLite
    (whose writers are serialized) — marking them `sending` with `claimed_by` (this job) and
    `claimed_at`;
-2. per message: one cheap query for the campaign's status and the global switch (pause, cancel,
-   `global_pause` stop the loop *between* messages), one rate-limit token (fail-open), render,
-   SMTP; a transient error or a refused token ends the slice with a deferral;
-3. **record** the batch's outcomes in one transaction (exact counters via `col = col + n`).
+2. take the batch's rate-limit tokens in one Redis call (`limits.send_pace`: hourly quota and, when
+   set, per-second slots; fail-open) and hand the claims to the connections; a transient error on
+   any connection, a refused quota, or a stop signal (`send_signals`: pause, cancel, deferral, the
+   global switch) stops every connection before its next message;
+3. when the connections run low: check the campaign's state (the safety net for a lost signal),
+   **record** the outcomes so far (one statement on PostgreSQL, exact counters via `col = col + n`)
+   and claim the next batch — one transaction.
 
 Exactly-once intent: a recipient leaves `sending` only through this job's own records. A job
-that dies (SIGKILL) leaves at most one batch in `sending`; the recovery sweep turns those into
-`unknown` once older than MAILER_STALE_CLAIM_SECONDS — they are shown, never silently re-sent.
+that dies (SIGKILL) leaves at most one batch plus the messages in flight in `sending`; the
+recovery sweep turns those into `unknown` once older than MAILER_STALE_CLAIM_SECONDS — they are
+shown, never silently re-sent.
 On SIGTERM (RQ HerokuWorker: SIGRTMIN to the work horse) the loop stops before the next message,
 records, releases what it did not try and enqueues its continuation: nothing becomes unknown.
 """
