@@ -23,6 +23,7 @@ venv: $(VENV)/.installed
 run: $(VENV)/.installed
 	$(BIN)/python -m mailadmin.devtools.run
 
+# The whole suite; a part with e.g. PYTEST_ARGS="tests/e2e" or PYTEST_ARGS="--ignore=tests/e2e -x".
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     from mailadmin import create_app
     from mailadmin.extensions import QUEUE_NAMES, db
     from mailadmin.jobs import set_job_app
-    from mailadmin.jobs.scheduling import slice_job_timeout
+    from mailadmin.jobs.dispatch import slice_job_timeout
     from mailadmin.jobs.workers import SendWorker
     from mailadmin.settings import SettingsError
 

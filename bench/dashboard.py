@@ -145,14 +145,14 @@ def _load(app) -> float:
     from flask_migrate import upgrade
 
     from mailadmin.extensions import db
-    from mailadmin.services.users import create_user
+    from tests.factories import create_user
 
     started = time.perf_counter()
     with app.app_context():
         upgrade()
-        create_user("admin@bench.example.com", PASSWORD, "admin")
+        create_user("admin@bench.example.com", "admin", PASSWORD)
         for n in range(MANAGERS):
-            create_user(f"manager{n}@bench.example.com", PASSWORD, "manager")
+            create_user(f"manager{n}@bench.example.com", "manager", PASSWORD)
         params = {"managers": MANAGERS, "campaigns": CAMPAIGNS, "recipients": RECIPIENTS, "big": BIG_CAMPAIGN_RECIPIENTS}
         with db.engine.begin() as conn:
             for statement in LOAD_SQL:
@@ -198,21 +198,21 @@ def bench_import(app) -> dict:
     from mailadmin.extensions import db
     from mailadmin.models import Recipient, User
     from mailadmin.models.types import utcnow
-    from mailadmin.services.drafts import create_campaign
     from mailadmin.services.recipients import import_recipients
+    from tests.factories import make_draft
 
     rows = [(f"import{n}@example{n % 13}.org", f"Person {n}", f"Town {n % 40}") for n in range(IMPORT_ROWS)]
     data = ("email,name,city\n" + "\n".join(",".join(row) for row in rows) + "\n").encode()
     with app.app_context():
         owner = db.session.scalar(sa.select(User).where(User.email == "manager1@bench.example.com"))
-        target = create_campaign(owner, "Import bench", "Hi {{ name }}", "Hello")
+        target = make_draft(owner, "Import bench", "Hi {{ name }}", "Hello")
         started = time.perf_counter()
         summary = import_recipients(target, data)
         elapsed = time.perf_counter() - started
         if summary.added != IMPORT_ROWS:
             raise RuntimeError(f"import bench added {summary.added} rows, expected {IMPORT_ROWS}")
 
-        baseline_target = create_campaign(owner, "Import baseline", "Hi", "Hello")
+        baseline_target = make_draft(owner, "Import baseline", "Hi", "Hello")
         now = utcnow()
         values = [
             {"campaign_id": baseline_target.id, "email": email, "name": name, "fields": {"city": city},

@@ -67,10 +67,22 @@ def find_smtp_sink() -> str | None:
     return None
 
 
+def _answers_smtp(port: int, process: subprocess.Popen) -> bool:
+    """True once the SMTP server on `port` greets; RuntimeError when its process has exited."""
+    if process.poll() is not None:
+        raise RuntimeError("smtp-sink did not start")
+    try:
+        smtplib.SMTP("127.0.0.1", port, timeout=1).quit()
+    except OSError:
+        return False
+    return True
+
+
 @contextmanager
 def smtp_sink(pipelining: bool = True):
     """(url, name) of a local SMTP sink: postfix's smtp-sink if installed, else CaptureSMTP."""
     from mailadmin.devtools.redis_server import free_port
+    from tests.support.waiting import wait_until
 
     binary = find_smtp_sink()
     if binary:
@@ -83,15 +95,7 @@ def smtp_sink(pipelining: bool = True):
         command += [f"127.0.0.1:{port}", "1024"]
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    smtplib.SMTP("127.0.0.1", port, timeout=1).quit()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline or process.poll() is not None:
-                        raise RuntimeError("smtp-sink did not start") from None
-                    time.sleep(0.05)
+            wait_until(lambda: _answers_smtp(port, process), 10, message="smtp-sink to answer")
             yield f"smtp://127.0.0.1:{port}", "postfix smtp-sink"
         finally:
             process.terminate()
@@ -162,42 +166,22 @@ def bench_env(db_url: str, redis: str, smtp: str) -> dict[str, str]:
 
 
 def create_campaign(owner_id: int, count: int, name: str) -> int:
-    """A draft campaign with `count` recipients, inserted in chunks."""
+    """A draft campaign with `count` recipients, made by the tests' factory (tests/factories.py)."""
+    from bench.message_build import CATALOGUE_HTML, CATALOGUE_TEXT
     from mailadmin.extensions import db
-    from mailadmin.mail.message import _BENCH_HTML, _BENCH_TEXT
-    from mailadmin.models import Campaign, Recipient
-    from mailadmin.models.types import utcnow
+    from mailadmin.models import User
+    from tests import factories
 
-    campaign = Campaign(
-        owner_id=owner_id,
+    campaign = factories.create_campaign(
+        db.session.get(User, owner_id),
+        [f"customer{i}@example.com" for i in range(count)],
         name=name,
         subject="{{ name }}, our autumn catalogue is here",
-        body_text=_BENCH_TEXT,
-        body_html=_BENCH_HTML,
-        status="draft",
+        body_text=CATALOGUE_TEXT,
+        body_html=CATALOGUE_HTML,
+        recipient_name=lambda i: f"Customer Nummer {i}",
+        fields={"company": "Müller & Söhne"},
     )
-    db.session.add(campaign)
-    db.session.flush()
-    now = utcnow()
-    chunk = 5000
-    for start in range(0, count, chunk):
-        db.session.execute(
-            sa.insert(Recipient.__table__),
-            [
-                {
-                    "campaign_id": campaign.id,
-                    "email": f"customer{i}@example.com",
-                    "name": f"Customer Nummer {i}",
-                    "fields": {"company": "Müller & Söhne"},
-                    "status": "pending",
-                    "attempts": 0,
-                    "updated_at": now,
-                }
-                for i in range(start, min(count, start + chunk))
-            ],
-        )
-    campaign.recipients_total = count
-    db.session.commit()
     if db.engine.dialect.name == "postgresql":
         with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(sa.text("ANALYZE recipients"))
@@ -222,8 +206,9 @@ def baseline_rate(smtp_url: str, data: bytes, count: int) -> float:
 def sample_message(campaign_id: int) -> bytes:
     """The bytes our builder makes for one recipient: the baseline sends exactly this."""
     from mailadmin.extensions import db, get_settings
-    from mailadmin.mail.message import MessageBuilder, make_unsubscribe_token
+    from mailadmin.mail.message import MessageBuilder
     from mailadmin.mail.templates import CampaignTemplates, recipient_fields
+    from mailadmin.mail.unsubscribe import unsubscribe_url_for
     from mailadmin.models import Campaign
 
     settings = get_settings()
@@ -232,7 +217,7 @@ def sample_message(campaign_id: int) -> bytes:
         campaign.id,
         settings.mail_from,
         CampaignTemplates(campaign.subject, campaign.body_text, campaign.body_html),
-        lambda rid: f"{settings.public_url}/u/{make_unsubscribe_token(settings.secret_key, campaign.id, rid)}",
+        unsubscribe_url_for(settings, campaign.id),
     )
     fields = recipient_fields("customer0@example.com", "Customer Nummer 0", {"company": "Müller & Söhne"})
     return builder.build(1, "customer0@example.com", fields).data
@@ -369,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     from mailadmin import create_app
     from mailadmin.extensions import db
     from mailadmin.logging import reset_logging, setup_logging
-    from mailadmin.services.users import create_user
+    from tests.factories import create_user
 
     with ExitStack() as stack:
         smtp, sink_name = stack.enter_context(smtp_sink())
@@ -384,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         stack.callback(reset_logging)  # before devnull closes (ExitStack unwinds in reverse)
         stack.enter_context(app.app_context())
         db.create_all()
-        owner = create_user("bench@example.com", "bench-password-123", "manager")
+        owner = create_user("bench@example.com", "manager", "bench-password-123")
         settings = app.config["SETTINGS"]
 
         campaign_id = create_campaign(owner.id, args.messages, "send loop")

@@ -49,7 +49,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from mailadmin.cli import init_app as init_cli
     from mailadmin.errors import init_app as init_errors
     from mailadmin.health import init_app as init_health
-    from mailadmin.jobs.cli import init_app as init_jobs_cli
     from mailadmin.unsubscribe import init_app as init_unsubscribe
 
     init_auth(app)
@@ -59,7 +58,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     init_admin(app)
     init_cli(app)
     init_unsubscribe(app)
-    init_jobs_cli(app)
     return app
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -212,8 +212,3 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             raise SettingsError("MAILER_LOG_HASH_SALT: production refuses the default salt; set a random value")
     values["secret_key"] = secret or DEV_SECRET_KEY
     return Settings(**values)
-
-
-def setting_names() -> list[str]:
-    """Attribute names of `Settings`, for docs and tests."""
-    return [f.name for f in fields(Settings)]

@@ -1,11 +1,17 @@
-"""Shared fixtures: a real database (SQLite by default, PostgreSQL with TEST_DATABASE_URL or
-DATABASE_URL), a real Redis (REDIS_URL/TEST_REDIS_URL, else an embedded redis-server) and a
-real SMTP server on loopback. Nothing here is mocked."""
+"""Every shared fixture of the suite, in one place: a real database (SQLite by default, PostgreSQL
+with TEST_DATABASE_URL or DATABASE_URL), a real Redis (TEST_REDIS_URL/REDIS_URL, else an embedded
+redis-server), a real SMTP server on loopback, users and logged-in clients per role, real worker
+processes, a live server and a real browser. Nothing here is mocked.
+
+Test data comes from `tests/factories.py`; helpers (waiting, forms, processes, the browser) from
+`tests/support/`. Tests under `tests/e2e/` get the `e2e` marker (they start real processes).
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -16,9 +22,36 @@ from flask.testing import FlaskClient
 from mailadmin import create_app
 from mailadmin.devtools.redis_server import EmbeddedRedis
 from mailadmin.extensions import db
+from mailadmin.models import User
+from tests import factories
+from tests.factories import ADMIN_EMAIL, MANAGER_EMAIL, OTHER_MANAGER_EMAIL, OWNER_EMAIL, PASSWORD
+from tests.support import write_guard
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, BrowserThread
 from tests.support.databases import configured_database_url, is_postgres
+from tests.support.jobs import preserved_rq_loggers
+from tests.support.live_server import LiveServer
+from tests.support.processes import EngineProcesses
+from tests.support.web import AuthActions, logged_in_client
 
-PASSWORD = "correct horse battery"
+__all__ = ["PASSWORD", "AuthActions"]  # still importable from here by older test modules
+
+E2E_DIR = Path(__file__).parent / "e2e"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test under tests/e2e/ `e2e`, so `-m "not e2e"` selects the rest."""
+    for item in items:
+        if E2E_DIR in Path(item.path).parents:
+            item.add_marker(pytest.mark.e2e)
+
+
+# --- services: database, Redis, SMTP ------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _writes_only_from_services():
+    """Fail a test whose code wrote campaigns/recipients/campaign_queue outside mailadmin/services/."""
+    yield from write_guard.guard()
 
 
 @pytest.fixture(scope="session")
@@ -55,6 +88,30 @@ def smtp(smtp_server):
     smtp_server.reset()
     yield smtp_server
     smtp_server.reset()
+
+
+@pytest.fixture
+def own_redis(app_env) -> Iterator[EmbeddedRedis]:
+    """A redis-server of this test's own, used by the app (and its workers) instead of the suite's;
+    the test may stop it. List it before `app` so the env override comes first."""
+    with EmbeddedRedis() as server:
+        app_env["REDIS_URL"] = server.url
+        yield server
+
+
+@pytest.fixture
+def private_redis(own_redis) -> EmbeddedRedis:
+    """`own_redis` under the name older tests use."""
+    return own_redis
+
+
+@pytest.fixture
+def app_with_own_redis(own_redis, app) -> Flask:
+    """`app` wired to `own_redis` (requested in this order so the env override comes first)."""
+    return app
+
+
+# --- the app --------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
@@ -105,6 +162,13 @@ def app_env(base_env) -> dict[str, str]:
 
 
 @pytest.fixture
+def engine_env(request, app_env) -> dict[str, str]:
+    """`app_env` with the overrides a test's `@with_env(...)` mark gives (tests/support/env.py)."""
+    app_env.update(getattr(request, "param", {}))
+    return app_env
+
+
+@pytest.fixture
 def app(_schema, app_env) -> Iterator[Flask]:
     app = create_app({**app_env, "TESTING": True, "SETUP_LOGGING": False})
     with app.app_context():
@@ -126,37 +190,139 @@ def runner(app):
 
 
 @pytest.fixture
-def make_user(app):
-    """Create a user: make_user("m@example.com", role="manager")."""
-    from mailadmin.services.users import create_user
-
-    def factory(email: str = "manager@example.com", role: str = "manager", password: str = PASSWORD):
-        return create_user(email, password, role)
-
-    return factory
+def auth(client) -> AuthActions:
+    return AuthActions(client)
 
 
-class AuthActions:
-    def __init__(self, client: FlaskClient) -> None:
-        self._client = client
-
-    def login(self, email: str = "manager@example.com", password: str = PASSWORD, **kwargs):
-        """Log in through the real form, CSRF token included."""
-        from tests.support.forms import csrf_token_from
-
-        page = self._client.get("/login")
-        token = csrf_token_from(page.get_data(as_text=True))
-        return self._client.post(
-            "/login", data={"email": email, "password": password, "csrf_token": token}, **kwargs
-        )
-
-    def logout(self):
-        from tests.support.forms import csrf_token_from, path_for
-
-        token = csrf_token_from(self._client.get(path_for("campaigns.index")).get_data(as_text=True))
-        return self._client.post("/logout", data={"csrf_token": token})
+@pytest.fixture(autouse=True)
+def _rq_loggers_restored() -> Iterator[None]:
+    """An in-process RQ worker reconfigures the `rq.*` loggers; undo it after every test."""
+    with preserved_rq_loggers():
+        yield
 
 
 @pytest.fixture
-def auth(client) -> AuthActions:
-    return AuthActions(client)
+def log_records() -> Iterator[list[dict]]:
+    """Every loguru record emitted during the test (message + extra fields)."""
+    from loguru import logger
+
+    records: list[dict] = []
+    sink_id = logger.add(lambda message: records.append(message.record), level="DEBUG", format="{message}")
+    yield records
+    logger.remove(sink_id)
+
+
+# --- users and logged-in clients ------------------------------------------------------------------
+
+
+@pytest.fixture
+def make_user(app):
+    """Create a user: make_user("m@example.com", role="manager")."""
+    return factories.create_user
+
+
+@pytest.fixture
+def admin(make_user) -> User:
+    """The admin (admin@example.com) who does things in admin tests."""
+    return make_user(ADMIN_EMAIL, role="admin")
+
+
+@pytest.fixture
+def manager(make_user) -> User:
+    return make_user(MANAGER_EMAIL, role="manager")
+
+
+@pytest.fixture
+def other_manager(make_user) -> User:
+    return make_user(OTHER_MANAGER_EMAIL, role="manager")
+
+
+@pytest.fixture
+def owner(make_user) -> User:
+    """The manager who owns the send engine's test campaigns (owner@example.com)."""
+    return make_user(OWNER_EMAIL, role="manager")
+
+
+@pytest.fixture
+def admin_client(app, admin) -> FlaskClient:
+    """A client logged in as the admin (requests in their own app context)."""
+    return logged_in_client(app, ADMIN_EMAIL)
+
+
+@pytest.fixture
+def manager_client(app, manager) -> FlaskClient:
+    return logged_in_client(app, MANAGER_EMAIL)
+
+
+@pytest.fixture
+def other_client(app, other_manager) -> FlaskClient:
+    return logged_in_client(app, OTHER_MANAGER_EMAIL)
+
+
+# --- real processes, a live server, a browser (the end-to-end tests') -----------------------------
+
+
+@pytest.fixture
+def engine_processes(app, app_env, tmp_path) -> Iterator[EngineProcesses]:
+    """Real worker / scheduler processes for this test, all stopped at teardown (before the DB is emptied)."""
+    processes = EngineProcesses(dict(app_env), tmp_path)
+    try:
+        yield processes
+    finally:
+        processes.stop_all()
+
+
+@pytest.fixture
+def live_server(app, app_env) -> Iterator[LiveServer]:
+    """A second app instance (same database, Redis and SMTP as `app`) behind a real HTTP server."""
+    served = create_app({**app_env, "SETUP_LOGGING": False})
+    with LiveServer(served) as server:
+        yield server
+    with served.app_context():
+        db.engine.dispose()
+
+
+def _require_chromium() -> None:
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Debian Chromium driven by Playwright from the test's thread."""
+    _require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh page (own cookies) of `browser`."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+@pytest.fixture(scope="session")
+def browser_thread() -> Iterator[BrowserThread]:
+    """A headless Chromium in a thread of its own (see tests/support/browser.py)."""
+    _require_chromium()
+    browser = BrowserThread()
+    try:
+        yield browser
+    finally:
+        browser.close()
+
+
+@pytest.fixture
+def browser_page(browser_thread, live_server):
+    """A fresh page (own cookies) on the live server; use it only through `browser_thread.call`."""
+    page = browser_thread.new_page(live_server.url)
+    yield page
+    browser_thread.call(page.context.close)

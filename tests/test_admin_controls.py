@@ -10,31 +10,22 @@ import pytest
 from sqlalchemy import func, select
 
 from mailadmin.extensions import db
-from mailadmin.jobs.scheduling import enqueue_send_slice, recover_stalled_campaigns, scheduled_continuation_at
+from mailadmin.jobs.dispatch import enqueue_send_slice, scheduled_continuation_at
 from mailadmin.jobs.send import run_send_slice
-from mailadmin.models import AppState, AuditEvent, Campaign, Recipient
+from mailadmin.models import AppState, AuditEvent, Campaign
 from mailadmin.models.app_state import APP_STATE_ID
 from mailadmin.models.types import utcnow
-from mailadmin.services.campaigns import start_campaign
-from tests.support import admin as admin_support
-from tests.support import workers as worker_support
-from tests.support.admin import ADMIN_EMAIL, click, flashes, login_client, rq_logger_left_alone, wait_until
-from tests.support.forms import csrf_token_from
-from tests.support.workers import (
+from tests.factories import (
+    ADMIN_EMAIL,
     create_campaign,
+    create_started_campaign,
     fresh_campaign,
-    queued_job_count,
     recipient_address,
     recipient_statuses,
-    run_queued_jobs,
 )
-
-# This module's fixtures (module-level names win over same-named fixtures other modules load as plugins).
-admin = admin_support.admin
-manager = admin_support.manager
-admin_client = admin_support.admin_client
-manager_client = admin_support.manager_client
-engine_processes = worker_support.engine_processes
+from tests.support.forms import csrf_token_from
+from tests.support.jobs import queued_job_count, run_queued_jobs
+from tests.support.web import click, flashes, logged_in_client
 
 BANNER = "All sending is switched off by an admin."
 
@@ -44,17 +35,14 @@ def start(app, manager):
     """start(n) -> a started (queued) campaign of the manager's with n recipients; nothing has run yet."""
 
     def factory(recipients: int = 5, name: str = "Spring news") -> Campaign:
-        campaign = create_campaign(manager, recipients, name=name)
-        start_campaign(campaign, manager, enforce_throttle=False)
-        return fresh_campaign(campaign.id)
+        return create_started_campaign(manager, recipients, name=name)
 
     return factory
 
 
 def _run(app_env) -> int:
     """Run the queued send jobs in this process with a real RQ worker (burst)."""
-    with rq_logger_left_alone():
-        return run_queued_jobs(app_env["REDIS_URL"])
+    return run_queued_jobs(app_env["REDIS_URL"])
 
 
 def _audit_count(action: str, campaign_id: int | None = None) -> int:
@@ -161,9 +149,9 @@ def test_two_admins_clicking_at_the_same_moment_change_the_state_once(
     make_user("second.admin@example.com", role="admin")
     campaign = start(6)
     if action == "resume":
-        click(login_client(app, ADMIN_EMAIL), "/admin/sending", f"/admin/campaigns/{campaign.id}/pause")
+        click(logged_in_client(app, ADMIN_EMAIL), "/admin/sending", f"/admin/campaigns/{campaign.id}/pause")
         _run(app_env)
-    clients = [login_client(app, ADMIN_EMAIL), login_client(app, "second.admin@example.com")]
+    clients = [logged_in_client(app, ADMIN_EMAIL), logged_in_client(app, "second.admin@example.com")]
     tokens = [csrf_token_from(c.get("/admin/sending").get_data(as_text=True)) for c in clients]
     barrier = threading.Barrier(len(clients))
     statuses: list[int] = []
@@ -332,75 +320,6 @@ def test_cancelling_a_draft_is_not_offered(admin_client, manager):
 
 
 # --- re-queue unknown recipients -----------------------------------------------------------
-
-
-@pytest.fixture
-def slow_small_batches(app_env):
-    app_env["MAILER_SEND_BATCH_SIZE"] = "4"
-
-
-@pytest.mark.usefixtures("slow_small_batches")
-def test_requeue_of_unknown_recipients_sends_each_of_them_once_more(
-    app, admin_client, start, smtp, app_env, engine_processes
-):
-    smtp.delay_per_message(0.3)
-    campaign = start(12)
-    worker = engine_processes.worker()
-    wait_until(
-        lambda: len(smtp.messages) >= 2 and recipient_statuses(campaign.id).get("sending"),
-        20,
-        message="a worker in the middle of a batch",
-    )
-    worker.kill_hard()  # SIGKILL mid-batch: the claimed recipients' outcome cannot be known
-    smtp.delay_per_message(0)
-    # The recovery sweep, as the scheduler runs it once the claims are older than MAILER_STALE_CLAIM_SECONDS.
-    recover_stalled_campaigns(now=utcnow() + timedelta(seconds=app.config["SETTINGS"].stale_claim_seconds + 1))
-    _run(app_env)
-    finished = fresh_campaign(campaign.id)
-    unknown = set(
-        db.session.scalars(
-            select(Recipient.email).where(Recipient.campaign_id == campaign.id, Recipient.status == "unknown")
-        )
-    )
-    # SPEC: after a hard crash the uncertain recipients are bounded by the messages in flight (one
-    # per connection) plus one claim batch (4 + 4 here).
-    settings = app.config["SETTINGS"]
-    bound = settings.smtp_connections + settings.send_batch_size
-    assert finished.status == "finished" and 1 <= finished.unknown_count == len(unknown) <= bound
-    before = smtp.recipients()
-
-    page = f"/campaigns/{campaign.id}"
-    assert f"Re-queue {len(unknown)} unknown" in admin_client.get(page).get_data(as_text=True)
-    warning = admin_client.get(f"/admin/campaigns/{campaign.id}/requeue-unknown?next={page}").get_data(as_text=True)
-    assert "These recipients may already have received this campaign." in warning
-
-    refused = click(admin_client, page, f"/admin/campaigns/{campaign.id}/requeue-unknown", {"next": page})
-    assert refused.status_code == 400
-    assert "Tick the box to confirm that you accept possible duplicates." in refused.get_data(as_text=True)
-    assert fresh_campaign(campaign.id).unknown_count == len(unknown)
-
-    html = click(
-        admin_client, page, f"/admin/campaigns/{campaign.id}/requeue-unknown", {"acknowledge": "y", "next": page}
-    ).get_data(as_text=True)
-    assert (
-        "success",
-        f"{len(unknown)} recipient(s) of “Spring news” (#{campaign.id}) re-queued; they will be sent once more.",
-    ) in flashes(html)
-    html = click(
-        admin_client, page, f"/admin/campaigns/{campaign.id}/requeue-unknown", {"acknowledge": "y", "next": page}
-    ).get_data(as_text=True)
-    assert (
-        "info",
-        f"Campaign “Spring news” (#{campaign.id}) has no recipient in the unknown state; nothing changed.",
-    ) in flashes(html)
-
-    _run(app_env)
-    done = fresh_campaign(campaign.id)
-    assert done.status == "finished" and done.unknown_count == 0 and done.sent_count == 12
-    after = smtp.recipients()
-    for email in after | before:
-        assert after[email] - before[email] == (1 if email in unknown else 0), email
-    assert _audit_count("unknown_recipients_requeued", campaign.id) == 1
 
 
 def test_requeue_page_without_unknown_recipients_sends_the_admin_back(admin_client, start):

@@ -7,15 +7,10 @@ from sqlalchemy import select
 
 from mailadmin.extensions import db
 from mailadmin.models import AuditEvent, User
-from tests.conftest import PASSWORD, AuthActions
-from tests.support import admin as admin_support
-from tests.support.admin import ADMIN_EMAIL, MANAGER_EMAIL, click, flashes, new_client
+from tests.factories import ADMIN_EMAIL, MANAGER_EMAIL, PASSWORD
+from tests.support.web import AuthActions, click, flashes, new_client
 
 # This module's fixtures (module-level names win over same-named fixtures other modules load as plugins).
-admin = admin_support.admin
-manager = admin_support.manager
-admin_client = admin_support.admin_client
-manager_client = admin_support.manager_client
 
 NEW_PASSWORD = "a long enough password"
 

@@ -13,14 +13,10 @@ from mailadmin.extensions import db
 from mailadmin.models import AuditEvent, Campaign
 from mailadmin.services.audit import record_audit
 from mailadmin.services.drafts import create_campaign
-from tests.support import admin as admin_support
-from tests.support.admin import ADMIN_EMAIL, MANAGER_EMAIL, click
+from tests.factories import ADMIN_EMAIL, MANAGER_EMAIL
+from tests.support.web import click
 
 # This module's fixtures (module-level names win over same-named fixtures other modules load as plugins).
-admin = admin_support.admin
-manager = admin_support.manager
-admin_client = admin_support.admin_client
-manager_client = admin_support.manager_client
 
 _ROW = re.compile(r'<tr data-action="([^"]+)">')
 

@@ -4,18 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from mailadmin.devtools.redis_server import EmbeddedRedis
 from mailadmin.limits.throttle import LOGIN_THROTTLED_MESSAGE, UNAVAILABLE_MESSAGE
-from tests.conftest import PASSWORD
+from tests.factories import PASSWORD
 from tests.support.forms import csrf_token_from, path_for
-
-
-@pytest.fixture
-def private_redis(app_env):
-    """A Redis of this test's own, so the test can really stop it."""
-    with EmbeddedRedis() as server:
-        app_env["REDIS_URL"] = server.url
-        yield server
 
 
 def test_login_with_the_right_password_opens_the_dashboard(client, auth, make_user):

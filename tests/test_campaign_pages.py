@@ -13,10 +13,9 @@ from sqlalchemy import select
 from mailadmin.extensions import db
 from mailadmin.models import Campaign, CampaignQueue, Recipient
 from mailadmin.models.types import utcnow
-from tests.support.dashboard import flashes, make_draft, numbered_addresses, reload, submit
+from tests.factories import make_draft, numbered_addresses, reload
 from tests.support.forms import csrf_token_from
-
-pytest_plugins = ["tests.support.dashboard_fixtures"]
+from tests.support.web import flashes, submit
 
 XSS_NAME = '<script>alert("name")</script>'
 XSS_SUBJECT = '<img src=x onerror=alert(1)> {{ name }}'

@@ -2,80 +2,24 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from datetime import timedelta
 
 import pytest
 from rq import Queue
 from sqlalchemy import update
 
-from mailadmin import diagnosis
+from mailadmin import ops as diagnosis
+from mailadmin.cli.doctor import EXIT_CRITICAL, EXIT_OK, EXIT_WARNING
 from mailadmin.devtools.redis_server import EmbeddedRedis, free_port
-from mailadmin.diagnosis import CRITICAL, OK, WARNING, run_diagnosis
-from mailadmin.doctor import EXIT_CRITICAL, EXIT_OK, EXIT_WARNING
 from mailadmin.extensions import SEND_QUEUE, db, get_redis
 from mailadmin.limits.rate_limiter import reserve_send_token
 from mailadmin.models import Campaign, CampaignQueue, Recipient
 from mailadmin.models.types import utcnow
+from mailadmin.ops import CRITICAL, OK, WARNING, run_diagnosis
 from mailadmin.services.campaigns import start_campaign
-from mailadmin.settings import PROJECT_ROOT
-from tests.support import workers as worker_support
-from tests.support.playbook import preserved_rq_loggers
-from tests.support.workers import create_campaign, fresh_campaign, run_queued_jobs, wait_until
-
-engine_processes = worker_support.engine_processes
-
-
-@pytest.fixture(autouse=True)
-def _clean_rq_loggers():
-    with preserved_rq_loggers():
-        yield
-
-
-def doctor(runner, *args: str):
-    """Run the doctor command in-process; returns (exit code, output)."""
-    result = runner.invoke(args=["doctor", *args])
-    return result.exit_code, result.output
-
-
-def status_of(output: str, key: str) -> str:
-    """The status word the doctor printed for `key`."""
-    for line in output.splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and parts[1] == key:
-            return parts[0].lower()
-    raise AssertionError(f"no line for {key!r} in:\n{output}")
-
-
-@pytest.fixture
-def owner(make_user):
-    return make_user("owner@example.com", role="admin")
-
-
-def test_doctor_is_healthy_with_a_worker_and_a_scheduler_running(app, app_env, runner, engine_processes):
-    engine_processes.worker()
-    engine_processes.scheduler()
-    wait_until(lambda: diagnosis.list_scheduler_instances(get_redis()), message="the scheduler to register")
-
-    code, output = doctor(runner)
-
-    assert code == EXIT_OK, output
-    assert all(status_of(output, key) == OK for key in diagnosis.CHECK_KEYS), output
-    assert "1 live worker" in output
-    assert output.rstrip().endswith("Verdict: OK")
-
-    # The real command line, as on-call types it, agrees (exit code included).
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
-    env.update(app_env)
-    process = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "doctor", "--json"], cwd=PROJECT_ROOT,
-                             env=env, capture_output=True, text=True, timeout=60)
-    assert process.returncode == EXIT_OK, process.stdout + process.stderr
-    report = json.loads(process.stdout.strip().splitlines()[-1])
-    assert report["status"] == OK
-    assert [c["key"] for c in report["checks"]] == list(diagnosis.CHECK_KEYS)
+from tests.factories import create_campaign, fresh_campaign
+from tests.support.doctor import doctor, status_of
+from tests.support.jobs import run_queued_jobs
 
 
 def test_doctor_with_redis_stopped_is_critical_and_names_redis(app_env, make_user):
@@ -113,36 +57,6 @@ def test_doctor_with_the_database_unreachable_is_critical_and_still_checks_redis
     assert status_of(output, "queues") == OK
     for key in ("sending_switch", "campaigns", "unknown", "breaker"):
         assert status_of(output, key) == WARNING and "not checked: database unreachable" in output
-
-
-def test_doctor_reports_a_worker_killed_with_sigkill_as_dead(app, runner, engine_processes):
-    worker = engine_processes.worker()
-    engine_processes.scheduler()
-    code, output = doctor(runner, "--check", "workers")
-    assert code == EXIT_OK and status_of(output, "workers") == OK, output
-
-    worker.kill_hard()
-    # RQ keeps the registration until its TTL expires: the doctor must not count it as alive.
-    assert any(w.name == worker.name for w in diagnosis.list_workers(get_redis()))
-
-    code, output = doctor(runner)
-    assert code == EXIT_CRITICAL, output
-    assert status_of(output, "workers") == CRITICAL
-    assert f"no live worker on {SEND_QUEUE}" in output
-    assert worker.name in output and f"process {worker.pid} is gone" in output
-    assert "playbook/ONCALL.md#worker-dead" in output
-
-
-def test_a_second_live_worker_turns_a_dead_one_into_a_warning(app, runner, engine_processes):
-    first = engine_processes.worker()
-    engine_processes.worker()
-    first.kill_hard()
-
-    code, output = doctor(runner, "--check", "workers")
-
-    assert status_of(output, "workers") == WARNING, output
-    assert code == EXIT_OK
-    assert doctor(runner, "--check", "workers", "--strict")[0] == EXIT_WARNING
 
 
 @pytest.fixture

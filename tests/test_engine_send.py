@@ -10,32 +10,35 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from loguru import logger
 from rq import Queue
 from sqlalchemy import select, update
 
 from mailadmin.extensions import SEND_QUEUE, db, get_redis
-from mailadmin.jobs.scheduling import (
-    ContinuationScheduler,
+from mailadmin.jobs.continuations import ContinuationScheduler
+from mailadmin.jobs.dispatch import (
     continuation_job_id,
     continuation_time,
-    recover_stalled_campaigns,
     schedule_continuation,
     scheduled_continuation_at,
 )
-from mailadmin.jobs.send import claim_recipients, is_hard_bounce, run_send_slice
+from mailadmin.jobs.recovery import recover_stalled_campaigns
+from mailadmin.jobs.send import SliceEnd, SliceOutcome, run_send_slice
 from mailadmin.models import AuditEvent, Recipient
 from mailadmin.models.campaign import R_SENDING
+from mailadmin.models.reasons import Reason
 from mailadmin.services import campaigns as service
+from mailadmin.services import delivery
+from mailadmin.services.delivery import claim_recipients
 from mailadmin.services.suppressions import is_suppressed, suppress, suppressed_among
-from tests.support.workers import (
+from tests.factories import (
     create_campaign,
+    create_started_campaign,
     fresh_campaign,
-    queued_job_count,
     recipient_address,
     recipient_statuses,
-    run_queued_jobs,
 )
+from tests.support.env import with_env
+from tests.support.jobs import queued_job_count, run_queued_jobs
 
 
 class FakeClock:
@@ -48,44 +51,8 @@ class FakeClock:
         return self.now
 
 
-def with_env(**overrides: str):
-    """Per-test environment overrides, applied before the app is built (list `engine_env` first)."""
-    return pytest.mark.parametrize("engine_env", [overrides], indirect=True, ids=["env"])
-
-
-@pytest.fixture
-def engine_env(request, app_env):
-    app_env.update(getattr(request, "param", {}))
-    return app_env
-
-
-@pytest.fixture
-def owner(make_user):
-    return make_user("owner@example.com", role="manager")
-
-
-@pytest.fixture
-def admin(make_user):
-    return make_user("admin@example.com", role="admin")
-
-
-@pytest.fixture
-def log_records():
-    """Every loguru record emitted during the test (message + extra fields)."""
-    records: list[dict] = []
-    sink_id = logger.add(lambda message: records.append(message.record), level="DEBUG")
-    yield records
-    logger.remove(sink_id)
-
-
 def events(records: list[dict], message: str) -> list[dict]:
     return [record["extra"] for record in records if record["message"] == message]
-
-
-def started(owner, recipients, **kwargs):
-    campaign = create_campaign(owner, recipients, **kwargs)
-    service.start_campaign(campaign, owner, enforce_throttle=False)
-    return campaign
 
 
 def now_whole_second() -> datetime:
@@ -148,7 +115,8 @@ def test_a_scheduled_start_waits_deferred_with_its_continuation_at_that_time(app
 
     campaign = fresh_campaign(campaign.id)
     assert (campaign.status, campaign.queue.defer_reason, campaign.queue.deferred_until) == ("deferred", "scheduled", at)
-    assert campaign.queue.scheduled_job_id == continuation_job_id(campaign.id)
+    # The continuation's job id is derived, never stored (migration 0003 dropped scheduled_job_id).
+    assert get_redis().zscore("rq:scheduler:scheduled_jobs", continuation_job_id(campaign.id)) is not None
     assert scheduled_continuation_at(campaign.id) == continuation_time(at)
     assert queued_job_count(app.config["SETTINGS"].redis_url) == 0
 
@@ -157,7 +125,7 @@ def test_a_scheduled_start_waits_deferred_with_its_continuation_at_that_time(app
 
 
 def test_every_recipient_gets_exactly_one_message_and_the_counters_match(app, app_env, smtp, owner, log_records):
-    campaign = started(owner, 45, body_html="<p>Hello {{ name }}</p>")
+    campaign = create_started_campaign(owner, 45, body_html="<p>Hello {{ name }}</p>")
 
     run_queued_jobs(app_env["REDIS_URL"])
 
@@ -185,7 +153,7 @@ def test_every_recipient_gets_exactly_one_message_and_the_counters_match(app, ap
 
 
 def test_a_claim_takes_exactly_one_batch_and_racing_claims_never_share_a_recipient(app, owner):
-    campaign_id = started(owner, 203).id
+    campaign_id = create_started_campaign(owner, 203).id
     now = datetime.now(UTC)
     assert [len(claim_recipients(campaign_id, name, 10, now)) for name in ("a", "b")] == [10, 10]
 
@@ -220,28 +188,28 @@ def test_a_claim_takes_exactly_one_batch_and_racing_claims_never_share_a_recipie
 def test_quota_defers_until_a_token_frees_and_no_rolling_hour_holds_more_than_the_limit(engine_env, app, smtp, owner):
     clock = FakeClock(now_whole_second())
     t0 = clock.now
-    first = started(owner, [f"a{i}@example.test" for i in range(7)])
-    second = started(owner, [f"b{i}@example.test" for i in range(50)])
+    first = create_started_campaign(owner, [f"a{i}@example.test" for i in range(7)])
+    second = create_started_campaign(owner, [f"b{i}@example.test" for i in range(50)])
 
-    assert run_send_slice(first.id, clock=clock).outcome == "finished"  # 7 tokens at t0
+    assert run_send_slice(first.id, clock=clock).outcome == SliceOutcome(SliceEnd.FINISHED)  # 7 tokens at t0
     clock.now = t0 + timedelta(minutes=20)
     report = run_send_slice(second.id, clock=clock)  # 13 more: the quota is used up
-    assert (report.sent, report.outcome) == (13, "deferred:rate_limit")
+    assert (report.sent, report.outcome) == (13, SliceOutcome(SliceEnd.DEFERRED, Reason.RATE_LIMIT))
     queue = fresh_campaign(second.id).queue
     assert (queue.defer_reason, queue.deferred_until) == ("rate_limit", t0 + timedelta(hours=1))
     assert scheduled_continuation_at(second.id) == t0 + timedelta(hours=1)
 
     clock.now = t0 + timedelta(minutes=40)  # a stray early run does nothing
-    assert run_send_slice(second.id, clock=clock).outcome == "skipped:not_due"
+    assert run_send_slice(second.id, clock=clock).outcome == SliceOutcome(SliceEnd.SKIPPED, "not_due")
 
     expected_deferrals = [timedelta(minutes=80), timedelta(minutes=120), timedelta(minutes=140)]
     for wake_up in [timedelta(hours=1), *expected_deferrals[:-1]]:
         clock.now = t0 + wake_up
         report = run_send_slice(second.id, clock=clock)
-        assert report.outcome == "deferred:rate_limit"
+        assert report.outcome == SliceOutcome(SliceEnd.DEFERRED, Reason.RATE_LIMIT)
         assert fresh_campaign(second.id).queue.deferred_until == t0 + expected_deferrals.pop(0)
     clock.now = t0 + timedelta(minutes=140)
-    assert run_send_slice(second.id, clock=clock).outcome == "finished"
+    assert run_send_slice(second.id, clock=clock).outcome == SliceOutcome(SliceEnd.FINISHED)
 
     db.session.commit()
     sent_at = sorted(db.session.scalars(select(Recipient.sent_at)).all())
@@ -256,11 +224,11 @@ def test_451_for_every_message_defers_each_time_and_trips_the_breaker_at_exactly
 ):
     smtp.reply_with(451, stage="rcpt")
     clock = FakeClock(now_whole_second())
-    campaign = started(owner, 4)
+    campaign = create_started_campaign(owner, 4)
 
     for attempt in range(1, 10):
         report = run_send_slice(campaign.id, clock=clock)
-        assert report.outcome == "deferred:transient_error"
+        assert report.outcome == SliceOutcome(SliceEnd.DEFERRED, Reason.TRANSIENT_ERROR)
         current = fresh_campaign(campaign.id)
         assert current.status == "deferred"
         assert current.queue.defer_reason == "transient_error"
@@ -271,7 +239,7 @@ def test_451_for_every_message_defers_each_time_and_trips_the_breaker_at_exactly
 
     report = run_send_slice(campaign.id, clock=clock)
 
-    assert report.outcome == "paused:circuit_breaker"
+    assert report.outcome == SliceOutcome(SliceEnd.PAUSED, Reason.CIRCUIT_BREAKER)
     current = fresh_campaign(campaign.id)
     assert (current.status, current.queue.defer_reason) == ("paused", "circuit_breaker")
     assert current.queue.consecutive_transient_errors == 10
@@ -303,15 +271,15 @@ def test_a_success_between_transient_errors_resets_the_count(app, smtp, owner):
     smtp.reply_with(451, stage="mail", times=3)
     smtp.reply_for_address(recipient_address(19), 451)
     clock = FakeClock(now_whole_second())
-    campaign = started(owner, 20)
+    campaign = create_started_campaign(owner, 20)
     for attempt in (1, 2, 3):
-        assert run_send_slice(campaign.id, clock=clock).outcome == "deferred:transient_error"
+        assert run_send_slice(campaign.id, clock=clock).outcome == SliceOutcome(SliceEnd.DEFERRED, Reason.TRANSIENT_ERROR)
         assert fresh_campaign(campaign.id).queue.consecutive_transient_errors == attempt
         clock.now += timedelta(minutes=5)
 
     report = run_send_slice(campaign.id, clock=clock)
 
-    assert (report.sent, report.outcome) == (19, "deferred:transient_error")
+    assert (report.sent, report.outcome) == (19, SliceOutcome(SliceEnd.DEFERRED, Reason.TRANSIENT_ERROR))
     assert fresh_campaign(campaign.id).queue.consecutive_transient_errors == 1  # not 4: 19 successes reset it
     assert recipient_statuses(campaign.id) == {"sent": 19, "pending": 1}
 
@@ -320,7 +288,7 @@ def test_550_marks_the_recipient_failed_without_counting_and_suppresses_a_hard_b
                                                                                        log_records):
     smtp.reply_for_address(recipient_address(1), 550)  # "5.1.1 Mailbox unavailable"
     smtp.reply_for_address(recipient_address(2), 554, "5.7.1 Message refused as spam", stage="data")
-    campaign = started(owner, 5)
+    campaign = create_started_campaign(owner, 5)
 
     run_queued_jobs(app_env["REDIS_URL"])
 
@@ -337,32 +305,25 @@ def test_550_marks_the_recipient_failed_without_counting_and_suppresses_a_hard_b
     assert events(log_records, "Campaign deferred") == []
 
 
-def test_hard_bounce_is_recognised_only_for_mailbox_unknown_replies():
-    assert is_hard_bounce(550, "SMTP 550 at RCPT TO: 5.1.1 <recipient>: Recipient address rejected: User unknown")
-    assert is_hard_bounce(550, "SMTP 550 at RCPT TO: 5.1.1 Mailbox unavailable")
-    assert not is_hard_bounce(554, "SMTP 554 at DATA: 5.7.1 spam")
-    assert not is_hard_bounce(550, "SMTP 550 at DATA: 5.7.1 Message rejected by policy")
-    assert not is_hard_bounce(None, "user unknown")
-
 
 def test_a_message_whose_smtp_verdict_was_lost_is_unknown_and_not_sent_again(app, app_env, smtp, owner):
     smtp.drop_connection_next("data")  # the whole message went out, the reply never came
     clock = FakeClock(now_whole_second())
-    campaign = started(owner, 3)
+    campaign = create_started_campaign(owner, 3)
 
     report = run_send_slice(campaign.id, clock=clock)
 
-    assert report.outcome == "deferred:transient_error"
+    assert report.outcome == SliceOutcome(SliceEnd.DEFERRED, Reason.TRANSIENT_ERROR)
     assert recipient_statuses(campaign.id) == {"unknown": 1, "pending": 2}
     clock.now += timedelta(minutes=5)
-    assert run_send_slice(campaign.id, clock=clock).outcome == "finished"
+    assert run_send_slice(campaign.id, clock=clock).outcome == SliceOutcome(SliceEnd.FINISHED)
     current = fresh_campaign(campaign.id)
     assert (current.sent_count, current.unknown_count) == (2, 1)
     assert smtp.count_for(recipient_address(0)) <= 1 and smtp.count_for(recipient_address(1)) == 1
 
 
 def test_suppressed_addresses_are_skipped_at_send_time(app, app_env, smtp, owner):
-    campaign = started(owner, 4)
+    campaign = create_started_campaign(owner, 4)
     suppress(recipient_address(2), "unsubscribed")
 
     run_queued_jobs(app_env["REDIS_URL"])
@@ -378,7 +339,7 @@ def test_suppressed_addresses_are_skipped_at_send_time(app, app_env, smtp, owner
 @with_env(MAILER_SMTP_MAX_PER_HOUR="3")
 def test_the_scheduled_continuation_of_a_paused_campaign_does_nothing(engine_env, app, smtp, owner, admin):
     redis_url = app.config["SETTINGS"].redis_url
-    campaign = started(owner, 10)
+    campaign = create_started_campaign(owner, 10)
     run_queued_jobs(redis_url)
     assert fresh_campaign(campaign.id).queue.defer_reason == "rate_limit"
     assert scheduled_continuation_at(campaign.id) is not None
@@ -398,7 +359,7 @@ def test_the_scheduled_continuation_of_a_paused_campaign_does_nothing(engine_env
 
 
 def test_pause_resume_and_cancel_are_idempotent_and_audited(app, app_env, smtp, owner, admin, log_records):
-    campaign = started(owner, 5)
+    campaign = create_started_campaign(owner, 5)
 
     service.pause_campaign(campaign, admin)
     service.pause_campaign(fresh_campaign(campaign.id), admin)
@@ -423,10 +384,10 @@ def test_pause_resume_and_cancel_are_idempotent_and_audited(app, app_env, smtp, 
 
 
 def test_global_switch_defers_with_global_pause_and_switching_on_requeues(app, app_env, smtp, owner, admin):
-    first = started(owner, 3)
+    first = create_started_campaign(owner, 3)
     service.set_sending_paused(True, admin)
     service.set_sending_paused(True, admin)
-    second = started(owner, 2)  # started while sending is off: waits too
+    second = create_started_campaign(owner, 2)  # started while sending is off: waits too
 
     run_queued_jobs(app_env["REDIS_URL"])
 
@@ -446,7 +407,7 @@ def test_global_switch_defers_with_global_pause_and_switching_on_requeues(app, a
 
 
 def test_a_due_continuation_runs_as_a_fresh_job_and_a_rescheduled_one_is_never_lost(app, owner):
-    campaign = started(owner, 2)
+    campaign = create_started_campaign(owner, 2)
     redis_url = app.config["SETTINGS"].redis_url
     Queue(SEND_QUEUE, connection=get_redis()).empty()
     scheduler = ContinuationScheduler(queue_name=SEND_QUEUE, connection=get_redis(), recovery_interval=None)
@@ -470,12 +431,12 @@ def test_a_due_continuation_runs_as_a_fresh_job_and_a_rescheduled_one_is_never_l
 @with_env(MAILER_SMTP_MAX_PER_HOUR="2")
 def test_a_continuation_that_fires_while_sending_is_off_waits_for_the_switch(engine_env, app, smtp, owner, admin):
     clock = FakeClock(now_whole_second())
-    campaign = started(owner, 4)
-    assert run_send_slice(campaign.id, clock=clock).outcome == "deferred:rate_limit"
+    campaign = create_started_campaign(owner, 4)
+    assert run_send_slice(campaign.id, clock=clock).outcome == SliceOutcome(SliceEnd.DEFERRED, Reason.RATE_LIMIT)
     service.set_sending_paused(True, admin)
 
     clock.now = fresh_campaign(campaign.id).queue.deferred_until
-    assert run_send_slice(campaign.id, clock=clock).outcome == "skipped:global_pause"
+    assert run_send_slice(campaign.id, clock=clock).outcome == SliceOutcome(SliceEnd.SKIPPED, Reason.GLOBAL_PAUSE)
 
     current = fresh_campaign(campaign.id)
     assert (current.status, current.queue.defer_reason, current.queue.deferred_until) == (
@@ -490,7 +451,7 @@ def test_a_continuation_that_fires_while_sending_is_off_waits_for_the_switch(eng
 def test_stale_claims_become_unknown_and_are_sent_again_only_when_an_admin_requeues_them(
     app, app_env, smtp, owner, admin
 ):
-    campaign = started(owner, 12)
+    campaign = create_started_campaign(owner, 12)
     Queue(SEND_QUEUE, connection=get_redis()).empty()  # the job died with its worker
     long_ago = datetime.now(UTC) - timedelta(hours=1)
     dead = select(Recipient.id).where(Recipient.campaign_id == campaign.id).order_by(Recipient.id).limit(5)
@@ -523,8 +484,8 @@ def test_stale_claims_become_unknown_and_are_sent_again_only_when_an_admin_reque
 
 
 def test_recovery_reenqueues_a_deferred_campaign_whose_continuation_was_lost(app, app_env, smtp, owner):
-    campaign = started(owner, 3)
-    service.defer_campaign(campaign.id, "transient_error", datetime.now(UTC) - timedelta(minutes=5))
+    campaign = create_started_campaign(owner, 3)
+    delivery.defer_campaign(campaign.id, Reason.TRANSIENT_ERROR, datetime.now(UTC) - timedelta(minutes=5))
     get_redis().flushdb()  # Redis restarted without persistence: queue and schedule are gone
 
     report = recover_stalled_campaigns()
@@ -545,7 +506,7 @@ def test_suppress_is_idempotent_and_case_insensitive(app):
 
 
 def test_one_click_unsubscribe_post_suppresses_and_the_link_page_only_confirms(app, app_env, client, smtp, owner):
-    started(owner, 2)
+    create_started_campaign(owner, 2)
     run_queued_jobs(app_env["REDIS_URL"])
     message = next(m for m in smtp.messages if m.rcpt_tos == (recipient_address(0),)).parsed()
     path = message["List-Unsubscribe"].strip("<>").removeprefix("http://mailadmin.test")
@@ -560,3 +521,32 @@ def test_one_click_unsubscribe_post_suppresses_and_the_link_page_only_confirms(a
     assert client.post(path).status_code == 200  # twice is fine
     assert client.get("/u/not-a-valid-token").status_code == 404
     assert client.post(path[:-3] + "abc").status_code == 404
+
+
+# --- how many slices a campaign starts with --------------------------------------------------
+
+
+def test_parallel_slices_default_to_one_per_worker_listening_on_the_send_queue(app):
+    from rq import Queue, Worker
+
+    from mailadmin.extensions import SEND_QUEUE, get_redis
+    from mailadmin.jobs.send import parallel_slices
+
+    connection = get_redis()
+    workers = [Worker([Queue(SEND_QUEUE, connection=connection)], connection=connection, name=f"count-{i}")
+               for i in range(3)]
+    assert parallel_slices() == 1  # nobody listening yet: one slice
+    for worker in workers:
+        worker.register_birth()
+    try:
+        assert parallel_slices() == 3
+    finally:
+        for worker in workers:
+            worker.register_death()
+
+
+@with_env(MAILER_SEND_PARALLEL_SLICES="2")
+def test_an_explicit_number_of_parallel_slices_wins(engine_env, app):
+    from mailadmin.jobs.send import parallel_slices
+
+    assert parallel_slices() == 2

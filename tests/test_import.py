@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import time
 
 import pytest
 from sqlalchemy import select
@@ -12,9 +11,8 @@ from mailadmin.extensions import db
 from mailadmin.models import Recipient
 from mailadmin.services.recipients import ImportSummary, RecipientImportError, import_recipients
 from mailadmin.services.suppressions import suppress
-from tests.support.dashboard import flashes, make_draft, reload, submit
-
-pytest_plugins = ["tests.support.dashboard_fixtures"]
+from tests.factories import make_draft, reload
+from tests.support.web import flashes, submit
 
 
 def stored(campaign) -> dict[str, Recipient]:
@@ -143,15 +141,13 @@ def test_a_started_campaign_takes_no_more_recipients(manager):
     assert reload(campaign).recipients_total == 1
 
 
-def test_ten_thousand_rows_import_in_a_couple_of_seconds(manager):
+def test_a_ten_thousand_row_import_keeps_every_row(manager):
+    """Its speed is `make bench`'s `import` line; here only that every row lands, once."""
     campaign = make_draft(manager)
     data = ("email,name,city\n" + "\n".join(f"user{n}@example.com,User {n},Town {n % 50}" for n in range(10_000))).encode()
-    started = time.perf_counter()
     summary = import_recipients(campaign, data)
-    elapsed = time.perf_counter() - started
     assert summary.added == 10_000
     assert reload(campaign).recipients_total == 10_000
-    assert elapsed < 3.0, f"10k-row import took {elapsed:.2f}s"
 
 
 def test_the_import_page_takes_a_csv_upload_and_shows_the_summary_and_bad_rows(app, manager, manager_client):

@@ -16,7 +16,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
-from loguru import logger
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -98,14 +97,6 @@ def stoppable_redis():
         client = make_client(server.url)
         yield server, client
         client.close()
-
-
-@pytest.fixture
-def log_records():
-    records: list[dict] = []
-    handler_id = logger.add(lambda message: records.append(message.record), level="DEBUG")
-    yield records
-    logger.remove(handler_id)
 
 
 # --- per-user throttles -------------------------------------------------------------------------

@@ -32,17 +32,18 @@ from rq import Queue, SimpleWorker
 from sqlalchemy import select, update
 
 from mailadmin.extensions import DEFAULT_QUEUE, QUEUE_NAMES, SEND_QUEUE, db, get_redis
-from mailadmin.jobs.scheduling import ContinuationScheduler, schedule_continuation
+from mailadmin.jobs.continuations import ContinuationScheduler
+from mailadmin.jobs.dispatch import schedule_continuation
 from mailadmin.limits.rate_limiter import RATE_LIMIT_KEY
-from mailadmin.mail.transport import PermanentSendError, SmtpTransport
+from mailadmin.mail.transports.smtp import PermanentSendError, SmtpTransport
 from mailadmin.models import Campaign, CampaignQueue, Recipient
 from mailadmin.models.types import utcnow
 from mailadmin.services.drafts import create_campaign
 from mailadmin.services.recipients import import_recipients
-from tests.support.dashboard import flashes, logged_in_client, submit
+from tests.factories import fresh_campaign, recipient_statuses
 from tests.support.forms import csrf_token_from
 from tests.support.log_capture import PII_FIELDS, LogLine, capture_json_logs, leaks, masked_form
-from tests.support.workers import fresh_campaign, recipient_statuses
+from tests.support.web import flashes, logged_in_client, submit
 
 MANAGER_EMAIL = "mona.manager@example.com"
 ADMIN_EMAIL = "adam.admin@example.com"
@@ -125,12 +126,14 @@ def logs(app):
 
 
 @pytest.fixture
-def manager(make_user):
+def mona_manager(make_user):
+    """The manager of this scan: her address is also one of the campaign's recipients."""
     return make_user(MANAGER_EMAIL, role="manager")
 
 
 @pytest.fixture
-def admin(make_user):
+def adam_admin(make_user):
+    """The admin of this scan: his address is also one of the campaign's recipients."""
     return make_user(ADMIN_EMAIL, role="admin")
 
 
@@ -375,8 +378,9 @@ def catalogue_problems(
 
 
 def test_a_whole_campaign_logs_every_catalogue_event_as_pii_safe_json(
-    full_emails, app, app_env, smtp, logs, manager, admin
+    full_emails, app, app_env, smtp, logs, mona_manager, adam_admin
 ):
+    manager, admin = mona_manager, adam_admin
     salt = app.config["SETTINGS"].log_hash_salt
     redis_url = app_env["REDIS_URL"]
     manager_client = logged_in_client(app, MANAGER_EMAIL)

@@ -9,18 +9,16 @@ from email.parser import BytesParser
 
 import pytest
 
+from bench.message_build import bench_build
 from mailadmin.mail.message import (
     LIST_UNSUBSCRIBE_POST,
-    BadUnsubscribeToken,
     HeaderInjectionError,
     InvalidAddressError,
     MessageBuilder,
-    bench_build,
     check_header_value,
-    make_unsubscribe_token,
-    read_unsubscribe_token,
 )
 from mailadmin.mail.templates import CampaignTemplates, recipient_fields
+from mailadmin.mail.unsubscribe import BadUnsubscribeToken, make_unsubscribe_token, read_unsubscribe_token
 
 SECRET = "test-secret"
 TEXT = "Hello {{ name }},\n\nYour order at {{ company }} is ready.\n.\nFrom here on: naïve café ☕ =3D\n"

@@ -20,8 +20,8 @@ import pytest
 
 from mailadmin.devtools.redis_server import free_port
 from mailadmin.devtools.smtp_capture import CaptureSMTP
-from mailadmin.mail.pipelining import PipelinedSmtpTransport
-from mailadmin.mail.transport import PermanentSendError, TransientSendError
+from mailadmin.mail.transports import PermanentSendError, TransientSendError
+from mailadmin.mail.transports.pipelined import PipelinedSmtpTransport
 
 FROM = "news@shop.example.com"
 MESSAGE = b"From: news@shop.example.com\r\nSubject: Hello\r\n\r\nHi there.\r\n.leading dot\r\n"

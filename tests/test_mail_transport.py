@@ -10,16 +10,15 @@ import smtplib
 import socket
 import ssl
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from mailadmin.devtools.redis_server import free_port
 from mailadmin.devtools.smtp_capture import CaptureSMTP
-from mailadmin.mail.pipelining import PipelinedSmtpTransport
-from mailadmin.mail.transport import (
+from mailadmin.mail.transports.pipelined import PipelinedSmtpTransport
+from mailadmin.mail.transports.smtp import (
     PermanentSendError,
     SendError,
     SmtpTransport,
@@ -27,21 +26,13 @@ from mailadmin.mail.transport import (
     classify_smtp_error,
     mask_addresses,
 )
+from tests.support.waiting import wait_until
 
 FROM = "news@shop.example.com"
 
 
 def message(subject: str = "Hello", body: str = "Hi there.\r\n") -> bytes:
     return f"From: {FROM}\r\nTo: someone@example.com\r\nSubject: {subject}\r\n\r\n{body}".encode()
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 @pytest.fixture(params=[SmtpTransport, PipelinedSmtpTransport], ids=["smtplib", "pipelined"])
@@ -144,7 +135,7 @@ def test_close_says_quit_and_the_server_sees_the_connection_end(capture, transpo
     transport.close()
 
     assert not transport.connected
-    assert wait_until(lambda: capture.open_connections == 0)
+    wait_until(lambda: capture.open_connections == 0, 5, 0.01, "the server to see the connection end")
     transport.close()  # closing twice is harmless
 
 

@@ -5,46 +5,12 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-from mailadmin import diagnosis
+from mailadmin import ops as diagnosis
 from mailadmin.extensions import get_redis
 from mailadmin.limits.rate_limiter import reserve_send_token
 from mailadmin.models.types import utcnow
 from mailadmin.services.campaigns import start_campaign
-from tests.support import admin as admin_support
-from tests.support import workers as worker_support
-from tests.support.workers import create_campaign
-
-admin = admin_support.admin
-manager = admin_support.manager
-admin_client = admin_support.admin_client
-manager_client = admin_support.manager_client
-engine_processes = worker_support.engine_processes
-
-
-def _worker_row(html: str, name: str) -> str:
-    match = re.search(rf'<tr class="(?:alive|dead)" data-worker="{re.escape(name)}".*?</tr>', html, re.S)
-    assert match, f"no row for worker {name}"
-    return match.group(0)
-
-
-def test_operations_page_shows_a_killed_worker_as_dead(admin_client, engine_processes):
-    worker = engine_processes.worker()
-
-    html = admin_client.get("/admin/operations").get_data(as_text=True)
-    row = _worker_row(html, worker.name)
-    assert 'data-alive="yes"' in row and "alive (idle)" in row
-    assert str(worker.pid) in row
-
-    worker.kill_hard()
-
-    response = admin_client.get("/admin/operations")
-    html = response.get_data(as_text=True)
-    assert response.status_code == 200
-    row = _worker_row(html, worker.name)
-    assert 'data-alive="no"' in row
-    assert "DEAD" in row and f"process {worker.pid} is gone" in row
-    assert re.search(r'<tr data-check="workers" data-status="critical">', html)
-    assert 'id="overall-status">CRITICAL' in html
+from tests.factories import create_campaign
 
 
 def test_operations_page_lists_a_scheduled_continuation_with_its_time(app, admin, admin_client):

@@ -20,12 +20,14 @@ from flask.cli import FlaskGroup, ScriptInfo
 from flask_migrate import upgrade
 from rq import Queue, Worker
 
-from mailadmin import create_app, diagnosis
+from mailadmin import create_app
+from mailadmin import ops as diagnosis
 from mailadmin.extensions import QUEUE_NAMES, SEND_QUEUE, db, get_redis
-from mailadmin.jobs.scheduling import continuation_job_id
+from mailadmin.jobs.dispatch import continuation_job_id
 from mailadmin.limits import rate_limiter, throttle
 from mailadmin.models import APP_STATE_ID, AppState, AuditEvent, Campaign, CampaignQueue, Recipient, Suppression, User
 from mailadmin.models.types import utcnow
+from mailadmin.ops import anchors as playbook_anchors
 from mailadmin.settings import PROJECT_ROOT
 from tests.support.databases import configured_database_url, is_postgres, scratch_database
 from tests.support.playbook import (
@@ -36,7 +38,6 @@ from tests.support.playbook import (
     heading_anchors,
     markdown_links,
     playbook_files,
-    preserved_rq_loggers,
     produce_log_lines,
     redis_cli_key,
     shell_commands,
@@ -54,12 +55,6 @@ ERROR_REPLY = re.compile(r"^(\(error\) )?(ERR|WRONGTYPE|NOSCRIPT|Could not conne
 def _postgres_available() -> bool:
     url = configured_database_url()
     return bool(url and is_postgres(url))
-
-
-@pytest.fixture(autouse=True)
-def _clean_rq_loggers():
-    with preserved_rq_loggers():
-        yield
 
 
 DIALECTS = [
@@ -83,9 +78,9 @@ def test_the_playbook_has_both_documents_with_sql_and_shell_blocks():
 
 def test_every_anchor_a_check_links_to_exists_in_the_playbook():
     anchors = {name: heading_anchors(diagnosis.playbook_path(name)) for name in diagnosis.PLAYBOOK_FILES}
-    used = {value for key, value in vars(diagnosis).items() if key.startswith("A_")}
+    used = {value for key, value in vars(playbook_anchors).items() if key.startswith("A_")}
     missing = sorted(anchor for anchor in used if anchor not in anchors["oncall"])
-    assert not missing, f"diagnosis.py links to sections ONCALL.md does not have: {missing}"
+    assert not missing, f"mailadmin/ops/anchors.py links to sections ONCALL.md does not have: {missing}"
 
 
 def test_every_link_inside_the_playbook_points_at_an_existing_section():
@@ -250,7 +245,7 @@ def test_rq_info_commands_name_only_the_products_queues():
 def populated_redis(app, make_user, redis_url):
     """Real state in Redis: a queued slice, a scheduled continuation, a worker registration, quota and throttle windows."""
     from mailadmin.services.campaigns import start_campaign
-    from tests.support.workers import create_campaign
+    from tests.factories import create_campaign
 
     owner = make_user("owner@example.com", role="admin")
     scheduled = create_campaign(owner, ["a@example.test"], name="scheduled")
@@ -561,7 +556,7 @@ def test_the_redis_keys_the_diagnosis_reads_are_documented_for_a_human_too():
 
 def test_runbook_commands_pause_resume_and_cancel_a_campaign_with_an_audited_actor(app, runner, make_user):
     from mailadmin.services.campaigns import start_campaign
-    from tests.support.workers import create_campaign, fresh_campaign
+    from tests.factories import create_campaign, fresh_campaign
 
     admin = make_user("oncall@example.com", role="admin")
     campaign = create_campaign(admin, 2)

@@ -5,21 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from loguru import logger
 
 from mailadmin.pii import PII_FIELDS, get_pii_log_fields
-from tests.support.dashboard import MANAGER, flashes, make_draft, submit
-
-pytest_plugins = ["tests.support.dashboard_fixtures"]
-
-
-@pytest.fixture
-def log_records():
-    """Every loguru record emitted during the test, as JSON-ready dicts (message + extra)."""
-    records: list[dict] = []
-    handler = logger.add(lambda message: records.append(message.record), level="DEBUG", format="{message}")
-    yield records
-    logger.remove(handler)
+from tests.factories import MANAGER_EMAIL, make_draft
+from tests.support.web import flashes, submit
 
 
 def send(client, campaign, to_address):
@@ -30,7 +19,7 @@ def send(client, campaign, to_address):
 def test_the_form_offers_the_users_own_address(app, manager, manager_client):
     campaign = make_draft(manager)
     page = manager_client.get(f"/campaigns/{campaign.id}/test-email").get_data(as_text=True)
-    assert f'value="{MANAGER}"' in page
+    assert f'value="{MANAGER_EMAIL}"' in page
     assert '<label for="to_address">' in page
 
 
@@ -52,9 +41,9 @@ def test_a_test_email_arrives_personalised_with_a_marked_subject(app, smtp, mana
 def test_the_sixth_test_email_in_an_hour_is_refused_with_the_spec_text(app, smtp, manager, manager_client):
     campaign = make_draft(manager)
     for _ in range(5):
-        response = send(manager_client, campaign, MANAGER)
+        response = send(manager_client, campaign, MANAGER_EMAIL)
         assert flashes(response.get_data(as_text=True))[0][0] == "success"
-    response = send(manager_client, campaign, MANAGER)
+    response = send(manager_client, campaign, MANAGER_EMAIL)
     assert response.status_code == 429
     assert ("error", "Test email limit reached (5 test emails per hour).") in flashes(response.get_data(as_text=True))
     assert len(smtp.messages) == 5
@@ -67,16 +56,16 @@ def two_test_emails_per_hour(app_env):
 
 def test_the_limit_message_names_the_configured_number(two_test_emails_per_hour, app, smtp, manager, manager_client):
     campaign = make_draft(manager)
-    send(manager_client, campaign, MANAGER)
-    send(manager_client, campaign, MANAGER)
-    response = send(manager_client, campaign, MANAGER)
+    send(manager_client, campaign, MANAGER_EMAIL)
+    send(manager_client, campaign, MANAGER_EMAIL)
+    response = send(manager_client, campaign, MANAGER_EMAIL)
     assert ("error", "Test email limit reached (2 test emails per hour).") in flashes(response.get_data(as_text=True))
 
 
 def test_a_test_email_is_refused_when_redis_is_down(app_with_own_redis, own_redis, smtp, manager, manager_client):
     campaign = make_draft(manager)
     own_redis.stop()
-    response = send(manager_client, campaign, MANAGER)
+    response = send(manager_client, campaign, MANAGER_EMAIL)
     assert response.status_code == 503
     assert ("error", "Service temporarily unavailable. Please try again later.") in flashes(
         response.get_data(as_text=True)
@@ -90,7 +79,7 @@ def test_an_invalid_address_is_refused_without_using_up_the_hourly_limit(app, sm
         response = send(manager_client, campaign, "not an address")
         assert response.status_code == 400
     assert flashes(response.get_data(as_text=True))[0][1].startswith("That is not a valid email address")
-    response = send(manager_client, campaign, MANAGER)
+    response = send(manager_client, campaign, MANAGER_EMAIL)
     assert flashes(response.get_data(as_text=True))[0][0] == "success"
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Flask, has_request_context, url_for
+from flask import Flask, has_request_context
 from flask_login import current_user
 from loguru import logger
 from sqlalchemy.exc import SQLAlchemyError
 
+from mailadmin.admin.links import campaign_url
 from mailadmin.extensions import db
 from mailadmin.services.campaigns import sending_paused
 
@@ -36,8 +37,3 @@ def init_app(app: Flask) -> None:
 
     # Globals, not context: macros imported without context (admin/_macros.html) use them too.
     app.jinja_env.globals.update(campaign_url=campaign_url)
-
-
-def campaign_url(campaign_id: int) -> str:
-    """The dashboard's page of a campaign."""
-    return url_for("campaigns.show", campaign_id=campaign_id)

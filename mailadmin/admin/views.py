@@ -15,7 +15,6 @@ from flask_login import current_user
 from sqlalchemy import or_, select
 from wtforms.fields.choices import SelectChoice
 
-from mailadmin.admin import campaign_url
 from mailadmin.admin.forms import (
     AuditFilterForm,
     CancelCampaignForm,
@@ -23,6 +22,7 @@ from mailadmin.admin.forms import (
     RequeueUnknownForm,
     RoleForm,
 )
+from mailadmin.admin.links import campaign_url
 from mailadmin.auth.decorators import admin_required
 from mailadmin.auth.views import safe_next_url
 from mailadmin.extensions import db
@@ -36,8 +36,8 @@ from mailadmin.models.campaign import (
     FINAL_STATUSES,
     FINISHED,
     PAUSED,
-    REASON_CIRCUIT_BREAKER,
 )
+from mailadmin.models.reasons import Reason
 from mailadmin.services import campaigns as campaign_service
 from mailadmin.services import users as user_service
 
@@ -93,7 +93,7 @@ def resume_campaign(campaign_id: int):
     """Resume a paused campaign; after a breaker trip the flash says the error counter was reset."""
     campaign = _campaign_or_404(campaign_id)
     was_paused = campaign.status == PAUSED
-    breaker = campaign.queue is not None and campaign.queue.defer_reason == REASON_CIRCUIT_BREAKER
+    breaker = campaign.queue is not None and campaign.queue.defer_reason == Reason.CIRCUIT_BREAKER
     errors_before = campaign.queue.consecutive_transient_errors if campaign.queue else 0
     try:
         campaign_service.resume_campaign(campaign, current_user)

@@ -17,10 +17,9 @@ from mailadmin.models.campaign import (
     FINISHED,
     PAUSED,
     QUEUED,
-    REASON_LABELS,
-    REASON_SCHEDULED,
     SENDING,
 )
+from mailadmin.models.reasons import Reason, Resumes, reason_of
 from mailadmin.models.types import utcnow
 
 STATUS_LABELS = {
@@ -76,13 +75,15 @@ def reason_text(campaign: Campaign, now: datetime | None = None) -> str | None:
     reason = campaign.queue.defer_reason
     if not reason:
         return None
-    label = REASON_LABELS.get(reason, reason.replace("_", " ").capitalize())
+    known = reason_of(reason)
+    label = known.label if known is not None else reason.replace("_", " ").capitalize()
     until = campaign.queue.deferred_until
     if campaign.status == DEFERRED and until is not None:
-        verb = "starts" if reason == REASON_SCHEDULED else "resumes"
+        verb = "starts" if known is Reason.SCHEDULED else "resumes"
         return f"{label} — {verb} at {format_utc_time(until, now)}"
     if campaign.status == PAUSED:
-        return f"{label} — waits until an admin resumes it" if reason != "global_pause" else label
+        waits_for_switch = known is not None and known.info.resumes is Resumes.WHEN_SWITCH_ON
+        return label if waits_for_switch else f"{label} — waits until an admin resumes it"
     return label
 
 

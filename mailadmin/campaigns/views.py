@@ -30,7 +30,6 @@ from mailadmin.campaigns.access import get_campaign_for
 from mailadmin.campaigns.forms import CampaignForm, ImportForm, StartForm, TestEmailForm
 from mailadmin.extensions import get_redis, get_settings
 from mailadmin.limits.rate_limiter import rate_limit_usage
-from mailadmin.limits.throttle import UNAVAILABLE_MESSAGE
 from mailadmin.mail.templates import CampaignTemplates, TemplateProblem, sample_fields
 from mailadmin.models import Campaign
 from mailadmin.models.campaign import (
@@ -44,6 +43,7 @@ from mailadmin.pii import mask_email
 from mailadmin.services import drafts
 from mailadmin.services.campaigns import CampaignError, estimate_send_duration, start_campaign
 from mailadmin.services.drafts import DraftError, preview_fields, preview_recipient
+from mailadmin.services.errors import ErrorKind, ServiceError
 from mailadmin.services.recipients import RecipientImportError
 from mailadmin.services.recipients import import_recipients as run_import
 from mailadmin.services.test_email import TestEmailError, send_test_email
@@ -62,13 +62,20 @@ def csv_safe(value: object) -> object:
     return value
 
 
-def refusal_status(message: str, default: int) -> int:
-    """HTTP status of a refused action: 503 when the throttle backend is down, 429 at a limit."""
-    if message == UNAVAILABLE_MESSAGE:
-        return 503
-    if " limit reached (" in message:
-        return 429
-    return default
+# The one mapping from a service refusal's kind to the HTTP status of the page that shows it.
+HTTP_STATUS_BY_KIND = {
+    ErrorKind.INVALID: 400,
+    ErrorKind.NOT_FOUND: 404,
+    ErrorKind.CONFLICT: 409,
+    ErrorKind.TOO_LARGE: 409,
+    ErrorKind.THROTTLED: 429,
+    ErrorKind.UNAVAILABLE: 503,
+}
+
+
+def refusal_status(error: ServiceError) -> int:
+    """HTTP status of a refused action, chosen by the kind of its error."""
+    return HTTP_STATUS_BY_KIND[error.kind]
 
 
 def _draft_only(campaign: Campaign):
@@ -244,7 +251,7 @@ def test_email(campaign_id: int):
             result = send_test_email(campaign, current_user, form.to_address.data or "")
         except TestEmailError as error:
             flash(error.message, "error")
-            status = refusal_status(error.message, 400)
+            status = refusal_status(error)
         else:
             flash(f"Test email sent to {result.to_address}.", "success")
             return redirect(url_for("campaigns.test_email", campaign_id=campaign.id), 303)
@@ -276,7 +283,7 @@ def start(campaign_id: int):
             start_campaign(campaign, current_user, scheduled_at=scheduled_at)
         except CampaignError as error:
             flash(error.message, "error")
-            status = refusal_status(error.message, 409)
+            status = refusal_status(error)
         else:
             if scheduled_at:
                 flash(f"Campaign scheduled: it starts at {display.format_utc_time(scheduled_at)}.", "success")

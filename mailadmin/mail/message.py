@@ -1,4 +1,4 @@
-"""Per-recipient MIME messages, built fast, plus the signed one-click unsubscribe tokens.
+"""Per-recipient MIME messages, built fast (the unsubscribe links they carry: `mail/unsubscribe.py`).
 
 `email.message.EmailMessage` re-parses and re-folds every header and walks a policy
 object for each part; per recipient of a campaign that caps out near 700 messages/s.
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import re
 import secrets
 import time
@@ -25,8 +24,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import formatdate, parseaddr
 from typing import Any
-
-from itsdangerous import BadSignature, URLSafeSerializer
 
 from mailadmin.mail.templates import CampaignTemplates
 
@@ -50,10 +47,6 @@ class HeaderInjectionError(MessageBuildError):
 
 class InvalidAddressError(MessageBuildError):
     """An address is not a single plain `local@domain` that can go in a header and an SMTP envelope."""
-
-
-class BadUnsubscribeToken(ValueError):
-    """An unsubscribe token is forged, truncated or not one of ours."""
 
 
 def check_header_value(name: str, value: str) -> str:
@@ -249,137 +242,3 @@ class MessageBuilder:
             chunks += [self._before_html, self._html_cache.get(parts.html)]
         chunks.append(self._end)
         return BuiltMessage(message_id, b"".join(chunks), envelope_to)
-
-
-# --- unsubscribe tokens -------------------------------------------------------------------
-
-@functools.lru_cache(maxsize=8)
-def _unsubscribe_serializer(secret_key: str | bytes) -> URLSafeSerializer:
-    # Cached: the send loop signs one token per recipient with the same key.
-    return URLSafeSerializer(secret_key, salt="unsubscribe")
-
-
-def make_unsubscribe_token(secret_key: str | bytes, campaign_id: int, recipient_id: int) -> str:
-    """A signed, URL-safe token naming one recipient of one campaign; it never expires."""
-    return _unsubscribe_serializer(secret_key).dumps([int(campaign_id), int(recipient_id)])
-
-
-def read_unsubscribe_token(secret_key: str | bytes, token: str) -> tuple[int, int]:
-    """(campaign_id, recipient_id) of a token made by `make_unsubscribe_token`, else BadUnsubscribeToken."""
-    try:
-        payload = _unsubscribe_serializer(secret_key).loads(token)
-    except (BadSignature, UnicodeError, ValueError):
-        raise BadUnsubscribeToken("invalid unsubscribe token") from None
-    if (
-        not isinstance(payload, list)
-        or len(payload) != 2
-        or not all(isinstance(part, int) and not isinstance(part, bool) for part in payload)
-    ):
-        raise BadUnsubscribeToken("invalid unsubscribe token")
-    return payload[0], payload[1]
-
-
-# --- benchmark ----------------------------------------------------------------------------
-
-_BENCH_TEXT = """Hello {{ name }},
-
-Our autumn catalogue is out, and as a customer of {{ company }} you get early access
-to every item in it. Here is what is new this season:
-
-  * hand-made ceramic mugs, glazed in five colours -- from 12 EUR
-  * linen table cloths in three sizes, pre-washed so they never shrink
-  * the café blend we roast every Tuesday, whole beans or ground for filters
-  * gift cards from 20 EUR, delivered by email within the minute
-
-Orders placed before Friday ship the same day. If you have any question about an
-order, just reply to this message: a person reads every answer, usually within a day.
-
-We send this letter about once a month to {{ email }}. If it is not for you any
-more, the unsubscribe link at the bottom takes one click, no login needed.
-
-Warm regards,
-The shop team
-"""
-
-_BENCH_HTML = """<!doctype html>
-<html><body style="font-family: Arial, sans-serif; color: #222">
-<p>Hello {{ name }},</p>
-<p>Our <b>autumn catalogue</b> is out, and as a customer of {{ company }} you get early
-access to every item in it. Here is what is new this season:</p>
-<ul>
-  <li>hand-made ceramic mugs, glazed in five colours &mdash; from 12&nbsp;EUR</li>
-  <li>linen table cloths in three sizes, pre-washed so they never shrink</li>
-  <li>the café blend we roast every Tuesday, whole beans or ground for filters</li>
-  <li>gift cards from 20&nbsp;EUR, delivered by email within the minute</li>
-</ul>
-<p>Orders placed before Friday ship the same day. Questions? Just reply to this message.</p>
-<p style="font-size: 12px; color: #777">We send this letter about once a month to {{ email }}.</p>
-</body></html>
-"""
-
-
-def bench_build(n: int = 5000) -> dict:
-    """Messages/s of MessageBuilder vs. a naive EmailMessage per recipient, same templates, same run."""
-    from email.message import EmailMessage
-    from email.utils import formataddr
-
-    templates = CampaignTemplates("{{ name }}, our autumn catalogue is here", _BENCH_TEXT, _BENCH_HTML)
-    secret = "bench-secret"
-
-    def unsubscribe_url_for(recipient_id: Any) -> str:
-        return f"https://mail.example.com/u/{make_unsubscribe_token(secret, 42, recipient_id)}"
-
-    recipients = [
-        (rid, f"customer{rid}@example.com", {"email": f"customer{rid}@example.com",
-                                             "name": f"Customer Nummer {rid}", "company": "Müller & Söhne"})
-        for rid in range(1, n + 1)
-    ]
-    builder = MessageBuilder(42, "Shop <news@shop.example.com>", templates, unsubscribe_url_for)
-
-    def naive(rid: int, email: str, fields: dict) -> bytes:
-        parts = templates.render(fields)
-        msg = EmailMessage()
-        msg["From"] = "Shop <news@shop.example.com>"
-        msg["To"] = formataddr((fields["name"], email))
-        msg["Subject"] = parts.subject
-        msg["Date"] = formatdate(usegmt=True)
-        msg["Message-ID"] = f"<campaign-42.recipient-{rid}.{secrets.token_hex(6)}@shop.example.com>"
-        msg["List-Unsubscribe"] = f"<{unsubscribe_url_for(rid)}>"
-        msg["List-Unsubscribe-Post"] = LIST_UNSUBSCRIBE_POST
-        msg.set_content(parts.text)
-        msg.add_alternative(parts.html, subtype="html")
-        return msg.as_bytes()
-
-    for rid, email, fields in recipients[:50]:  # warm-up: imports, caches
-        builder.build(rid, email, fields)
-        naive(rid, email, fields)
-
-    started = time.perf_counter()
-    size = 0
-    for rid, email, fields in recipients:
-        size += len(builder.build(rid, email, fields).data)
-    elapsed = time.perf_counter() - started
-
-    baseline_n = max(200, min(n, n // 4))
-    started = time.perf_counter()
-    for rid, email, fields in recipients[:baseline_n]:
-        naive(rid, email, fields)
-    baseline_elapsed = time.perf_counter() - started
-
-    rate = n / elapsed
-    baseline_rate = baseline_n / baseline_elapsed
-    return {
-        "bench": "message_build",
-        "messages": n,
-        "rate": round(rate, 1),
-        "baseline_messages": baseline_n,
-        "baseline_rate": round(baseline_rate, 1),
-        "ratio": round(rate / baseline_rate, 2),
-        "avg_message_bytes": size // max(n, 1),
-    }
-
-
-if __name__ == "__main__":  # pragma: no cover
-    import json
-
-    print(json.dumps(bench_build()))

@@ -1,9 +1,10 @@
 """The campaign aggregate: Campaign, its Recipients and its CampaignQueue (send-loop state).
 
 `Campaign.status` is the one source of truth for the lifecycle; `CampaignQueue` holds
-what the send loop needs (defer/pause reason, deferred_until, the breaker counter,
-job ids). Counters on Campaign are kept up to date by the services so that lists
-never COUNT(*) recipients per row.
+what the send loop needs (defer/pause reason, deferred_until, the breaker counter, the
+current job id; a scheduled continuation's id is always `continuation_job_id(campaign_id)`).
+Counters on Campaign are kept up to date by the services so that lists never COUNT(*)
+recipients per row.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, St
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from mailadmin.extensions import db
+from mailadmin.models.reasons import Reason
 from mailadmin.models.types import UTCDateTime, utcnow
 
 # Campaign lifecycle (SPEC "Campaign lifecycle").
@@ -29,29 +31,14 @@ CAMPAIGN_STATUSES = (DRAFT, QUEUED, SENDING, DEFERRED, PAUSED, FINISHED, CANCELL
 ACTIVE_STATUSES = (QUEUED, SENDING, DEFERRED)
 FINAL_STATUSES = (FINISHED, CANCELLED)
 
-# Defer / pause reasons, each with its own playbook entry.
-REASON_SCHEDULED = "scheduled"
-REASON_RATE_LIMIT = "rate_limit"
-REASON_TRANSIENT_ERROR = "transient_error"
-REASON_CIRCUIT_BREAKER = "circuit_breaker"
-REASON_ADMIN_PAUSE = "admin_pause"
-REASON_GLOBAL_PAUSE = "global_pause"
-DEFER_REASONS = (
-    REASON_SCHEDULED,
-    REASON_RATE_LIMIT,
-    REASON_TRANSIENT_ERROR,
-    REASON_CIRCUIT_BREAKER,
-    REASON_ADMIN_PAUSE,
-    REASON_GLOBAL_PAUSE,
-)
-REASON_LABELS = {
-    REASON_SCHEDULED: "Scheduled start",
-    REASON_RATE_LIMIT: "Waiting for the hourly quota",
-    REASON_TRANSIENT_ERROR: "Retrying after a temporary SMTP error",
-    REASON_CIRCUIT_BREAKER: "Paused by the circuit breaker after repeated SMTP errors",
-    REASON_ADMIN_PAUSE: "Paused by an admin",
-    REASON_GLOBAL_PAUSE: "All sending is switched off",
-}
+# Defer / pause reasons live in `mailadmin.models.reasons`; these names stay for older importers.
+REASON_SCHEDULED = Reason.SCHEDULED
+REASON_RATE_LIMIT = Reason.RATE_LIMIT
+REASON_TRANSIENT_ERROR = Reason.TRANSIENT_ERROR
+REASON_CIRCUIT_BREAKER = Reason.CIRCUIT_BREAKER
+REASON_ADMIN_PAUSE = Reason.ADMIN_PAUSE
+REASON_GLOBAL_PAUSE = Reason.GLOBAL_PAUSE
+DEFER_REASONS = tuple(Reason)
 
 # Recipient states (SPEC "Recipients").
 R_PENDING = "pending"
@@ -73,6 +60,7 @@ class Campaign(db.Model):
     body_text: Mapped[str] = mapped_column(Text, default="")
     body_html: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), default=DRAFT, index=True)
+    # Stored although derivable from failed_count: lists filter and sort on it without recomputing.
     finished_with_errors: Mapped[bool] = mapped_column(Boolean, default=False)
     scheduled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     recipients_total: Mapped[int] = mapped_column(Integer, default=0)
@@ -146,7 +134,6 @@ class CampaignQueue(db.Model):
     deferred_until: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     consecutive_transient_errors: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     current_job_id: Mapped[str | None] = mapped_column(String(64))
-    scheduled_job_id: Mapped[str | None] = mapped_column(String(64))
     last_error: Mapped[str | None] = mapped_column(String(500))
     breaker_tripped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

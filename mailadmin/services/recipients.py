@@ -174,10 +174,8 @@ def parse_rows(text: str) -> tuple[list[tuple[int, list[str]]], list[str] | None
     return rows, header, delimiter
 
 
-def import_recipients(campaign: Campaign, source: str | bytes | IO[Any]) -> ImportSummary:
-    """Validate, fold, check against the suppression list and bulk-insert; commits once."""
-    if campaign.status != DRAFT:
-        raise RecipientImportError(NOT_A_DRAFT_MESSAGE)
+def _rows_of(source: str | bytes | IO[Any]) -> tuple[list[tuple[int, list[str]]], list[str] | None, str]:
+    """The upload's non-empty rows (numbered), its header if it has one, and its delimiter."""
     try:
         text = _read_source(source)
     except (OSError, ValueError):
@@ -187,23 +185,35 @@ def import_recipients(campaign: Campaign, source: str | bytes | IO[Any]) -> Impo
     rows, header, delimiter = parse_rows(text)
     if not rows:
         raise RecipientImportError(EMPTY_MESSAGE)
-    columns = _columns_from_header(header) if header else _Columns()
-    summary = ImportSummary(header=header, delimiter=delimiter)
+    return rows, header, delimiter
 
+
+def _valid_email(row: list[str], columns: _Columns, number: int, summary: ImportSummary) -> str | None:
+    """The row's normalised address, or None after noting why the row is invalid."""
+    raw_email = _value(row, columns.email)
+    if not raw_email:
+        summary.invalid.append((number, "No email address in this row."))
+        return None
+    if len(raw_email) > EMAIL_MAX:
+        summary.invalid.append((number, f"The email address is longer than {EMAIL_MAX} characters."))
+        return None
+    try:
+        return validate_email(raw_email, check_deliverability=False).normalized.lower()
+    except EmailNotValidError as exc:
+        summary.invalid.append((number, f"{raw_email[:80]}: {exc}"))
+        return None
+
+
+def _accepted_rows(
+    campaign: Campaign, rows: list[tuple[int, list[str]]], header: list[str] | None, summary: ImportSummary
+) -> dict[str, dict[str, Any]]:
+    """Valid, new addresses (folded, not yet in the campaign) with their name and extra fields."""
+    columns = _columns_from_header(header) if header else _Columns()
     existing = set(db.session.scalars(select(Recipient.email).where(Recipient.campaign_id == campaign.id)))
     accepted: dict[str, dict[str, Any]] = {}
     for number, row in rows:
-        raw_email = _value(row, columns.email)
-        if not raw_email:
-            summary.invalid.append((number, "No email address in this row."))
-            continue
-        if len(raw_email) > EMAIL_MAX:
-            summary.invalid.append((number, f"The email address is longer than {EMAIL_MAX} characters."))
-            continue
-        try:
-            email = validate_email(raw_email, check_deliverability=False).normalized.lower()
-        except EmailNotValidError as exc:
-            summary.invalid.append((number, f"{raw_email[:80]}: {exc}"))
+        email = _valid_email(row, columns, number, summary)
+        if email is None:
             continue
         if email in accepted or email in existing:
             summary.duplicates += 1
@@ -214,10 +224,12 @@ def import_recipients(campaign: Campaign, source: str | bytes | IO[Any]) -> Impo
         else:
             extra = {f"column_{i + 1}": cell.strip()[:FIELD_VALUE_MAX] for i, cell in enumerate(row) if i > 1}
         accepted[email] = {"name": name, "fields": extra or None}
+    return accepted
 
-    suppressed = suppressed_among(list(accepted)) if accepted else set()
-    now = utcnow()
-    values = [
+
+def _recipient_rows(campaign: Campaign, accepted: dict[str, dict[str, Any]], suppressed: set[str], now) -> list[dict]:
+    """INSERT values: suppressed addresses arrive `skipped` with the reason, the others `pending`."""
+    return [
         {
             "campaign_id": campaign.id,
             "email": email,
@@ -230,8 +242,10 @@ def import_recipients(campaign: Campaign, source: str | bytes | IO[Any]) -> Impo
         }
         for email, data in accepted.items()
     ]
-    summary.suppressed = len(suppressed)
-    summary.added = len(values) - summary.suppressed
+
+
+def _insert_recipients(campaign: Campaign, values: list[dict], suppressed: int, now) -> None:
+    """Insert the rows and grow the counters, while the campaign is still a draft; commits once."""
     try:
         # Lock the campaign row (PostgreSQL) and look again: a start racing the import waits
         # for it, or the import sees that the campaign has just been started.
@@ -246,7 +260,7 @@ def import_recipients(campaign: Campaign, source: str | bytes | IO[Any]) -> Impo
                 .where(Campaign.id == campaign.id)
                 .values(
                     recipients_total=Campaign.recipients_total + len(values),
-                    skipped_count=Campaign.skipped_count + summary.suppressed,
+                    skipped_count=Campaign.skipped_count + suppressed,
                     updated_at=now,
                 )
                 .execution_options(synchronize_session=False)
@@ -257,6 +271,21 @@ def import_recipients(campaign: Campaign, source: str | bytes | IO[Any]) -> Impo
         raise RecipientImportError(
             "Another import into this campaign ran at the same time. Nothing was added; please import again."
         ) from None
+
+
+def import_recipients(campaign: Campaign, source: str | bytes | IO[Any]) -> ImportSummary:
+    """Validate, fold, check against the suppression list and bulk-insert; commits once."""
+    if campaign.status != DRAFT:
+        raise RecipientImportError(NOT_A_DRAFT_MESSAGE)
+    rows, header, delimiter = _rows_of(source)
+    summary = ImportSummary(header=header, delimiter=delimiter)
+    accepted = _accepted_rows(campaign, rows, header, summary)
+    suppressed = suppressed_among(list(accepted)) if accepted else set()
+    now = utcnow()
+    values = _recipient_rows(campaign, accepted, suppressed, now)
+    summary.suppressed = len(suppressed)
+    summary.added = len(values) - summary.suppressed
+    _insert_recipients(campaign, values, summary.suppressed, now)
     db.session.refresh(campaign)
     logger.bind(
         campaign_id=campaign.id,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from loguru import logger
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -71,8 +71,3 @@ def suppressed_among(emails: Iterable[str]) -> set[str]:
         chunk = wanted[start : start + _CHUNK]
         found.update(db.session.scalars(select(Suppression.email).where(Suppression.email.in_(chunk))))
     return found
-
-
-def suppression_count() -> int:
-    """How many addresses are suppressed (operations page)."""
-    return db.session.scalar(select(func.count()).select_from(Suppression)) or 0

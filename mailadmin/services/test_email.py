@@ -15,12 +15,14 @@ from loguru import logger
 
 from mailadmin.extensions import get_redis, get_settings
 from mailadmin.limits.throttle import ACTION_TEST_EMAIL, is_user_throttled, throttle_message
-from mailadmin.mail.message import MessageBuilder, MessageBuildError, make_unsubscribe_token
+from mailadmin.mail.message import MessageBuilder, MessageBuildError
 from mailadmin.mail.templates import CampaignTemplates, TemplateProblem
-from mailadmin.mail.transport import SendError, SmtpTransport
+from mailadmin.mail.transports import SendError, transport_from_url
+from mailadmin.mail.unsubscribe import unsubscribe_url_for
 from mailadmin.models import Campaign, User
 from mailadmin.pii import get_pii_log_fields
 from mailadmin.services.drafts import preview_fields
+from mailadmin.services.errors import ServiceError, throttle_refusal
 
 TEST_SUBJECT_PREFIX = "[Test] "
 # Test messages carry a real, signed unsubscribe link that names no recipient (id 0),
@@ -28,14 +30,10 @@ TEST_SUBJECT_PREFIX = "[Test] "
 TEST_RECIPIENT_ID = 0
 
 
-class TestEmailError(ValueError):
-    """The test email was not sent; `message` is the sentence for the page."""
+class TestEmailError(ServiceError):
+    """The test email was not sent; `message` is the sentence for the page, `kind` the refusal's kind."""
 
     __test__ = False  # not a pytest test class
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -71,14 +69,10 @@ def send_test_email(campaign: Campaign, user: User, to_address: str) -> TestEmai
     limit = settings.throttle_test_email_per_hour
     verdict = is_user_throttled(get_redis(), ACTION_TEST_EMAIL, user.id, limit)
     if verdict.is_throttled:
-        raise TestEmailError(throttle_message(ACTION_TEST_EMAIL, limit, verdict.reason))
-
-    def unsubscribe_url_for(recipient_id: int) -> str:
-        token = make_unsubscribe_token(settings.secret_key, campaign.id, recipient_id)
-        return f"{settings.public_url}/u/{token}"
+        raise TestEmailError(throttle_message(ACTION_TEST_EMAIL, limit, verdict.reason), throttle_refusal(verdict.reason))
 
     try:
-        builder = MessageBuilder(campaign.id, settings.mail_from, templates, unsubscribe_url_for)
+        builder = MessageBuilder(campaign.id, settings.mail_from, templates, unsubscribe_url_for(settings, campaign.id))
         built = builder.build(TEST_RECIPIENT_ID, to_address, preview_fields(campaign))
     except MessageBuildError as exc:
         raise TestEmailError(f"The test email could not be built: {exc}") from None
@@ -87,7 +81,7 @@ def send_test_email(campaign: Campaign, user: User, to_address: str) -> TestEmai
     except Exception as exc:  # a template error at render time is the manager's to fix, not a 500
         raise TestEmailError(f"The campaign's templates failed to render: {type(exc).__name__}") from None
 
-    transport = SmtpTransport.from_url(settings.smtp_url, timeout=settings.smtp_timeout_seconds)
+    transport = transport_from_url(settings.smtp_url, timeout=settings.smtp_timeout_seconds)
     try:
         outcome = transport.send(builder.envelope_from, built.envelope_to, built.data)
     except SendError as exc:

@@ -11,11 +11,8 @@
 
 from __future__ import annotations
 
-import logging
 import re
 import shlex
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -25,7 +22,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from sqlalchemy import update
 
-from mailadmin.diagnosis import PLAYBOOK_DIR, heading_slug
+from mailadmin.ops import PLAYBOOK_DIR, heading_slug
 
 DIALECT_LABELS = {"-- postgresql": "postgresql", "-- sqlite": "sqlite"}
 _FENCE = re.compile(r"^```\s*([\w+-]*)\s*$")
@@ -176,29 +173,6 @@ def redis_cli_key(command: str) -> str | None:
     return tokens[i + 1] if i + 1 < len(tokens) else None
 
 
-# --- logging hygiene ---------------------------------------------------------------------------
-
-RQ_LOGGERS = ("rq.worker", "rq.job")
-
-
-@contextmanager
-def preserved_rq_loggers() -> Iterator[None]:
-    """Undo what an in-process RQ worker does to the stdlib loggers (`worker.work(logging_level=...)`
-    sets their level and, without a root handler, adds its own handlers), so later tests start clean."""
-    saved = {}
-    for name in RQ_LOGGERS:
-        stdlib_logger = logging.getLogger(name)
-        saved[name] = (stdlib_logger.level, list(stdlib_logger.handlers), stdlib_logger.propagate)
-    try:
-        yield
-    finally:
-        for name, (level, handlers, propagate) in saved.items():
-            stdlib_logger = logging.getLogger(name)
-            stdlib_logger.setLevel(level)
-            stdlib_logger.handlers = handlers
-            stdlib_logger.propagate = propagate
-
-
 # --- real log lines ----------------------------------------------------------------------------
 
 
@@ -212,15 +186,17 @@ def produce_log_lines(app, make_user, smtp, redis_url: str) -> tuple[list[str], 
 
     from mailadmin.devtools.redis_server import free_port
     from mailadmin.extensions import SEND_QUEUE, db, get_redis, get_settings
-    from mailadmin.jobs.scheduling import recover_stalled_campaigns
+    from mailadmin.jobs.recovery import recover_stalled_campaigns
     from mailadmin.limits.rate_limiter import reserve_send_token
     from mailadmin.limits.throttle import ACTION_TEST_EMAIL, is_user_throttled
     from mailadmin.logging import reset_logging, setup_logging
     from mailadmin.models import CampaignQueue, Recipient
     from mailadmin.models.types import utcnow
     from mailadmin.services import campaigns as service
+    from mailadmin.services import delivery
     from mailadmin.services.test_email import send_test_email
-    from tests.support.workers import create_campaign, run_queued_jobs
+    from tests.factories import create_campaign
+    from tests.support.jobs import run_queued_jobs
 
     settings = get_settings()
     assert settings.smtp_max_per_hour == 6 and settings.circuit_breaker_threshold == 2
@@ -235,7 +211,7 @@ def produce_log_lines(app, make_user, smtp, redis_url: str) -> tuple[list[str], 
         smtp.reply_with(451, times=1)
         service.start_campaign(breaker, owner, enforce_throttle=False)
         run_queued_jobs(redis_url)
-        service.record_transient_error(breaker.id, "451 4.3.0 still failing")
+        delivery.record_transient_error(breaker.id, "451 4.3.0 still failing")
         ids["breaker"] = breaker.id
 
         # Two sent, one hard bounce: finished with errors. 3 tokens.

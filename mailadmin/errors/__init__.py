@@ -1,0 +1,12 @@
+"""Error pages (handlers.py): app-wide handlers registered through the `errors` blueprint."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from mailadmin.errors.handlers import bp
+
+
+def init_app(app: Flask) -> None:
+    """Register the error handlers for every route of the app."""
+    app.register_blueprint(bp)

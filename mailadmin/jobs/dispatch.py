@@ -1,0 +1,157 @@
+"""Hand-offs of the send loop to RQ and rq-scheduler, and their job ids — RQ only, no database.
+
+* `enqueue_send_slice()` puts one send slice on the send queue right now (a fresh job id each
+  time: the loop's own continuation after a slice, the fan-out siblings, start and resume).
+* `schedule_continuation()` asks rq-scheduler to run the campaign's next slice at a given UTC
+  moment, under the stable job id `campaign-{id}-continuation`, replacing any earlier one:
+  a campaign has at most one pending continuation. `cancel_continuation()` removes it.
+* `job_waiting()` / `scheduled_continuation_at()` tell the recovery sweep whether a job will run.
+
+Services and web code import this module to enqueue by import path; it never imports the send
+loop, the scheduler or the recovery sweep (the job functions are named by their import paths).
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import UTC, datetime
+
+from loguru import logger
+from redis import Redis, RedisError
+from rq import Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+from rq_scheduler import Scheduler
+
+from mailadmin.extensions import SEND_QUEUE, get_redis, get_settings
+from mailadmin.settings import Settings
+
+SEND_SLICE_FUNC = "mailadmin.jobs.send.send_campaign_slice"
+RECOVERY_FUNC = "mailadmin.jobs.recovery.run_recovery_job"
+CONTINUATION_PREFIX = "campaign-"
+CONTINUATION_SUFFIX = "-continuation"
+# Results of finished slices are only useful for `rq info`; failures are kept a week for on-call.
+SLICE_RESULT_TTL = 600
+SLICE_FAILURE_TTL = 7 * 24 * 3600
+
+def continuation_job_id(campaign_id: int) -> str:
+    """The stable rq-scheduler job id of a campaign's deferred continuation."""
+    return f"{CONTINUATION_PREFIX}{campaign_id}{CONTINUATION_SUFFIX}"
+
+
+def campaign_id_of_continuation(job_id: str) -> int | None:
+    """The campaign id in a continuation job id, or None for any other job."""
+    if not (job_id.startswith(CONTINUATION_PREFIX) and job_id.endswith(CONTINUATION_SUFFIX)):
+        return None
+    middle = job_id[len(CONTINUATION_PREFIX) : -len(CONTINUATION_SUFFIX)]
+    return int(middle) if middle.isdigit() else None
+
+
+def new_slice_job_id(campaign_id: int) -> str:
+    """A fresh, readable RQ job id for one send slice (also the recipients' `claimed_by`)."""
+    return f"campaign-{campaign_id}-slice-{uuid.uuid4().hex[:12]}"
+
+
+def slice_job_timeout(settings: Settings) -> int:
+    """RQ timeout of a slice: its time budget plus one slow SMTP exchange, with margin.
+
+    Keep MAILER_STALE_CLAIM_SECONDS above this: a claim older than that can only belong to a
+    job RQ has already killed.
+    """
+    return settings.send_slice_seconds + 2 * settings.smtp_timeout_seconds + 10
+
+
+def continuation_time(moment: datetime) -> datetime:
+    """`moment` rounded UP to the whole second: rq-scheduler stores whole seconds and must not run early."""
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime given; continuations are scheduled in aware UTC")
+    moment = moment.astimezone(UTC)
+    whole = math.ceil(moment.timestamp())
+    return datetime.fromtimestamp(whole, tz=UTC)
+
+
+def continuation_scheduler(connection: Redis | None = None) -> Scheduler:
+    """The rq-scheduler instance that holds the send queue's continuations."""
+    return Scheduler(queue_name=SEND_QUEUE, connection=connection or get_redis())
+
+
+def enqueue_send_slice(campaign_id: int, *, job_id: str | None = None, connection: Redis | None = None) -> str:
+    """Put one send slice of the campaign on the send queue now; returns the job id."""
+    settings = get_settings()
+    queue = Queue(SEND_QUEUE, connection=connection or get_redis())
+    job = queue.enqueue(
+        SEND_SLICE_FUNC,
+        campaign_id,
+        job_id=job_id or new_slice_job_id(campaign_id),
+        job_timeout=slice_job_timeout(settings),
+        result_ttl=SLICE_RESULT_TTL,
+        failure_ttl=SLICE_FAILURE_TTL,
+        description=f"send slice of campaign {campaign_id}",
+    )
+    return job.id
+
+
+def _discard_stable_job(connection: Redis, job_id: str) -> None:
+    """Remove a continuation from the schedule and delete its hash (never a running job's)."""
+    scheduler = continuation_scheduler(connection)
+    scheduler.cancel(job_id)
+    try:
+        job = Job.fetch(job_id, connection=connection)
+    except NoSuchJobError:
+        return
+    if job.get_status(refresh=False) != JobStatus.STARTED:
+        job.delete(remove_from_queue=True)
+
+
+def schedule_continuation(campaign_id: int, at: datetime, *, connection: Redis | None = None) -> str:
+    """Have rq-scheduler run the campaign's next slice at `at` (UTC), replacing any earlier continuation."""
+    settings = get_settings()
+    connection = connection or get_redis()
+    job_id = continuation_job_id(campaign_id)
+    _discard_stable_job(connection, job_id)
+    when = continuation_time(at)
+    continuation_scheduler(connection).enqueue_at(
+        when,
+        SEND_SLICE_FUNC,
+        campaign_id,
+        job_id=job_id,
+        timeout=slice_job_timeout(settings),
+        job_result_ttl=SLICE_RESULT_TTL,
+        job_description=f"continuation of campaign {campaign_id}",
+        meta={"schedule_token": uuid.uuid4().hex},
+    )
+    return job_id
+
+
+def cancel_continuation(campaign_id: int, *, connection: Redis | None = None) -> None:
+    """Remove the campaign's scheduled continuation, if any."""
+    _discard_stable_job(connection or get_redis(), continuation_job_id(campaign_id))
+
+
+def scheduled_continuation_at(campaign_id: int, *, connection: Redis | None = None) -> datetime | None:
+    """When the campaign's continuation is scheduled (aware UTC), or None."""
+    connection = connection or get_redis()
+    score = connection.zscore(Scheduler.scheduled_jobs_key, continuation_job_id(campaign_id))
+    return None if score is None else datetime.fromtimestamp(score, tz=UTC)
+
+
+def job_waiting(connection: Redis, job_id: str | None) -> bool:
+    """Is this RQ job still queued or scheduled (so a worker will run it)?"""
+    if not job_id:
+        return False
+    try:
+        status = Job.fetch(job_id, connection=connection).get_status(refresh=False)
+    except NoSuchJobError:
+        return False
+    return status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
+
+
+def safe_cancel_continuation(campaign_id: int) -> None:
+    """`cancel_continuation`, logging instead of raising when Redis is down (the slice guard covers it)."""
+    try:
+        cancel_continuation(campaign_id)
+    except RedisError as exc:
+        logger.bind(campaign_id=campaign_id, error_type=type(exc).__name__).error(
+            "Could not cancel the scheduled continuation (Redis unavailable)"
+        )

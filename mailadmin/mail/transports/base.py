@@ -1,0 +1,70 @@
+"""What every transport shares: the `Transport` protocol, the accepted-message outcome and the
+send errors whose class (transient | permanent) tells the send loop what to do with a recipient."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class Transport(Protocol):
+    """Hands one message at a time to a mail provider, over a connection it may keep open.
+
+    `send` returns a `SendOutcome` or raises a `SendError` subclass (`TransientSendError`: try
+    again later; `PermanentSendError`: refused for good); error texts never quote an address.
+    """
+
+    @property
+    def provider(self) -> str:
+        """The provider's host name, for the "provider" log field."""
+        ...
+
+    def send(self, envelope_from: str, envelope_to: str, data: bytes) -> SendOutcome:
+        """Deliver `data` (a complete RFC 5322 message) from `envelope_from` to `envelope_to`."""
+        ...
+
+    def close(self) -> None:
+        """Close the connection if one is open; the transport may be used again afterwards."""
+        ...
+
+
+class SendError(Exception):
+    """A send that did not succeed; `error_class` tells the send loop what to do with the recipient."""
+
+    error_class = "transient"
+
+    def __init__(
+        self, message: str, *, smtp_code: int | None = None, stage: str | None = None, outcome_unknown: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.smtp_code = smtp_code
+        self.stage = stage
+        # True when the whole message had been transmitted and the server's verdict was
+        # lost (timeout / disconnect after the final "."): it may have been delivered.
+        self.outcome_unknown = outcome_unknown
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class TransientSendError(SendError):
+    """Try again later: connection trouble, timeouts, 4xx replies, session setup failures."""
+
+    error_class = "transient"
+
+
+class PermanentSendError(SendError):
+    """The server refused this message for good (5xx to MAIL, RCPT or DATA)."""
+
+    error_class = "permanent"
+
+
+@dataclass(frozen=True, slots=True)
+class SendOutcome:
+    """A message accepted by the server: its reply (addresses masked) and how long it took."""
+
+    smtp_code: int
+    smtp_reply: str
+    took_ms: float
+    reconnected: bool = False

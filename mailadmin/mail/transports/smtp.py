@@ -1,0 +1,320 @@
+"""SMTP delivery over one reused connection, with every failure classified for the send loop.
+
+The first (and so far only) `Transport` (see `mailadmin.mail.transports`).
+
+`SMTP_URL` picks the security mode by scheme: `smtp://` (plain, port 25),
+`smtp+starttls://` (STARTTLS, 587) and `smtps://` (implicit TLS, 465);
+`user:password@` is URL-decoded and used for AUTH.
+
+Classification (SPEC "Transient errors and the circuit breaker"):
+
+* transient - connection refused/reset, timeouts, socket and TLS errors, the server
+  closing the connection, any 4xx reply; also *any* failure while opening the
+  session (greeting, EHLO, STARTTLS, AUTH), 5xx included: a wrong password or a
+  blocked IP is not the recipient's fault, so it must trip the circuit breaker
+  rather than fail every recipient permanently;
+* permanent - a 5xx reply to MAIL, RCPT or DATA.
+
+Error texts never contain an address: SMTP servers love to quote the recipient,
+so every address-like token is replaced by "<recipient>" (SPEC "Logging").
+"""
+
+from __future__ import annotations
+
+import re
+import smtplib
+import socket
+import ssl
+import time
+from functools import lru_cache
+from urllib.parse import unquote, urlsplit
+
+from mailadmin.mail.transports.base import PermanentSendError, SendError, SendOutcome, TransientSendError
+
+SECURITY_BY_SCHEME = {"smtp": "plain", "smtp+starttls": "starttls", "smtps": "tls"}
+DEFAULT_PORTS = {"plain": 25, "starttls": 587, "tls": 465}
+STAGE_LABELS = {
+    "connect": "session setup",
+    "mail": "MAIL FROM",
+    "rcpt": "RCPT TO",
+    "data": "DATA",
+    "data-end": "end of DATA",
+}
+_ADDRESS_LIKE = re.compile(r"""<?[^\s<>@()\[\],;:"']+@[^\s<>@()\[\],;:"']+>?""")
+_LINE_ENDS = re.compile(rb"\r\n|\n|\r")
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+
+
+def mask_addresses(text: str, *addresses: str | None) -> str:
+    """`text` with the given addresses and anything address-like replaced by "<recipient>"."""
+    for address in addresses:
+        # A plain case-insensitive search first: most replies do not quote the address at all.
+        if address and address.lower() in text.lower():
+            text = re.sub(re.escape(address), "<recipient>", text, flags=re.IGNORECASE)
+    return _ADDRESS_LIKE.sub("<recipient>", text)
+
+
+def _reply_text(raw: bytes | str | None) -> str:
+    if raw is None:
+        return ""
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", errors="replace")
+    return " ".join(raw.split())
+
+
+def _stage_of(exc: BaseException) -> str | None:
+    if isinstance(
+        exc, (smtplib.SMTPConnectError, smtplib.SMTPHeloError, smtplib.SMTPAuthenticationError, smtplib.SMTPNotSupportedError)
+    ):
+        return "connect"
+    if isinstance(exc, smtplib.SMTPSenderRefused):
+        return "mail"
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return "rcpt"
+    if isinstance(exc, smtplib.SMTPDataError):
+        return "data"
+    return None
+
+
+def classify_smtp_error(
+    exc: BaseException, *, stage: str | None = None, recipient: str | None = None, outcome_unknown: bool = False
+) -> SendError:
+    """The TransientSendError or PermanentSendError for an smtplib/socket exception (addresses masked)."""
+    stage = stage or _stage_of(exc)
+    where = STAGE_LABELS.get(stage or "", "SMTP")
+    code: int | None = None
+    reply = ""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        refusals = list(exc.recipients.values())
+        if refusals:
+            code, raw = refusals[0]
+            reply = _reply_text(raw)
+    elif isinstance(exc, smtplib.SMTPResponseException):
+        code, reply = exc.smtp_code, _reply_text(exc.smtp_error)
+    if code is not None and not 100 <= code <= 599:
+        code = None  # smtplib uses -1 for "could not read a reply"
+
+    if code is not None:
+        message = f"SMTP {code} at {where}: {reply}".rstrip(": ")
+    elif isinstance(exc, smtplib.SMTPServerDisconnected):
+        message = f"connection closed by the server at {where}"
+        detail = _reply_text(str(exc))
+        if "timed out" in detail:
+            message = f"timed out waiting for the server at {where}"
+    elif isinstance(exc, (TimeoutError, socket.timeout)):
+        message = f"timed out at {where}"
+    elif isinstance(exc, OSError):
+        message = f"{type(exc).__name__} at {where}: {exc.strerror or exc}"
+    else:
+        message = f"{type(exc).__name__} at {where}: {exc}"
+    message = mask_addresses(message, recipient)
+
+    permanent = code is not None and 500 <= code <= 599 and stage in ("mail", "rcpt", "data", "data-end")
+    error_type = PermanentSendError if permanent else TransientSendError
+    return error_type(message, smtp_code=code, stage=stage, outcome_unknown=outcome_unknown)
+
+
+@lru_cache(maxsize=1)
+def _local_hostname() -> str:
+    # getfqdn() may do a slow reverse DNS lookup; do it once per process, not per connection.
+    return socket.getfqdn() or "localhost"
+
+
+def _dot_stuffed(data: bytes) -> bytes:
+    """DATA payload: CRLF line ends, leading dots doubled, terminated by CRLF.CRLF (RFC 5321 4.5.2)."""
+    data = _LEADING_DOT.sub(b"..", _LINE_ENDS.sub(b"\r\n", data))
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    return data + b".\r\n"
+
+
+class SmtpTransport:
+    """One SMTP account: lazily connects, reuses the connection for many sends. Not thread-safe."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int | None = None,
+        *,
+        security: str = "plain",
+        username: str | None = None,
+        password: str | None = None,
+        timeout: float = 30,
+        ssl_context: ssl.SSLContext | None = None,
+        local_hostname: str | None = None,
+    ) -> None:
+        if security not in DEFAULT_PORTS:
+            raise ValueError(f"security must be one of {', '.join(DEFAULT_PORTS)}, got {security!r}")
+        self.host = host
+        self.port = port or DEFAULT_PORTS[security]
+        self.security = security
+        self.username = username
+        self.password = password
+        self.timeout = timeout
+        self.ssl_context = ssl_context
+        self.local_hostname = local_hostname
+        self.connections_opened = 0
+        self._smtp: smtplib.SMTP | None = None
+        self._stage = "mail"
+
+    @classmethod
+    def from_url(
+        cls, url: str, timeout: float = 30, *, ssl_context: ssl.SSLContext | None = None, local_hostname: str | None = None
+    ) -> SmtpTransport:
+        """A transport for `smtp://`, `smtp+starttls://` or `smtps://` [user:password@]host[:port]."""
+        parts = urlsplit(url)
+        security = SECURITY_BY_SCHEME.get(parts.scheme.lower())
+        if security is None:
+            raise ValueError(f"SMTP URL scheme must be one of {', '.join(SECURITY_BY_SCHEME)}, got {parts.scheme!r}")
+        if not parts.hostname:
+            raise ValueError("SMTP URL has no host")
+        return cls(
+            parts.hostname,
+            parts.port,
+            security=security,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password is not None else None,
+            timeout=timeout,
+            ssl_context=ssl_context,
+            local_hostname=local_hostname,
+        )
+
+    @property
+    def provider(self) -> str:
+        """The SMTP host name, for the "provider" log field."""
+        return self.host
+
+    @property
+    def connected(self) -> bool:
+        return self._smtp is not None
+
+    def __repr__(self) -> str:  # never shows the password
+        return f"<SmtpTransport {self.security} {self.host}:{self.port}>"
+
+    def _tls_context(self) -> ssl.SSLContext:
+        return self.ssl_context or ssl.create_default_context()
+
+    def connect(self) -> None:
+        """Open the session now (greeting, EHLO, STARTTLS, AUTH); raises TransientSendError."""
+        if self._smtp is not None:
+            return
+        smtp: smtplib.SMTP | None = None
+        error: SendError | None = None
+        hostname = self.local_hostname or _local_hostname()
+        try:
+            if self.security == "tls":
+                smtp = smtplib.SMTP_SSL(
+                    self.host, self.port, local_hostname=hostname, timeout=self.timeout, context=self._tls_context()
+                )
+            else:
+                smtp = smtplib.SMTP(self.host, self.port, local_hostname=hostname, timeout=self.timeout)
+            smtp.ehlo_or_helo_if_needed()
+            if self.security == "starttls":
+                smtp.starttls(context=self._tls_context())
+                smtp.ehlo()
+            if self.username:
+                smtp.login(self.username, self.password or "")
+        except (smtplib.SMTPException, OSError) as exc:
+            error = classify_smtp_error(exc, stage="connect")
+        if error is not None:
+            # Raised outside the except block so no traceback chains to smtplib's text.
+            if smtp is not None:
+                smtp.close()
+            raise error
+        self._smtp = smtp
+        self.connections_opened += 1
+
+    def _discard(self) -> None:
+        if self._smtp is not None:
+            try:
+                self._smtp.close()
+            finally:
+                self._smtp = None
+
+    def _reset_after_refusal(self, code: int | None) -> None:
+        """RSET after a refused transaction so the connection stays usable; drop it if that fails."""
+        if self._smtp is None:
+            return
+        if code == 421:  # the server announced it is closing the channel
+            self._discard()
+            return
+        try:
+            rset_code, _ = self._smtp.rset()
+        except (smtplib.SMTPException, OSError):
+            rset_code = None
+        if rset_code != 250:
+            self._discard()
+
+    def _transaction(self, smtp: smtplib.SMTP, from_addr: str, to_addr: str, data: bytes) -> tuple[int, str]:
+        """MAIL, RCPT, DATA; returns the first non-positive reply or the final one.
+
+        `self._stage` always names the step in progress, also when an exception escapes.
+        """
+        self._stage = "mail"
+        options = [f"SIZE={len(data)}"] if smtp.does_esmtp and smtp.has_extn("size") else []
+        code, reply = smtp.mail(from_addr, options)
+        if code != 250:
+            return code, _reply_text(reply)
+        self._stage = "rcpt"
+        code, reply = smtp.rcpt(to_addr)
+        if code not in (250, 251):
+            return code, _reply_text(reply)
+        self._stage = "data"
+        code, reply = smtp.docmd("DATA")
+        if code != 354:
+            return code, _reply_text(reply)
+        self._stage = "data-end"
+        smtp.send(_dot_stuffed(data))
+        code, reply = smtp.getreply()
+        return code, _reply_text(reply)
+
+    def send(self, from_addr: str, to_addr: str, data: bytes) -> SendOutcome:
+        """Deliver one message to one recipient; raises TransientSendError or PermanentSendError."""
+        if any(ch in address for address in (from_addr, to_addr) for ch in "\r\n"):
+            raise ValueError("line break in an SMTP envelope address")
+        started = time.perf_counter()
+        reconnected = False
+        while True:
+            reused = self._smtp is not None
+            self.connect()
+            smtp = self._smtp
+            assert smtp is not None
+            error: SendError | None = None
+            try:
+                code, reply = self._transaction(smtp, from_addr, to_addr, data)
+            except (smtplib.SMTPException, OSError) as exc:
+                stage = self._stage
+                self._discard()
+                dropped = isinstance(exc, (smtplib.SMTPServerDisconnected, ConnectionError))
+                if dropped and reused and not reconnected and stage == "mail":
+                    # The server closed an idle connection; nothing was sent yet, so retrying is safe.
+                    reconnected = True
+                    continue
+                error = classify_smtp_error(
+                    exc, stage=stage, recipient=to_addr, outcome_unknown=(stage == "data-end")
+                )
+            if error is not None:
+                raise error
+            if code == 250:
+                return SendOutcome(
+                    code, mask_addresses(reply, to_addr), (time.perf_counter() - started) * 1000, reconnected
+                )
+            stage = self._stage
+            self._reset_after_refusal(code)
+            raise classify_smtp_error(smtplib.SMTPResponseException(code, reply), stage=stage, recipient=to_addr)
+
+    def close(self) -> None:
+        """QUIT and close the connection, if one is open; never raises."""
+        smtp, self._smtp = self._smtp, None
+        if smtp is None:
+            return
+        try:
+            smtp.quit()
+        except (smtplib.SMTPException, OSError):
+            smtp.close()
+
+    def __enter__(self) -> SmtpTransport:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

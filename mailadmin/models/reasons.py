@@ -1,0 +1,130 @@
+"""Why a campaign waits: each defer / pause reason as data, and when a deferral is due.
+
+`campaign_queue.defer_reason` stores a `Reason`'s value. Everything the product says or decides
+about a reason — its label, who or what resumes it, whether it has a deadline
+(`deferred_until`), how loudly it is logged, and where the playbook explains it — is one row of
+`REASONS`. Adding a reason means: one row here, the service function that sets it, and a
+section in playbook/ONCALL.md (tests/test_reasons.py checks the anchor exists).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from sqlalchemy import ColumnElement, and_, or_
+
+
+class Reason(StrEnum):
+    """A defer / pause reason, as stored in `campaign_queue.defer_reason`."""
+
+    SCHEDULED = "scheduled"
+    RATE_LIMIT = "rate_limit"
+    TRANSIENT_ERROR = "transient_error"
+    CIRCUIT_BREAKER = "circuit_breaker"
+    ADMIN_PAUSE = "admin_pause"
+    GLOBAL_PAUSE = "global_pause"
+
+    @property
+    def info(self) -> ReasonInfo:
+        """This reason's row of `REASONS`."""
+        return REASONS[self]
+
+    @property
+    def label(self) -> str:
+        return REASONS[self].label
+
+
+class Resumes(StrEnum):
+    """How a campaign waiting for a reason continues."""
+
+    AT_DEFERRED_UNTIL = "automatically at deferred_until"
+    BY_ADMIN = "by an admin"
+    BY_OWNER_OR_ADMIN = "by its owner or an admin"
+    WHEN_SWITCH_ON = "when sending is switched back on"
+
+
+@dataclass(frozen=True, slots=True)
+class ReasonInfo:
+    """What the product knows about one reason."""
+
+    label: str
+    resumes: Resumes
+    has_deadline: bool  # True: `deferred_until` says when it continues (a continuation is scheduled)
+    log_level: str  # level of the "Campaign deferred" / pause record
+    playbook_anchor: str  # heading slug in playbook/ONCALL.md
+
+    @property
+    def automatic(self) -> bool:
+        """Does the campaign continue by itself once `deferred_until` has come?"""
+        return self.resumes is Resumes.AT_DEFERRED_UNTIL
+
+
+REASONS: dict[Reason, ReasonInfo] = {
+    Reason.SCHEDULED: ReasonInfo(
+        "Scheduled start", Resumes.AT_DEFERRED_UNTIL, True, "INFO", "scheduled-waiting-for-its-start-time"
+    ),
+    Reason.RATE_LIMIT: ReasonInfo(
+        "Waiting for the hourly quota", Resumes.AT_DEFERRED_UNTIL, True, "INFO", "rate_limit-hourly-quota-used-up"
+    ),
+    Reason.TRANSIENT_ERROR: ReasonInfo(
+        "Retrying after a temporary SMTP error",
+        Resumes.AT_DEFERRED_UNTIL,
+        True,
+        "WARNING",
+        "transient_error-retrying-after-a-temporary-smtp-error",
+    ),
+    Reason.CIRCUIT_BREAKER: ReasonInfo(
+        "Paused by the circuit breaker after repeated SMTP errors",
+        Resumes.BY_ADMIN,
+        False,
+        "ERROR",
+        "circuit_breaker-paused-after-repeated-smtp-errors",
+    ),
+    Reason.ADMIN_PAUSE: ReasonInfo(
+        "Paused by an admin", Resumes.BY_OWNER_OR_ADMIN, False, "INFO", "admin_pause-paused-by-an-admin"
+    ),
+    Reason.GLOBAL_PAUSE: ReasonInfo(
+        "All sending is switched off", Resumes.WHEN_SWITCH_ON, False, "INFO", "global_pause-all-sending-switched-off"
+    ),
+}
+
+# Reasons whose campaigns continue by themselves at `deferred_until`.
+AUTOMATIC_REASONS = tuple(reason for reason, info in REASONS.items() if info.automatic)
+# Reasons whose campaigns wait for the global switch (re-enqueued when it is switched back on).
+SWITCH_REASONS = tuple(reason for reason, info in REASONS.items() if info.resumes is Resumes.WHEN_SWITCH_ON)
+
+
+def reason_of(value: str | None) -> Reason | None:
+    """The Reason stored as `value`; None for NULL or a value this version does not know."""
+    try:
+        return Reason(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def resumes_automatically(reason: str | None) -> bool:
+    """Does a deferral with this stored reason continue by itself at `deferred_until`?
+
+    A NULL reason with a `deferred_until` (rows written before reasons were always set) counts
+    as automatic: the time alone says when it continues.
+    """
+    if reason is None:
+        return True
+    known = reason_of(reason)
+    return known is not None and known.info.automatic
+
+
+def is_due(reason: str | None, deferred_until: datetime | None, moment: datetime) -> bool:
+    """Has a deferred campaign's time come at `moment`? (Only automatic reasons ever are.)"""
+    return deferred_until is not None and deferred_until <= moment and resumes_automatically(reason)
+
+
+def is_due_sql(reason_column, until_column, moment: datetime | timedelta) -> ColumnElement[bool]:
+    """SQL twin of `is_due` on `campaign_queue` columns (NULL reasons handled explicitly)."""
+    return and_(
+        until_column.is_not(None),
+        until_column <= moment,
+        or_(reason_column.is_(None), reason_column.in_([str(reason) for reason in AUTOMATIC_REASONS])),
+    )

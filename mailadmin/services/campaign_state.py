@@ -1,0 +1,108 @@
+"""Pieces shared by the people's transitions (`campaigns.py`) and the send loop's writes (`delivery.py`).
+
+Every transition is a conditional UPDATE on `campaigns.status` (`... WHERE status IN (...)`), so
+a request, several send workers and the scheduler can race without one undoing another. RQ and
+rq-scheduler are told only after the commit (a job must never see the state before it); if Redis
+fails at that moment the recovery sweep (`mailadmin.jobs.recovery`) enqueues the campaign later.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import ParamSpec, TypeVar
+
+from loguru import logger
+from redis import RedisError
+from sqlalchemy import and_, exists, select, update
+
+from mailadmin.extensions import db
+from mailadmin.jobs.dispatch import enqueue_send_slice, schedule_continuation
+from mailadmin.models import APP_STATE_ID, AppState, Campaign, CampaignQueue, Recipient
+from mailadmin.models.campaign import DEFERRED
+from mailadmin.models.reasons import is_due_sql
+from mailadmin.models.types import utcnow
+
+# A slice may run this early for a deferred campaign (clock skew between the scheduler and workers).
+DUE_TOLERANCE = timedelta(seconds=2)
+
+_campaigns = Campaign.__table__
+_queues = CampaignQueue.__table__
+_recipients = Recipient.__table__
+_app_state = AppState.__table__
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def owns_transaction(func: Callable[P, R]) -> Callable[P, R]:
+    """The decorated service function commits its own work; on any failure it rolls back and re-raises.
+
+    So a caller never finds half of someone else's writes in its session, and knows from the
+    exception that nothing of this call was recorded.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except BaseException:
+            db.session.rollback()
+            raise
+
+    return wrapper
+
+
+def set_status(campaign_id: int, from_statuses: tuple[str, ...], to_status: str, **values) -> bool:
+    """Conditional transition in the session; True when this call made it."""
+    result = db.session.execute(
+        update(_campaigns)
+        .where(_campaigns.c.id == campaign_id, _campaigns.c.status.in_(from_statuses))
+        .values(status=to_status, updated_at=utcnow(), **values)
+    )
+    return result.rowcount == 1
+
+
+def current_status(campaign_id: int) -> str | None:
+    """The campaign's status as stored now (None for a missing campaign)."""
+    return db.session.scalar(select(_campaigns.c.status).where(_campaigns.c.id == campaign_id))
+
+
+def sending_paused() -> bool:
+    """Is all sending switched off by an admin (AppState row 1)?"""
+    return bool(
+        db.session.scalar(select(_app_state.c.sending_paused).where(_app_state.c.id == APP_STATE_ID))
+    )
+
+
+def due_deferral(now: datetime):
+    """SQL condition: the campaign is deferred and its time has come (see `models.reasons.is_due`)."""
+    return and_(
+        _campaigns.c.status == DEFERRED,
+        exists().where(
+            _queues.c.campaign_id == _campaigns.c.id,
+            is_due_sql(_queues.c.defer_reason, _queues.c.deferred_until, now + DUE_TOLERANCE),
+        ),
+    )
+
+
+def enqueue_after_commit(campaign_id: int, job_id: str) -> None:
+    """Enqueue a committed campaign's slice; a Redis failure is logged (the recovery sweep retries)."""
+    try:
+        enqueue_send_slice(campaign_id, job_id=job_id)
+    except RedisError as exc:
+        # The state is committed; the recovery sweep enqueues a stalled campaign within minutes.
+        logger.bind(campaign_id=campaign_id, error_type=type(exc).__name__).error(
+            "Could not enqueue the send job (Redis unavailable); the recovery sweep will retry"
+        )
+
+
+def schedule_after_commit(campaign_id: int, at: datetime) -> None:
+    """Schedule a committed deferral's continuation; a Redis failure is logged (the sweep retries)."""
+    try:
+        schedule_continuation(campaign_id, at)
+    except RedisError as exc:
+        logger.bind(campaign_id=campaign_id, error_type=type(exc).__name__).error(
+            "Could not schedule the continuation (Redis unavailable); the recovery sweep will retry"
+        )

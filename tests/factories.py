@@ -1,0 +1,125 @@
+"""Test data, the one place tests and benchmarks (bench/) create it: users, draft campaigns with N
+recipients, recipients' addresses; and reading a campaign back fresh from the database.
+
+Every function works inside an app context on the app's `db.session`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from sqlalchemy import func, insert, select
+
+from mailadmin.extensions import db
+from mailadmin.models import Campaign, Recipient, User
+from mailadmin.models.campaign import DRAFT, R_PENDING
+from mailadmin.models.types import utcnow
+
+PASSWORD = "correct horse battery"
+ADMIN_EMAIL = "admin@example.com"
+MANAGER_EMAIL = "manager@example.com"
+OTHER_MANAGER_EMAIL = "other.manager@example.com"
+OWNER_EMAIL = "owner@example.com"
+
+DEFAULT_SUBJECT = "Hello {{ name }}"
+DEFAULT_TEXT = "Hi {{ name }},\n\nthis is campaign mail for {{ email }}.\n"
+_INSERT_CHUNK = 5000  # rows per INSERT: large campaigns (the benchmarks') stay within driver limits
+
+
+def create_user(email: str = MANAGER_EMAIL, role: str = "manager", password: str = PASSWORD) -> User:
+    """A user made through the users service, as an admin would."""
+    from mailadmin.services.users import create_user as create
+
+    return create(email, password, role)
+
+
+def recipient_address(index: int, domain: str = "example.test") -> str:
+    """The address of the index-th generated recipient."""
+    return f"user{index:05d}@{domain}"
+
+
+def numbered_addresses(count: int, domain: str = "example.com", start: int = 0) -> str:
+    """`count` distinct CSV lines "userN@domain,User N" (for the import service and form)."""
+    return "\n".join(f"user{n}@{domain},User {n}" for n in range(start, start + count))
+
+
+def create_campaign(
+    owner: User,
+    recipients: int | Sequence[str],
+    *,
+    subject: str = DEFAULT_SUBJECT,
+    body_text: str = DEFAULT_TEXT,
+    body_html: str | None = None,
+    name: str = "Engine test campaign",
+    recipient_name: Callable[[int], str] = lambda index: f"Person {index}",
+    fields: dict | None = None,
+) -> Campaign:
+    """A draft campaign with `recipients` pending recipients (a count of generated addresses, or the
+    addresses themselves), bulk-inserted without the import service."""
+    emails = [recipient_address(i) for i in range(recipients)] if isinstance(recipients, int) else list(recipients)
+    campaign = Campaign(
+        owner_id=owner.id, name=name, subject=subject, body_text=body_text, body_html=body_html, status=DRAFT
+    )
+    db.session.add(campaign)
+    db.session.flush()
+    now = utcnow()
+    for start in range(0, len(emails), _INSERT_CHUNK):
+        rows = [
+            {"campaign_id": campaign.id, "email": email, "name": recipient_name(index), "fields": fields,
+             "status": R_PENDING, "attempts": 0, "updated_at": now}
+            for index, email in enumerate(emails[start:start + _INSERT_CHUNK], start)
+        ]
+        db.session.execute(insert(Recipient.__table__), rows)
+    campaign.recipients_total = len(emails)
+    db.session.commit()
+    return campaign
+
+
+def make_draft(
+    owner: User,
+    name: str = "Spring news",
+    subject: str = "Hello {{ name }}",
+    body_text: str = "Hi {{ name }},\nour spring news.\n",
+    body_html: str | None = None,
+    recipients: str | bytes | None = None,
+) -> Campaign:
+    """A draft made through the services a manager's pages use, optionally with recipients
+    imported from `recipients` (CSV text)."""
+    from mailadmin.services.drafts import create_campaign as create_draft
+    from mailadmin.services.recipients import import_recipients
+
+    campaign = create_draft(owner, name, subject, body_text, body_html)
+    if recipients:
+        import_recipients(campaign, recipients)
+    return campaign
+
+
+def fresh_campaign(campaign_id: int) -> Campaign:
+    """The campaign reloaded from the database (another request or process changed it)."""
+    db.session.commit()
+    db.session.expire_all()
+    return db.session.get(Campaign, campaign_id)
+
+
+def reload(campaign: Campaign) -> Campaign:
+    """The campaign as the database has it now."""
+    return fresh_campaign(campaign.id)
+
+
+def recipient_statuses(campaign_id: int) -> dict[str, int]:
+    """{status: count} of a campaign's recipients, read fresh from the database."""
+    db.session.commit()
+    rows = db.session.execute(
+        select(Recipient.status, func.count()).where(Recipient.campaign_id == campaign_id).group_by(Recipient.status)
+    ).all()
+    db.session.commit()
+    return {status: count for status, count in rows}
+
+
+def create_started_campaign(owner: User, recipients: int | Sequence[str], **kwargs) -> Campaign:
+    """A campaign of `owner`'s with `recipients` (see `create_campaign`), started now (queued; nothing ran yet)."""
+    from mailadmin.services.campaigns import start_campaign
+
+    campaign = create_campaign(owner, recipients, **kwargs)
+    start_campaign(campaign, owner, enforce_throttle=False)
+    return fresh_campaign(campaign.id)

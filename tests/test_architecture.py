@@ -1,0 +1,220 @@
+"""The layering holds: no import cycle inside mailadmin/ (function-level imports count), and the
+campaign tables are written only by mailadmin/services/. Each checker is also shown a bad
+example, so neither test can pass by checking nothing."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import update
+
+import mailadmin
+from mailadmin.extensions import db
+from mailadmin.models import Campaign
+from tests.support import write_guard
+
+PACKAGE_DIR = Path(mailadmin.__file__).resolve().parent
+
+
+# --- the import graph ----------------------------------------------------------------------------
+
+
+def module_name(root: Path, path: Path) -> str:
+    """`root/x/y.py` -> `<root name>.x.y`; a package's `__init__.py` is the package itself."""
+    parts = [root.name, *path.relative_to(root).with_suffix("").parts]
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _imported_names(node: ast.AST, module: str, is_package: bool) -> list[str]:
+    """Every module name one import statement may load (`from x import y`: `x.y` and `x`)."""
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    if not isinstance(node, ast.ImportFrom):
+        return []
+    if node.level:  # relative import: resolve against this module's package
+        package = module.split(".") if is_package else module.split(".")[:-1]
+        base = ".".join(package[: len(package) - node.level + 1] + ([node.module] if node.module else []))
+    else:
+        base = node.module or ""
+    return [base, *(f"{base}.{alias.name}" for alias in node.names)]
+
+
+def import_graph(root: Path) -> dict[str, set[str]]:
+    """module -> the modules of the same package it imports, anywhere in its body (functions too)."""
+    files = {module_name(root, path): path for path in sorted(root.rglob("*.py"))}
+    graph: dict[str, set[str]] = {}
+    for module, path in files.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        is_package = path.name == "__init__.py"
+        targets: set[str] = set()
+        for node in ast.walk(tree):
+            names = _imported_names(node, module, is_package)
+            # `from x import y`: y is a submodule when there is such a file, else a name in x.
+            submodules = [name for name in names[1:] if name in files] if isinstance(node, ast.ImportFrom) else []
+            if isinstance(node, ast.ImportFrom):
+                targets.update(submodules)
+                if len(submodules) < len(names) - 1 and names[0] in files:
+                    targets.add(names[0])
+            else:
+                targets.update(name for name in names if name in files)
+        targets.discard(module)
+        graph[module] = targets
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle as [a, b, ..., a], or None when the graph is acyclic."""
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    path: list[str] = []
+
+    def visit(module: str) -> list[str] | None:
+        state[module] = 1
+        path.append(module)
+        for target in sorted(graph.get(module, ())):
+            if state.get(target) == 1:
+                return path[path.index(target):] + [target]
+            if target not in state and (cycle := visit(target)):
+                return cycle
+        path.pop()
+        state[module] = 2
+        return None
+
+    for module in sorted(graph):
+        if module not in state and (cycle := visit(module)):
+            return cycle
+    return None
+
+
+def test_no_import_cycle_inside_the_package():
+    cycle = find_cycle(import_graph(PACKAGE_DIR))
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_the_cycle_finder_sees_a_cycle_through_a_function_level_import(tmp_path):
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "sub" / "__init__.py").write_text("")
+    (package / "low.py").write_text("def helper():\n    from pkg.sub import high\n    return high\n")
+    (package / "sub" / "high.py").write_text("from .. import low\n")
+
+    graph = import_graph(package)
+
+    assert graph["pkg.low"] == {"pkg.sub.high"} and graph["pkg.sub.high"] == {"pkg.low"}
+    assert find_cycle(graph) == ["pkg.low", "pkg.sub.high", "pkg.low"]
+
+
+def test_the_lower_layers_import_no_higher_one():
+    """services never import the job side (send loop, recovery, scheduler); jobs never the package root."""
+    graph = import_graph(PACKAGE_DIR)
+    higher_jobs = {"mailadmin.jobs.send", "mailadmin.jobs.recovery", "mailadmin.jobs.continuations",
+                   "mailadmin.jobs.workers", "mailadmin.cli.scheduler"}
+    for module, targets in graph.items():
+        if module.startswith(("mailadmin.services", "mailadmin.models", "mailadmin.jobs.dispatch")):
+            assert not targets & higher_jobs, (module, targets & higher_jobs)
+        if module.startswith("mailadmin.jobs"):
+            assert "mailadmin" not in targets, f"{module} imports the package root"
+        if module.startswith("mailadmin.jobs.dispatch"):
+            assert not {t for t in targets if t.startswith(("mailadmin.services", "mailadmin.models"))}, targets
+
+
+# --- writes to the campaign tables ---------------------------------------------------------------
+
+
+def _write_from(path: Path, function_name: str):
+    """A function whose code claims to live at `path` (as if that module wrote the table)."""
+    source = (
+        f"def {function_name}(campaign_id):\n"
+        "    db.session.execute(update(Campaign.__table__).where(Campaign.__table__.c.id == campaign_id)"
+        ".values(name='renamed'))\n"
+    )
+    namespace = {"db": db, "update": update, "Campaign": Campaign}
+    exec(compile(source, str(path), "exec"), namespace)
+    return namespace[function_name]
+
+
+def test_a_campaign_write_outside_services_is_caught(app):
+    bad = _write_from(PACKAGE_DIR / "admin" / "rogue_writer.py", "rename_campaign")
+    good = _write_from(PACKAGE_DIR / "services" / "some_service.py", "rename_campaign")
+
+    write_guard.take_violations()
+    good(1)
+    assert write_guard.take_violations() == []
+    bad(1)
+    found = write_guard.take_violations()
+    db.session.rollback()
+
+    assert [(v.table, v.where.split(":")[0]) for v in found] == [("campaigns", "mailadmin/admin/rogue_writer.py")]
+
+
+@pytest.mark.parametrize(
+    ("statement", "table"),
+    [
+        ("UPDATE campaigns SET name=? WHERE campaigns.id = ?", "campaigns"),
+        ('INSERT INTO "recipients" (email) VALUES (%(email)s)', "recipients"),
+        ("DELETE FROM campaign_queue WHERE id = 1", "campaign_queue"),
+        ("WITH claim_batch AS MATERIALIZED (SELECT id FROM recipients FOR UPDATE SKIP LOCKED) "
+         "UPDATE recipients SET status='sending' FROM claim_batch", "recipients"),
+        ("SELECT id FROM recipients WHERE campaign_id = 1 FOR UPDATE SKIP LOCKED", None),
+        ("INSERT INTO suppressions (email) VALUES ('a') ON CONFLICT DO UPDATE SET email = 'a'", None),
+        ("UPDATE campaigns_archive SET x = 1", None),
+    ],
+)
+def test_the_write_guard_recognises_writes_to_the_campaign_tables(statement, table):
+    assert write_guard.written_table(statement) == table
+
+
+def test_writes_from_tests_and_factories_are_allowed():
+    assert write_guard.check_write("UPDATE campaigns SET name = 'x'", sys._getframe()) is None
+
+
+# --- the static complement: no write statement to the campaign tables outside services/ ----------
+
+GUARDED_NAMES = ("Campaign", "Recipient", "CampaignQueue", "_campaigns", "_recipients", "_queues",
+                 "campaigns_table", "recipients_table", "queues_table")
+
+
+def static_write_sites(root: Path) -> list[str]:
+    """`update(...)`/`insert(...)`/`delete(...)` of a campaign table, or SQL text writing one, outside services/."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        if (root / "services") in path.parents:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docstrings = {
+            id(node.body[0].value)
+            for node in ast.walk(tree)
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.body and isinstance(node.body[0], ast.Expr)
+        }
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and node.args:
+                name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+                target = ast.unparse(node.args[0])
+                if name in ("update", "insert", "delete") and target.split(".")[0] in GUARDED_NAMES:
+                    found.append(f"{path.relative_to(root.parent)}:{node.lineno} {name}({target})")
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+                if write_guard.written_table(node.value):
+                    found.append(f"{path.relative_to(root.parent)}:{node.lineno} SQL text")
+    return found
+
+
+def test_no_module_outside_services_builds_a_write_to_the_campaign_tables():
+    assert static_write_sites(PACKAGE_DIR) == []
+
+
+def test_the_static_check_sees_a_write_built_outside_services(tmp_path):
+    package = tmp_path / "pkg"
+    (package / "services").mkdir(parents=True)
+    (package / "web.py").write_text(
+        "def rename(i):\n    db.session.execute(update(Campaign).where(Campaign.id == i).values(name='x'))\n"
+        "RAW = 'DELETE FROM recipients WHERE campaign_id = :id'\n"
+    )
+    (package / "services" / "ok.py").write_text("def rename(i):\n    return update(Campaign)\n")
+
+    assert sorted(static_write_sites(package)) == ["pkg/web.py:2 update(Campaign)", "pkg/web.py:3 SQL text"]

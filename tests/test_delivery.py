@@ -1,0 +1,75 @@
+"""The send loop's writes own their transactions: a record whose commit fails changes nothing, and
+the slice still holds those outcomes and writes them again — a batch's outcomes are never lost."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from mailadmin.jobs.send import run_send_slice
+from mailadmin.models.campaign import R_SENT
+from mailadmin.services import delivery
+from mailadmin.services.campaigns import start_campaign
+from mailadmin.services.delivery import Outcome
+from tests.factories import create_campaign, fresh_campaign, recipient_statuses
+
+
+@pytest.fixture
+def owner(make_user):
+    return make_user("owner@example.com", role="manager")
+
+
+def _started(owner, recipients: int):
+    campaign = create_campaign(owner, recipients)
+    start_campaign(campaign, owner, enforce_throttle=False)
+    return campaign
+
+
+def test_a_record_that_fails_before_its_commit_records_nothing_and_can_be_written_again(app, owner, monkeypatch):
+    campaign = _started(owner, 3)
+    now = datetime.now(UTC)
+    claims = delivery.claim_batch(campaign.id, "job-1", 10, now).to_send
+    outcomes = [Outcome(claim, R_SENT, 250, f"<{claim.id}@test>", sent_at=now) for claim in claims]
+
+    def broken_claim(*args, **kwargs):
+        raise OperationalError("claim", {}, Exception("connection lost"))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(delivery, "_claim_batch", broken_claim)
+        with pytest.raises(OperationalError):
+            delivery.record_batch(campaign.id, "job-1", outcomes, [], now, claim_next=10)
+
+    assert recipient_statuses(campaign.id) == {"sending": 3}
+    assert fresh_campaign(campaign.id).sent_count == 0
+
+    recorded = delivery.record_batch(campaign.id, "job-1", outcomes, [], now)
+    again = delivery.record_batch(campaign.id, "job-1", outcomes, [], now)  # idempotent: nothing twice
+
+    assert (recorded.sent, again.sent) == (3, 0)
+    assert recipient_statuses(campaign.id) == {"sent": 3}
+    assert fresh_campaign(campaign.id).sent_count == 3
+
+
+def test_a_slice_whose_batch_record_fails_keeps_the_outcomes_and_records_them_when_it_stops(
+    app, smtp, owner, monkeypatch
+):
+    campaign = _started(owner, 4)
+    real_record = delivery.record_batch
+    calls = {"n": 0}
+
+    def record_failing_once(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OperationalError("record", {}, Exception("connection lost"))
+        return real_record(*args, **kwargs)
+
+    monkeypatch.setattr(delivery, "record_batch", record_failing_once)
+    with pytest.raises(OperationalError):
+        run_send_slice(campaign.id)
+
+    # The failed record was retried by the slice's stop path: all four messages went out and count.
+    assert len(smtp.messages) == 4
+    assert recipient_statuses(campaign.id) == {"sent": 4}
+    assert fresh_campaign(campaign.id).sent_count == 4
