@@ -13,6 +13,8 @@ import sys
 
 import redis
 from loguru import logger
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from rq import Queue
 
 
@@ -27,13 +29,17 @@ def main(argv: list[str] | None = None) -> int:
     from mailadmin.extensions import QUEUE_NAMES, db
     from mailadmin.jobs import set_job_app
     from mailadmin.jobs.dispatch import slice_job_timeout
-    from mailadmin.jobs.workers import SendWorker
+    from mailadmin.jobs.recovery import recover_at_start
+    from mailadmin.jobs.resilience import set_process_name
+    from mailadmin.jobs.workers import SendWorker, run_worker_forever
+    from mailadmin.logging import report_startup_failure
     from mailadmin.settings import SettingsError
 
+    set_process_name("worker")
     try:
         app = create_app()  # validates the settings and sets up logging
     except SettingsError as exc:
-        print(f"worker: invalid configuration: {exc}", file=sys.stderr)
+        print(report_startup_failure(f"worker: invalid configuration: {exc}"), file=sys.stderr)
         return 2
     settings = app.config["SETTINGS"]
     with app.app_context():
@@ -44,12 +50,15 @@ def main(argv: list[str] | None = None) -> int:
             ).warning("MAILER_STALE_CLAIM_SECONDS should exceed the slice job timeout")
         # RQ raises the socket timeout of the connection it is given (blocking BLPOP): it gets its
         # own client, so the app's short fail-fast timeouts (rate limiter, throttles) stay short.
-        connection = redis.Redis.from_url(settings.redis_url)
+        # One immediate retry (a dropped idle connection), not redis-py's default backoff: while
+        # Redis is down, SendWorker's own capped backoff does the waiting and logs the outage once.
+        connection = redis.Redis.from_url(settings.redis_url, retry=Retry(NoBackoff(), 1))
         queues = [Queue(name, connection=connection) for name in QUEUE_NAMES]
         worker = SendWorker(queues, connection=connection, name=args.name)
-        db.engine.dispose()  # nothing pooled in the parent for the forked horses to inherit
         logger.bind(queues=list(QUEUE_NAMES), burst=args.burst, worker=worker.name).info("Worker starting")
-        worker.work(burst=args.burst, logging_level="INFO")
+        recover_at_start()  # work left by processes that died is picked up now, not at a deadline
+        db.engine.dispose()  # nothing pooled in the parent for the forked horses to inherit
+        run_worker_forever(worker, burst=args.burst)
         logger.bind(worker=worker.name).info("Worker stopped")
     return 0
 

@@ -36,18 +36,21 @@ import inspect
 import json
 import logging
 import math
+import os
 import re
 import sys
+import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from datetime import time as clock_time
 from enum import Enum
 from typing import Any, TextIO
 
+import click
 from flask import Flask, Response, g, has_request_context, request
 from loguru import logger
 
@@ -401,6 +404,7 @@ def setup_logging(settings: Any, *, sink: Sink = None, level: str | int | None =
             diagnose=development,
         )
     _install_stdlib_interception(level_no)
+    _install_uncaught_hooks(settings.log_format == "json")
 
 
 def reset_logging() -> None:
@@ -408,7 +412,66 @@ def reset_logging() -> None:
     logger.remove()
     logger.configure(patcher=_no_patch)
     _remove_stdlib_interception()
+    _remove_uncaught_hooks()
     pii.set_active_policy(pii.PiiPolicy())
+
+
+# --- uncaught exceptions: one record each, never a bare traceback ------------------------------
+
+
+def _log_uncaught(exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
+    if issubclass(exc_type, KeyboardInterrupt):
+        sys.__excepthook__(exc_type, exc, tb)
+        return
+    logger.opt(exception=(exc_type, exc, tb)).critical("Uncaught exception; the process stops")
+
+
+def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:
+        return
+    thread = args.thread.name if args.thread is not None else None
+    logger.bind(thread=thread).opt(exception=(args.exc_type, args.exc_value, args.exc_traceback)).critical(
+        "Uncaught exception in a thread"
+    )
+
+
+def _show_click_error(self: click.ClickException, file: Any = None) -> None:
+    # A CLI error (bad option, refused command) is one record too, with the exit code it ends with.
+    logger.bind(exit_code=self.exit_code, error_type=type(self).__name__).error(self.format_message())
+
+
+_CLICK_SHOW = {cls: cls.__dict__["show"] for cls in (click.ClickException, click.UsageError)}
+
+
+def _install_uncaught_hooks(json_format: bool) -> None:
+    """sys/threading excepthooks always; click's error printer only when the log is JSON."""
+    sys.excepthook = _log_uncaught
+    threading.excepthook = _log_uncaught_in_thread
+    for cls, original in _CLICK_SHOW.items():
+        cls.show = _show_click_error if json_format else original
+
+
+def _remove_uncaught_hooks() -> None:
+    sys.excepthook = sys.__excepthook__
+    threading.excepthook = threading.__excepthook__
+    for cls, original in _CLICK_SHOW.items():
+        cls.show = original
+
+
+def report_startup_failure(message: str, environ: Mapping[str, str] | None = None) -> str:
+    """The line a process prints when it cannot start (bad settings: logging is not set up yet):
+    JSON when LOG_FORMAT=json or APP_ENV=production (unless LOG_FORMAT=pretty), else plain text."""
+    environ = os.environ if environ is None else environ
+    log_format = environ.get("LOG_FORMAT", "").strip().lower()
+    production = environ.get("APP_ENV", "").strip().lower() == "production"
+    if log_format == "json" or (production and log_format != "pretty"):
+        return json.dumps({
+            "timestamp": datetime.now(UTC).isoformat(timespec="microseconds"),
+            "level": "CRITICAL",
+            "logger": "mailadmin",
+            "message": message,
+        })
+    return message
 
 
 @contextmanager

@@ -52,6 +52,7 @@ class Settings:
     send_parallel_slices: int = 0
     # A recipient left `sending` longer than this by a dead job becomes `unknown`.
     stale_claim_seconds: int = 120
+    schedule_max_late_minutes: int = 60
     max_upload_mb: int = 5
     # Logging / PII
     log_pii_level: str = "ERROR"
@@ -148,6 +149,7 @@ _INT_LIMITS = {
     "MAILER_SEND_BATCH_SIZE": "send_batch_size",
     "MAILER_SEND_SLICE_SECONDS": "send_slice_seconds",
     "MAILER_STALE_CLAIM_SECONDS": "stale_claim_seconds",
+    "MAILER_SCHEDULE_MAX_LATE_MINUTES": "schedule_max_late_minutes",
     "MAILER_MAX_UPLOAD_MB": "max_upload_mb",
     "SMTP_TIMEOUT_SECONDS": "smtp_timeout_seconds",
     "PORT": "port",

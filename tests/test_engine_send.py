@@ -7,6 +7,7 @@ into the slice (`run_send_slice(..., clock=...)`), never by waiting.
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -22,7 +23,7 @@ from mailadmin.jobs.dispatch import (
     scheduled_continuation_at,
 )
 from mailadmin.jobs.recovery import recover_stalled_campaigns
-from mailadmin.jobs.send import SliceEnd, SliceOutcome, run_send_slice
+from mailadmin.jobs.send import SliceEnd, SliceOutcome, SliceReport, run_send_slice
 from mailadmin.models import AuditEvent, Recipient
 from mailadmin.models.campaign import R_SENDING
 from mailadmin.models.reasons import Reason
@@ -521,6 +522,34 @@ def test_one_click_unsubscribe_post_suppresses_and_the_link_page_only_confirms(a
     assert client.post(path).status_code == 200  # twice is fine
     assert client.get("/u/not-a-valid-token").status_code == 404
     assert client.post(path[:-3] + "abc").status_code == 404
+
+
+@with_env(MAILER_CIRCUIT_BREAKER_THRESHOLD="3", MAILER_SEND_PARALLEL_SLICES="3")
+def test_three_parallel_slices_failing_together_count_one_per_retry_cycle_and_trip_at_exactly_three(
+    engine_env, app, smtp, owner
+):
+    smtp.reply_with(451, stage="data")
+    smtp.delay_per_message(1.0)  # the three slices are all at the SMTP server when the 451s come back
+    clock = FakeClock(now_whole_second())
+    campaign = create_started_campaign(owner, 30)
+
+    def slice_in_its_own_context() -> SliceReport:
+        with app.app_context():
+            return run_send_slice(campaign.id, clock=clock, siblings=2)
+
+    for cycle in (1, 2, 3):
+        with ThreadPoolExecutor(3) as pool:
+            reports = list(pool.map(lambda _: slice_in_its_own_context(), range(3)))
+        current = fresh_campaign(campaign.id)
+        assert current.queue.consecutive_transient_errors == cycle
+        assert sum(report.siblings for report in reports) == (2 if cycle == 1 else 0)  # fan-out at start only
+        if cycle == 1:
+            assert sum(report.transient for report in reports) >= 2, "the slices did not fail together"
+        if cycle < 3:
+            assert current.status == "deferred"
+            clock.now = current.queue.deferred_until
+
+    assert (current.status, current.queue.defer_reason) == ("paused", "circuit_breaker")
 
 
 # --- how many slices a campaign starts with --------------------------------------------------

@@ -177,3 +177,14 @@ def test_the_import_page_asks_for_a_file_or_text_when_given_neither(app, manager
     response = submit(manager_client, f"/campaigns/{campaign.id}/recipients/import", {"text": "  "})
     assert response.status_code == 400
     assert ("error", "Choose a CSV file or paste some addresses first.") in flashes(response.get_data(as_text=True))
+
+
+def test_an_address_with_a_non_ascii_local_part_is_refused_at_import_with_its_reason(manager):
+    campaign = make_draft(manager)
+
+    summary = import_recipients(campaign, "josé@example.com\nplain@example.com\nuser@bücher.example\n")
+
+    assert summary.added == 2  # an internationalised DOMAIN is fine: it goes out in its ASCII form
+    assert [number for number, _ in summary.invalid] == [1]
+    assert "SMTPUTF8" in summary.invalid[0][1] and "josé@example.com" in summary.invalid[0][1]
+    assert "josé@example.com" not in stored(campaign)

@@ -36,12 +36,14 @@ from mailadmin.models.campaign import (
     CAMPAIGN_STATUSES,
     DRAFT,
     FINAL_STATUSES,
+    PAUSED,
     R_PENDING,
     RECIPIENT_STATUSES,
 )
+from mailadmin.models.reasons import Reason
 from mailadmin.pii import mask_email
 from mailadmin.services import drafts
-from mailadmin.services.campaigns import CampaignError, estimate_send_duration, start_campaign
+from mailadmin.services.campaigns import CampaignError, estimate_send_duration, resume_campaign, start_campaign
 from mailadmin.services.drafts import DraftError, preview_fields, preview_recipient
 from mailadmin.services.errors import ErrorKind, ServiceError
 from mailadmin.services.recipients import RecipientImportError
@@ -370,7 +372,32 @@ def show(campaign_id: int):
         chart=chart_svg(campaign),
         recipient_statuses=RECIPIENT_STATUSES,
         pending=R_PENDING,
+        missed_schedule=missed_its_schedule(campaign),
     )
+
+
+def missed_its_schedule(campaign: Campaign) -> bool:
+    """Paused because its scheduled start was missed: the owner may resume it (not only an admin)."""
+    return campaign.status == PAUSED and campaign.queue is not None and (
+        campaign.queue.defer_reason == Reason.MISSED_SCHEDULE
+    )
+
+
+@bp.route("/campaigns/<int:campaign_id>/resume-missed-schedule", methods=["POST"])
+@login_required
+def resume_missed_schedule(campaign_id: int):
+    """The owner (or an admin) sends a campaign whose scheduled start was missed, now."""
+    campaign = get_campaign_for(current_user, campaign_id)
+    if not missed_its_schedule(campaign):
+        flash("Only a campaign paused because its scheduled start was missed can be resumed here.", "error")
+        return redirect(url_for("campaigns.show", campaign_id=campaign.id)), 303
+    try:
+        resume_campaign(campaign, current_user)
+    except CampaignError as exc:
+        flash(exc.message, "error")
+    else:
+        flash("Campaign resumed: sending starts now.", "success")
+    return redirect(url_for("campaigns.show", campaign_id=campaign.id)), 303
 
 
 @bp.route("/campaigns/<int:campaign_id>/progress.json")

@@ -13,6 +13,7 @@ from loguru import logger
 from mailadmin.extensions import SEND_QUEUE, get_redis
 from mailadmin.jobs import set_job_app
 from mailadmin.jobs.continuations import ContinuationScheduler
+from mailadmin.jobs.resilience import set_process_name
 
 
 @click.command("scheduler")
@@ -23,6 +24,7 @@ from mailadmin.jobs.continuations import ContinuationScheduler
 @click.option("--burst", is_flag=True, help="Dispatch what is due and sweep once, then exit.")
 def scheduler_command(interval: float, recovery_interval: float, burst: bool) -> None:
     """Run rq-scheduler against REDIS_URL: dispatch deferred continuations, sweep for stalled campaigns."""
+    set_process_name("scheduler")
     set_job_app(current_app._get_current_object())
     scheduler = ContinuationScheduler(
         queue_name=SEND_QUEUE, connection=get_redis(), interval=interval, recovery_interval=recovery_interval

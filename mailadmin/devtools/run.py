@@ -3,18 +3,19 @@
 Starts what is missing (a real redis-server when REDIS_URL is unset, a capture SMTP
 server writing .eml files to instance/outbox when SMTP_URL is unset), migrates the
 SQLite database, creates demo users once, then runs web + worker + scheduler from
-Procfile.dev under honcho. Ctrl-C stops everything this command started.
+Procfile.dev under a small supervisor (`devtools.supervisor`) that restarts any process that
+exits, with backoff. Ctrl-C stops everything this command started.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 from mailadmin.devtools.redis_server import EmbeddedRedis, free_port
+from mailadmin.devtools.supervisor import Supervisor, read_procfile
 from mailadmin.settings import PROJECT_ROOT
 
 
@@ -49,14 +50,7 @@ def main() -> int:
         _flask(env, "db", "upgrade")
         _flask(env, "seed-demo")
         print(f"* Open http://127.0.0.1:{env['PORT']}/  (Ctrl-C stops everything)")
-        honcho = subprocess.Popen(
-            [sys.executable, "-m", "honcho", "-f", "Procfile.dev", "start"], cwd=PROJECT_ROOT, env=env
-        )
-        try:
-            return honcho.wait()
-        except KeyboardInterrupt:
-            honcho.send_signal(signal.SIGINT)
-            return honcho.wait()
+        return Supervisor(read_procfile(PROJECT_ROOT / "Procfile.dev"), env, PROJECT_ROOT).run()
     finally:
         for service in reversed(started):
             service.stop()

@@ -11,7 +11,10 @@ bp = Blueprint("health", __name__)
 
 @bp.route("/healthz")
 def healthz():
-    """200 with {"db": "ok", "redis": "ok"} when both answer, else 503 naming what failed."""
+    """200 with {"db": "ok", "redis": "ok"} when both answer, else 503 with `down` naming the
+    parts that are down ("database", "redis")."""
     status = {"db": check_database(), "redis": check_redis()}
-    healthy = all(value == "ok" for value in status.values())
-    return status, 200 if healthy else 503
+    down = [name for key, name in (("db", "database"), ("redis", "redis")) if status[key] != "ok"]
+    if not down:
+        return status, 200
+    return {**status, "down": down}, 503

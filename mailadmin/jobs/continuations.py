@@ -2,7 +2,10 @@
 
 When a continuation is due it enqueues a *fresh* slice job and deletes the stable one, so a
 running slice that defers again never re-creates the job it is itself running as. It also runs
-the recovery sweep (`mailadmin.jobs.recovery`) every `recovery_interval` seconds.
+the recovery sweep (`mailadmin.jobs.recovery`) when it starts and every `recovery_interval`
+seconds. Its loop (rq-scheduler's, rewritten) lives through outages: heartbeat, lock, dispatch and
+sweep wait out Redis with a capped, jittered backoff instead of exiting, and an unreachable
+database only postpones the sweep.
 """
 
 from __future__ import annotations
@@ -15,11 +18,14 @@ from rq.job import Job
 from rq_scheduler import Scheduler
 
 from mailadmin.jobs.dispatch import campaign_id_of_continuation, enqueue_send_slice
-from mailadmin.jobs.recovery import run_recovery_sweep_logging_failures
+from mailadmin.jobs.recovery import run_recovery_sweep_through_outages
+from mailadmin.jobs.resilience import REDIS_DOWN, Backoff, Service, call_through_outage, outage_tracker
 
 # Each scheduled continuation carries a fresh token in its meta; dispatch compares the job hash's
 # raw `meta` field so that it removes exactly the version it fetched, never a re-scheduled one.
 SCHEDULE_META_FIELD = "meta"
+# Seconds between two attempts at most while Redis is down.
+SCHEDULER_RETRY_CAP_SECONDS = 2.0
 
 
 class ContinuationScheduler(Scheduler):
@@ -78,5 +84,74 @@ class ContinuationScheduler(Scheduler):
         if time.monotonic() - self._last_recovery < self.recovery_interval:
             return
         self._last_recovery = time.monotonic()
-        # Dispatching continuations does not need the database: a failed sweep is logged and retried.
-        run_recovery_sweep_logging_failures()
+        # Dispatching continuations does not need the database: while it is down, only the sweep
+        # waits, and it runs again as soon as the database answers.
+        if not run_recovery_sweep_through_outages():
+            self._last_recovery = 0.0
+
+    # --- the loop, living through outages -----------------------------------------------------
+
+    def run(self, burst: bool = False) -> None:
+        """rq-scheduler's loop (heartbeat, lock, due continuations, sweep) that waits out Redis
+        outages with a capped, jittered backoff instead of exiting, and sweeps as soon as Redis is back."""
+        redis_outage = outage_tracker(Service.REDIS)
+        redis_outage.on_recovery.append(self._after_redis_outage)
+        call_through_outage(self.register_birth)
+        self._install_signal_handlers()
+        backoff = Backoff(cap=SCHEDULER_RETRY_CAP_SECONDS)
+        try:
+            while True:
+                started = time.monotonic()
+                try:
+                    done = self._tick(burst)
+                except REDIS_DOWN as exc:
+                    redis_outage.failed(exc)
+                    self._lock_acquired = False
+                    time.sleep(backoff.next_delay())
+                    continue
+                redis_outage.succeeded()
+                backoff.reset()
+                if done:
+                    break
+                time.sleep(max(0.0, self._interval - (time.monotonic() - started)))
+        finally:
+            self.remove_lock()
+            self.register_death()
+
+    def _tick(self, burst: bool) -> bool:
+        """One pass of rq-scheduler's loop; True when a burst run is done."""
+        self.heartbeat()
+        if not self.acquire_lock():
+            self.log.warning("Lock already taken - skipping run")
+            return False
+        self.enqueue_jobs()
+        self.heartbeat()
+        self.remove_lock()
+        if burst:
+            self.log.info("RQ scheduler done, quitting")
+        return burst
+
+    def _after_redis_outage(self, _seconds: float) -> None:
+        """Redis is back (maybe empty after a restart): register again and sweep at once."""
+        self._last_recovery = 0.0
+        try:
+            with self.connection.pipeline() as pipe:
+                pipe.hset(self.key, "birth", time.time())
+                pipe.expire(self.key, int(self._interval) + 10)
+                pipe.execute()
+        except REDIS_DOWN as exc:
+            outage_tracker(Service.REDIS).failed(exc)
+
+    def remove_lock(self) -> None:
+        """rq-scheduler's; during an outage the lock simply expires by itself."""
+        try:
+            super().remove_lock()
+        except REDIS_DOWN:
+            self._lock_acquired = False
+
+    def register_death(self) -> None:
+        """rq-scheduler's; during an outage the scheduler key simply expires by itself."""
+        try:
+            super().register_death()
+        except REDIS_DOWN:
+            pass

@@ -5,7 +5,8 @@
 * `schedule_continuation()` asks rq-scheduler to run the campaign's next slice at a given UTC
   moment, under the stable job id `campaign-{id}-continuation`, replacing any earlier one:
   a campaign has at most one pending continuation. `cancel_continuation()` removes it.
-* `job_waiting()` / `scheduled_continuation_at()` tell the recovery sweep whether a job will run.
+* `job_waiting()` / `scheduled_continuation_at()` tell the recovery sweep whether a job will run;
+  `running_jobs()` which jobs live workers run now (and which belonged to workers known dead).
 
 Services and web code import this module to enqueue by import path; it never imports the send
 loop, the scheduler or the recovery sweep (the job functions are named by their import paths).
@@ -14,17 +15,23 @@ loop, the scheduler or the recovery sweep (the job functions are named by their 
 from __future__ import annotations
 
 import math
+import os
+import socket
 import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import Enum
 
 from loguru import logger
 from redis import Redis, RedisError
 from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
+from rq.worker import Worker
 from rq_scheduler import Scheduler
 
 from mailadmin.extensions import SEND_QUEUE, get_redis, get_settings
+from mailadmin.jobs.resilience import Service, outage_tracker
 from mailadmin.settings import Settings
 
 SEND_SLICE_FUNC = "mailadmin.jobs.send.send_campaign_slice"
@@ -34,6 +41,9 @@ CONTINUATION_SUFFIX = "-continuation"
 # Results of finished slices are only useful for `rq info`; failures are kept a week for on-call.
 SLICE_RESULT_TTL = 600
 SLICE_FAILURE_TTL = 7 * 24 * 3600
+# A worker whose last heartbeat is older than this is not alive (SendWorker beats every 5 s while a
+# job runs); also how long a restarted Redis is given before its empty worker registry is trusted.
+LIVE_WORKER_HEARTBEAT_SECONDS = 20
 
 def continuation_job_id(campaign_id: int) -> str:
     """The stable rq-scheduler job id of a campaign's deferred continuation."""
@@ -46,6 +56,13 @@ def campaign_id_of_continuation(job_id: str) -> int | None:
         return None
     middle = job_id[len(CONTINUATION_PREFIX) : -len(CONTINUATION_SUFFIX)]
     return int(middle) if middle.isdigit() else None
+
+
+def campaign_id_of_slice(job_id: str) -> int | None:
+    """The campaign id in a slice job id (`campaign-{id}-slice-...`), or None."""
+    prefix, _, rest = job_id.partition("-")
+    middle, _, _ = rest.partition("-slice-")
+    return int(middle) if prefix == "campaign" and "-slice-" in job_id and middle.isdigit() else None
 
 
 def new_slice_job_id(campaign_id: int) -> str:
@@ -155,3 +172,59 @@ def safe_cancel_continuation(campaign_id: int) -> None:
         logger.bind(campaign_id=campaign_id, error_type=type(exc).__name__).error(
             "Could not cancel the scheduled continuation (Redis unavailable)"
         )
+
+
+# --- which jobs live workers run (the recovery sweep's question) ----------------------------------
+
+
+class WorkerState(Enum):
+    """What the recovery sweep can tell of a registered RQ worker."""
+
+    ALIVE = "alive"  # a fresh heartbeat
+    DEAD = "dead"  # on this host and its pid is gone: certainly dead, at once
+    SILENT = "silent"  # no fresh heartbeat: dead, or cut off from Redis for a while
+
+
+def _worker_state(worker: Worker, at: datetime) -> WorkerState:
+    if worker.hostname == socket.gethostname() and worker.pid:
+        try:
+            os.kill(worker.pid, 0)
+        except ProcessLookupError:
+            return WorkerState.DEAD  # SIGKILLed on this machine: no need to wait for its heartbeat to age
+        except PermissionError:
+            pass
+    if worker.last_heartbeat is None or (at - worker.last_heartbeat).total_seconds() > LIVE_WORKER_HEARTBEAT_SECONDS:
+        return WorkerState.SILENT
+    return WorkerState.ALIVE
+
+
+@dataclass
+class RunningJobs:
+    """The send jobs live workers run, and those of workers known to be dead."""
+
+    running: set[str] = field(default_factory=set)
+    dead: set[str] = field(default_factory=set)
+
+    def campaigns(self) -> set[int]:
+        """The campaigns a running job works on."""
+        return {campaign_id for job_id in self.running if (campaign_id := campaign_id_of_slice(job_id)) is not None}
+
+
+def running_jobs(connection: Redis) -> RunningJobs | None:
+    """What RQ's worker registry says about running jobs; None while it cannot be trusted:
+    during the first LIVE_WORKER_HEARTBEAT_SECONDS of a restarted Redis (empty until each worker's
+    next heartbeat registers it again) or after this process saw a Redis outage end."""
+    redis_outage = outage_tracker(Service.REDIS)
+    if redis_outage.down or redis_outage.seconds_since_recovery() < LIVE_WORKER_HEARTBEAT_SECONDS:
+        return None
+    if int(connection.info("server").get("uptime_in_seconds", 0)) < LIVE_WORKER_HEARTBEAT_SECONDS:
+        return None
+    at = datetime.now(UTC)
+    jobs = RunningJobs()
+    for worker in Worker.all(connection=connection):
+        state = _worker_state(worker, at)
+        if state is WorkerState.SILENT:
+            continue
+        ids = {execution.job_id for execution in worker.get_current_executions(refresh=True)}
+        (jobs.running if state is WorkerState.ALIVE else jobs.dead).update(ids)
+    return jobs

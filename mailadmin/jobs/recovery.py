@@ -1,10 +1,11 @@
 """The recovery sweep: what a crash or a lost Redis key left behind is put right.
 
-`recover_stalled_campaigns()` turns stale claims (recipients left `sending` by a job that died)
-into `unknown`, finishes campaigns with nothing left, and re-enqueues campaigns that no job is
-working on (a worker killed with SIGKILL, a continuation lost with a Redis restart). It only
-orchestrates: every read and write of campaigns goes through `mailadmin.services.delivery`,
-every RQ question through `mailadmin.jobs.dispatch`.
+`recover_stalled_campaigns()` turns the claims of dead jobs (recipients left `sending`) into
+`unknown`, finishes campaigns with nothing left, and re-enqueues campaigns that no job is working
+on (a worker killed with SIGKILL, a continuation lost with a Redis restart). It runs when a worker
+or the scheduler starts (`recover_at_start`) and then in the scheduler. It only orchestrates:
+every read and write of campaigns goes through `mailadmin.services.delivery`, every RQ question
+through `mailadmin.jobs.dispatch`.
 """
 
 from __future__ import annotations
@@ -18,9 +19,20 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from mailadmin.extensions import get_redis, get_settings
 from mailadmin.jobs import job_app_context
-from mailadmin.jobs.dispatch import enqueue_send_slice, job_waiting, scheduled_continuation_at
+from mailadmin.jobs.dispatch import (
+    LIVE_WORKER_HEARTBEAT_SECONDS,
+    RunningJobs,
+    enqueue_send_slice,
+    job_waiting,
+    running_jobs,
+    scheduled_continuation_at,
+)
+from mailadmin.jobs.resilience import Service, is_database_outage, is_redis_outage, outage_tracker
 from mailadmin.models.types import utcnow
 from mailadmin.services import delivery
+
+# A campaign no live job works on is re-enqueued once its last slice heartbeat is this old.
+UNATTENDED_GRACE = timedelta(seconds=2)
 
 
 @dataclass
@@ -31,26 +43,64 @@ class RecoveryReport:
     enqueued: list[int] = field(default_factory=list)
     finished: list[int] = field(default_factory=list)
 
+    def add_unknown(self, marked: dict[int, int]) -> None:
+        for campaign_id, count in marked.items():
+            self.unknown[campaign_id] = self.unknown.get(campaign_id, 0) + count
+
 
 def recover_stalled_campaigns(now: datetime | None = None) -> RecoveryReport:
-    """Sweep: stale claims -> `unknown`; finish campaigns with nothing left; re-enqueue stalled ones.
+    """Sweep: dead jobs' claims -> `unknown`; finish campaigns with nothing left; re-enqueue stalled ones.
 
-    Runs in the `scheduler` process every minute (and may be run by hand or as an RQ job).
-    A campaign counts as stalled when no slice has touched it (heartbeat) for
-    MAILER_STALE_CLAIM_SECONDS and no job for it is waiting in the queue; a deferred one when
-    its `deferred_until` is more than a minute past and no continuation is scheduled.
+    A claim whose job no live worker runs is recovered without waiting (see
+    `recover_orphaned_claims`); any other claim once older than MAILER_STALE_CLAIM_SECONDS. A
+    campaign is stalled when no live job works on it and no job for it is waiting in the queue;
+    a deferred one when its `deferred_until` is more than a minute past and no continuation is
+    scheduled.
     """
     now = now or utcnow()
     cutoff = now - timedelta(seconds=get_settings().stale_claim_seconds)
     connection = get_redis()
     report = RecoveryReport()
+    report.add_unknown(recover_orphaned_claims(connection, now=now))
     for campaign_id in delivery.campaigns_with_claims(now):
-        count = delivery.mark_stale_claims_unknown(campaign_id, cutoff, now=now)
-        if count:
-            report.unknown[campaign_id] = count
-    for campaign_id, current_job_id in delivery.campaigns_to_check(now, cutoff):
-        _recover_campaign(connection, campaign_id, current_job_id, now, report)
+        report.add_unknown({campaign_id: delivery.mark_stale_claims_unknown(campaign_id, cutoff, now=now)})
+    jobs = running_jobs(connection)
+    attended = jobs.campaigns() if jobs else set()
+    for campaign_id, current_job_id in delivery.campaigns_to_check(now, now - UNATTENDED_GRACE):
+        if campaign_id not in attended:
+            _recover_campaign(connection, campaign_id, current_job_id, now, report)
+    report.unknown = {campaign_id: count for campaign_id, count in report.unknown.items() if count}
     return report
+
+
+def recover_orphaned_claims(connection: Redis, *, now: datetime | None = None) -> dict[int, int]:
+    """Claims whose job no live worker runs become `unknown` without waiting for
+    MAILER_STALE_CLAIM_SECONDS: {campaign_id: count}.
+
+    At once when the job's worker is known dead; otherwise once the campaign's slice heartbeat
+    (written per batch, in the database) is LIVE_WORKER_HEARTBEAT_SECONDS old, so a horse merely
+    cut off from Redis, still sending, keeps its claims. A claim held by a running job is never
+    touched. The claims are read from the database BEFORE the jobs from Redis: a job registers
+    with RQ before it claims.
+    """
+    now = now or utcnow()
+    claims = delivery.claims_by_job(now)
+    jobs = running_jobs(connection) if claims else None
+    if jobs is None:
+        return {}
+    quiet_since = now - timedelta(seconds=LIVE_WORKER_HEARTBEAT_SECONDS)
+    recovered: dict[int, int] = {}
+    for claim in claims:
+        if _orphaned(claim, jobs, quiet_since):
+            count = delivery.mark_stale_claims_unknown(claim.campaign_id, None, now=now, claimed_by=claim.job_id)
+            recovered[claim.campaign_id] = recovered.get(claim.campaign_id, 0) + count
+    return recovered
+
+
+def _orphaned(claim: delivery.JobClaims, jobs: RunningJobs, quiet_since: datetime) -> bool:
+    if claim.job_id in jobs.running:
+        return False
+    return claim.job_id in jobs.dead or claim.heartbeat_at is None or claim.heartbeat_at < quiet_since
 
 
 def _recover_campaign(
@@ -70,13 +120,38 @@ def _recover_campaign(
     logger.bind(campaign_id=campaign_id, job_id=job_id).warning("Stalled campaign re-enqueued")
 
 
-def run_recovery_sweep_logging_failures() -> None:
-    """One sweep for the scheduler loop: a database or Redis failure is logged and retried next time."""
+def run_recovery_sweep_through_outages() -> bool:
+    """One sweep for the scheduler loop. An unreachable database is reported once by the outage
+    tracker and False is returned (sweep again soon); Redis being down is raised to the loop,
+    which waits it out; any other database or Redis failure is logged and retried next time."""
+    database = outage_tracker(Service.DATABASE)
     try:
         recover_stalled_campaigns()
     except (SQLAlchemyError, RedisError) as exc:
         # Each delivery function has rolled back its own transaction already.
+        if is_redis_outage(exc):
+            raise
+        if is_database_outage(exc):
+            database.failed(exc)
+            return False
         logger.bind(error_type=type(exc).__name__).error("Recovery sweep failed; retrying at the next sweep")
+        return True
+    database.succeeded()
+    return True
+
+
+def recover_at_start() -> None:
+    """One sweep as a worker or the scheduler starts: work orphaned by processes that died is
+    picked up now, not at the next stale-claim deadline. Skipped (logged) when a service is down."""
+    try:
+        report = recover_stalled_campaigns()
+    except (SQLAlchemyError, RedisError) as exc:
+        logger.bind(error_type=type(exc).__name__).warning("Recovery at start skipped; the sweep will retry")
+        return
+    if report.unknown or report.enqueued or report.finished:
+        logger.bind(unknown=report.unknown, enqueued=report.enqueued, finished=report.finished).info(
+            "Recovered work left by stopped processes"
+        )
 
 
 def run_recovery_job() -> dict:

@@ -45,7 +45,8 @@ from sqlalchemy.engine import Connection
 
 from mailadmin.extensions import SEND_QUEUE, db, get_redis, get_settings
 from mailadmin.jobs import job_app_context
-from mailadmin.jobs.dispatch import enqueue_send_slice, new_slice_job_id
+from mailadmin.jobs.dispatch import enqueue_send_slice, new_slice_job_id, slice_job_timeout
+from mailadmin.jobs.resilience import Service, call_through_outage, is_database_outage
 from mailadmin.limits.send_pace import TokenBatch, reserve_send_tokens, settle_send_tokens
 from mailadmin.logging import bind_context
 from mailadmin.mail.bounces import is_hard_bounce
@@ -74,6 +75,8 @@ MAX_AUTO_PARALLEL_SLICES = 16
 RATE_LIMIT_FALLBACK_DELAY = timedelta(seconds=60)
 # Exceptions RQ raises inside the job to stop it: record what we know, then let them propagate.
 JOB_STOPPING = (ShutDownImminentException, JobTimeoutException)
+# Waiting out an outage inside a job stops this long before RQ's job timeout would kill it.
+JOB_DEADLINE_MARGIN_SECONDS = 5
 
 _stop_requested = threading.Event()
 
@@ -211,21 +214,30 @@ class SendSlice:
         self.quota_refusal: datetime | None = None  # when a token frees, once the hourly quota refused
         self.token_batches: list[TokenBatch] = []
         self.probe: Connection | None = None
+        self.job_deadline = time.monotonic() + slice_job_timeout(self.settings) - JOB_DEADLINE_MARGIN_SECONDS
 
     # --- the slice ---------------------------------------------------------------------------
 
     def run(self) -> SliceReport:
         with bind_context(campaign_id=self.campaign_id, job_id=self.job_id):
-            start = delivery.begin_slice(self.campaign_id, self.job_id, self.clock())
+            # A database that is down as the slice begins is waited for (within the job's time).
+            start = call_through_outage(
+                lambda: delivery.begin_slice(self.campaign_id, self.job_id, self.clock()),
+                services=(Service.DATABASE,), deadline=self.job_deadline, before_retry=db.session.rollback,
+            )
             if not start.proceed:
                 self.report.outcome = SliceOutcome(SliceEnd.SKIPPED, str(start.reason))
                 logger.bind(reason=str(start.reason)).debug("Send slice skipped")
                 return self.report
             self.queue_id = start.campaign.queue_id
-            if start.started_campaign and self.siblings:
+            if start.fan_out and self.siblings:
                 self._start_siblings()
             try:
                 self._loop(start.campaign)
+            except Exception as exc:
+                if not (is_database_outage(exc) and self._hand_over_after_database_outage()):
+                    self._abandon(exc)
+                    raise
             except BaseException as exc:
                 self._abandon(exc)
                 raise
@@ -544,14 +556,38 @@ class SendSlice:
         self._enqueue_continuation(next_job_id)
 
     def _enqueue_continuation(self, job_id: str) -> None:
+        """Enqueue the next slice, waiting a moment (within the job's time) while Redis is down."""
+        deadline = min(self.job_deadline, time.monotonic() + self.settings.smtp_timeout_seconds)
         try:
-            enqueue_send_slice(self.campaign_id, job_id=job_id)
+            call_through_outage(lambda: enqueue_send_slice(self.campaign_id, job_id=job_id), deadline=deadline)
         except RedisError as exc:
             # Nothing is lost: the recipients are pending again and the recovery sweep
             # re-enqueues a campaign nobody works on once Redis is back.
             logger.bind(error_type=type(exc).__name__).error(
-                "Could not enqueue the next slice (Redis unavailable); the recovery sweep will"
+                "Could not enqueue the next slice (Redis unavailable); the recovery sweep will retry"
             )
+
+    def _hand_over_after_database_outage(self) -> bool:
+        """The database went away mid-slice: wait for it (within the job's time), record what this
+        slice did, release the rest and hand over. False when it did not return in time."""
+        self._close()  # the connections finish their messages in flight; the results stay queued
+        self.probe = None
+        try:
+            call_through_outage(
+                self._record_what_is_known, services=(Service.DATABASE,), deadline=self.job_deadline,
+                before_retry=db.session.rollback,
+            )
+        except Exception:  # still down at the deadline: the claims stay for the recovery sweep
+            return False
+        self.report.outcome = SliceOutcome(SliceEnd.HANDED_OVER)
+        self._enqueue_continuation(new_slice_job_id(self.campaign_id))
+        return True
+
+    def _record_what_is_known(self, exc: BaseException | None = None) -> None:
+        """Record every outcome still held here and release the untried claims (the writes are
+        idempotent); messages still in flight, if any, become `unknown`."""
+        self._take_in_flight_as_unknown(exc)
+        self._record()
 
     def _drained(self) -> None:
         """Nothing left to claim: stale claims become unknown, and the campaign finishes if nothing is left."""
@@ -599,15 +635,14 @@ class SendSlice:
         If even this fails, the claims stay `sending` and the recovery sweep marks them unknown.
         """
         try:
-            self._take_in_flight_as_unknown(exc)
-            self._record()
+            self._record_what_is_known(exc)
             if isinstance(exc, JOB_STOPPING):
                 self._enqueue_continuation(new_slice_job_id(self.campaign_id))
         except Exception:
             logger.opt(exception=True).error("Could not record the stopped slice; its claims will become unknown")
         logger.bind(error_type=type(exc).__name__).warning("Send slice stopped by an exception")
 
-    def _take_in_flight_as_unknown(self, exc: BaseException) -> None:
+    def _take_in_flight_as_unknown(self, exc: BaseException | None) -> None:
         """Stop the connections; what they were sending becomes `unknown`, what they had not begun, untried.
 
         On a failure that is not RQ stopping the job, the connections first send what they hold.
@@ -634,7 +669,8 @@ class SendSlice:
         for delivery_ in in_flight:
             claim = delivery_.payload[0]
             if claim.id not in recorded:
-                self.outcomes.append(Outcome(claim, R_UNKNOWN, error=f"job stopped while sending ({type(exc).__name__})"))
+                reason = type(exc).__name__ if exc is not None else "an outage"
+                self.outcomes.append(Outcome(claim, R_UNKNOWN, error=f"job stopped while sending ({reason})"))
         while not self.connections.untried.empty():
             queued.append(self.connections.untried.get_nowait())
         self.unclaimed += [delivery_.payload[0] for delivery_ in queued]
@@ -645,5 +681,9 @@ class SendSlice:
         if self.connections is not None:
             self.connections.close(timeout=self.settings.smtp_timeout_seconds)
         if self.probe is not None:
-            self.probe_cursor.close()
-            self.probe.close()
+            try:
+                self.probe_cursor.close()
+                self.probe.close()
+            except Exception as exc:  # a probe connection the database dropped: nothing to release
+                if not is_database_outage(exc):
+                    raise

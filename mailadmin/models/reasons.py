@@ -25,6 +25,7 @@ class Reason(StrEnum):
     CIRCUIT_BREAKER = "circuit_breaker"
     ADMIN_PAUSE = "admin_pause"
     GLOBAL_PAUSE = "global_pause"
+    MISSED_SCHEDULE = "missed_schedule"
 
     @property
     def info(self) -> ReasonInfo:
@@ -87,6 +88,14 @@ REASONS: dict[Reason, ReasonInfo] = {
     ),
     Reason.GLOBAL_PAUSE: ReasonInfo(
         "All sending is switched off", Resumes.WHEN_SWITCH_ON, False, "INFO", "global_pause-all-sending-switched-off"
+    ),
+    # A scheduled start found more than MAILER_SCHEDULE_MAX_LATE_MINUTES late: a person decides.
+    Reason.MISSED_SCHEDULE: ReasonInfo(
+        "Paused: its scheduled start was missed",
+        Resumes.BY_OWNER_OR_ADMIN,
+        False,
+        "WARNING",
+        "missed_schedule-paused-because-its-scheduled-start-was-missed",
     ),
 }
 

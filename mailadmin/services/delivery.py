@@ -39,7 +39,7 @@ from mailadmin.models.campaign import (
     R_UNKNOWN,
     SENDING,
 )
-from mailadmin.models.reasons import Reason, is_due_sql
+from mailadmin.models.reasons import Reason, is_due_sql, reason_of
 from mailadmin.models.suppression import REASON_HARD_BOUNCE
 from mailadmin.models.types import UTCDateTime, utcnow
 from mailadmin.send_signals import announce_send_stop
@@ -212,8 +212,10 @@ class SliceStart:
     proceed: bool
     reason: str  # `sending`, a Reason, `not_due`, a campaign status or `missing`
     campaign: SliceCampaign | None = None
-    # True for the slice that moved the campaign into `sending`: it may start sibling slices.
-    started_campaign: bool = False
+    # True for the slice that moved the campaign into `sending` from `queued` (a start or a resume),
+    # not from a due deferral: only then are sibling slices fanned out, so that a retry cycle is
+    # one slice, not a new fan-out.
+    fan_out: bool = False
 
 
 # --- a slice begins ------------------------------------------------------------------------------
@@ -224,15 +226,16 @@ def begin_slice(campaign_id: int, job_id: str, now: datetime) -> SliceStart:
     if sending_paused():
         defer_for_global_pause(campaign_id, now)
         return SliceStart(False, Reason.GLOBAL_PAUSE)
+    if pause_missed_schedule(campaign_id, now):
+        return SliceStart(False, Reason.MISSED_SCHEDULE)
     return _begin_slice(campaign_id, job_id, now)
 
 
 @owns_transaction
 def _begin_slice(campaign_id: int, job_id: str, now: datetime) -> SliceStart:
-    started = db.session.execute(
-        update(_campaigns)
-        .where(_campaigns.c.id == campaign_id, or_(_campaigns.c.status == QUEUED, due_deferral(now)))
-        .values(status=SENDING, updated_at=now)
+    fan_out = set_status(campaign_id, (QUEUED,), SENDING)
+    started = fan_out or db.session.execute(
+        update(_campaigns).where(_campaigns.c.id == campaign_id, due_deferral(now)).values(status=SENDING, updated_at=now)
     ).rowcount == 1
     if not started:
         status = current_status(campaign_id)
@@ -250,7 +253,40 @@ def _begin_slice(campaign_id: int, job_id: str, now: datetime) -> SliceStart:
     ).one()
     db.session.commit()
     campaign = SliceCampaign(campaign_id, row.id, row.subject, row.body_text or "", row.body_html)
-    return SliceStart(True, SENDING, campaign, started_campaign=started)
+    return SliceStart(True, SENDING, campaign, fan_out=fan_out)
+
+
+@owns_transaction
+def pause_missed_schedule(campaign_id: int, now: datetime) -> bool:
+    """A scheduled start found more than MAILER_SCHEDULE_MAX_LATE_MINUTES late (everything was
+    down when it came) is not sent by surprise: the campaign pauses with `missed_schedule` until
+    its owner or an admin resumes it (commits when it pauses)."""
+    max_late = get_settings().schedule_max_late_minutes
+    scheduled_at = db.session.scalar(
+        select(_queues.c.deferred_until).where(
+            _queues.c.campaign_id == campaign_id,
+            _queues.c.defer_reason == Reason.SCHEDULED,
+            _queues.c.deferred_until < now - timedelta(minutes=max_late),
+        )
+    )
+    if scheduled_at is None or not set_status(campaign_id, (DEFERRED,), PAUSED):
+        db.session.commit()
+        return False
+    queue_id = db.session.execute(
+        update(_queues)
+        .where(_queues.c.campaign_id == campaign_id)
+        .values(defer_reason=Reason.MISSED_SCHEDULE, deferred_until=None, current_job_id=None, updated_at=now)
+        .returning(_queues.c.id)
+    ).scalar_one()
+    db.session.commit()
+    logger.bind(
+        campaign_id=campaign_id,
+        queue_id=queue_id,
+        scheduled_at=scheduled_at.isoformat(),
+        late_minutes=round((now - scheduled_at).total_seconds() / 60, 1),
+        max_late_minutes=max_late,
+    ).warning("Scheduled start missed; campaign paused")
+    return True
 
 
 # --- claims and outcomes -------------------------------------------------------------------------
@@ -504,6 +540,8 @@ def record_transient_error(campaign_id: int, error: str, *, now: datetime | None
     settings = get_settings()
     now = now or utcnow()
     count = _count_transient_error(campaign_id, error, now)
+    if count is None:  # a sibling slice already counted this retry cycle
+        return _current_reason(campaign_id) or Reason.TRANSIENT_ERROR
     if count >= settings.circuit_breaker_threshold:
         trip_circuit_breaker(campaign_id, count, now=now)
         return Reason.CIRCUIT_BREAKER
@@ -513,8 +551,16 @@ def record_transient_error(campaign_id: int, error: str, *, now: datetime | None
 
 
 @owns_transaction
-def _count_transient_error(campaign_id: int, error: str, now: datetime) -> int:
-    """One more consecutive transient error on the campaign's queue row (commits); the new count."""
+def _count_transient_error(campaign_id: int, error: str, now: datetime) -> int | None:
+    """One more consecutive transient error on the campaign's queue row (commits); the new count.
+
+    One count per failed retry cycle: only the slice that moves the campaign out of `sending`
+    counts (None for the others: a sibling failing in the same cycle finds it deferred; the row
+    lock orders them).
+    """
+    if not set_status(campaign_id, (QUEUED, SENDING), DEFERRED):
+        db.session.commit()
+        return None
     count = db.session.execute(
         update(_queues)
         .where(_queues.c.campaign_id == campaign_id)
@@ -527,6 +573,14 @@ def _count_transient_error(campaign_id: int, error: str, now: datetime) -> int:
     ).scalar_one()
     db.session.commit()
     return count
+
+
+@owns_transaction
+def _current_reason(campaign_id: int) -> Reason | None:
+    """The reason the campaign waits with now, as stored (None when it does not wait)."""
+    value = db.session.scalar(select(_queues.c.defer_reason).where(_queues.c.campaign_id == campaign_id))
+    db.session.commit()
+    return reason_of(value)
 
 
 @owns_transaction
@@ -624,16 +678,20 @@ def finish_campaign_if_done(campaign_id: int, *, now: datetime | None = None) ->
 
 
 @owns_transaction
-def mark_stale_claims_unknown(campaign_id: int, cutoff: datetime, *, now: datetime | None = None) -> int:
-    """Recipients of the campaign claimed before `cutoff` and still `sending` become `unknown` (commits)."""
+def mark_stale_claims_unknown(
+    campaign_id: int, cutoff: datetime | None, *, now: datetime | None = None, claimed_by: str | None = None
+) -> int:
+    """Recipients of the campaign still `sending`, claimed before `cutoff` (or by the dead job
+    `claimed_by`), become `unknown` (commits)."""
     now = now or utcnow()
+    conditions = [_recipients.c.campaign_id == campaign_id, _recipients.c.status == R_SENDING]
+    if cutoff is not None:
+        conditions.append(_recipients.c.claimed_at < cutoff)
+    if claimed_by is not None:
+        conditions.append(_recipients.c.claimed_by == claimed_by)
     result = db.session.execute(
         update(_recipients)
-        .where(
-            _recipients.c.campaign_id == campaign_id,
-            _recipients.c.status == R_SENDING,
-            _recipients.c.claimed_at < cutoff,
-        )
+        .where(*conditions)
         .values(status=R_UNKNOWN, last_error="claimed by a job that stopped; SMTP outcome unknown", updated_at=now)
     )
     count = result.rowcount or 0
@@ -651,14 +709,19 @@ def mark_stale_claims_unknown(campaign_id: int, cutoff: datetime, *, now: dateti
     return count
 
 
+def _may_hold_claims(now: datetime):
+    """SQL condition: a campaign whose recipients may still be claimed (started, or cancelled within a day)."""
+    return or_(
+        _campaigns.c.status.in_((QUEUED, SENDING, DEFERRED, PAUSED)),
+        and_(_campaigns.c.status == CANCELLED, _campaigns.c.finished_at > now - CANCELLED_RECOVERY_WINDOW),
+    )
+
+
 @owns_transaction
 def campaigns_with_claims(now: datetime) -> list[int]:
     """Campaigns that may hold stale claims: started (or cancelled within a day) with recipients `sending`."""
     started = select(_campaigns.c.id).where(
-        or_(
-            _campaigns.c.status.in_((QUEUED, SENDING, DEFERRED, PAUSED)),
-            and_(_campaigns.c.status == CANCELLED, _campaigns.c.finished_at > now - CANCELLED_RECOVERY_WINDOW),
-        ),
+        _may_hold_claims(now),
         exists().where(_recipients.c.campaign_id == _campaigns.c.id, _recipients.c.status == R_SENDING),
     )
     ids = list(db.session.scalars(started).all())
@@ -666,15 +729,42 @@ def campaigns_with_claims(now: datetime) -> list[int]:
     return ids
 
 
+@dataclass(frozen=True, slots=True)
+class JobClaims:
+    """One job's claims on one campaign, with the campaign's last slice heartbeat."""
+
+    campaign_id: int
+    job_id: str
+    heartbeat_at: datetime | None
+
+
 @owns_transaction
-def campaigns_to_check(now: datetime, cutoff: datetime) -> list[tuple[int, str | None]]:
-    """(campaign id, current job id) of campaigns no slice touched since `cutoff`, and of overdue deferrals."""
+def claims_by_job(now: datetime) -> list[JobClaims]:
+    """Which jobs hold claims (recipients `sending`) on which campaigns, right now."""
+    rows = db.session.execute(
+        select(_recipients.c.campaign_id, _recipients.c.claimed_by, _queues.c.heartbeat_at)
+        .join(_queues, _queues.c.campaign_id == _recipients.c.campaign_id)
+        .where(
+            _recipients.c.campaign_id.in_(select(_campaigns.c.id).where(_may_hold_claims(now))),
+            _recipients.c.status == R_SENDING,
+            _recipients.c.claimed_by.is_not(None),
+        )
+        .distinct()
+    ).all()
+    db.session.commit()
+    return [JobClaims(*row) for row in rows]
+
+
+@owns_transaction
+def campaigns_to_check(now: datetime, quiet_since: datetime) -> list[tuple[int, str | None]]:
+    """(campaign id, current job id) of sending campaigns no slice touched since `quiet_since`,
+    and of overdue deferrals (the caller decides whether a job still works on them)."""
     stalled = db.session.execute(
         select(_campaigns.c.id, _queues.c.current_job_id)
         .join(_queues, _queues.c.campaign_id == _campaigns.c.id)
         .where(
             _campaigns.c.status.in_((QUEUED, SENDING)),
-            or_(_queues.c.heartbeat_at.is_(None), _queues.c.heartbeat_at < cutoff),
+            or_(_queues.c.heartbeat_at.is_(None), _queues.c.heartbeat_at < quiet_since),
         )
     ).all()
     overdue = db.session.execute(

@@ -27,6 +27,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from mailadmin.extensions import db
+from mailadmin.mail.message import InvalidAddressError, normalize_address
 from mailadmin.mail.templates import merge_field_name
 from mailadmin.models import Campaign, Recipient
 from mailadmin.models.campaign import DRAFT, R_PENDING, R_SKIPPED
@@ -198,10 +199,31 @@ def _valid_email(row: list[str], columns: _Columns, number: int, summary: Import
         summary.invalid.append((number, f"The email address is longer than {EMAIL_MAX} characters."))
         return None
     try:
-        return validate_email(raw_email, check_deliverability=False).normalized.lower()
+        email = validate_email(raw_email, check_deliverability=False).normalized.lower()
     except EmailNotValidError as exc:
         summary.invalid.append((number, f"{raw_email[:80]}: {exc}"))
         return None
+    refusal = send_path_refusal(email)
+    if refusal:
+        summary.invalid.append((number, f"{raw_email[:80]}: {refusal}"))
+        return None
+    return email
+
+
+def send_path_refusal(email: str) -> str | None:
+    """Why the send path would refuse this (syntactically valid) address, or None.
+
+    The check is the send path's own (`normalize_address`): an address that passes import is one
+    a message can be built for. Non-ASCII before the @ needs SMTPUTF8, which mailadmin does not
+    use, so such an address is refused here rather than skipped at send time.
+    """
+    try:
+        normalize_address(email)
+    except InvalidAddressError as exc:
+        if not email.rpartition("@")[0].isascii():
+            return "non-ASCII characters before the @ cannot be sent (SMTPUTF8 is not supported)."
+        return f"this address cannot be sent to ({exc})."
+    return None
 
 
 def _accepted_rows(

@@ -1,6 +1,6 @@
 """`make run` on a bare machine: the dev launcher starts Redis, SMTP capture, web, worker and
-scheduler; /healthz answers, /login renders, the printed demo credentials log in, and Ctrl-C
-stops everything it started."""
+scheduler; /healthz answers, /login renders, the printed demo credentials log in, a killed worker
+is back within 10 s while the app keeps serving, and Ctrl-C stops everything it started."""
 
 from __future__ import annotations
 
@@ -69,6 +69,16 @@ def test_make_run_serves_the_app_with_only_python(tmp_path):
         landing = opener.open(f"{base}/login", data=form, timeout=10)
         assert landing.status == 200 and "/login" not in landing.url
         assert "manager@example.com" in landing.read().decode()
+
+        # A process that dies is restarted; the rest of the app keeps serving meanwhile.
+        worker_pid = int(re.search(r"\* worker started \(pid (\d+)\)", text()).group(1))
+        os.kill(worker_pid, signal.SIGKILL)
+        wait_until(lambda: len(re.findall(r"\* worker started", text())) == 2, 10, interval=0.2,
+                   message="the worker to be restarted")
+        with urllib.request.urlopen(f"{base}/healthz", timeout=5) as response:
+            assert response.status == 200
+        wait_until(lambda: "Listening on" in text().split("* worker started")[-1], 10, interval=0.2,
+                   message="the new worker to listen")
     finally:
         os.killpg(launcher.pid, signal.SIGINT)
         try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -20,7 +21,7 @@ from pathlib import Path
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from mailadmin.ops import PLAYBOOK_DIR, heading_slug
 
@@ -187,6 +188,7 @@ def produce_log_lines(app, make_user, smtp, redis_url: str) -> tuple[list[str], 
     from mailadmin.devtools.redis_server import free_port
     from mailadmin.extensions import SEND_QUEUE, db, get_redis, get_settings
     from mailadmin.jobs.recovery import recover_stalled_campaigns
+    from mailadmin.jobs.resilience import call_through_outage, set_process_name
     from mailadmin.limits.rate_limiter import reserve_send_token
     from mailadmin.limits.throttle import ACTION_TEST_EMAIL, is_user_throttled
     from mailadmin.logging import reset_logging, setup_logging
@@ -211,7 +213,10 @@ def produce_log_lines(app, make_user, smtp, redis_url: str) -> tuple[list[str], 
         smtp.reply_with(451, times=1)
         service.start_campaign(breaker, owner, enforce_throttle=False)
         run_queued_jobs(redis_url)
-        delivery.record_transient_error(breaker.id, "451 4.3.0 still failing")
+        # The retry cycle, when due: its slice takes the campaign back to sending, and fails again.
+        due = db.session.scalar(select(CampaignQueue.deferred_until).where(CampaignQueue.campaign_id == breaker.id))
+        delivery.begin_slice(breaker.id, "second-retry-cycle", due)
+        delivery.record_transient_error(breaker.id, "451 4.3.0 still failing", now=due)
         ids["breaker"] = breaker.id
 
         # Two sent, one hard bounce: finished with errors. 3 tokens.
@@ -277,6 +282,14 @@ def produce_log_lines(app, make_user, smtp, redis_url: str) -> tuple[list[str], 
         dead = redis.Redis(port=free_port(), socket_connect_timeout=0.5, socket_timeout=0.5, retry=Retry(NoBackoff(), 0))
         reserve_send_token(dead, settings.smtp_max_per_hour, campaign_id=clean.id)
         is_user_throttled(dead, ACTION_TEST_EMAIL, owner.id, settings.throttle_test_email_per_hour)
+        # ... and a process waiting it out logs the outage once when it starts and once when it ends.
+        set_process_name("worker")
+        try:
+            call_through_outage(dead.ping, deadline=time.monotonic() + 0.1)
+        except redis.ConnectionError:
+            pass
+        call_through_outage(get_redis().ping)
+        set_process_name("app")
     finally:
         reset_logging()
     return [line.rstrip("\n") for line in lines], ids

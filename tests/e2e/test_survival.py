@@ -1,0 +1,160 @@
+"""Survival of infrastructure faults, with real processes: two `python worker.py` (forked work
+horses) and the `flask scheduler`, real PostgreSQL/SQLite, a redis-server the test owns, a real
+SMTP server. Redis is SIGKILLed (and comes back empty), the database is cut behind a TCP proxy:
+every process lives on, the campaign finishes by itself, nobody is sent twice, every log line is
+JSON and each process reports the outage once when it starts and once when it ends.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from mailadmin.devtools.redis_server import EmbeddedRedis
+from tests.factories import create_started_campaign, fresh_campaign, recipient_statuses
+from tests.support.env import with_env
+from tests.support.tcp_proxy import TcpProxy
+from tests.support.waiting import wait_until
+
+RECIPIENTS = 240
+FAULT_SECONDS = 5
+FAST = {
+    "MAILER_SEND_SLICE_SECONDS": "2",
+    "MAILER_SEND_BATCH_SIZE": "5",
+    "SMTP_TIMEOUT_SECONDS": "3",
+    "MAILER_SMTP_MAX_PER_HOUR": "100000",
+}
+
+
+def kill_redis(server: EmbeddedRedis) -> None:
+    """SIGKILL the redis-server, as the OOM killer or a crashed host would."""
+    server.process.send_signal(signal.SIGKILL)
+    server.process.wait(10)
+
+
+def assert_every_line_is_json(process) -> None:
+    for line in process.log_text().splitlines():
+        if line.strip():
+            try:
+                json.loads(line)
+            except ValueError:
+                pytest.fail(f"{process.name} wrote a line that is not JSON: {line[:300]!r}")
+
+
+def outage_records(process, service_name: str) -> dict[str, tuple[int, int]]:
+    """{process field: (outage starts, outage ends)} in one process's log (a worker's horses included)."""
+    counts: dict[str, list[int]] = {}
+    for record in process.records():
+        if record.get("message") == f"{service_name} unavailable":
+            counts.setdefault(record["process"], [0, 0])[0] += 1
+        elif record.get("message") == f"{service_name} available again":
+            counts.setdefault(record["process"], [0, 0])[1] += 1
+            assert record["outage_seconds"] >= 0
+    return {name: tuple(pair) for name, pair in counts.items()}
+
+
+def assert_sent_exactly_once(smtp, campaign_id: int, recipients: int) -> None:
+    counts = smtp.recipients()
+    assert {address: n for address, n in counts.items() if n > 1} == {}, "someone was sent twice"
+    assert len(counts) == recipients
+    assert recipient_statuses(campaign_id) == {"sent": recipients}
+
+
+@with_env(**FAST)
+def test_redis_killed_for_5_seconds_mid_campaign_every_process_lives_and_the_campaign_finishes(
+    engine_env, own_redis, app, smtp, owner, engine_processes
+):
+    smtp.delay_per_message(0.02)
+    workers = [engine_processes.worker(), engine_processes.worker()]
+    scheduler = engine_processes.scheduler(recovery_interval=1.0)
+    campaign = create_started_campaign(owner, RECIPIENTS)
+    smtp.wait_for(30, timeout=30)
+
+    kill_redis(own_redis)
+    time.sleep(FAULT_SECONDS)  # the outage itself
+    own_redis.start()
+    back = time.monotonic()
+
+    wait_until(lambda: fresh_campaign(campaign.id).status == "finished", 30, 0.2, "the campaign to finish")
+    assert time.monotonic() - back < 30
+    assert all(process.running for process in [*workers, scheduler]), "a process died with Redis"
+    assert_sent_exactly_once(smtp, campaign.id, RECIPIENTS)
+    for process in [*workers, scheduler]:
+        assert_every_line_is_json(process)
+        per_process = outage_records(process, "Redis")
+        assert all(starts == ends == 1 for starts, ends in per_process.values()), (process.name, per_process)
+    assert outage_records(scheduler, "Redis") == {"scheduler": (1, 1)}
+    for worker in workers:
+        assert outage_records(worker, "Redis").get("worker") == (1, 1)
+
+
+@pytest.fixture
+def database_behind_proxy(app_env):
+    """The processes reach PostgreSQL through a TCP proxy the test can cut (the test itself does not)."""
+    url = make_url(app_env["DATABASE_URL"])
+    if not url.drivername.startswith("postgresql"):
+        pytest.skip("the database cut needs a PostgreSQL server (SQLite has no connection to cut)")
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432).start()
+    yield proxy, url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    proxy.stop()
+
+
+@with_env(**FAST)
+def test_database_cut_for_5_seconds_mid_campaign_every_process_lives_and_the_campaign_finishes(
+    engine_env, database_behind_proxy, app, smtp, owner, engine_processes
+):
+    proxy, proxied_url = database_behind_proxy
+    smtp.delay_per_message(0.02)
+    workers = [engine_processes.worker(DATABASE_URL=proxied_url), engine_processes.worker(DATABASE_URL=proxied_url)]
+    scheduler = engine_processes.scheduler(recovery_interval=1.0, DATABASE_URL=proxied_url)
+    campaign = create_started_campaign(owner, RECIPIENTS)
+    smtp.wait_for(30, timeout=30)
+
+    proxy.cut()
+    time.sleep(FAULT_SECONDS)  # the outage itself
+    proxy.restore()
+    back = time.monotonic()
+
+    wait_until(lambda: fresh_campaign(campaign.id).status == "finished", 30, 0.2, "the campaign to finish")
+    assert time.monotonic() - back < 30
+    assert all(process.running for process in [*workers, scheduler]), "a process died with the database"
+    assert_sent_exactly_once(smtp, campaign.id, RECIPIENTS)
+    for process in [*workers, scheduler]:
+        assert_every_line_is_json(process)
+        per_process = outage_records(process, "Database")
+        assert all(starts == ends == 1 for starts, ends in per_process.values()), (process.name, per_process)
+    assert outage_records(scheduler, "Database") == {"scheduler": (1, 1)}
+    # A busy worker's horse was using the database when it was cut.
+    assert any(outage_records(worker, "Database").get("horse") == (1, 1) for worker in workers)
+
+
+@with_env(**FAST)
+def test_every_process_sigkilled_mid_campaign_resumes_within_10s_of_the_restart(engine_env, app, smtp, owner,
+                                                                                engine_processes):
+    assert "MAILER_STALE_CLAIM_SECONDS" not in engine_env  # the default (120 s) applies
+    batch = int(FAST["MAILER_SEND_BATCH_SIZE"])
+    smtp.delay_per_message(0.02)
+    doomed = [engine_processes.worker(), engine_processes.worker(), engine_processes.scheduler(recovery_interval=60)]
+    campaign = create_started_campaign(owner, RECIPIENTS)
+    smtp.wait_for(30, timeout=30)
+
+    for process in doomed:
+        process.kill_hard()
+    at_restart = len(smtp.messages)
+    engine_processes.worker()
+    engine_processes.worker()
+    engine_processes.scheduler(recovery_interval=60)  # its periodic sweep is far away: the start-up one counts
+
+    assert smtp.wait_for(at_restart + 5, timeout=10), "sending did not resume within 10 s of the restart"
+    wait_until(lambda: fresh_campaign(campaign.id).status == "finished", 60, 0.2, "the campaign to finish")
+    counts = smtp.recipients()
+    assert {address: n for address, n in counts.items() if n > 1} == {}, "someone was sent twice"
+    statuses = recipient_statuses(campaign.id)
+    assert set(statuses) <= {"sent", "unknown"}
+    assert statuses.get("unknown", 0) <= 2 * batch  # at most one batch per killed job
+    # An `unknown` recipient may or may not have been delivered (its SMTP reply was lost with the job).
+    assert statuses["sent"] <= len(counts) <= statuses["sent"] + statuses.get("unknown", 0)
