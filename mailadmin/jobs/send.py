@@ -56,7 +56,7 @@ from mailadmin.mail.templates import CampaignTemplates, recipient_fields
 from mailadmin.mail.transports import PermanentSendError, SendError, Transport, transport_from_url
 from mailadmin.mail.unsubscribe import unsubscribe_url_for
 from mailadmin.models import APP_STATE_ID
-from mailadmin.models.campaign import QUEUED, R_FAILED, R_PENDING, R_SENT, R_SKIPPED, R_UNKNOWN, SENDING
+from mailadmin.models.campaign import DEFERRED, QUEUED, R_FAILED, R_PENDING, R_SENT, R_SKIPPED, R_UNKNOWN, SENDING
 from mailadmin.models.reasons import Reason
 from mailadmin.models.types import utcnow
 from mailadmin.pii import get_pii_log_fields
@@ -310,9 +310,22 @@ class SendSlice:
         status, switched_off = self._probe_state()
         if switched_off:
             return self._stop_for_global_pause
+        if status == DEFERRED:
+            return lambda: self._send_what_is_held_then_stop(status)
         if status not in (SENDING, QUEUED):
             return lambda: self._stop(status)
         return None
+
+    def _send_what_is_held_then_stop(self, status: str) -> None:
+        """Deferred by another slice (the hourly quota, a transient error): what this slice's connections
+        hold was claimed before and has its tokens, so they send it; then the slice stops. (A pause, a
+        cancel or the switch stops them before their next message instead.)"""
+        self.connections.release()
+        deadline = time.monotonic() + self.settings.smtp_timeout_seconds * 3
+        while self.connections.outstanding and not self.connections.stopped and time.monotonic() < deadline:
+            self.connections.wait(timeout=WAKE_AT_LEAST_EVERY)
+            self._collect(timeout=0)
+        self._stop(status)
 
     def _on_stop_signal(self) -> None:
         """Listener thread: hold every connection before its next message; the loop checks the database."""
