@@ -341,7 +341,7 @@ def worker_peak_rss_mb(env: dict[str, str], owner_id: int, count: int) -> float:
     return int(output.strip()) / 1024
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="send loop benchmark")
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--memory-recipients", type=int, default=100_000, help="0 skips the memory run")
@@ -349,7 +349,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--relay-messages", type=int, default=3000, help="0 skips the relay variants")
     parser.add_argument("--relay-delay-ms", type=float, default=10.0, help="delay the relay adds each way")
     parser.add_argument("--relay-connections", type=int, default=10)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def memory_figures(env: dict[str, str], owner_id: int, recipients: int) -> tuple[float | None, float | None]:
+    """Worker peak RSS (MB) for 1,000 recipients and for `recipients` (0: not measured)."""
+    if not recipients:
+        return None, None
+    small = worker_peak_rss_mb(env, owner_id, 1000)
+    log(f"worker peak RSS, 1,000 recipients: {small:.0f} MB")
+    peak = worker_peak_rss_mb(env, owner_id, recipients)
+    log(f"worker peak RSS, {recipients:,} recipients: {peak:.0f} MB")
+    return small, peak
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
 
     from mailadmin import create_app
     from mailadmin.extensions import db
@@ -386,12 +401,7 @@ def main(argv: list[str] | None = None) -> int:
         start_ms = start_request_ms(owner, args.start_recipients) if args.start_recipients else None
         if start_ms is not None:
             log(f"start request ({args.start_recipients} recipients): {start_ms:.1f} ms")
-        peak = small = None
-        if args.memory_recipients:
-            small = worker_peak_rss_mb(env, owner.id, 1000)
-            log(f"worker peak RSS, 1,000 recipients: {small:.0f} MB")
-            peak = worker_peak_rss_mb(env, owner.id, args.memory_recipients)
-            log(f"worker peak RSS, {args.memory_recipients:,} recipients: {peak:.0f} MB")
+        small, peak = memory_figures(env, owner.id, args.memory_recipients)
         result = {
             "bench": "send_loop",
             "messages": args.messages,

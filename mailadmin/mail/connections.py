@@ -22,13 +22,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-
-class Transport(Protocol):
-    """What a connection needs of its transport (SmtpTransport / PipelinedSmtpTransport)."""
-
-    def close(self) -> None: ...
+from mailadmin.mail.transports.base import Transport
 
 
 @dataclass(slots=True)
