@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from flask import Flask
@@ -37,6 +38,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         setup_logging(settings)
         init_request_logging(app)
 
+    from mailadmin import security_headers
+
+    security_headers.init_app(app, settings)
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
     csrf.init_app(app)
@@ -76,6 +80,9 @@ def configure_flask(app: Flask, settings: Settings) -> None:
         SESSION_COOKIE_SECURE=settings.is_production,
         REMEMBER_COOKIE_HTTPONLY=True,
         REMEMBER_COOKIE_SECURE=settings.is_production,
+        REMEMBER_COOKIE_SAMESITE="Lax",
+        # 30 days rather than Flask-Login's 365; ending sessions (session version) ends these too.
+        REMEMBER_COOKIE_DURATION=timedelta(days=30),
         # CSRF tokens live as long as the session; an expired form is the most common
         # false alarm in admin tools left open all day.
         WTF_CSRF_TIME_LIMIT=None,

@@ -3,21 +3,27 @@
 `load_settings()` is called by the app factory and by `worker.py`; importing this
 module has no side effect. A bad value raises `SettingsError` whose message is a
 single line naming the variable and what was expected.
+
+Outside production, a missing `SECRET_KEY` is replaced by this install's own random key,
+generated once and kept in `instance/secret_key` (mode 0600): no published key ever signs
+a session or an unsubscribe link.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 DEFAULT_HASH_SALT = "default-salt-change-in-production"
-DEV_SECRET_KEY = "dev-secret-key-not-for-production"
+SECRET_KEY_FILE = "secret_key"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 SMTP_SCHEMES = ("smtp", "smtp+starttls", "smtps")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+INSTANCE_DIR = PROJECT_ROOT / "instance"
 
 
 class SettingsError(ValueError):
@@ -39,8 +45,10 @@ class Settings:
     # campaign, and the provider's per-second cap across all workers (0 = off).
     smtp_connections: int = 4
     smtp_max_per_second: int = 0
-    # Login brute-force protection: failed attempts per 15 minutes.
-    throttle_login_per_account: int = 10
+    # Login brute-force protection: failed attempts per 15 minutes, per account from one IP, per
+    # account from anywhere (a much higher bar: the owner is not locked out by others), per IP.
+    throttle_login_per_account_ip: int = 10
+    throttle_login_per_account: int = 100
     throttle_login_per_ip: int = 50
     # Send loop slicing: a job claims `send_batch_size` recipients at a time and
     # hands over to a fresh job after `send_slice_seconds`, so SIGTERM never
@@ -63,11 +71,13 @@ class Settings:
     app_env: str = "development"
     database_url: str = ""
     redis_url: str = "redis://127.0.0.1:6379/0"
-    secret_key: str = DEV_SECRET_KEY
+    secret_key: str = ""
     smtp_url: str = "smtp://127.0.0.1:8025"
     smtp_timeout_seconds: int = 30
     mail_from: str = "mailadmin <noreply@localhost>"
     public_url: str = "http://127.0.0.1:5000"
+    # Reverse proxies in front of the web process whose X-Forwarded-* headers are believed.
+    trusted_proxies: int = 0
     port: int = 5000
     extra: dict = field(default_factory=dict)
 
@@ -104,8 +114,7 @@ def _choice(name: str, raw: str, choices: tuple[str, ...], *, upper: bool = Fals
 
 def _database_url(raw: str | None) -> str:
     if not raw:
-        instance = PROJECT_ROOT / "instance"
-        return f"sqlite:///{instance / 'mailadmin.sqlite3'}"
+        return f"sqlite:///{INSTANCE_DIR / 'mailadmin.sqlite3'}"
     # Heroku still hands out the pre-SQLAlchemy-1.4 scheme.
     if raw.startswith("postgres://"):
         raw = "postgresql://" + raw[len("postgres://") :]
@@ -136,6 +145,47 @@ def _smtp_url(raw: str) -> str:
     return raw
 
 
+def _public_url(raw: str) -> str:
+    """An absolute http(s) base URL with a host, no whitespace or control characters (they end up in headers)."""
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in raw):
+        raise SettingsError("PUBLIC_URL: must not contain spaces, line breaks or other control characters")
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https"):
+        raise SettingsError("PUBLIC_URL: expected an http:// or https:// URL (used in unsubscribe links)")
+    try:
+        _ = parts.port  # urlsplit validates the port lazily
+    except ValueError:
+        raise SettingsError("PUBLIC_URL: the port is not a number") from None
+    if not parts.hostname or parts.username or parts.password:
+        raise SettingsError("PUBLIC_URL: expected a host and nothing else before it, e.g. https://mail.example.com")
+    if parts.query or parts.fragment:
+        raise SettingsError("PUBLIC_URL: expected no ?query or #fragment, e.g. https://mail.example.com")
+    return raw.rstrip("/")
+
+
+def instance_secret_key(instance_dir: Path = INSTANCE_DIR) -> str:
+    """This install's development key: random, made once, kept in `instance_dir/secret_key` (0600).
+
+    Several processes may start at once (make run's web, worker, scheduler): the key is written to a
+    private temporary file and hard-linked into place, so the first one wins and all read the same key.
+    """
+    path = instance_dir / SECRET_KEY_FILE
+    if not path.exists():
+        instance_dir.mkdir(parents=True, exist_ok=True)
+        temporary = instance_dir / f".{SECRET_KEY_FILE}.{os.getpid()}"
+        temporary.unlink(missing_ok=True)
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass  # another process got there first: use its key
+        finally:
+            temporary.unlink()
+    return path.read_text().strip()
+
+
 # name of variable -> (attribute, parser); parsers take (name, raw string).
 _INT_LIMITS = {
     "MAILER_MAX_CAMPAIGN_RECIPIENTS": "max_campaign_recipients",
@@ -144,6 +194,7 @@ _INT_LIMITS = {
     "MAILER_CIRCUIT_BREAKER_THRESHOLD": "circuit_breaker_threshold",
     "MAILER_TRANSIENT_RETRY_DELAY_MINUTES": "transient_retry_delay_minutes",
     "MAILER_SMTP_MAX_PER_HOUR": "smtp_max_per_hour",
+    "MAILER_THROTTLE_LOGIN_PER_ACCOUNT_IP": "throttle_login_per_account_ip",
     "MAILER_THROTTLE_LOGIN_PER_ACCOUNT": "throttle_login_per_account",
     "MAILER_THROTTLE_LOGIN_PER_IP": "throttle_login_per_ip",
     "MAILER_SEND_BATCH_SIZE": "send_batch_size",
@@ -152,18 +203,24 @@ _INT_LIMITS = {
     "MAILER_SCHEDULE_MAX_LATE_MINUTES": "schedule_max_late_minutes",
     "MAILER_MAX_UPLOAD_MB": "max_upload_mb",
     "SMTP_TIMEOUT_SECONDS": "smtp_timeout_seconds",
+    "TRUSTED_PROXIES": "trusted_proxies",
     "PORT": "port",
     "MAILER_SMTP_CONNECTIONS": "smtp_connections",
-}
-# Whole numbers where 0 means "off" (or "automatic", as noted).
-_INT_LIMITS_ZERO_OFF = {
     "MAILER_SMTP_MAX_PER_SECOND": "smtp_max_per_second",
-    "MAILER_SEND_PARALLEL_SLICES": "send_parallel_slices",  # 0 = one per worker
+    "MAILER_SEND_PARALLEL_SLICES": "send_parallel_slices",
 }
 
 
-def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Parse and validate the configuration from `environ` (default: the process environment)."""
+# Variables whose smallest valid value is 0 rather than 1.
+# 0 means none (proxies), off (the per-second cap) or one per worker (parallel slices).
+_ZERO_ALLOWED = {"TRUSTED_PROXIES", "MAILER_SMTP_MAX_PER_SECOND", "MAILER_SEND_PARALLEL_SLICES"}
+
+
+def load_settings(environ: Mapping[str, str] | None = None, *, instance_dir: Path = INSTANCE_DIR) -> Settings:
+    """Parse and validate the configuration from `environ` (default: the process environment).
+
+    `instance_dir` holds the development secret key when `SECRET_KEY` is not set.
+    """
     env = dict(os.environ if environ is None else environ)
     values: dict = {}
 
@@ -174,11 +231,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     for name, attr in _INT_LIMITS.items():
         raw = get(name)
         if raw is not None:
-            values[attr] = _positive_int(name, raw)
-    for name, attr in _INT_LIMITS_ZERO_OFF.items():
-        raw = get(name)
-        if raw is not None:
-            values[attr] = _positive_int(name, raw, minimum=0)
+            values[attr] = _positive_int(name, raw, 0 if name in _ZERO_ALLOWED else 1)
 
     app_env = _choice("APP_ENV", get("APP_ENV") or "development", ("production", "development"))
     values["app_env"] = app_env
@@ -200,17 +253,17 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         if "\r" in raw or "\n" in raw or "@" not in raw:
             raise SettingsError("MAIL_FROM: expected one address, e.g. 'News <news@example.com>'")
         values["mail_from"] = raw
-    port = values.get("port", Settings.port)
-    public_url = get("PUBLIC_URL") or f"http://127.0.0.1:{port}"
-    if urlsplit(public_url).scheme not in ("http", "https"):
-        raise SettingsError("PUBLIC_URL: expected an http:// or https:// URL (used in unsubscribe links)")
-    values["public_url"] = public_url.rstrip("/")
+    public_url = get("PUBLIC_URL")
+    if public_url is None and app_env == "production":
+        raise SettingsError("PUBLIC_URL: required in production (the base of unsubscribe links, "
+                            "e.g. https://mail.example.com)")
+    values["public_url"] = _public_url(public_url or f"http://127.0.0.1:{values.get('port', Settings.port)}")
 
     secret = get("SECRET_KEY")
     if app_env == "production":
-        if not secret or secret == DEV_SECRET_KEY or len(secret) < 32:
+        if not secret or len(secret) < 32:
             raise SettingsError("SECRET_KEY: production needs a random value of at least 32 characters")
         if values.get("log_hash_salt", DEFAULT_HASH_SALT) == DEFAULT_HASH_SALT:
             raise SettingsError("MAILER_LOG_HASH_SALT: production refuses the default salt; set a random value")
-    values["secret_key"] = secret or DEV_SECRET_KEY
+    values["secret_key"] = secret or instance_secret_key(instance_dir)
     return Settings(**values)

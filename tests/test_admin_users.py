@@ -61,7 +61,7 @@ def test_creating_a_user_with_a_short_password_is_refused(admin_client):
         admin_client, "/admin/users/new", "/admin/users/new", {"email": "x@example.com", "password": "short"}
     )
     assert response.status_code == 400
-    assert "The password must be at least 10 characters long" in response.get_data(as_text=True)
+    assert "The password must be at least 12 characters long" in response.get_data(as_text=True)
     assert _user("x@example.com") is None
 
 

@@ -53,10 +53,10 @@ def test_next_never_leaves_the_site(auth, make_user, target):
     assert response.headers["Location"] == path_for("campaigns.index")
 
 
-def test_brute_force_locks_the_account_but_not_others(auth, make_user, app):
+def test_brute_force_locks_the_account_from_that_address_but_not_others(auth, make_user, app):
     make_user("victim@example.com")
     make_user("other@example.com")
-    limit = app.config["SETTINGS"].throttle_login_per_account
+    limit = app.config["SETTINGS"].throttle_login_per_account_ip
     for _ in range(limit):
         assert auth.login("victim@example.com", "guess").status_code == 401
     locked = auth.login("victim@example.com", PASSWORD)

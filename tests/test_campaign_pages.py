@@ -154,8 +154,14 @@ def test_the_preview_is_rendered_for_a_sample_recipient(app, manager, manager_cl
     import_recipients(campaign, "email,name,company\nreal@example.com,Real One,ACME\n")
     page = text_of(manager_client.get(f"/campaigns/{campaign.id}/preview"))
     assert "Hi Real One" in page and "Dear Real One of ACME" in page
-    # The HTML part goes in a sandboxed frame, escaped into srcdoc: its script never runs in our page.
-    assert 'sandbox=""' in page and "srcdoc=\"&lt;p&gt;Hello &lt;b&gt;Real One&lt;/b&gt;&lt;script&gt;" in page
+    # The HTML part goes in a sandboxed frame of its own whose CSP runs no script: never in our page.
+    recipient_id = re.search(r'name="recipient"[^>]*value="(\d+)"', page).group(1)
+    frame_url = f"/campaigns/{campaign.id}/preview/html?recipient={recipient_id}"
+    assert 'sandbox=""' in page and f'src="{frame_url.replace("&", "&amp;")}"' in page and "<script>alert" not in page
+    frame = manager_client.get(frame_url)
+    assert text_of(frame) == "<p>Hello <b>Real One</b><script>alert(1)</script></p>"
+    assert "sandbox" in frame.headers["Content-Security-Policy"] and "script-src" not in frame.headers[
+        "Content-Security-Policy"]
 
 
 # --- uploads ----------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ def test_users_create_refuses_bad_input_with_a_reason(runner, make_user):
     make_user("taken@example.com")
     assert "already exists" in runner.invoke(args=["users", "create", "taken@example.com", "--password", "long enough pw"]).output
     assert "Invalid email address" in runner.invoke(args=["users", "create", "not-an-address", "--password", "long enough pw"]).output
-    assert "at least 10 characters" in runner.invoke(args=["users", "create", "x@example.com", "--password", "short"]).output
+    assert "at least 12 characters" in runner.invoke(args=["users", "create", "x@example.com", "--password", "short"]).output
 
 
 def test_set_role_and_disable(runner, make_user):

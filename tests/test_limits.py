@@ -7,6 +7,7 @@ for this module. Fault tests always start their own redis-server and really stop
 from __future__ import annotations
 
 import bisect
+import hashlib
 import multiprocessing
 import os
 import queue
@@ -44,15 +45,18 @@ from mailadmin.limits.throttle import (
     THROTTLE_BACKEND_UNAVAILABLE,
     THROTTLE_KEY_TEMPLATE,
     UNAVAILABLE_MESSAGE,
+    LoginLimits,
     ThrottleResult,
     check_login_allowed,
     clear_login_failures,
     is_user_throttled,
     login_account_hash,
+    login_account_key,
     record_login_failure,
     throttle_message,
 )
 from mailadmin.limits.window import KEY_PREFIX, add_to_window, reserve_in_window, window_usage
+from mailadmin.pii import email_hash
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 HOUR = 3600
@@ -200,60 +204,75 @@ def test_next_free_at_is_unset_until_the_window_is_full(r):
 # --- login brute-force protection ---------------------------------------------------------------
 
 
-def test_ten_failed_logins_lock_the_account_but_not_another_account_from_another_ip(r):
-    for _ in range(10):
-        assert not check_login_allowed(r, "alice@example.com", "203.0.113.5", 10, 50).is_throttled
-        record_login_failure(r, "alice@example.com", "203.0.113.5")
+SALT = "test-salt"
+LIMITS = LoginLimits(per_account_ip=10, per_account=100, per_ip=50)
 
-    assert check_login_allowed(r, "alice@example.com", "203.0.113.5", 10, 50) == (True, 10, REASON_LIMIT_REACHED)
-    # The lock is on the account, wherever the next attempt comes from.
-    assert check_login_allowed(r, "Alice@Example.com", "198.51.100.9", 10, 50).is_throttled
-    assert check_login_allowed(r, "bob@example.com", "198.51.100.9", 10, 50) == (False, 0, None)
+
+def test_ten_failed_logins_from_one_ip_lock_that_pair_but_not_the_owner_elsewhere(r):
+    for _ in range(10):
+        assert not check_login_allowed(r, "alice@example.com", "203.0.113.5", LIMITS, SALT).is_throttled
+        record_login_failure(r, "alice@example.com", "203.0.113.5", SALT)
+
+    assert check_login_allowed(r, "alice@example.com", "203.0.113.5", LIMITS, SALT) == (True, 10, REASON_LIMIT_REACHED)
+    # The owner, from their own address, is not locked out by someone else's guesses.
+    assert not check_login_allowed(r, "Alice@Example.com", "198.51.100.9", LIMITS, SALT).is_throttled
+    assert check_login_allowed(r, "bob@example.com", "198.51.100.9", LIMITS, SALT) == (False, 0, None)
     # Checking does not count.
-    assert r.zcard(LOGIN_ACCOUNT_KEY_TEMPLATE.format(account_hash=login_account_hash("alice@example.com"))) == 10
+    assert r.zcard(login_account_key("alice@example.com", SALT)) == 10
+
+
+def test_failed_logins_from_many_ips_hit_the_much_higher_per_account_bar(r):
+    limits = LoginLimits(per_account_ip=10, per_account=30, per_ip=50)
+    for n in range(30):
+        record_login_failure(r, "alice@example.com", f"203.0.113.{n}", SALT)
+
+    assert check_login_allowed(r, "alice@example.com", "198.51.100.9", limits, SALT) == (True, 30, REASON_LIMIT_REACHED)
 
 
 def test_failed_logins_across_accounts_from_one_ip_hit_the_per_ip_limit(r):
     for n in range(5):
-        record_login_failure(r, f"user{n}@example.com", "203.0.113.7")
+        record_login_failure(r, f"user{n}@example.com", "203.0.113.7", SALT)
 
-    assert check_login_allowed(r, "new@example.com", "203.0.113.7", 10, 5) == (True, 5, REASON_LIMIT_REACHED)
-    assert not check_login_allowed(r, "new@example.com", "203.0.113.8", 10, 5).is_throttled
+    limits = LoginLimits(10, 100, 5)
+    assert check_login_allowed(r, "new@example.com", "203.0.113.7", limits, SALT) == (True, 5, REASON_LIMIT_REACHED)
+    assert not check_login_allowed(r, "new@example.com", "203.0.113.8", limits, SALT).is_throttled
 
 
 def test_account_lock_lifts_after_the_login_window(r):
     for i in range(10):
-        record_login_failure(r, "carol@example.com", "203.0.113.5", now=T0 + i)
+        record_login_failure(r, "carol@example.com", "203.0.113.5", SALT, now=T0 + i)
 
-    assert check_login_allowed(r, "carol@example.com", "203.0.113.5", 10, 50, now=T0 + 899).is_throttled
-    assert not check_login_allowed(r, "carol@example.com", "203.0.113.5", 10, 50, now=T0 + 910).is_throttled
+    assert check_login_allowed(r, "carol@example.com", "203.0.113.5", LIMITS, SALT, now=T0 + 899).is_throttled
+    assert not check_login_allowed(r, "carol@example.com", "203.0.113.5", LIMITS, SALT, now=T0 + 910).is_throttled
 
 
-def test_successful_login_clears_the_account_failures_but_not_the_ip_count(r):
+def test_successful_login_clears_the_pair_but_not_the_account_or_ip_counts(r):
     for _ in range(9):
-        record_login_failure(r, "dave@example.com", "203.0.113.5")
+        record_login_failure(r, "dave@example.com", "203.0.113.5", SALT)
 
-    clear_login_failures(r, "DAVE@example.com ")
+    clear_login_failures(r, "DAVE@example.com ", "203.0.113.5", SALT)
 
-    assert check_login_allowed(r, "dave@example.com", "203.0.113.5", 10, 50) == (False, 0, None)
+    assert check_login_allowed(r, "dave@example.com", "203.0.113.5", LIMITS, SALT) == (False, 0, None)
+    assert r.zcard(login_account_key("dave@example.com", SALT)) == 9
     assert r.zcard(LOGIN_IP_KEY_TEMPLATE.format(ip="203.0.113.5")) == 9
 
 
-def test_login_keys_hash_the_lower_cased_email_and_never_hold_the_address(r):
-    record_login_failure(r, "Erin.Smith@Example.COM", "2001:DB8::1")
-    record_login_failure(r, "erin.smith@example.com", "2001:db8::1")
+def test_login_keys_hash_the_lower_cased_email_with_the_salt_and_never_hold_the_address(r):
+    record_login_failure(r, "Erin.Smith@Example.COM", "2001:DB8::1", SALT)
+    record_login_failure(r, "erin.smith@example.com", "2001:db8::1", SALT)
 
     keys = sorted(k.decode() for k in r.keys("*"))
-    account_hash = login_account_hash("erin.smith@example.com")
+    account_hash = login_account_hash("erin.smith@example.com", SALT)
+    assert account_hash == email_hash("erin.smith@example.com", SALT)  # the logs' email_hash
+    assert account_hash != login_account_hash("erin.smith@example.com", "another-salt")
+    assert account_hash != hashlib.sha256(b"erin.smith@example.com").hexdigest()[:16]
     assert keys == [
-        LOGIN_ACCOUNT_KEY_TEMPLATE.format(account_hash=account_hash),
-        LOGIN_IP_KEY_TEMPLATE.format(ip="2001:db8::1"),
+        f"mailadmin:throttle:login:account-ip:{account_hash}:2001:db8::1",
+        f"mailadmin:throttle:login:account:{account_hash}",
+        "mailadmin:throttle:login:ip:2001:db8::1",
     ]
-    assert keys[0] == f"mailadmin:throttle:login:account:{account_hash}"
-    assert keys[1] == "mailadmin:throttle:login:ip:2001:db8::1"
     assert not any("@" in key or "erin" in key.lower() for key in keys)
-    assert r.zcard(keys[0]) == 2
-    assert 0 < r.pttl(keys[0]) <= 900 * 1000
+    assert all(r.zcard(key) == 2 and 0 < r.pttl(key) <= 900 * 1000 for key in keys)
 
 
 def test_key_names_share_the_mailadmin_prefix():
@@ -494,13 +513,13 @@ def test_login_is_refused_while_redis_is_down(stoppable_redis, log_records):
     server, client = stoppable_redis
     server.stop()
 
-    assert check_login_allowed(client, "frank@example.com", "203.0.113.5", 10, 50) == (
+    assert check_login_allowed(client, "frank@example.com", "203.0.113.5", LIMITS, SALT) == (
         True,
         0,
         THROTTLE_BACKEND_UNAVAILABLE,
     )
-    record_login_failure(client, "frank@example.com", "203.0.113.5")  # must not raise
-    clear_login_failures(client, "frank@example.com")  # must not raise
+    record_login_failure(client, "frank@example.com", "203.0.113.5", SALT)  # must not raise
+    clear_login_failures(client, "frank@example.com", "203.0.113.5", SALT)  # must not raise
 
     errors = [rec for rec in log_records if rec["message"] == "Throttle backend unavailable"]
     assert len(errors) == 3
@@ -508,7 +527,7 @@ def test_login_is_refused_while_redis_is_down(stoppable_redis, log_records):
     assert not any("frank" in str(rec["extra"]) or "frank" in rec["message"] for rec in log_records)
 
     server.start()
-    assert check_login_allowed(client, "frank@example.com", "203.0.113.5", 10, 50) == (False, 0, None)
+    assert check_login_allowed(client, "frank@example.com", "203.0.113.5", LIMITS, SALT) == (False, 0, None)
 
 
 # --- batch tokens and the per-second pace (send_pace) --------------------------------------------

@@ -34,7 +34,8 @@ from mailadmin.settings import load_settings
 ADDRESS = "john.doe@company.com"
 SALT = "test-salt-for-logging"
 ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}\+00:00$")
-PRODUCTION = {"APP_ENV": "production", "SECRET_KEY": "s" * 40, "MAILER_LOG_HASH_SALT": SALT}
+PRODUCTION = {"APP_ENV": "production", "SECRET_KEY": "s" * 40, "MAILER_LOG_HASH_SALT": SALT,
+              "PUBLIC_URL": "https://mail.example.com"}
 
 
 @pytest.fixture(autouse=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import time
+from datetime import timedelta
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -18,7 +20,13 @@ from mailadmin.mail.message import (
     check_header_value,
 )
 from mailadmin.mail.templates import CampaignTemplates, recipient_fields
-from mailadmin.mail.unsubscribe import BadUnsubscribeToken, make_unsubscribe_token, read_unsubscribe_token
+from mailadmin.mail.unsubscribe import (
+    LEGACY_UNSUBSCRIBE_TOKENS_UNTIL,
+    BadUnsubscribeToken,
+    ExpiredUnsubscribeToken,
+    make_unsubscribe_token,
+    read_unsubscribe_token,
+)
 
 SECRET = "test-secret"
 TEXT = "Hello {{ name }},\n\nYour order at {{ company }} is ready.\n.\nFrom here on: naïve café ☕ =3D\n"
@@ -171,11 +179,29 @@ def test_check_header_value_passes_clean_values_and_refuses_line_breaks_without_
     assert issubclass(HeaderInjectionError, ValueError)
 
 
-def test_unsubscribe_token_names_the_campaign_and_recipient_and_never_expires():
-    token = make_unsubscribe_token(SECRET, 12, 3456)
+def test_unsubscribe_token_names_the_campaign_and_recipient_and_expires_after_180_days(monkeypatch):
+    from itsdangerous.timed import TimestampSigner
 
+    token = make_unsubscribe_token(SECRET, 12, 3456)
     assert re.fullmatch(r"[A-Za-z0-9_\-.]+", token)
     assert read_unsubscribe_token(SECRET, token) == (12, 3456)
+
+    now = time.time()
+    monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda self: int(now + 179 * 86400))
+    assert read_unsubscribe_token(SECRET, token) == (12, 3456)
+    monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda self: int(now + 181 * 86400))
+    with pytest.raises(ExpiredUnsubscribeToken):
+        read_unsubscribe_token(SECRET, token)
+
+
+def test_links_from_before_timestamps_work_until_the_cutoff_then_expire():
+    from itsdangerous import URLSafeSerializer
+
+    legacy = URLSafeSerializer(SECRET, salt="unsubscribe").dumps([12, 3456])
+    before = LEGACY_UNSUBSCRIBE_TOKENS_UNTIL - timedelta(days=1)
+    assert read_unsubscribe_token(SECRET, legacy, now=before) == (12, 3456)
+    with pytest.raises(BadUnsubscribeToken):
+        read_unsubscribe_token(SECRET, legacy, now=LEGACY_UNSUBSCRIBE_TOKENS_UNTIL)
 
 
 @pytest.mark.parametrize("token", ["", "garbage", "WzEyLDM0NTZd.forged"])

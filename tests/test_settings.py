@@ -13,6 +13,7 @@ PRODUCTION = {
     "APP_ENV": "production",
     "SECRET_KEY": "k" * 40,
     "MAILER_LOG_HASH_SALT": "a-real-salt",
+    "PUBLIC_URL": "https://mail.example.com",
 }
 
 
@@ -98,3 +99,73 @@ def test_web_process_refuses_to_start_with_a_bad_value():
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert result.returncode != 0
     assert "MAILER_SMTP_MAX_PER_HOUR: expected a whole number >= 1, got 'abc'" in result.stderr
+
+
+# --- PUBLIC_URL, TRUSTED_PROXIES, the development key ---------------------------------------
+
+
+def test_production_refuses_a_missing_public_url_and_names_it():
+    without = {k: v for k, v in PRODUCTION.items() if k != "PUBLIC_URL"}
+    with pytest.raises(SettingsError, match="^PUBLIC_URL: required in production"):
+        load_settings(without)
+
+
+def test_the_web_process_refuses_to_start_in_production_without_public_url():
+    env = {k: v for k, v in PRODUCTION.items() if k != "PUBLIC_URL"} | {"PATH": "/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, "-c", "import wsgi"], env=env, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "PUBLIC_URL: required in production" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("https://mail.example.com\r", "PUBLIC_URL: must not contain spaces, line breaks or other control"),
+        ("https://mail.example.com/\n", "PUBLIC_URL: must not contain spaces, line breaks or other control"),
+        ("https://mail.exa mple.com", "PUBLIC_URL: must not contain spaces, line breaks or other control"),
+        ("https://mail.example.com\x00", "PUBLIC_URL: must not contain spaces, line breaks or other control"),
+        ("ftp://mail.example.com", "PUBLIC_URL: expected an http:// or https:// URL"),
+        ("mail.example.com", "PUBLIC_URL: expected an http:// or https:// URL"),
+        ("https://", "PUBLIC_URL: expected a host"),
+        ("https://user:pw@mail.example.com", "PUBLIC_URL: expected a host"),
+        ("https://mail.example.com:port", "PUBLIC_URL: the port is not a number"),
+        ("https://mail.example.com/?a=1", "PUBLIC_URL: expected no ?query"),
+    ],
+)
+def test_a_malformed_public_url_is_refused_in_every_environment(value, expected):
+    for env in (PRODUCTION, {}):
+        with pytest.raises(SettingsError) as caught:
+            load_settings({**env, "PUBLIC_URL": value})
+        assert str(caught.value).startswith(expected)
+
+
+def test_a_good_public_url_loses_its_trailing_slash():
+    assert load_settings({**PRODUCTION, "PUBLIC_URL": "https://mail.example.com/news/"}).public_url == (
+        "https://mail.example.com/news")
+
+
+def test_trusted_proxies_defaults_to_none_and_must_be_a_whole_number():
+    assert load_settings({}).trusted_proxies == 0
+    assert load_settings({"TRUSTED_PROXIES": "1"}).trusted_proxies == 1
+    with pytest.raises(SettingsError, match="^TRUSTED_PROXIES: expected a whole number >= 0"):
+        load_settings({"TRUSTED_PROXIES": "-1"})
+
+
+def test_the_development_key_is_random_per_install_and_kept(tmp_path):
+    first_install, second_install = tmp_path / "one", tmp_path / "two"
+    first = load_settings({}, instance_dir=first_install).secret_key
+    second = load_settings({}, instance_dir=second_install).secret_key
+
+    assert len(first) >= 32 and first != second
+    assert load_settings({}, instance_dir=first_install).secret_key == first  # kept across restarts
+    key_file = first_install / "secret_key"
+    assert key_file.read_text().strip() == first
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert load_settings({"SECRET_KEY": "mine-" + "x" * 40}, instance_dir=second_install).secret_key.startswith("mine-")
+
+
+def test_no_published_key_is_left_in_the_source():
+    import mailadmin.settings as settings_module
+
+    assert not hasattr(settings_module, "DEV_SECRET_KEY")
+    assert "dev-secret-key" not in open(settings_module.__file__).read()

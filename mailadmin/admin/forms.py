@@ -8,7 +8,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
 from mailadmin.models.user import ROLE_ADMIN, ROLE_MANAGER
-from mailadmin.services.users import MIN_PASSWORD_LENGTH
+from mailadmin.services.passwords import MIN_PASSWORD_LENGTH
 
 ROLE_CHOICES = [SelectChoice(ROLE_MANAGER, "Manager"), SelectChoice(ROLE_ADMIN, "Admin")]
 
@@ -36,8 +36,8 @@ class CreateUserForm(FlaskForm):
     email = EmailField("Email", validators=[DataRequired(), Length(max=320)])
     password = PasswordField(
         "Password",
-        validators=[DataRequired(), Length(max=200)],  # the service checks the minimum, in its words
-        description=f"At least {MIN_PASSWORD_LENGTH} characters. Give it to the person over a safe channel.",
+        validators=[InputRequired(), Length(max=200)],  # the service checks the policy, in its words
+        description=f"At least {MIN_PASSWORD_LENGTH} characters, not a common password. Give it to the person over a safe channel.",
     )
     role = SelectField("Role", choices=ROLE_CHOICES, default=ROLE_MANAGER, validators=[DataRequired()])
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, make_response, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import or_, select
 from wtforms.fields.choices import SelectChoice
@@ -223,6 +223,7 @@ def resume_all_sending():
 # --- audit log -------------------------------------------------------------------------------
 
 SYSTEM_ACTOR = "system"
+AUDIT_FILTERS = ("actor", "action", "campaign", "date_from", "date_to")
 
 
 @bp.route("/audit")
@@ -267,7 +268,9 @@ def audit():
         if campaign_ids
         else {}
     )
-    filters = {key: value for key, value in request.args.items() if key != "page" and value}
+    # Only the form's own fields go back into the pager's links: anything else a visitor adds to the
+    # query string (`?endpoint=x`, `?_method=POST`) would be handed to url_for.
+    filters = {key: request.args[key] for key in AUDIT_FILTERS if request.args.get(key)}
     return render_template(
         "admin/audit.html",
         form=form,
@@ -363,3 +366,27 @@ def disable_user(user_id: int):
 def enable_user(user_id: int):
     """Let a disabled user log in again."""
     return _set_active(user_id, True)
+
+
+@bp.route("/users/<int:user_id>/end-sessions", methods=["POST"])
+@admin_required
+def end_user_sessions(user_id: int):
+    """Log a user out everywhere: every session and remember cookie ends at once."""
+    user = _user_or_404(user_id)
+    user_service.end_sessions(user, actor=current_user)
+    flash(f"Every session of {user.email} has ended; they must log in again.", "success")
+    return redirect(url_for("admin.users"), code=303)
+
+
+@bp.route("/users/<int:user_id>/reset-password", methods=["POST"])
+@admin_required
+def reset_user_password(user_id: int):
+    """Give a user a temporary password, shown once here; they must change it at their next login."""
+    user = _user_or_404(user_id)
+    if user.id == current_user.id:
+        flash("Change your own password on your password page.", "info")
+        return redirect(url_for("auth.change_password"), code=303)
+    password = user_service.reset_password(user, actor=current_user)
+    response = make_response(render_template("admin/user_password_reset.html", user=user, password=password))
+    response.headers["Cache-Control"] = "no-store"  # the temporary password must not linger in a cache
+    return response

@@ -13,8 +13,10 @@ from collections.abc import Iterator
 from flask import (
     Blueprint,
     Response,
+    abort,
     flash,
     jsonify,
+    make_response,
     redirect,
     render_template,
     request,
@@ -30,8 +32,8 @@ from mailadmin.campaigns.access import get_campaign_for
 from mailadmin.campaigns.forms import CampaignForm, ImportForm, StartForm, TestEmailForm
 from mailadmin.extensions import get_redis, get_settings
 from mailadmin.limits.rate_limiter import rate_limit_usage
-from mailadmin.mail.templates import CampaignTemplates, TemplateProblem, sample_fields
-from mailadmin.models import Campaign
+from mailadmin.mail.templates import CampaignTemplates, TemplateBudgetExceeded, TemplateProblem, sample_fields
+from mailadmin.models import Campaign, Recipient
 from mailadmin.models.campaign import (
     CAMPAIGN_STATUSES,
     DRAFT,
@@ -52,14 +54,16 @@ from mailadmin.services.test_email import TestEmailError, send_test_email
 
 bp = Blueprint("campaigns", __name__)
 
-# Cells a spreadsheet would read as a formula (OWASP "CSV injection"); tab and CR too.
+# Cells a spreadsheet would read as a formula (OWASP "CSV injection"); tab and CR too. Every cell of an
+# export is also quoted (csv.QUOTE_ALL): a spreadsheet that splits on ";" (many locales) or tab never
+# cuts "x;=1+1" into a second cell that starts with "=".
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 INVALID_ROWS_SHOWN = 200
 
 
 def csv_safe(value: object) -> object:
     """A CSV cell that a spreadsheet shows as text: formula-like strings get a leading apostrophe."""
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+    if isinstance(value, str) and (value.startswith(FORMULA_PREFIXES) or value.lstrip().startswith(FORMULA_PREFIXES)):
         return "'" + value
     return value
 
@@ -164,6 +168,20 @@ def edit(campaign_id: int):
     ), 400 if errors else 200
 
 
+def _render_preview(campaign: Campaign, recipient: Recipient | None):
+    """(fields, rendered parts or None, problem or None) of a preview, within the template budget."""
+    fields = recipient.merge_fields() if recipient else preview_fields(campaign)
+    rendered, problem = None, None
+    try:
+        rendered = CampaignTemplates(campaign.subject, campaign.body_text, campaign.body_html).render(fields)
+    except TemplateProblem as exc:
+        problem = str(exc)
+    except Exception as exc:  # a manager's template failing at render time is shown, not a 500
+        problem = f"The templates failed to render: {exc}" if isinstance(exc, TemplateBudgetExceeded) else (
+            f"The templates failed to render: {type(exc).__name__}: {exc}")
+    return fields, rendered, problem
+
+
 @bp.route("/campaigns/<int:campaign_id>/preview")
 @login_required
 def preview(campaign_id: int):
@@ -173,18 +191,37 @@ def preview(campaign_id: int):
     if recipient_id is not None and recipient is None:
         flash("That recipient is not in this campaign; showing the first one instead.", "warning")
         recipient = preview_recipient(campaign)
-    fields = recipient.merge_fields() if recipient else preview_fields(campaign)
-    rendered, problem = None, None
-    try:
-        rendered = CampaignTemplates(campaign.subject, campaign.body_text, campaign.body_html).render(fields)
-    except TemplateProblem as exc:
-        problem = str(exc)
-    except Exception as exc:  # a manager's template failing at render time is shown, not a 500
-        problem = f"The templates failed to render: {type(exc).__name__}: {exc}"
+    fields, rendered, problem = _render_preview(campaign, recipient)
     return render_template(
         "campaigns/preview.html", campaign=campaign, recipient=recipient, fields=fields, rendered=rendered,
         problem=problem,
     )
+
+
+# The HTML part is the manager's own markup (inline styles, remote images): it gets a document of its
+# own, framed only by our preview page, sandboxed (no scripts, forms or navigation, a unique origin).
+PREVIEW_HTML_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src http: https: data:; font-src http: https: data:; "
+    "frame-ancestors 'self'; sandbox"
+)
+
+
+@bp.route("/campaigns/<int:campaign_id>/preview/html")
+@login_required
+def preview_html(campaign_id: int):
+    """The HTML part alone, for the preview page's sandboxed frame."""
+    campaign = get_campaign_for(current_user, campaign_id)
+    recipient_id = request.args.get("recipient", type=int)
+    recipient = preview_recipient(campaign, recipient_id)
+    if recipient_id is not None and recipient is None:
+        abort(404)
+    _, rendered, _ = _render_preview(campaign, recipient)
+    if rendered is None or rendered.html is None:
+        abort(404)
+    response = make_response(rendered.html)
+    response.headers["Content-Security-Policy"] = PREVIEW_HTML_CSP
+    response.headers["X-Frame-Options"] = "SAMEORIGIN"
+    return response
 
 
 # --- recipients ---------------------------------------------------------------------------------
@@ -430,7 +467,7 @@ def export(campaign_id: int):
 
     def generate() -> Iterator[str]:
         buffer = io.StringIO()
-        writer = csv.writer(buffer)
+        writer = csv.writer(buffer, quoting=csv.QUOTE_ALL)
         writer.writerow(queries.EXPORT_COLUMNS)
         for number, row in enumerate(queries.export_rows(campaign), start=1):
             sent_at = row[-1].isoformat() if row[-1] else ""

@@ -76,6 +76,32 @@ def enable_user_command(email: str) -> None:
     click.echo(f"{user.email} is enabled")
 
 
+@users_cli.command("set-password")
+@click.argument("email")
+@click.option("--password", help="Prompted (twice, hidden) when omitted: keep passwords out of shell history.")
+def set_password_command(email: str, password: str | None) -> None:
+    """Set a user's password (same policy as the password page) and end their sessions."""
+    try:
+        user = user_service.find_user(email)
+        if password is None:
+            password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+        user_service.set_password(user, password)
+    except user_service.UserError as exc:
+        _fail(str(exc))
+    click.echo(f"Password of {user.email} changed; their sessions have ended")
+
+
+@users_cli.command("end-sessions")
+@click.argument("email")
+def end_sessions_command(email: str) -> None:
+    """Log a user out everywhere (every session and remember cookie)."""
+    try:
+        user = user_service.end_sessions(user_service.find_user(email))
+    except user_service.UserError as exc:
+        _fail(str(exc))
+    click.echo(f"Every session of {user.email} has ended")
+
+
 @click.command("seed-demo")
 def seed_demo_command() -> None:
     """Create a demo admin and a demo manager when no user exists; print their credentials once."""
@@ -83,7 +109,7 @@ def seed_demo_command() -> None:
         click.echo("Users already exist; demo accounts not created.")
         return
     for email, role in (("admin@example.com", ROLE_ADMIN), ("manager@example.com", ROLE_MANAGER)):
-        password = secrets.token_urlsafe(9)
+        password = secrets.token_urlsafe(12)
         user_service.create_user(email, password, role)
         click.echo(f"  {role:8} {email}  password: {password}")
     click.echo("Write these down: they are shown only once.")

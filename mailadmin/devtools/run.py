@@ -2,7 +2,8 @@
 
 Starts what is missing (a real redis-server when REDIS_URL is unset, a capture SMTP
 server writing .eml files to instance/outbox when SMTP_URL is unset), migrates the
-SQLite database, creates demo users once, then runs web + worker + scheduler from
+SQLite database, creates demo users once, signs with this install's random SECRET_KEY
+(made once, kept in instance/secret_key), then runs web + worker + scheduler from
 Procfile.dev under a small supervisor (`devtools.supervisor`) that restarts any process that
 exits, with backoff. Ctrl-C stops everything this command started.
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from mailadmin.devtools.redis_server import EmbeddedRedis, free_port
 from mailadmin.devtools.supervisor import Supervisor, read_procfile
-from mailadmin.settings import PROJECT_ROOT
+from mailadmin.settings import PROJECT_ROOT, SECRET_KEY_FILE, instance_secret_key
 
 
 def _flask(env: dict[str, str], *args: str) -> None:
@@ -29,6 +30,10 @@ def main() -> int:
     env.setdefault("PORT", "5000")
     env.setdefault("APP_ENV", "development")
     env.setdefault("PUBLIC_URL", f"http://127.0.0.1:{env['PORT']}")
+    if not env.get("SECRET_KEY"):
+        # This install's own random key, made on the first run and kept: sessions survive restarts.
+        env["SECRET_KEY"] = instance_secret_key()
+        print(f"* SECRET_KEY: this install's random key, kept in instance/{SECRET_KEY_FILE}")
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     started: list = []
     try:

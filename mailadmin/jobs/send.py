@@ -52,7 +52,7 @@ from mailadmin.logging import bind_context
 from mailadmin.mail.bounces import is_hard_bounce
 from mailadmin.mail.connections import Delivery, SmtpConnections
 from mailadmin.mail.message import InvalidAddressError, MessageBuilder
-from mailadmin.mail.templates import CampaignTemplates, recipient_fields
+from mailadmin.mail.templates import CampaignTemplates, TemplateBudgetExceeded, recipient_fields
 from mailadmin.mail.transports import PermanentSendError, SendError, Transport, transport_from_url
 from mailadmin.mail.unsubscribe import unsubscribe_url_for
 from mailadmin.models import APP_STATE_ID
@@ -487,6 +487,8 @@ class SendSlice:
         except InvalidAddressError as exc:
             batch.finish(delivery_.token, None)
             return self._failed(claim, R_SKIPPED, None, f"invalid address: {exc}", attempted=False)
+        except TemplateBudgetExceeded as exc:  # fails this recipient within the budget's fraction of a second
+            return self._failed(claim, R_FAILED, None, str(exc), attempted=False)
         except Exception as exc:  # a template error on this recipient's data fails only this recipient
             batch.finish(delivery_.token, None)
             return self._failed(claim, R_FAILED, None, f"could not build the message: {type(exc).__name__}: {exc}",

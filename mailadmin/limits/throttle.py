@@ -10,20 +10,27 @@ refused attempt is never counted, and a slot frees exactly `window_seconds` afte
 
 Redis keys (all under `KEY_PREFIX`, the templates below are what `redis-cli` shows):
 - `mailadmin:throttle:{action}:user:{user_id}` — one window per action and user (never per IP);
-- `mailadmin:throttle:login:account:{account_hash}` — failed logins per account; the hash is
-  SHA-256 of the trimmed, lower-cased email, so no address appears in Redis;
+- `mailadmin:throttle:login:account-ip:{account_hash}:{ip}` — failed logins of one account from
+  one client IP: the limit an attacker meets first (`MAILER_THROTTLE_LOGIN_PER_ACCOUNT_IP`);
+- `mailadmin:throttle:login:account:{account_hash}` — failed logins of one account from anywhere,
+  with a much higher bar (`MAILER_THROTTLE_LOGIN_PER_ACCOUNT`), so an attacker hammering from
+  another address slows down without locking the owner out;
 - `mailadmin:throttle:login:ip:{ip}` — failed logins per client IP, across accounts.
+
+`account_hash` is `email_hash` of the address (HMAC-SHA256 keyed with `MAILER_LOG_HASH_SALT`, the
+same value as the logs' `email_hash`), so no address appears in Redis and none can be guessed
+from a key without the salt. The IP is the real client address (`TRUSTED_PROXIES`).
 """
 
 from __future__ import annotations
 
-import hashlib
 from typing import NamedTuple
 
 from loguru import logger
 from redis import Redis, RedisError
 
 from mailadmin.limits.window import KEY_PREFIX, add_to_window, reserve_in_window, window_usage
+from mailadmin.pii import email_hash
 
 ACTION_CAMPAIGN_START = "campaign_start"
 ACTION_TEST_EMAIL = "test_email"
@@ -37,6 +44,7 @@ LOGIN_THROTTLED_MESSAGE = "Too many failed sign-in attempts. Please try again la
 
 THROTTLE_KEY_TEMPLATE = KEY_PREFIX + "throttle:{action}:user:{user_id}"
 LOGIN_ACCOUNT_KEY_TEMPLATE = KEY_PREFIX + "throttle:login:account:{account_hash}"
+LOGIN_ACCOUNT_IP_KEY_TEMPLATE = KEY_PREFIX + "throttle:login:account-ip:{account_hash}:{ip}"
 LOGIN_IP_KEY_TEMPLATE = KEY_PREFIX + "throttle:login:ip:{ip}"
 
 HOUR_SECONDS = 3600
@@ -47,6 +55,14 @@ _ACTION_WORDING = {
     ACTION_CAMPAIGN_START: ("Campaign start", "start", "starts"),
     ACTION_TEST_EMAIL: ("Test email", "test email", "test emails"),
 }
+
+
+class LoginLimits(NamedTuple):
+    """Failed logins allowed per login window: per account+IP pair, per account from anywhere, per IP."""
+
+    per_account_ip: int
+    per_account: int
+    per_ip: int
 
 
 class ThrottleResult(NamedTuple):
@@ -62,19 +78,28 @@ def throttle_key(action: str, user_id: int | str) -> str:
     return THROTTLE_KEY_TEMPLATE.format(action=action, user_id=user_id)
 
 
-def login_account_hash(email: str) -> str:
-    """SHA-256 hex of the trimmed, lower-cased email: the account part of the login key."""
-    return hashlib.sha256(email.strip().lower().encode("utf-8")).hexdigest()
+def login_account_hash(email: str, salt: str) -> str:
+    """The account part of the login keys: the salted `email_hash` of the trimmed, lower-cased address."""
+    return email_hash(email, salt)
 
 
-def login_account_key(email: str) -> str:
-    """Redis key counting failed logins of one account (hashed, never the raw address)."""
-    return LOGIN_ACCOUNT_KEY_TEMPLATE.format(account_hash=login_account_hash(email))
+def login_account_key(email: str, salt: str) -> str:
+    """Redis key counting failed logins of one account from anywhere (hashed, never the raw address)."""
+    return LOGIN_ACCOUNT_KEY_TEMPLATE.format(account_hash=login_account_hash(email, salt))
+
+
+def _ip(ip: str | None) -> str:
+    return (ip or "unknown").strip().lower()
+
+
+def login_account_ip_key(email: str, ip: str | None, salt: str) -> str:
+    """Redis key counting failed logins of one account from one client IP."""
+    return LOGIN_ACCOUNT_IP_KEY_TEMPLATE.format(account_hash=login_account_hash(email, salt), ip=_ip(ip))
 
 
 def login_ip_key(ip: str | None) -> str:
     """Redis key counting failed logins from one client IP."""
-    return LOGIN_IP_KEY_TEMPLATE.format(ip=(ip or "unknown").strip().lower())
+    return LOGIN_IP_KEY_TEMPLATE.format(ip=_ip(ip))
 
 
 def throttle_message(action: str, limit: int, reason: str | None = REASON_LIMIT_REACHED) -> str:
@@ -123,56 +148,70 @@ def is_user_throttled(
     return ThrottleResult(False, result.count, None)
 
 
+def _login_keys(email: str, ip: str | None, salt: str) -> dict[str, str]:
+    """scope -> Redis key of the three login windows, in the order they are checked."""
+    return {
+        "account_ip": login_account_ip_key(email, ip, salt),
+        "account": login_account_key(email, salt),
+        "ip": login_ip_key(ip),
+    }
+
+
 def check_login_allowed(
     redis: Redis,
     email: str,
     ip: str | None,
-    per_account: int,
-    per_ip: int,
+    limits: LoginLimits,
+    salt: str,
     window_seconds: float = LOGIN_WINDOW_SECONDS,
     *,
     now: float | None = None,
 ) -> ThrottleResult:
-    """May this login attempt be checked at all? Looks at failed logins per account and per IP (fail-closed).
-
-    Only looks (nothing is counted): count failures with `record_login_failure`, reset with
-    `clear_login_failures` after a successful login.
-    """
+    """May this login attempt be checked at all? Looks at failed logins per account+IP, per account
+    and per IP (fail-closed). Only looks: count failures with `record_login_failure`, reset the
+    account+IP pair with `clear_login_failures` after a successful login."""
+    limit_of = {"account_ip": limits.per_account_ip, "account": limits.per_account, "ip": limits.per_ip}
     try:
-        account = window_usage(redis, login_account_key(email), per_account, window_seconds, now=now)
-        by_ip = window_usage(redis, login_ip_key(ip), per_ip, window_seconds, now=now)
+        usages = {
+            scope: window_usage(redis, key, limit_of[scope], window_seconds, now=now)
+            for scope, key in _login_keys(email, ip, salt).items()
+        }
     except RedisError as exc:
         return _backend_unavailable(exc, action=ACTION_LOGIN)
-    for scope, usage in (("account", account), ("ip", by_ip)):
+    for scope, usage in usages.items():
         if not usage.allowed:
             # No email and no IP in the record: the key names above identify them for on-call.
             logger.bind(action=ACTION_LOGIN, scope=scope, count=usage.count, limit=usage.limit).warning(
                 "Login throttled"
             )
             return ThrottleResult(True, usage.count, REASON_LIMIT_REACHED)
-    return ThrottleResult(False, account.count, None)
+    return ThrottleResult(False, usages["account_ip"].count, None)
 
 
 def record_login_failure(
     redis: Redis,
     email: str,
     ip: str | None,
+    salt: str,
     window_seconds: float = LOGIN_WINDOW_SECONDS,
     *,
     now: float | None = None,
 ) -> None:
-    """Count one failed login against the account and the client IP."""
+    """Count one failed login against the account+IP pair, the account and the client IP."""
     try:
-        add_to_window(redis, login_account_key(email), window_seconds, now=now)
-        add_to_window(redis, login_ip_key(ip), window_seconds, now=now)
+        for key in _login_keys(email, ip, salt).values():
+            add_to_window(redis, key, window_seconds, now=now)
     except RedisError as exc:
         # The login has already failed; the next check_login_allowed refuses while Redis is down.
         _backend_unavailable(exc, action=ACTION_LOGIN)
 
 
-def clear_login_failures(redis: Redis, email: str) -> None:
-    """Forget an account's failed logins after a successful login (the per-IP count stays)."""
+def clear_login_failures(redis: Redis, email: str, ip: str | None, salt: str) -> None:
+    """Forget the owner's own failed logins from this IP after a successful login.
+
+    The per-account and per-IP counts stay: a success must not hand an attacker elsewhere a fresh allowance.
+    """
     try:
-        redis.delete(login_account_key(email))
+        redis.delete(login_account_ip_key(email, ip, salt))
     except RedisError as exc:
         _backend_unavailable(exc, action=ACTION_LOGIN)

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
 
 from mailadmin.settings import Settings
 
@@ -25,23 +27,52 @@ def unsubscribe_url_for(settings: Settings, campaign_id: int) -> Callable[[int],
     return url
 
 
+# An unsubscribe link works this long after its message was built (RFC 8058 asks for "a
+# reasonable time"; US CAN-SPAM asks for at least 30 days).
+UNSUBSCRIBE_TOKEN_MAX_AGE = timedelta(days=180)
+# Links built before tokens carried a timestamp keep working until this date, then expire too.
+LEGACY_UNSUBSCRIBE_TOKENS_UNTIL = datetime(2027, 6, 1, tzinfo=UTC)
+
+
+class ExpiredUnsubscribeToken(BadUnsubscribeToken):
+    """A genuine unsubscribe token older than UNSUBSCRIBE_TOKEN_MAX_AGE."""
+
+
 @functools.lru_cache(maxsize=8)
-def _unsubscribe_serializer(secret_key: str | bytes) -> URLSafeSerializer:
+def _unsubscribe_serializer(secret_key: str | bytes) -> URLSafeTimedSerializer:
     # Cached: the send loop signs one token per recipient with the same key.
+    return URLSafeTimedSerializer(secret_key, salt="unsubscribe")
+
+
+@functools.lru_cache(maxsize=8)
+def _legacy_unsubscribe_serializer(secret_key: str | bytes) -> URLSafeSerializer:
     return URLSafeSerializer(secret_key, salt="unsubscribe")
 
 
 def make_unsubscribe_token(secret_key: str | bytes, campaign_id: int, recipient_id: int) -> str:
-    """A signed, URL-safe token naming one recipient of one campaign; it never expires."""
+    """A signed, URL-safe, timestamped token naming one recipient of one campaign (valid 180 days)."""
     return _unsubscribe_serializer(secret_key).dumps([int(campaign_id), int(recipient_id)])
 
 
-def read_unsubscribe_token(secret_key: str | bytes, token: str) -> tuple[int, int]:
-    """(campaign_id, recipient_id) of a token made by `make_unsubscribe_token`, else BadUnsubscribeToken."""
+def _load_unsubscribe_payload(secret_key: str | bytes, token: str, now: datetime | None) -> Any:
     try:
-        payload = _unsubscribe_serializer(secret_key).loads(token)
+        return _unsubscribe_serializer(secret_key).loads(token, max_age=UNSUBSCRIBE_TOKEN_MAX_AGE.total_seconds())
+    except SignatureExpired:
+        raise ExpiredUnsubscribeToken("expired unsubscribe token") from None
+    except (BadSignature, UnicodeError, ValueError):
+        pass
+    if (now or datetime.now(UTC)) >= LEGACY_UNSUBSCRIBE_TOKENS_UNTIL:
+        raise BadUnsubscribeToken("invalid unsubscribe token")
+    try:
+        return _legacy_unsubscribe_serializer(secret_key).loads(token)
     except (BadSignature, UnicodeError, ValueError):
         raise BadUnsubscribeToken("invalid unsubscribe token") from None
+
+
+def read_unsubscribe_token(secret_key: str | bytes, token: str, *, now: datetime | None = None) -> tuple[int, int]:
+    """(campaign_id, recipient_id) of a token made by `make_unsubscribe_token`; ExpiredUnsubscribeToken
+    after 180 days, BadUnsubscribeToken for anything else."""
+    payload = _load_unsubscribe_payload(secret_key, token, now)
     if (
         not isinstance(payload, list)
         or len(payload) != 2

@@ -2,7 +2,7 @@
 
 The input is `email[,name,more columns...]`, with a header row or not, comma,
 semicolon or tab separated (Excel in many locales writes semicolons), UTF-8 with or
-without a BOM (a Windows-1252 file is read too). Rows are numbered like a
+without a BOM, UTF-16 with a BOM (Excel's "Unicode text"; a Windows-1252 file is read too). Rows are numbered like a
 spreadsheet shows them (the header, when there is one, is row 1), so that every
 invalid row can be reported as "Row 7: ...".
 
@@ -16,6 +16,7 @@ counters are bumped in the same commit; the size cap applies at start, not here.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 from dataclasses import dataclass, field
@@ -79,7 +80,15 @@ class ImportSummary:
 
 
 def decode_upload(data: bytes) -> str:
-    """Text of an uploaded file: UTF-8 (BOM or not), else Windows-1252 as Excel writes it."""
+    """Text of an uploaded file: UTF-16/32 with a BOM, UTF-8 (BOM or not), else Windows-1252 as Excel writes it."""
+    # UTF-32's little-endian BOM begins with UTF-16's: look for it first.
+    for bom, encoding in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+                          (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):
+        if data.startswith(bom):
+            try:
+                return data.decode(encoding)
+            except UnicodeDecodeError:
+                break  # not really that encoding: the binary-data check below refuses it
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -97,7 +106,10 @@ def sniff_delimiter(text: str) -> str:
         return ","
     best, best_score = ",", (0, 0)
     for delimiter in DELIMITERS:
-        rows = list(csv.reader(sample_lines, delimiter=delimiter))
+        try:
+            rows = list(csv.reader(sample_lines, delimiter=delimiter))
+        except csv.Error:  # e.g. a cell over the field size limit: parse_rows reports it with its row
+            continue
         widths = [len(row) for row in rows]
         multi = sum(1 for width in widths if width > 1)
         if not multi:
@@ -156,14 +168,33 @@ def _read_source(source: str | bytes | IO[Any]) -> str:
     return source.lstrip("\ufeff")
 
 
+def too_long_cell_message(row_number: int) -> str:
+    return (f"Row {row_number}: a cell is longer than {csv.field_size_limit():,} characters. "
+            "Nothing was imported; shorten it or remove the row.")
+
+
 def parse_rows(text: str) -> tuple[list[tuple[int, list[str]]], list[str] | None, str]:
-    """(row number, cells) of every non-blank data row, the header (or None) and the delimiter."""
+    """(row number, cells) of every non-blank data row, the header (or None) and the delimiter.
+
+    Raises RecipientImportError naming the row when a cell (or a line without separators) is longer
+    than the csv module's field size limit.
+    """
     delimiter = sniff_delimiter(text)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=False)
     rows: list[tuple[int, list[str]]] = []
     header: list[str] | None = None
     first = True
-    for number, row in enumerate(reader, start=1):
+    number = 0
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            if "field limit" in str(exc):
+                raise RecipientImportError(too_long_cell_message(number + 1)) from None
+            raise RecipientImportError(f"Row {number + 1}: this row cannot be read as CSV ({exc}).") from None
+        number += 1
         if not row or not any(cell.strip() for cell in row):
             continue
         if first:

@@ -16,7 +16,7 @@ from loguru import logger
 from mailadmin.extensions import get_redis, get_settings
 from mailadmin.limits.throttle import ACTION_TEST_EMAIL, is_user_throttled, throttle_message
 from mailadmin.mail.message import MessageBuilder, MessageBuildError
-from mailadmin.mail.templates import CampaignTemplates, TemplateProblem
+from mailadmin.mail.templates import CampaignTemplates, TemplateBudgetExceeded, TemplateProblem
 from mailadmin.mail.transports import SendError, transport_from_url
 from mailadmin.mail.unsubscribe import unsubscribe_url_for
 from mailadmin.models import Campaign, User
@@ -78,6 +78,8 @@ def send_test_email(campaign: Campaign, user: User, to_address: str) -> TestEmai
         raise TestEmailError(f"The test email could not be built: {exc}") from None
     except TemplateProblem as problem:
         raise TestEmailError(f"Fix the campaign's templates first: {problem}") from None
+    except TemplateBudgetExceeded as exc:
+        raise TestEmailError(f"The campaign's templates failed to render: {exc}") from None
     except Exception as exc:  # a template error at render time is the manager's to fix, not a 500
         raise TestEmailError(f"The campaign's templates failed to render: {type(exc).__name__}") from None
 

