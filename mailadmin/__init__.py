@@ -54,6 +54,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from mailadmin.errors import init_app as init_errors
     from mailadmin.health import init_app as init_health
     from mailadmin.unsubscribe import init_app as init_unsubscribe
+    from mailadmin.webhooks import init_app as init_webhooks
 
     init_auth(app)
     init_errors(app)
@@ -62,6 +63,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     init_admin(app)
     init_cli(app)
     init_unsubscribe(app)
+    init_webhooks(app)
     return app
 
 

@@ -23,6 +23,7 @@ to ``***@company.com``. The structured fields above are deliberate and follow th
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -169,6 +170,28 @@ def email_hash(email: object, salt: str) -> str:
     """HMAC-SHA256 keyed with `salt` over the stripped, lower-cased address: first 16 hex chars."""
     normalised = (email if isinstance(email, str) else "").strip().lower()
     return hmac.new(salt.encode("utf-8"), normalised.encode("utf-8"), hashlib.sha256).hexdigest()[:16]
+
+
+ERASED_PREFIX = "erased:"
+
+
+@functools.lru_cache(maxsize=4)
+def _keyed_sha256(salt: str) -> hmac.HMAC:
+    # Keying an HMAC is the costly part; imports compare thousands of addresses with one salt.
+    return hmac.new(salt.encode("utf-8"), digestmod=hashlib.sha256)
+
+
+def erasure_hash(email: object, salt: str) -> str:
+    """The full salted HMAC-SHA256 of an address (64 hex): what stays of an erased person."""
+    normalised = (email if isinstance(email, str) else "").strip().lower()
+    digest = _keyed_sha256(salt).copy()
+    digest.update(normalised.encode("utf-8"))
+    return digest.hexdigest()
+
+
+def erasure_marker(email: object, salt: str) -> str:
+    """What replaces an erased address in every stored copy: `erased:<salted hash>` (no `@`)."""
+    return ERASED_PREFIX + erasure_hash(email, salt)
 
 
 def is_email(value: object) -> bool:

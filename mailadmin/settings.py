@@ -11,9 +11,12 @@ a session or an unsubscribe link.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
+import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -79,6 +82,16 @@ class Settings:
     # Reverse proxies in front of the web process whose X-Forwarded-* headers are believed.
     trusted_proxies: int = 0
     port: int = 5000
+    # Bounces and complaints (SPEC "Bounces and complaints")
+    bounce_rate_pause_percent: int = 5
+    bounce_address: str = ""
+    bounce_imap_url: str = ""
+    bounce_poll_seconds: int = 300
+    webhook_sns_topic_arns: tuple[str, ...] = ()
+    webhook_sendgrid_public_key: str = ""
+    webhook_postmark_secret: str = ""
+    webhook_mailgun_signing_key: str = ""
+    webhook_max_age_seconds: int = 300
     extra: dict = field(default_factory=dict)
 
     @property
@@ -203,6 +216,8 @@ _INT_LIMITS = {
     "MAILER_SCHEDULE_MAX_LATE_MINUTES": "schedule_max_late_minutes",
     "MAILER_MAX_UPLOAD_MB": "max_upload_mb",
     "SMTP_TIMEOUT_SECONDS": "smtp_timeout_seconds",
+    "MAILER_BOUNCE_POLL_SECONDS": "bounce_poll_seconds",
+    "MAILER_WEBHOOK_MAX_AGE_SECONDS": "webhook_max_age_seconds",
     "TRUSTED_PROXIES": "trusted_proxies",
     "PORT": "port",
     "MAILER_SMTP_CONNECTIONS": "smtp_connections",
@@ -266,4 +281,80 @@ def load_settings(environ: Mapping[str, str] | None = None, *, instance_dir: Pat
         if values.get("log_hash_salt", DEFAULT_HASH_SALT) == DEFAULT_HASH_SALT:
             raise SettingsError("MAILER_LOG_HASH_SALT: production refuses the default salt; set a random value")
     values["secret_key"] = secret or instance_secret_key(instance_dir)
+    values.update(_bounce_settings(get, app_env))
     return Settings(**values)
+
+
+_SNS_TOPIC_ARN = re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}")
+_MIN_SHARED_SECRET = 16
+
+
+def _bounce_address(raw: str) -> str:
+    local, at, domain = raw.strip().rpartition("@")
+    if not at or not local or not domain or "+" in local or any(c in raw for c in " <>\r\n"):
+        raise SettingsError("MAILER_BOUNCE_ADDRESS: expected a plain address without '+', e.g. bounces@example.com")
+    return raw.strip()
+
+
+def _imap_url(raw: str, app_env: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("imaps", "imap"):
+        raise SettingsError("MAILER_BOUNCE_IMAP_URL: expected imaps://user:password@host:993/INBOX")
+    if parts.scheme == "imap" and app_env == "production":
+        raise SettingsError("MAILER_BOUNCE_IMAP_URL: production needs imaps:// (the password would travel in clear)")
+    try:
+        _ = parts.port
+    except ValueError:
+        raise SettingsError("MAILER_BOUNCE_IMAP_URL: the port is not a number") from None
+    if not parts.hostname or not parts.username or parts.password is None:
+        raise SettingsError("MAILER_BOUNCE_IMAP_URL: expected a user, a password and a host")
+    return raw
+
+
+def _sns_topic_arns(raw: str) -> tuple[str, ...]:
+    arns = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for arn in arns:
+        if not _SNS_TOPIC_ARN.fullmatch(arn):
+            raise SettingsError("MAILER_WEBHOOK_SNS_TOPIC_ARNS: expected arn:aws:sns:<region>:<account>:<topic>, ...")
+    return arns
+
+
+def _sendgrid_public_key(raw: str) -> str:
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import load_der_public_key
+
+    try:
+        key = load_der_public_key(base64.b64decode(raw.strip(), validate=True))
+    except (ValueError, binascii.Error):
+        raise SettingsError("MAILER_WEBHOOK_SENDGRID_PUBLIC_KEY: expected the base64 verification key SendGrid shows") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
+        raise SettingsError("MAILER_WEBHOOK_SENDGRID_PUBLIC_KEY: expected an ECDSA P-256 public key")
+    return raw.strip()
+
+
+def _shared_secret(name: str, raw: str) -> str:
+    if len(raw.strip()) < _MIN_SHARED_SECRET:
+        raise SettingsError(f"{name}: expected at least {_MIN_SHARED_SECRET} characters")
+    return raw.strip()
+
+
+def _bounce_settings(get: Callable[[str], str | None], app_env: str) -> dict:
+    """MAILER_BOUNCE_* and MAILER_WEBHOOK_*: a provider without its secret gets no webhook route."""
+    values: dict = {}
+    if (raw := get("MAILER_BOUNCE_RATE_PAUSE_PERCENT")) is not None:
+        values["bounce_rate_pause_percent"] = _positive_int("MAILER_BOUNCE_RATE_PAUSE_PERCENT", raw, minimum=0)
+        if values["bounce_rate_pause_percent"] > 100:
+            raise SettingsError("MAILER_BOUNCE_RATE_PAUSE_PERCENT: expected 0 (off) to 100")
+    if (raw := get("MAILER_BOUNCE_ADDRESS")) is not None:
+        values["bounce_address"] = _bounce_address(raw)
+    if (raw := get("MAILER_BOUNCE_IMAP_URL")) is not None:
+        values["bounce_imap_url"] = _imap_url(raw, app_env)
+    if (raw := get("MAILER_WEBHOOK_SNS_TOPIC_ARNS") or get("MAILER_WEBHOOK_SNS_TOPIC_ARN")) is not None:
+        values["webhook_sns_topic_arns"] = _sns_topic_arns(raw)
+    if (raw := get("MAILER_WEBHOOK_SENDGRID_PUBLIC_KEY")) is not None:
+        values["webhook_sendgrid_public_key"] = _sendgrid_public_key(raw)
+    if (raw := get("MAILER_WEBHOOK_POSTMARK_SECRET")) is not None:
+        values["webhook_postmark_secret"] = _shared_secret("MAILER_WEBHOOK_POSTMARK_SECRET", raw)
+    if (raw := get("MAILER_WEBHOOK_MAILGUN_SIGNING_KEY")) is not None:
+        values["webhook_mailgun_signing_key"] = _shared_secret("MAILER_WEBHOOK_MAILGUN_SIGNING_KEY", raw)
+    return values

@@ -6,13 +6,14 @@ Every function works inside an app context on the app's `db.session`.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Sequence
 
 from sqlalchemy import func, insert, select
 
 from mailadmin.extensions import db
-from mailadmin.models import Campaign, Recipient, User
-from mailadmin.models.campaign import DRAFT, R_PENDING
+from mailadmin.models import Campaign, CampaignQueue, Recipient, User
+from mailadmin.models.campaign import DRAFT, R_PENDING, R_SENT, SENDING
 from mailadmin.models.types import utcnow
 
 PASSWORD = "correct horse battery"
@@ -123,3 +124,32 @@ def create_started_campaign(owner: User, recipients: int | Sequence[str], **kwar
     campaign = create_campaign(owner, recipients, **kwargs)
     start_campaign(campaign, owner, enforce_throttle=False)
     return fresh_campaign(campaign.id)
+
+
+def sent_campaign(owner: User, addresses: Sequence[str], *, pending: Sequence[str] = (), status: str = SENDING) -> Campaign:
+    """A started campaign whose `addresses` were sent (each with our Message-ID) and `pending` wait."""
+    now = utcnow()
+    campaign = Campaign(owner_id=owner.id, name="Autumn news", subject="News", body_text="Hi", status=status,
+                        recipients_total=len(addresses) + len(pending), sent_count=len(addresses), started_at=now)
+    db.session.add(campaign)
+    db.session.flush()
+    db.session.add(CampaignQueue(campaign_id=campaign.id, consecutive_transient_errors=0))
+    for address in addresses:
+        recipient = Recipient(campaign_id=campaign.id, email=address, status=R_SENT, attempts=1, sent_at=now)
+        db.session.add(recipient)
+        db.session.flush()
+        recipient.smtp_message_id = our_message_id(campaign.id, recipient.id)
+    for address in pending:
+        db.session.add(Recipient(campaign_id=campaign.id, email=address, status=R_PENDING))
+    db.session.commit()
+    return campaign
+
+
+def our_message_id(campaign_id: int, recipient_id: int) -> str:
+    return f"<campaign-{campaign_id}.recipient-{recipient_id}.{secrets.token_hex(6)}@mailadmin.test>"
+
+
+def recipient_of(campaign: Campaign, address: str) -> Recipient:
+    db.session.expire_all()
+    return db.session.scalar(db.select(Recipient).where(Recipient.campaign_id == campaign.id,
+                                                        Recipient.email == address))

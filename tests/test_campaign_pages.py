@@ -245,7 +245,8 @@ def test_progress_json_reports_counts_reason_and_resume_time(app, manager, manag
     mark(campaign, "user2@example.com", status="failed", last_error="SMTP 550", smtp_code=550)
     data = manager_client.get(f"/campaigns/{campaign.id}/progress.json").get_json()
     assert data["status"] == "deferred" and data["reason"] == "rate_limit"
-    assert data["counts"] == {"pending": 1, "sending": 0, "sent": 2, "failed": 1, "skipped": 0, "unknown": 0}
+    assert data["counts"] == {"pending": 1, "sending": 0, "sent": 2, "failed": 1, "skipped": 0, "unknown": 0,
+                              "bounced": 0, "complained": 0}
     assert (data["total"], data["sent"], data["failed"], data["percent"]) == (4, 2, 1, 75)
     assert data["reason_text"].startswith("Waiting for the hourly quota — resumes at ")
     assert data["deferred_until"].startswith(until.strftime("%Y-%m-%dT%H:%M"))
@@ -304,7 +305,7 @@ def test_csv_formula_cells_are_escaped_on_export(app, manager, manager_client):
     assert response.mimetype == "text/csv"
     assert f'filename="campaign-{campaign.id}-results.csv"' in response.headers["Content-Disposition"]
     rows = list(csv.reader(io.StringIO(text_of(response))))
-    assert rows[0] == ["email", "name", "status", "attempts", "smtp_code", "last_error", "sent_at"]
+    assert rows[0] == ["email", "name", "status", "attempts", "smtp_code", "last_error", "soft_bounces", "sent_at"]
     names = {row[0]: row[1] for row in rows[1:]}
     assert names == {
         "sum@example.com": "'=SUM(A1:A9)",

@@ -108,6 +108,6 @@ def test_the_export_quotes_every_cell_and_defuses_formula_starts(manager_client,
 
     # Every cell is quoted (OWASP "CSV injection"): a spreadsheet splitting on ";" keeps "x;=1+1" whole.
     assert '"a@example.com","x;=1+1","pending"' in text
-    assert text.splitlines()[0] == '"email","name","status","attempts","smtp_code","last_error","sent_at"'
+    assert text.splitlines()[0] == '"email","name","status","attempts","smtp_code","last_error","soft_bounces","sent_at"'
     names = {row[0]: row[1] for row in list(csv.reader(io.StringIO(text)))[1:]}
     assert names == {"a@example.com": "x;=1+1", "b@example.com": "y,@SUM(1)", "c@example.com": "'=2"}

@@ -38,9 +38,10 @@ def test_every_reason_has_a_row_and_its_playbook_section_exists():
         assert info.has_deadline == info.automatic, reason  # only a deadline makes a reason resume by itself
 
 
-def test_only_a_global_pause_waits_for_the_switch_and_only_the_breaker_needs_an_admin():
+def test_only_a_global_pause_waits_for_the_switch_and_only_the_breaker_and_bounce_rate_need_an_admin():
     assert [r for r, i in REASONS.items() if i.resumes is Resumes.WHEN_SWITCH_ON] == [Reason.GLOBAL_PAUSE]
-    assert [r for r, i in REASONS.items() if i.resumes is Resumes.BY_ADMIN] == [Reason.CIRCUIT_BREAKER]
+    assert [r for r, i in REASONS.items() if i.resumes is Resumes.BY_ADMIN] == [Reason.CIRCUIT_BREAKER,
+                                                                               Reason.BOUNCE_RATE]
 
 
 CASES = [

@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, DateField, EmailField, HiddenField, IntegerField, PasswordField, SelectField
+from flask_wtf.file import FileField, FileRequired
+from wtforms import (
+    BooleanField,
+    DateField,
+    EmailField,
+    HiddenField,
+    IntegerField,
+    PasswordField,
+    SelectField,
+    StringField,
+    TextAreaField,
+)
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
+from mailadmin.models.suppression import SUPPRESSION_SOURCES
 from mailadmin.models.user import ROLE_ADMIN, ROLE_MANAGER
 from mailadmin.services.passwords import MIN_PASSWORD_LENGTH
 
@@ -57,3 +69,51 @@ class AuditFilterForm(FlaskForm):
     campaign = IntegerField("Campaign id", validators=[Optional(), NumberRange(min=1)])
     date_from = DateField("From (UTC)", validators=[Optional()])
     date_to = DateField("To (UTC, inclusive)", validators=[Optional()])
+
+
+REASON_CHOICES = [
+    SelectChoice("manual", "Added by an admin"),
+    SelectChoice("hard_bounce", "Hard bounce"),
+    SelectChoice("complaint", "Spam complaint"),
+    SelectChoice("soft_bounces", "Repeated soft bounces"),
+    SelectChoice("unsubscribed", "Unsubscribed"),
+]
+SOURCE_CHOICES = [SelectChoice(value, value) for value in SUPPRESSION_SOURCES]
+
+
+class SuppressionFilterForm(FlaskForm):
+    """GET search of the suppression list (no CSRF: it changes nothing)."""
+
+    class Meta:
+        csrf = False
+
+    q = StringField("Address or @domain", validators=[Optional(), Length(max=320)])
+    reason = SelectField("Reason", choices=[SelectChoice("", "Any reason"), *REASON_CHOICES], default="",
+                         validate_choice=False)
+    source = SelectField("Source", choices=[SelectChoice("", "Any source"), *SOURCE_CHOICES], default="",
+                         validate_choice=False)
+    date_from = DateField("Added from (UTC)", validators=[Optional()])
+    date_to = DateField("Added to (UTC, inclusive)", validators=[Optional()])
+
+
+class AddSuppressionsForm(FlaskForm):
+    addresses = TextAreaField("Addresses (one per line)", validators=[DataRequired(), Length(max=200_000)])
+    reason = SelectField("Reason", choices=REASON_CHOICES, default="manual", validators=[DataRequired()])
+    note = StringField("Note (why)", validators=[Optional(), Length(max=200)])
+
+
+class ImportSuppressionsForm(FlaskForm):
+    file = FileField("CSV file (email[,reason])", validators=[FileRequired(message="Choose a CSV file.")])
+    reason = SelectField("Reason for rows without one", choices=REASON_CHOICES, default="manual",
+                         validators=[DataRequired()])
+    note = StringField("Note (why)", validators=[Optional(), Length(max=200)])
+
+
+class RemoveSuppressionForm(FlaskForm):
+    why = StringField("Why may it receive mail again?", validators=[DataRequired(message="Say why."), Length(max=200)])
+
+
+class ErasePersonForm(FlaskForm):
+    email = EmailField("Address of the person to erase", validators=[DataRequired(), Length(max=320)])
+    confirm = BooleanField("I understand: every stored copy of this address is replaced by its hash; it cannot be undone.",
+                           validators=[InputRequired(message="Tick the box to confirm the erasure.")])

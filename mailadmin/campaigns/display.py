@@ -38,6 +38,8 @@ RECIPIENT_STATUS_LABELS = {
     "failed": "Failed",
     "skipped": "Skipped",
     "unknown": "Outcome unknown",
+    "bounced": "Bounced",
+    "complained": "Complained (spam)",
 }
 
 
@@ -138,21 +140,25 @@ def fill_hours(buckets: dict[datetime, int], max_hours: int = CHART_MAX_HOURS) -
     return hours
 
 
-def chart_summary(hours: list[tuple[datetime, int]]) -> str:
+def chart_summary(hours: list[tuple[datetime, int]], bounced: dict[datetime, int] | None = None) -> str:
     """One sentence describing the chart, for screen readers."""
     if not hours:
         return "No emails sent yet."
     total = sum(count for _, count in hours)
     busiest, peak = max(hours, key=lambda item: item[1])
+    returned = sum((bounced or {}).values())
     return (
         f"{total:,} emails sent over {len(hours)} hour{'s' if len(hours) != 1 else ''}; "
         f"busiest hour {busiest:%H}:00 UTC with {peak:,}."
+        + (f" {returned:,} of them bounced or drew a complaint." if returned else "")
     )
 
 
-def sends_per_hour_svg(hours: list[tuple[datetime, int]]) -> str:
-    """A self-contained bar chart of sends per hour (UTC) as SVG markup."""
-    summary = escape(chart_summary(hours))
+def sends_per_hour_svg(hours: list[tuple[datetime, int]], bounced: dict[datetime, int] | None = None) -> str:
+    """A self-contained bar chart of sends per hour (UTC) as SVG markup; the part of each hour's
+    sends that bounced or drew a complaint later is drawn red at the foot of its bar."""
+    bounced = bounced or {}
+    summary = escape(chart_summary(hours, bounced))
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {_W} {_H}" role="img" '
         f'aria-labelledby="chart-title chart-desc" font-family="system-ui, sans-serif" font-size="13">',
@@ -187,6 +193,13 @@ def sends_per_hour_svg(hours: list[tuple[datetime, int]]) -> str:
             f'<rect x="{x:.1f}" y="{base_y - height:.1f}" width="{bar_w:.1f}" height="{height:.1f}" fill="#1f7a4d">'
             f"<title>{moment:%Y-%m-%d %H}:00 UTC: {count:,} sent</title></rect>"
         )
+        if bounced.get(moment):
+            returned = min(count, bounced[moment])
+            red = plot_h * returned / peak
+            parts.append(
+                f'<rect class="bounced" x="{x:.1f}" y="{base_y - red:.1f}" width="{bar_w:.1f}" height="{red:.1f}" '
+                f'fill="#c0392b"><title>{moment:%Y-%m-%d %H}:00 UTC: {returned:,} bounced or complained</title></rect>'
+            )
         if index % label_every == 0:
             parts.append(
                 f'<text x="{x + bar_w / 2:.1f}" y="{_H - 7}" text-anchor="middle" fill="#646b79">{moment:%H}:00</text>'

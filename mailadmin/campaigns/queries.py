@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, func, or_, select, true
 
 from mailadmin.campaigns.access import visible_campaigns
 from mailadmin.extensions import db
@@ -74,15 +74,16 @@ def recipient_status_counts(campaign: Campaign) -> dict[str, int]:
     return counts
 
 
-def sends_per_hour(campaign: Campaign) -> dict[datetime, int]:
-    """Sent emails of one campaign per UTC hour (hours with sends only)."""
+def sends_per_hour(campaign: Campaign, statuses: tuple[str, ...] | None = None) -> dict[datetime, int]:
+    """Sent emails of one campaign per UTC hour (hours with sends only); `statuses`: only recipients in those."""
     if db.engine.dialect.name == "postgresql":
         hour = func.date_trunc("hour", func.timezone("UTC", Recipient.sent_at))
     else:
         hour = func.strftime("%Y-%m-%d %H:00:00", Recipient.sent_at)
     rows = db.session.execute(
         select(hour.label("hour"), func.count())
-        .where(Recipient.campaign_id == campaign.id, Recipient.sent_at.is_not(None))
+        .where(Recipient.campaign_id == campaign.id, Recipient.sent_at.is_not(None),
+               Recipient.status.in_(statuses) if statuses else true())
         .group_by(hour)
     )
     buckets: dict[datetime, int] = {}
@@ -140,7 +141,7 @@ def recipients_page(
     return Page(list(items), page, RECIPIENTS_PER_PAGE, total)
 
 
-EXPORT_COLUMNS = ("email", "name", "status", "attempts", "smtp_code", "last_error", "sent_at")
+EXPORT_COLUMNS = ("email", "name", "status", "attempts", "smtp_code", "last_error", "soft_bounces", "sent_at")
 
 
 def export_rows(campaign: Campaign, batch: int = 2000) -> Iterator[tuple]:
@@ -153,6 +154,7 @@ def export_rows(campaign: Campaign, batch: int = 2000) -> Iterator[tuple]:
             Recipient.attempts,
             Recipient.smtp_code,
             Recipient.last_error,
+            Recipient.soft_bounce_count,
             Recipient.sent_at,
         )
         .where(Recipient.campaign_id == campaign.id)

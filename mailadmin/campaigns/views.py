@@ -39,6 +39,8 @@ from mailadmin.models.campaign import (
     DRAFT,
     FINAL_STATUSES,
     PAUSED,
+    R_BOUNCED,
+    R_COMPLAINED,
     R_PENDING,
     RECIPIENT_STATUSES,
 )
@@ -372,6 +374,8 @@ def progress_payload(campaign: Campaign, counts: dict[str, int]) -> dict:
         "failed": campaign.failed_count,
         "skipped": campaign.skipped_count,
         "unknown": campaign.unknown_count,
+        "bounced": campaign.bounced_count,
+        "complained": campaign.complained_count,
         "done": campaign.done_count,
         "percent": campaign.progress_percent,
         "shares": display.progress_shares(campaign),
@@ -448,7 +452,9 @@ def progress(campaign_id: int):
 
 def chart_svg(campaign: Campaign) -> Markup:
     """The sends-per-hour chart of one campaign as SVG markup (every text in it is escaped by the builder)."""
-    return Markup(display.sends_per_hour_svg(display.fill_hours(queries.sends_per_hour(campaign))))
+    bounced = queries.sends_per_hour(campaign, (R_BOUNCED, R_COMPLAINED)) if campaign.bounced_count or (
+        campaign.complained_count) else {}
+    return Markup(display.sends_per_hour_svg(display.fill_hours(queries.sends_per_hour(campaign)), bounced))
 
 
 @bp.route("/campaigns/<int:campaign_id>/sends-per-hour.svg")

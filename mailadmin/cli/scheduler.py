@@ -10,7 +10,7 @@ import click
 from flask import current_app
 from loguru import logger
 
-from mailadmin.extensions import SEND_QUEUE, get_redis
+from mailadmin.extensions import SEND_QUEUE, get_redis, get_settings
 from mailadmin.jobs import set_job_app
 from mailadmin.jobs.continuations import ContinuationScheduler
 from mailadmin.jobs.resilience import set_process_name
@@ -29,5 +29,6 @@ def scheduler_command(interval: float, recovery_interval: float, burst: bool) ->
     scheduler = ContinuationScheduler(
         queue_name=SEND_QUEUE, connection=get_redis(), interval=interval, recovery_interval=recovery_interval
     )
+    scheduler.declare_periodic_jobs(get_settings())
     logger.bind(interval=interval, recovery_interval=recovery_interval, burst=burst).info("Scheduler starting")
     scheduler.run(burst=burst)

@@ -6,6 +6,7 @@ the recovery sweep (`mailadmin.jobs.recovery`) when it starts and every `recover
 seconds. Its loop (rq-scheduler's, rewritten) lives through outages: heartbeat, lock, dispatch and
 sweep wait out Redis with a capped, jittered backoff instead of exiting, and an unreachable
 database only postpones the sweep.
+It also declares the product's periodic jobs (the bounce mailbox) when it starts.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from redis import WatchError
 from rq.job import Job
 from rq_scheduler import Scheduler
 
-from mailadmin.jobs.dispatch import campaign_id_of_continuation, enqueue_send_slice
+from mailadmin.jobs.dispatch import campaign_id_of_continuation, enqueue_send_slice, schedule_bounce_mailbox
 from mailadmin.jobs.recovery import run_recovery_sweep_through_outages
 from mailadmin.jobs.resilience import REDIS_DOWN, Backoff, Service, call_through_outage, outage_tracker
+from mailadmin.settings import Settings
 
 # Each scheduled continuation carries a fresh token in its meta; dispatch compares the job hash's
 # raw `meta` field so that it removes exactly the version it fetched, never a re-scheduled one.
@@ -35,6 +37,11 @@ class ContinuationScheduler(Scheduler):
         super().__init__(*args, **kwargs)
         self.recovery_interval = recovery_interval
         self._last_recovery = 0.0
+
+    def declare_periodic_jobs(self, settings: Settings) -> None:
+        """Declare the periodic jobs under their stable ids (idempotent: a restart replaces, never adds)."""
+        if schedule_bounce_mailbox(settings, connection=self.connection):
+            logger.bind(interval=settings.bounce_poll_seconds).info("Bounce mailbox job scheduled")
 
     def enqueue_job(self, job: Job) -> None:
         """Move a due job to its queue; a continuation becomes a fresh slice job."""

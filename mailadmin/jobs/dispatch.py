@@ -7,6 +7,8 @@
   a campaign has at most one pending continuation. `cancel_continuation()` removes it.
 * `job_waiting()` / `scheduled_continuation_at()` tell the recovery sweep whether a job will run;
   `running_jobs()` which jobs live workers run now (and which belonged to workers known dead).
+* `schedule_bounce_mailbox()` declares the periodic bounce-mailbox job under its stable id
+  `bounce-mailbox-poll` (the scheduler process calls it at start; re-declaring replaces it).
 
 Services and web code import this module to enqueue by import path; it never imports the send
 loop, the scheduler or the recovery sweep (the job functions are named by their import paths).
@@ -30,11 +32,13 @@ from rq.job import Job, JobStatus
 from rq.worker import Worker
 from rq_scheduler import Scheduler
 
-from mailadmin.extensions import SEND_QUEUE, get_redis, get_settings
+from mailadmin.extensions import DEFAULT_QUEUE, SEND_QUEUE, get_redis, get_settings
 from mailadmin.jobs.resilience import Service, outage_tracker
 from mailadmin.settings import Settings
 
 SEND_SLICE_FUNC = "mailadmin.jobs.send.send_campaign_slice"
+BOUNCE_MAILBOX_FUNC = "mailadmin.jobs.bounce_mailbox.poll_bounce_mailbox"
+BOUNCE_MAILBOX_JOB_ID = "bounce-mailbox-poll"
 RECOVERY_FUNC = "mailadmin.jobs.recovery.run_recovery_job"
 CONTINUATION_PREFIX = "campaign-"
 CONTINUATION_SUFFIX = "-continuation"
@@ -228,3 +232,26 @@ def running_jobs(connection: Redis) -> RunningJobs | None:
         ids = {execution.job_id for execution in worker.get_current_executions(refresh=True)}
         (jobs.running if state is WorkerState.ALIVE else jobs.dead).update(ids)
     return jobs
+
+
+def schedule_bounce_mailbox(settings: Settings, *, connection: Redis | None = None) -> str | None:
+    """(Re)declare the periodic bounce-mailbox job under its stable id; None (and removed) when not configured.
+
+    Declared at every scheduler start: reconciled, never duplicated.
+    """
+    connection = connection or get_redis()
+    _discard_stable_job(connection, BOUNCE_MAILBOX_JOB_ID)
+    if not settings.bounce_imap_url:
+        return None
+    Scheduler(queue_name=DEFAULT_QUEUE, connection=connection).schedule(
+        datetime.now(UTC),
+        BOUNCE_MAILBOX_FUNC,
+        interval=settings.bounce_poll_seconds,
+        repeat=None,
+        id=BOUNCE_MAILBOX_JOB_ID,
+        queue_name=DEFAULT_QUEUE,
+        timeout=max(60, settings.bounce_poll_seconds),
+        result_ttl=max(60, settings.bounce_poll_seconds * 2),
+        description="read the bounce mailbox",
+    )
+    return BOUNCE_MAILBOX_JOB_ID

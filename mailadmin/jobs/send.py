@@ -49,7 +49,7 @@ from mailadmin.jobs.dispatch import enqueue_send_slice, new_slice_job_id, slice_
 from mailadmin.jobs.resilience import Service, call_through_outage, is_database_outage
 from mailadmin.limits.send_pace import TokenBatch, reserve_send_tokens, settle_send_tokens
 from mailadmin.logging import bind_context
-from mailadmin.mail.bounces import is_hard_bounce
+from mailadmin.mail.bounces import is_hard_bounce, verp_return_path_for
 from mailadmin.mail.connections import Delivery, SmtpConnections
 from mailadmin.mail.message import InvalidAddressError, MessageBuilder
 from mailadmin.mail.templates import CampaignTemplates, TemplateBudgetExceeded, recipient_fields
@@ -346,7 +346,8 @@ class SendSlice:
     def _builder(self, campaign: SliceCampaign) -> MessageBuilder:
         templates = CampaignTemplates(campaign.subject, campaign.body_text, campaign.body_html)
         return MessageBuilder(
-            campaign.id, self.settings.mail_from, templates, unsubscribe_url_for(self.settings, campaign.id)
+            campaign.id, self.settings.mail_from, templates, unsubscribe_url_for(self.settings, campaign.id),
+            envelope_from_for=verp_return_path_for(self.settings, campaign.id),
         )
 
     def _start_siblings(self) -> None:
@@ -488,6 +489,7 @@ class SendSlice:
             batch.finish(delivery_.token, None)
             return self._failed(claim, R_SKIPPED, None, f"invalid address: {exc}", attempted=False)
         except TemplateBudgetExceeded as exc:  # fails this recipient within the budget's fraction of a second
+            batch.finish(delivery_.token, None)
             return self._failed(claim, R_FAILED, None, str(exc), attempted=False)
         except Exception as exc:  # a template error on this recipient's data fails only this recipient
             batch.finish(delivery_.token, None)
@@ -495,7 +497,7 @@ class SendSlice:
                                 attempted=False)
         batch.finish(delivery_.token, self._now())
         try:
-            result = transport.send(builder.envelope_from, built.envelope_to, built.data)
+            result = transport.send(built.envelope_from, built.envelope_to, built.data)
         except PermanentSendError as exc:
             return self._failed(claim, R_FAILED, exc.smtp_code, exc.message, error_class="permanent",
                                 hard_bounce=is_hard_bounce(exc.smtp_code, exc.message))

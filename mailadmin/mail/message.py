@@ -149,6 +149,7 @@ class BuiltMessage:
     message_id: str
     data: bytes
     envelope_to: str = ""  # the address as it must be given to RCPT TO (ASCII domain)
+    envelope_from: str = ""  # MAIL FROM: where bounces go (a signed VERP address when configured)
 
 
 class _LastEncoded:
@@ -177,8 +178,11 @@ class MessageBuilder:
         templates: CampaignTemplates,
         unsubscribe_url_for: Callable[[Any], str],
         message_id_domain: str | None = None,
+        envelope_from_for: Callable[[Any], str] | None = None,
     ) -> None:
         self.campaign_id = campaign_id
+        # Per-recipient envelope sender (VERP, see mail.bounces); None: MAIL_FROM's address.
+        self.envelope_from_for = envelope_from_for
         self.templates = templates
         self.unsubscribe_url_for = unsubscribe_url_for
         check_header_value("From", mail_from)
@@ -241,4 +245,5 @@ class MessageBuilder:
         if parts.html is not None and self._before_html:
             chunks += [self._before_html, self._html_cache.get(parts.html)]
         chunks.append(self._end)
-        return BuiltMessage(message_id, b"".join(chunks), envelope_to)
+        envelope_from = self.envelope_from_for(recipient_id) if self.envelope_from_for else self.envelope_from
+        return BuiltMessage(message_id, b"".join(chunks), envelope_to, envelope_from)

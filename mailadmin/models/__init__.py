@@ -3,7 +3,17 @@
 from mailadmin.models.app_state import APP_STATE_ID, AppState
 from mailadmin.models.audit import AuditEvent
 from mailadmin.models.campaign import Campaign, CampaignQueue, Recipient
-from mailadmin.models.suppression import Suppression
+from mailadmin.models.suppression import BounceEvent, Suppression
 from mailadmin.models.user import User
 
-__all__ = ["APP_STATE_ID", "AppState", "AuditEvent", "Campaign", "CampaignQueue", "Recipient", "Suppression", "User"]
+__all__ = [
+    "APP_STATE_ID",
+    "AppState",
+    "AuditEvent",
+    "BounceEvent",
+    "Campaign",
+    "CampaignQueue",
+    "Recipient",
+    "Suppression",
+    "User",
+]

@@ -38,6 +38,7 @@ REASON_TRANSIENT_ERROR = Reason.TRANSIENT_ERROR
 REASON_CIRCUIT_BREAKER = Reason.CIRCUIT_BREAKER
 REASON_ADMIN_PAUSE = Reason.ADMIN_PAUSE
 REASON_GLOBAL_PAUSE = Reason.GLOBAL_PAUSE
+REASON_BOUNCE_RATE = Reason.BOUNCE_RATE
 DEFER_REASONS = tuple(Reason)
 
 # Recipient states (SPEC "Recipients").
@@ -47,7 +48,10 @@ R_SENT = "sent"
 R_FAILED = "failed"
 R_SKIPPED = "skipped"
 R_UNKNOWN = "unknown"  # claimed by a job that died: the SMTP outcome cannot be known
-RECIPIENT_STATUSES = (R_PENDING, R_SENDING, R_SENT, R_FAILED, R_SKIPPED, R_UNKNOWN)
+# A `sent` recipient whose provider reported a hard bounce / a spam complaint later (SPEC "Bounces").
+R_BOUNCED = "bounced"
+R_COMPLAINED = "complained"
+RECIPIENT_STATUSES = (R_PENDING, R_SENDING, R_SENT, R_FAILED, R_SKIPPED, R_UNKNOWN, R_BOUNCED, R_COMPLAINED)
 
 
 class Campaign(db.Model):
@@ -68,6 +72,9 @@ class Campaign(db.Model):
     failed_count: Mapped[int] = mapped_column(Integer, default=0)
     skipped_count: Mapped[int] = mapped_column(Integer, default=0)
     unknown_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Reported after sending (webhooks, bounce mailbox); these stay counted in sent_count too.
+    bounced_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    complained_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -98,6 +105,8 @@ class Recipient(db.Model):
         Index("ix_recipients_claim", "campaign_id", "status", "id"),
         # Sends-per-hour chart and "last errors" on the campaign page.
         Index("ix_recipients_campaign_sent_at", "campaign_id", "sent_at"),
+        # A bounce report that names only the address finds its latest recipient.
+        Index("ix_recipients_email", "email"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -113,6 +122,8 @@ class Recipient(db.Model):
     claimed_by: Mapped[str | None] = mapped_column(String(64))
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Soft bounces (mailbox full, greylisting...) reported for this recipient after sending.
+    soft_bounce_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     def merge_fields(self) -> dict:

@@ -26,6 +26,7 @@ class Reason(StrEnum):
     ADMIN_PAUSE = "admin_pause"
     GLOBAL_PAUSE = "global_pause"
     MISSED_SCHEDULE = "missed_schedule"
+    BOUNCE_RATE = "bounce_rate"
 
     @property
     def info(self) -> ReasonInfo:
@@ -96,6 +97,14 @@ REASONS: dict[Reason, ReasonInfo] = {
         False,
         "WARNING",
         "missed_schedule-paused-because-its-scheduled-start-was-missed",
+    ),
+    # Hard bounces + complaints above MAILER_BOUNCE_RATE_PAUSE_PERCENT of sent: the list needs a look.
+    Reason.BOUNCE_RATE: ReasonInfo(
+        "Paused: too many hard bounces and complaints",
+        Resumes.BY_ADMIN,
+        False,
+        "ERROR",
+        "bounce_rate-paused-because-its-list-bounces",
     ),
 }
 

@@ -268,6 +268,10 @@ def check_campaigns(ctx: CheckContext) -> CheckResult:
         return CheckResult("campaigns", "Campaigns by state", WARNING,
                            f"{summary}: paused by the circuit breaker, an admin must resume",
                            PlaybookRef(A_SYMPTOM_BREAKER), details)
+    if reasons.get(Reason.BOUNCE_RATE):
+        return CheckResult("campaigns", "Campaigns by state", WARNING,
+                           f"{summary}: paused for too many bounces and complaints, an admin must resume",
+                           PlaybookRef(Reason.BOUNCE_RATE.info.playbook_anchor), details)
     return CheckResult("campaigns", "Campaigns by state", OK, summary, PlaybookRef(A_CAMPAIGNS), details)
 
 

@@ -40,7 +40,7 @@ from mailadmin.models.campaign import (
     SENDING,
 )
 from mailadmin.models.reasons import Reason, is_due_sql, reason_of
-from mailadmin.models.suppression import REASON_HARD_BOUNCE
+from mailadmin.models.suppression import REASON_HARD_BOUNCE, SOURCE_SMTP
 from mailadmin.models.types import UTCDateTime, utcnow
 from mailadmin.send_signals import announce_send_stop
 from mailadmin.services.audit import record_audit
@@ -410,7 +410,7 @@ def _write_outcomes(
         ).rowcount
     for outcome in outcomes:
         if outcome.hard_bounce:
-            suppress(outcome.claim.email, REASON_HARD_BOUNCE, campaign_id, commit=False)
+            suppress(outcome.claim.email, REASON_HARD_BOUNCE, campaign_id, source=SOURCE_SMTP, commit=False)
     return counts
 
 

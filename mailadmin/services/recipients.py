@@ -33,7 +33,7 @@ from mailadmin.mail.templates import merge_field_name
 from mailadmin.models import Campaign, Recipient
 from mailadmin.models.campaign import DRAFT, R_PENDING, R_SKIPPED
 from mailadmin.models.types import utcnow
-from mailadmin.services.suppressions import suppressed_among
+from mailadmin.services.suppressions import erased_among, suppressed_among
 
 DELIMITERS = (",", ";", "\t")
 EMAIL_COLUMN_NAMES = ("email", "e_mail", "email_address", "e_mail_address", "mail", "address")
@@ -326,6 +326,26 @@ def _insert_recipients(campaign: Campaign, values: list[dict], suppressed: int, 
         ) from None
 
 
+def _keep_erased_people_erased(
+    campaign: Campaign, accepted: dict[str, dict[str, Any]], suppressed: set[str], summary: ImportSummary
+) -> None:
+    """An erased person's address is stored as its erasure marker (skipped), never in clear again."""
+    erased = erased_among([email for email in accepted if email in suppressed])
+    if not erased:
+        return
+    present = set(db.session.scalars(select(Recipient.email).where(
+        Recipient.campaign_id == campaign.id, Recipient.email.in_(list(erased.values())))))
+    for email, marker in erased.items():
+        data = accepted.pop(email)
+        suppressed.discard(email)
+        if marker in present or marker in accepted:
+            summary.duplicates += 1
+            continue
+        data.update(name=None, fields=None)
+        accepted[marker] = data
+        suppressed.add(marker)
+
+
 def import_recipients(campaign: Campaign, source: str | bytes | IO[Any]) -> ImportSummary:
     """Validate, fold, check against the suppression list and bulk-insert; commits once."""
     if campaign.status != DRAFT:
@@ -334,6 +354,7 @@ def import_recipients(campaign: Campaign, source: str | bytes | IO[Any]) -> Impo
     summary = ImportSummary(header=header, delimiter=delimiter)
     accepted = _accepted_rows(campaign, rows, header, summary)
     suppressed = suppressed_among(list(accepted)) if accepted else set()
+    _keep_erased_people_erased(campaign, accepted, suppressed, summary)
     now = utcnow()
     values = _recipient_rows(campaign, accepted, suppressed, now)
     summary.suppressed = len(suppressed)

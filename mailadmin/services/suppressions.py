@@ -1,27 +1,43 @@
-"""The suppression list: addresses that never get mail again (unsubscribed, hard-bounced, manual).
+"""The suppression list: addresses that never get mail again (unsubscribed, bounced, complained, manual).
 
 Addresses are compared lower-cased. `suppress()` is idempotent and safe under concurrency
-(INSERT ... ON CONFLICT DO NOTHING): the unsubscribe endpoint and several send workers may
-add the same address at the same moment.
+(INSERT ... ON CONFLICT DO NOTHING): the unsubscribe endpoint, webhooks and several send workers
+may add the same address at the same moment. An erased person's address is stored only as its
+erasure marker (`erased:<salted hash>`), and every check below matches that marker too.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
 
+from email_validator import EmailNotValidError, validate_email
 from loguru import logger
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from mailadmin.extensions import db
-from mailadmin.models import Suppression
-from mailadmin.models.suppression import SUPPRESSION_REASONS
+from mailadmin.extensions import db, get_settings
+from mailadmin.models import Suppression, User
+from mailadmin.models.suppression import SUPPRESSION_REASONS, SUPPRESSION_SOURCES
 from mailadmin.models.types import utcnow
-from mailadmin.pii import get_pii_log_fields
+from mailadmin.pii import erasure_hash, erasure_marker, get_pii_log_fields, mask_email
+from mailadmin.services.audit import record_audit
 
 # IN lists are chunked so that a 10,000-address import never builds one giant statement.
 _CHUNK = 500
+PAGE_SIZE = 50
+
+
+class SuppressionError(ValueError):
+    """A suppression-list action that cannot be carried out; `.message` is shown as is."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 def normalise_suppressed_email(email: str) -> str:
@@ -29,45 +45,221 @@ def normalise_suppressed_email(email: str) -> str:
     return email.strip().lower()
 
 
-def suppress(email: str, reason: str, campaign_id: int | None = None, *, commit: bool = True) -> bool:
-    """Put `email` on the suppression list; True when it was not there yet.
+def _marker(address: str) -> str:
+    return erasure_marker(address, get_settings().log_hash_salt)
+
+
+def suppress(
+    email: str,
+    reason: str,
+    campaign_id: int | None = None,
+    *,
+    source: str | None = None,
+    note: str | None = None,
+    commit: bool = True,
+) -> bool:
+    """Put `email` on the suppression list; True when it was not there yet (in clear or erased).
 
     `commit=False` leaves the commit to the caller (the send loop records a hard bounce
     in the same transaction as the recipient's outcome).
     """
     if reason not in SUPPRESSION_REASONS:
         raise ValueError(f"unknown suppression reason {reason!r}")
+    if source is not None and source not in SUPPRESSION_SOURCES:
+        raise ValueError(f"unknown suppression source {source!r}")
     address = normalise_suppressed_email(email)
-    table = Suppression.__table__
-    dialect = db.session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    statement = (
-        insert(table)
-        .values(email=address, reason=reason, campaign_id=campaign_id, created_at=utcnow())
-        .on_conflict_do_nothing(index_elements=["email"])
-        .returning(table.c.id)
-    )
-    added = db.session.execute(statement).first() is not None
+    added = False
+    if not _erased(address):
+        table = Suppression.__table__
+        insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        statement = (
+            insert(table)
+            .values(email=address, reason=reason, source=source, note=note, campaign_id=campaign_id,
+                    created_at=utcnow())
+            .on_conflict_do_nothing(index_elements=["email"])
+            .returning(table.c.id)
+        )
+        added = db.session.execute(statement).first() is not None
     if commit:
         db.session.commit()
     if added:
-        logger.bind(reason=reason, campaign_id=campaign_id, **get_pii_log_fields(address, "INFO")).info(
-            "Address suppressed"
-        )
+        logger.bind(reason=reason, source=source, campaign_id=campaign_id,
+                    **get_pii_log_fields(address, "INFO")).info("Address suppressed")
     return added
 
 
+def _erased(address: str) -> bool:
+    marker = _marker(address)
+    return db.session.scalar(select(Suppression.id).where(Suppression.email == marker).limit(1)) is not None
+
+
+def _any_erased() -> bool:
+    marker_prefix = erasure_marker("", "")[: len("erased:")]
+    return db.session.scalar(
+        select(Suppression.id).where(Suppression.email.startswith(marker_prefix, autoescape=True)).limit(1)
+    ) is not None
+
+
 def is_suppressed(email: str) -> bool:
-    """Is this address on the suppression list?"""
+    """Is this address on the suppression list (in clear, or by hash after an erasure)?"""
     address = normalise_suppressed_email(email)
-    return db.session.scalar(select(Suppression.id).where(Suppression.email == address).limit(1)) is not None
+    wanted = (address, _marker(address))
+    return db.session.scalar(select(Suppression.id).where(Suppression.email.in_(wanted)).limit(1)) is not None
 
 
 def suppressed_among(emails: Iterable[str]) -> set[str]:
     """The lower-cased addresses among `emails` that are on the suppression list (one query per 500)."""
     wanted = sorted({normalise_suppressed_email(email) for email in emails if email})
+    salt = get_settings().log_hash_salt
+    # Most lists never had a person erased: then no marker needs computing or looking up.
+    any_erased = _any_erased()
     found: set[str] = set()
     for start in range(0, len(wanted), _CHUNK):
         chunk = wanted[start : start + _CHUNK]
-        found.update(db.session.scalars(select(Suppression.email).where(Suppression.email.in_(chunk))))
+        by_marker = {erasure_marker(address, salt): address for address in chunk} if any_erased else {}
+        stored = set(db.session.scalars(select(Suppression.email).where(Suppression.email.in_(chunk + list(by_marker)))))
+        found.update(address for address in chunk if address in stored)
+        found.update(by_marker[marker] for marker in stored if marker in by_marker)
     return found
+
+
+def erased_among(emails: Iterable[str]) -> dict[str, str]:
+    """{address: its erasure marker} for the addresses among `emails` whose person was erased."""
+    wanted = {_marker(normalise_suppressed_email(email)): normalise_suppressed_email(email) for email in emails if email}
+    markers = list(wanted)
+    found: dict[str, str] = {}
+    for start in range(0, len(markers), _CHUNK):
+        chunk = markers[start : start + _CHUNK]
+        found.update({wanted[m]: m for m in db.session.scalars(select(Suppression.email).where(Suppression.email.in_(chunk)))})
+    return found
+
+
+# --- the admins' suppression page ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SuppressionFilter:
+    """The search of the suppression page; empty fields do not filter."""
+
+    query: str = ""  # part of an address, or "@domain"
+    reason: str = ""
+    source: str = ""
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def _filtered(search: SuppressionFilter):
+    statement = select(Suppression)
+    if search.query.strip():
+        statement = statement.where(Suppression.email.contains(search.query.strip().lower(), autoescape=True))
+    if search.reason:
+        statement = statement.where(Suppression.reason == search.reason)
+    if search.source:
+        statement = statement.where(Suppression.source == search.source)
+    if search.since is not None:
+        statement = statement.where(Suppression.created_at >= search.since)
+    if search.until is not None:
+        statement = statement.where(Suppression.created_at < search.until)
+    return statement
+
+
+def search_suppressions(search: SuppressionFilter, page: int = 1) -> tuple[list[Suppression], int]:
+    """One page of matching entries, newest first, and the number of matches."""
+    statement = _filtered(search)
+    total = db.session.scalar(select(func.count()).select_from(statement.subquery())) or 0
+    rows = db.session.scalars(
+        statement.order_by(Suppression.created_at.desc(), Suppression.id.desc())
+        .limit(PAGE_SIZE)
+        .offset(max(0, page - 1) * PAGE_SIZE)
+    ).all()
+    return list(rows), total
+
+
+def iter_suppressions(search: SuppressionFilter) -> Iterable[Suppression]:
+    """Every matching entry, oldest first (the CSV export), streamed in chunks."""
+    return db.session.scalars(_filtered(search).order_by(Suppression.id).execution_options(yield_per=1000))
+
+
+def _address_log_fields(address: str) -> dict:
+    """What the audit log keeps of an address: masked, and its short hash (never in clear)."""
+    return {"email_masked": mask_email(address), "email_hash": erasure_hash(address, get_settings().log_hash_salt)[:16]}
+
+
+def remove_suppression(suppression_id: int, why: str, actor: User) -> Suppression:
+    """Remove one entry; the reason and the masked address go to the audit log. Commits."""
+    why = why.strip()
+    if not why:
+        raise SuppressionError("Say why the address may receive mail again.")
+    row = db.session.get(Suppression, suppression_id)
+    if row is None:
+        raise SuppressionError("This entry is no longer on the suppression list.")
+    details = {"why": why[:200], "reason": row.reason, "source": row.source}
+    if "@" in row.email:
+        details.update(_address_log_fields(row.email))
+    db.session.delete(row)
+    record_audit(actor, "suppression_removed", details=details)
+    db.session.commit()
+    logger.bind(actor=actor.id, reason=row.reason).info("Suppression removed")
+    return row
+
+
+# --- adding many, CSV import and export ----------------------------------------------------
+
+CSV_COLUMNS = ("email", "reason", "source", "note", "campaign_id", "created_at")
+
+
+@dataclass
+class AddressList:
+    """Addresses read from pasted lines or a CSV, with a row-numbered reason for each refused row."""
+
+    addresses: list[tuple[str, str]]  # (address, reason)
+    refused: list[str]
+
+
+def read_address_rows(text: str, default_reason: str) -> AddressList:
+    """`email[,reason,...]` per row; a header row is skipped; bad rows are refused with their number."""
+    result = AddressList([], [])
+    for number, row in enumerate(csv.reader(io.StringIO(text, newline="")), start=1):
+        cells = [cell.strip() for cell in row]
+        if not cells or not cells[0]:
+            continue
+        if number == 1 and "@" not in cells[0]:
+            continue  # a header row
+        reason = cells[1] if len(cells) > 1 and cells[1] in SUPPRESSION_REASONS else default_reason
+        try:
+            address = validate_email(cells[0], check_deliverability=False).normalized.lower()
+        except EmailNotValidError:
+            result.refused.append(f"Row {number}: not a valid address.")
+            continue
+        result.addresses.append((address, reason))
+    return result
+
+
+def add_address_rows(rows: AddressList, note: str, actor: User, *, source: str) -> tuple[int, int]:
+    """Suppress every address read by `read_address_rows` (each with its reason); commits once."""
+    added = already = 0
+    for address, reason in rows.addresses:
+        if suppress(address, reason, source=source, note=note[:200] or None, commit=False):
+            added += 1
+        else:
+            already += 1
+    record_audit(actor, "suppressions_imported" if source == "import" else "suppressions_added",
+                 details={"added": added, "already": already, "refused": len(rows.refused), "source": source,
+                          "note": note[:200]})
+    db.session.commit()
+    return added, already
+
+
+def csv_cell(value: object) -> object:
+    """A CSV cell a spreadsheet will not run as a formula."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def export_rows(search: SuppressionFilter) -> Iterable[list[object]]:
+    """The CSV export's header and rows (erased entries keep their marker)."""
+    yield list(CSV_COLUMNS)
+    for row in iter_suppressions(search):
+        yield [csv_cell(row.email), row.reason, row.source or "", csv_cell(row.note or ""), row.campaign_id or "",
+               row.created_at.isoformat()]

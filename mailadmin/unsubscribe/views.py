@@ -21,7 +21,7 @@ from mailadmin.mail.unsubscribe import (
     read_unsubscribe_token,
 )
 from mailadmin.models import Recipient
-from mailadmin.models.suppression import REASON_UNSUBSCRIBED
+from mailadmin.models.suppression import REASON_UNSUBSCRIBED, SOURCE_UNSUBSCRIBE
 from mailadmin.pii import get_pii_log_fields, mask_email
 from mailadmin.services.suppressions import is_suppressed, suppress
 
@@ -74,7 +74,7 @@ def unsubscribe(token: str):
     recipient = _recipient_for(token)
     if recipient is None:
         return _invalid()
-    added = suppress(recipient.email, REASON_UNSUBSCRIBED, recipient.campaign_id)
+    added = suppress(recipient.email, REASON_UNSUBSCRIBED, recipient.campaign_id, source=SOURCE_UNSUBSCRIBE)
     logger.bind(
         campaign_id=recipient.campaign_id,
         recipient_id=recipient.id,

@@ -234,6 +234,20 @@ def produce_log_lines(app, make_user, smtp, redis_url: str) -> tuple[list[str], 
         run_queued_jobs(redis_url)
         ids["clean"] = clean.id
 
+        # Reported later: a hard bounce by SES, a complaint through the bounce mailbox; and a
+        # campaign paused for its bounce rate.
+        from mailadmin.mail.bounces import BounceReport
+        from mailadmin.services import bounces as bounce_service
+        from mailadmin.services.bounces import record_bounce
+
+        record_bounce(BounceReport("ok1@example.test", "hard", "ses", "sns-1", status_code="5.1.1"))
+        record_bounce(BounceReport("a@example.test", "complaint", "ses", "sns-2"))
+        bouncing = create_campaign(owner, ["bad@example.test"], name="bounce rate")
+        service.start_campaign(bouncing, owner, enforce_throttle=False)
+        bounce_service.pause_for_bounce_rate(bouncing.id, sent=200, bounced=11, complained=0, threshold_percent=5)
+        Queue(SEND_QUEUE, connection=get_redis()).empty()
+        ids["bounce_rate"] = bouncing.id
+
         # No token left: deferred with rate_limit; then an admin pauses, resumes and cancels it.
         quota = create_campaign(owner, ["c@example.test"], name="quota")
         service.start_campaign(quota, owner, enforce_throttle=False)

@@ -1,0 +1,165 @@
+"""The suppression list for admins: search, add, remove with a reason, CSV import/export, erase a person."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import UTC, datetime, time, timedelta
+
+from flask import Response, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from mailadmin.admin.forms import (
+    AddSuppressionsForm,
+    ErasePersonForm,
+    ImportSuppressionsForm,
+    RemoveSuppressionForm,
+    SuppressionFilterForm,
+)
+from mailadmin.admin.views import bp
+from mailadmin.auth.decorators import admin_required
+from mailadmin.models.suppression import SOURCE_ADMIN, SOURCE_IMPORT
+from mailadmin.services import privacy
+from mailadmin.services import suppressions as suppression_service
+from mailadmin.services.recipients import decode_upload
+
+
+def _search(form: SuppressionFilterForm) -> suppression_service.SuppressionFilter:
+    since = until = None
+    if form.date_from.data and not form.date_from.errors:
+        since = datetime.combine(form.date_from.data, time(), UTC)
+    if form.date_to.data and not form.date_to.errors:
+        until = datetime.combine(form.date_to.data + timedelta(days=1), time(), UTC)
+    return suppression_service.SuppressionFilter(
+        query=(form.q.data or "").strip(), reason=form.reason.data or "", source=form.source.data or "",
+        since=since, until=until,
+    )
+
+
+def _page_number() -> int:
+    raw = request.args.get("page", "1")
+    return int(raw) if raw.isdigit() and 0 < int(raw) < 100_000 else 1
+
+
+@bp.route("/suppressions")
+@admin_required
+def suppressions():
+    """Search the suppression list; forms to add, import, export, remove and erase."""
+    form = SuppressionFilterForm(request.args)
+    form.validate()
+    page = _page_number()
+    rows, total = suppression_service.search_suppressions(_search(form), page)
+    filters = {key: value for key, value in request.args.items() if key != "page" and value}
+    return render_template(
+        "admin/suppressions.html", form=form, rows=rows, total=total, page=page, filters=filters,
+        pages=max(1, -(-total // suppression_service.PAGE_SIZE)), add_form=AddSuppressionsForm(),
+        import_form=ImportSuppressionsForm(), remove_form=RemoveSuppressionForm(), erase_form=ErasePersonForm(),
+    )
+
+
+def _report_rows(added: int, already: int, refused: list[str]) -> None:
+    flash(f"{added} address(es) added to the suppression list, {already} already there.", "success")
+    if refused:
+        shown = " ".join(refused[:10]) + (f" … and {len(refused) - 10} more." if len(refused) > 10 else "")
+        flash(f"{len(refused)} row(s) refused. {shown}", "error")
+
+
+def _form_errors(form) -> None:
+    for field in form:
+        for error in field.errors:
+            flash(f"{field.label.text}: {error}", "error")
+
+
+@bp.route("/suppressions/add", methods=["POST"])
+@admin_required
+def add_suppressions():
+    """Add one or many pasted addresses with a reason."""
+    form = AddSuppressionsForm()
+    if not form.validate_on_submit():
+        _form_errors(form)
+        return redirect(url_for("admin.suppressions"))
+    rows = suppression_service.read_address_rows(form.addresses.data, form.reason.data)
+    rows.addresses = [(address, form.reason.data) for address, _ in rows.addresses]
+    added, already = suppression_service.add_address_rows(rows, form.note.data or "", current_user,
+                                                          source=SOURCE_ADMIN)
+    _report_rows(added, already, rows.refused)
+    return redirect(url_for("admin.suppressions"))
+
+
+@bp.route("/suppressions/import", methods=["POST"])
+@admin_required
+def import_suppressions():
+    """Import a CSV (email[,reason]); rows without a valid reason get the form's."""
+    form = ImportSuppressionsForm()
+    if not form.validate_on_submit():
+        _form_errors(form)
+        return redirect(url_for("admin.suppressions"))
+    text = decode_upload(form.file.data.read())
+    rows = suppression_service.read_address_rows(text, form.reason.data)
+    added, already = suppression_service.add_address_rows(rows, form.note.data or "", current_user,
+                                                          source=SOURCE_IMPORT)
+    _report_rows(added, already, rows.refused)
+    return redirect(url_for("admin.suppressions"))
+
+
+@bp.route("/suppressions/export.csv")
+@admin_required
+def export_suppressions():
+    """The matching entries as CSV (streamed)."""
+    form = SuppressionFilterForm(request.args)
+    form.validate()
+    search = _search(form)
+
+    def generate() -> Iterator[str]:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        for row in suppression_service.export_rows(search):
+            writer.writerow(row)
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+
+    return Response(generate(), mimetype="text/csv",
+                    headers={"Content-Disposition": "attachment; filename=suppressions.csv"})
+
+
+@bp.route("/suppressions/<int:suppression_id>/remove", methods=["POST"])
+@admin_required
+def remove_suppression(suppression_id: int):
+    """Remove one entry; the reason goes to the audit log."""
+    form = RemoveSuppressionForm()
+    back = request.form.get("next") or url_for("admin.suppressions")
+    if not back.startswith("/admin/suppressions"):
+        back = url_for("admin.suppressions")
+    if not form.validate_on_submit():
+        flash("Say why the address may receive mail again.", "error")
+        return redirect(back)
+    try:
+        suppression_service.remove_suppression(suppression_id, form.why.data, current_user)
+    except suppression_service.SuppressionError as exc:
+        flash(exc.message, "error")
+        return redirect(back)
+    flash("Removed from the suppression list. The reason is in the audit log.", "success")
+    return redirect(back)
+
+
+@bp.route("/suppressions/erase", methods=["POST"])
+@admin_required
+def erase_person():
+    """Replace every stored copy of an address by its hash; it stays suppressed."""
+    form = ErasePersonForm()
+    if not form.validate_on_submit():
+        _form_errors(form)
+        return redirect(url_for("admin.suppressions"))
+    try:
+        report = privacy.erase_person(form.email.data, current_user)
+    except suppression_service.SuppressionError as exc:
+        flash(exc.message, "error")
+        return redirect(url_for("admin.suppressions"))
+    flash(
+        f"Person erased: {report.recipients} recipient row(s), {report.suppressions} suppression entr(y/ies) and "
+        f"{report.audit_events} audit event(s) now hold only the address's hash. It stays suppressed.",
+        "success",
+    )
+    return redirect(url_for("admin.suppressions"))

@@ -1,0 +1,268 @@
+"""Applying bounce and complaint reports (webhooks, the bounce mailbox) — each exactly once.
+
+A report is first recorded as a `BounceEvent` under a unique key (provider, notification id,
+address hash): when that insert finds the key taken, the report was applied before and nothing
+changes. Otherwise, in the same transaction:
+
+- hard bounce: the recipient `sent` -> `bounced`, `campaigns.bounced_count + 1`, address suppressed;
+- complaint: the recipient `sent`/`bounced` -> `complained`, `complained_count + 1`, suppressed;
+- soft bounce: the recipient's `soft_bounce_count + 1`; the 3rd soft bounce of the address within
+  30 days suppresses it.
+
+After the commit, a campaign whose hard bounces + complaints exceed MAILER_BOUNCE_RATE_PAUSE_PERCENT
+of at least 100 sent is paused (`bounce_rate`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import timedelta
+
+from loguru import logger
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from mailadmin.extensions import db, get_redis, get_settings
+from mailadmin.jobs.dispatch import safe_cancel_continuation
+from mailadmin.limits.replay import first_delivery, forget_delivery
+from mailadmin.mail.bounces import BOUNCE_COMPLAINT, BOUNCE_HARD, BOUNCE_SOFT, BounceReport, find_our_message_id
+from mailadmin.models import BounceEvent, Campaign, CampaignQueue, Recipient
+from mailadmin.models.campaign import ACTIVE_STATUSES, PAUSED, R_BOUNCED, R_COMPLAINED, R_SENT
+from mailadmin.models.reasons import Reason
+from mailadmin.models.suppression import (
+    REASON_COMPLAINT,
+    REASON_HARD_BOUNCE,
+    REASON_SOFT_BOUNCES,
+)
+from mailadmin.models.types import utcnow
+from mailadmin.pii import erasure_hash, get_pii_log_fields
+from mailadmin.send_signals import announce_send_stop
+from mailadmin.services.audit import record_audit
+from mailadmin.services.campaign_state import current_status, owns_transaction, set_status
+from mailadmin.services.suppressions import normalise_suppressed_email, suppress
+
+SOFT_BOUNCE_LIMIT = 3
+SOFT_BOUNCE_WINDOW = timedelta(days=30)
+# Hard bounces + complaints are judged only once a campaign has sent this many messages.
+BOUNCE_RATE_MIN_SENT = 100
+
+_recipients = Recipient.__table__
+_campaigns = Campaign.__table__
+_queues = CampaignQueue.__table__
+
+
+@dataclass(frozen=True)
+class BounceOutcome:
+    """What applying one report did."""
+
+    applied: bool  # False: the same report was applied before (or the address is not one)
+    campaign_id: int | None = None
+    recipient_id: int | None = None
+    recipient_changed: bool = False
+    suppressed: bool = False
+
+
+def _event_key(report: BounceReport, email_hash: str) -> str:
+    event_id = report.event_id
+    if len(event_id) > 160:
+        event_id = hashlib.sha256(event_id.encode("utf-8")).hexdigest()
+    return f"{report.source}:{report.kind}:{event_id}:{email_hash[:32]}"
+
+
+def _insert_event(report: BounceReport, email_hash: str, campaign_id: int | None, recipient_id: int | None) -> bool:
+    table = BounceEvent.__table__
+    insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = (
+        insert(table)
+        .values(event_key=_event_key(report, email_hash), kind=report.kind, source=report.source,
+                email_hash=email_hash, campaign_id=campaign_id, recipient_id=recipient_id,
+                status_code=(report.status_code or None) and report.status_code[:16], created_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["event_key"])
+        .returning(table.c.id)
+    )
+    return db.session.execute(statement).first() is not None
+
+
+def find_reported_recipient(report: BounceReport, address: str) -> tuple[int, int] | None:
+    """(campaign_id, recipient_id) the report is about: VERP, then our Message-ID, then the address."""
+    if report.recipient_id is not None:
+        row = db.session.execute(
+            select(_recipients.c.campaign_id, _recipients.c.id)
+            .where(_recipients.c.id == report.recipient_id, _recipients.c.campaign_id == report.campaign_id)
+        ).first()
+        if row is not None:
+            return row.campaign_id, row.id
+    ours = find_our_message_id(report.message_id)
+    if ours is not None:
+        (campaign_id, recipient_id), message_id = (ours[0].campaign_id, ours[0].recipient_id), ours[1]
+        row = db.session.execute(
+            select(_recipients.c.campaign_id, _recipients.c.id).where(
+                _recipients.c.id == recipient_id,
+                _recipients.c.campaign_id == campaign_id,
+                _recipients.c.smtp_message_id == message_id,
+            )
+        ).first()
+        if row is not None:
+            return row.campaign_id, row.id
+    row = db.session.execute(
+        select(_recipients.c.campaign_id, _recipients.c.id)
+        .where(_recipients.c.email == address, _recipients.c.status.in_((R_SENT, R_BOUNCED, R_COMPLAINED)))
+        .order_by(_recipients.c.sent_at.desc().nulls_last(), _recipients.c.id.desc())
+        .limit(1)
+    ).first()
+    return (row.campaign_id, row.id) if row is not None else None
+
+
+def _mark_recipient(kind: str, campaign_id: int, recipient_id: int) -> bool:
+    """Move the recipient to bounced/complained (or count a soft bounce) and the campaign's counter."""
+    if kind == BOUNCE_SOFT:
+        db.session.execute(
+            update(_recipients).where(_recipients.c.id == recipient_id)
+            .values(soft_bounce_count=_recipients.c.soft_bounce_count + 1, updated_at=utcnow())
+        )
+        return True
+    to_status, from_statuses, counter = (
+        (R_BOUNCED, (R_SENT,), _campaigns.c.bounced_count)
+        if kind == BOUNCE_HARD
+        else (R_COMPLAINED, (R_SENT, R_BOUNCED), _campaigns.c.complained_count)
+    )
+    changed = db.session.execute(
+        update(_recipients)
+        .where(_recipients.c.id == recipient_id, _recipients.c.status.in_(from_statuses))
+        .values(status=to_status, updated_at=utcnow())
+        .returning(_recipients.c.id)
+    ).first() is not None
+    if changed:
+        db.session.execute(
+            update(_campaigns).where(_campaigns.c.id == campaign_id)
+            .values({counter.key: counter + 1, "updated_at": utcnow()})
+        )
+    return changed
+
+
+def _soft_bounces_reached_limit(email_hash: str) -> bool:
+    since = utcnow() - SOFT_BOUNCE_WINDOW
+    count = db.session.scalar(
+        select(func.count()).select_from(BounceEvent)
+        .where(BounceEvent.email_hash == email_hash, BounceEvent.kind == BOUNCE_SOFT, BounceEvent.created_at >= since)
+    )
+    return (count or 0) >= SOFT_BOUNCE_LIMIT
+
+
+def _suppress_for(report: BounceReport, address: str, email_hash: str, campaign_id: int | None) -> bool:
+    if report.kind == BOUNCE_HARD:
+        reason = REASON_HARD_BOUNCE
+    elif report.kind == BOUNCE_COMPLAINT:
+        reason = REASON_COMPLAINT
+    elif _soft_bounces_reached_limit(email_hash):
+        reason = REASON_SOFT_BOUNCES
+    else:
+        return False
+    return suppress(address, reason, campaign_id, source=report.source, commit=False)
+
+
+def record_bounce(report: BounceReport) -> BounceOutcome:
+    """Apply one report once (see the module docstring); commits, then checks the bounce rate."""
+    address = normalise_suppressed_email(report.email)
+    if "@" not in address or len(address) > 320:
+        return BounceOutcome(False)
+    email_hash = erasure_hash(address, get_settings().log_hash_salt)
+    found = find_reported_recipient(report, address)
+    campaign_id, recipient_id = found if found else (None, None)
+    if not _insert_event(report, email_hash, campaign_id, recipient_id):
+        db.session.rollback()
+        return BounceOutcome(False, campaign_id, recipient_id)
+    changed = _mark_recipient(report.kind, campaign_id, recipient_id) if found else False
+    suppressed = _suppress_for(report, address, email_hash, campaign_id)
+    db.session.commit()
+    logger.bind(
+        campaign_id=campaign_id,
+        recipient_id=recipient_id,
+        **get_pii_log_fields(address, "INFO"),
+        source=report.source,
+        bounce_type=report.kind,
+        status_code=report.status_code,
+        suppressed=suppressed,
+    ).info("Complaint recorded" if report.kind == BOUNCE_COMPLAINT else "Bounce recorded")
+    if changed and campaign_id is not None and report.kind != BOUNCE_SOFT:
+        pause_if_bounce_rate_exceeded(campaign_id)
+    return BounceOutcome(True, campaign_id, recipient_id, changed, suppressed)
+
+
+def record_bounces(reports: list[BounceReport]) -> list[BounceOutcome]:
+    """Apply several reports (one notification may name several addresses)."""
+    return [record_bounce(report) for report in reports]
+
+
+def bounce_rate_exceeded(sent: int, bounced: int, complained: int, percent: int) -> bool:
+    """Hard bounces + complaints above `percent` of at least BOUNCE_RATE_MIN_SENT sent; 0 = never."""
+    if percent <= 0 or sent < BOUNCE_RATE_MIN_SENT:
+        return False
+    return (bounced + complained) * 100 > percent * sent
+
+
+def pause_if_bounce_rate_exceeded(campaign_id: int) -> bool:
+    """Pause an active campaign (`bounce_rate`) whose list bounces too much; True when this call paused it."""
+    row = db.session.execute(
+        select(_campaigns.c.sent_count, _campaigns.c.bounced_count, _campaigns.c.complained_count)
+        .where(_campaigns.c.id == campaign_id)
+    ).first()
+    percent = get_settings().bounce_rate_pause_percent
+    if row is None or not bounce_rate_exceeded(row.sent_count, row.bounced_count, row.complained_count, percent):
+        return False
+    return pause_for_bounce_rate(
+        campaign_id, sent=row.sent_count, bounced=row.bounced_count, complained=row.complained_count,
+        threshold_percent=percent,
+    )
+
+
+@owns_transaction
+def pause_for_bounce_rate(campaign_id: int, *, sent: int, bounced: int, complained: int, threshold_percent: int) -> bool:
+    """Pause an active campaign (`bounce_rate`) until an admin resumes it; audit with no actor (commits).
+
+    The send loop sees `paused` before its next message, exactly as after an admin pause.
+    """
+    now = utcnow()
+    from_status = current_status(campaign_id)
+    if not set_status(campaign_id, ACTIVE_STATUSES, PAUSED):
+        db.session.commit()
+        return False
+    queue_id = db.session.execute(
+        update(_queues)
+        .where(_queues.c.campaign_id == campaign_id)
+        .values(defer_reason=Reason.BOUNCE_RATE, deferred_until=None, current_job_id=None, updated_at=now)
+        .returning(_queues.c.id)
+    ).scalar_one_or_none()
+    details = {"sent": sent, "bounced": bounced, "complained": complained, "threshold_percent": threshold_percent}
+    record_audit(None, "bounce_rate_paused", campaign_id=campaign_id, from_status=from_status, to_status=PAUSED,
+                 details=details)
+    db.session.commit()
+    announce_send_stop(get_redis(), campaign_id)  # running slices stop before their next message
+    safe_cancel_continuation(campaign_id)
+    logger.bind(campaign_id=campaign_id, queue_id=queue_id, defer_reason=Reason.BOUNCE_RATE.value, **details).log(
+        Reason.BOUNCE_RATE.info.log_level, "Campaign paused (bounce rate too high)"
+    )
+    return True
+
+
+# Replays are refused for at least this long; a signature older than the freshness window is
+# refused as stale anyway.
+REPLAY_MEMORY_SECONDS = 7 * 24 * 3600
+
+
+def apply_webhook_delivery(provider: str, delivery_id: str, reports: list[BounceReport]) -> list[BounceOutcome] | None:
+    """Apply a verified webhook delivery once; None when the same delivery was seen before (a replay).
+
+    Raises RedisError when the replay store is unreachable (the caller refuses; the provider retries).
+    """
+    redis = get_redis()
+    if not first_delivery(redis, provider, delivery_id, REPLAY_MEMORY_SECONDS):
+        return None
+    try:
+        return record_bounces(reports)
+    except BaseException:
+        db.session.rollback()
+        forget_delivery(redis, provider, delivery_id)
+        raise

@@ -1,0 +1,94 @@
+"""Erasing a person: every stored copy of an address is replaced by its salted hash and a marker.
+
+Recipients of every campaign (address, name, merge fields and last error), the suppression list
+and the audit details all lose the address; the address stays suppressed by its hash
+(`services.suppressions` matches the marker), so an erased person never gets mail again. Bounce
+reports only ever stored the hash. The erasure is audited without the address.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from loguru import logger
+from sqlalchemy import Text, cast, delete, func, select, update
+
+from mailadmin.extensions import db, get_settings
+from mailadmin.models import AuditEvent, Recipient, Suppression, User
+from mailadmin.models.suppression import REASON_MANUAL, SOURCE_ADMIN
+from mailadmin.models.types import utcnow
+from mailadmin.pii import erasure_marker
+from mailadmin.services.audit import record_audit
+from mailadmin.services.suppressions import SuppressionError, normalise_suppressed_email
+
+ERASED_NAME = "(erased)"
+
+
+@dataclass(frozen=True)
+class ErasureReport:
+    """How many stored copies one erasure replaced."""
+
+    recipients: int
+    suppressions: int
+    audit_events: int
+
+
+def _replace_in(value: object, address: str, marker: str) -> object:
+    """`value` (JSON: dicts, lists, strings) with every occurrence of `address` replaced by `marker`."""
+    if isinstance(value, str):
+        lowered = value.lower()
+        if address not in lowered:
+            return value
+        out, start = [], 0
+        while (found := lowered.find(address, start)) != -1:
+            out += [value[start:found], marker]
+            start = found + len(address)
+        return "".join(out + [value[start:]])
+    if isinstance(value, list):
+        return [_replace_in(item, address, marker) for item in value]
+    if isinstance(value, dict):
+        return {key: _replace_in(item, address, marker) for key, item in value.items()}
+    return value
+
+
+def _erase_audit_details(address: str, marker: str) -> int:
+    rows = db.session.scalars(
+        select(AuditEvent).where(func.lower(cast(AuditEvent.details, Text)).contains(address, autoescape=True))
+    ).all()
+    for row in rows:
+        row.details = _replace_in(row.details, address, marker)
+    return len(rows)
+
+
+def _erase_suppression(address: str, marker: str) -> int:
+    has_marker = db.session.scalar(select(Suppression.id).where(Suppression.email == marker)) is not None
+    if has_marker:
+        return db.session.execute(delete(Suppression).where(Suppression.email == address)).rowcount
+    changed = db.session.execute(
+        update(Suppression).where(Suppression.email == address).values(email=marker, note=None)
+    ).rowcount
+    if not changed:
+        db.session.add(Suppression(email=marker, reason=REASON_MANUAL, source=SOURCE_ADMIN, note="erased",
+                                   created_at=utcnow()))
+    return changed
+
+
+def erase_person(email: str, actor: User) -> ErasureReport:
+    """Replace every stored copy of `email` by its erasure marker; it stays suppressed. Commits once."""
+    address = normalise_suppressed_email(email)
+    if "@" not in address or len(address) > 320:
+        raise SuppressionError("Enter the one address to erase.")
+    marker = erasure_marker(address, get_settings().log_hash_salt)
+    recipients = db.session.execute(
+        update(Recipient.__table__)
+        .where(Recipient.__table__.c.email == address)
+        .values(email=marker, name=ERASED_NAME, fields=None, last_error=None, updated_at=utcnow())
+    ).rowcount
+    suppressions = _erase_suppression(address, marker)
+    audit_events = _erase_audit_details(address, marker)
+    report = ErasureReport(recipients, suppressions, audit_events)
+    record_audit(actor, "person_erased", details={"recipients": recipients, "suppressions": suppressions,
+                                                  "audit_events": audit_events})
+    db.session.commit()
+    logger.bind(actor=actor.id, recipients=recipients, audit_events=audit_events).info("Person erased")
+    return report

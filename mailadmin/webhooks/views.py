@@ -1,0 +1,134 @@
+"""The webhook routes: verify, then read, then apply once (see the package docstring)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+
+from flask import Blueprint, abort, jsonify, request
+from loguru import logger
+from redis import RedisError
+
+from mailadmin.extensions import get_settings
+from mailadmin.mail.bounces import BounceReport
+from mailadmin.services.bounces import apply_webhook_delivery
+from mailadmin.webhooks import verify
+from mailadmin.webhooks.providers import (
+    PayloadError,
+    mailgun_reports,
+    postmark_delivery_id,
+    postmark_reports,
+    sendgrid_reports,
+    ses_reports,
+)
+from mailadmin.webhooks.verify import ReplayedRequest, WebhookRefused
+
+bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
+
+# What one verified delivery is: (its replay id, its reports) — or a response already made.
+Delivery = tuple[str, list[BounceReport]]
+
+
+def _receive(provider: str, configured: object, read_delivery: Callable[[], Delivery | object]):
+    """Common path: 404 when not configured; refuse unproven or replayed requests; apply the rest."""
+    if not configured:
+        abort(404)
+    try:
+        delivery = read_delivery()
+        if not isinstance(delivery, tuple):
+            return delivery
+        delivery_id, reports = delivery
+        outcomes = apply_webhook_delivery(provider, delivery_id, reports)
+        if outcomes is None:
+            raise ReplayedRequest("this delivery was received before")
+    except WebhookRefused as exc:
+        # Never the body: it holds addresses, and a forged one is attacker-controlled text.
+        logger.bind(provider=provider, refusal=exc.reason, remote_addr=request.remote_addr,
+                    content_length=request.content_length).warning("Webhook refused")
+        return jsonify(error=exc.reason), exc.status
+    except PayloadError as exc:
+        logger.bind(provider=provider, error=str(exc)).warning("Webhook payload not understood")
+        return jsonify(error="unreadable payload"), 400
+    except RedisError as exc:
+        logger.bind(provider=provider, error_type=type(exc).__name__).error("Webhook refused: Redis unavailable")
+        return jsonify(error="temporarily unavailable"), 503
+    applied = sum(1 for outcome in outcomes if outcome.applied)
+    return jsonify(applied=applied, duplicates=len(outcomes) - applied), 200
+
+
+def _json_body() -> object:
+    try:
+        return json.loads(request.get_data(cache=True))
+    except ValueError:
+        raise verify.MissingCredentials("the body is not JSON") from None
+
+
+@bp.post("/ses")
+def ses():
+    """Amazon SES bounce/complaint notifications through an SNS topic (also confirms the subscription)."""
+    settings = get_settings()
+
+    def read() -> Delivery | object:
+        message = _json_body()
+        verify.verify_sns_message(message, settings.webhook_sns_topic_arns, settings.webhook_max_age_seconds)
+        if message["Type"] == "SubscriptionConfirmation":
+            verify.sns_region_of_host(str(message.get("SubscribeURL", "")))
+            try:
+                verify.confirm_sns_subscription(message["SubscribeURL"])
+            except OSError:
+                raise verify.SnsUnreachable("the SubscribeURL could not be visited") from None
+            logger.bind(provider="ses", topic=message["TopicArn"]).info("SNS subscription confirmed")
+            return jsonify(confirmed=True)
+        if message["Type"] == "UnsubscribeConfirmation":
+            return jsonify(ignored=True)
+        return message["MessageId"], ses_reports(message["Message"], message["MessageId"])
+
+    return _receive("ses", settings.webhook_sns_topic_arns, read)
+
+
+@bp.post("/sendgrid")
+def sendgrid():
+    """SendGrid Event Webhook (signed events)."""
+    settings = get_settings()
+
+    def read() -> Delivery:
+        body = request.get_data(cache=True)
+        signature = request.headers.get(verify.SENDGRID_SIGNATURE_HEADER)
+        verify.verify_sendgrid_request(settings.webhook_sendgrid_public_key, signature,
+                                       request.headers.get(verify.SENDGRID_TIMESTAMP_HEADER), body,
+                                       settings.webhook_max_age_seconds)
+        return hashlib.sha256(signature.encode("utf-8")).hexdigest(), sendgrid_reports(body)
+
+    return _receive("sendgrid", settings.webhook_sendgrid_public_key, read)
+
+
+@bp.post("/postmark")
+def postmark():
+    """Postmark bounce and spam-complaint webhooks (shared secret: basic auth or header)."""
+    settings = get_settings()
+
+    def read() -> Delivery:
+        auth = request.authorization
+        verify.verify_postmark_secret(settings.webhook_postmark_secret, auth.password if auth else None,
+                                      request.headers.get(verify.POSTMARK_SECRET_HEADER))
+        payload = _json_body()
+        return postmark_delivery_id(payload), postmark_reports(payload)
+
+    return _receive("postmark", settings.webhook_postmark_secret, read)
+
+
+@bp.post("/mailgun")
+def mailgun():
+    """Mailgun webhooks (failed, complained), signed with the webhook signing key."""
+    settings = get_settings()
+
+    def read() -> Delivery:
+        payload = _json_body()
+        if not isinstance(payload, dict):
+            raise verify.MissingCredentials("the body is not a Mailgun payload")
+        token = verify.verify_mailgun_signature(settings.webhook_mailgun_signing_key, payload.get("signature"),
+                                                settings.webhook_max_age_seconds)
+        return token, mailgun_reports(payload.get("event-data"))
+
+    return _receive("mailgun", settings.webhook_mailgun_signing_key, read)

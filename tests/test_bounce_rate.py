@@ -1,0 +1,128 @@
+"""bounce_rate: once a campaign has sent at least 100, hard bounces + complaints above
+MAILER_BOUNCE_RATE_PAUSE_PERCENT of sent pause it — the send loop stops as after an admin pause —
+and an admin resume continues it."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+from sqlalchemy import select
+
+from mailadmin.extensions import db
+from mailadmin.jobs.send import run_send_slice
+from mailadmin.models import AuditEvent
+from mailadmin.services.bounces import bounce_rate_exceeded
+from mailadmin.webhooks import verify
+from tests.factories import fresh_campaign, recipient_of, sent_campaign
+from tests.support.bounces import SNS_TOPIC, SnsSigner, ses_bounce_notification
+from tests.support.jobs import preserved_rq_loggers, run_queued_jobs
+from tests.support.web import click, flashes
+
+SENT = [f"reader{i:03d}@example.com" for i in range(200)]
+PENDING = [f"later{i:02d}@example.net" for i in range(30)]
+
+
+@pytest.fixture
+def sns_signer(monkeypatch) -> SnsSigner:
+    signer = SnsSigner.generate()
+    verify.forget_sns_certificates()
+    monkeypatch.setattr(verify, "download_certificate", lambda url: signer.pem)
+    return signer
+
+
+@pytest.fixture
+def configured(app_env, request):
+    app_env.update({"MAILER_WEBHOOK_SNS_TOPIC_ARNS": SNS_TOPIC, "MAILER_BOUNCE_ADDRESS": "bounces@mailadmin.test"})
+    return request.getfixturevalue("app")
+
+
+@pytest.mark.parametrize(("sent", "bounced", "complained", "percent", "expected"), [
+    (99, 50, 0, 5, False),  # fewer than 100 sent: not judged yet
+    (200, 10, 0, 5, False),  # exactly 5 %: not above
+    (200, 10, 1, 5, True),
+    (200, 11, 0, 5, True),
+    (1000, 900, 0, 0, False),  # 0 = off
+])
+def test_the_threshold(sent, bounced, complained, percent, expected):
+    assert bounce_rate_exceeded(sent, bounced, complained, percent) is expected
+
+
+def test_eleven_hard_bounces_of_200_sent_pause_the_campaign_until_an_admin_resumes_it(
+    configured, admin_client, sns_signer, make_user, smtp, app_env
+):
+    campaign = sent_campaign(make_user("owner@example.com"), SENT, pending=PENDING)
+    client = configured.test_client()
+    for number, address in enumerate(SENT[:11], start=1):
+        message = sns_signer.sign(ses_bounce_notification([address], recipient_of(campaign, address).smtp_message_id))
+        response = client.post("/webhooks/ses", data=json.dumps(message))
+        assert response.status_code == 200
+        expected = "paused" if number == 11 else "sending"
+        assert fresh_campaign(campaign.id).status == expected, number
+
+    paused = fresh_campaign(campaign.id)
+    assert (paused.bounced_count, paused.queue.defer_reason) == (11, "bounce_rate")
+    audit = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "bounce_rate_paused"))
+    assert audit.details == {"sent": 200, "bounced": 11, "complained": 0, "threshold_percent": 5}
+
+    # The send loop stops exactly as after an admin pause.
+    report = run_send_slice(campaign.id)
+    assert str(report.outcome).startswith("skipped") and report.sent == 0
+    assert smtp.messages == []
+    page = f"/campaigns/{campaign.id}"
+    html = admin_client.get(page).get_data(as_text=True)
+    assert "too many hard bounces and complaints" in html
+    assert '<span data-bind="bounced" id="bounced-count">11</span> bounced' in html
+    assert admin_client.get(f"{page}/progress.json").json["bounced"] == 11
+    assert "11 bounced" in admin_client.get("/campaigns").get_data(as_text=True)
+    chart = admin_client.get(f"{page}/sends-per-hour.svg").get_data(as_text=True)
+    assert 'class="bounced"' in chart and "11 of them bounced or drew a complaint" in chart
+    export = list(csv.reader(io.StringIO(admin_client.get(f"{page}/results.csv").get_data(as_text=True))))
+    assert export[0] == ["email", "name", "status", "attempts", "smtp_code", "last_error", "soft_bounces", "sent_at"]
+    assert sum(1 for row in export if row[2] == "bounced") == 11
+
+    html = click(admin_client, page, f"/admin/campaigns/{campaign.id}/resume", {"next": page}).get_data(as_text=True)
+    assert any("resumed" in text for _, text in flashes(html))
+    with preserved_rq_loggers():
+        run_queued_jobs(app_env["REDIS_URL"])
+    done = fresh_campaign(campaign.id)
+    assert done.status == "finished" and done.sent_count == 230
+    assert sorted(rcpt for message in smtp.messages for rcpt in message.rcpt_tos) == sorted(PENDING)
+    # Each message went out with its own signed VERP return path.
+    senders = {message.mail_from for message in smtp.messages}
+    assert len(senders) == len(PENDING)
+    assert all(sender.startswith("bounces+") and sender.endswith("@mailadmin.test") for sender in senders)
+
+
+def test_a_bounce_rate_pause_stops_a_running_slice_before_its_next_message(configured, make_user, smtp):
+    """The pause lands while a slice is sending: it stops between messages, as after an admin pause."""
+    import threading
+
+    from mailadmin.mail.bounces import BounceReport
+    from mailadmin.services.bounces import record_bounce
+    from tests.support.waiting import wait_until
+
+    campaign = sent_campaign(make_user("owner@example.com"), SENT, pending=PENDING)
+    smtp.delay_per_message(0.2)
+    reports = []
+    app = configured
+
+    def send() -> None:
+        with app.app_context():
+            reports.append(run_send_slice(campaign.id))
+
+    worker = threading.Thread(target=send)
+    worker.start()
+    assert smtp.wait_for(2, timeout=20), "the slice did not start sending"
+    for number, address in enumerate(SENT[:11]):
+        record_bounce(BounceReport(address, "hard", "ses", f"mid-send-{number}"))
+    paused_at = len(smtp.messages)
+    worker.join(timeout=30)
+    assert not worker.is_alive()
+    wait_until(lambda: bool(reports), 5)
+    assert str(reports[0].outcome) == "stopped:paused"
+    # At most the messages in flight at the pause: one per connection.
+    assert len(smtp.messages) <= paused_at + app.config["SETTINGS"].smtp_connections < len(PENDING)
+    assert fresh_campaign(campaign.id).queue.defer_reason == "bounce_rate"
