@@ -73,7 +73,16 @@ INTERCEPTED_LOGGERS = (
     "flask_migrate",
 )
 # SQLAlchemy logs every statement at INFO when echo is on; only its warnings belong in our logs.
-QUIET_LOGGERS = {"sqlalchemy": logging.WARNING}
+# RQ and rq-scheduler write several DEBUG lines a second while idle ("Checking for scheduled
+# jobs..."): even in development they start at INFO, so that make run's output stays readable.
+QUIET_LOGGERS = {
+    "sqlalchemy": logging.WARNING,
+    "rq": logging.INFO,
+    "rq.worker": logging.INFO,
+    "rq.job": logging.INFO,
+    "rq_scheduler": logging.INFO,
+    "rq_scheduler.scheduler": logging.INFO,
+}
 
 REQUEST_ID_HEADER = "X-Request-ID"
 ACCESS_LOGGER_NAME = "mailadmin.request"

@@ -67,7 +67,7 @@ def create_campaign(
     for start in range(0, len(emails), _INSERT_CHUNK):
         rows = [
             {"campaign_id": campaign.id, "email": email, "name": recipient_name(index), "fields": fields,
-             "status": R_PENDING, "attempts": 0, "updated_at": now}
+             "status": R_PENDING, "attempts": 0, "updated_at": now, "position": index + 1}
             for index, email in enumerate(emails[start:start + _INSERT_CHUNK], start)
         ]
         db.session.execute(insert(Recipient.__table__), rows)

@@ -44,15 +44,15 @@ def test_audit_log_shows_who_did_what_to_which_campaign_and_the_state_change(adm
     row = html[html.index('<tr data-action="campaign_paused">') :]
     row = row[: row.index("</tr>")]
     assert ADMIN_EMAIL in row and "Spring news" in row and f"#{campaign.id}" in row
-    assert "sending → paused" in row
-    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", row)
+    assert re.search(r"Sending →</span> Paused", row) and "Campaign paused" in row
+    assert re.search(r'<time datetime="[^"]+" title="\d{4}-\d\d-\d\d \d\d:\d\d UTC"', row)
 
 
 def test_system_actions_are_shown_as_system(admin_client, campaign):
     _event(None, "circuit_breaker_tripped", campaign=campaign, from_status="sending", to_status="paused")
     html = admin_client.get("/admin/audit").get_data(as_text=True)
     row = html[html.index('<tr data-action="circuit_breaker_tripped">') :]
-    assert '<td data-label="Actor">system</td>' in row[: row.index("</tr>")]
+    assert '<td data-label="Actor" class="actor">system</td>' in row[: row.index("</tr>")]
 
 
 def test_user_management_is_audited_with_the_target_user(admin_client, manager):
@@ -93,6 +93,35 @@ def test_filter_by_action_and_campaign(admin_client, admin, manager, campaign):
     assert len(_rows(admin_client.get(f"/admin/audit?campaign={second.id}").get_data(as_text=True))) == 1
 
 
+def test_filter_by_campaign_name_finds_every_campaign_whose_name_contains_it(admin_client, admin, manager, campaign):
+    second = create_campaign(manager, "Autumn news", "Hello", "Hi")
+    third = create_campaign(manager, "Invoices", "Hello", "Hi")
+    for each in (campaign, second, third):
+        _event(admin, "campaign_paused", campaign=each)
+    html = admin_client.get("/admin/audit?campaign=NEWS").get_data(as_text=True)
+    table = html.split('id="audit-events"')[1]
+    assert len(_rows(html)) == 2 and "Spring news" in table and "Autumn news" in table and "Invoices" not in table
+    assert len(_rows(admin_client.get(f"/admin/audit?campaign=%23{third.id}").get_data(as_text=True))) == 1
+
+
+def test_actions_read_as_words_and_the_action_filter_offers_them(admin_client, admin, campaign):
+    _event(admin, "sending_switched_off", details={"campaigns_waiting": 1})
+    html = admin_client.get("/admin/audit").get_data(as_text=True)
+    assert '<option value="sending_switched_off">All sending switched off</option>' in html
+    assert "<td data-label=\"Action\">All sending switched off</td>" in html and "campaigns waiting: 1" in html
+    one = admin_client.get("/admin/audit?action=sending_switched_off").get_data(as_text=True)
+    assert '<p class="muted" id="audit-count">1 event matching the filters.</p>' in one
+
+
+def test_days_are_the_viewers_days(admin_client, admin):
+    # 23:30 UTC on 1 March is already 2 March in Berlin (UTC+1).
+    _event(admin, "late_evening_utc", at=datetime(2031, 3, 1, 23, 30, tzinfo=UTC))
+    berlin = admin_client.get("/admin/audit?date_from=2031-03-02&date_to=2031-03-02&tz=Europe/Berlin")
+    assert _rows(berlin.get_data(as_text=True)) == ["late_evening_utc"]
+    utc = admin_client.get("/admin/audit?date_from=2031-03-02&date_to=2031-03-02")
+    assert _rows(utc.get_data(as_text=True)) == []
+
+
 def test_filter_by_date_range_is_inclusive_of_whole_days(admin_client, admin):
     _event(admin, "on_the_first", at=datetime(2031, 3, 1, 0, 0, 1, tzinfo=UTC))
     _event(admin, "late_on_the_second", at=datetime(2031, 3, 2, 23, 59, 59, tzinfo=UTC))
@@ -105,7 +134,7 @@ def test_filter_by_date_range_is_inclusive_of_whole_days(admin_client, admin):
 
 def test_bad_filter_values_are_explained_not_a_crash(admin_client, admin):
     _event(admin, "something")
-    response = admin_client.get("/admin/audit?campaign=abc&date_from=yesterday")
+    response = admin_client.get("/admin/audit?date_from=yesterday&date_to=2031-13-01")
     assert response.status_code == 200
     html = response.get_data(as_text=True)
     assert html.count('class="field-error"') == 2
@@ -118,7 +147,7 @@ def test_audit_log_is_paginated_and_keeps_the_filters(admin_client, admin):
         _event(admin, "bulk_action", at=start + timedelta(minutes=i), details={"n": i})
     _event(admin, "other_action")
     first = admin_client.get("/admin/audit?action=bulk_action").get_data(as_text=True)
-    assert len(_rows(first)) == 50 and "60 event(s) matching the filters" in first
+    assert len(_rows(first)) == 50 and "60 events matching the filters" in first
     assert "Page 1 of 2" in first
     next_link = re.search(r'<a href="([^"]+)" rel="next">', first).group(1).replace("&amp;", "&")
     assert "action=bulk_action" in next_link and "page=2" in next_link

@@ -57,3 +57,12 @@ def test_seed_demo_creates_two_users_once_and_prints_their_passwords(runner, aut
     second = runner.invoke(args=["seed-demo"])
     assert "already exist" in second.output
     assert db.session.scalar(select(db.func.count()).select_from(User)) == 2
+
+
+def test_seed_demo_saves_the_credentials_for_later_readable_by_the_owner_only(runner, tmp_path):
+    path = tmp_path / "instance" / "demo-credentials.txt"
+    result = runner.invoke(args=["seed-demo", "--write-to", str(path)])
+    assert result.exit_code == 0 and f"Saved in {path}" in result.output
+    saved = path.read_text(encoding="utf-8")
+    assert saved.splitlines() == [line for line in result.output.splitlines() if "password: " in line]
+    assert path.stat().st_mode & 0o077 == 0

@@ -158,7 +158,7 @@ def test_the_import_page_takes_a_csv_upload_and_shows_the_summary_and_bad_rows(a
     response = submit(manager_client, url, {"file": (csv_file, "list.csv"), "text": ""}, content_type="multipart/form-data")
     page = response.get_data(as_text=True)
     assert response.status_code == 200
-    assert ("success", "Import finished: 1 added · 1 duplicates · 1 invalid · 1 suppressed.") in flashes(page)
+    assert ("success", "Import finished: 1 added · 1 duplicate · 1 invalid · 1 suppressed.") in flashes(page)
     assert "<td>4</td><td>nope: " in page
     assert reload(campaign).recipients_total == 2
 

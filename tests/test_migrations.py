@@ -63,3 +63,33 @@ def test_consecutive_transient_errors_arrives_in_its_own_migration_with_zero_for
     assert column["nullable"] is False
     with db.engine.connect() as conn:
         assert conn.execute(sa.text("SELECT consecutive_transient_errors FROM campaign_queue")).scalar_one() == 0
+
+
+def _revision_before(revision: str) -> str:
+    """The revision a migration follows (its down_revision), as the migrations directory says."""
+    from alembic.script import ScriptDirectory
+    from flask import current_app
+
+    config = current_app.extensions["migrate"].migrate.get_config()
+    return ScriptDirectory.from_config(config).get_revision(revision).down_revision
+
+
+def test_recipient_positions_are_filled_in_id_order_per_campaign_by_migration_0006(empty_database):
+    upgrade(revision=_revision_before("0006"))  # wherever the chain puts it
+    with db.engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO users (id, email, password_hash, role, active, created_at) "
+                             "VALUES (1, 'a@example.com', 'x', 'admin', true, CURRENT_TIMESTAMP)"))
+        for campaign_id in (1, 2):
+            conn.execute(sa.text(
+                "INSERT INTO campaigns (id, owner_id, name, subject, body_text, status, finished_with_errors, "
+                "recipients_total, sent_count, failed_count, skipped_count, unknown_count, created_at, updated_at) "
+                f"VALUES ({campaign_id}, 1, 'c', 's', 't', 'draft', false, 0, 0, 0, 0, 0, CURRENT_TIMESTAMP, "
+                "CURRENT_TIMESTAMP)"))
+        for recipient_id, campaign_id in ((1, 1), (2, 2), (3, 1), (4, 2), (5, 1)):
+            conn.execute(sa.text(
+                "INSERT INTO recipients (id, campaign_id, email, status, attempts, updated_at) "
+                f"VALUES ({recipient_id}, {campaign_id}, 'r{recipient_id}@example.com', 'pending', 0, CURRENT_TIMESTAMP)"))
+    upgrade(revision="0006")
+    with db.engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT id, position, import_batch FROM recipients ORDER BY id")).all()
+    assert [tuple(row) for row in rows] == [(1, 1, None), (2, 1, None), (3, 2, None), (4, 2, None), (5, 3, None)]

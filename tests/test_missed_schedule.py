@@ -12,7 +12,7 @@ from mailadmin.services import campaigns as service
 from tests.factories import create_campaign, fresh_campaign, recipient_statuses
 from tests.support.forms import path_for
 from tests.support.jobs import run_queued_jobs
-from tests.support.web import logged_in_client, submit
+from tests.support.web import flashes, logged_in_client, submit
 
 
 class Clock:
@@ -62,7 +62,7 @@ def test_the_owner_resumes_a_missed_schedule_from_the_campaign_page(app, smtp, o
     response = submit(client, path_for("campaigns.resume_missed_schedule", campaign_id=campaign.id),
                       page_url=page_url, follow_redirects=True)
 
-    assert "Campaign resumed: sending starts now." in response.get_data(as_text=True)
+    assert f"Campaign “{campaign.name}” (#{campaign.id}) resumed." in flashes(response.get_data(as_text=True))[0][1]
     assert fresh_campaign(campaign.id).status == "queued"
     run_queued_jobs(app.config["SETTINGS"].redis_url)
     assert fresh_campaign(campaign.id).status == "finished" and len(smtp.messages) == 3

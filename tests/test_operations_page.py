@@ -25,6 +25,7 @@ def test_operations_page_lists_a_scheduled_continuation_with_its_time(app, admin
     assert row, html
     assert at.strftime("%Y-%m-%d %H:%M:%S") + " UTC" in row.group(0)
     assert "in 2 h" in row.group(0)
+    assert f">Tomorrow&#39;s news</a> <span class=\"muted nowrap\">#{campaign.id}</span>" in row.group(0)
     # The campaign also shows in the campaigns block with its reason and deferred_until.
     campaign_row = re.search(rf'<tr data-campaign-id="{campaign.id}">.*?</tr>', html, re.S).group(0)
     assert "scheduled" in campaign_row and at.strftime("%Y-%m-%d %H:%M:%S") in campaign_row
@@ -53,6 +54,8 @@ def test_every_block_links_to_a_playbook_section_that_exists(admin_client):
     links = set(re.findall(r'href="(/admin/playbook/(\w+)#([\w-]+))"', html))
     assert len({key for key in re.findall(r'<section class="check" id="check-(\w+)"', html)}) == len(diagnosis.CHECK_KEYS)
     assert len(links) >= 8
+    assert "Playbook: 2. Redis</a>" in html  # links read as the sections' titles, not file paths
+    assert "playbook/ONCALL.md#" not in html
     pages: dict[str, str] = {}
     for _, name, anchor in links:
         if name not in pages:
@@ -77,5 +80,5 @@ def test_the_playbook_page_renders_sql_and_links_between_the_files(admin_client)
 
 def test_times_on_the_page_are_utc(admin_client):
     html = admin_client.get("/admin/operations").get_data(as_text=True)
-    checked = re.search(r'<time datetime="([^"]+)">', html).group(1)
+    checked = re.search(r'<time datetime="([^"]+)" title="[^"]+ UTC" data-local="seconds">', html).group(1)
     assert datetime.fromisoformat(checked).utcoffset() == UTC.utcoffset(None)

@@ -9,14 +9,13 @@ from wtforms import (
     DateField,
     EmailField,
     HiddenField,
-    IntegerField,
     PasswordField,
     SelectField,
     StringField,
     TextAreaField,
 )
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
+from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
 from mailadmin.models.suppression import SUPPRESSION_SOURCES
 from mailadmin.models.user import ROLE_ADMIN, ROLE_MANAGER
@@ -66,9 +65,10 @@ class AuditFilterForm(FlaskForm):
 
     actor = SelectField("Actor", choices=[], default="", validate_choice=False)
     action = SelectField("Action", choices=[], default="", validate_choice=False)
-    campaign = IntegerField("Campaign id", validators=[Optional(), NumberRange(min=1)])
-    date_from = DateField("From (UTC)", validators=[Optional()])
-    date_to = DateField("To (UTC, inclusive)", validators=[Optional()])
+    campaign = StringField("Campaign", validators=[Optional(), Length(max=200)], description="Name or number")
+    date_from = DateField("From", validators=[Optional()])
+    date_to = DateField("To (inclusive)", validators=[Optional()])
+    tz = HiddenField()  # the browser's zone (static/localtime.js): the days are the viewer's days
 
 
 REASON_CHOICES = [

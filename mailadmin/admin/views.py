@@ -8,16 +8,16 @@ second click or a second admin got there first.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 
 from flask import Blueprint, flash, make_response, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from wtforms.fields.choices import SelectChoice
 
+from mailadmin.admin.audit_words import action_label, detail_label
 from mailadmin.admin.forms import (
     AuditFilterForm,
-    CancelCampaignForm,
     CreateUserForm,
     RequeueUnknownForm,
     RoleForm,
@@ -25,21 +25,19 @@ from mailadmin.admin.forms import (
 from mailadmin.admin.links import campaign_url
 from mailadmin.auth.decorators import admin_required
 from mailadmin.auth.views import safe_next_url
+from mailadmin.campaigns import controls
+from mailadmin.campaigns.display import to_utc, viewer_zone
 from mailadmin.extensions import db
 from mailadmin.models import AppState, AuditEvent, Campaign, User
 from mailadmin.models.app_state import APP_STATE_ID
 from mailadmin.models.campaign import (
     ACTIVE_STATUSES,
-    CANCELLED,
-    DEFERRED,
-    DRAFT,
-    FINAL_STATUSES,
     FINISHED,
     PAUSED,
 )
-from mailadmin.models.reasons import Reason
 from mailadmin.services import campaigns as campaign_service
 from mailadmin.services import users as user_service
+from mailadmin.wording import plural
 
 bp = Blueprint("admin", __name__)
 
@@ -73,74 +71,23 @@ def _label(campaign: Campaign) -> str:
 @admin_required
 def pause_campaign(campaign_id: int):
     """Pause a campaign (`admin_pause`): the send loop stops before its next message."""
-    campaign = _campaign_or_404(campaign_id)
-    was_paused = campaign.status == PAUSED
-    try:
-        campaign_service.pause_campaign(campaign, current_user)
-    except campaign_service.CampaignError as exc:
-        flash(exc.message, "error")
-        return _back(campaign)
-    if was_paused:
-        flash(f"Campaign {_label(campaign)} was already paused; nothing changed.", "info")
-    else:
-        flash(f"Campaign {_label(campaign)} paused. Sending stops before its next message.", "success")
-    return _back(campaign)
+    return controls.pause(_campaign_or_404(campaign_id))
 
 
 @bp.route("/campaigns/<int:campaign_id>/resume", methods=["POST"])
 @admin_required
 def resume_campaign(campaign_id: int):
     """Resume a paused campaign; after a breaker trip the flash says the error counter was reset."""
-    campaign = _campaign_or_404(campaign_id)
-    was_paused = campaign.status == PAUSED
-    breaker = campaign.queue is not None and campaign.queue.defer_reason == Reason.CIRCUIT_BREAKER
-    errors_before = campaign.queue.consecutive_transient_errors if campaign.queue else 0
-    try:
-        campaign_service.resume_campaign(campaign, current_user)
-    except campaign_service.CampaignError as exc:
-        flash(exc.message, "error")
-        return _back(campaign)
-    if not was_paused:
-        flash(f"Campaign {_label(campaign)} is not paused (it is {campaign.status}); nothing changed.", "info")
-        return _back(campaign)
-    message = f"Campaign {_label(campaign)} resumed"
-    if breaker:
-        message += (
-            " after the circuit breaker tripped. The counter of consecutive transient errors was reset "
-            f"from {errors_before} to 0."
-        )
-    else:
-        message += "."
-    if campaign.status == DEFERRED:  # the engine parks it with `global_pause` while sending is switched off
-        message += " All sending is switched off, so it waits until an admin switches sending back on."
-    else:
-        message += " It is queued and sending continues."
-    flash(message, "success")
-    return _back(campaign)
+    return controls.resume(_campaign_or_404(campaign_id))
 
 
 @bp.route("/campaigns/<int:campaign_id>/cancel", methods=["GET", "POST"])
 @admin_required
 def cancel_campaign(campaign_id: int):
     """GET (or a POST without `confirm`) shows the confirmation; the confirmed POST cancels for good."""
-    campaign = _campaign_or_404(campaign_id)
-    form = CancelCampaignForm()
-    if request.method == "GET" or form.confirm.data != "yes":
-        if campaign.status in FINAL_STATUSES or campaign.status == DRAFT:
-            flash(f"Campaign {_label(campaign)} is {campaign.status}: there is nothing to cancel.", "info")
-            return _back(campaign)
-        form.next.data = safe_next_url(request.values.get("next")) or ""
-        return render_template("admin/cancel_campaign.html", campaign=campaign, form=form)
-    if campaign.status == CANCELLED:
-        flash(f"Campaign {_label(campaign)} was already cancelled; nothing changed.", "info")
-        return _back(campaign)
-    try:
-        campaign_service.cancel_campaign(campaign, current_user)
-    except campaign_service.CampaignError as exc:
-        flash(exc.message, "error")
-        return _back(campaign)
-    flash(f"Campaign {_label(campaign)} cancelled. No further message will be sent for it.", "success")
-    return _back(campaign)
+    return controls.cancel(
+        _campaign_or_404(campaign_id), url_for("admin.cancel_campaign", campaign_id=campaign_id)
+    )
 
 
 @bp.route("/campaigns/<int:campaign_id>/requeue-unknown", methods=["GET", "POST"])
@@ -157,7 +104,10 @@ def requeue_unknown(campaign_id: int):
                 flash(exc.message, "error")
                 return _back(campaign)
             if count:
-                flash(f"{count} recipient(s) of {_label(campaign)} re-queued; they will be sent once more.", "success")
+                flash(
+                    f"{plural(count, 'recipient')} of {_label(campaign)} re-queued; they will be sent once more.",
+                    "success",
+                )
             else:
                 flash(f"Campaign {_label(campaign)} has no recipient in the unknown state; nothing changed.", "info")
             return _back(campaign)
@@ -229,7 +179,7 @@ AUDIT_FILTERS = ("actor", "action", "campaign", "date_from", "date_to")
 @bp.route("/audit")
 @admin_required
 def audit():
-    """Audit events, newest first, filtered by actor, action, campaign and date range."""
+    """Audit events, newest first, filtered by actor, action, campaign (name or number) and days in the viewer's zone."""
     form = AuditFilterForm(request.args)
     actors = db.session.scalars(
         select(User).where(User.id.in_(select(AuditEvent.actor_id).distinct())).order_by(User.email)
@@ -238,26 +188,11 @@ def audit():
         SelectChoice(str(u.id), u.email) for u in actors
     ]
     actions = db.session.scalars(select(AuditEvent.action).distinct().order_by(AuditEvent.action)).all()
-    form.action.choices = [SelectChoice("", "Any action")] + [SelectChoice(a, a) for a in actions]
+    form.action.choices = [SelectChoice("", "Any action")] + sorted(
+        (SelectChoice(a, action_label(a)) for a in actions), key=lambda choice: choice.label
+    )
     form.validate()
-
-    query = select(AuditEvent)
-    actor = request.args.get("actor", "")
-    if actor == SYSTEM_ACTOR:
-        query = query.where(AuditEvent.actor_id.is_(None))
-    elif actor.isdigit():
-        query = query.where(AuditEvent.actor_id == int(actor))
-    if form.action.data:
-        query = query.where(AuditEvent.action == form.action.data)
-    if form.campaign.data and not form.campaign.errors:
-        query = query.where(AuditEvent.campaign_id == form.campaign.data)
-    if form.date_from.data and not form.date_from.errors:
-        query = query.where(AuditEvent.created_at >= datetime.combine(form.date_from.data, time(), UTC))
-    if form.date_to.data and not form.date_to.errors:
-        end = datetime.combine(form.date_to.data + timedelta(days=1), time(), UTC)
-        query = query.where(AuditEvent.created_at < end)
-    query = query.order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc())
-
+    query = _audit_query(form, request.args.get("actor", ""), viewer_zone())
     page = db.paginate(query, per_page=AUDIT_PAGE_SIZE, max_per_page=AUDIT_PAGE_SIZE, error_out=False)
     # User-management events name their target in details["user_id"]: show the address instead.
     user_ids = {(event.details or {}).get("user_id") for event in page.items} - {None}
@@ -278,7 +213,33 @@ def audit():
         filters=filters,
         users_by_id=users_by_id,
         campaign_names=campaign_names,
+        action_label=action_label,
+        detail_label=detail_label,
     )
+
+
+def _audit_query(form: AuditFilterForm, actor: str, zone):
+    """SELECT of the audit events the filters keep (a filter with an error is left out)."""
+    query = select(AuditEvent)
+    if actor == SYSTEM_ACTOR:
+        query = query.where(AuditEvent.actor_id.is_(None))
+    elif actor.isdigit():
+        query = query.where(AuditEvent.actor_id == int(actor))
+    if form.action.data:
+        query = query.where(AuditEvent.action == form.action.data)
+    campaign = (form.campaign.data or "").strip().lstrip("#")
+    if campaign and not form.campaign.errors:
+        if campaign.isdigit():
+            query = query.where(AuditEvent.campaign_id == int(campaign))
+        else:
+            named = select(Campaign.id).where(func.lower(Campaign.name).contains(campaign.lower(), autoescape=True))
+            query = query.where(AuditEvent.campaign_id.in_(named))
+    if form.date_from.data and not form.date_from.errors:
+        query = query.where(AuditEvent.created_at >= to_utc(datetime.combine(form.date_from.data, time()), zone))
+    if form.date_to.data and not form.date_to.errors:
+        end = to_utc(datetime.combine(form.date_to.data + timedelta(days=1), time()), zone)
+        query = query.where(AuditEvent.created_at < end)
+    return query.order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc())
 
 
 # --- users -----------------------------------------------------------------------------------

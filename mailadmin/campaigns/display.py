@@ -6,8 +6,13 @@ the template globals registered in `init_app`) any other blueprint's templates.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
 from html import escape
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from flask import request
+from markupsafe import Markup
 
 from mailadmin.models import Campaign
 from mailadmin.models.campaign import (
@@ -19,8 +24,9 @@ from mailadmin.models.campaign import (
     QUEUED,
     SENDING,
 )
-from mailadmin.models.reasons import Reason, Resumes, reason_of
+from mailadmin.models.reasons import REASONS, Reason, Resumes, reason_of
 from mailadmin.models.types import utcnow
+from mailadmin.wording import plural
 
 STATUS_LABELS = {
     DRAFT: "Draft",
@@ -30,6 +36,14 @@ STATUS_LABELS = {
     PAUSED: "Paused",
     FINISHED: "Finished",
     CANCELLED: "Cancelled",
+}
+# The cookie static/localtime.js keeps the browser's IANA zone in.
+TZ_COOKIE = "mailadmin_tz"
+# What a paused campaign waits for, by who may resume it (SPEC "Roles").
+RESUME_TAILS = {
+    Resumes.BY_ADMIN: "only an admin can resume it",
+    Resumes.BY_OWNER_OR_ADMIN: "waits until its owner or an admin resumes it",
+    Resumes.WHEN_SWITCH_ON: "waits until an admin switches sending back on",
 }
 RECIPIENT_STATUS_LABELS = {
     "pending": "Waiting",
@@ -48,6 +62,19 @@ def status_label(campaign: Campaign) -> str:
     if campaign.status == FINISHED and campaign.finished_with_errors:
         return "Finished with errors"
     return STATUS_LABELS.get(campaign.status, campaign.status.capitalize())
+
+
+def recipient_status_labels_for(campaign: Campaign) -> dict[str, str]:
+    """The recipient status words on one campaign's page: a cancelled campaign's waiting recipients were not sent."""
+    labels = dict(RECIPIENT_STATUS_LABELS)
+    if campaign.status == CANCELLED:
+        labels["pending"] = "Not sent (cancelled)"
+    return labels
+
+
+def finished_label(campaign: Campaign) -> str:
+    """What the end time of a campaign is called: "Cancelled" for a cancelled one."""
+    return "Cancelled" if campaign.status == CANCELLED else "Finished"
 
 
 def format_utc_time(moment: datetime | None, now: datetime | None = None) -> str:
@@ -70,23 +97,75 @@ def format_timestamp(moment: datetime | None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def reason_text(campaign: Campaign, now: datetime | None = None) -> str | None:
-    """Why a deferred or paused campaign waits, in plain words, with when it resumes."""
+def local_time(moment: datetime | None, style: str = "datetime", empty: str = "—") -> Markup:
+    """A `<time>` the browser shows in the viewer's zone (static/localtime.js); UTC in its text until then and on hover.
+
+    `style` is "datetime" (date and time) or "auto" (the time alone when it is today).
+    """
+    if moment is None:
+        return Markup(escape(empty))
+    moment = moment.astimezone(UTC)
+    utc_text = format_timestamp(moment) if style == "datetime" else format_utc_time(moment)
+    return Markup(
+        f'<time datetime="{moment.isoformat()}" title="{format_timestamp(moment)}" data-local="{escape(style)}">'
+        f"{escape(utc_text)}</time>"
+    )
+
+
+@dataclass(frozen=True)
+class WaitReason:
+    """Why a campaign waits, as the page says it: the words, and the moment it goes on by itself (if any)."""
+
+    label: str
+    verb: str | None = None  # "starts" | "resumes", with `until`
+    until: datetime | None = None
+    tail: str | None = None  # what happens instead when no moment is known
+
+    def text(self, now: datetime | None = None) -> str:
+        """Plain text with the moment in UTC (logs, flashes without markup)."""
+        if self.verb and self.until is not None:
+            return f"{self.label} — {self.verb} at {format_utc_time(self.until, now)}"
+        return f"{self.label} — {self.tail}" if self.tail else self.label
+
+    def html(self) -> Markup:
+        """The same sentence with the moment as a `<time>` in the viewer's zone."""
+        if self.verb and self.until is not None:
+            return Markup("{} — {} at {}").format(self.label, self.verb, local_time(self.until, "auto"))
+        return Markup(escape(self.text()))
+
+
+def campaign_reason(campaign: Campaign, sending_off: bool = False) -> WaitReason | None:
+    """Why a deferred or paused campaign waits — one reason, the one that really holds it back."""
+    switch = REASONS[Reason.GLOBAL_PAUSE]
+    if campaign.status in (QUEUED, SENDING, DEFERRED) and sending_off:
+        # The global switch wins over any other wait: nothing resumes before it is back on.
+        return WaitReason(switch.label, tail=RESUME_TAILS[switch.resumes])
     if campaign.status not in (DEFERRED, PAUSED, QUEUED) or campaign.queue is None:
         return None
-    reason = campaign.queue.defer_reason
-    if not reason:
+    stored = campaign.queue.defer_reason
+    if not stored:
         return None
-    known = reason_of(reason)
-    label = known.label if known is not None else reason.replace("_", " ").capitalize()
+    known = reason_of(stored)
+    label = known.label if known is not None else stored.replace("_", " ").capitalize()
     until = campaign.queue.deferred_until
     if campaign.status == DEFERRED and until is not None:
-        verb = "starts" if known is Reason.SCHEDULED else "resumes"
-        return f"{label} — {verb} at {format_utc_time(until, now)}"
-    if campaign.status == PAUSED:
-        waits_for_switch = known is not None and known.info.resumes is Resumes.WHEN_SWITCH_ON
-        return label if waits_for_switch else f"{label} — waits until an admin resumes it"
-    return label
+        return WaitReason(label, "starts" if known is Reason.SCHEDULED else "resumes", until)
+    resumes = known.info.resumes if known is not None else Resumes.BY_OWNER_OR_ADMIN
+    if campaign.status == PAUSED or resumes is Resumes.WHEN_SWITCH_ON:
+        return WaitReason(label, tail=RESUME_TAILS.get(resumes, RESUME_TAILS[Resumes.BY_OWNER_OR_ADMIN]))
+    return WaitReason(label)
+
+
+def reason_text(campaign: Campaign, now: datetime | None = None, sending_off: bool = False) -> str | None:
+    """Why a deferred or paused campaign waits, in plain words, with when it resumes (UTC)."""
+    reason = campaign_reason(campaign, sending_off)
+    return reason.text(now) if reason else None
+
+
+def reason_html(campaign: Campaign, sending_off: bool = False) -> Markup:
+    """`reason_text` with its moment in the viewer's time zone ("" when the campaign does not wait)."""
+    reason = campaign_reason(campaign, sending_off)
+    return reason.html() if reason else Markup("")
 
 
 def format_duration(duration: timedelta) -> str:
@@ -140,7 +219,15 @@ def fill_hours(buckets: dict[datetime, int], max_hours: int = CHART_MAX_HOURS) -
     return hours
 
 
-def chart_summary(hours: list[tuple[datetime, int]], bounced: dict[datetime, int] | None = None) -> str:
+def zone_label(zone: tzinfo) -> str:
+    """"UTC", or the zone's IANA name ("Asia/Tokyo"): how the chart names the clock it uses."""
+    name = getattr(zone, "key", None) or str(zone)
+    return "UTC" if name in ("UTC", "Etc/UTC") else name
+
+
+def chart_summary(
+    hours: list[tuple[datetime, int]], bounced: dict[datetime, int] | None = None, zone: tzinfo = UTC
+) -> str:
     """One sentence describing the chart, for screen readers."""
     if not hours:
         return "No emails sent yet."
@@ -148,21 +235,24 @@ def chart_summary(hours: list[tuple[datetime, int]], bounced: dict[datetime, int
     busiest, peak = max(hours, key=lambda item: item[1])
     returned = sum((bounced or {}).values())
     return (
-        f"{total:,} emails sent over {len(hours)} hour{'s' if len(hours) != 1 else ''}; "
-        f"busiest hour {busiest:%H}:00 UTC with {peak:,}."
+        f"{plural(total, 'email')} sent over {plural(len(hours), 'hour')}; "
+        f"busiest hour {busiest.astimezone(zone):%H:%M} {zone_label(zone)} with {peak:,}."
         + (f" {returned:,} of them bounced or drew a complaint." if returned else "")
     )
 
 
-def sends_per_hour_svg(hours: list[tuple[datetime, int]], bounced: dict[datetime, int] | None = None) -> str:
-    """A self-contained bar chart of sends per hour (UTC) as SVG markup; the part of each hour's
-    sends that bounced or drew a complaint later is drawn red at the foot of its bar."""
+def sends_per_hour_svg(
+    hours: list[tuple[datetime, int]], bounced: dict[datetime, int] | None = None, zone: tzinfo = UTC
+) -> str:
+    """A self-contained bar chart of sends per hour as SVG markup, the hours (UTC buckets) labelled in `zone`;
+    the part of each hour's sends that bounced or drew a complaint later is drawn red at the foot of its bar."""
     bounced = bounced or {}
-    summary = escape(chart_summary(hours, bounced))
+    summary = escape(chart_summary(hours, bounced, zone))
+    clock = escape(zone_label(zone))
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {_W} {_H}" role="img" '
         f'aria-labelledby="chart-title chart-desc" font-family="system-ui, sans-serif" font-size="13">',
-        '<title id="chart-title">Emails sent per hour (UTC)</title>',
+        f'<title id="chart-title">Emails sent per hour ({clock})</title>',
         f'<desc id="chart-desc">{summary}</desc>',
         f'<rect x="0" y="0" width="{_W}" height="{_H}" fill="#ffffff"/>',
     ]
@@ -186,23 +276,45 @@ def sends_per_hour_svg(hours: list[tuple[datetime, int]], bounced: dict[datetime
     slot = plot_w / len(hours)
     bar_w = max(1.0, slot * 0.7)
     label_every = max(1, -(-len(hours) // 6))
-    for index, (moment, count) in enumerate(hours):
+    for index, (utc_moment, count) in enumerate(hours):
+        moment = utc_moment.astimezone(zone)
         height = plot_h * count / peak
         x = _LEFT + index * slot + (slot - bar_w) / 2
         parts.append(
             f'<rect x="{x:.1f}" y="{base_y - height:.1f}" width="{bar_w:.1f}" height="{height:.1f}" fill="#1f7a4d">'
-            f"<title>{moment:%Y-%m-%d %H}:00 UTC: {count:,} sent</title></rect>"
+            f"<title>{moment:%Y-%m-%d %H:%M} {clock}: {count:,} sent</title></rect>"
         )
-        if bounced.get(moment):
-            returned = min(count, bounced[moment])
+        if bounced.get(utc_moment):
+            returned = min(count, bounced[utc_moment])
             red = plot_h * returned / peak
             parts.append(
                 f'<rect class="bounced" x="{x:.1f}" y="{base_y - red:.1f}" width="{bar_w:.1f}" height="{red:.1f}" '
-                f'fill="#c0392b"><title>{moment:%Y-%m-%d %H}:00 UTC: {returned:,} bounced or complained</title></rect>'
+                f'fill="#c0392b"><title>{moment:%Y-%m-%d %H:%M} {clock}: {returned:,} bounced or complained</title></rect>'
             )
         if index % label_every == 0:
             parts.append(
-                f'<text x="{x + bar_w / 2:.1f}" y="{_H - 7}" text-anchor="middle" fill="#646b79">{moment:%H}:00</text>'
+                f'<text x="{x + bar_w / 2:.1f}" y="{_H - 7}" text-anchor="middle" fill="#646b79">{moment:%H:%M}</text>'
             )
     parts.append("</svg>")
     return "".join(parts)
+
+
+# --- the viewer's time zone -----------------------------------------------------------------
+
+
+def zone_named(name: str | None) -> ZoneInfo:
+    """The IANA zone `name` (as the browser reports it), UTC when missing or unknown."""
+    try:
+        return ZoneInfo((name or "UTC").strip()[:64] or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def viewer_zone() -> ZoneInfo:
+    """The zone the current request's browser is in: a form's `tz` field, else the cookie localtime.js sets."""
+    return zone_named(request.values.get("tz") or request.cookies.get(TZ_COOKIE))
+
+
+def to_utc(local: datetime, zone: ZoneInfo) -> datetime:
+    """A wall-clock time typed in `zone` as an aware UTC datetime (a time skipped by DST moves forward)."""
+    return local.replace(tzinfo=zone).astimezone(UTC)

@@ -3,13 +3,15 @@ labels and sizes so that the browser can help early."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
-from wtforms import DateTimeLocalField, EmailField, StringField, TextAreaField
-from wtforms.validators import Length, Optional, ValidationError
+from wtforms import DateTimeLocalField, EmailField, HiddenField, StringField, TextAreaField
+from wtforms.validators import Length, Optional
 
+from mailadmin.campaigns.display import to_utc
 from mailadmin.models.types import utcnow
 from mailadmin.services.drafts import NAME_MAX, SUBJECT_MAX
 
@@ -39,16 +41,24 @@ class TestEmailForm(FlaskForm):
 
 
 class StartForm(FlaskForm):
-    """Confirmation of a start, with an optional start time in UTC."""
+    """Confirmation of a start, with an optional start time typed in the viewer's time zone.
+
+    `tz` is the browser's IANA zone, filled in by static/localtime.js; without it the time is UTC.
+    """
 
     scheduled_at = DateTimeLocalField(
-        "Start at (UTC, optional)", format=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"], validators=[Optional()]
+        "Start at (optional)", format=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"], validators=[Optional()]
     )
+    tz = HiddenField()
 
-    def validate_scheduled_at(self, field: DateTimeLocalField) -> None:
-        if field.data is not None and field.data.replace(tzinfo=UTC) <= utcnow():
-            raise ValidationError("The start time must be in the future (times are UTC).")
-
-    def scheduled_at_utc(self) -> datetime | None:
+    def scheduled_at_utc(self, zone: ZoneInfo) -> datetime | None:
         """The chosen start time as an aware UTC datetime, or None to start now."""
-        return self.scheduled_at.data.replace(tzinfo=UTC) if self.scheduled_at.data else None
+        return to_utc(self.scheduled_at.data, zone) if self.scheduled_at.data else None
+
+    def check_in_future(self, zone: ZoneInfo) -> bool:
+        """False (with the field's error) when the chosen time has already passed."""
+        moment = self.scheduled_at_utc(zone)
+        if moment is not None and moment <= utcnow():
+            self.scheduled_at.errors = [f"The start time must be in the future (times are in your time zone, {zone.key})."]
+            return False
+        return True

@@ -7,12 +7,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Select, func, or_, select, true
+from sqlalchemy import Select, func, select, true
 
 from mailadmin.campaigns.access import visible_campaigns
 from mailadmin.extensions import db
 from mailadmin.models import Campaign, Recipient, User
 from mailadmin.models.campaign import CAMPAIGN_STATUSES, R_SKIPPED, RECIPIENT_STATUSES
+from mailadmin.services.drafts import recipient_matches
 
 CAMPAIGNS_PER_PAGE = 25
 RECIPIENTS_PER_PAGE = 50
@@ -115,10 +116,7 @@ def _recipients_query(campaign: Campaign, status: str | None, search: str | None
     if status in RECIPIENT_STATUSES:
         query = query.where(Recipient.status == status)
     if search:
-        pattern = "%" + search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        query = query.where(
-            or_(func.lower(Recipient.email).like(pattern, escape="\\"), func.lower(Recipient.name).like(pattern, escape="\\"))
-        )
+        query = query.where(recipient_matches(search))
     return query
 
 
@@ -135,9 +133,8 @@ def recipients_page(
         total = sum(counts.values())
     pages = max(1, -(-total // RECIPIENTS_PER_PAGE))
     page = min(page, pages)
-    items = db.session.scalars(
-        query.order_by(Recipient.id).limit(RECIPIENTS_PER_PAGE).offset((page - 1) * RECIPIENTS_PER_PAGE)
-    ).all()
+    offset = (page - 1) * RECIPIENTS_PER_PAGE
+    items = db.session.scalars(query.order_by(Recipient.id).limit(RECIPIENTS_PER_PAGE).offset(offset)).all()
     return Page(list(items), page, RECIPIENTS_PER_PAGE, total)
 
 

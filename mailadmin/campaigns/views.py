@@ -20,6 +20,7 @@ from flask import (
     redirect,
     render_template,
     request,
+    session,
     stream_with_context,
     url_for,
 )
@@ -27,32 +28,28 @@ from flask_login import current_user
 from markupsafe import Markup
 
 from mailadmin.auth.decorators import login_required
-from mailadmin.campaigns import display, queries
+from mailadmin.campaigns import display, live, queries
 from mailadmin.campaigns.access import get_campaign_for
 from mailadmin.campaigns.forms import CampaignForm, ImportForm, StartForm, TestEmailForm
-from mailadmin.extensions import get_redis, get_settings
-from mailadmin.limits.rate_limiter import rate_limit_usage
+from mailadmin.extensions import get_settings
 from mailadmin.mail.templates import CampaignTemplates, TemplateBudgetExceeded, TemplateProblem, sample_fields
 from mailadmin.models import Campaign, Recipient
 from mailadmin.models.campaign import (
     CAMPAIGN_STATUSES,
     DRAFT,
-    FINAL_STATUSES,
-    PAUSED,
     R_BOUNCED,
     R_COMPLAINED,
     R_PENDING,
     RECIPIENT_STATUSES,
 )
-from mailadmin.models.reasons import Reason
-from mailadmin.pii import mask_email
 from mailadmin.services import drafts
-from mailadmin.services.campaigns import CampaignError, estimate_send_duration, resume_campaign, start_campaign
+from mailadmin.services.campaigns import CampaignError, start_campaign
 from mailadmin.services.drafts import DraftError, preview_fields, preview_recipient
 from mailadmin.services.errors import ErrorKind, ServiceError
-from mailadmin.services.recipients import RecipientImportError
+from mailadmin.services.estimates import current_estimate
+from mailadmin.services.recipients import RecipientImportError, last_import_batch
 from mailadmin.services.recipients import import_recipients as run_import
-from mailadmin.services.test_email import TestEmailError, send_test_email
+from mailadmin.services.test_email import TestEmailError, send_test_email, test_email_allowance
 
 bp = Blueprint("campaigns", __name__)
 
@@ -86,7 +83,7 @@ def refusal_status(error: ServiceError) -> int:
     return HTTP_STATUS_BY_KIND[error.kind]
 
 
-def _draft_only(campaign: Campaign):
+def draft_only(campaign: Campaign):
     """None for a draft; otherwise a redirect to the campaign page with a flash saying why."""
     if campaign.status == DRAFT:
         return None
@@ -147,7 +144,7 @@ def preview_fields_for(campaign: Campaign | None) -> dict:
 @login_required
 def edit(campaign_id: int):
     campaign = get_campaign_for(current_user, campaign_id)
-    if (refusal := _draft_only(campaign)) is not None:
+    if (refusal := draft_only(campaign)) is not None:
         return refusal
     form = CampaignForm(obj=campaign)
     errors: dict[str, list[str]] = {}
@@ -187,17 +184,28 @@ def _render_preview(campaign: Campaign, recipient: Recipient | None):
 @bp.route("/campaigns/<int:campaign_id>/preview")
 @login_required
 def preview(campaign_id: int):
+    """The message as one recipient gets it; `?q=` finds the recipient by address or name."""
     campaign = get_campaign_for(current_user, campaign_id)
-    recipient_id = request.args.get("recipient", type=int)
-    recipient = preview_recipient(campaign, recipient_id)
-    if recipient_id is not None and recipient is None:
-        flash("That recipient is not in this campaign; showing the first one instead.", "warning")
-        recipient = preview_recipient(campaign)
+    search = (request.args.get("q") or "").strip()[:200]
+    recipient, matches = _preview_choice(campaign, search, request.args.get("recipient", type=int))
     fields, rendered, problem = _render_preview(campaign, recipient)
     return render_template(
         "campaigns/preview.html", campaign=campaign, recipient=recipient, fields=fields, rendered=rendered,
-        problem=problem,
+        problem=problem, search=search, matches=matches,
     )
+
+
+def _preview_choice(campaign: Campaign, search: str, recipient_id: int | None):
+    """(the recipient to render, the search's matches): a chosen match, else the first match, else the first recipient."""
+    matches = drafts.find_preview_recipients(campaign, search) if search else []
+    if search and not matches:
+        flash(f"No recipient of this campaign matches “{search}”; showing the first one instead.", "warning")
+    chosen = next((m for m in matches if m.id == recipient_id), None) if matches else None
+    if chosen is None and recipient_id is not None and not search:
+        chosen = preview_recipient(campaign, recipient_id)
+        if chosen is None:
+            flash("That recipient is not in this campaign; showing the first one instead.", "warning")
+    return chosen or (matches[0] if matches else preview_recipient(campaign)), matches
 
 
 # The HTML part is the manager's own markup (inline styles, remote images): it gets a document of its
@@ -233,7 +241,7 @@ def preview_html(campaign_id: int):
 @login_required
 def import_recipients(campaign_id: int):
     campaign = get_campaign_for(current_user, campaign_id)
-    if (refusal := _draft_only(campaign)) is not None:
+    if (refusal := draft_only(campaign)) is not None:
         return refusal
     form = ImportForm()
     summary = None
@@ -248,12 +256,8 @@ def import_recipients(campaign_id: int):
             try:
                 if upload is not None:
                     summary = run_import(campaign, upload.read())
-                    if pasted:  # both given: import both, report them together
-                        more = run_import(campaign, pasted)
-                        summary.added += more.added
-                        summary.duplicates += more.duplicates
-                        summary.suppressed += more.suppressed
-                        summary.invalid += [(row, f"(pasted) {reason}") for row, reason in more.invalid]
+                    if pasted:  # both given: one import (one undo), reported together
+                        summary.add(run_import(campaign, pasted, batch=summary.batch), "pasted")
                 else:
                     summary = run_import(campaign, pasted)
             except RecipientImportError as error:
@@ -279,14 +283,18 @@ def import_recipients(campaign_id: int):
 # --- test email ---------------------------------------------------------------------------------
 
 
+TEST_EMAIL_TO = "test_email_to"  # session key: the address the user last sent a test email to
+
+
 @bp.route("/campaigns/<int:campaign_id>/test-email", methods=["GET", "POST"])
 @login_required
 def test_email(campaign_id: int):
+    """Send one test message; the address typed stays in the box for the next one."""
     campaign = get_campaign_for(current_user, campaign_id)
     form = TestEmailForm()
     status = 200
     if request.method == "GET":
-        form.to_address.data = current_user.email
+        form.to_address.data = session.get(TEST_EMAIL_TO) or current_user.email
     elif form.validate_on_submit():
         try:
             result = send_test_email(campaign, current_user, form.to_address.data or "")
@@ -294,6 +302,7 @@ def test_email(campaign_id: int):
             flash(error.message, "error")
             status = refusal_status(error)
         else:
+            session[TEST_EMAIL_TO] = result.to_address
             flash(f"Test email sent to {result.to_address}.", "success")
             return redirect(url_for("campaigns.test_email", campaign_id=campaign.id), 303)
     else:
@@ -301,7 +310,11 @@ def test_email(campaign_id: int):
         status = 400
     settings = get_settings()
     return render_template(
-        "campaigns/test_email.html", campaign=campaign, form=form, limit=settings.throttle_test_email_per_hour
+        "campaigns/test_email.html",
+        campaign=campaign,
+        form=form,
+        limit=settings.throttle_test_email_per_hour,
+        allowance=test_email_allowance(current_user),
     ), status
 
 
@@ -318,8 +331,9 @@ def start(campaign_id: int):
     form = StartForm()
     settings = get_settings()
     status = 200
-    if form.validate_on_submit():
-        scheduled_at = form.scheduled_at_utc()
+    zone = display.viewer_zone()
+    if form.validate_on_submit() and form.check_in_future(zone):
+        scheduled_at = form.scheduled_at_utc(zone)
         try:
             start_campaign(campaign, current_user, scheduled_at=scheduled_at)
         except CampaignError as error:
@@ -327,7 +341,7 @@ def start(campaign_id: int):
             status = refusal_status(error)
         else:
             if scheduled_at:
-                flash(f"Campaign scheduled: it starts at {display.format_utc_time(scheduled_at)}.", "success")
+                flash(Markup("Campaign scheduled: it starts at {}.").format(display.local_time(scheduled_at)), "success")
             else:
                 flash(f"Campaign started: {to_send(campaign):,} recipients queued.", "success")
             return redirect(url_for("campaigns.show", campaign_id=campaign.id), 303)
@@ -337,15 +351,13 @@ def start(campaign_id: int):
                 flash(message, "error")
         status = 400
     count = to_send(campaign)
-    usage = rate_limit_usage(get_redis(), settings.smtp_max_per_hour)
     return render_template(
         "campaigns/start.html",
-        quota_used=usage.current_count if usage.backend_available else None,
         campaign=campaign,
         form=form,
         count=count,
-        per_hour=settings.smtp_max_per_hour,
-        duration=display.format_duration(estimate_send_duration(count)),
+        estimate=current_estimate(count),
+        format_duration=display.format_duration,
         max_recipients=settings.max_campaign_recipients,
         start_limit=settings.throttle_campaign_start_per_hour,
     ), status
@@ -359,102 +371,48 @@ def to_send(campaign: Campaign) -> int:
 # --- campaign page and live progress -------------------------------------------------------------
 
 
-def progress_payload(campaign: Campaign, counts: dict[str, int]) -> dict:
-    """What the campaign page shows live, as served by progress.json."""
-    queue = campaign.queue
-    return {
-        "id": campaign.id,
-        "status": campaign.status,
-        "status_label": display.status_label(campaign),
-        "reason": queue.defer_reason if queue else None,
-        "reason_text": display.reason_text(campaign),
-        "deferred_until": queue.deferred_until.isoformat() if queue and queue.deferred_until else None,
-        "total": campaign.recipients_total,
-        "sent": campaign.sent_count,
-        "failed": campaign.failed_count,
-        "skipped": campaign.skipped_count,
-        "unknown": campaign.unknown_count,
-        "bounced": campaign.bounced_count,
-        "complained": campaign.complained_count,
-        "done": campaign.done_count,
-        "percent": campaign.progress_percent,
-        "shares": display.progress_shares(campaign),
-        "counts": counts,
-        "final": campaign.status in FINAL_STATUSES,
-        "finished_with_errors": campaign.finished_with_errors,
-        "started_at": display.format_timestamp(campaign.started_at),
-        "finished_at": display.format_timestamp(campaign.finished_at),
-    }
-
-
 @bp.route("/campaigns/<int:campaign_id>")
 @login_required
 def show(campaign_id: int):
+    """One campaign: its state, buttons, progress and recipients (a draft: the steps to finish it)."""
     campaign = get_campaign_for(current_user, campaign_id)
-    counts = queries.recipient_status_counts(campaign)
-    status_filter = request.args.get("status") or None
-    if status_filter not in RECIPIENT_STATUSES:
-        status_filter = None
-    search = (request.args.get("q") or "").strip()[:200] or None
-    recipients = queries.recipients_page(
-        campaign, status_filter, search, queries.page_number(request.args.get("page")), counts
-    )
-    errors = queries.last_errors(campaign)
-    reveal = current_user.is_admin
+    state = live.page_state(campaign, request.args)
     return render_template(
         "campaigns/show.html",
-        campaign=campaign,
-        counts=counts,
-        progress=progress_payload(campaign, counts),
-        recipients=recipients,
-        status_filter=status_filter,
-        search=search or "",
-        last_errors=[(r, r.email if reveal else mask_email(r.email)) for r in errors],
-        chart=chart_svg(campaign),
+        progress=live.progress_payload(state, with_html=False),
+        chart=chart_svg(campaign) if campaign.status != DRAFT else None,
         recipient_statuses=RECIPIENT_STATUSES,
         pending=R_PENDING,
-        missed_schedule=missed_its_schedule(campaign),
+        undo_import=draft_actions_offer(campaign),
+        **state.context(),
     )
 
 
-def missed_its_schedule(campaign: Campaign) -> bool:
-    """Paused because its scheduled start was missed: the owner may resume it (not only an admin)."""
-    return campaign.status == PAUSED and campaign.queue is not None and (
-        campaign.queue.defer_reason == Reason.MISSED_SCHEDULE
-    )
-
-
-@bp.route("/campaigns/<int:campaign_id>/resume-missed-schedule", methods=["POST"])
-@login_required
-def resume_missed_schedule(campaign_id: int):
-    """The owner (or an admin) sends a campaign whose scheduled start was missed, now."""
-    campaign = get_campaign_for(current_user, campaign_id)
-    if not missed_its_schedule(campaign):
-        flash("Only a campaign paused because its scheduled start was missed can be resumed here.", "error")
-        return redirect(url_for("campaigns.show", campaign_id=campaign.id)), 303
-    try:
-        resume_campaign(campaign, current_user)
-    except CampaignError as exc:
-        flash(exc.message, "error")
-    else:
-        flash("Campaign resumed: sending starts now.", "success")
-    return redirect(url_for("campaigns.show", campaign_id=campaign.id)), 303
+def draft_actions_offer(campaign: Campaign) -> int | None:
+    """How many recipients "Undo the last import" would remove on a draft (None: nothing to offer)."""
+    if campaign.status != DRAFT:
+        return None
+    last = last_import_batch(campaign)
+    return last[1] if last and last[1] else None
 
 
 @bp.route("/campaigns/<int:campaign_id>/progress.json")
 @login_required
 def progress(campaign_id: int):
+    """The page's live update: counts, status, reason, buttons, dates, last errors and the rows shown."""
     campaign = get_campaign_for(current_user, campaign_id)
-    response = jsonify(progress_payload(campaign, queries.recipient_status_counts(campaign)))
+    response = jsonify(live.progress_payload(live.page_state(campaign, request.args)))
     response.headers["Cache-Control"] = "no-store"
     return response
 
 
 def chart_svg(campaign: Campaign) -> Markup:
-    """The sends-per-hour chart of one campaign as SVG markup (every text in it is escaped by the builder)."""
+    """The sends-per-hour chart of one campaign as SVG markup (every text in it is escaped by the builder),
+    its hours labelled in the viewer's zone (the cookie static/localtime.js sets)."""
     bounced = queries.sends_per_hour(campaign, (R_BOUNCED, R_COMPLAINED)) if campaign.bounced_count or (
         campaign.complained_count) else {}
-    return Markup(display.sends_per_hour_svg(display.fill_hours(queries.sends_per_hour(campaign)), bounced))
+    hours = display.fill_hours(queries.sends_per_hour(campaign))
+    return Markup(display.sends_per_hour_svg(hours, bounced, display.viewer_zone()))
 
 
 @bp.route("/campaigns/<int:campaign_id>/sends-per-hour.svg")

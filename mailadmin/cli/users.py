@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
+from pathlib import Path
 from typing import NoReturn
 
 import click
@@ -103,13 +104,28 @@ def end_sessions_command(email: str) -> None:
 
 
 @click.command("seed-demo")
-def seed_demo_command() -> None:
-    """Create a demo admin and a demo manager when no user exists; print their credentials once."""
+@click.option(
+    "--write-to",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Also save the new credentials in this file (readable by its owner only), for later.",
+)
+def seed_demo_command(write_to: str | None) -> None:
+    """Create a demo admin and a demo manager when no user exists; print their credentials (and save them)."""
     if db.session.scalar(select(func.count()).select_from(User)):
         click.echo("Users already exist; demo accounts not created.")
         return
+    lines = []
     for email, role in (("admin@example.com", ROLE_ADMIN), ("manager@example.com", ROLE_MANAGER)):
         password = secrets.token_urlsafe(12)
         user_service.create_user(email, password, role)
-        click.echo(f"  {role:8} {email}  password: {password}")
-    click.echo("Write these down: they are shown only once.")
+        lines.append(f"  {role:8} {email}  password: {password}")
+    click.echo("\n".join(lines))
+    if write_to:
+        path = Path(write_to)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        path.chmod(0o600)
+        click.echo(f"Saved in {path}; they are also printed again when the app is ready.")
+    else:
+        click.echo("Write these down: they are shown only once.")

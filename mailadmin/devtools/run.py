@@ -6,6 +6,10 @@ SQLite database, creates demo users once, signs with this install's random SECRE
 (made once, kept in instance/secret_key), then runs web + worker + scheduler from
 Procfile.dev under a small supervisor (`devtools.supervisor`) that restarts any process that
 exits, with backoff. Ctrl-C stops everything this command started.
+
+The demo credentials scroll away under the processes' logs, so they are saved in
+`instance/demo-credentials.txt` (`DEMO_CREDENTIALS_FILE` elsewhere) and printed again in a
+box once /healthz answers.
 """
 
 from __future__ import annotations
@@ -13,6 +17,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import time
+import urllib.request
 from pathlib import Path
 
 from mailadmin.devtools.redis_server import EmbeddedRedis, free_port
@@ -22,6 +29,39 @@ from mailadmin.settings import PROJECT_ROOT, SECRET_KEY_FILE, instance_secret_ke
 
 def _flask(env: dict[str, str], *args: str) -> None:
     subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", *args], cwd=PROJECT_ROOT, env=env, check=True)
+
+
+READY_TIMEOUT_SECONDS = 180
+
+
+def credentials_box(url: str, credentials: str | None, path: Path) -> str:
+    """The "ready" box: where to open the app and how to log in."""
+    lines = [f"mailadmin is ready: {url}"]
+    if credentials:
+        lines += ["Demo accounts:", *credentials.rstrip("\n").splitlines(), f"(saved in {path})"]
+    else:
+        lines += [f"No demo credentials in {path}: the users existed before.",
+                  "Create one with: flask --app wsgi users create EMAIL --role admin"]
+    width = max(len(line) for line in lines)
+    rule = "+" + "-" * (width + 2) + "+"
+    return "\n".join([rule, *(f"| {line.ljust(width)} |" for line in lines), rule])
+
+
+def announce_when_ready(url: str, path: Path, timeout: float = READY_TIMEOUT_SECONDS) -> None:
+    """Wait until /healthz answers, then print the credentials box (from a daemon thread)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "healthz", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        time.sleep(0.5)
+    else:
+        return
+    credentials = path.read_text(encoding="utf-8") if path.exists() else None
+    print("\n" + credentials_box(url, credentials, path) + "\n", flush=True)
 
 
 def main() -> int:
@@ -53,8 +93,11 @@ def main() -> int:
             env["SMTP_URL"] = smtp_server.url
             print(f"* SMTP: capturing all mail on {smtp_server.url}; messages are saved in {outbox}")
         _flask(env, "db", "upgrade")
-        _flask(env, "seed-demo")
-        print(f"* Open http://127.0.0.1:{env['PORT']}/  (Ctrl-C stops everything)")
+        credentials = Path(env.get("DEMO_CREDENTIALS_FILE") or PROJECT_ROOT / "instance" / "demo-credentials.txt")
+        _flask(env, "seed-demo", "--write-to", str(credentials))
+        url = f"http://127.0.0.1:{env['PORT']}/"
+        print(f"* Open {url}  (Ctrl-C stops everything)", flush=True)
+        threading.Thread(target=announce_when_ready, args=(url, credentials), daemon=True).start()
         return Supervisor(read_procfile(PROJECT_ROOT / "Procfile.dev"), env, PROJECT_ROOT).run()
     finally:
         for service in reversed(started):

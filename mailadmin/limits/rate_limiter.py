@@ -23,7 +23,7 @@ from datetime import datetime
 from loguru import logger
 from redis import Redis, RedisError
 
-from mailadmin.limits.window import KEY_PREFIX, WindowResult, reserve_in_window, window_usage
+from mailadmin.limits.window import KEY_PREFIX, WindowResult, reserve_in_window, window_moments, window_usage
 
 RATE_LIMIT_KEY = KEY_PREFIX + "ratelimit:smtp"
 RATE_LIMIT_WINDOW_SECONDS = 3600
@@ -96,3 +96,12 @@ def rate_limit_usage(redis: Redis, max_per_hour: int, now: float | None = None) 
             allowed=True, current_count=0, max_per_hour=max_per_hour, next_free_at=None, backend_available=False
         )
     return _from_window(result)
+
+
+def rate_limit_moments(redis: Redis) -> list[datetime] | None:
+    """When each send counted in the rolling hour was reserved (oldest first); None when Redis cannot say."""
+    try:
+        return window_moments(redis, RATE_LIMIT_KEY, RATE_LIMIT_WINDOW_SECONDS)
+    except RedisError as exc:
+        logger.bind(error_type=type(exc).__name__).warning("Rate limit usage unavailable (Redis unavailable)")
+        return None

@@ -29,7 +29,7 @@ from typing import NamedTuple
 from loguru import logger
 from redis import Redis, RedisError
 
-from mailadmin.limits.window import KEY_PREFIX, add_to_window, reserve_in_window, window_usage
+from mailadmin.limits.window import KEY_PREFIX, add_to_window, reserve_in_window, window_moments, window_usage
 from mailadmin.pii import email_hash
 
 ACTION_CAMPAIGN_START = "campaign_start"
@@ -215,3 +215,12 @@ def clear_login_failures(redis: Redis, email: str, ip: str | None, salt: str) ->
         redis.delete(login_account_ip_key(email, ip, salt))
     except RedisError as exc:
         _backend_unavailable(exc, action=ACTION_LOGIN)
+
+
+def throttle_moments(redis: Redis, action: str, user_id: int | str, window_seconds: float = HOUR_SECONDS):
+    """When each of `user_id`'s `action`s still counted in the window happened (oldest first; each frees its
+    slot `window_seconds` later), without counting anything; None when Redis cannot say."""
+    try:
+        return window_moments(redis, throttle_key(action, user_id), window_seconds)
+    except RedisError:
+        return None

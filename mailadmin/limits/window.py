@@ -142,3 +142,19 @@ def window_usage(redis: Redis, key: str, limit: int, window_seconds: float, now:
 def add_to_window(redis: Redis, key: str, window_seconds: float, now: float | None = None) -> int:
     """Record one event without a limit check (e.g. a failed login); returns the count in the window."""
     return _run(redis, key, 0, window_seconds, now, MODE_ADD).count
+
+
+def window_moments(redis: Redis, key: str, window_seconds: float, now: float | None = None) -> list[datetime]:
+    """When each event still counted in the window happened (UTC, oldest first); read-only.
+
+    Each one frees its slot at that moment + `window_seconds`: what an estimate of "when can the
+    next messages go" needs. `now` defaults to the Redis server's clock, as the reservations use.
+    """
+    if now is None:
+        seconds, micros = redis.time()
+        now_us = int(seconds) * _MICROSECONDS + int(micros)
+    else:
+        now_us = _to_microseconds(now)
+    low = now_us - _to_microseconds(window_seconds)
+    scores = redis.zrangebyscore(key, f"({low}", "+inf", withscores=True)
+    return [_EPOCH + timedelta(microseconds=int(score)) for _, score in scores]

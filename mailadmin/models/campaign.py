@@ -125,6 +125,11 @@ class Recipient(db.Model):
     # Soft bounces (mailbox full, greylisting...) reported for this recipient after sending.
     soft_bounce_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # Which import of a draft added this recipient (1, 2, ...), so that the last import can be undone.
+    import_batch: Mapped[int | None] = mapped_column(Integer)
+    # The recipient's place in its campaign (1, 2, ...), kept gap-free while it is a draft: the "#"
+    # the pages show, read from the row instead of counted (a count per row is a scan per row).
+    position: Mapped[int | None] = mapped_column(Integer)
 
     def merge_fields(self) -> dict:
         """The values a template may use: email, name and the import's extra columns."""

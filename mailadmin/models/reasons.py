@@ -85,7 +85,7 @@ REASONS: dict[Reason, ReasonInfo] = {
         "circuit_breaker-paused-after-repeated-smtp-errors",
     ),
     Reason.ADMIN_PAUSE: ReasonInfo(
-        "Paused by an admin", Resumes.BY_OWNER_OR_ADMIN, False, "INFO", "admin_pause-paused-by-an-admin"
+        "Paused by a person", Resumes.BY_OWNER_OR_ADMIN, False, "INFO", "admin_pause-paused-by-an-admin"
     ),
     Reason.GLOBAL_PAUSE: ReasonInfo(
         "All sending is switched off", Resumes.WHEN_SWITCH_ON, False, "INFO", "global_pause-all-sending-switched-off"

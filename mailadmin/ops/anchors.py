@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from mailadmin.settings import PROJECT_ROOT
@@ -63,3 +64,30 @@ class PlaybookRef:
     def path(self) -> str:
         """Where to read it in a checkout: playbook/ONCALL.md#anchor."""
         return f"playbook/{PLAYBOOK_FILES[self.name]}#{self.anchor}"
+
+
+_HEADING = re.compile(r"^#{1,6}\s+(.*?)\s*#*\s*$")
+
+
+@lru_cache(maxsize=8)
+def _section_titles(name: str, modified: float) -> dict[str, str]:
+    """Heading slug -> heading text of one playbook file, outside code blocks (cached per file version)."""
+    titles: dict[str, str] = {}
+    in_code = False
+    for line in playbook_path(name).read_text(encoding="utf-8").splitlines():
+        if line.startswith("```"):
+            in_code = not in_code
+            continue
+        heading = None if in_code else _HEADING.match(line)
+        if heading:
+            titles.setdefault(heading_slug(heading.group(1)), heading.group(1).replace("`", ""))
+    return titles
+
+
+def section_title(ref: PlaybookRef) -> str | None:
+    """The title of the playbook section `ref` points to ("5. Workers"), or None if it has none."""
+    path = playbook_path(ref.name)
+    try:
+        return _section_titles(ref.name, path.stat().st_mtime).get(ref.anchor)
+    except OSError:
+        return None

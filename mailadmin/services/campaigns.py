@@ -13,7 +13,7 @@ the state before it), and if Redis fails at that moment the recovery sweep
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from loguru import logger
 from sqlalchemy import case, func, select, update
@@ -116,6 +116,9 @@ def set_sending_paused(paused: bool, actor: User | None) -> None:
 def _switch_off(actor: User | None, now: datetime) -> None:
     """Running campaigns wait for the switch (commits, with the switch row already changed)."""
     _, reason = _waiting_state(True)
+    # Every active campaign waits from now on, deferred ones included (they keep their own time
+    # but cannot send before the switch is back on): that is the number the audit records.
+    waiting = db.session.scalar(select(func.count()).where(_campaigns.c.status.in_(ACTIVE_STATUSES)))
     ids = db.session.scalars(
         update(_campaigns)
         .where(_campaigns.c.status.in_((QUEUED, SENDING)))
@@ -128,10 +131,10 @@ def _switch_off(actor: User | None, now: datetime) -> None:
             .where(_queues.c.campaign_id.in_(ids))
             .values(defer_reason=reason, deferred_until=None, updated_at=now)
         )
-    record_audit(actor, "sending_switched_off", details={"campaigns_waiting": len(ids)})
+    record_audit(actor, "sending_switched_off", details={"campaigns_waiting": waiting})
     db.session.commit()
     announce_send_stop(get_redis(), None)  # running slices stop before their next message
-    logger.bind(actor=_actor_field(actor), campaign_id=None, campaigns=len(ids)).warning("Sending switched off")
+    logger.bind(actor=_actor_field(actor), campaign_id=None, campaigns=waiting).warning("Sending switched off")
 
 
 def _switch_on(actor: User | None, now: datetime) -> None:
@@ -427,11 +430,3 @@ def requeue_unknown_recipients(campaign: Campaign, actor: User | None) -> int:
         "Unknown recipients requeued"
     )
     return count
-
-
-def estimate_send_duration(recipient_count: int) -> timedelta:
-    """How long sending `recipient_count` emails takes at MAILER_SMTP_MAX_PER_HOUR (quota not shared)."""
-    per_hour = get_settings().smtp_max_per_hour
-    if recipient_count <= 0:
-        return timedelta(0)
-    return timedelta(hours=recipient_count / per_hour)

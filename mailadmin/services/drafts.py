@@ -11,13 +11,16 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import select
+from loguru import logger
+from sqlalchemy import case, delete, func, insert, literal, or_, select
 
 from mailadmin.extensions import db
 from mailadmin.mail.message import HeaderInjectionError, check_header_value
 from mailadmin.mail.templates import FIELD_LABELS, TemplateProblem, sample_fields, validate_campaign_templates
 from mailadmin.models import Campaign, Recipient, User
-from mailadmin.models.campaign import DRAFT
+from mailadmin.models.campaign import DRAFT, R_PENDING, R_SKIPPED
+from mailadmin.models.types import utcnow
+from mailadmin.services.audit import record_audit
 
 NAME_MAX = 200
 SUBJECT_MAX = 998  # RFC 5322: a header line is at most 998 characters
@@ -68,6 +71,27 @@ def preview_recipient(campaign: Campaign, recipient_id: int | None = None) -> Re
     if recipient_id is not None:
         query = query.where(Recipient.id == recipient_id)
     return db.session.scalar(query.order_by(Recipient.id).limit(1))
+
+
+def recipient_matches(search: str):
+    """SQL condition: the recipient's address or name contains `search` (case-insensitive, no wildcards)."""
+    pattern = "%" + search.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    return or_(
+        func.lower(Recipient.email).like(pattern, escape="\\"),
+        func.lower(Recipient.name).like(pattern, escape="\\"),
+    )
+
+
+def find_preview_recipients(campaign: Campaign, search: str, limit: int = 20) -> list[Recipient]:
+    """Recipients of `campaign` whose address or name contains `search`, in campaign order."""
+    return list(
+        db.session.scalars(
+            select(Recipient)
+            .where(Recipient.campaign_id == campaign.id, recipient_matches(search))
+            .order_by(Recipient.id)
+            .limit(limit)
+        )
+    )
 
 
 def preview_fields(campaign: Campaign, recipient_id: int | None = None) -> dict[str, Any]:
@@ -149,3 +173,71 @@ def update_campaign(
     campaign.body_html = body_html
     db.session.commit()
     return campaign
+
+
+# --- duplicating and deleting ----------------------------------------------------------------
+
+COPY_SUFFIX = " (copy)"
+DELETE_NOT_A_DRAFT_MESSAGE = "Only a draft can be deleted. A started campaign stays for its results."
+
+
+def duplicate_campaign(campaign: Campaign, owner: User, *, with_recipients: bool = False) -> Campaign:
+    """A new draft with the same content (and, if asked, the same recipients, all waiting again); commits once.
+
+    Any campaign may be duplicated, started or not: the copy is always a fresh draft owned by `owner`.
+    """
+    name = (campaign.name[: NAME_MAX - len(COPY_SUFFIX)] + COPY_SUFFIX).strip()
+    copy = Campaign(
+        owner_id=owner.id,
+        name=name,
+        subject=campaign.subject,
+        body_text=campaign.body_text,
+        body_html=campaign.body_html,
+        status=DRAFT,
+    )
+    db.session.add(copy)
+    db.session.flush()
+    if with_recipients:
+        _copy_recipients(campaign, copy)
+    db.session.commit()
+    logger.bind(campaign_id=copy.id, source_campaign_id=campaign.id, with_recipients=with_recipients).info(
+        "Campaign duplicated"
+    )
+    return copy
+
+
+def _copy_recipients(source: Campaign, copy: Campaign) -> None:
+    """Copy the recipients in one INSERT ... SELECT: suppressed ones stay skipped, everyone else waits."""
+    skipped = case((Recipient.status == R_SKIPPED, R_SKIPPED), else_=R_PENDING)
+    note = case((Recipient.status == R_SKIPPED, Recipient.last_error), else_=None)
+    place = func.row_number().over(order_by=(Recipient.position, Recipient.id))
+    rows = select(
+        literal(copy.id), Recipient.email, Recipient.name, Recipient.fields, skipped, note, literal(0), literal(utcnow()),
+        literal(1), place,
+    ).where(Recipient.campaign_id == source.id).order_by(Recipient.position, Recipient.id)  # ids follow positions
+    columns = [
+        "campaign_id", "email", "name", "fields", "status", "last_error", "attempts", "updated_at", "import_batch",
+        "position",
+    ]
+    db.session.execute(insert(Recipient).from_select(columns, rows))
+    total, skipped_count = db.session.execute(
+        select(func.count(), func.coalesce(func.sum(case((Recipient.status == R_SKIPPED, 1), else_=0)), 0)).where(
+            Recipient.campaign_id == copy.id
+        )
+    ).one()
+    copy.recipients_total = int(total)
+    copy.skipped_count = int(skipped_count)
+
+
+def delete_draft(campaign: Campaign, actor: User) -> None:
+    """Delete a draft with its recipients, for good (a started campaign cannot be deleted); commits once."""
+    status = db.session.scalar(select(Campaign.status).where(Campaign.id == campaign.id).with_for_update())
+    if status != DRAFT:
+        db.session.rollback()
+        raise DraftError({"campaign": [DELETE_NOT_A_DRAFT_MESSAGE]})
+    name, campaign_id = campaign.name, campaign.id
+    db.session.execute(delete(Recipient).where(Recipient.campaign_id == campaign_id))
+    db.session.execute(delete(Campaign).where(Campaign.id == campaign_id).execution_options(synchronize_session=False))
+    record_audit(actor, "draft_deleted", details={"campaign": name, "campaign_id": campaign_id})
+    db.session.commit()
+    db.session.expunge(campaign)

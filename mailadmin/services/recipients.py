@@ -24,7 +24,7 @@ from typing import IO, Any
 
 from email_validator import EmailNotValidError, validate_email
 from loguru import logger
-from sqlalchemy import insert, select, update
+from sqlalchemy import case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from mailadmin.extensions import db
@@ -34,6 +34,7 @@ from mailadmin.models import Campaign, Recipient
 from mailadmin.models.campaign import DRAFT, R_PENDING, R_SKIPPED
 from mailadmin.models.types import utcnow
 from mailadmin.services.suppressions import erased_among, suppressed_among
+from mailadmin.wording import plural
 
 DELIMITERS = (",", ";", "\t")
 EMAIL_COLUMN_NAMES = ("email", "e_mail", "email_address", "e_mail_address", "mail", "address")
@@ -44,6 +45,7 @@ FIELD_VALUE_MAX = 500
 SNIFF_ROWS = 50
 
 NOT_A_DRAFT_MESSAGE = "Recipients can only be imported into a draft campaign."
+NOT_A_DRAFT_CHANGE_MESSAGE = "Recipients can only be removed from a draft campaign. This campaign has already been started."
 EMPTY_MESSAGE = "Nothing to import: the file or the text box is empty."
 
 
@@ -65,6 +67,7 @@ class ImportSummary:
     suppressed: int = 0
     header: list[str] | None = None
     delimiter: str = ","
+    batch: int | None = None  # the import's number in its campaign (what "undo the last import" removes)
 
     @property
     def invalid_count(self) -> int:
@@ -72,11 +75,18 @@ class ImportSummary:
 
     @property
     def text(self) -> str:
-        """"9,812 added · 120 duplicates · 41 invalid · 27 suppressed"."""
+        """"9,812 added · 1 duplicate · 41 invalid · 27 suppressed"."""
         return (
-            f"{self.added:,} added · {self.duplicates:,} duplicates · "
+            f"{self.added:,} added · {plural(self.duplicates, 'duplicate')} · "
             f"{self.invalid_count:,} invalid · {self.suppressed:,} suppressed"
         )
+
+    def add(self, other: ImportSummary, label: str) -> None:
+        """Fold a second import of the same request (a file and pasted lines) into this summary."""
+        self.added += other.added
+        self.duplicates += other.duplicates
+        self.suppressed += other.suppressed
+        self.invalid += [(row, f"({label}) {reason}") for row, reason in other.invalid]
 
 
 def decode_upload(data: bytes) -> str:
@@ -280,7 +290,9 @@ def _accepted_rows(
     return accepted
 
 
-def _recipient_rows(campaign: Campaign, accepted: dict[str, dict[str, Any]], suppressed: set[str], now) -> list[dict]:
+def _recipient_rows(
+    campaign: Campaign, accepted: dict[str, dict[str, Any]], suppressed: set[str], now, batch: int
+) -> list[dict]:
     """INSERT values: suppressed addresses arrive `skipped` with the reason, the others `pending`."""
     return [
         {
@@ -292,6 +304,7 @@ def _recipient_rows(campaign: Campaign, accepted: dict[str, dict[str, Any]], sup
             "last_error": "Suppressed: the address is on the suppression list." if email in suppressed else None,
             "attempts": 0,
             "updated_at": now,
+            "import_batch": batch,
         }
         for email, data in accepted.items()
     ]
@@ -307,6 +320,10 @@ def _insert_recipients(campaign: Campaign, values: list[dict], suppressed: int, 
             db.session.rollback()
             raise RecipientImportError(NOT_A_DRAFT_MESSAGE)
         if values:
+            # After the lock: concurrent imports into one draft number their rows one after the other.
+            last = db.session.scalar(select(func.max(Recipient.position)).where(Recipient.campaign_id == campaign.id))
+            for place, row in enumerate(values, start=(last or 0) + 1):
+                row["position"] = place
             db.session.execute(insert(Recipient), values)
             db.session.execute(
                 update(Campaign)
@@ -346,17 +363,27 @@ def _keep_erased_people_erased(
         suppressed.add(marker)
 
 
-def import_recipients(campaign: Campaign, source: str | bytes | IO[Any]) -> ImportSummary:
-    """Validate, fold, check against the suppression list and bulk-insert; commits once."""
+def next_import_batch(campaign: Campaign) -> int:
+    """The number the next import into `campaign` is recorded under."""
+    last = db.session.scalar(select(func.max(Recipient.import_batch)).where(Recipient.campaign_id == campaign.id))
+    return (last or 0) + 1
+
+
+def import_recipients(campaign: Campaign, source: str | bytes | IO[Any], batch: int | None = None) -> ImportSummary:
+    """Validate, fold, check against the suppression list and bulk-insert; commits once.
+
+    Every recipient added is recorded under import `batch` (the next number when None), so a
+    file and pasted lines sent together are one import to undo.
+    """
     if campaign.status != DRAFT:
         raise RecipientImportError(NOT_A_DRAFT_MESSAGE)
     rows, header, delimiter = _rows_of(source)
-    summary = ImportSummary(header=header, delimiter=delimiter)
+    summary = ImportSummary(header=header, delimiter=delimiter, batch=batch or next_import_batch(campaign))
     accepted = _accepted_rows(campaign, rows, header, summary)
     suppressed = suppressed_among(list(accepted)) if accepted else set()
     _keep_erased_people_erased(campaign, accepted, suppressed, summary)
     now = utcnow()
-    values = _recipient_rows(campaign, accepted, suppressed, now)
+    values = _recipient_rows(campaign, accepted, suppressed, now, summary.batch)
     summary.suppressed = len(suppressed)
     summary.added = len(values) - summary.suppressed
     _insert_recipients(campaign, values, summary.suppressed, now)
@@ -369,3 +396,88 @@ def import_recipients(campaign: Campaign, source: str | bytes | IO[Any]) -> Impo
         suppressed=summary.suppressed,
     ).info("Recipients imported")
     return summary
+
+
+# --- correcting a draft's recipients ---------------------------------------------------------
+
+
+def _lock_draft(campaign: Campaign) -> None:
+    """Lock the campaign row (PostgreSQL) and check it is still a draft: a start racing a removal waits."""
+    status = db.session.scalar(select(Campaign.status).where(Campaign.id == campaign.id).with_for_update())
+    if status != DRAFT:
+        db.session.rollback()
+        raise RecipientImportError(NOT_A_DRAFT_CHANGE_MESSAGE)
+
+
+def _remove(campaign: Campaign, *conditions) -> int:
+    """Delete the draft's recipients matching `conditions`, keep its counters true, commit once."""
+    _lock_draft(campaign)
+    where = (Recipient.campaign_id == campaign.id, *conditions)
+    total, skipped = db.session.execute(
+        select(func.count(), func.coalesce(func.sum(case((Recipient.status == R_SKIPPED, 1), else_=0)), 0)).where(*where)
+    ).one()
+    if total:
+        db.session.execute(delete(Recipient).where(*where).execution_options(synchronize_session=False))
+        renumber_positions(campaign.id)
+        db.session.execute(
+            update(Campaign)
+            .where(Campaign.id == campaign.id)
+            .values(
+                recipients_total=Campaign.recipients_total - total,
+                skipped_count=Campaign.skipped_count - int(skipped),
+                updated_at=utcnow(),
+            )
+            .execution_options(synchronize_session=False)
+        )
+    db.session.commit()
+    db.session.refresh(campaign)
+    logger.bind(campaign_id=campaign.id, removed=int(total)).info("Recipients removed")
+    return int(total)
+
+
+def renumber_positions(campaign_id: int) -> None:
+    """Close the gaps a removal left in a draft's positions (1, 2, 3, ... in their old order); in the caller's
+    transaction. Only rows whose place changes are written."""
+    numbered = (
+        select(
+            Recipient.id.label("id"),
+            func.row_number().over(order_by=(Recipient.position, Recipient.id)).label("place"),
+        )
+        .where(Recipient.campaign_id == campaign_id)
+        .subquery()
+    )
+    db.session.execute(
+        update(Recipient)
+        .where(Recipient.id == numbered.c.id, Recipient.position.is_distinct_from(numbered.c.place))
+        .values(position=numbered.c.place)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def remove_recipient(campaign: Campaign, recipient_id: int) -> int:
+    """Remove one recipient from a draft; returns 1, or 0 when it is not in this campaign."""
+    return _remove(campaign, Recipient.id == recipient_id)
+
+
+def remove_all_recipients(campaign: Campaign) -> int:
+    """Remove every recipient of a draft; returns how many."""
+    return _remove(campaign)
+
+
+def last_import_batch(campaign: Campaign) -> tuple[int, int] | None:
+    """(batch number, recipients still in it) of the draft's last import, or None."""
+    batch = db.session.scalar(select(func.max(Recipient.import_batch)).where(Recipient.campaign_id == campaign.id))
+    if batch is None:
+        return None
+    count = db.session.scalar(
+        select(func.count()).where(Recipient.campaign_id == campaign.id, Recipient.import_batch == batch)
+    )
+    return batch, int(count or 0)
+
+
+def undo_last_import(campaign: Campaign) -> int:
+    """Remove the recipients the draft's last import added; returns how many (0: nothing to undo)."""
+    last = last_import_batch(campaign)
+    if last is None:
+        return 0
+    return _remove(campaign, Recipient.import_batch == last[0])

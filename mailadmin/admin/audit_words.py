@@ -1,0 +1,45 @@
+"""How audit events read on the audit log: a label for each action and for each detail."""
+
+from __future__ import annotations
+
+ACTION_LABELS = {
+    "campaign_started": "Campaign started",
+    "campaign_paused": "Campaign paused",
+    "campaign_resumed": "Campaign resumed",
+    "campaign_cancelled": "Campaign cancelled",
+    "circuit_breaker_tripped": "Circuit breaker tripped",
+    "unknown_recipients_requeued": "Unknown recipients re-queued",
+    "draft_deleted": "Draft deleted",
+    "sending_switched_off": "All sending switched off",
+    "sending_switched_on": "All sending switched back on",
+    "user_created": "User created",
+    "user_role_changed": "Role changed",
+    "user_disabled": "User disabled",
+    "user_enabled": "User enabled",
+    "user_password_changed": "Password changed",
+    "user_password_reset": "Password reset",
+    "user_sessions_ended": "Sessions ended",
+}
+
+DETAIL_LABELS = {
+    "campaigns_waiting": "campaigns waiting",
+    "consecutive_errors": "consecutive errors",
+    "scheduled_at": "scheduled for",
+    "recipients": "recipients",
+    "threshold": "threshold",
+    "campaign": "campaign",
+    "campaign_id": "campaign number",
+    "from": "from",
+    "to": "to",
+    "role": "role",
+}
+
+
+def action_label(action: str) -> str:
+    """"Campaign paused" for `campaign_paused`; unknown codes read as words."""
+    return ACTION_LABELS.get(action) or action.replace("_", " ").capitalize()
+
+
+def detail_label(key: str) -> str:
+    """The words for one key of an event's details."""
+    return DETAIL_LABELS.get(key) or key.replace("_", " ")

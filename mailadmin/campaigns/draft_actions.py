@@ -1,0 +1,143 @@
+"""Correcting a draft: remove one recipient or all of them, undo the last import, duplicate a
+campaign (content only, or with its recipients), delete a draft.
+
+Each is a POST with CSRF that calls one service function and answers 303 with a flash; the
+destructive ones that touch more than one recipient (remove all, delete) go through a
+confirmation page first (GET), as cancelling a campaign does.
+"""
+
+from __future__ import annotations
+
+from flask import flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from mailadmin.auth.decorators import login_required
+from mailadmin.auth.views import safe_next_url
+from mailadmin.campaigns.access import get_campaign_for
+from mailadmin.campaigns.views import bp, draft_only
+from mailadmin.services import drafts
+from mailadmin.services.recipients import (
+    RecipientImportError,
+    remove_all_recipients,
+    remove_recipient,
+    undo_last_import,
+)
+from mailadmin.wording import plural
+
+
+def _recipients_url(campaign_id: int) -> str:
+    return url_for("campaigns.show", campaign_id=campaign_id, _anchor="recipients")
+
+
+def _confirm(campaign, title: str, text: str, button: str, action: str):
+    """The confirmation page of a destructive draft action (GET)."""
+    return render_template(
+        "campaigns/confirm.html", campaign=campaign, title=title, text=text, button=button, action_url=action
+    )
+
+
+@bp.route("/campaigns/<int:campaign_id>/recipients/<int:recipient_id>/remove", methods=["POST"])
+@login_required
+def remove_one_recipient(campaign_id: int, recipient_id: int):
+    """Remove one recipient from a draft."""
+    campaign = get_campaign_for(current_user, campaign_id)
+    if (refusal := draft_only(campaign)) is not None:
+        return refusal
+    try:
+        removed = remove_recipient(campaign, recipient_id)
+    except RecipientImportError as error:
+        flash(error.message, "error")
+    else:
+        if removed:
+            flash(f"Recipient removed. {plural(campaign.recipients_total, 'recipient')} left.", "success")
+        else:
+            flash("That recipient was already removed; nothing changed.", "info")
+    return redirect(safe_back() or _recipients_url(campaign.id), 303)
+
+
+def safe_back() -> str | None:
+    """The form's `next`, when it is a local path."""
+    return safe_next_url(request.form.get("next"))
+
+
+@bp.route("/campaigns/<int:campaign_id>/recipients/remove-all", methods=["GET", "POST"])
+@login_required
+def remove_all(campaign_id: int):
+    """Remove every recipient of a draft (after a confirmation page)."""
+    campaign = get_campaign_for(current_user, campaign_id)
+    if (refusal := draft_only(campaign)) is not None:
+        return refusal
+    if request.method == "GET":
+        return _confirm(
+            campaign,
+            f"Remove all {plural(campaign.recipients_total, 'recipient')}?",
+            "The draft keeps its content; you can import recipients again afterwards.",
+            "Yes, remove all recipients",
+            url_for("campaigns.remove_all", campaign_id=campaign.id),
+        )
+    try:
+        removed = remove_all_recipients(campaign)
+    except RecipientImportError as error:
+        flash(error.message, "error")
+    else:
+        flash(f"{plural(removed, 'recipient')} removed. The draft has no recipients now.", "success")
+    return redirect(_recipients_url(campaign.id), 303)
+
+
+@bp.route("/campaigns/<int:campaign_id>/recipients/undo-import", methods=["POST"])
+@login_required
+def undo_import(campaign_id: int):
+    """Remove the recipients the draft's last import added."""
+    campaign = get_campaign_for(current_user, campaign_id)
+    if (refusal := draft_only(campaign)) is not None:
+        return refusal
+    try:
+        removed = undo_last_import(campaign)
+    except RecipientImportError as error:
+        flash(error.message, "error")
+    else:
+        if removed:
+            flash(f"Last import undone: {plural(removed, 'recipient')} removed.", "success")
+        else:
+            flash("There is no import to undo.", "info")
+    return redirect(_recipients_url(campaign.id), 303)
+
+
+@bp.route("/campaigns/<int:campaign_id>/duplicate", methods=["POST"])
+@login_required
+def duplicate(campaign_id: int):
+    """A new draft with this campaign's content, and its recipients when `recipients=yes`."""
+    campaign = get_campaign_for(current_user, campaign_id)
+    with_recipients = request.form.get("recipients") == "yes"
+    copy = drafts.duplicate_campaign(campaign, current_user, with_recipients=with_recipients)
+    if with_recipients:
+        flash(f"Draft “{copy.name}” created with {plural(copy.recipients_total, 'recipient')}.", "success")
+    else:
+        flash(f"Draft “{copy.name}” created with the same content and no recipients.", "success")
+    return redirect(url_for("campaigns.show", campaign_id=copy.id), 303)
+
+
+@bp.route("/campaigns/<int:campaign_id>/delete", methods=["GET", "POST"])
+@login_required
+def delete(campaign_id: int):
+    """Delete a draft for good (after a confirmation page)."""
+    campaign = get_campaign_for(current_user, campaign_id)
+    if (refusal := draft_only(campaign)) is not None:
+        return refusal
+    if request.method == "GET":
+        return _confirm(
+            campaign,
+            f"Delete the draft “{campaign.name}”?",
+            f"The draft and its {plural(campaign.recipients_total, 'recipient')} are deleted for good.",
+            "Yes, delete this draft",
+            url_for("campaigns.delete", campaign_id=campaign.id),
+        )
+    name = campaign.name
+    try:
+        drafts.delete_draft(campaign, current_user)
+    except drafts.DraftError as error:
+        flash(error.message, "error")
+        return redirect(url_for("campaigns.show", campaign_id=campaign_id), 303)
+    flash(f"Draft “{name}” deleted.", "success")
+    return redirect(url_for("campaigns.index"), 303)
+
