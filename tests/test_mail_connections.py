@@ -10,7 +10,7 @@ import time
 
 from mailadmin.extensions import get_redis
 from mailadmin.mail.connections import Delivery, SmtpConnections
-from mailadmin.send_signals import StopListener, announce_send_stop
+from mailadmin.jobs.signals import StopListener, announce_send_stop
 from tests.support.waiting import wait_until
 
 

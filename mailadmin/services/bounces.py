@@ -38,7 +38,7 @@ from mailadmin.models.suppression import (
 )
 from mailadmin.models.types import utcnow
 from mailadmin.pii import erasure_hash, get_pii_log_fields
-from mailadmin.send_signals import announce_send_stop
+from mailadmin.jobs.signals import announce_send_stop
 from mailadmin.services.audit import record_audit
 from mailadmin.services.campaign_state import current_status, owns_transaction, set_status
 from mailadmin.services.suppressions import normalise_suppressed_email, suppress

@@ -37,7 +37,7 @@ from mailadmin.models.campaign import (
 )
 from mailadmin.models.reasons import SWITCH_REASONS, Reason
 from mailadmin.models.types import utcnow
-from mailadmin.send_signals import announce_send_stop
+from mailadmin.jobs.signals import announce_send_stop
 from mailadmin.services.audit import record_audit
 from mailadmin.services.campaign_state import (
     current_status,

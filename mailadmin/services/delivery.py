@@ -42,7 +42,7 @@ from mailadmin.models.campaign import (
 from mailadmin.models.reasons import Reason, is_due_sql, reason_of
 from mailadmin.models.suppression import REASON_HARD_BOUNCE, SOURCE_SMTP
 from mailadmin.models.types import UTCDateTime, utcnow
-from mailadmin.send_signals import announce_send_stop
+from mailadmin.jobs.signals import announce_send_stop
 from mailadmin.services.audit import record_audit
 from mailadmin.services.campaign_state import (
     current_status,
