@@ -9,8 +9,8 @@ import threading
 import time
 
 from mailadmin.extensions import get_redis
-from mailadmin.mail.connections import Delivery, SmtpConnections
 from mailadmin.jobs.signals import StopListener, announce_send_stop
+from mailadmin.mail.connections import Delivery, SmtpConnections
 from tests.support.waiting import wait_until
 
 

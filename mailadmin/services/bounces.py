@@ -26,6 +26,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from mailadmin.extensions import db, get_redis, get_settings
 from mailadmin.jobs.dispatch import safe_cancel_continuation
+from mailadmin.jobs.signals import announce_send_stop
 from mailadmin.limits.replay import first_delivery, forget_delivery
 from mailadmin.mail.bounces import BOUNCE_COMPLAINT, BOUNCE_HARD, BOUNCE_SOFT, BounceReport, find_our_message_id
 from mailadmin.models import BounceEvent, Campaign, CampaignQueue, Recipient
@@ -38,7 +39,6 @@ from mailadmin.models.suppression import (
 )
 from mailadmin.models.types import utcnow
 from mailadmin.pii import erasure_hash, get_pii_log_fields
-from mailadmin.jobs.signals import announce_send_stop
 from mailadmin.services.audit import record_audit
 from mailadmin.services.campaign_state import current_status, owns_transaction, set_status
 from mailadmin.services.suppressions import normalise_suppressed_email, suppress
