@@ -40,12 +40,15 @@ import time
 import uuid
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
 import sqlalchemy as sa  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
+
+from bench.measure import run_campaign_with_workers  # noqa: E402
 
 SMTP_SINK_CANDIDATES = ("/usr/sbin/smtp-sink", "/usr/lib/postfix/sbin/smtp-sink")
 
@@ -76,7 +79,7 @@ def _answers_smtp(port: int, process: subprocess.Popen) -> bool:
 
 
 @contextmanager
-def smtp_sink():
+def smtp_sink(pipelining: bool = True):
     """(url, name) of a local SMTP sink: postfix's smtp-sink if installed, else CaptureSMTP."""
     from mailadmin.devtools.redis_server import free_port
     from tests.support.waiting import wait_until
@@ -87,6 +90,8 @@ def smtp_sink():
         command = [binary]
         if os.geteuid() == 0:
             command += ["-u", "nobody"]  # smtp-sink refuses to keep root privileges
+        if not pipelining:
+            command += ["-p"]  # do not advertise PIPELINING
         command += [f"127.0.0.1:{port}", "1024"]
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
@@ -98,7 +103,7 @@ def smtp_sink():
         return
     from mailadmin.devtools.smtp_capture import CaptureSMTP
 
-    capture = CaptureSMTP(keep_messages=False).start()
+    capture = CaptureSMTP(keep_messages=False, pipelining=pipelining).start()
     try:
         yield capture.url, "CaptureSMTP (aiosmtpd; smtp-sink not installed)"
     finally:
@@ -185,8 +190,6 @@ def create_campaign(owner_id: int, count: int, name: str) -> int:
 
 def baseline_rate(smtp_url: str, data: bytes, count: int) -> float:
     """Bare smtplib: one prebuilt message, one connection, `count` sends."""
-    from urllib.parse import urlsplit
-
     parts = urlsplit(smtp_url)
     client = smtplib.SMTP(parts.hostname, parts.port)
     try:
@@ -220,27 +223,76 @@ def sample_message(campaign_id: int) -> bytes:
     return builder.build(1, "customer0@example.com", fields).data
 
 
-def run_send_path(redis: str, campaign_id: int, owner) -> float:
-    """Start the campaign and run its RQ jobs in-process until it finishes; returns messages/s."""
-    from redis import Redis
-    from rq import Queue, SimpleWorker
+@contextmanager
+def delaying_relay(upstream_url: str, delay_ms: float):
+    """The URL of `bench.relay` (its own process) in front of `upstream_url`, `delay_ms` each way."""
+    upstream = urlsplit(upstream_url)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.relay", "--upstream", f"{upstream.hostname}:{upstream.port}",
+         "--delay-ms", str(delay_ms)],
+        cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        line = process.stdout.readline()
+        if not line.startswith("listening "):
+            raise RuntimeError("the delaying relay did not start")
+        yield f"smtp://127.0.0.1:{int(line.split()[1])}"
+    finally:
+        process.terminate()
+        process.wait(10)
 
-    from mailadmin.extensions import QUEUE_NAMES, db
-    from mailadmin.models import Campaign
-    from mailadmin.services.campaigns import start_campaign
 
-    campaign = db.session.get(Campaign, campaign_id)
-    connection = Redis.from_url(redis)
-    worker = SimpleWorker([Queue(name, connection=connection) for name in QUEUE_NAMES], connection=connection)
-    started = time.perf_counter()
-    start_campaign(campaign, owner, enforce_throttle=False)
-    worker.work(burst=True, logging_level="WARNING")
-    elapsed = time.perf_counter() - started
-    db.session.expire_all()
-    campaign = db.session.get(Campaign, campaign_id)
-    if campaign.status != "finished" or campaign.sent_count != campaign.recipients_total:
-        raise RuntimeError(f"bench campaign ended {campaign.status} with {campaign.sent_count} sent")
-    return campaign.sent_count / elapsed
+def relay_variant(env: dict[str, str], owner, relay: dict, *, workers: int, connections: int, pipelining: bool,
+                  messages: int) -> dict:
+    """One send-path run through the delaying relay: msg/s, CPU per message and the physical limit."""
+    url = relay["url"] if pipelining else relay["url_no_pipelining"]
+    env = {**env, "SMTP_URL": url, "MAILER_SMTP_CONNECTIONS": str(connections),
+           "MAILER_SEND_PARALLEL_SLICES": str(workers)}
+    campaign_id = create_campaign(owner.id, messages, f"relay {workers}x{connections} {pipelining}")
+    run = run_campaign_with_workers(env, campaign_id, owner, workers)
+    round_trips = 2 if pipelining else 4
+    limit = workers * connections / (round_trips * relay["rtt_ms"] / 1000)
+    result = {
+        "bench": "send_loop_relay",
+        "workers": workers,
+        "connections": connections,
+        "pipelining": pipelining,
+        "messages": messages,
+        "send_rate": round(run.rate, 1),
+        "rtt_ms": relay["rtt_ms"],
+        "round_trips_per_message": round_trips,
+        "physical_limit": round(limit, 1),
+        "share_of_limit": round(run.rate / limit, 2),
+        "cpu_ms_per_message": run.cpu_ms_per_message(),
+        "baseline_rate": relay["baseline_rate"],
+        "ratio": round(run.rate / relay["baseline_rate"], 1),
+        "baseline": "smtplib, one connection, same relay",
+    }
+    log(f"relay {workers} worker(s) x {connections} connection(s), pipelining {pipelining}: "
+        f"{run.rate:.0f} msg/s ({result['share_of_limit']:.0%} of {limit:.0f}), {result['cpu_ms_per_message']}")
+    return result
+
+
+def relay_benchmarks(stack: ExitStack, env: dict[str, str], owner, data: bytes, args) -> list[dict]:
+    """The relay variants: 1 worker x N connections with and without pipelining, 2 workers."""
+    from bench.relay import measure_round_trip_ms
+
+    sink, _ = stack.enter_context(smtp_sink())
+    sink_no_pipelining, _ = stack.enter_context(smtp_sink(pipelining=False))
+    relay = {
+        "url": stack.enter_context(delaying_relay(sink, args.relay_delay_ms)),
+        "url_no_pipelining": stack.enter_context(delaying_relay(sink_no_pipelining, args.relay_delay_ms)),
+    }
+    parts = urlsplit(relay["url"])
+    relay["rtt_ms"] = round(measure_round_trip_ms(parts.hostname, parts.port), 2)
+    relay["baseline_rate"] = round(baseline_rate(relay["url"], data, max(20, args.relay_messages // 20)), 1)
+    log(f"relay: {relay['rtt_ms']} ms round trip; smtplib over one connection: {relay['baseline_rate']} msg/s")
+    connections = args.relay_connections
+    variants = [(1, connections, True), (1, connections, False), (2, connections, True)]
+    return [
+        relay_variant(env, owner, relay, workers=w, connections=c, pipelining=p, messages=args.relay_messages)
+        for w, c, p in variants
+    ]
 
 
 def start_request_ms(owner, count: int) -> float:
@@ -289,12 +341,30 @@ def worker_peak_rss_mb(env: dict[str, str], owner_id: int, count: int) -> float:
     return int(output.strip()) / 1024
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="send loop benchmark")
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--memory-recipients", type=int, default=100_000, help="0 skips the memory run")
     parser.add_argument("--start-recipients", type=int, default=10_000)
-    args = parser.parse_args(argv)
+    parser.add_argument("--relay-messages", type=int, default=3000, help="0 skips the relay variants")
+    parser.add_argument("--relay-delay-ms", type=float, default=10.0, help="delay the relay adds each way")
+    parser.add_argument("--relay-connections", type=int, default=10)
+    return parser.parse_args(argv)
+
+
+def memory_figures(env: dict[str, str], owner_id: int, recipients: int) -> tuple[float | None, float | None]:
+    """Worker peak RSS (MB) for 1,000 recipients and for `recipients` (0: not measured)."""
+    if not recipients:
+        return None, None
+    small = worker_peak_rss_mb(env, owner_id, 1000)
+    log(f"worker peak RSS, 1,000 recipients: {small:.0f} MB")
+    peak = worker_peak_rss_mb(env, owner_id, recipients)
+    log(f"worker peak RSS, {recipients:,} recipients: {peak:.0f} MB")
+    return small, peak
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
 
     from mailadmin import create_app
     from mailadmin.extensions import db
@@ -322,19 +392,16 @@ def main(argv: list[str] | None = None) -> int:
         # The baseline runs before and after the send path and the faster run counts: on a shared
         # machine this keeps a momentary slowdown from flattering the ratio.
         before = baseline_rate(smtp, data, args.messages)
-        rate = run_send_path(redis, campaign_id, owner)
+        run = run_campaign_with_workers(env, campaign_id, owner, 1)
+        rate = run.rate
         after = baseline_rate(smtp, data, args.messages)
         base = max(before, after)
-        log(f"baseline: {before:.0f} / {after:.0f} msg/s (before / after); send path: {rate:.0f} msg/s")
+        log(f"baseline: {before:.0f} / {after:.0f} msg/s (before / after); send path: {rate:.0f} msg/s, "
+            f"CPU ms per message: {run.cpu_ms_per_message()}")
         start_ms = start_request_ms(owner, args.start_recipients) if args.start_recipients else None
         if start_ms is not None:
             log(f"start request ({args.start_recipients} recipients): {start_ms:.1f} ms")
-        peak = small = None
-        if args.memory_recipients:
-            small = worker_peak_rss_mb(env, owner.id, 1000)
-            log(f"worker peak RSS, 1,000 recipients: {small:.0f} MB")
-            peak = worker_peak_rss_mb(env, owner.id, args.memory_recipients)
-            log(f"worker peak RSS, {args.memory_recipients:,} recipients: {peak:.0f} MB")
+        small, peak = memory_figures(env, owner.id, args.memory_recipients)
         result = {
             "bench": "send_loop",
             "messages": args.messages,
@@ -344,15 +411,19 @@ def main(argv: list[str] | None = None) -> int:
             "sink": sink_name,
             "database": db_label,
             "batch_size": settings.send_batch_size,
+            "connections": settings.smtp_connections,
+            "cpu_ms_per_message": run.cpu_ms_per_message(),
             "start_request_ms": round(start_ms, 1) if start_ms is not None else None,
             "start_recipients": args.start_recipients,
             "worker_peak_rss_mb": round(peak, 1) if peak is not None else None,
             "worker_peak_rss_mb_small": round(small, 1) if small is not None else None,
             "memory_recipients": args.memory_recipients,
         }
+        relay_lines = relay_benchmarks(stack, env, owner, data, args) if args.relay_messages else []
         db.session.remove()
         db.engine.dispose()
-    print(json.dumps(result), flush=True)
+    for line in [result, *relay_lines]:
+        print(json.dumps(line), flush=True)
     return 0
 
 

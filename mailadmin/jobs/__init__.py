@@ -1,6 +1,7 @@
 """Background work, in layers that point one way:
 
 * `dispatch.py` — hand-offs to RQ and rq-scheduler and their job ids (no database access);
+* `signals.py` — the Redis stop signal services publish and send slices listen to (no database);
 * `send.py` — the send loop (orchestration only; its writes go through `services.delivery`);
 * `recovery.py` — the crash-recovery sweep (same);
 * `continuations.py` — the rq-scheduler subclass the `scheduler` process runs;

@@ -26,6 +26,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from mailadmin.extensions import db, get_redis, get_settings
 from mailadmin.jobs.dispatch import safe_cancel_continuation
+from mailadmin.jobs.signals import announce_send_stop
 from mailadmin.limits.replay import first_delivery, forget_delivery
 from mailadmin.mail.bounces import BOUNCE_COMPLAINT, BOUNCE_HARD, BOUNCE_SOFT, BounceReport, find_our_message_id
 from mailadmin.models import BounceEvent, Campaign, Recipient
@@ -232,6 +233,7 @@ def pause_for_bounce_rate(campaign_id: int, *, sent: int, bounced: int, complain
     record_audit(None, "bounce_rate_paused", campaign_id=campaign_id, from_status=from_status, to_status=PAUSED,
                  details=details)
     db.session.commit()
+    announce_send_stop(get_redis(), campaign_id)  # running slices stop before their next message
     safe_cancel_continuation(campaign_id)
     logger.bind(campaign_id=campaign_id, queue_id=queue_id, defer_reason=Reason.BOUNCE_RATE.value, **details).log(
         Reason.BOUNCE_RATE.info.log_level, "Campaign paused (bounce rate too high)"

@@ -20,6 +20,7 @@ from sqlalchemy import case, func, select, update
 
 from mailadmin.extensions import db, get_redis, get_settings
 from mailadmin.jobs.dispatch import new_slice_job_id, safe_cancel_continuation
+from mailadmin.jobs.signals import announce_send_stop
 from mailadmin.limits.throttle import ACTION_CAMPAIGN_START, is_user_throttled, throttle_message
 from mailadmin.models import APP_STATE_ID, AppState, Campaign, CampaignQueue, Recipient, User
 from mailadmin.models.campaign import (
@@ -132,6 +133,7 @@ def _switch_off(actor: User | None, now: datetime) -> None:
         )
     record_audit(actor, "sending_switched_off", details={"campaigns_waiting": waiting})
     db.session.commit()
+    announce_send_stop(get_redis(), None)  # running slices stop before their next message
     logger.bind(actor=_actor_field(actor), campaign_id=None, campaigns=waiting).warning("Sending switched off")
 
 
@@ -301,6 +303,7 @@ def pause_campaign(campaign: Campaign, actor: User | None) -> Campaign:
     )
     record_audit(actor, "campaign_paused", campaign_id=campaign.id, from_status=from_status, to_status=PAUSED)
     db.session.commit()
+    announce_send_stop(get_redis(), campaign.id)
     safe_cancel_continuation(campaign.id)
     logger.bind(actor=_actor_field(actor), campaign_id=campaign.id).info("Campaign paused")
     return campaign
@@ -364,6 +367,7 @@ def cancel_campaign(campaign: Campaign, actor: User | None) -> Campaign:
     )
     record_audit(actor, "campaign_cancelled", campaign_id=campaign.id, from_status=from_status, to_status=CANCELLED)
     db.session.commit()
+    announce_send_stop(get_redis(), campaign.id)
     safe_cancel_continuation(campaign.id)
     logger.bind(actor=_actor_field(actor), campaign_id=campaign.id).info("Campaign cancelled")
     return campaign

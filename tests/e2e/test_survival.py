@@ -83,6 +83,15 @@ def test_redis_killed_for_5_seconds_mid_campaign_every_process_lives_and_the_cam
     assert time.monotonic() - back < 30
     assert all(process.running for process in [*workers, scheduler]), "a process died with Redis"
     assert_sent_exactly_once(smtp, campaign.id, RECIPIENTS)
+    # The campaign may finish during the outage: each process notes Redis's return at its next touch.
+    wait_until(
+        lambda: all(
+            starts == ends
+            for process in [*workers, scheduler]
+            for starts, ends in outage_records(process, "Redis").values()
+        ),
+        20, 0.2, "every process to log Redis available again",
+    )
     for process in [*workers, scheduler]:
         assert_every_line_is_json(process)
         per_process = outage_records(process, "Redis")
@@ -155,6 +164,7 @@ def test_every_process_sigkilled_mid_campaign_resumes_within_10s_of_the_restart(
     assert {address: n for address, n in counts.items() if n > 1} == {}, "someone was sent twice"
     statuses = recipient_statuses(campaign.id)
     assert set(statuses) <= {"sent", "unknown"}
-    assert statuses.get("unknown", 0) <= 2 * batch  # at most one batch per killed job
+    # At most one batch plus the messages in flight (one per connection) per killed job.
+    assert statuses.get("unknown", 0) <= 2 * (batch + app.config["SETTINGS"].smtp_connections)
     # An `unknown` recipient may or may not have been delivered (its SMTP reply was lost with the job).
     assert statuses["sent"] <= len(counts) <= statuses["sent"] + statuses.get("unknown", 0)

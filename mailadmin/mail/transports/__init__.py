@@ -1,5 +1,5 @@
 """The seam between the send loop and a mail provider: one `Transport` protocol (base.py), SMTP
-first (smtp.py). A second provider (an HTTP API) or a test double implements `Transport` and is
+first (smtp.py: smtplib; pipelined.py: our RFC 2920 client, what `transport_from_url` returns). A second provider (an HTTP API) or a test double implements `Transport` and is
 chosen here by `transport_from_url()`, the one place the send loop and the test email get theirs.
 """
 
@@ -14,20 +14,23 @@ from mailadmin.mail.transports.base import (
     TransientSendError,
     Transport,
 )
+from mailadmin.mail.transports.pipelined import PipelinedSmtpTransport
 from mailadmin.mail.transports.smtp import SECURITY_BY_SCHEME, SmtpTransport
 
 __all__ = [
-    "PermanentSendError", "SendError", "SendOutcome", "SmtpTransport", "TransientSendError", "Transport",
+    "PermanentSendError", "PipelinedSmtpTransport", "SendError", "SendOutcome", "SmtpTransport", "TransientSendError",
+    "Transport",
     "transport_from_url",
 ]
 
 
 def transport_from_url(url: str, timeout: float = 30) -> Transport:
-    """The transport `SMTP_URL` names: `smtp://`, `smtp+starttls://` or `smtps://` (SmtpTransport).
+    """The transport `SMTP_URL` names: `smtp://`, `smtp+starttls://` or `smtps://` (the pipelining
+    SMTP client; it falls back to lock-step when the relay does not offer PIPELINING).
 
     Raises ValueError for any other scheme.
     """
     scheme = urlsplit(url).scheme.lower()
     if scheme in SECURITY_BY_SCHEME:
-        return SmtpTransport.from_url(url, timeout=timeout)
+        return PipelinedSmtpTransport.from_url(url, timeout=timeout)
     raise ValueError(f"SMTP URL scheme must be one of {', '.join(SECURITY_BY_SCHEME)}, got {scheme!r}")

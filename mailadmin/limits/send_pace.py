@@ -1,0 +1,209 @@
+"""Tokens for a batch of sends in one Redis call: the hourly quota and the per-second pace together. FAIL-OPEN.
+
+`reserve_send_tokens` takes up to `count` tokens of the global hourly quota (the same sorted set as
+`rate_limiter.reserve_send_token`, so "no rolling 60 minutes hold more than MAILER_SMTP_MAX_PER_HOUR
+sends" keeps holding for both) and, when MAILER_SMTP_MAX_PER_SECOND is set, gives each token a
+*slot*: the moment before which its message must not go out. Slots are spaced evenly across all
+workers (a GCRA / leaky bucket: one Redis key holds the next free slot), so there is no burst at the
+start of each second. `settle_send_tokens` moves each used token to the moment its message really
+went out (later, never earlier) and gives back the unused ones, in one more call per batch.
+
+Why 90 % of the cap: the provider counts messages on its own clock, after network and scheduling
+delays that differ from message to message. Slots spaced for 90 % of the cap leave a tenth of a
+second per second for that jitter, so the provider never counts cap + 1 in one second.
+
+Redis keys: `RATE_LIMIT_KEY` (shared with the single-token path) and `PACE_KEY`
+(`mailadmin:ratelimit:smtp:pace`, the next free slot in Unix microseconds on the Redis clock).
+When Redis is unreachable the batch is granted (availability first, an ERROR with
+`policy="fail_open"`) and paced by this process alone.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from loguru import logger
+from redis import Redis, RedisError
+
+from mailadmin.limits.rate_limiter import RATE_LIMIT_KEY, RATE_LIMIT_WINDOW_LABEL, RATE_LIMIT_WINDOW_SECONDS
+from mailadmin.limits.window import KEY_PREFIX
+
+PACE_KEY = KEY_PREFIX + "ratelimit:smtp:pace"
+# Share of MAILER_SMTP_MAX_PER_SECOND the slots are spaced for (see the module docstring).
+PER_SECOND_HEADROOM = 0.9
+
+_MICROSECONDS = 1_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+# KEYS[1] hourly window, KEYS[2] pace. ARGV[1] wanted, ARGV[2] max per hour, ARGV[3] slot interval (µs,
+# 0 = no per-second cap), ARGV[4] now (µs) or '' for the Redis clock, ARGV[5] reservation id, ARGV[6] window (µs).
+# Returns {granted, count after, first slot (µs) or, when nothing was granted, when a token frees (µs)}.
+RESERVE_LUA = """
+local wanted, limit, interval = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local window = tonumber(ARGV[6])
+local now
+if ARGV[4] == '' then
+  if redis.replicate_commands then redis.replicate_commands() end
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+else
+  now = tonumber(ARGV[4])
+end
+local function us(x) return string.format('%.0f', x) end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', us(now - window))
+local count = redis.call('ZCARD', KEYS[1])
+local granted = math.min(wanted, limit - count)
+if granted <= 0 then
+  local entry = redis.call('ZRANGE', KEYS[1], count - limit, count - limit, 'WITHSCORES')
+  return {0, count, us(tonumber(entry[2]) + window)}
+end
+local first = now
+if interval > 0 then
+  local pace = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if pace > first then first = pace end
+  local after = first + granted * interval
+  redis.call('SET', KEYS[2], us(after), 'PX', us(math.ceil((after - now) / 1000) + 1000))
+end
+local args = {}
+for i = 0, granted - 1 do
+  args[#args + 1] = us(first + i * interval)
+  args[#args + 1] = ARGV[5] .. ':' .. i
+end
+redis.call('ZADD', KEYS[1], unpack(args))
+redis.call('PEXPIRE', KEYS[1], us(math.ceil((first + granted * interval - now + window) / 1000)))
+return {granted, count + granted, us(first)}
+"""
+
+# KEYS as above. ARGV[1] reservation id, ARGV[2] the pace value this batch left (µs, '' = none),
+# ARGV[3] the pace value to go back to if nobody reserved since, ARGV[4..] per token: the moment
+# its message went out (µs) or -1 when unused.
+SETTLE_LUA = """
+for i = 4, #ARGV do
+  local member = ARGV[1] .. ':' .. (i - 4)
+  local sent_at = tonumber(ARGV[i])
+  if sent_at < 0 then
+    redis.call('ZREM', KEYS[1], member)
+  else
+    local score = tonumber(redis.call('ZSCORE', KEYS[1], member) or '-1')
+    if score >= 0 and sent_at > score then
+      redis.call('ZADD', KEYS[1], 'XX', string.format('%.0f', sent_at), member)
+    end
+  end
+end
+if ARGV[2] ~= '' and tonumber(redis.call('GET', KEYS[2]) or '-1') == tonumber(ARGV[2]) then
+  redis.call('SET', KEYS[2], ARGV[3], 'KEEPTTL')
+end
+return 1
+"""
+
+
+@dataclass
+class TokenBatch:
+    """Tokens granted for up to `len(slots)` sends; `slots[i]` is token i's earliest send time (Unix s)."""
+
+    reservation_id: str
+    slots: list[float]
+    interval: float
+    current_count: int
+    max_per_hour: int
+    next_free_at: datetime | None = None  # set when nothing was granted: the hourly quota is used up
+    backend_available: bool = True
+    sent_at: list[float | None] = field(default_factory=list)
+    done: list[bool] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.sent_at = self.sent_at or [None] * len(self.slots)
+        self.done = [False] * len(self.slots)
+
+    @property
+    def granted(self) -> int:
+        return len(self.slots)
+
+    @property
+    def pending(self) -> int:
+        """Tokens whose message is neither sent nor given up yet."""
+        return self.done.count(False)
+
+    def finish(self, index: int, sent_at: float | None) -> None:
+        """Token `index` was spent on a message that went out at `sent_at` (Unix s), or not used (None).
+
+        Safe from several threads: each token belongs to one message, and each call sets list items only.
+        """
+        self.sent_at[index] = sent_at
+        self.done[index] = True
+
+
+def slot_interval(max_per_second: int) -> float:
+    """Seconds between two slots for a per-second cap (0 = no cap)."""
+    return 1.0 / (max_per_second * PER_SECOND_HEADROOM) if max_per_second > 0 else 0.0
+
+
+def _script(client: Redis, name: str, source: str):
+    attribute = f"_mailadmin_{name}_script"
+    script = getattr(client, attribute, None)
+    if script is None:
+        script = client.register_script(source)
+        setattr(client, attribute, script)
+    return script
+
+
+def _us(seconds: float) -> int:
+    return round(seconds * _MICROSECONDS)
+
+
+def reserve_send_tokens(
+    redis: Redis,
+    count: int,
+    max_per_hour: int,
+    max_per_second: int = 0,
+    *,
+    campaign_id: int | None = None,
+    now: float | None = None,
+) -> TokenBatch:
+    """Take up to `count` tokens in one call; none granted means the hourly quota is used up until `next_free_at`."""
+    interval = slot_interval(max_per_second)
+    reservation_id = uuid.uuid4().hex
+    try:
+        granted, current, first_us = _script(redis, "reserve", RESERVE_LUA)(
+            keys=[RATE_LIMIT_KEY, PACE_KEY],
+            args=[count, max_per_hour, _us(interval), "" if now is None else _us(now), reservation_id,
+                  RATE_LIMIT_WINDOW_SECONDS * _MICROSECONDS],
+        )
+    except RedisError as exc:
+        # Fail open, like the single-token path; the pace then holds for this process alone.
+        logger.bind(policy="fail_open", campaign_id=campaign_id, error_type=type(exc).__name__,
+                    max_per_hour=max_per_hour).error("Error reserving rate limit token (Redis unavailable)")
+        start = time.time() if now is None else now
+        return TokenBatch(reservation_id, [start + i * interval for i in range(count)], interval, 0, max_per_hour,
+                          backend_available=False)
+    granted, first = int(granted), int(first_us) / _MICROSECONDS
+    logger.bind(campaign_id=campaign_id, allowed=granted > 0, current_count=int(current), max_per_hour=max_per_hour,
+                window=RATE_LIMIT_WINDOW_LABEL, wanted=count, granted=granted,
+                max_per_second=max_per_second).debug("Rate limit token reserve")
+    if granted == 0:
+        next_free_at = _EPOCH + timedelta(microseconds=int(first_us))
+        return TokenBatch(reservation_id, [], interval, int(current), max_per_hour, next_free_at=next_free_at)
+    slots = [first + i * interval for i in range(granted)]
+    return TokenBatch(reservation_id, slots, interval, int(current), max_per_hour)
+
+
+def settle_send_tokens(redis: Redis, batch: TokenBatch) -> None:
+    """Record when each used token's message went out and give back the unused ones (one call)."""
+    if not batch.backend_available or not batch.slots:
+        return
+    used = [index for index, sent_at in enumerate(batch.sent_at) if sent_at is not None]
+    pace_left = pace_back = ""
+    if batch.interval > 0:
+        pace_left = str(_us(batch.slots[0]) + batch.granted * _us(batch.interval))
+        # Unused slots after the last used one go back when nobody has reserved behind them.
+        pace_back = str(_us(batch.slots[0]) + (used[-1] + 1 if used else 0) * _us(batch.interval))
+    sent = [-1 if sent_at is None else _us(sent_at) for sent_at in batch.sent_at]
+    try:
+        _script(redis, "settle", SETTLE_LUA)(keys=[RATE_LIMIT_KEY, PACE_KEY],
+                                             args=[batch.reservation_id, pace_left, pace_back, *sent])
+    except RedisError as exc:
+        # The unused tokens simply expire with the hour: fewer sends, never more.
+        logger.bind(error_type=type(exc).__name__).warning("Could not give back unused rate limit tokens (Redis unavailable)")

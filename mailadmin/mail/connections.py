@@ -1,0 +1,235 @@
+"""Several SMTP connections sending one slice's messages at once: one thread per connection.
+
+Why threads: the send loop around them is synchronous (SQLAlchemy sessions, RQ jobs, the blocking
+pipelining client), and a connection spends nearly all its time waiting on the network, where a
+thread releases the GIL. A thread per connection keeps each SMTP conversation a plain sequence of
+blocking calls; asyncio would mean an async client, an event loop inside an RQ job and a bridge to
+the synchronous database code, for no gain at ten connections.
+
+The slice (one coordinating thread, the only one touching the database) hands `Delivery` items to
+`SmtpConnections.submit`; each connection takes the next item in order, waits for its token's slot
+(the per-second pace), sends it with `send_one(transport, item)` and puts what that returns on
+`results`. `stop()` makes every connection stop before its next message (the item goes back on
+`untried`, as does one whose slot passed more than `max_lateness` ago); `hold()` makes them wait before their next message until `release()` — the slice holds
+while it checks whether a stop signal concerns it. Only the first connection sends until
+`warm_up()` (the slice calls it when the relay has answered a message).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mailadmin.mail.transports.base import Transport
+
+
+@dataclass(slots=True)
+class Delivery:
+    """One message for one connection: what to send (opaque to this module) and its earliest send time."""
+
+    payload: Any
+    slot: float = 0.0  # Unix seconds; 0 = at once
+    token: int | None = None  # index of its token in the slice's token batch
+
+
+_DONE = object()
+
+
+class SmtpConnections:
+    """`count` threads, each with its own transport, sending the submitted deliveries in order."""
+
+    def __init__(
+        self,
+        count: int,
+        make_transport: Callable[[], Transport],
+        send_one: Callable[[Transport, Delivery], Any],
+        *,
+        clock: Callable[[], float] = time.time,
+        max_lateness: float | None = None,
+        low_water: int = 0,
+        wake_when_free: bool = False,
+        also_stop_on: threading.Event | None = None,
+    ) -> None:
+        self.make_transport = make_transport
+        self.send_one = send_one
+        self.clock = clock
+        self.max_lateness = max_lateness
+        # The slice sleeps in `wait()` until there is something to do: outstanding deliveries down to
+        # `low_water` (time to record and claim), a connection free (paced sending), or a stop.
+        self.low_water = low_water
+        self.wake_when_free = wake_when_free
+        self._wake = threading.Event()
+        # An event set elsewhere (SIGTERM) that stops the connections like `stop()`; only read here.
+        self._external_stop = also_stop_on or threading.Event()
+        self.results: queue.Queue = queue.Queue()
+        self.untried: queue.Queue[Delivery] = queue.Queue()
+        self._work: queue.Queue = queue.Queue()
+        self._stopped = threading.Event()
+        self._released = threading.Event()
+        self._released.set()
+        self._warm = threading.Event()
+        self._lock = threading.Lock()
+        self._outstanding = 0  # submitted and neither sent nor returned untried
+        self._waiting_for_work = 0  # connections open and waiting for their next delivery
+        self._sending: dict[int, Delivery] = {}
+        self._threads = [
+            threading.Thread(target=self._run, args=(number,), name=f"smtp-connection-{number}", daemon=True)
+            for number in range(count)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    # --- the slice's side ----------------------------------------------------------------
+
+    def submit(self, deliveries: list[Delivery]) -> None:
+        """Queue deliveries; connections take them in this order."""
+        with self._lock:
+            self._outstanding += len(deliveries)
+        for delivery in deliveries:
+            self._work.put(delivery)
+
+    @property
+    def outstanding(self) -> int:
+        """Deliveries submitted and not yet finished (queued, waiting for a slot, or in flight)."""
+        with self._lock:
+            return self._outstanding
+
+    @property
+    def free(self) -> int:
+        """Connections that would start a delivery at once if one were submitted now."""
+        with self._lock:
+            return max(0, self._waiting_for_work - self._work.qsize())
+
+    def wait(self, timeout: float) -> None:
+        """Sleep until the slice has something to do (see `__init__`), at most `timeout` seconds."""
+        self._wake.wait(timeout)
+        self._wake.clear()
+
+    def wake(self) -> None:
+        """Wake the slice now (a stop signal arrived, SIGTERM, ...)."""
+        self._wake.set()
+
+    def in_flight(self) -> list[Delivery]:
+        """The deliveries whose message is being sent right now."""
+        with self._lock:
+            return list(self._sending.values())
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped.is_set()
+
+    def stop(self) -> None:
+        """Every connection stops before its next message; what it would have sent goes to `untried`."""
+        self._stopped.set()
+        self._released.set()
+        self._warm.set()
+        self._wake.set()
+
+    def take_back_queued(self) -> list[Delivery]:
+        """Remove the deliveries no connection has taken yet (after `stop()`, when there is no time to wait)."""
+        taken = []
+        while True:
+            try:
+                item = self._work.get_nowait()
+            except queue.Empty:
+                break
+            if item is _DONE:
+                self._work.put(item)
+                break
+            taken.append(item)
+        with self._lock:
+            self._outstanding -= len(taken)
+        return taken
+
+    def warm_up(self) -> None:
+        """The relay answers: open the other connections (until now only the first one sends)."""
+        self._warm.set()
+
+    def hold(self) -> None:
+        """Connections wait before their next message until `release()` or `stop()`."""
+        self._released.clear()
+
+    def release(self) -> None:
+        self._released.set()
+
+    def close(self, timeout: float = 60) -> None:
+        """Stop taking work, let messages in flight finish, close every transport."""
+        self.stop()
+        for _ in self._threads:
+            self._work.put(_DONE)
+        for thread in self._threads:
+            thread.join(timeout)
+
+    # --- one connection ------------------------------------------------------------------
+
+    def _give_back(self, delivery: Delivery) -> None:
+        self.untried.put(delivery)
+        with self._lock:
+            self._outstanding -= 1
+        self._wake.set()
+
+    def _ready_to_send(self, delivery: Delivery) -> bool:
+        """Wait for the delivery's slot and for a hold to end; False when stopped meanwhile or too late."""
+        wait = delivery.slot - self.clock()
+        if wait > 0 and self._stopped.wait(wait):
+            return False
+        while not self._released.wait(0.5):
+            pass
+        if self.max_lateness is not None and delivery.slot and self.clock() - delivery.slot > self.max_lateness:
+            return False
+        if self._external_stop.is_set():
+            self.stop()
+        return not self._stopped.is_set()
+
+    def _open(self, transport: Transport) -> None:
+        """Open the session before the first delivery, so its slot is not spent on the handshake."""
+        connect = getattr(transport, "connect", None)
+        if connect is None or self._stopped.is_set():
+            return
+        try:
+            connect()
+        except Exception:  # the first send reconnects and reports the failure with its recipient
+            pass
+
+    def _next_delivery(self) -> Any:
+        with self._lock:
+            self._waiting_for_work += 1
+        if self.wake_when_free:
+            self._wake.set()
+        try:
+            return self._work.get()
+        finally:
+            with self._lock:
+                self._waiting_for_work -= 1
+
+    def _run(self, number: int) -> None:
+        # Slow start: only the first connection sends until the relay has answered a message, so a
+        # relay that refuses everything costs one attempt per slice, not one per connection.
+        if number > 0:
+            self._warm.wait()
+        transport = self.make_transport()
+        try:
+            self._open(transport)
+            while (delivery := self._next_delivery()) is not _DONE:
+                if not self._ready_to_send(delivery):
+                    self._give_back(delivery)
+                    continue
+                with self._lock:
+                    self._sending[id(delivery)] = delivery
+                try:
+                    result = self.send_one(transport, delivery)
+                except BaseException as exc:  # handed to the slice, which decides; the thread goes on
+                    result = exc
+                self.results.put(result)
+                with self._lock:
+                    self._sending.pop(id(delivery), None)
+                    self._outstanding -= 1
+                    low = self._outstanding <= self.low_water
+                if low:
+                    self._wake.set()
+        finally:
+            transport.close()

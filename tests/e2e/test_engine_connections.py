@@ -1,0 +1,150 @@
+"""Sending over several pipelined connections, with real worker processes (SPEC "Sending fast and politely").
+
+The per-second cap is checked on the SMTP server's own clock; pause and SIGKILL with ten
+connections busy; a relay that does not offer PIPELINING.
+"""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from mailadmin.extensions import db
+from mailadmin.models import Recipient
+from mailadmin.services import campaigns
+from tests.factories import create_started_campaign, fresh_campaign, recipient_statuses
+from tests.support.env import with_env
+from tests.support.waiting import wait_until
+
+TEN_CONNECTIONS = {
+    "MAILER_SEND_SLICE_SECONDS": "5",
+    "MAILER_SEND_BATCH_SIZE": "5",
+    "SMTP_TIMEOUT_SECONDS": "5",
+    "MAILER_SMTP_MAX_PER_HOUR": "100000",
+    "MAILER_SMTP_CONNECTIONS": "10",
+}
+
+
+@pytest.fixture(autouse=True)
+def _ten_connections(app_env) -> None:
+    """Ten connections, small batches and short slices for every test here; `with_env` comes on top."""
+    app_env.update(TEN_CONNECTIONS)
+
+
+def start(owner, recipients: int):
+    return create_started_campaign(owner, recipients)
+
+
+def wait_finished(campaign_id: int, timeout: float = 60.0):
+    wait_until(lambda: fresh_campaign(campaign_id).status == "finished", timeout, 0.1, "the campaign to finish")
+    return fresh_campaign(campaign_id)
+
+
+def no_live_claims(campaign_id: int) -> bool:
+    db.session.commit()
+    found = db.session.scalar(
+        select(Recipient.id).where(Recipient.campaign_id == campaign_id, Recipient.status == "sending").limit(1)
+    )
+    db.session.commit()
+    return found is None
+
+
+def assert_nobody_twice(smtp) -> None:
+    duplicates = {address: n for address, n in smtp.recipients().items() if n > 1}
+    assert duplicates == {}, f"sent twice: {duplicates}"
+
+
+def most_in_one_second(moments: list[float]) -> int:
+    """The largest number of `moments` inside any half-open one-second window."""
+    moments = sorted(moments)
+    most, first = 0, 0
+    for last, moment in enumerate(moments):
+        while moment - moments[first] >= 1.0:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
+
+
+@with_env(MAILER_SMTP_MAX_PER_SECOND="14")
+def test_two_workers_never_let_15_messages_into_one_second_at_the_smtp_server(
+    engine_env, app, smtp, owner, engine_processes
+):
+    engine_processes.worker()
+    engine_processes.worker()
+    campaign = start(owner, 70)
+
+    current = wait_finished(campaign.id)
+
+    assert current.sent_count == 70
+    assert_nobody_twice(smtp)
+    received = [message.received_at for message in smtp.messages]  # the server's clock
+    assert most_in_one_second(received) <= 14
+    assert most_in_one_second(smtp.mail_times) <= 14
+    # Paced, not starved: 70 messages at ~12.6 per second take about five and a half seconds.
+    assert max(received) - min(received) < 15
+
+
+def test_pause_with_ten_connections_busy_stops_every_connection_before_its_next_message(
+    app, smtp, owner, admin, engine_processes
+):
+    smtp.delay_per_message(1.0)  # every connection waits a second for each message's final reply
+    engine_processes.worker()
+    campaign = start(owner, 60)
+    # After the first reply (slow start) all ten connections open: wait until ten messages are in flight.
+    wait_until(lambda: len(smtp.mail_times) - len(smtp.messages) >= 10, 30, 0.01, "ten messages in flight")
+
+    campaigns.pause_campaign(fresh_campaign(campaign.id), admin)
+    started_at_pause = len(smtp.mail_times)
+    wait_until(lambda: no_live_claims(campaign.id), 20, 0.05, "the slice to stop")
+
+    assert len(smtp.mail_times) == started_at_pause  # no connection began another message
+    assert len(smtp.messages) == started_at_pause  # the ten in flight were delivered ...
+    paused = fresh_campaign(campaign.id)
+    assert paused.status == "paused" and paused.sent_count == started_at_pause  # ... and recorded as sent
+    assert recipient_statuses(campaign.id) == {"sent": started_at_pause, "pending": 60 - started_at_pause}
+
+    smtp.delay_per_message(0)
+    campaigns.resume_campaign(paused, admin)
+    assert wait_finished(campaign.id).sent_count == 60
+    assert_nobody_twice(smtp)
+
+
+@with_env(MAILER_STALE_CLAIM_SECONDS="3")
+def test_sigkill_with_ten_connections_busy_leaves_at_most_in_flight_plus_one_batch_unknown(
+    engine_env, app, smtp, owner, engine_processes
+):
+    smtp.delay_per_message(0.2)
+    doomed = engine_processes.worker()
+    campaign = start(owner, 150)
+    wait_until(lambda: len(smtp.mail_times) - len(smtp.messages) >= 10, 30, 0.01, "ten messages in flight")
+
+    doomed.kill_hard()
+    smtp.delay_per_message(0)
+    engine_processes.worker()
+    engine_processes.scheduler(recovery_interval=1.0)  # sweeps stale claims, re-enqueues the campaign
+    current = wait_finished(campaign.id)
+
+    assert_nobody_twice(smtp)
+    statuses = recipient_statuses(campaign.id)
+    assert set(statuses) <= {"sent", "unknown"}
+    settings = app.config["SETTINGS"]
+    assert statuses.get("unknown", 0) <= settings.smtp_connections + settings.send_batch_size
+    assert (current.sent_count, current.unknown_count) == (statuses["sent"], statuses.get("unknown", 0))
+    db.session.commit()
+    sent = set(db.session.scalars(select(Recipient.email).where(Recipient.status == "sent")))
+    assert all(smtp.count_for(address) == 1 for address in sent)
+
+
+def test_a_relay_without_pipelining_still_gets_every_message_once(app, smtp, owner, engine_processes):
+    smtp.pipelining = False
+    try:
+        engine_processes.worker()
+        campaign = start(owner, 120)
+
+        current = wait_finished(campaign.id)
+    finally:
+        smtp.pipelining = True
+
+    assert current.sent_count == 120
+    assert len(smtp.recipients()) == 120
+    assert_nobody_twice(smtp)
