@@ -25,18 +25,15 @@ import base64
 import hmac
 import smtplib
 import socket
-import time
 from typing import BinaryIO
 
 from mailadmin.mail.transports.smtp import (
     SendError,
-    SendOutcome,
     SmtpTransport,
     _dot_stuffed,
     _local_hostname,
     _reply_text,
     classify_smtp_error,
-    mask_addresses,
 )
 
 # Longest reply line we accept (RFC 5321 allows 512 octets; relays add a bit).
@@ -294,37 +291,11 @@ class PipelinedSmtpTransport(SmtpTransport):
         if rset_code != 250:
             self._discard()
 
-    def send(self, from_addr: str, to_addr: str, data: bytes) -> SendOutcome:
-        """Deliver one message to one recipient; raises TransientSendError or PermanentSendError."""
-        if any(ch in address for address in (from_addr, to_addr) for ch in "\r\n"):
-            raise ValueError("line break in an SMTP envelope address")
-        started = time.perf_counter()
-        reconnected = False
-        while True:
-            reused = self._session is not None
-            self.connect()
-            session = self._session
-            assert session is not None
-            error: SendError | None = None
-            try:
-                code, reply = self._transaction(session, from_addr, to_addr, data)
-            except (smtplib.SMTPException, OSError) as exc:
-                stage = self._stage
-                self._discard()
-                dropped = isinstance(exc, (smtplib.SMTPServerDisconnected, ConnectionError))
-                if dropped and reused and not reconnected and stage == "mail":
-                    # The server closed an idle connection before answering MAIL: the body never
-                    # went out, so trying once more on a fresh connection is safe.
-                    reconnected = True
-                    continue
-                error = classify_smtp_error(exc, stage=stage, recipient=to_addr, outcome_unknown=(stage == "data-end"))
-            if error is not None:
-                raise error
-            if code == 250:
-                return SendOutcome(code, mask_addresses(reply, to_addr), (time.perf_counter() - started) * 1000, reconnected)
-            stage = self._stage
-            self._reset_after_refusal(code)
-            raise classify_smtp_error(_refused(code, reply, stage), stage=stage, recipient=to_addr)
+    def _connection(self) -> _Session | None:
+        return self._session
+
+    def _refusal(self, code: int, reply: str, stage: str) -> smtplib.SMTPResponseException:
+        return _refused(code, reply, stage)
 
     def close(self) -> None:
         """QUIT and close the connection, if one is open; never raises."""

@@ -268,6 +268,14 @@ class SmtpTransport:
         code, reply = smtp.getreply()
         return code, _reply_text(reply)
 
+    def _connection(self):
+        """The open connection `_transaction` talks over (the pipelining client keeps its own)."""
+        return self._smtp
+
+    def _refusal(self, code: int, reply: str, stage: str) -> smtplib.SMTPResponseException:
+        """The smtplib exception `classify_smtp_error` expects for a refusal at `stage`."""
+        return smtplib.SMTPResponseException(code, reply)
+
     def send(self, from_addr: str, to_addr: str, data: bytes) -> SendOutcome:
         """Deliver one message to one recipient; raises TransientSendError or PermanentSendError."""
         if any(ch in address for address in (from_addr, to_addr) for ch in "\r\n"):
@@ -275,19 +283,18 @@ class SmtpTransport:
         started = time.perf_counter()
         reconnected = False
         while True:
-            reused = self._smtp is not None
+            reused = self.connected
             self.connect()
-            smtp = self._smtp
-            assert smtp is not None
             error: SendError | None = None
             try:
-                code, reply = self._transaction(smtp, from_addr, to_addr, data)
+                code, reply = self._transaction(self._connection(), from_addr, to_addr, data)
             except (smtplib.SMTPException, OSError) as exc:
                 stage = self._stage
                 self._discard()
                 dropped = isinstance(exc, (smtplib.SMTPServerDisconnected, ConnectionError))
                 if dropped and reused and not reconnected and stage == "mail":
-                    # The server closed an idle connection; nothing was sent yet, so retrying is safe.
+                    # The server closed an idle connection before answering MAIL: the body never
+                    # went out, so trying once more on a fresh connection is safe.
                     reconnected = True
                     continue
                 error = classify_smtp_error(
@@ -301,7 +308,7 @@ class SmtpTransport:
                 )
             stage = self._stage
             self._reset_after_refusal(code)
-            raise classify_smtp_error(smtplib.SMTPResponseException(code, reply), stage=stage, recipient=to_addr)
+            raise classify_smtp_error(self._refusal(code, reply, stage), stage=stage, recipient=to_addr)
 
     def close(self) -> None:
         """QUIT and close the connection, if one is open; never raises."""
