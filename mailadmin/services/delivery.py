@@ -47,6 +47,7 @@ from mailadmin.services.audit import record_audit
 from mailadmin.services.campaign_state import (
     current_status,
     due_deferral,
+    hold_queue,
     owns_transaction,
     schedule_after_commit,
     sending_paused,
@@ -272,12 +273,7 @@ def pause_missed_schedule(campaign_id: int, now: datetime) -> bool:
     if scheduled_at is None or not set_status(campaign_id, (DEFERRED,), PAUSED):
         db.session.commit()
         return False
-    queue_id = db.session.execute(
-        update(_queues)
-        .where(_queues.c.campaign_id == campaign_id)
-        .values(defer_reason=Reason.MISSED_SCHEDULE, deferred_until=None, current_job_id=None, updated_at=now)
-        .returning(_queues.c.id)
-    ).scalar_one()
+    queue_id = hold_queue(campaign_id, Reason.MISSED_SCHEDULE, now)
     db.session.commit()
     logger.bind(
         campaign_id=campaign_id,
@@ -520,12 +516,7 @@ def defer_for_global_pause(campaign_id: int, now: datetime | None = None) -> boo
     if not deferred:
         db.session.commit()
         return False
-    queue_id = db.session.execute(
-        update(_queues)
-        .where(_queues.c.campaign_id == campaign_id)
-        .values(defer_reason=Reason.GLOBAL_PAUSE, deferred_until=None, current_job_id=None, updated_at=now)
-        .returning(_queues.c.id)
-    ).scalar_one()
+    queue_id = hold_queue(campaign_id, Reason.GLOBAL_PAUSE, now)
     db.session.commit()
     safe_cancel_continuation(campaign_id)
     _log_deferral(campaign_id, queue_id, Reason.GLOBAL_PAUSE, None, None)
@@ -643,11 +634,7 @@ def finish_campaign_if_done(campaign_id: int, *, now: datetime | None = None) ->
     if not finished:
         db.session.commit()
         return False
-    db.session.execute(
-        update(_queues)
-        .where(_queues.c.campaign_id == campaign_id)
-        .values(defer_reason=None, deferred_until=None, current_job_id=None, updated_at=now)
-    )
+    hold_queue(campaign_id, None, now)  # finished: no reason, no deadline, no job
     row = db.session.execute(
         select(
             _campaigns.c.sent_count,
