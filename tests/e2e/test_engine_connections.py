@@ -13,6 +13,7 @@ from mailadmin.extensions import db
 from mailadmin.models import Recipient
 from mailadmin.services import campaigns
 from tests.factories import create_started_campaign, fresh_campaign, recipient_statuses
+from tests.support.engine import assert_nobody_twice, no_live_claims, wait_finished
 from tests.support.env import with_env
 from tests.support.waiting import wait_until
 
@@ -33,25 +34,6 @@ def _ten_connections(app_env) -> None:
 
 def start(owner, recipients: int):
     return create_started_campaign(owner, recipients)
-
-
-def wait_finished(campaign_id: int, timeout: float = 60.0):
-    wait_until(lambda: fresh_campaign(campaign_id).status == "finished", timeout, 0.1, "the campaign to finish")
-    return fresh_campaign(campaign_id)
-
-
-def no_live_claims(campaign_id: int) -> bool:
-    db.session.commit()
-    found = db.session.scalar(
-        select(Recipient.id).where(Recipient.campaign_id == campaign_id, Recipient.status == "sending").limit(1)
-    )
-    db.session.commit()
-    return found is None
-
-
-def assert_nobody_twice(smtp) -> None:
-    duplicates = {address: n for address, n in smtp.recipients().items() if n > 1}
-    assert duplicates == {}, f"sent twice: {duplicates}"
 
 
 def most_in_one_second(moments: list[float]) -> int:

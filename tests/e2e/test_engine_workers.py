@@ -20,6 +20,7 @@ from mailadmin.limits.rate_limiter import RATE_LIMIT_KEY
 from mailadmin.models import Recipient
 from mailadmin.services import campaigns as service
 from tests.factories import create_started_campaign, fresh_campaign, recipient_statuses
+from tests.support.engine import assert_nobody_twice, no_live_claims, wait_finished
 from tests.support.env import with_env
 from tests.support.waiting import wait_until
 
@@ -41,26 +42,6 @@ def start(owner, recipients: int):
     return create_started_campaign(owner, recipients)
 
 
-def wait_finished(campaign_id: int, timeout: float = 30.0):
-    wait_until(lambda: fresh_campaign(campaign_id).status == "finished", timeout, 0.1, "the campaign to finish")
-    return fresh_campaign(campaign_id)
-
-
-def no_live_claims(campaign_id: int) -> bool:
-    db.session.commit()
-    found = db.session.scalar(
-        select(Recipient.id).where(Recipient.campaign_id == campaign_id, Recipient.status == "sending").limit(1)
-    )
-    db.session.commit()
-    return found is None
-
-
-def assert_no_duplicates(smtp) -> None:
-    counts = smtp.recipients()
-    duplicates = {address: n for address, n in counts.items() if n > 1}
-    assert duplicates == {}, f"sent twice: {duplicates}"
-
-
 @with_env(MAILER_SEND_BATCH_SIZE="10")
 def test_two_worker_processes_send_1000_recipients_exactly_once(engine_env, app, smtp, owner, engine_processes):
     first = engine_processes.worker()
@@ -69,7 +50,7 @@ def test_two_worker_processes_send_1000_recipients_exactly_once(engine_env, app,
 
     current = wait_finished(campaign.id, timeout=60)
 
-    assert_no_duplicates(smtp)
+    assert_nobody_twice(smtp)
     assert len(smtp.recipients()) == 1000
     assert recipient_statuses(campaign.id) == {"sent": 1000}
     assert (current.sent_count, current.failed_count, current.unknown_count, current.recipients_total) == (
@@ -91,7 +72,7 @@ def test_sigkill_mid_campaign_leaves_at_most_one_batch_unknown_and_sends_nobody_
     engine_processes.scheduler(recovery_interval=1.0)  # sweeps stale claims, re-enqueues the campaign
     current = wait_finished(campaign.id, timeout=30)
 
-    assert_no_duplicates(smtp)
+    assert_nobody_twice(smtp)
     statuses = recipient_statuses(campaign.id)
     assert set(statuses) <= {"sent", "unknown"}
     # At most the messages in flight (one per connection) plus one claim batch (SPEC).
@@ -120,7 +101,7 @@ def test_sigterm_mid_campaign_exits_within_10s_and_another_worker_completes_it(
     assert fresh_campaign(campaign.id).status != "finished"
     engine_processes.worker()
     current = wait_finished(campaign.id)
-    assert_no_duplicates(smtp)
+    assert_nobody_twice(smtp)
     assert recipient_statuses(campaign.id) == {"sent": 150}
     assert (current.sent_count, current.unknown_count) == (150, 0)
 
@@ -172,7 +153,7 @@ def test_redis_stopped_mid_send_fails_open_and_nothing_is_lost_when_it_returns(
     engine_processes.scheduler(recovery_interval=1.0)
     current = wait_finished(campaign.id, timeout=30)
 
-    assert_no_duplicates(smtp)
+    assert_nobody_twice(smtp)
     assert recipient_statuses(campaign.id) == {"sent": 90}
     assert (current.sent_count, current.unknown_count) == (90, 0)
 
@@ -198,5 +179,5 @@ def test_pause_mid_campaign_stops_within_one_message_and_resume_sends_nobody_twi
     smtp.delay_per_message(0)
     service.resume_campaign(paused, admin)
     current = wait_finished(campaign.id)
-    assert_no_duplicates(smtp)
+    assert_nobody_twice(smtp)
     assert len(smtp.recipients()) == 40 and current.sent_count == 40
