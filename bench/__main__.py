@@ -1,22 +1,33 @@
-"""Run every benchmark in turn: `python -m bench` (what `make bench` does)."""
+"""Run the benchmarks: `python -m bench` runs every one in turn (what `make bench` does).
+
+`python -m bench NAME [options]` runs only NAME (`message_build`, `send_loop` or `dashboard`);
+`send_loop` takes its own options (`--help`), e.g. the loopback figures alone:
+
+    python -m bench send_loop --relay-messages 0 --memory-recipients 0 --start-recipients 0
+"""
 
 from __future__ import annotations
 
 import importlib
 import sys
 
-BENCHMARKS = ("bench.message_build", "bench.send_loop", "bench.dashboard")
+BENCHMARKS = ("message_build", "send_loop", "dashboard")
 
 
-def main() -> int:
+# The benchmarks whose main() takes command-line options.
+WITH_OPTIONS = ("send_loop",)
+
+
+def run(names: tuple[str, ...], options: list[str] | None = None) -> int:
     from mailadmin.logging import reset_logging
 
     failed = 0
-    for name in BENCHMARKS:
+    for name in names:
         try:
-            importlib.import_module(name).main()
+            benchmark = importlib.import_module(f"bench.{name}")
+            benchmark.main(options) if options else benchmark.main()
         except Exception as exc:  # one broken benchmark must not hide the others' figures
-            print(f"{name}: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+            print(f"bench.{name}: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
             failed += 1
         finally:
             # A benchmark may point the log sink at a stream it has since closed.
@@ -24,5 +35,16 @@ def main() -> int:
     return 1 if failed else 0
 
 
+def main(argv: list[str]) -> int:
+    if not argv:
+        return run(BENCHMARKS)
+    name, *options = argv
+    if name not in BENCHMARKS or (options and name not in WITH_OPTIONS):
+        print(f"usage: python -m bench [{' | '.join(BENCHMARKS)}] (options for {', '.join(WITH_OPTIONS)} only)",
+              file=sys.stderr)
+        return 2
+    return run((name,), options)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
