@@ -207,6 +207,7 @@ class SendSlice:
         # a failed record loses nothing, the next attempt (or `_abandon`) writes them again.
         self.unclaimed: list[Claim] = []  # claimed, not tried yet
         self.outcomes: list[Outcome] = []  # tried, not recorded yet
+        self.claimed_up_to = 0  # the highest recipient id claimed so far: the next claim looks above it first
         self.connections: SmtpConnections | None = None
         self.listener: StopListener | None = None
         self.stop_signal = threading.Event()  # set by the listener thread, handled by the loop
@@ -366,6 +367,7 @@ class SendSlice:
         for claim in batch.suppressed:
             self.outcomes.append(Outcome(claim, R_SKIPPED, error="suppressed", attempted=False))
         self.unclaimed.extend(batch.to_send)
+        self.claimed_up_to = max((claim.id for claim in (*batch.to_send, *batch.suppressed)), default=self.claimed_up_to)
         return bool(batch)
 
     def _probe_state(self) -> tuple[str | None, bool]:
@@ -557,6 +559,8 @@ class SendSlice:
             self.clock(),
             next_job_id=next_job_id,
             claim_next=self.settings.send_batch_size if claim_next else 0,
+            # Untried claims released here come first again (paced sending leaves some).
+            claim_after=min(claim.id for claim in self.unclaimed) - 1 if self.unclaimed else self.claimed_up_to,
         )
         self.outcomes, self.unclaimed = [], []
         self.report.add(recorded)

@@ -16,7 +16,7 @@ from datetime import datetime
 
 from email_validator import EmailNotValidError, validate_email
 from loguru import logger
-from sqlalchemy import func, select
+from sqlalchemy import func, select, union_all
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -24,7 +24,7 @@ from mailadmin.extensions import db, get_settings
 from mailadmin.models import Suppression, User
 from mailadmin.models.suppression import SUPPRESSION_REASONS, SUPPRESSION_SOURCES
 from mailadmin.models.types import utcnow
-from mailadmin.pii import erasure_hash, erasure_marker, get_pii_log_fields, mask_email
+from mailadmin.pii import ERASED_PREFIX, erasure_hash, erasure_marker, get_pii_log_fields, mask_email
 from mailadmin.services.audit import record_audit
 
 # IN lists are chunked so that a 10,000-address import never builds one giant statement.
@@ -93,11 +93,11 @@ def _erased(address: str) -> bool:
     return db.session.scalar(select(Suppression.id).where(Suppression.email == marker).limit(1)) is not None
 
 
-def _any_erased() -> bool:
-    marker_prefix = erasure_marker("", "")[: len("erased:")]
-    return db.session.scalar(
-        select(Suppression.id).where(Suppression.email.startswith(marker_prefix, autoescape=True)).limit(1)
-    ) is not None
+def _erasure_marker_sample():
+    """SELECT of at most one stored erasure marker: is there any erased person on the list at all?"""
+    table = Suppression.__table__
+    sample = select(table.c.email).where(table.c.email.startswith(ERASED_PREFIX, autoescape=True)).limit(1).subquery()
+    return select(sample.c.email)
 
 
 def is_suppressed(email: str) -> bool:
@@ -108,18 +108,20 @@ def is_suppressed(email: str) -> bool:
 
 
 def suppressed_among(emails: Iterable[str]) -> set[str]:
-    """The lower-cased addresses among `emails` that are on the suppression list (one query per 500)."""
+    """The lower-cased addresses among `emails` that are on the suppression list.
+
+    One query per 500 addresses; the first also asks whether anybody was ever erased (most lists:
+    nobody), and only then are the addresses' markers computed and looked up.
+    """
     wanted = sorted({normalise_suppressed_email(email) for email in emails if email})
-    salt = get_settings().log_hash_salt
-    # Most lists never had a person erased: then no marker needs computing or looking up.
-    any_erased = _any_erased()
-    found: set[str] = set()
+    table = Suppression.__table__
+    stored: set[str] = set()
     for start in range(0, len(wanted), _CHUNK):
-        chunk = wanted[start : start + _CHUNK]
-        by_marker = {erasure_marker(address, salt): address for address in chunk} if any_erased else {}
-        stored = set(db.session.scalars(select(Suppression.email).where(Suppression.email.in_(chunk + list(by_marker)))))
-        found.update(address for address in chunk if address in stored)
-        found.update(by_marker[marker] for marker in stored if marker in by_marker)
+        query = select(table.c.email).where(table.c.email.in_(wanted[start : start + _CHUNK]))
+        stored.update(db.session.scalars(union_all(query, _erasure_marker_sample()) if start == 0 else query))
+    found = {address for address in wanted if address in stored}
+    if any(email.startswith(ERASED_PREFIX) for email in stored):
+        found.update(erased_among(wanted))
     return found
 
 
