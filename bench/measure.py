@@ -48,7 +48,7 @@ class CampaignRun:
         return result
 
 
-def _process_cpu(pid: int, *, with_children: bool = False) -> float | None:
+def process_cpu(pid: int, *, with_children: bool = False) -> float | None:
     """User + system CPU seconds of a live process, and of its reaped children if asked (None when gone)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
@@ -87,7 +87,7 @@ class BackendCpuSampler:
             query = sa.text("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
             while True:
                 for (pid,) in conn.execute(query).all():
-                    cpu = _process_cpu(pid)
+                    cpu = process_cpu(pid)
                     if cpu is None:
                         continue
                     self.first.setdefault(pid, cpu)
@@ -114,7 +114,7 @@ def redis_cpu_seconds(client) -> float | None:
 
 def workers_cpu(workers: list[subprocess.Popen]) -> float:
     """CPU seconds of the worker processes and their reaped work horses so far."""
-    return sum(_process_cpu(worker.pid, with_children=True) or 0.0 for worker in workers)
+    return sum(process_cpu(worker.pid, with_children=True) or 0.0 for worker in workers)
 
 
 def wait_until_idle(redis_client, timeout: float = 10) -> None:
