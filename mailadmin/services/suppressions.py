@@ -16,7 +16,7 @@ from datetime import datetime
 
 from email_validator import EmailNotValidError, validate_email
 from loguru import logger
-from sqlalchemy import func, select, union_all
+from sqlalchemy import bindparam, func, select, union_all
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -93,18 +93,27 @@ def _erased(address: str) -> bool:
     return db.session.scalar(select(Suppression.id).where(Suppression.email == marker).limit(1)) is not None
 
 
-def _erasure_marker_sample():
-    """SELECT of at most one stored erasure marker: is there any erased person on the list at all?"""
-    table = Suppression.__table__
-    sample = select(table.c.email).where(table.c.email.startswith(ERASED_PREFIX, autoescape=True)).limit(1).subquery()
-    return select(sample.c.email)
-
-
 def is_suppressed(email: str) -> bool:
     """Is this address on the suppression list (in clear, or by hash after an erasure)?"""
     address = normalise_suppressed_email(email)
     wanted = (address, _marker(address))
     return db.session.scalar(select(Suppression.id).where(Suppression.email.in_(wanted)).limit(1)) is not None
+
+
+_suppressions = Suppression.__table__
+_STORED_AMONG = select(_suppressions.c.email).where(_suppressions.c.email.in_(bindparam("emails", expanding=True)))
+# The same, plus at most one stored erasure marker: was anybody on the list ever erased? (Built once:
+# the send loop asks this for every claim batch.)
+_STORED_AMONG_AND_ANY_MARKER = union_all(
+    _STORED_AMONG,
+    select(
+        select(_suppressions.c.email)
+        .where(_suppressions.c.email.startswith(ERASED_PREFIX, autoescape=True))
+        .limit(1)
+        .subquery()
+        .c.email
+    ),
+)
 
 
 def suppressed_among(emails: Iterable[str]) -> set[str]:
@@ -114,11 +123,10 @@ def suppressed_among(emails: Iterable[str]) -> set[str]:
     nobody), and only then are the addresses' markers computed and looked up.
     """
     wanted = sorted({normalise_suppressed_email(email) for email in emails if email})
-    table = Suppression.__table__
     stored: set[str] = set()
     for start in range(0, len(wanted), _CHUNK):
-        query = select(table.c.email).where(table.c.email.in_(wanted[start : start + _CHUNK]))
-        stored.update(db.session.scalars(union_all(query, _erasure_marker_sample()) if start == 0 else query))
+        query = _STORED_AMONG_AND_ANY_MARKER if start == 0 else _STORED_AMONG
+        stored.update(db.session.scalars(query, {"emails": wanted[start : start + _CHUNK]}))
     found = {address for address in wanted if address in stored}
     if any(email.startswith(ERASED_PREFIX) for email in stored):
         found.update(erased_among(wanted))
