@@ -56,7 +56,7 @@ class Settings:
     # Send loop slicing: a job claims `send_batch_size` recipients at a time and
     # hands over to a fresh job after `send_slice_seconds`, so SIGTERM never
     # catches a long job.
-    send_batch_size: int = 25
+    send_batch_size: int = 50
     send_slice_seconds: int = 20
     # How many slices of one campaign may run at once on different workers (fan-out at start);
     # 0 = as many as there are workers on the send queue when the campaign starts sending.

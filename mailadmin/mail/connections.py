@@ -147,7 +147,8 @@ class SmtpConnections:
 
     def warm_up(self) -> None:
         """The relay answers: open the other connections (until now only the first one sends)."""
-        self._warm.set()
+        if not self._warm.is_set():  # called for every message sent: setting takes the event's lock
+            self._warm.set()
 
     def hold(self) -> None:
         """Connections wait before their next message until `release()` or `stop()`."""
