@@ -29,7 +29,7 @@ from loguru import logger
 from redis import Redis, RedisError
 
 from mailadmin.limits.rate_limiter import RATE_LIMIT_KEY, RATE_LIMIT_WINDOW_LABEL, RATE_LIMIT_WINDOW_SECONDS
-from mailadmin.limits.window import KEY_PREFIX
+from mailadmin.limits.window import KEY_PREFIX, lua_now
 
 PACE_KEY = KEY_PREFIX + "ratelimit:smtp:pace"
 # Share of MAILER_SMTP_MAX_PER_SECOND the slots are spaced for (see the module docstring).
@@ -44,14 +44,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 RESERVE_LUA = """
 local wanted, limit, interval = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local window = tonumber(ARGV[6])
-local now
-if ARGV[4] == '' then
-  if redis.replicate_commands then redis.replicate_commands() end
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-else
-  now = tonumber(ARGV[4])
-end
+""" + lua_now(4) + """
 local function us(x) return string.format('%.0f', x) end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', us(now - window))
 local count = redis.call('ZCARD', KEYS[1])

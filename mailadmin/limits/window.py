@@ -36,20 +36,27 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # ARGV[4] unique member, ARGV[5] mode: reserve | peek | add (add = record without a limit check)
 # Returns {allowed (0/1), count after, score (µs) whose expiry frees a slot, or -1}. That score is the
 # oldest in the window; only when the limit was lowered below the count is it a later one.
-SLIDING_WINDOW_LUA = """
-local key = KEYS[1]
-local limit = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-local mode = ARGV[5]
+def lua_now(argv: int) -> str:
+    """Lua that sets `now` (µs) to ARGV[`argv`], or when that is '' to the Redis server's clock."""
+    return f"""
 local now
-if ARGV[3] == '' then
+if ARGV[{argv}] == '' then
   -- One clock for every worker machine: the Redis server's.
   if redis.replicate_commands then redis.replicate_commands() end
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 else
-  now = tonumber(ARGV[3])
+  now = tonumber(ARGV[{argv}])
 end
+"""
+
+
+SLIDING_WINDOW_LUA = """
+local key = KEYS[1]
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local mode = ARGV[5]
+""" + lua_now(3) + """
 -- '%.0f' keeps integers exact (Lua's tostring would round them to 14 digits).
 redis.call('ZREMRANGEBYSCORE', key, '-inf', string.format('%.0f', now - window))
 local count = redis.call('ZCARD', key)

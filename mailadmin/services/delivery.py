@@ -61,6 +61,12 @@ _recipients = Recipient.__table__
 _queues = CampaignQueue.__table__
 _app_state = AppState.__table__
 
+
+def _update_queue(campaign_id: int, *returning, **values):
+    """UPDATE the campaign's queue row (in the session) with `values`; the result, RETURNING `returning`."""
+    statement = update(_queues).where(_queues.c.campaign_id == campaign_id).values(**values)
+    return db.session.execute(statement.returning(*returning) if returning else statement)
+
 # A deferred campaign whose continuation is this late and not scheduled is re-enqueued.
 OVERDUE_GRACE = timedelta(seconds=60)
 # Cancelled campaigns are checked for stale claims for this long after they were cancelled.
@@ -251,7 +257,7 @@ def _begin_slice(campaign_id: int, job_id: str, now: datetime) -> SliceStart:
     values = {"current_job_id": job_id, "heartbeat_at": now, "updated_at": now}
     if started:
         values.update(defer_reason=None, deferred_until=None)
-    db.session.execute(update(_queues).where(_queues.c.campaign_id == campaign_id).values(**values))
+    _update_queue(campaign_id, **values)
     row = db.session.execute(
         select(_campaigns.c.subject, _campaigns.c.body_text, _campaigns.c.body_html, _queues.c.id)
         .join(_queues, _queues.c.campaign_id == _campaigns.c.id)
@@ -529,11 +535,9 @@ def defer_campaign(
     if not set_status(campaign_id, ACTIVE_STATUSES, DEFERRED):
         db.session.commit()
         return False
-    queue_id, current_errors = db.session.execute(
-        update(_queues)
-        .where(_queues.c.campaign_id == campaign_id)
-        .values(defer_reason=reason, deferred_until=until, current_job_id=None, updated_at=now)
-        .returning(_queues.c.id, _queues.c.consecutive_transient_errors)
+    queue_id, current_errors = _update_queue(
+        campaign_id, _queues.c.id, _queues.c.consecutive_transient_errors,
+        defer_reason=reason, deferred_until=until, current_job_id=None, updated_at=now,
     ).one()
     db.session.commit()
     announce_send_stop(get_redis(), campaign_id)  # the campaign's other slices stop too
@@ -605,15 +609,9 @@ def _count_transient_error(campaign_id: int, error: str, now: datetime) -> int |
     if not set_status(campaign_id, (QUEUED, SENDING), DEFERRED):
         db.session.commit()
         return None
-    count = db.session.execute(
-        update(_queues)
-        .where(_queues.c.campaign_id == campaign_id)
-        .values(
-            consecutive_transient_errors=_queues.c.consecutive_transient_errors + 1,
-            last_error=error[:500],
-            updated_at=now,
-        )
-        .returning(_queues.c.consecutive_transient_errors)
+    count = _update_queue(
+        campaign_id, _queues.c.consecutive_transient_errors,
+        consecutive_transient_errors=_queues.c.consecutive_transient_errors + 1, last_error=error[:500], updated_at=now,
     ).scalar_one()
     db.session.commit()
     return count
@@ -636,17 +634,10 @@ def trip_circuit_breaker(campaign_id: int, consecutive_errors: int, *, now: date
     if not set_status(campaign_id, ACTIVE_STATUSES, PAUSED):
         db.session.commit()
         return False
-    queue_id = db.session.execute(
-        update(_queues)
-        .where(_queues.c.campaign_id == campaign_id)
-        .values(
-            defer_reason=Reason.CIRCUIT_BREAKER,
-            deferred_until=None,
-            breaker_tripped_at=now,
-            current_job_id=None,
-            updated_at=now,
-        )
-        .returning(_queues.c.id)
+    queue_id = _update_queue(
+        campaign_id, _queues.c.id,
+        defer_reason=Reason.CIRCUIT_BREAKER, deferred_until=None, breaker_tripped_at=now, current_job_id=None,
+        updated_at=now,
     ).scalar_one()
     record_audit(
         None,
@@ -832,7 +823,5 @@ def has_pending_recipients(campaign_id: int) -> bool:
 @owns_transaction
 def note_reenqueued(campaign_id: int, job_id: str, now: datetime) -> None:
     """The recovery sweep enqueued a stalled campaign: its queue row names the job and beats (commits)."""
-    db.session.execute(
-        update(_queues).where(_queues.c.campaign_id == campaign_id).values(current_job_id=job_id, heartbeat_at=now)
-    )
+    _update_queue(campaign_id, current_job_id=job_id, heartbeat_at=now)
     db.session.commit()
