@@ -524,7 +524,7 @@ def test_one_click_unsubscribe_post_suppresses_and_the_link_page_only_confirms(a
     assert client.post(path[:-3] + "abc").status_code == 404
 
 
-@with_env(MAILER_CIRCUIT_BREAKER_THRESHOLD="3", MAILER_SEND_PARALLEL_SLICES="3")
+@with_env(MAILER_CIRCUIT_BREAKER_THRESHOLD="3", MAILER_SEND_PARALLEL_SLICES="3", MAILER_SEND_BATCH_SIZE="10")
 def test_three_parallel_slices_failing_together_count_one_per_retry_cycle_and_trip_at_exactly_three(
     engine_env, app, smtp, owner
 ):

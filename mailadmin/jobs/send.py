@@ -62,7 +62,7 @@ from mailadmin.models.reasons import Reason
 from mailadmin.models.types import utcnow
 from mailadmin.pii import get_pii_log_fields
 from mailadmin.services import delivery
-from mailadmin.services.delivery import Claim, ClaimedBatch, Outcome, RecordedBatch, SliceCampaign
+from mailadmin.services.delivery import Claim, ClaimedBatch, Outcome, SendCounts, SliceCampaign
 
 # A per-second slot a connection reaches later than this is not used: sent late, its message could
 # land next to the following slot's on the provider's clock. It gets a fresh slot instead.
@@ -119,29 +119,14 @@ class SliceOutcome:
         return f"{self.end}:{self.reason}" if self.reason else str(self.end)
 
 
-@dataclass
-class SliceReport:
-    """What one slice did; also the RQ job's result (`rq info`, tests)."""
+@dataclass(kw_only=True)
+class SliceReport(SendCounts):
+    """What one slice did — the counts add up its recorded batches; also the RQ job's result (`rq info`, tests)."""
 
     campaign_id: int
     job_id: str
     outcome: SliceOutcome = field(default_factory=lambda: SliceOutcome(SliceEnd.STARTED))
-    sent: int = 0
-    failed: int = 0
-    skipped: int = 0
-    unknown: int = 0
-    transient: int = 0
-    released: int = 0
     siblings: int = 0
-
-    def add(self, recorded: RecordedBatch) -> None:
-        """Count what one recorded batch changed."""
-        self.sent += recorded.sent
-        self.failed += recorded.failed
-        self.skipped += recorded.skipped
-        self.unknown += recorded.unknown
-        self.transient += recorded.transient
-        self.released += recorded.released
 
     def as_record(self) -> dict:
         """The report as plain values (the RQ job's result and the "Send slice ended" log fields)."""
@@ -201,7 +186,7 @@ class SendSlice:
         self.injected_clock = clock is not None
         self.siblings = siblings
         self.redis = get_redis()
-        self.report = SliceReport(campaign_id, self.job_id)
+        self.report = SliceReport(campaign_id=campaign_id, job_id=self.job_id)
         self.queue_id: int | None = None
         # Until `delivery.record_batch` has committed them, outcomes and untried claims stay here:
         # a failed record loses nothing, the next attempt (or `_abandon`) writes them again.
@@ -511,16 +496,18 @@ class SendSlice:
             return self._failed(claim, status, exc.smtp_code, exc.message, error_class="transient")
         outcome = Outcome(claim, R_SENT, result.smtp_code, built.message_id, sent_at=self.clock())
         logger.bind(
-            campaign_id=self.campaign_id,
-            queue_id=self.queue_id,
-            recipient_id=claim.id,
-            **get_pii_log_fields(claim.email, "INFO"),
+            **self._about(claim, "INFO"),
             smtp_message_id=built.message_id,
             provider=transport.provider,
             took_ms=round(result.took_ms, 1),
             rate_limit_count=batch.current_count,
         ).info("Email sent successfully")
         return outcome
+
+    def _about(self, claim: Claim, level: str) -> dict:
+        """The fields every per-recipient record carries: ids and the address as `level` may show it."""
+        return {"campaign_id": self.campaign_id, "queue_id": self.queue_id, "recipient_id": claim.id,
+                **get_pii_log_fields(claim.email, level)}
 
     def _failed(
         self,
@@ -534,10 +521,7 @@ class SendSlice:
         hard_bounce: bool = False,
     ) -> Outcome:
         logger.bind(
-            campaign_id=self.campaign_id,
-            queue_id=self.queue_id,
-            recipient_id=claim.id,
-            **get_pii_log_fields(claim.email, "ERROR"),
+            **self._about(claim, "ERROR"),
             smtp_code=smtp_code,
             error_class=error_class,
             error=error,

@@ -193,9 +193,10 @@ class ClaimedBatch:
         return bool(self.to_send or self.suppressed)
 
 
-@dataclass(frozen=True, slots=True)
-class RecordedBatch:
-    """What `record_batch` changed (rows actually updated), and the next batch if one was claimed."""
+@dataclass(slots=True)
+class SendCounts:
+    """Recipients by what became of them (rows actually updated): sent, failed, skipped, unknown,
+    pending again after a transient error, and untried claims released."""
 
     sent: int = 0
     failed: int = 0
@@ -203,6 +204,16 @@ class RecordedBatch:
     unknown: int = 0
     transient: int = 0
     released: int = 0
+
+    def add(self, other: SendCounts) -> None:
+        for name in SendCounts.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass(slots=True)
+class RecordedBatch(SendCounts):
+    """What `record_batch` changed, and the next batch if one was claimed."""
+
     next_batch: ClaimedBatch = field(default_factory=ClaimedBatch)
 
 
@@ -501,7 +512,7 @@ def record_batch(
     next_batch = _claim_batch(campaign_id, job_id, claim_next, now, claim_after) if claim_next else ClaimedBatch()
     db.session.commit()
     return RecordedBatch(counts.get(R_SENT, 0), counts.get(R_FAILED, 0), counts.get(R_SKIPPED, 0),
-                         counts.get(R_UNKNOWN, 0), counts.get(R_PENDING, 0), counts["released"], next_batch)
+                         counts.get(R_UNKNOWN, 0), counts.get(R_PENDING, 0), counts["released"], next_batch=next_batch)
 
 
 # --- deferrals, the breaker, the end -------------------------------------------------------------

@@ -28,12 +28,10 @@ import socket
 from typing import BinaryIO
 
 from mailadmin.mail.transports.smtp import (
-    SendError,
     SmtpTransport,
     _dot_stuffed,
     _local_hostname,
     _reply_text,
-    classify_smtp_error,
 )
 
 # Longest reply line we accept (RFC 5321 allows 512 octets; relays add a bit).
@@ -125,10 +123,6 @@ class PipelinedSmtpTransport(SmtpTransport):
         return transport  # type: ignore[return-value]
 
     @property
-    def connected(self) -> bool:
-        return self._session is not None
-
-    @property
     def pipelining(self) -> bool:
         """Whether the open connection pipelines (the relay advertised PIPELINING and it is wanted)."""
         return bool(self._session and self.use_pipelining and "PIPELINING" in self._session.extensions)
@@ -138,26 +132,7 @@ class PipelinedSmtpTransport(SmtpTransport):
 
     # --- the session ---------------------------------------------------------------------
 
-    def connect(self) -> None:
-        """Open the session now (greeting, EHLO, STARTTLS, AUTH); raises TransientSendError."""
-        if self._session is not None:
-            return
-        session: _Session | None = None
-        error: SendError | None = None
-        try:
-            session = self._open_socket()
-            self._start_session(session)
-        except (smtplib.SMTPException, OSError) as exc:
-            error = classify_smtp_error(exc, stage="connect")
-        if error is not None:
-            # Raised outside the except block so no traceback chains to the server's text.
-            if session is not None:
-                session.close()
-            raise error
-        self._session = session
-        self.connections_opened += 1
-
-    def _open_socket(self) -> _Session:
+    def _open_session(self) -> _Session:
         sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
         try:
             # Commands are small writes answered by the server: Nagle's delay would only cost latency.
@@ -290,9 +265,6 @@ class PipelinedSmtpTransport(SmtpTransport):
             rset_code = None
         if rset_code != 250:
             self._discard()
-
-    def _connection(self) -> _Session | None:
-        return self._session
 
     def _refusal(self, code: int, reply: str, stage: str) -> smtplib.SMTPResponseException:
         return _refused(code, reply, stage)

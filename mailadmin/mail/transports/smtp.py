@@ -160,7 +160,7 @@ class SmtpTransport:
         self.ssl_context = ssl_context
         self.local_hostname = local_hostname
         self.connections_opened = 0
-        self._smtp: smtplib.SMTP | None = None
+        self._session = None  # the open connection (smtplib's client here; the pipelining client's own)
         self._stage = "mail"
 
     @classmethod
@@ -192,7 +192,7 @@ class SmtpTransport:
 
     @property
     def connected(self) -> bool:
-        return self._smtp is not None
+        return self._session is not None
 
     def __repr__(self) -> str:  # never shows the password
         return f"<SmtpTransport {self.security} {self.host}:{self.port}>"
@@ -202,50 +202,57 @@ class SmtpTransport:
 
     def connect(self) -> None:
         """Open the session now (greeting, EHLO, STARTTLS, AUTH); raises TransientSendError."""
-        if self._smtp is not None:
+        if self._session is not None:
             return
-        smtp: smtplib.SMTP | None = None
+        session = None
         error: SendError | None = None
-        hostname = self.local_hostname or _local_hostname()
         try:
-            if self.security == "tls":
-                smtp = smtplib.SMTP_SSL(
-                    self.host, self.port, local_hostname=hostname, timeout=self.timeout, context=self._tls_context()
-                )
-            else:
-                smtp = smtplib.SMTP(self.host, self.port, local_hostname=hostname, timeout=self.timeout)
-            smtp.ehlo_or_helo_if_needed()
-            if self.security == "starttls":
-                smtp.starttls(context=self._tls_context())
-                smtp.ehlo()
-            if self.username:
-                smtp.login(self.username, self.password or "")
+            session = self._open_session()
+            self._start_session(session)
         except (smtplib.SMTPException, OSError) as exc:
             error = classify_smtp_error(exc, stage="connect")
         if error is not None:
-            # Raised outside the except block so no traceback chains to smtplib's text.
-            if smtp is not None:
-                smtp.close()
+            # Raised outside the except block so no traceback chains to the server's text.
+            if session is not None:
+                session.close()
             raise error
-        self._smtp = smtp
+        self._session = session
         self.connections_opened += 1
 
+    def _open_session(self) -> smtplib.SMTP:
+        """The connection, greeted (the pipelining client supplies its own)."""
+        hostname = self.local_hostname or _local_hostname()
+        if self.security == "tls":
+            return smtplib.SMTP_SSL(
+                self.host, self.port, local_hostname=hostname, timeout=self.timeout, context=self._tls_context()
+            )
+        return smtplib.SMTP(self.host, self.port, local_hostname=hostname, timeout=self.timeout)
+
+    def _start_session(self, smtp: smtplib.SMTP) -> None:
+        """EHLO (HELO if refused), STARTTLS and a second EHLO, AUTH."""
+        smtp.ehlo_or_helo_if_needed()
+        if self.security == "starttls":
+            smtp.starttls(context=self._tls_context())
+            smtp.ehlo()
+        if self.username:
+            smtp.login(self.username, self.password or "")
+
     def _discard(self) -> None:
-        if self._smtp is not None:
+        if self._session is not None:
             try:
-                self._smtp.close()
+                self._session.close()
             finally:
-                self._smtp = None
+                self._session = None
 
     def _reset_after_refusal(self, code: int | None) -> None:
         """RSET after a refused transaction so the connection stays usable; drop it if that fails."""
-        if self._smtp is None:
+        if self._session is None:
             return
         if code == 421:  # the server announced it is closing the channel
             self._discard()
             return
         try:
-            rset_code, _ = self._smtp.rset()
+            rset_code, _ = self._session.rset()
         except (smtplib.SMTPException, OSError):
             rset_code = None
         if rset_code != 250:
@@ -275,8 +282,8 @@ class SmtpTransport:
         return code, _reply_text(reply)
 
     def _connection(self):
-        """The open connection `_transaction` talks over (the pipelining client keeps its own)."""
-        return self._smtp
+        """The open connection `_transaction` talks over."""
+        return self._session
 
     def _refusal(self, code: int, reply: str, stage: str) -> smtplib.SMTPResponseException:
         """The smtplib exception `classify_smtp_error` expects for a refusal at `stage`."""
@@ -318,7 +325,7 @@ class SmtpTransport:
 
     def close(self) -> None:
         """QUIT and close the connection, if one is open; never raises."""
-        smtp, self._smtp = self._smtp, None
+        smtp, self._session = self._session, None
         if smtp is None:
             return
         try:
