@@ -65,42 +65,41 @@ def _report_rows(added: int, already: int, refused: list[str]) -> None:
         flash(f"{len(refused)} row(s) refused. {shown}", "error")
 
 
-def _form_errors(form) -> None:
+def _back_with_errors(form):
+    """Back to the list, each field's error flashed."""
     for field in form:
         for error in field.errors:
             flash(f"{field.label.text}: {error}", "error")
+    return redirect(url_for("admin.suppressions"))
+
+
+def _suppress_rows(form, text_of, source: str, *, one_reason: bool = False):
+    """Suppress the addresses read from `text_of()` once the form is valid; rows without a valid
+    reason get the form's."""
+    if not form.validate_on_submit():
+        return _back_with_errors(form)
+    rows = suppression_service.read_address_rows(text_of(), form.reason.data)
+    if one_reason:
+        rows.addresses = [(address, form.reason.data) for address, _ in rows.addresses]
+    added, already = suppression_service.add_address_rows(rows, form.note.data or "", current_user, source=source)
+    _report_rows(added, already, rows.refused)
+    return redirect(url_for("admin.suppressions"))
 
 
 @bp.route("/suppressions/add", methods=["POST"])
 @admin_required
 def add_suppressions():
-    """Add one or many pasted addresses with a reason."""
+    """Add one or many pasted addresses, all with the form's reason."""
     form = AddSuppressionsForm()
-    if not form.validate_on_submit():
-        _form_errors(form)
-        return redirect(url_for("admin.suppressions"))
-    rows = suppression_service.read_address_rows(form.addresses.data, form.reason.data)
-    rows.addresses = [(address, form.reason.data) for address, _ in rows.addresses]
-    added, already = suppression_service.add_address_rows(rows, form.note.data or "", current_user,
-                                                          source=SOURCE_ADMIN)
-    _report_rows(added, already, rows.refused)
-    return redirect(url_for("admin.suppressions"))
+    return _suppress_rows(form, lambda: form.addresses.data, SOURCE_ADMIN, one_reason=True)
 
 
 @bp.route("/suppressions/import", methods=["POST"])
 @admin_required
 def import_suppressions():
-    """Import a CSV (email[,reason]); rows without a valid reason get the form's."""
+    """Import a CSV (email[,reason])."""
     form = ImportSuppressionsForm()
-    if not form.validate_on_submit():
-        _form_errors(form)
-        return redirect(url_for("admin.suppressions"))
-    text = decode_upload(form.file.data.read())
-    rows = suppression_service.read_address_rows(text, form.reason.data)
-    added, already = suppression_service.add_address_rows(rows, form.note.data or "", current_user,
-                                                          source=SOURCE_IMPORT)
-    _report_rows(added, already, rows.refused)
-    return redirect(url_for("admin.suppressions"))
+    return _suppress_rows(form, lambda: decode_upload(form.file.data.read()), SOURCE_IMPORT)
 
 
 @bp.route("/suppressions/export.csv")
@@ -150,8 +149,7 @@ def erase_person():
     """Replace every stored copy of an address by its hash; it stays suppressed."""
     form = ErasePersonForm()
     if not form.validate_on_submit():
-        _form_errors(form)
-        return redirect(url_for("admin.suppressions"))
+        return _back_with_errors(form)
     try:
         report = privacy.erase_person(form.email.data, current_user)
     except suppression_service.SuppressionError as exc:

@@ -24,6 +24,7 @@ from mailadmin.admin.forms import (
 )
 from mailadmin.admin.links import campaign_url
 from mailadmin.auth.decorators import admin_required
+from mailadmin.auth.forms import submit_user_form, user_form_page
 from mailadmin.auth.views import safe_next_url
 from mailadmin.campaigns import controls
 from mailadmin.campaigns.display import to_utc, viewer_zone
@@ -207,14 +208,8 @@ def audit():
     # query string (`?endpoint=x`, `?_method=POST`) would be handed to url_for.
     filters = {key: request.args[key] for key in AUDIT_FILTERS if request.args.get(key)}
     return render_template(
-        "admin/audit.html",
-        form=form,
-        page=page,
-        filters=filters,
-        users_by_id=users_by_id,
-        campaign_names=campaign_names,
-        action_label=action_label,
-        detail_label=detail_label,
+        "admin/audit.html", form=form, page=page, filters=filters, users_by_id=users_by_id,
+        campaign_names=campaign_names, action_label=action_label, detail_label=detail_label,
     )
 
 
@@ -263,17 +258,13 @@ def users():
 def create_user():
     """Create a user; the users service validates the address, the password and the role."""
     form = CreateUserForm()
-    problem = None
-    if form.validate_on_submit():
-        try:
-            user = user_service.create_user(form.email.data, form.password.data, form.role.data, actor=current_user)
-        except user_service.UserError as exc:
-            problem = str(exc)  # the service's own words: duplicate email, bad address, short password
-        else:
-            flash(f"User {user.email} created as {user.role}.", "success")
-            return redirect(url_for("admin.users"), code=303)
-    status = 400 if request.method == "POST" else 200
-    return render_template("admin/user_new.html", form=form, problem=problem), status
+    done, user, problem = submit_user_form(
+        form, lambda: user_service.create_user(form.email.data, form.password.data, form.role.data, actor=current_user)
+    )
+    if done:
+        flash(f"User {user.email} created as {user.role}.", "success")
+        return redirect(url_for("admin.users"), code=303)
+    return user_form_page("admin/user_new.html", form, problem)
 
 
 def _user_or_404(user_id: int) -> User:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+from flask import render_template, request
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, PasswordField
 from wtforms.validators import DataRequired, EqualTo, InputRequired, Length
 
 from mailadmin.services.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
+from mailadmin.services.users import UserError
 
 
 class LoginForm(FlaskForm):
@@ -31,3 +36,22 @@ class ChangePasswordForm(FlaskForm):
         "New password again",
         validators=[InputRequired(), EqualTo("new_password", message="The two new passwords differ.")],
     )
+
+
+def submit_user_form(form: FlaskForm, action: Callable[[], Any]) -> tuple[bool, Any, str | None]:
+    """(done, what `action` returned, refusal): `action` runs on a valid POST only.
+
+    The users service's refusal (duplicate email, bad address, weak password) is its own words,
+    shown on the page as they are.
+    """
+    if not form.validate_on_submit():
+        return False, None, None
+    try:
+        return True, action(), None
+    except UserError as exc:
+        return False, None, str(exc)
+
+
+def user_form_page(template: str, form: FlaskForm, problem: str | None):
+    """The form again, with its problem; 400 after a refused POST."""
+    return render_template(template, form=form, problem=problem), 400 if request.method == "POST" else 200

@@ -9,7 +9,7 @@ from flask_login import current_user, login_user, logout_user
 from loguru import logger
 
 from mailadmin.auth.decorators import login_required
-from mailadmin.auth.forms import ChangePasswordForm, LoginForm
+from mailadmin.auth.forms import ChangePasswordForm, LoginForm, submit_user_form, user_form_page
 from mailadmin.extensions import db, get_redis, get_settings
 from mailadmin.limits.throttle import (
     LOGIN_THROTTLED_MESSAGE,
@@ -110,17 +110,13 @@ def logout():
 def change_password():
     """Every user changes their own password here; other sessions end, this one goes on."""
     form = ChangePasswordForm()
-    problem = None
-    if form.validate_on_submit():
-        user = current_user._get_current_object()
-        try:
-            user_service.change_own_password(user, form.current_password.data, form.new_password.data)
-        except user_service.UserError as exc:
-            problem = str(exc)
-        else:
-            remembered = current_app.config.get("REMEMBER_COOKIE_NAME", "remember_token") in request.cookies
-            _start_session(user, remember=remembered)
-            flash("Password changed. Your other sessions have been logged out.", "success")
-            return redirect(url_for("campaigns.index"), code=303)
-    status = 400 if request.method == "POST" else 200
-    return render_template("auth/password.html", form=form, problem=problem), status
+    user = current_user._get_current_object()
+    done, _, problem = submit_user_form(
+        form, lambda: user_service.change_own_password(user, form.current_password.data, form.new_password.data)
+    )
+    if done:
+        remembered = current_app.config.get("REMEMBER_COOKIE_NAME", "remember_token") in request.cookies
+        _start_session(user, remember=remembered)
+        flash("Password changed. Your other sessions have been logged out.", "success")
+        return redirect(url_for("campaigns.index"), code=303)
+    return user_form_page("auth/password.html", form, problem)

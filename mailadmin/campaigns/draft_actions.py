@@ -8,6 +8,8 @@ confirmation page first (GET), as cancelling a campaign does.
 
 from __future__ import annotations
 
+import functools
+
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
@@ -30,11 +32,32 @@ def _recipients_url(campaign_id: int) -> str:
     return url_for("campaigns.show", campaign_id=campaign_id, _anchor="recipients")
 
 
-def _confirm(campaign, title: str, text: str, button: str, action: str):
-    """The confirmation page of a destructive draft action (GET)."""
-    return render_template(
-        "campaigns/confirm.html", campaign=campaign, title=title, text=text, button=button, action_url=action
-    )
+def _confirmation_first(title, text, button: str):
+    """GET shows the confirmation page of a destructive draft action (its button posts to the same
+    URL); POST runs the view. `title` and `text` are functions of the campaign."""
+
+    def decorate(view):
+        @functools.wraps(view)
+        def wrapper(campaign: Campaign):
+            if request.method == "POST":
+                return view(campaign)
+            return render_template(
+                "campaigns/confirm.html", campaign=campaign, title=title(campaign), text=text(campaign),
+                button=button, action_url=url_for(request.endpoint, **request.view_args),
+            )
+
+        return wrapper
+
+    return decorate
+
+
+def _removed(change, campaign: Campaign, *args) -> int | None:
+    """How many recipients `change` removed, or None once the service's refusal is flashed."""
+    try:
+        return change(campaign, *args)
+    except RecipientImportError as error:
+        flash(error.message, "error")
+        return None
 
 
 @bp.route("/campaigns/<int:campaign_id>/recipients/<int:recipient_id>/remove", methods=["POST"])
@@ -42,15 +65,11 @@ def _confirm(campaign, title: str, text: str, button: str, action: str):
 @draft_required
 def remove_one_recipient(campaign: Campaign, recipient_id: int):
     """Remove one recipient from a draft."""
-    try:
-        removed = remove_recipient(campaign, recipient_id)
-    except RecipientImportError as error:
-        flash(error.message, "error")
-    else:
-        if removed:
-            flash(f"Recipient removed. {plural(campaign.recipients_total, 'recipient')} left.", "success")
-        else:
-            flash("That recipient was already removed; nothing changed.", "info")
+    removed = _removed(remove_recipient, campaign, recipient_id)
+    if removed:
+        flash(f"Recipient removed. {plural(campaign.recipients_total, 'recipient')} left.", "success")
+    elif removed is not None:
+        flash("That recipient was already removed; nothing changed.", "info")
     return redirect(safe_back() or _recipients_url(campaign.id), 303)
 
 
@@ -62,21 +81,15 @@ def safe_back() -> str | None:
 @bp.route("/campaigns/<int:campaign_id>/recipients/remove-all", methods=["GET", "POST"])
 @login_required
 @draft_required
+@_confirmation_first(
+    lambda campaign: f"Remove all {plural(campaign.recipients_total, 'recipient')}?",
+    lambda _: "The draft keeps its content; you can import recipients again afterwards.",
+    "Yes, remove all recipients",
+)
 def remove_all(campaign: Campaign):
     """Remove every recipient of a draft (after a confirmation page)."""
-    if request.method == "GET":
-        return _confirm(
-            campaign,
-            f"Remove all {plural(campaign.recipients_total, 'recipient')}?",
-            "The draft keeps its content; you can import recipients again afterwards.",
-            "Yes, remove all recipients",
-            url_for("campaigns.remove_all", campaign_id=campaign.id),
-        )
-    try:
-        removed = remove_all_recipients(campaign)
-    except RecipientImportError as error:
-        flash(error.message, "error")
-    else:
+    removed = _removed(remove_all_recipients, campaign)
+    if removed is not None:
         flash(f"{plural(removed, 'recipient')} removed. The draft has no recipients now.", "success")
     return redirect(_recipients_url(campaign.id), 303)
 
@@ -86,15 +99,11 @@ def remove_all(campaign: Campaign):
 @draft_required
 def undo_import(campaign: Campaign):
     """Remove the recipients the draft's last import added."""
-    try:
-        removed = undo_last_import(campaign)
-    except RecipientImportError as error:
-        flash(error.message, "error")
-    else:
-        if removed:
-            flash(f"Last import undone: {plural(removed, 'recipient')} removed.", "success")
-        else:
-            flash("There is no import to undo.", "info")
+    removed = _removed(undo_last_import, campaign)
+    if removed:
+        flash(f"Last import undone: {plural(removed, 'recipient')} removed.", "success")
+    elif removed is not None:
+        flash("There is no import to undo.", "info")
     return redirect(_recipients_url(campaign.id), 303)
 
 
@@ -115,16 +124,13 @@ def duplicate(campaign_id: int):
 @bp.route("/campaigns/<int:campaign_id>/delete", methods=["GET", "POST"])
 @login_required
 @draft_required
+@_confirmation_first(
+    lambda campaign: f"Delete the draft “{campaign.name}”?",
+    lambda campaign: f"The draft and its {plural(campaign.recipients_total, 'recipient')} are deleted for good.",
+    "Yes, delete this draft",
+)
 def delete(campaign: Campaign):
     """Delete a draft for good (after a confirmation page)."""
-    if request.method == "GET":
-        return _confirm(
-            campaign,
-            f"Delete the draft “{campaign.name}”?",
-            f"The draft and its {plural(campaign.recipients_total, 'recipient')} are deleted for good.",
-            "Yes, delete this draft",
-            url_for("campaigns.delete", campaign_id=campaign.id),
-        )
     name, campaign_id = campaign.name, campaign.id  # read before the delete expires them
     try:
         drafts.delete_draft(campaign, current_user)

@@ -8,6 +8,8 @@ action is recorded as done by the system.
 
 from __future__ import annotations
 
+import functools
+
 import click
 from flask.cli import AppGroup
 from sqlalchemy import select
@@ -48,6 +50,21 @@ def _campaign(campaign_id: int) -> Campaign:
     if campaign is None:
         raise click.ClickException(f"campaign {campaign_id} does not exist")
     return campaign
+
+
+def _on_campaign(command):
+    """The command takes CAMPAIGN_ID and --actor, and is called with the Campaign and the actor's email."""
+
+    @click.argument("campaign_id", type=int)
+    @_actor_option
+    @functools.wraps(command)
+    def wrapper(campaign_id: int, actor: str | None, **options):
+        return command(_campaign(campaign_id), actor, **options)
+
+    return wrapper
+
+
+_yes_option = click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 
 
 def _run(action, campaign: Campaign, actor: User | None):
@@ -113,46 +130,38 @@ def show_campaign_command(campaign_id: int) -> None:
 
 
 @campaigns_cli.command("pause")
-@click.argument("campaign_id", type=int)
-@_actor_option
-def pause_campaign_command(campaign_id: int, actor: str | None) -> None:
+@_on_campaign
+def pause_campaign_command(campaign: Campaign, actor: str | None) -> None:
     """Pause a campaign (admin_pause): the send loop stops before its next message."""
-    _transition(campaign_service.pause_campaign, _campaign(campaign_id), actor)
+    _transition(campaign_service.pause_campaign, campaign, actor)
 
 
 @campaigns_cli.command("resume")
-@click.argument("campaign_id", type=int)
-@_actor_option
-def resume_campaign_command(campaign_id: int, actor: str | None) -> None:
+@_on_campaign
+def resume_campaign_command(campaign: Campaign, actor: str | None) -> None:
     """Resume a paused campaign (admin or circuit breaker): queued again, breaker counter reset."""
-    _transition(campaign_service.resume_campaign, _campaign(campaign_id), actor)
+    _transition(campaign_service.resume_campaign, campaign, actor)
 
 
 @campaigns_cli.command("cancel")
-@click.argument("campaign_id", type=int)
-@_actor_option
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def cancel_campaign_command(campaign_id: int, actor: str | None, yes: bool) -> None:
+@_on_campaign
+@_yes_option
+def cancel_campaign_command(campaign: Campaign, actor: str | None, yes: bool) -> None:
     """Cancel a campaign for good (cannot be undone)."""
-    campaign = _campaign(campaign_id)
     if not yes:
         click.confirm(f"Cancel campaign {campaign.id} ({campaign.name}) for good?", abort=True)
     _transition(campaign_service.cancel_campaign, campaign, actor)
 
 
 @campaigns_cli.command("requeue-unknown")
-@click.argument("campaign_id", type=int)
-@_actor_option
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def requeue_unknown_command(campaign_id: int, actor: str | None, yes: bool) -> None:
+@_on_campaign
+@_yes_option
+def requeue_unknown_command(campaign: Campaign, actor: str | None, yes: bool) -> None:
     """Send again to recipients in `unknown` — they MAY have received the email already."""
-    campaign = _campaign(campaign_id)
+    question = (f"Re-queue the {campaign.unknown_count} unknown recipients of campaign {campaign.id}? "
+                "Some may get the email twice.")
     if not yes:
-        click.confirm(
-            f"Re-queue the {campaign.unknown_count} unknown recipients of campaign {campaign.id}? "
-            "Some may get the email twice.",
-            abort=True,
-        )
+        click.confirm(question, abort=True)
     count = _run(campaign_service.requeue_unknown_recipients, campaign, _actor(actor))
     db.session.refresh(campaign)
     click.echo(f"{count} recipients re-queued; {_describe(campaign)}")

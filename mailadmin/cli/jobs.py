@@ -38,11 +38,9 @@ def failed_jobs_command(limit: int) -> None:
 
 
 @jobs_cli.command("clear-failed")
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def clear_failed_jobs_command(yes: bool) -> None:
+@click.confirmation_option(prompt="Delete every failed job?")
+def clear_failed_jobs_command() -> None:
     """Delete every failed job of the product's queues (read them first with `jobs failed`)."""
-    if not yes:
-        click.confirm("Delete every failed job?", abort=True)
     removed = 0
     for registry in _failed_registries():
         for job_id in registry.get_job_ids(cleanup=False):

@@ -189,13 +189,8 @@ def check_login_allowed(
 
 
 def record_login_failure(
-    redis: Redis,
-    email: str,
-    ip: str | None,
-    salt: str,
-    window_seconds: float = LOGIN_WINDOW_SECONDS,
-    *,
-    now: float | None = None,
+    redis: Redis, email: str, ip: str | None, salt: str, window_seconds: float = LOGIN_WINDOW_SECONDS,
+    *, now: float | None = None,
 ) -> None:
     """Count one failed login against the account+IP pair, the account and the client IP."""
     try:

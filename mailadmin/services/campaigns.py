@@ -286,27 +286,9 @@ def start_campaign(
 
 def pause_campaign(campaign: Campaign, actor: User | None) -> Campaign:
     """Admin pause (`admin_pause`): the send loop stops before its next message; idempotent."""
-    if campaign.status == PAUSED:
-        return campaign
-    from_status = campaign.status
-    if not set_status(campaign.id, ACTIVE_STATUSES, PAUSED):
-        db.session.rollback()
-        if current_status(campaign.id) == PAUSED:
-            db.session.refresh(campaign)
-            return campaign
-        raise CampaignError(f"A {campaign.status} campaign cannot be paused.")
-    now = utcnow()
-    db.session.execute(
-        update(_queues)
-        .where(_queues.c.campaign_id == campaign.id)
-        .values(defer_reason=Reason.ADMIN_PAUSE, deferred_until=None, updated_at=now)
+    return _stop_campaign(
+        campaign, actor, PAUSED, ACTIVE_STATUSES, "paused", queue_values={"defer_reason": Reason.ADMIN_PAUSE},
     )
-    record_audit(actor, "campaign_paused", campaign_id=campaign.id, from_status=from_status, to_status=PAUSED)
-    db.session.commit()
-    announce_send_stop(get_redis(), campaign.id)
-    safe_cancel_continuation(campaign.id)
-    logger.bind(actor=_actor_field(actor), campaign_id=campaign.id).info("Campaign paused")
-    return campaign
 
 
 def resume_campaign(campaign: Campaign, actor: User | None) -> Campaign:
@@ -327,19 +309,7 @@ def resume_campaign(campaign: Campaign, actor: User | None) -> Campaign:
         if campaign.status in ACTIVE_STATUSES:
             return campaign
         raise CampaignError(f"A {campaign.status} campaign cannot be resumed.")
-    job_id = new_slice_job_id(campaign.id) if status == QUEUED else None
-    db.session.execute(
-        update(_queues)
-        .where(_queues.c.campaign_id == campaign.id)
-        .values(
-            defer_reason=reason,
-            deferred_until=None,
-            consecutive_transient_errors=0,
-            current_job_id=job_id,
-            heartbeat_at=now,
-            updated_at=now,
-        )
-    )
+    job_id = _reopen_queue(campaign.id, status, reason, now, consecutive_transient_errors=0)
     record_audit(actor, "campaign_resumed", campaign_id=campaign.id, from_status=PAUSED, to_status=status)
     db.session.commit()
     if job_id is not None:
@@ -350,26 +320,63 @@ def resume_campaign(campaign: Campaign, actor: User | None) -> Campaign:
 
 def cancel_campaign(campaign: Campaign, actor: User | None) -> Campaign:
     """Cancel for good: the send loop stops before its next message; idempotent."""
-    if campaign.status == CANCELLED:
+    return _stop_campaign(
+        campaign, actor, CANCELLED, (*ACTIVE_STATUSES, PAUSED), "cancelled",
+        queue_values={"current_job_id": None}, finished=True,
+    )
+
+
+def _reopen_queue(campaign_id: int, status: str, reason: Reason | None, now: datetime, **values) -> str | None:
+    """The queue row of a campaign sent on again (in the session): waiting on `reason`, with no
+    deadline; a queued campaign gets a fresh slice job id, returned for enqueueing after the commit."""
+    job_id = new_slice_job_id(campaign_id) if status == QUEUED else None
+    db.session.execute(
+        update(_queues)
+        .where(_queues.c.campaign_id == campaign_id)
+        .values(defer_reason=reason, deferred_until=None, current_job_id=job_id, heartbeat_at=now, updated_at=now,
+                **values)
+    )
+    return job_id
+
+
+def _stop_campaign(
+    campaign: Campaign,
+    actor: User | None,
+    to_status: str,
+    from_statuses: tuple[str, ...],
+    done: str,
+    *,
+    queue_values: dict,
+    finished: bool = False,
+) -> Campaign:
+    """Pause or cancel: one conditional transition, then the send loop is told to stop at once.
+
+    `done` ("paused", "cancelled") names the audit event, the log record and the refusal. Idempotent:
+    a campaign already in `to_status` (here or because another request won the race) is returned as
+    it is; any other status is refused.
+    """
+    if campaign.status == to_status:
         return campaign
     from_status = campaign.status
     now = utcnow()
-    if not set_status(campaign.id, (*ACTIVE_STATUSES, PAUSED), CANCELLED, finished_at=now):
+    if not set_status(campaign.id, from_statuses, to_status, **({"finished_at": now} if finished else {})):
         db.session.rollback()
-        if current_status(campaign.id) == CANCELLED:
+        if current_status(campaign.id) == to_status:
             db.session.refresh(campaign)
             return campaign
-        raise CampaignError(f"A {campaign.status} campaign cannot be cancelled.")
+        raise CampaignError(f"A {campaign.status} campaign cannot be {done}.")
     db.session.execute(
         update(_queues)
         .where(_queues.c.campaign_id == campaign.id)
-        .values(deferred_until=None, current_job_id=None, updated_at=now)
+        .values(deferred_until=None, updated_at=now, **queue_values)
     )
-    record_audit(actor, "campaign_cancelled", campaign_id=campaign.id, from_status=from_status, to_status=CANCELLED)
+    record_audit(actor, f"campaign_{done}", campaign_id=campaign.id, from_status=from_status, to_status=to_status)
     db.session.commit()
+    # Why both: the signal stops running slices before their next message; the continuation
+    # would otherwise wake the campaign up again.
     announce_send_stop(get_redis(), campaign.id)
     safe_cancel_continuation(campaign.id)
-    logger.bind(actor=_actor_field(actor), campaign_id=campaign.id).info("Campaign cancelled")
+    logger.bind(actor=_actor_field(actor), campaign_id=campaign.id).info(f"Campaign {done}")
     return campaign
 
 
@@ -401,18 +408,7 @@ def requeue_unknown_recipients(campaign: Campaign, actor: User | None) -> int:
     if from_status == FINISHED:
         to_status, reason = _waiting_state(sending_paused())
         if set_status(campaign.id, (FINISHED,), to_status, finished_at=None, finished_with_errors=False):
-            job_id = new_slice_job_id(campaign.id) if to_status == QUEUED else None
-            db.session.execute(
-                update(_queues)
-                .where(_queues.c.campaign_id == campaign.id)
-                .values(
-                    defer_reason=reason,
-                    deferred_until=None,
-                    current_job_id=job_id,
-                    heartbeat_at=now,
-                    updated_at=now,
-                )
-            )
+            job_id = _reopen_queue(campaign.id, to_status, reason, now)
     elif from_status in (QUEUED, SENDING):
         job_id = new_slice_job_id(campaign.id)
     record_audit(

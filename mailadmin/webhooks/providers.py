@@ -38,6 +38,17 @@ def _text(value: object) -> str:
     return value if isinstance(value, str) else ""
 
 
+def _json_of(text: str | bytes, shape: type, refusal: str):
+    """`text` parsed as JSON, which must be a `shape` (dict or list); else PayloadError(refusal)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise PayloadError(refusal) from None
+    if not isinstance(value, shape):
+        raise PayloadError(refusal)
+    return value
+
+
 def _ses_message_id(mail: dict) -> str | None:
     common = mail.get("commonHeaders")
     if isinstance(common, dict) and _text(common.get("messageId")):
@@ -50,12 +61,7 @@ def _ses_message_id(mail: dict) -> str | None:
 
 def ses_reports(sns_message: str, notification_id: str) -> list[BounceReport]:
     """The reports in one SES notification (the `Message` of an SNS Notification)."""
-    try:
-        notification = json.loads(sns_message)
-    except ValueError:
-        raise PayloadError("the SNS Message is not SES JSON") from None
-    if not isinstance(notification, dict):
-        raise PayloadError("the SNS Message is not SES JSON")
+    notification = _json_of(sns_message, dict, "the SNS Message is not SES JSON")
     kind_name = notification.get("notificationType") or notification.get("eventType")
     mail = notification.get("mail") if isinstance(notification.get("mail"), dict) else {}
     message_id = _ses_message_id(mail)
@@ -79,12 +85,7 @@ def ses_reports(sns_message: str, notification_id: str) -> list[BounceReport]:
 
 def sendgrid_reports(body: bytes) -> list[BounceReport]:
     """The reports in one SendGrid Event Webhook POST (a JSON array of events)."""
-    try:
-        events = json.loads(body)
-    except ValueError:
-        raise PayloadError("the body is not JSON") from None
-    if not isinstance(events, list):
-        raise PayloadError("the body is not a list of events")
+    events = _json_of(body, list, "the body is not a JSON list of events")
     reports = []
     for event in events:
         if not isinstance(event, dict) or not _text(event.get("email")):

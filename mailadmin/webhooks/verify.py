@@ -8,13 +8,14 @@
 - Mailgun: HMAC-SHA256 of `timestamp + token` keyed with the webhook signing key.
 - Postmark: a shared secret, as the basic-auth password or in the X-Mailadmin-Webhook-Secret header.
 
-Each check raises a `WebhookRefused` subclass; the HTTP status comes from the class.
+Each check raises `WebhookRefused` with its `Refusal`; the HTTP status comes from the refusal.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import enum
 import hashlib
 import hmac
 import re
@@ -42,48 +43,37 @@ _CERT_MAX_BYTES = 64 * 1024
 _CERT_CACHE_SIZE = 16
 
 
+class Refusal(enum.Enum):
+    """Why a webhook request is refused; the value is what the response and the log record say."""
+
+    MISSING_CREDENTIALS = "missing_credentials"
+    BAD_SIGNATURE = "bad_signature"
+    STALE = "stale"
+    REPLAYED = "replayed"
+    UNTRUSTED_CERTIFICATE_URL = "untrusted_certificate_url"
+    UNKNOWN_TOPIC = "unknown_topic"
+    # The certificate or the SubscribeURL could not be fetched: answered 503 so that SNS retries.
+    SNS_UNREACHABLE = "sns_unreachable"
+
+
+_REFUSAL_STATUS = {Refusal.MISSING_CREDENTIALS: 401, Refusal.SNS_UNREACHABLE: 503}
+
+
 class WebhookRefused(Exception):
     """A request that is not proven to come from the provider; `.status` is the HTTP answer."""
 
-    status = 403
-    reason = "refused"
-
-
-class MissingCredentials(WebhookRefused):
-    status, reason = 401, "missing_credentials"
-
-
-class BadSignature(WebhookRefused):
-    status, reason = 403, "bad_signature"
-
-
-class StaleRequest(WebhookRefused):
-    status, reason = 403, "stale"
-
-
-class ReplayedRequest(WebhookRefused):
-    status, reason = 403, "replayed"
-
-
-class UntrustedCertificateUrl(WebhookRefused):
-    status, reason = 403, "untrusted_certificate_url"
-
-
-class UnknownTopic(WebhookRefused):
-    status, reason = 403, "unknown_topic"
-
-
-class SnsUnreachable(WebhookRefused):
-    """The certificate or the SubscribeURL could not be fetched: answered 503 so that SNS retries."""
-
-    status, reason = 503, "sns_unreachable"
+    def __init__(self, refusal: Refusal, detail: str) -> None:
+        super().__init__(detail)
+        self.refusal = refusal
+        self.reason = refusal.value
+        self.status = _REFUSAL_STATUS.get(refusal, 403)
 
 
 def check_fresh(moment: float, max_age_seconds: int, now: float | None = None) -> None:
     """Refuse a request signed more than `max_age_seconds` away from now (either way)."""
     now = time.time() if now is None else now
     if abs(now - moment) > max_age_seconds:
-        raise StaleRequest("the request's timestamp is too far from now")
+        raise WebhookRefused(Refusal.STALE, "the request's timestamp is too far from now")
 
 
 # --- Amazon SNS ----------------------------------------------------------------------------
@@ -95,13 +85,13 @@ def sns_region_of_host(url: str) -> str:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        raise UntrustedCertificateUrl("malformed URL") from None
+        raise WebhookRefused(Refusal.UNTRUSTED_CERTIFICATE_URL, "malformed URL") from None
     host = parts.hostname or ""
     match = SNS_HOST.fullmatch(host)
     if parts.scheme != "https" or match is None or parts.username or parts.password or port not in (None, 443):
-        raise UntrustedCertificateUrl("not an https://sns.<region>.amazonaws.com URL")
+        raise WebhookRefused(Refusal.UNTRUSTED_CERTIFICATE_URL, "not an https://sns.<region>.amazonaws.com URL")
     if "@" in parts.netloc or "\\" in url:
-        raise UntrustedCertificateUrl("not an https://sns.<region>.amazonaws.com URL")
+        raise WebhookRefused(Refusal.UNTRUSTED_CERTIFICATE_URL, "not an https://sns.<region>.amazonaws.com URL")
     return match.group(1)
 
 
@@ -114,7 +104,7 @@ def sns_string_to_sign(message: dict) -> bytes:
         if value is None:
             if name == "Subject":  # the one optional field
                 continue
-            raise BadSignature(f"the SNS message has no {name}")
+            raise WebhookRefused(Refusal.BAD_SIGNATURE, f"the SNS message has no {name}")
         lines.append(f"{name}\n{value}\n")
     return "".join(lines).encode("utf-8")
 
@@ -139,7 +129,7 @@ def sns_public_key(url: str) -> rsa.RSAPublicKey:
     """The RSA key of the signing certificate at `url` (host-checked, downloaded once, cached)."""
     sns_region_of_host(url)
     if not urlsplit(url).path.endswith(".pem") or urlsplit(url).query:
-        raise UntrustedCertificateUrl("the signing certificate URL is not a .pem file")
+        raise WebhookRefused(Refusal.UNTRUSTED_CERTIFICATE_URL, "the signing certificate URL is not a .pem file")
     with _certificates_lock:
         cached = _certificates.get(url)
     if cached is not None:
@@ -147,17 +137,17 @@ def sns_public_key(url: str) -> rsa.RSAPublicKey:
     try:
         pem = download_certificate(url)
     except OSError:
-        raise SnsUnreachable("the signing certificate could not be downloaded") from None
+        raise WebhookRefused(Refusal.SNS_UNREACHABLE, "the signing certificate could not be downloaded") from None
     try:
         certificate = x509.load_pem_x509_certificate(pem)
     except ValueError:
-        raise BadSignature("the signing certificate is not a PEM certificate") from None
+        raise WebhookRefused(Refusal.BAD_SIGNATURE, "the signing certificate is not a PEM certificate") from None
     now = datetime.now(UTC)
     key = certificate.public_key()
     if not isinstance(key, rsa.RSAPublicKey) or not (
         certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc
     ):
-        raise BadSignature("the signing certificate is not a valid RSA certificate")
+        raise WebhookRefused(Refusal.BAD_SIGNATURE, "the signing certificate is not a valid RSA certificate")
     with _certificates_lock:
         if len(_certificates) >= _CERT_CACHE_SIZE:
             _certificates.clear()
@@ -175,30 +165,30 @@ def _sns_timestamp(message: dict) -> float:
     try:
         return datetime.fromisoformat(str(message.get("Timestamp", "")).replace("Z", "+00:00")).timestamp()
     except ValueError:
-        raise BadSignature("the SNS message has no valid Timestamp") from None
+        raise WebhookRefused(Refusal.BAD_SIGNATURE, "the SNS message has no valid Timestamp") from None
 
 
 def verify_sns_message(message: dict, topic_arns: tuple[str, ...], max_age_seconds: int) -> None:
     """Refuse an SNS message that is not signed by SNS for one of our topics, or is stale."""
     if not isinstance(message, dict) or message.get("Type") not in SNS_TYPES:
-        raise MissingCredentials("not an SNS message")
+        raise WebhookRefused(Refusal.MISSING_CREDENTIALS, "not an SNS message")
     topic = message.get("TopicArn")
     if topic not in topic_arns:
-        raise UnknownTopic("the topic is not configured")
+        raise WebhookRefused(Refusal.UNKNOWN_TOPIC, "the topic is not configured")
     algorithm = SNS_HASHES.get(str(message.get("SignatureVersion")))
     if algorithm is None or not message.get("Signature") or not message.get("SigningCertURL"):
-        raise MissingCredentials("the SNS message is not signed")
+        raise WebhookRefused(Refusal.MISSING_CREDENTIALS, "the SNS message is not signed")
     if sns_region_of_host(str(message["SigningCertURL"])) != topic.split(":")[3]:
-        raise UntrustedCertificateUrl("the certificate is not from the topic's region")
+        raise WebhookRefused(Refusal.UNTRUSTED_CERTIFICATE_URL, "the certificate is not from the topic's region")
     try:
         signature = base64.b64decode(str(message["Signature"]), validate=True)
     except (ValueError, binascii.Error):
-        raise BadSignature("the signature is not base64") from None
+        raise WebhookRefused(Refusal.BAD_SIGNATURE, "the signature is not base64") from None
     key = sns_public_key(str(message["SigningCertURL"]))
     try:
         key.verify(signature, sns_string_to_sign(message), padding.PKCS1v15(), algorithm())
     except InvalidSignature:
-        raise BadSignature("the SNS signature does not match") from None
+        raise WebhookRefused(Refusal.BAD_SIGNATURE, "the SNS signature does not match") from None
     check_fresh(_sns_timestamp(message), max_age_seconds)
 
 
@@ -210,19 +200,19 @@ def verify_sendgrid_request(
 ) -> None:
     """Refuse a SendGrid Event Webhook request not signed with the account's key, or stale."""
     if not signature_b64 or not timestamp:
-        raise MissingCredentials("the SendGrid signature headers are missing")
+        raise WebhookRefused(Refusal.MISSING_CREDENTIALS, "the SendGrid signature headers are missing")
     key = load_der_public_key(base64.b64decode(public_key_b64))
     if not isinstance(key, ec.EllipticCurvePublicKey):
-        raise BadSignature("the configured SendGrid key is not an ECDSA key")
+        raise WebhookRefused(Refusal.BAD_SIGNATURE, "the configured SendGrid key is not an ECDSA key")
     try:
         signature = base64.b64decode(signature_b64, validate=True)
         key.verify(signature, timestamp.encode("utf-8") + body, ec.ECDSA(hashes.SHA256()))
     except (ValueError, binascii.Error, InvalidSignature):
-        raise BadSignature("the SendGrid signature does not match") from None
+        raise WebhookRefused(Refusal.BAD_SIGNATURE, "the SendGrid signature does not match") from None
     try:
         moment = float(int(timestamp))
     except ValueError:
-        raise BadSignature("the SendGrid timestamp is not a number") from None
+        raise WebhookRefused(Refusal.BAD_SIGNATURE, "the SendGrid timestamp is not a number") from None
     check_fresh(moment, max_age_seconds)
 
 
@@ -232,17 +222,17 @@ def verify_sendgrid_request(
 def verify_mailgun_signature(signing_key: str, signature: object, max_age_seconds: int) -> str:
     """Refuse a Mailgun payload whose `signature` block is not ours or is stale; returns its token."""
     if not isinstance(signature, dict):
-        raise MissingCredentials("the Mailgun payload has no signature block")
+        raise WebhookRefused(Refusal.MISSING_CREDENTIALS, "the Mailgun payload has no signature block")
     timestamp, token, given = (str(signature.get(name) or "") for name in ("timestamp", "token", "signature"))
     if not timestamp or not token or not given:
-        raise MissingCredentials("the Mailgun signature block is incomplete")
+        raise WebhookRefused(Refusal.MISSING_CREDENTIALS, "the Mailgun signature block is incomplete")
     expected = hmac.new(signing_key.encode("utf-8"), (timestamp + token).encode("utf-8"), hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected, given.lower()):
-        raise BadSignature("the Mailgun signature does not match")
+        raise WebhookRefused(Refusal.BAD_SIGNATURE, "the Mailgun signature does not match")
     try:
         check_fresh(float(int(timestamp)), max_age_seconds)
     except ValueError:
-        raise BadSignature("the Mailgun timestamp is not a number") from None
+        raise WebhookRefused(Refusal.BAD_SIGNATURE, "the Mailgun timestamp is not a number") from None
     return token
 
 
@@ -253,6 +243,6 @@ def verify_postmark_secret(secret: str, basic_auth_password: str | None, header_
     """Refuse a Postmark request that carries neither the shared secret as basic-auth password nor in the header."""
     given = header_secret or basic_auth_password
     if not given:
-        raise MissingCredentials("the Postmark request carries no secret")
+        raise WebhookRefused(Refusal.MISSING_CREDENTIALS, "the Postmark request carries no secret")
     if not hmac.compare_digest(given.encode("utf-8"), secret.encode("utf-8")):
-        raise BadSignature("the Postmark secret does not match")
+        raise WebhookRefused(Refusal.BAD_SIGNATURE, "the Postmark secret does not match")

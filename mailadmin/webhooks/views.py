@@ -22,7 +22,7 @@ from mailadmin.webhooks.providers import (
     sendgrid_reports,
     ses_reports,
 )
-from mailadmin.webhooks.verify import ReplayedRequest, WebhookRefused
+from mailadmin.webhooks.verify import Refusal, WebhookRefused
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 
@@ -41,7 +41,7 @@ def _receive(provider: str, configured: object, read_delivery: Callable[[], Deli
         delivery_id, reports = delivery
         outcomes = apply_webhook_delivery(provider, delivery_id, reports)
         if outcomes is None:
-            raise ReplayedRequest("this delivery was received before")
+            raise WebhookRefused(Refusal.REPLAYED, "this delivery was received before")
     except WebhookRefused as exc:
         # Never the body: it holds addresses, and a forged one is attacker-controlled text.
         logger.bind(provider=provider, refusal=exc.reason, remote_addr=request.remote_addr,
@@ -61,7 +61,7 @@ def _json_body() -> object:
     try:
         return json.loads(request.get_data(cache=True))
     except ValueError:
-        raise verify.MissingCredentials("the body is not JSON") from None
+        raise WebhookRefused(Refusal.MISSING_CREDENTIALS, "the body is not JSON") from None
 
 
 @bp.post("/ses")
@@ -77,7 +77,7 @@ def ses():
             try:
                 verify.confirm_sns_subscription(message["SubscribeURL"])
             except OSError:
-                raise verify.SnsUnreachable("the SubscribeURL could not be visited") from None
+                raise WebhookRefused(Refusal.SNS_UNREACHABLE, "the SubscribeURL could not be visited") from None
             logger.bind(provider="ses", topic=message["TopicArn"]).info("SNS subscription confirmed")
             return jsonify(confirmed=True)
         if message["Type"] == "UnsubscribeConfirmation":
@@ -126,7 +126,7 @@ def mailgun():
     def read() -> Delivery:
         payload = _json_body()
         if not isinstance(payload, dict):
-            raise verify.MissingCredentials("the body is not a Mailgun payload")
+            raise WebhookRefused(Refusal.MISSING_CREDENTIALS, "the body is not a Mailgun payload")
         token = verify.verify_mailgun_signature(settings.webhook_mailgun_signing_key, payload.get("signature"),
                                                 settings.webhook_max_age_seconds)
         return token, mailgun_reports(payload.get("event-data"))
