@@ -243,7 +243,7 @@ class SendSlice:
         paced = bool(self.settings.smtp_max_per_second)
         self.connections = SmtpConnections(
             self.settings.smtp_connections, self._new_transport, partial(self._send, builder), clock=self._now,
-            max_lateness=MAX_SLOT_LATENESS if paced else None, low_water=self._low_water(),
+            max_lateness=MAX_SLOT_LATENESS if paced else None, low_water=self.settings.smtp_connections,
             wake_when_free=paced, also_stop_on=_stop_requested,
         )
         self.listener = StopListener(self.redis, self.campaign_id, self._on_stop_signal).start()
@@ -268,13 +268,11 @@ class SendSlice:
             self._collect(timeout=0)
             if (ending := self._ending(deadline)) is not None:
                 return ending()
-            # Claimed and not yet taken by a connection: the next claim tops this up to one batch.
-            queued = self.connections.queued
-            if more and self.connections.outstanding <= self.connections.low_water and queued < self.settings.send_batch_size:
+            if more and self.connections.outstanding <= self.connections.low_water:
                 # The safety net for a lost stop signal, then outcomes and the next claim in one commit.
                 if (ending := self._ending_for_state()) is not None:
                     return ending()
-                more = self._take(self._record(claim_next=self.settings.send_batch_size - queued))
+                more = self._take(self._record(claim_next=True))
                 self._settle_tokens(finished_only=True)
             if not more and not self.unclaimed and idle:
                 return self._drained()
@@ -533,18 +531,10 @@ class SendSlice:
 
     # --- recording -----------------------------------------------------------------------
 
-    def _low_water(self) -> int:
-        """Outstanding deliveries at which the slice records and claims again: every connection busy
-        plus one more message each still queued, so the next claim arrives before a connection runs
-        dry (on a relay tens of milliseconds away an idle round is a tenth of the rate). The claim then
-        only tops the queue up to one batch: in flight + one batch stays the most a crash leaves unknown."""
-        connections = self.settings.smtp_connections
-        return connections + min(connections, self.settings.send_batch_size // 2)
-
-    def _record(self, *, next_job_id: str | None = None, claim_next: int = 0) -> ClaimedBatch:
+    def _record(self, *, next_job_id: str | None = None, claim_next: bool = False) -> ClaimedBatch:
         """Have `delivery.record_batch` record the outcomes so far and release the untried claims
         (one commit); only then are they dropped here and counted in the report. Returns the next
-        batch (of up to `claim_next` recipients) when asked."""
+        batch when `claim_next`."""
         recorded = delivery.record_batch(
             self.campaign_id,
             self.job_id,
@@ -552,7 +542,7 @@ class SendSlice:
             self.unclaimed,
             self.clock(),
             next_job_id=next_job_id,
-            claim_next=claim_next,
+            claim_next=self.settings.send_batch_size if claim_next else 0,
             # Untried claims released here come first again (paced sending leaves some).
             claim_after=min(claim.id for claim in self.unclaimed) - 1 if self.unclaimed else self.claimed_up_to,
         )

@@ -99,11 +99,6 @@ class SmtpConnections:
             return self._outstanding
 
     @property
-    def queued(self) -> int:
-        """Deliveries submitted that no connection has taken yet."""
-        return self._work.qsize()
-
-    @property
     def free(self) -> int:
         """Connections that would start a delivery at once if one were submitted now."""
         with self._lock:
