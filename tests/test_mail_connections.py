@@ -145,9 +145,10 @@ def test_the_stop_signal_reaches_a_listener_for_its_campaign_or_for_all(app):
     assert heard == ["heard", "heard"]
 
 
-def test_a_stop_announced_in_another_redis_database_of_the_same_server_reaches_no_slice_of_ours(app):
+def test_a_stop_announced_in_another_redis_database_of_the_same_server_reaches_no_slice_of_ours(own_redis, app):
     """Two installs sharing one redis-server on different indexes do not stop each other's slices
-    (pub/sub ignores the index, so the channel names it)."""
+    (pub/sub ignores the index, so the channel names it). A server of the test's own: nobody else
+    subscribes there."""
     ours = get_redis()
     index = ours.connection_pool.connection_kwargs.get("db", 0)
     neighbour = Redis(connection_pool=ConnectionPool(**{**ours.connection_pool.connection_kwargs, "db": (index + 1) % 16}))
