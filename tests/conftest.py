@@ -23,11 +23,12 @@ from mailadmin import create_app
 from mailadmin.devtools.redis_server import EmbeddedRedis
 from mailadmin.extensions import db
 from mailadmin.models import User
+from mailadmin.models import user as user_model
 from tests import factories
 from tests.factories import ADMIN_EMAIL, MANAGER_EMAIL, OTHER_MANAGER_EMAIL, OWNER_EMAIL, PASSWORD
 from tests.support import write_guard
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, BrowserThread
-from tests.support.databases import configured_database_url, is_postgres
+from tests.support.databases import configured_database_url, configured_redis_url, is_postgres
 from tests.support.jobs import preserved_rq_loggers
 from tests.support.live_server import LiveServer
 from tests.support.processes import EngineProcesses
@@ -37,12 +38,24 @@ __all__ = ["PASSWORD", "AuthActions"]  # still importable from here by older tes
 
 E2E_DIR = Path(__file__).parent / "e2e"
 
+# Cheap password hashes for the suite: the product's scrypt costs ~0.15 s a hash, and almost every
+# test creates users and logs in. tests/test_auth.py checks the product's own setting.
+user_model.PASSWORD_HASH_METHOD = "scrypt:1024:8:1"
+
+
+# End-to-end modules whose tests time the engine (deadlines of seconds, messages per second at the
+# SMTP server): under pytest-xdist with `--dist loadgroup` they run one after another on one worker,
+# so they never compete with each other for the two cores.
+ENGINE_TIMED_MODULES = {"test_survival.py", "test_engine_workers.py", "test_engine_connections.py"}
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark every test under tests/e2e/ `e2e`, so `-m "not e2e"` selects the rest."""
     for item in items:
         if E2E_DIR in Path(item.path).parents:
             item.add_marker(pytest.mark.e2e)
+            if Path(item.path).name in ENGINE_TIMED_MODULES:
+                item.add_marker(pytest.mark.xdist_group("engine"))
 
 
 # --- services: database, Redis, SMTP ------------------------------------------------------------
@@ -64,7 +77,7 @@ def database_url(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
-    url = os.environ.get("TEST_REDIS_URL") or os.environ.get("REDIS_URL")
+    url = configured_redis_url()
     if url:
         yield url
         return
@@ -146,13 +159,27 @@ def _schema(base_env) -> None:
 
 
 def _empty_tables() -> None:
-    tables = [t.name for t in reversed(db.metadata.sorted_tables)]
+    """Every table empty and every id sequence back at 1, as after a fresh migration.
+
+    DELETE, not TRUNCATE, on PostgreSQL: a test leaves a few rows, and TRUNCATE's new files for
+    every table cost ~70 ms a test. Only the sequences a test used are restarted.
+    """
+    deletes = [f"DELETE FROM {t.name}" for t in reversed(db.metadata.sorted_tables)]
     with db.engine.begin() as conn:
-        if is_postgres(str(db.engine.url)):
-            conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        else:
-            for name in tables:
-                conn.execute(sa.text(f"DELETE FROM {name}"))
+        if not is_postgres(str(db.engine.url)):
+            for statement in deletes:
+                conn.exec_driver_sql(statement)
+            return
+        # One round trip: psycopg sends a statement without parameters as a simple query.
+        conn.exec_driver_sql("; ".join([*deletes, _RESTART_USED_SEQUENCES]))
+
+
+_RESTART_USED_SEQUENCES = """DO $$ DECLARE sequence text; BEGIN
+  FOR sequence IN SELECT quote_ident(sequencename) FROM pg_sequences
+                  WHERE schemaname = current_schema() AND last_value IS NOT NULL LOOP
+    EXECUTE 'ALTER SEQUENCE ' || sequence || ' RESTART';
+  END LOOP;
+END $$"""
 
 
 @pytest.fixture
@@ -168,9 +195,27 @@ def engine_env(request, app_env) -> dict[str, str]:
     return app_env
 
 
+# Apps built so far, by their environment, with their config as built: building one (routes,
+# blueprints, extensions) costs ~50 ms, and most tests use the same environment.
+_apps: dict[frozenset, tuple[Flask, dict]] = {}
+
+
+def _app_for(app_env: dict[str, str]) -> Flask:
+    """The app for this environment, as freshly built: config and test client class restored."""
+    key = frozenset(app_env.items())
+    if key not in _apps:
+        built = create_app({**app_env, "TESTING": True, "SETUP_LOGGING": False})
+        _apps[key] = (built, dict(built.config))
+    app, config = _apps[key]
+    app.config.clear()
+    app.config.update(config)
+    app.test_client_class = None
+    return app
+
+
 @pytest.fixture
 def app(_schema, app_env) -> Iterator[Flask]:
-    app = create_app({**app_env, "TESTING": True, "SETUP_LOGGING": False})
+    app = _app_for(app_env)
     with app.app_context():
         _empty_tables()
         redis.Redis.from_url(app_env["REDIS_URL"]).flushdb()

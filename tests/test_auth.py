@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from mailadmin.limits.throttle import LOGIN_THROTTLED_MESSAGE, UNAVAILABLE_MESSAGE
@@ -125,3 +128,11 @@ def test_healthz_names_redis_when_it_is_down(private_redis, client):
     body = response.get_json()
     assert body["db"] == "ok" and body["redis"].startswith("error: ")
     assert "redis://" not in response.get_data(as_text=True)
+
+
+def test_the_product_hashes_passwords_with_scrypt_at_werkzeugs_full_cost():
+    """The suite lowers the hash cost for speed (conftest); a real process keeps N=2**15."""
+    code = ("from mailadmin.models.user import User; user = User(); user.set_password('correct horse battery');"
+            "print(user.password_hash.split('$')[0])")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.strip() == "scrypt:32768:8:1"

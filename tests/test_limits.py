@@ -1,7 +1,7 @@
 """Per-user throttles (fail-closed), login protection and the global SMTP rate limiter (fail-open), on real Redis.
 
-Redis: `TEST_REDIS_URL` when set (only that database is flushed), otherwise a redis-server started
-for this module. Fault tests always start their own redis-server and really stop it.
+Redis: the suite's (TEST_REDIS_URL/REDIS_URL, only that database is flushed, else the embedded
+redis-server). Fault tests always start their own redis-server and really stop it.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import bisect
 import hashlib
 import multiprocessing
-import os
 import queue
 import random
 import threading
@@ -74,20 +73,10 @@ def at(seconds: float) -> datetime:
     return EPOCH + timedelta(microseconds=round(seconds * 1_000_000))
 
 
-@pytest.fixture(scope="module")
-def limits_redis_url():
-    """TEST_REDIS_URL only (never REDIS_URL: `r` flushes the database), else a redis-server for this module."""
-    url = os.environ.get("TEST_REDIS_URL")
-    if url:
-        yield url
-        return
-    with EmbeddedRedis() as server:
-        yield server.url
-
-
 @pytest.fixture
-def r(limits_redis_url):
-    client = make_client(limits_redis_url)
+def r(redis_url):
+    """A client of the suite's Redis database (TEST_REDIS_URL/REDIS_URL or the embedded server), emptied."""
+    client = make_client(redis_url)
     client.flushdb()
     yield client
     client.flushdb()
@@ -432,19 +421,19 @@ def reserve_many(url: str, attempts: int, start, results) -> None:
         client.close()
 
 
-def test_three_threads_and_two_processes_racing_never_reserve_more_than_the_quota(r, limits_redis_url):
+def test_three_threads_and_two_processes_racing_never_reserve_more_than_the_quota(r, redis_url):
     # fork: the child needs no import of this test module; processes start before any thread.
     context = multiprocessing.get_context("fork")
     process_start, process_results = context.Event(), context.Queue()
     processes = [
-        context.Process(target=reserve_many, args=(limits_redis_url, 40, process_start, process_results))
+        context.Process(target=reserve_many, args=(redis_url, 40, process_start, process_results))
         for _ in range(2)
     ]
     for process in processes:
         process.start()
     thread_start, thread_results = threading.Event(), queue.Queue()
     threads = [
-        threading.Thread(target=reserve_many, args=(limits_redis_url, 40, thread_start, thread_results))
+        threading.Thread(target=reserve_many, args=(redis_url, 40, thread_start, thread_results))
         for _ in range(3)
     ]
     for thread in threads:
@@ -559,8 +548,8 @@ def test_unused_tokens_go_back_and_used_ones_move_to_when_their_message_went_out
     assert reserve_send_tokens(r, 1, max_per_hour=5, now=T0 + HOUR + 0.6).granted == 1
 
 
-def test_per_second_slots_are_evenly_spaced_across_batches_and_clients(r, limits_redis_url):
-    other = make_client(limits_redis_url)
+def test_per_second_slots_are_evenly_spaced_across_batches_and_clients(r, redis_url):
+    other = make_client(redis_url)
     interval = slot_interval(14)
     batches = [reserve_send_tokens(client, 5, 10**6, 14, now=T0) for client in (r, other, r)]
     other.close()
@@ -570,12 +559,12 @@ def test_per_second_slots_are_evenly_spaced_across_batches_and_clients(r, limits
     assert slots == pytest.approx([T0 + i * interval for i in range(15)], abs=1e-6)
 
 
-def test_per_second_pace_never_puts_more_than_the_cap_in_any_second_with_threads_racing(r, limits_redis_url):
+def test_per_second_pace_never_puts_more_than_the_cap_in_any_second_with_threads_racing(r, redis_url):
     slots: list[float] = []
     lock = threading.Lock()
 
     def worker() -> None:
-        client = make_client(limits_redis_url)
+        client = make_client(redis_url)
         for _ in range(10):
             batch = reserve_send_tokens(client, random.randint(1, 7), 10**6, 14)
             with lock:

@@ -8,8 +8,10 @@ from __future__ import annotations
 import threading
 import time
 
+from redis import ConnectionPool, Redis
+
 from mailadmin.extensions import get_redis
-from mailadmin.jobs.signals import StopListener, announce_send_stop
+from mailadmin.jobs.signals import StopListener, announce_send_stop, stop_channel
 from mailadmin.mail.connections import Delivery, SmtpConnections
 from tests.support.waiting import wait_until
 
@@ -141,3 +143,22 @@ def test_the_stop_signal_reaches_a_listener_for_its_campaign_or_for_all(app):
     finally:
         listener.close()
     assert heard == ["heard", "heard"]
+
+
+def test_a_stop_announced_in_another_redis_database_of_the_same_server_reaches_no_slice_of_ours(own_redis, app):
+    """Two installs sharing one redis-server on different indexes do not stop each other's slices
+    (pub/sub ignores the index, so the channel names it). A server of the test's own: nobody else
+    subscribes there."""
+    ours = get_redis()
+    index = ours.connection_pool.connection_kwargs.get("db", 0)
+    neighbour = Redis(connection_pool=ConnectionPool(**{**ours.connection_pool.connection_kwargs, "db": (index + 1) % 16}))
+    heard: list[str] = []
+    listener = StopListener(ours, 7, lambda: heard.append("heard")).start()
+    try:
+        subscribers = dict(ours.pubsub_numsub(stop_channel(ours), stop_channel(neighbour)))
+        assert subscribers == {stop_channel(ours).encode(): 1, stop_channel(neighbour).encode(): 0}
+        announce_send_stop(ours, 7)
+        wait_until(lambda: heard, 5, 0.01, "our own stop")
+    finally:
+        listener.close()
+        neighbour.close()

@@ -62,10 +62,10 @@ def test_nested_loops_are_refused_at_save_within_two_seconds(manager_client, man
 )
 def test_a_sample_render_over_budget_is_refused_at_save_with_the_reason(manager_client, manager, body):
     campaign = make_draft(manager)
-    started = time.monotonic()
+    started = time.process_time()  # CPU, not wall time: other processes may share the cores
     response = save_body(manager_client, campaign, body)
 
-    assert time.monotonic() - started < 2
+    assert time.process_time() - started < 2
     assert response.status_code == 400
     assert "template exceeded its budget" in response.get_data(as_text=True).lower()
 

@@ -7,7 +7,9 @@ a thread: on a signal for its campaign (or for all) it holds its connections bef
 message and checks the database once. The database check the slice makes with each claim batch
 stays as the safety net for a signal lost while Redis was away.
 
-Channel: `mailadmin:send-stop`; the message is the campaign id, or `*` for every campaign.
+Channel: `mailadmin:send-stop:<redis db index>`; the message is the campaign id, or `*` for every
+campaign. (Pub/sub ignores the database index: without it in the name, two installs sharing one
+redis-server on different indexes would wake each other's slices.)
 """
 
 from __future__ import annotations
@@ -24,10 +26,15 @@ STOP_CHANNEL = KEY_PREFIX + "send-stop"
 ALL_CAMPAIGNS = "*"
 
 
+def stop_channel(redis: Redis) -> str:
+    """The stop channel of the Redis database `redis` uses."""
+    return f"{STOP_CHANNEL}:{redis.connection_pool.connection_kwargs.get('db', 0)}"
+
+
 def announce_send_stop(redis: Redis, campaign_id: int | None) -> None:
     """Tell running slices that a campaign (None: every campaign) may have to stop. Never raises."""
     try:
-        redis.publish(STOP_CHANNEL, ALL_CAMPAIGNS if campaign_id is None else str(campaign_id))
+        redis.publish(stop_channel(redis), ALL_CAMPAIGNS if campaign_id is None else str(campaign_id))
     except RedisError as exc:
         # The slices' per-batch database check still stops them, one batch later.
         logger.bind(campaign_id=campaign_id, error_type=type(exc).__name__).warning(
@@ -63,7 +70,7 @@ class StopListener:
     def _subscribe(self) -> bool:
         try:
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-            pubsub.subscribe(STOP_CHANNEL)
+            pubsub.subscribe(stop_channel(self.redis))
             # Wait for the server's confirmation: from then on no announcement is missed.
             pubsub.get_message(timeout=1.0, ignore_subscribe_messages=False)
         except RedisError as exc:

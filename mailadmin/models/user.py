@@ -16,6 +16,10 @@ ROLE_MANAGER = "manager"
 ROLE_ADMIN = "admin"
 ROLES = (ROLE_MANAGER, ROLE_ADMIN)
 
+# werkzeug's scrypt (N=2**15, r=8, p=1): about 0.15 s of CPU a hash, on purpose. Only the test
+# suite lowers it (tests/conftest.py), so that hundreds of logins do not cost minutes.
+PASSWORD_HASH_METHOD = "scrypt"
+
 
 class User(UserMixin, db.Model):
     __tablename__ = "users"
@@ -45,7 +49,7 @@ class User(UserMixin, db.Model):
         return f"{self.id}:{self.session_version}"
 
     def set_password(self, password: str) -> None:
-        self.password_hash = generate_password_hash(password)
+        self.password_hash = generate_password_hash(password, method=PASSWORD_HASH_METHOD)
 
     def check_password(self, password: str) -> bool:
         return check_password_hash(self.password_hash, password)

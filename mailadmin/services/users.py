@@ -15,6 +15,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from mailadmin.extensions import db
 from mailadmin.models import User
+from mailadmin.models import user as user_model
 from mailadmin.models.user import ROLE_ADMIN, ROLES
 from mailadmin.services.audit import record_audit
 from mailadmin.services.passwords import password_problem, temporary_password
@@ -148,7 +149,7 @@ def log_out(user: User) -> None:
 @cache
 def _dummy_hash() -> str:
     # Same method and scrypt parameters as real hashes, so an unknown address costs the same work.
-    return generate_password_hash("not a password of anybody")
+    return generate_password_hash("not a password of anybody", method=user_model.PASSWORD_HASH_METHOD)
 
 
 def authenticate(email: str, password: str) -> User | None:

@@ -14,6 +14,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _config(root: Path, port: int) -> str:
+def _config(root: Path, port: int, run_dir: Path) -> str:
     if os.geteuid() == 0:
         nobody = pwd.getpwnam("nobody")
         jail = root / "jail"
@@ -55,7 +56,7 @@ def _config(root: Path, port: int) -> str:
     (root / "passwd").write_text(f"{USER}:{{PLAIN}}{PASSWORD}\n")
     return f"""protocols = imap
 listen = 127.0.0.1
-base_dir = {root}/run
+base_dir = {run_dir}
 state_dir = {root}/state
 log_path = {root}/dovecot.log
 ssl = no
@@ -146,9 +147,12 @@ def dovecot(tmp_path) -> Iterator[DovecotServer]:
         pytest.skip("dovecot-imapd is not installed")
     root = tmp_path / "dovecot"
     root.mkdir()
+    # Its sockets live in a short directory: a unix socket path may not exceed 107 bytes, and
+    # tmp_path (under pytest-xdist especially) plus dovecot's own names would.
+    run_dir = Path(tempfile.mkdtemp(prefix="dovecot-"))
     port = _free_port()
     config = root / "dovecot.conf"
-    config.write_text(_config(root, port))
+    config.write_text(_config(root, port, run_dir))
     process = subprocess.Popen([DOVECOT, "-F", "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     server = DovecotServer(port, process, root / "dovecot.log")
     try:
@@ -165,3 +169,4 @@ def dovecot(tmp_path) -> Iterator[DovecotServer]:
             process.kill()
             process.wait()
         shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(run_dir, ignore_errors=True)
