@@ -272,13 +272,12 @@ class CaptureSMTP:
     @property
     def connection_count(self) -> int:
         """TCP connections accepted since start (STARTTLS does not count twice)."""
-        with self._lock:
-            return self._connection_count
+        return self._connection_count  # one attribute read is atomic: no lock needed
 
     @property
     def open_connections(self) -> int:
-        with self._lock:
-            return len(self._open)
+        """TCP connections open now."""
+        return len(self._open)  # as atomic as the read above
 
     @property
     def mail_times(self) -> list[float]:

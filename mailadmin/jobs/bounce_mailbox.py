@@ -26,8 +26,10 @@ class MailboxReport:
     """What one run did."""
 
     messages: int = 0
+    # Bounce reports found in them, and how many of those changed a recipient.
     reports: int = 0
     applied: int = 0
+    # Messages that are no bounce report, and messages that could not be parsed.
     not_bounces: int = 0
     unreadable: int = 0
 

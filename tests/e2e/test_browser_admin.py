@@ -37,6 +37,9 @@ BANNER = "#global-pause-banner"
 @pytest.fixture
 def small_batches(app_env):
     app_env["MAILER_SEND_BATCH_SIZE"] = "3"
+    # One connection: 30 slow messages take 7.5 s, so the pause lands mid-campaign even when the
+    # browser is slow to load the page on a busy machine.
+    app_env["MAILER_SMTP_CONNECTIONS"] = "1"
 
 
 @pytest.mark.usefixtures("small_batches")

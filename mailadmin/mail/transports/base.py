@@ -65,6 +65,7 @@ class SendOutcome:
     """A message accepted by the server: its reply (addresses masked) and how long it took."""
 
     smtp_code: int
+    # As the server wrote it, every address in it masked (it may quote the recipient).
     smtp_reply: str
     took_ms: float
     reconnected: bool = False

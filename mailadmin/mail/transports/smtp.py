@@ -26,6 +26,7 @@ import smtplib
 import socket
 import ssl
 import time
+from dataclasses import KW_ONLY, dataclass, field
 from functools import lru_cache
 from urllib.parse import unquote, urlsplit
 
@@ -134,34 +135,28 @@ def _dot_stuffed(data: bytes) -> bytes:
     return data + b".\r\n"
 
 
+@dataclass(eq=False, repr=False)
 class SmtpTransport:
     """One SMTP account: lazily connects, reuses the connection for many sends. Not thread-safe."""
 
-    def __init__(
-        self,
-        host: str,
-        port: int | None = None,
-        *,
-        security: str = "plain",
-        username: str | None = None,
-        password: str | None = None,
-        timeout: float = 30,
-        ssl_context: ssl.SSLContext | None = None,
-        local_hostname: str | None = None,
-    ) -> None:
-        if security not in DEFAULT_PORTS:
-            raise ValueError(f"security must be one of {', '.join(DEFAULT_PORTS)}, got {security!r}")
-        self.host = host
-        self.port = port or DEFAULT_PORTS[security]
-        self.security = security
-        self.username = username
-        self.password = password
-        self.timeout = timeout
-        self.ssl_context = ssl_context
-        self.local_hostname = local_hostname
-        self.connections_opened = 0
-        self._session = None  # the open connection (smtplib's client here; the pipelining client's own)
-        self._stage = "mail"
+    host: str
+    port: int | None = None
+    _: KW_ONLY
+    security: str = "plain"
+    username: str | None = None
+    password: str | None = None
+    timeout: float = 30
+    ssl_context: ssl.SSLContext | None = None
+    local_hostname: str | None = None
+    connections_opened: int = field(default=0, init=False)
+    # The open connection (smtplib's client here; the pipelining client's own).
+    _session: object | None = field(default=None, init=False)
+    _stage: str = field(default="mail", init=False)
+
+    def __post_init__(self) -> None:
+        if self.security not in DEFAULT_PORTS:
+            raise ValueError(f"security must be one of {', '.join(DEFAULT_PORTS)}, got {self.security!r}")
+        self.port = self.port or DEFAULT_PORTS[self.security]
 
     @classmethod
     def from_url(
