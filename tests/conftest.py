@@ -43,19 +43,20 @@ E2E_DIR = Path(__file__).parent / "e2e"
 user_model.PASSWORD_HASH_METHOD = "scrypt:1024:8:1"
 
 
-# End-to-end modules whose tests time the engine (deadlines of seconds, messages per second at the
-# SMTP server): under pytest-xdist with `--dist loadgroup` they run one after another on one worker,
-# so they never compete with each other for the two cores.
+# End-to-end modules whose tests time the engine (deadlines of seconds, messages per second taken
+# at the SMTP server): CI runs them on their own, after the parallel runs (`-m engine_timed`), so a
+# busy machine cannot stall the capture server and bunch its timestamps.
 ENGINE_TIMED_MODULES = {"test_survival.py", "test_engine_workers.py", "test_engine_connections.py"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test under tests/e2e/ `e2e`, so `-m "not e2e"` selects the rest."""
+    """Mark every test under tests/e2e/ `e2e`, so `-m "not e2e"` selects the rest; and the engine's
+    timed ones `engine_timed`."""
     for item in items:
         if E2E_DIR in Path(item.path).parents:
             item.add_marker(pytest.mark.e2e)
             if Path(item.path).name in ENGINE_TIMED_MODULES:
-                item.add_marker(pytest.mark.xdist_group("engine"))
+                item.add_marker(pytest.mark.engine_timed)
 
 
 # --- services: database, Redis, SMTP ------------------------------------------------------------

@@ -14,6 +14,8 @@ from mailadmin.services import delivery
 from mailadmin.services.campaigns import start_campaign
 from mailadmin.services.delivery import Outcome
 from tests.factories import create_campaign, fresh_campaign, recipient_statuses
+from tests.support.engine import assert_nobody_twice
+from tests.support.env import with_env
 
 
 @pytest.fixture
@@ -73,3 +75,36 @@ def test_a_slice_whose_batch_record_fails_keeps_the_outcomes_and_records_them_wh
     assert len(smtp.messages) == 4
     assert recipient_statuses(campaign.id) == {"sent": 4}
     assert fresh_campaign(campaign.id).sent_count == 4
+
+
+@with_env(MAILER_SEND_BATCH_SIZE="5")
+def test_claims_committed_while_the_answer_was_lost_go_back_to_pending_and_are_sent_once(
+    engine_env, app, smtp, owner, monkeypatch
+):
+    """The database is cut mid-commit: the next batch was claimed, but the slice never heard so.
+    Nobody sent those recipients: they are pending again (not `unknown`), and the continuation
+    sends them once."""
+    campaign = _started(owner, 12)
+    real_record = delivery.record_batch
+    lost = []
+
+    def answer_lost_once(*args, **kwargs):
+        recorded = real_record(*args, **kwargs)
+        if kwargs.get("claim_next") and not lost:
+            lost.append(recorded.next_batch)
+            raise OperationalError("COMMIT", {}, Exception("server closed the connection unexpectedly"))
+        return recorded
+
+    monkeypatch.setattr(delivery, "record_batch", answer_lost_once)
+    report = run_send_slice(campaign.id)
+
+    assert lost and lost[0].to_send, "the lost commit had claimed the next batch"
+    assert report.outcome == SliceOutcome(SliceEnd.HANDED_OVER)
+    statuses = recipient_statuses(campaign.id)
+    assert statuses.get("sending", 0) == statuses.get("unknown", 0) == 0, statuses
+    assert statuses["pending"] >= len(lost[0].to_send)
+
+    monkeypatch.undo()
+    run_send_slice(campaign.id)  # the continuation
+    assert recipient_statuses(campaign.id) == {"sent": 12}
+    assert_nobody_twice(smtp)

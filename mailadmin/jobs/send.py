@@ -531,7 +531,9 @@ class SendSlice:
 
     # --- recording -----------------------------------------------------------------------
 
-    def _record(self, *, next_job_id: str | None = None, claim_next: bool = False) -> ClaimedBatch:
+    def _record(
+        self, *, next_job_id: str | None = None, claim_next: bool = False, release_the_rest: bool = False
+    ) -> ClaimedBatch:
         """Have `delivery.record_batch` record the outcomes so far and release the untried claims
         (one commit); only then are they dropped here and counted in the report. Returns the next
         batch when `claim_next`."""
@@ -545,6 +547,7 @@ class SendSlice:
             claim_next=self.settings.send_batch_size if claim_next else 0,
             # Untried claims released here come first again (paced sending leaves some).
             claim_after=min(claim.id for claim in self.unclaimed) - 1 if self.unclaimed else self.claimed_up_to,
+            release_the_rest=release_the_rest,
         )
         self.outcomes, self.unclaimed = [], []
         self.report.add(recorded)
@@ -590,9 +593,10 @@ class SendSlice:
 
     def _record_what_is_known(self, exc: BaseException | None = None) -> None:
         """Record every outcome still held here and release the untried claims (the writes are
-        idempotent); messages still in flight, if any, become `unknown`."""
+        idempotent); messages still in flight, if any, become `unknown`. Claims this slice never
+        saw (a claim committed while its answer was lost) go back to pending too."""
         self._take_in_flight_as_unknown(exc)
-        self._record()
+        self._record(release_the_rest=True)
 
     def _drained(self) -> None:
         """Nothing left to claim: stale claims become unknown, and the campaign finishes if nothing is left."""

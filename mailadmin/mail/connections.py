@@ -123,8 +123,11 @@ class SmtpConnections:
         return self._stopped.is_set()
 
     def stop(self) -> None:
-        """Every connection stops before its next message; what it would have sent goes to `untried`."""
-        self._stopped.set()
+        """Every connection stops before its next message; what it would have sent goes to `untried`.
+
+        Once this returns, `in_flight()` lists every message that may still go out (see `_begin`)."""
+        with self._lock:
+            self._stopped.set()
         self._released.set()
         self._warm.set()
         self._wake.set()
@@ -186,6 +189,16 @@ class SmtpConnections:
             self.stop()
         return not self._stopped.is_set()
 
+    def _begin(self, delivery: Delivery) -> bool:
+        """Count the delivery in flight, unless stopped meanwhile: one step under the lock, so a
+        message is either in `in_flight()` after `stop()` or never sent (the slice releases the
+        claims of everything else it handed out)."""
+        with self._lock:
+            if self._stopped.is_set():
+                return False
+            self._sending[id(delivery)] = delivery
+            return True
+
     def _open(self, transport: Transport) -> None:
         """Open the session before the first delivery, so its slot is not spent on the handshake."""
         connect = getattr(transport, "connect", None)
@@ -216,11 +229,9 @@ class SmtpConnections:
         try:
             self._open(transport)
             while (delivery := self._next_delivery()) is not _DONE:
-                if not self._ready_to_send(delivery):
+                if not self._ready_to_send(delivery) or not self._begin(delivery):
                     self._give_back(delivery)
                     continue
-                with self._lock:
-                    self._sending[id(delivery)] = delivery
                 try:
                     result = self.send_one(transport, delivery)
                 except BaseException as exc:  # handed to the slice, which decides; the thread goes on

@@ -130,6 +130,16 @@ _RELEASE_UNTRIED = (
     )
     .values(status=R_PENDING, claimed_by=None, claimed_at=None, updated_at=bindparam("b_now", type_=UTCDateTime()))
 )
+# Every claim of this job still `sending` (run after its outcomes are recorded): see `record_batch`.
+_RELEASE_ALL_OF_JOB = (
+    update(_recipients)
+    .where(
+        _recipients.c.campaign_id == bindparam("b_campaign"),
+        _recipients.c.claimed_by == bindparam("b_token"),
+        _recipients.c.status == R_SENDING,
+    )
+    .values(status=R_PENDING, claimed_by=None, claimed_at=None, updated_at=bindparam("b_now", type_=UTCDateTime()))
+)
 _ADD_TO_COUNTERS = (
     update(_campaigns)
     .where(_campaigns.c.id == bindparam("b_campaign"))
@@ -494,10 +504,16 @@ def record_batch(
     next_job_id: str | None = None,
     claim_next: int = 0,
     claim_after: int = 0,
+    release_the_rest: bool = False,
 ) -> RecordedBatch:
     """Record a batch's outcomes, release its untried claims, add to the counters, beat the heartbeat
     (and set the next job id) — and with `claim_next`, claim the next batch (above `claim_after`
     first, see `claim_recipients`): one commit for all.
+
+    `release_the_rest` also releases every other claim of `job_id` still `sending`: for a slice
+    that ends after an error, once everything it handed to SMTP is among `outcomes` (in flight
+    counts as unknown). Such claims come from a commit that succeeded while its answer was lost
+    (the database cut mid-commit): the slice never saw them, so nobody sent them.
 
     On failure nothing is recorded and the exception propagates; the caller may record the same
     outcomes again (the writes are idempotent) or abandon them (the recovery sweep then marks the
@@ -509,6 +525,10 @@ def record_batch(
     for outcome in outcomes:
         if outcome.hard_bounce:
             suppress(outcome.claim.email, REASON_HARD_BOUNCE, campaign_id, source=SOURCE_SMTP, commit=False)
+    if release_the_rest:
+        counts["released"] += db.session.execute(
+            _RELEASE_ALL_OF_JOB, {"b_campaign": campaign_id, "b_token": job_id, "b_now": now}
+        ).rowcount
     next_batch = _claim_batch(campaign_id, job_id, claim_next, now, claim_after) if claim_next else ClaimedBatch()
     db.session.commit()
     return RecordedBatch(counts.get(R_SENT, 0), counts.get(R_FAILED, 0), counts.get(R_SKIPPED, 0),
