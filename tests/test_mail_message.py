@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from datetime import timedelta
@@ -204,6 +205,20 @@ def test_links_from_before_timestamps_work_until_the_cutoff_then_expire():
         read_unsubscribe_token(SECRET, legacy, now=LEGACY_UNSUBSCRIBE_TOKENS_UNTIL)
 
 
+@pytest.mark.parametrize("ids", [(12, 3456), (1, 1), (1111111111, 1111111111), (2**31 - 1, 2**63 - 1)])
+def test_tokens_are_itsdangerous_tokens_and_those_it_makes_or_compresses_read_back(ids, monkeypatch):
+    """Ours skip itsdangerous's zlib attempt (one per message); a link's form is otherwise the same."""
+    from itsdangerous import URLSafeTimedSerializer
+    from itsdangerous.timed import TimestampSigner
+
+    monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda self: 1_790_000_000)
+    theirs = URLSafeTimedSerializer(SECRET, salt="unsubscribe").dumps(list(ids))
+    ours = make_unsubscribe_token(SECRET, *ids)
+    if not theirs.startswith("."):  # not compressed: the very same token
+        assert ours == theirs
+    assert read_unsubscribe_token(SECRET, ours) == read_unsubscribe_token(SECRET, theirs) == ids
+
+
 @pytest.mark.parametrize("token", ["", "garbage", "WzEyLDM0NTZd.forged"])
 def test_forged_or_mangled_unsubscribe_tokens_are_refused(token):
     with pytest.raises(BadUnsubscribeToken):
@@ -229,3 +244,23 @@ def test_builder_is_much_faster_than_one_email_message_per_recipient():
     assert result["rate"] > 0 and result["baseline_rate"] > 0
     assert result["ratio"] == pytest.approx(result["rate"] / result["baseline_rate"], rel=0.01)
     assert result["ratio"] > 2
+
+
+def test_message_id_random_parts_never_repeat_and_a_forked_work_horse_draws_its_own():
+    """The random part is drawn from a pool of OS randomness: across refills nothing repeats, and a
+    forked process (RQ's work horse) never reuses what its parent would draw next."""
+    from mailadmin.mail.message import _unguessable_hex
+
+    drawn = [_unguessable_hex(6) for _ in range(2000)]  # several 4 KiB pools
+    assert len(set(drawn)) == 2000 and all(re.fullmatch(r"[0-9a-f]{12}", part) for part in drawn)
+
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: one draw, then gone
+        os.write(write_end, _unguessable_hex(6).encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read_end, 64).decode()
+    os.close(read_end)
+    os.close(write_end)
+    assert re.fullmatch(r"[0-9a-f]{12}", child) and child != _unguessable_hex(6)
