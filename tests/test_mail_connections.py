@@ -104,9 +104,10 @@ def test_a_hold_keeps_every_connection_before_its_next_message_until_release():
 
 def test_a_slot_is_waited_for_and_one_reached_too_late_is_handed_back():
     sent: list = []
-    pool = connections(1, sent, max_lateness=0.04)
+    # A second of lateness allowed: a busy machine may wake the connection a little after its slot.
+    pool = connections(1, sent, max_lateness=1.0)
     now = time.time()
-    pool.submit([Delivery("late", slot=now - 1.0), Delivery("on time", slot=now + 0.3)])
+    pool.submit([Delivery("late", slot=now - 5.0), Delivery("on time", slot=now + 0.3)])
     wait_until(lambda: pool.outstanding == 0, 5, 0.01, "both deliveries")
     pool.close()
 

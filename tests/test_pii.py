@@ -284,7 +284,7 @@ def test_a_local_part_longer_than_the_grammar_allows_still_hides_the_address():
 def test_masking_a_huge_line_stays_fast():
     # A regex that retries a 128-character local part at every position takes ~1 s on this.
     text = "A" * 500_000 + " john@example.com " + "b@" * 100_000
-    started = time.perf_counter()
+    started = time.process_time()  # CPU, not wall time: other processes may share the cores
     masked = mask_emails_in_text(text)
-    assert time.perf_counter() - started < 2.0
+    assert time.process_time() - started < 2.0
     assert "john@example.com" not in masked

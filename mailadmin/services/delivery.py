@@ -121,25 +121,20 @@ _RECORD_OUTCOME = (
 )
 # A transient failure: back to pending for a later retry, the attempt counted, the claim dropped.
 _RELEASE_AFTER_ATTEMPT = _RECORD_OUTCOME.values(claimed_at=None)
-_RELEASE_UNTRIED = (
-    update(_recipients)
-    .where(
-        _recipients.c.id.in_(bindparam("b_ids", expanding=True)),
-        _recipients.c.claimed_by == bindparam("b_token"),
-        _recipients.c.status == R_SENDING,
+
+
+def _released(which):
+    """UPDATE: this job's claims (`b_token`) still `sending` and matching `which` back to pending."""
+    return (
+        update(_recipients)
+        .where(which, _recipients.c.claimed_by == bindparam("b_token"), _recipients.c.status == R_SENDING)
+        .values(status=R_PENDING, claimed_by=None, claimed_at=None, updated_at=bindparam("b_now", type_=UTCDateTime()))
     )
-    .values(status=R_PENDING, claimed_by=None, claimed_at=None, updated_at=bindparam("b_now", type_=UTCDateTime()))
-)
+
+
+_RELEASE_UNTRIED = _released(_recipients.c.id.in_(bindparam("b_ids", expanding=True)))
 # Every claim of this job still `sending` (run after its outcomes are recorded): see `record_batch`.
-_RELEASE_ALL_OF_JOB = (
-    update(_recipients)
-    .where(
-        _recipients.c.campaign_id == bindparam("b_campaign"),
-        _recipients.c.claimed_by == bindparam("b_token"),
-        _recipients.c.status == R_SENDING,
-    )
-    .values(status=R_PENDING, claimed_by=None, claimed_at=None, updated_at=bindparam("b_now", type_=UTCDateTime()))
-)
+_RELEASE_ALL_OF_JOB = _released(_recipients.c.campaign_id == bindparam("b_campaign"))
 _ADD_TO_COUNTERS = (
     update(_campaigns)
     .where(_campaigns.c.id == bindparam("b_campaign"))
