@@ -13,27 +13,17 @@ from mailadmin.extensions import db
 from mailadmin.models import Recipient
 from mailadmin.services import campaigns
 from tests.factories import create_started_campaign, fresh_campaign, recipient_statuses
-from tests.support.engine import assert_nobody_twice, no_live_claims, wait_finished
+from tests.support.engine import assert_nobody_twice, fast_engine, no_live_claims, wait_finished
 from tests.support.env import with_env
 from tests.support.waiting import wait_until
 
-TEN_CONNECTIONS = {
-    "MAILER_SEND_SLICE_SECONDS": "5",
-    "MAILER_SEND_BATCH_SIZE": "5",
-    "SMTP_TIMEOUT_SECONDS": "5",
-    "MAILER_SMTP_MAX_PER_HOUR": "100000",
-    "MAILER_SMTP_CONNECTIONS": "10",
-}
+TEN_CONNECTIONS = fast_engine(5, 5, MAILER_SMTP_CONNECTIONS="10")
 
 
 @pytest.fixture(autouse=True)
 def _ten_connections(app_env) -> None:
     """Ten connections, small batches and short slices for every test here; `with_env` comes on top."""
     app_env.update(TEN_CONNECTIONS)
-
-
-def start(owner, recipients: int):
-    return create_started_campaign(owner, recipients)
 
 
 def most_in_one_second(moments: list[float]) -> int:
@@ -53,7 +43,7 @@ def test_two_workers_never_let_15_messages_into_one_second_at_the_smtp_server(
 ):
     engine_processes.worker()
     engine_processes.worker()
-    campaign = start(owner, 70)
+    campaign = create_started_campaign(owner, 70)
 
     current = wait_finished(campaign.id)
 
@@ -71,7 +61,7 @@ def test_pause_with_ten_connections_busy_stops_every_connection_before_its_next_
 ):
     smtp.delay_per_message(1.0)  # every connection waits a second for each message's final reply
     engine_processes.worker()
-    campaign = start(owner, 60)
+    campaign = create_started_campaign(owner, 60)
     # After the first reply (slow start) all ten connections open: wait until ten messages are in flight.
     wait_until(lambda: len(smtp.mail_times) - len(smtp.messages) >= 10, 30, 0.01, "ten messages in flight")
 
@@ -97,7 +87,7 @@ def test_sigkill_with_ten_connections_busy_leaves_at_most_in_flight_plus_one_bat
 ):
     smtp.delay_per_message(0.2)
     doomed = engine_processes.worker()
-    campaign = start(owner, 150)
+    campaign = create_started_campaign(owner, 150)
     wait_until(lambda: len(smtp.mail_times) - len(smtp.messages) >= 10, 30, 0.01, "ten messages in flight")
 
     doomed.kill_hard()
@@ -121,7 +111,7 @@ def test_a_relay_without_pipelining_still_gets_every_message_once(app, smtp, own
     smtp.pipelining = False
     try:
         engine_processes.worker()
-        campaign = start(owner, 120)
+        campaign = create_started_campaign(owner, 120)
 
         current = wait_finished(campaign.id)
     finally:

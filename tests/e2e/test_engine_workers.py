@@ -20,16 +20,11 @@ from mailadmin.limits.rate_limiter import RATE_LIMIT_KEY
 from mailadmin.models import Recipient
 from mailadmin.services import campaigns as service
 from tests.factories import create_started_campaign, fresh_campaign, recipient_statuses
-from tests.support.engine import assert_nobody_twice, no_live_claims, wait_finished
+from tests.support.engine import assert_nobody_twice, fast_engine, no_live_claims, wait_finished
 from tests.support.env import with_env
 from tests.support.waiting import wait_until
 
-FAST = {
-    "MAILER_SEND_SLICE_SECONDS": "1",
-    "MAILER_SEND_BATCH_SIZE": "5",
-    "SMTP_TIMEOUT_SECONDS": "3",
-    "MAILER_SMTP_MAX_PER_HOUR": "100000",
-}
+FAST = fast_engine(1, 3)
 
 
 @pytest.fixture(autouse=True)
@@ -38,15 +33,11 @@ def _fast_engine(app_env) -> None:
     app_env.update(FAST)
 
 
-def start(owner, recipients: int):
-    return create_started_campaign(owner, recipients)
-
-
 @with_env(MAILER_SEND_BATCH_SIZE="10")
 def test_two_worker_processes_send_1000_recipients_exactly_once(engine_env, app, smtp, owner, engine_processes):
     first = engine_processes.worker()
     second = engine_processes.worker()
-    campaign = start(owner, 1000)
+    campaign = create_started_campaign(owner, 1000)
 
     current = wait_finished(campaign.id, timeout=60)
 
@@ -64,7 +55,7 @@ def test_sigkill_mid_campaign_leaves_at_most_one_batch_unknown_and_sends_nobody_
 ):
     smtp.delay_per_message(0.02)
     doomed = engine_processes.worker()
-    campaign = start(owner, 150)
+    campaign = create_started_campaign(owner, 150)
     smtp.wait_for(30, timeout=20)
 
     doomed.kill_hard()
@@ -89,7 +80,7 @@ def test_sigterm_mid_campaign_exits_within_10s_and_another_worker_completes_it(
 ):
     smtp.delay_per_message(0.02)
     leaving = engine_processes.worker()
-    campaign = start(owner, 150)
+    campaign = create_started_campaign(owner, 150)
     smtp.wait_for(30, timeout=20)
 
     leaving.terminate()
@@ -112,7 +103,7 @@ def test_quota_of_20_with_three_workers_sends_exactly_20_then_defers_until_a_tok
 ):
     for _ in range(3):
         engine_processes.worker()
-    campaign = start(owner, 60)
+    campaign = create_started_campaign(owner, 60)
 
     wait_until(lambda: fresh_campaign(campaign.id).status == "deferred", 20, 0.1, "the rate-limit deferral")
     wait_until(lambda: no_live_claims(campaign.id), 10, 0.1, "the slices to stop")
@@ -137,7 +128,7 @@ def test_redis_stopped_mid_send_fails_open_and_nothing_is_lost_when_it_returns(
 ):
     smtp.delay_per_message(0.03)
     first = engine_processes.worker()
-    campaign = start(owner, 90)
+    campaign = create_started_campaign(owner, 90)
     smtp.wait_for(10, timeout=20)
 
     private_redis.stop()
@@ -164,7 +155,7 @@ def test_pause_mid_campaign_stops_within_one_message_and_resume_sends_nobody_twi
 ):
     smtp.delay_per_message(0.1)
     engine_processes.worker()
-    campaign = start(owner, 40)
+    campaign = create_started_campaign(owner, 40)
     smtp.wait_for(5, timeout=20)
 
     service.pause_campaign(fresh_campaign(campaign.id), admin)

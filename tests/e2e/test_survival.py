@@ -16,18 +16,14 @@ from sqlalchemy.engine import make_url
 
 from mailadmin.devtools.redis_server import EmbeddedRedis
 from tests.factories import create_started_campaign, fresh_campaign, recipient_statuses
+from tests.support.engine import fast_engine
 from tests.support.env import with_env
 from tests.support.tcp_proxy import TcpProxy
 from tests.support.waiting import wait_until
 
 RECIPIENTS = 240
 FAULT_SECONDS = 5
-FAST = {
-    "MAILER_SEND_SLICE_SECONDS": "2",
-    "MAILER_SEND_BATCH_SIZE": "5",
-    "SMTP_TIMEOUT_SECONDS": "3",
-    "MAILER_SMTP_MAX_PER_HOUR": "100000",
-}
+FAST = fast_engine(2, 3)
 
 
 def kill_redis(server: EmbeddedRedis) -> None:

@@ -1,4 +1,5 @@
-"""Checks the end-to-end engine tests share: a campaign finished, no claim left, nobody sent twice."""
+"""What the end-to-end engine tests share: their settings, and the checks that a campaign finished, no
+claim is left and nobody was sent twice."""
 
 from __future__ import annotations
 
@@ -8,6 +9,18 @@ from mailadmin.extensions import db
 from mailadmin.models import Campaign, Recipient
 from tests.factories import fresh_campaign
 from tests.support.waiting import wait_until
+
+
+def fast_engine(slice_seconds: int, smtp_timeout_seconds: int, **more: str) -> dict[str, str]:
+    """Short slices, batches of 5 and the hourly quota out of the way (plus `more`): the settings of
+    the end-to-end engine tests, as environment overrides."""
+    return {
+        "MAILER_SEND_SLICE_SECONDS": str(slice_seconds),
+        "MAILER_SEND_BATCH_SIZE": "5",
+        "SMTP_TIMEOUT_SECONDS": str(smtp_timeout_seconds),
+        "MAILER_SMTP_MAX_PER_HOUR": "100000",
+        **more,
+    }
 
 
 def wait_finished(campaign_id: int, timeout: float = 60.0) -> Campaign:
