@@ -1,5 +1,5 @@
 """What the end-to-end engine tests share: their settings, and the checks that a campaign finished, no
-claim is left and nobody was sent twice."""
+claim is left, nobody was sent twice, and a SIGKILL left no more than the crash bound."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from mailadmin.extensions import db
 from mailadmin.models import Campaign, Recipient
-from tests.factories import fresh_campaign
+from tests.factories import fresh_campaign, recipient_statuses
 from tests.support.waiting import wait_until
 
 
@@ -43,3 +43,17 @@ def assert_nobody_twice(smtp) -> None:
     """The SMTP server received no address more than once."""
     duplicates = {address: n for address, n in smtp.recipients().items() if n > 1}
     assert duplicates == {}, f"sent twice: {duplicates}"
+
+
+def assert_within_the_crash_bound(smtp, campaign: Campaign, settings) -> None:
+    """After a SIGKILL and recovery (the campaign finished): nobody sent twice, every recipient
+    `sent` or `unknown`, at most the messages in flight (one per connection) plus one claim batch
+    `unknown` (SPEC), the counters agree, and each `sent` recipient got exactly one message."""
+    assert_nobody_twice(smtp)
+    statuses = recipient_statuses(campaign.id)
+    assert set(statuses) <= {"sent", "unknown"}
+    assert statuses.get("unknown", 0) <= settings.smtp_connections + settings.send_batch_size
+    assert (campaign.sent_count, campaign.unknown_count) == (statuses["sent"], statuses.get("unknown", 0))
+    db.session.commit()
+    sent = set(db.session.scalars(select(Recipient.email).where(Recipient.status == "sent")))
+    assert all(smtp.count_for(address) == 1 for address in sent)
