@@ -7,18 +7,21 @@ from __future__ import annotations
 import csv
 import io
 import json
+import threading
 
 import pytest
 from sqlalchemy import select
 
 from mailadmin.extensions import db
 from mailadmin.jobs.send import run_send_slice
+from mailadmin.mail.bounces import BounceReport
 from mailadmin.models import AuditEvent
-from mailadmin.services.bounces import bounce_rate_exceeded
+from mailadmin.services.bounces import bounce_rate_exceeded, record_bounce
 from mailadmin.webhooks import verify
 from tests.factories import fresh_campaign, recipient_of, sent_campaign
 from tests.support.bounces import SNS_TOPIC, SnsSigner, ses_bounce_notification
 from tests.support.jobs import preserved_rq_loggers, run_queued_jobs
+from tests.support.waiting import wait_until
 from tests.support.web import click, flashes
 
 SENT = [f"reader{i:03d}@example.com" for i in range(200)]
@@ -98,16 +101,13 @@ def test_eleven_hard_bounces_of_200_sent_pause_the_campaign_until_an_admin_resum
 
 def test_a_bounce_rate_pause_stops_a_running_slice_before_its_next_message(configured, make_user, smtp):
     """The pause lands while a slice is sending: it stops between messages, as after an admin pause."""
-    import threading
-
-    from mailadmin.mail.bounces import BounceReport
-    from mailadmin.services.bounces import record_bounce
-    from tests.support.waiting import wait_until
-
-    campaign = sent_campaign(make_user("owner@example.com"), SENT, pending=PENDING)
-    smtp.delay_per_message(0.2)
-    reports = []
     app = configured
+    campaign = sent_campaign(make_user("owner@example.com"), SENT, pending=PENDING)
+    for number, address in enumerate(SENT[:10]):  # 10 of 200 is exactly 5 %: not yet above
+        record_bounce(BounceReport(address, "hard", "ses", f"mid-send-{number}"))
+    connections = app.config["SETTINGS"].smtp_connections
+    smtp.delay_per_message(1.0)  # every connection waits a second for each message's final reply
+    reports = []
 
     def send() -> None:
         with app.app_context():
@@ -115,14 +115,14 @@ def test_a_bounce_rate_pause_stops_a_running_slice_before_its_next_message(confi
 
     worker = threading.Thread(target=send)
     worker.start()
-    assert smtp.wait_for(2, timeout=20), "the slice did not start sending"
-    for number, address in enumerate(SENT[:11]):
-        record_bounce(BounceReport(address, "hard", "ses", f"mid-send-{number}"))
-    paused_at = len(smtp.messages)
+    # After the first reply (slow start) every connection opens: wait until each has a message in flight.
+    wait_until(lambda: len(smtp.mail_times) - len(smtp.messages) >= connections, 20, 0.01, "every connection busy")
+    record_bounce(BounceReport(SENT[10], "hard", "ses", "mid-send-10"))  # the 11th: above 5 %, the pause
+    started_at_pause = len(smtp.mail_times)
     worker.join(timeout=30)
     assert not worker.is_alive()
-    wait_until(lambda: bool(reports), 5)
     assert str(reports[0].outcome) == "stopped:paused"
-    # At most the messages in flight at the pause: one per connection.
-    assert len(smtp.messages) <= paused_at + app.config["SETTINGS"].smtp_connections < len(PENDING)
-    assert fresh_campaign(campaign.id).queue.defer_reason == "bounce_rate"
+    assert len(smtp.mail_times) == started_at_pause < len(PENDING)  # no connection began another message
+    assert len(smtp.messages) == started_at_pause  # those in flight were delivered
+    paused = fresh_campaign(campaign.id)
+    assert paused.queue.defer_reason == "bounce_rate" and paused.sent_count == len(SENT) + started_at_pause
