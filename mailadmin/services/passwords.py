@@ -12,8 +12,6 @@ import re
 import secrets
 from functools import cache
 
-from zxcvbn.frequency_lists import FREQUENCY_LISTS
-
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 200
 _TRAILING_NOISE = re.compile(r"[\d\W_]+$")
@@ -21,6 +19,10 @@ _TRAILING_NOISE = re.compile(r"[\d\W_]+$")
 
 @cache
 def _common_passwords() -> frozenset[str]:
+    # Imported on first use: zxcvbn's lists (all of them load together) take about 13 MB, which
+    # workers, the scheduler and a web process nobody sets a password in need not carry.
+    from zxcvbn.frequency_lists import FREQUENCY_LISTS
+
     return frozenset(FREQUENCY_LISTS["passwords"])
 
 
