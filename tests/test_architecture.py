@@ -1,6 +1,6 @@
-"""The layering holds: no import cycle inside mailadmin/ (function-level imports count), and the
-campaign tables are written only by mailadmin/services/. Each checker is also shown a bad
-example, so neither test can pass by checking nothing."""
+"""The layering holds: no import cycle inside mailadmin/ (function-level imports count), the
+campaign tables are written only by mailadmin/services/, and no function runs over 60 lines
+without saying why. Each checker is also shown a bad example, so none can pass by checking nothing."""
 
 from __future__ import annotations
 
@@ -218,3 +218,33 @@ def test_the_static_check_sees_a_write_built_outside_services(tmp_path):
     (package / "services" / "ok.py").write_text("def rename(i):\n    return update(Campaign)\n")
 
     assert sorted(static_write_sites(package)) == ["pkg/web.py:2 update(Campaign)", "pkg/web.py:3 SQL text"]
+
+
+# --- function length ------------------------------------------------------------------------------
+
+MAX_FUNCTION_LINES = 60
+LENGTH_REASON = "Longer than 60 lines because"  # the docstring line that explains an exception
+
+
+def long_functions(root: Path) -> list[str]:
+    """`path:line name (N lines)` for each function over MAX_FUNCTION_LINES without a reason in its docstring."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            length = node.end_lineno - node.lineno + 1
+            if length > MAX_FUNCTION_LINES and LENGTH_REASON not in (ast.get_docstring(node) or ""):
+                found.append(f"{path.relative_to(root)}:{node.lineno} {node.name} ({length} lines)")
+    return found
+
+
+def test_no_function_is_longer_than_60_lines_without_a_reason():
+    assert long_functions(PACKAGE_DIR) == []
+
+
+def test_the_length_check_sees_a_long_function_and_accepts_a_reason(tmp_path):
+    body = "".join(f"    x{n} = {n}\n" for n in range(MAX_FUNCTION_LINES))
+    (tmp_path / "long.py").write_text(f"def sprawling():\n{body}")
+    (tmp_path / "explained.py").write_text(f'def table():\n    """{LENGTH_REASON} it is one table."""\n{body}')
+    assert long_functions(tmp_path) == [f"long.py:1 sprawling ({MAX_FUNCTION_LINES + 1} lines)"]
