@@ -25,7 +25,8 @@ def run(names: tuple[str, ...], options: list[str] | None = None) -> int:
     for name in names:
         try:
             benchmark = importlib.import_module(f"bench.{name}")
-            benchmark.main(options) if options else benchmark.main()
+            # Those with options get a list always: given None, argparse would read `bench NAME` from sys.argv.
+            benchmark.main(options or []) if name in WITH_OPTIONS else benchmark.main()
         except Exception as exc:  # one broken benchmark must not hide the others' figures
             print(f"bench.{name}: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
             failed += 1
