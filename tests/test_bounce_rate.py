@@ -116,7 +116,7 @@ def test_a_bounce_rate_pause_stops_a_running_slice_before_its_next_message(confi
     worker = threading.Thread(target=send)
     worker.start()
     # After the first reply (slow start) every connection opens: wait until each has a message in flight.
-    wait_until(lambda: len(smtp.mail_times) - len(smtp.messages) >= connections, 20, 0.01, "every connection busy")
+    wait_until(lambda: smtp.unanswered >= connections, 20, 0.01, "every connection busy")
     record_bounce(BounceReport(SENT[10], "hard", "ses", "mid-send-10"))  # the 11th: above 5 %, the pause
     started_at_pause = len(smtp.mail_times)
     worker.join(timeout=30)

@@ -285,6 +285,12 @@ class CaptureSMTP:
         with self._lock:
             return list(self._mail_times)
 
+    @property
+    def unanswered(self) -> int:
+        """Messages begun (MAIL FROM) and not accepted: those in flight, plus any refused (one lock, one moment)."""
+        with self._lock:
+            return len(self._mail_times) - len(self._messages)
+
     def count_for(self, address: str) -> int:
         """How many accepted messages had `address` among their recipients (case-insensitive)."""
         wanted = address.lower()
