@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.utils import formataddr, formatdate
+from email.utils import format_datetime, formataddr
 from typing import Any
 
 from mailadmin.mail.message import LIST_UNSUBSCRIBE_POST, MessageBuilder
@@ -64,7 +65,8 @@ def bench_build(n: int = 5000) -> dict:
                                              "name": f"Customer Nummer {rid}", "company": "Müller & Söhne"})
         for rid in range(1, n + 1)
     ]
-    builder = MessageBuilder(42, "Shop <news@shop.example.com>", templates, unsubscribe_url_for)
+    builder = MessageBuilder(42, "Shop <news@shop.example.com>", templates, unsubscribe_url_for,
+                             list_name="Autumn catalogue")
 
     def naive(rid: int, email: str, fields: dict) -> bytes:
         parts = templates.render(fields)
@@ -72,10 +74,11 @@ def bench_build(n: int = 5000) -> dict:
         msg["From"] = "Shop <news@shop.example.com>"
         msg["To"] = formataddr((fields["name"], email))
         msg["Subject"] = parts.subject
-        msg["Date"] = formatdate(usegmt=True)
+        msg["Date"] = format_datetime(datetime.now(UTC))
         msg["Message-ID"] = f"<campaign-42.recipient-{rid}.{secrets.token_hex(6)}@shop.example.com>"
         msg["List-Unsubscribe"] = f"<{unsubscribe_url_for(rid)}>"
         msg["List-Unsubscribe-Post"] = LIST_UNSUBSCRIBE_POST
+        msg["List-Id"] = '"Autumn catalogue" <campaign-42.shop.example.com>'
         msg.set_content(parts.text)
         msg.add_alternative(parts.html, subtype="html")
         return msg.as_bytes()

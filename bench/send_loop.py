@@ -218,6 +218,7 @@ def sample_message(campaign_id: int) -> bytes:
         settings.mail_from,
         CampaignTemplates(campaign.subject, campaign.body_text, campaign.body_html),
         unsubscribe_url_for(settings, campaign.id),
+        list_name=campaign.name,
     )
     fields = recipient_fields("customer0@example.com", "Customer Nummer 0", {"company": "Müller & Söhne"})
     return builder.build(1, "customer0@example.com", fields).data

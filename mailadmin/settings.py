@@ -84,6 +84,8 @@ class Settings:
     port: int = 5000
     # Bounces and complaints (SPEC "Bounces and complaints")
     bounce_rate_pause_percent: int = 5
+    # Spam complaints alone that pause a campaign (after 1,000 sent): the mailbox providers' own line.
+    complaint_rate_pause_percent: float = 0.3
     bounce_address: str = ""
     bounce_imap_url: str = ""
     bounce_poll_seconds: int = 300
@@ -106,6 +108,17 @@ def _positive_int(name: str, raw: str, minimum: int = 1) -> int:
         raise SettingsError(f"{name}: expected a whole number >= {minimum}, got {raw!r}") from None
     if value < minimum:
         raise SettingsError(f"{name}: expected a whole number >= {minimum}, got {raw!r}")
+    return value
+
+
+def _percent(name: str, raw: str) -> float:
+    """A percentage from 0 (off) to 100; decimals allowed (0.3)."""
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 100:  # also NaN
+        raise SettingsError(f"{name}: expected a percentage from 0 (off) to 100, e.g. 0.3, got {raw!r}")
     return value
 
 
@@ -345,6 +358,8 @@ def _bounce_settings(get: Callable[[str], str | None], app_env: str) -> dict:
         values["bounce_rate_pause_percent"] = _positive_int("MAILER_BOUNCE_RATE_PAUSE_PERCENT", raw, minimum=0)
         if values["bounce_rate_pause_percent"] > 100:
             raise SettingsError("MAILER_BOUNCE_RATE_PAUSE_PERCENT: expected 0 (off) to 100")
+    if (raw := get("MAILER_COMPLAINT_RATE_PAUSE_PERCENT")) is not None:
+        values["complaint_rate_pause_percent"] = _percent("MAILER_COMPLAINT_RATE_PAUSE_PERCENT", raw)
     if (raw := get("MAILER_BOUNCE_ADDRESS")) is not None:
         values["bounce_address"] = _bounce_address(raw)
     if (raw := get("MAILER_BOUNCE_IMAP_URL")) is not None:

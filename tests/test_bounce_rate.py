@@ -1,12 +1,14 @@
 """bounce_rate: once a campaign has sent at least 100, hard bounces + complaints above
 MAILER_BOUNCE_RATE_PAUSE_PERCENT of sent pause it — the send loop stops as after an admin pause —
-and an admin resume continues it."""
+and an admin resume continues it. Spam complaints alone have their own, lower line: above
+MAILER_COMPLAINT_RATE_PAUSE_PERCENT (0.3 %) of at least 1,000 sent; the pause names the line it crossed."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import re
 import threading
 
 import pytest
@@ -16,10 +18,11 @@ from mailadmin.extensions import db
 from mailadmin.jobs.send import run_send_slice
 from mailadmin.mail.bounces import BounceReport
 from mailadmin.models import AuditEvent
-from mailadmin.services.bounces import bounce_rate_exceeded, record_bounce
+from mailadmin.models.reasons import BounceRateTrip, PauseLine
+from mailadmin.services.bounces import bounce_rate_trip, record_bounce
 from mailadmin.webhooks import verify
 from tests.factories import fresh_campaign, recipient_of, sent_campaign
-from tests.support.bounces import SNS_TOPIC, SnsSigner, ses_bounce_notification
+from tests.support.bounces import SNS_TOPIC, SnsSigner, ses_bounce_notification, ses_complaint_notification
 from tests.support.jobs import preserved_rq_loggers, run_queued_jobs
 from tests.support.waiting import wait_until
 from tests.support.web import click, flashes
@@ -42,15 +45,47 @@ def configured(app_env, request):
     return request.getfixturevalue("app")
 
 
+BOUNCES, COMPLAINTS = PauseLine.BOUNCE_RATE, PauseLine.COMPLAINT_RATE
+
+
 @pytest.mark.parametrize(("sent", "bounced", "complained", "percent", "expected"), [
-    (99, 50, 0, 5, False),  # fewer than 100 sent: not judged yet
-    (200, 10, 0, 5, False),  # exactly 5 %: not above
-    (200, 10, 1, 5, True),
-    (200, 11, 0, 5, True),
-    (1000, 900, 0, 0, False),  # 0 = off
+    (99, 50, 0, 5, None),  # fewer than 100 sent: not judged yet
+    (200, 10, 0, 5, None),  # exactly 5 %: not above
+    (200, 10, 1, 5, BOUNCES),
+    (200, 11, 0, 5, BOUNCES),
+    (1000, 900, 0, 0, None),  # 0 = off
 ])
-def test_the_threshold(sent, bounced, complained, percent, expected):
-    assert bounce_rate_exceeded(sent, bounced, complained, percent) is expected
+def test_the_bounce_line(sent, bounced, complained, percent, expected):
+    trip = bounce_rate_trip(sent, bounced, complained, bounce_percent=percent, complaint_percent=0)
+    assert (trip.line if trip else None) is expected
+
+
+@pytest.mark.parametrize(("sent", "bounced", "complained", "percent", "expected"), [
+    (1000, 0, 3, 0.3, None),  # exactly 0.3 %: not above, as for the bounce line
+    (1000, 0, 4, 0.3, COMPLAINTS),
+    (999, 0, 4, 0.3, None),  # fewer than 1,000 sent: complaints alone are not judged yet
+    (999, 0, 49, 0.3, None),  # ... even 4.9 % of them (under the 5 % bounce line)
+    (1000, 0, 40, 0, None),  # 0 = off
+    (3000, 0, 9, 0.3, None),
+    (3000, 0, 10, 0.3, COMPLAINTS),
+    (1000, 60, 4, 0.3, BOUNCES),  # both crossed: the bounce line is named
+])
+def test_the_complaint_line(sent, bounced, complained, percent, expected):
+    trip = bounce_rate_trip(sent, bounced, complained, bounce_percent=5, complaint_percent=percent)
+    assert (trip.line if trip else None) is expected
+
+
+def test_a_trip_says_which_line_with_its_figures():
+    trip = bounce_rate_trip(1000, 2, 4, bounce_percent=5, complaint_percent=0.3)
+    assert trip == BounceRateTrip(COMPLAINTS, 1000, 2, 4, 0.3)
+    assert trip.describe() == "spam complaints at 0.4 % of 1,000 sent (4), over the 0.3 % line"
+    assert BounceRateTrip.from_details(trip.details()) == trip
+    bounces = BounceRateTrip(BOUNCES, 200, 10, 1, 5)
+    assert bounces.describe() == "hard bounces and complaints at 5.5 % of 200 sent (11), over the 5 % line"
+    # An audit row from before the complaint line had no `tripped_by`: it was the bounce line.
+    assert BounceRateTrip.from_details({"sent": 200, "bounced": 11, "complained": 0, "threshold_percent": 5}) == (
+        BounceRateTrip(BOUNCES, 200, 11, 0, 5)
+    )
 
 
 def test_eleven_hard_bounces_of_200_sent_pause_the_campaign_until_an_admin_resumes_it(
@@ -68,7 +103,8 @@ def test_eleven_hard_bounces_of_200_sent_pause_the_campaign_until_an_admin_resum
     paused = fresh_campaign(campaign.id)
     assert (paused.bounced_count, paused.queue.defer_reason) == (11, "bounce_rate")
     audit = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "bounce_rate_paused"))
-    assert audit.details == {"sent": 200, "bounced": 11, "complained": 0, "threshold_percent": 5}
+    assert audit.details == {"tripped_by": "bounce_rate", "sent": 200, "bounced": 11, "complained": 0,
+                             "rate_percent": 5.5, "threshold_percent": 5}
 
     # The send loop stops exactly as after an admin pause.
     report = run_send_slice(campaign.id)
@@ -76,7 +112,7 @@ def test_eleven_hard_bounces_of_200_sent_pause_the_campaign_until_an_admin_resum
     assert smtp.messages == []
     page = f"/campaigns/{campaign.id}"
     html = admin_client.get(page).get_data(as_text=True)
-    assert "too many hard bounces and complaints" in html
+    assert "Paused: hard bounces and complaints at 5.5 % of 200 sent (11), over the 5 % line" in html
     assert '<span data-bind="bounced" id="bounced-count">11</span> bounced' in html
     assert admin_client.get(f"{page}/progress.json").json["bounced"] == 11
     assert "11 bounced" in admin_client.get("/campaigns").get_data(as_text=True)
@@ -126,3 +162,71 @@ def test_a_bounce_rate_pause_stops_a_running_slice_before_its_next_message(confi
     assert len(smtp.messages) == started_at_pause  # those in flight were delivered
     paused = fresh_campaign(campaign.id)
     assert paused.queue.defer_reason == "bounce_rate" and paused.sent_count == len(SENT) + started_at_pause
+
+
+SENT_1000 = [f"reader{i:04d}@example.com" for i in range(1000)]
+
+
+def complain(client, signer: SnsSigner, campaign, addresses) -> None:
+    """Spam complaints through the real SES webhook, one notification each."""
+    for address in addresses:
+        message = signer.sign(ses_complaint_notification(address, recipient_of(campaign, address).smtp_message_id))
+        assert client.post("/webhooks/ses", data=json.dumps(message)).status_code == 200
+
+
+def test_four_complaints_in_1000_sent_pause_the_campaign_naming_the_complaint_rate(
+    configured, admin_client, sns_signer, make_user, log_records
+):
+    campaign = sent_campaign(make_user("owner@example.com"), SENT_1000, pending=PENDING)
+    client = configured.test_client()
+    complain(client, sns_signer, campaign, SENT_1000[:3])
+    assert fresh_campaign(campaign.id).status == "sending"  # 3 of 1,000 is exactly 0.3 %: not over
+
+    complain(client, sns_signer, campaign, SENT_1000[3:4])
+
+    paused = fresh_campaign(campaign.id)
+    assert (paused.status, paused.queue.defer_reason, paused.complained_count) == ("paused", "bounce_rate", 4)
+    words = "spam complaints at 0.4 % of 1,000 sent (4), over the 0.3 % line"
+    expected = {"tripped_by": "complaint_rate", "sent": 1000, "bounced": 0, "complained": 4,
+                "rate_percent": 0.4, "threshold_percent": 0.3}
+    audit = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "bounce_rate_paused"))
+    assert audit.details == expected
+    record = next(r for r in log_records if r["message"] == "Campaign paused (bounce rate too high)")
+    assert {key: record["extra"][key] for key in expected} == expected
+    assert record["extra"]["defer_reason"] == "bounce_rate"
+
+    page = f"/campaigns/{campaign.id}"
+    assert f"Paused: {words} — only an admin can resume it" in admin_client.get(page).get_data(as_text=True)
+    assert admin_client.get(f"{page}/progress.json").json["reason_text"].startswith(f"Paused: {words}")
+    operations = admin_client.get("/admin/operations").get_data(as_text=True)
+    row = re.search(rf'<tr data-campaign-id="{campaign.id}">.*?</tr>', operations, re.S).group(0)
+    assert "bounce_rate" in row and words in row
+    assert f"#{campaign.id}: {words}" in operations  # the check's summary, as `flask doctor` prints it
+    audit_page = admin_client.get("/admin/audit").get_data(as_text=True)
+    assert "complaint_rate" in audit_page and "0.4" in audit_page
+
+
+def test_complaints_are_not_judged_alone_below_1000_sent(configured, sns_signer, make_user):
+    campaign = sent_campaign(make_user("owner@example.com"), SENT_1000[:999], pending=PENDING)
+    complain(configured.test_client(), sns_signer, campaign, SENT_1000[:40])  # 4 %: under the 5 % bounce line
+    assert fresh_campaign(campaign.id).status == "sending"
+
+
+@pytest.fixture
+def complaint_line_off(app_env):
+    app_env["MAILER_COMPLAINT_RATE_PAUSE_PERCENT"] = "0"
+
+
+def test_a_complaint_line_of_0_is_off_and_bounces_still_pause_at_5_percent(
+    complaint_line_off, configured, sns_signer, make_user
+):
+    campaign = sent_campaign(make_user("owner@example.com"), SENT_1000, pending=PENDING)
+    client = configured.test_client()
+    complain(client, sns_signer, campaign, SENT_1000[:40])  # 4 % complaints: the complaint line is off
+    assert fresh_campaign(campaign.id).status == "sending"
+    for address in SENT_1000[40:51]:  # 40 complaints + 11 hard bounces = 5.1 %
+        record_bounce(BounceReport(address, "hard", "ses", f"hard-{address}"))
+    paused = fresh_campaign(campaign.id)
+    assert (paused.status, paused.queue.defer_reason) == ("paused", "bounce_rate")
+    audit = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "bounce_rate_paused"))
+    assert audit.details["tripped_by"] == "bounce_rate" and audit.details["rate_percent"] == 5.1

@@ -19,6 +19,7 @@ def _key_b64(key) -> str:
 def test_defaults_pause_at_five_percent_and_leave_every_webhook_without_a_route():
     s = load_settings({})
     assert s.bounce_rate_pause_percent == 5
+    assert s.complaint_rate_pause_percent == 0.3
     assert (s.bounce_address, s.bounce_imap_url, s.bounce_poll_seconds, s.webhook_max_age_seconds) == ("", "", 300, 300)
     assert not (s.webhook_sns_topic_arns or s.webhook_sendgrid_public_key or s.webhook_postmark_secret
                 or s.webhook_mailgun_signing_key)
@@ -27,6 +28,7 @@ def test_defaults_pause_at_five_percent_and_leave_every_webhook_without_a_route(
 def test_valid_values_are_read():
     s = load_settings({
         "MAILER_BOUNCE_RATE_PAUSE_PERCENT": "0",
+        "MAILER_COMPLAINT_RATE_PAUSE_PERCENT": " 0.08 ",
         "MAILER_BOUNCE_ADDRESS": "bounces@example.com",
         "MAILER_BOUNCE_IMAP_URL": "imaps://bounces:p%40ss@imap.example.com:993/INBOX?processed=Done",
         "MAILER_WEBHOOK_SNS_TOPIC_ARNS": "arn:aws:sns:eu-west-1:123456789012:a, arn:aws:sns:us-east-1:123456789012:b",
@@ -35,6 +37,8 @@ def test_valid_values_are_read():
         "MAILER_WEBHOOK_MAILGUN_SIGNING_KEY": "key-" + "k" * 32,
     })
     assert s.bounce_rate_pause_percent == 0
+    assert s.complaint_rate_pause_percent == 0.08
+    assert load_settings({"MAILER_COMPLAINT_RATE_PAUSE_PERCENT": "0"}).complaint_rate_pause_percent == 0
     assert s.webhook_sns_topic_arns == ("arn:aws:sns:eu-west-1:123456789012:a", "arn:aws:sns:us-east-1:123456789012:b")
 
 
@@ -42,6 +46,11 @@ def test_valid_values_are_read():
     ("MAILER_BOUNCE_RATE_PAUSE_PERCENT", "101"),
     ("MAILER_BOUNCE_RATE_PAUSE_PERCENT", "-1"),
     ("MAILER_BOUNCE_RATE_PAUSE_PERCENT", "five"),
+    ("MAILER_COMPLAINT_RATE_PAUSE_PERCENT", "0,3"),
+    ("MAILER_COMPLAINT_RATE_PAUSE_PERCENT", "0.3%"),
+    ("MAILER_COMPLAINT_RATE_PAUSE_PERCENT", "-0.1"),
+    ("MAILER_COMPLAINT_RATE_PAUSE_PERCENT", "101"),
+    ("MAILER_COMPLAINT_RATE_PAUSE_PERCENT", "nan"),
     ("MAILER_BOUNCE_ADDRESS", "bounces+x@example.com"),
     ("MAILER_BOUNCE_ADDRESS", "not an address"),
     ("MAILER_BOUNCE_IMAP_URL", "pop3://u:p@host/INBOX"),

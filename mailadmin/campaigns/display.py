@@ -16,7 +16,7 @@ from markupsafe import Markup
 
 from mailadmin.models import Campaign
 from mailadmin.models.campaign import CANCELLED, DEFERRED, DRAFT, FINISHED, PAUSED, QUEUED, SENDING
-from mailadmin.models.reasons import REASONS, Reason, Resumes, reason_of
+from mailadmin.models.reasons import REASONS, BounceRateTrip, Reason, Resumes, reason_of
 from mailadmin.models.types import utcnow
 from mailadmin.models.wording import plural
 
@@ -126,8 +126,13 @@ class WaitReason:
         return Markup(escape(self.text()))
 
 
-def campaign_reason(campaign: Campaign, sending_off: bool = False) -> WaitReason | None:
-    """Why a deferred or paused campaign waits — one reason, the one that really holds it back."""
+def campaign_reason(
+    campaign: Campaign, sending_off: bool = False, bounce_trip: BounceRateTrip | None = None
+) -> WaitReason | None:
+    """Why a deferred or paused campaign waits — one reason, the one that really holds it back.
+
+    `bounce_trip`: the line a `bounce_rate` pause crossed, with its figures (from the audit log), when known.
+    """
     switch = REASONS[Reason.GLOBAL_PAUSE]
     if campaign.status in (QUEUED, SENDING, DEFERRED) and sending_off:
         # The global switch wins over any other wait: nothing resumes before it is back on.
@@ -139,6 +144,8 @@ def campaign_reason(campaign: Campaign, sending_off: bool = False) -> WaitReason
         return None
     known = reason_of(stored)
     label = known.label if known is not None else stored.replace("_", " ").capitalize()
+    if known is Reason.BOUNCE_RATE and bounce_trip is not None:
+        label = bounce_trip.label()
     until = campaign.queue.deferred_until
     if campaign.status == DEFERRED and until is not None:
         return WaitReason(label, "starts" if known is Reason.SCHEDULED else "resumes", until)
@@ -148,15 +155,18 @@ def campaign_reason(campaign: Campaign, sending_off: bool = False) -> WaitReason
     return WaitReason(label)
 
 
-def reason_text(campaign: Campaign, now: datetime | None = None, sending_off: bool = False) -> str | None:
+def reason_text(
+    campaign: Campaign, now: datetime | None = None, sending_off: bool = False,
+    bounce_trip: BounceRateTrip | None = None,
+) -> str | None:
     """Why a deferred or paused campaign waits, in plain words, with when it resumes (UTC)."""
-    reason = campaign_reason(campaign, sending_off)
+    reason = campaign_reason(campaign, sending_off, bounce_trip)
     return reason.text(now) if reason else None
 
 
-def reason_html(campaign: Campaign, sending_off: bool = False) -> Markup:
+def reason_html(campaign: Campaign, sending_off: bool = False, bounce_trip: BounceRateTrip | None = None) -> Markup:
     """`reason_text` with its moment in the viewer's time zone ("" when the campaign does not wait)."""
-    reason = campaign_reason(campaign, sending_off)
+    reason = campaign_reason(campaign, sending_off, bounce_trip)
     return reason.html() if reason else Markup("")
 
 

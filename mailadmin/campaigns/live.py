@@ -19,7 +19,9 @@ from werkzeug.datastructures import MultiDict
 from mailadmin.campaigns import display, queries
 from mailadmin.models import Campaign
 from mailadmin.models.campaign import DRAFT, FINAL_STATUSES, RECIPIENT_STATUSES
+from mailadmin.models.reasons import BounceRateTrip, Reason
 from mailadmin.pii import mask_email
+from mailadmin.services.bounces import bounce_rate_trips
 from mailadmin.services.campaigns import sending_paused
 
 # The blocks progress.js replaces, by their `data-live-html` name, and their templates.
@@ -43,6 +45,7 @@ class PageState:
     search: str
     last_errors: list[tuple[Any, str]]
     sending_off: bool
+    bounce_trip: BounceRateTrip | None = None  # which line a bounce_rate pause crossed
 
     def filters(self) -> dict[str, Any]:
         """The recipients table's own query parameters (status, search, page), for links back to it."""
@@ -59,7 +62,7 @@ class PageState:
             "status_filter": self.status_filter,
             "search": self.search,
             "last_errors": self.last_errors,
-            "reason_html": display.reason_html(campaign, self.sending_off),
+            "reason_html": display.reason_html(campaign, self.sending_off, self.bounce_trip),
             "status_labels": display.recipient_status_labels_for(campaign),
             "finished_label": display.finished_label(campaign),
             "here": url_for("campaigns.show", campaign_id=campaign.id),
@@ -87,7 +90,9 @@ def page_state(campaign: Campaign, args: MultiDict) -> PageState:
     recipients = queries.recipients_page(campaign, status_filter, search or None, page, counts)
     reveal = current_user.is_admin
     errors = [(r, r.email if reveal else mask_email(r.email)) for r in queries.last_errors(campaign)]
-    return PageState(campaign, counts, recipients, status_filter, search, errors, sending_paused())
+    bounce_paused = campaign.queue is not None and campaign.queue.defer_reason == Reason.BOUNCE_RATE
+    trip = bounce_rate_trips([campaign.id]).get(campaign.id) if bounce_paused else None
+    return PageState(campaign, counts, recipients, status_filter, search, errors, sending_paused(), trip)
 
 
 def progress_payload(state: PageState, with_html: bool = True) -> dict[str, Any]:
@@ -100,7 +105,7 @@ def progress_payload(state: PageState, with_html: bool = True) -> dict[str, Any]
         "status": campaign.status,
         "status_label": display.status_label(campaign),
         "reason": queue.defer_reason if queue else None,
-        "reason_text": display.reason_text(campaign, sending_off=state.sending_off),
+        "reason_text": display.reason_text(campaign, sending_off=state.sending_off, bounce_trip=state.bounce_trip),
         "deferred_until": queue.deferred_until.isoformat() if queue and queue.deferred_until else None,
         "total": campaign.recipients_total,
         "sent": campaign.sent_count,

@@ -333,7 +333,7 @@ class SendSlice:
         templates = CampaignTemplates(campaign.subject, campaign.body_text, campaign.body_html)
         return MessageBuilder(
             campaign.id, self.settings.mail_from, templates, unsubscribe_url_for(self.settings, campaign.id),
-            envelope_from_for=verp_return_path_for(self.settings, campaign.id),
+            envelope_from_for=verp_return_path_for(self.settings, campaign.id), list_name=campaign.name,
         )
 
     def _start_siblings(self) -> None:

@@ -3,7 +3,7 @@
 `email.message.EmailMessage` re-parses and re-folds every header and walks a policy
 object for each part; per recipient of a campaign that caps out near 700 messages/s.
 Everything that is the same for the whole campaign (From, MIME structure, part
-headers, List-Unsubscribe-Post) is rendered to bytes once by `MessageBuilder`; per
+headers, List-Unsubscribe-Post, List-Id) is rendered to bytes once by `MessageBuilder`; per
 recipient only Subject, To, Date, Message-ID, List-Unsubscribe and the two
 quoted-printable bodies are produced and the pieces joined. The output is plain
 RFC 5322 / MIME (RFC 2045-2047) that `email.parser` reads back exactly.
@@ -24,7 +24,8 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from email.utils import formatdate, parseaddr
+from datetime import UTC, datetime
+from email.utils import format_datetime, parseaddr
 from typing import Any
 
 from mailadmin.mail.templates import CampaignTemplates
@@ -37,6 +38,15 @@ _ADDRESS_FORBIDDEN = re.compile(r'[\s<>(),;:"\[\]\\\x00-\x1f\x7f]')
 # Printable ASCII: may go in a header as is (unless it contains "=?", which reads as an encoded-word).
 _PLAIN_HEADER_TEXT = re.compile(r"[\x20-\x7e]+")
 _FOLD_CHUNKS = re.compile(r" *[^ ]+| +$")
+# RFC 2919: list-id = list-label "." list-id-namespace, both dot-atom-text (RFC 5322 3.2.3), at most 255.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_DOT_ATOM_TEXT = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*")
+_MAX_LIST_ID = 255
+# RFC 2919's namespace for a list whose owner has no domain of its own.
+UNMANAGED_LIST_NAMESPACE = "localhost"
+# The List-Id's description is a name for people: one short line, whatever the list's name holds.
+_LIST_DESCRIPTION_CHARS = 60
+_NOT_TEXT = re.compile(r"[\s\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
 class MessageBuildError(ValueError):
@@ -49,6 +59,10 @@ class HeaderInjectionError(MessageBuildError):
 
 class InvalidAddressError(MessageBuildError):
     """An address is not a single plain `local@domain` that can go in a header and an SMTP envelope."""
+
+
+class InvalidListIdError(MessageBuildError):
+    """A List-Id's label or namespace is not dot-atom text, or the whole id is longer than 255 octets."""
 
 
 def check_header_value(name: str, value: str) -> str:
@@ -125,16 +139,55 @@ def encode_header_text(name: str, value: str) -> str:
     return _encoded_words(value)
 
 
+def _phrase(text: str, longest_quoted: int) -> str:
+    """A display name as an RFC 5322 phrase: a quoted-string when it is short printable ASCII, else RFC 2047 words."""
+    if text.isascii() and text.isprintable() and "=?" not in text:
+        quoted = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if len(quoted) <= longest_quoted:
+            return quoted
+    return _encoded_words(text)
+
+
 def format_address(name: str | None, address: str, header: str = "To") -> str:
     """`"Display Name" <local@domain>` (RFC 2047 for non-ASCII names) or the bare address."""
     address = normalize_address(address, header)
     name = check_header_value(header, "" if name is None else str(name).strip())
     if not name:
         return address
-    if name.isascii() and name.isprintable() and len(name) < 200:
-        quoted = name.replace("\\", "\\\\").replace('"', '\\"')
-        return f'"{quoted}" <{address}>'
-    return f"{_encoded_words(name)} <{address}>"
+    return f"{_phrase(name, 201)} <{address}>"
+
+
+def list_description(name: str | None) -> str:
+    """A list's name as a List-Id description: line breaks and controls become spaces, one short line."""
+    text = _NOT_TEXT.sub(" ", name or "").strip()
+    return text[:_LIST_DESCRIPTION_CHARS].rstrip()
+
+
+def format_list_id(label: str, namespace: str, description: str | None = None) -> str:
+    """The List-Id header value (RFC 2919) `"description" <label.namespace>`; raises InvalidListIdError.
+
+    `label` names the list within `namespace` (a domain its owner controls, or "localhost"); the
+    description is optional and may be any text: it is cleaned by `list_description` and encoded.
+    """
+    list_id = f"{label}.{namespace.lower()}"
+    if not _DOT_ATOM_TEXT.fullmatch(label) or not _DOT_ATOM_TEXT.fullmatch(namespace):
+        raise InvalidListIdError("the List-Id label and namespace must be dot-atom text (RFC 2919)")
+    if len(list_id) > _MAX_LIST_ID:
+        raise InvalidListIdError(f"the List-Id is longer than {_MAX_LIST_ID} characters")
+    description = list_description(description)
+    if not description:
+        return f"<{list_id}>"
+    phrase = _phrase(description, _MAX_LINE - len("List-Id: "))
+    # The id goes on a continuation line (CFWS) when the phrase leaves no room for it.
+    _, newline, last = phrase.rpartition("\n")
+    last_line = len(last) if newline else len("List-Id: ") + len(phrase)
+    separator = " " if last_line + len(list_id) + 3 <= _MAX_LINE else "\r\n "
+    return f"{phrase}{separator}<{list_id}>"
+
+
+def campaign_list_label(campaign_id: int) -> str:
+    """The List-Id label of a campaign sent to its own one-off recipients: `campaign-<id>`."""
+    return f"campaign-{campaign_id}"
 
 
 def _quoted_printable(text: str) -> bytes:
@@ -204,7 +257,12 @@ class MessageBuilder:
         unsubscribe_url_for: Callable[[Any], str],
         message_id_domain: str | None = None,
         envelope_from_for: Callable[[Any], str] | None = None,
+        *,
+        list_name: str | None = None,
+        list_label: str | None = None,
     ) -> None:
+        """`list_label`/`list_name`: the List-Id's label (default `campaign-<id>`, a one-off list) and
+        description; its namespace is MAIL_FROM's domain."""
         self.campaign_id = campaign_id
         # Per-recipient envelope sender (VERP, see mail.bounces); None: MAIL_FROM's address.
         self.envelope_from_for = envelope_from_for
@@ -227,7 +285,10 @@ class MessageBuilder:
         self._date_second = -1
         self._date = ""
 
-        common = f"List-Unsubscribe-Post: {LIST_UNSUBSCRIBE_POST}\r\nMIME-Version: 1.0\r\n"
+        list_id = format_list_id(list_label or campaign_list_label(campaign_id), self.list_namespace, list_name)
+        common = (
+            f"List-Unsubscribe-Post: {LIST_UNSUBSCRIBE_POST}\r\nList-Id: {list_id}\r\nMIME-Version: 1.0\r\n"
+        )
         text_part = 'Content-Type: text/plain; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n'
         html_part = 'Content-Type: text/html; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n'
         if templates.has_html:
@@ -244,11 +305,18 @@ class MessageBuilder:
             self._before_html = b""
             self._end = b"\r\n"
 
+    @property
+    def list_namespace(self) -> str:
+        """The List-Id namespace: MAIL_FROM's domain (RFC 2919's "localhost" when it is not a dot-atom)."""
+        domain = self.envelope_from.rpartition("@")[2].lower()
+        return domain if _DOT_ATOM_TEXT.fullmatch(domain) else UNMANAGED_LIST_NAMESPACE
+
     def _date_header(self) -> str:
         now = int(time.time())
         if now != self._date_second:
             self._date_second = now
-            self._date = formatdate(now, usegmt=True)
+            # RFC 5322 3.3: a numeric zone; "GMT" is the obsolete form a message must not be generated with.
+            self._date = format_datetime(datetime.fromtimestamp(now, UTC))
         return self._date
 
     def build(self, recipient_id: Any, to_email: str, fields: Mapping[str, Any]) -> BuiltMessage:

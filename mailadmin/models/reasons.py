@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, or_
 
@@ -73,8 +74,9 @@ REASONS: dict[Reason, ReasonInfo] = {
     Reason.GLOBAL_PAUSE: ReasonInfo("All sending is switched off", Resumes.WHEN_SWITCH_ON, False, "INFO", "global_pause-all-sending-switched-off"),
     # A scheduled start found more than MAILER_SCHEDULE_MAX_LATE_MINUTES late: a person decides.
     Reason.MISSED_SCHEDULE: ReasonInfo("Paused: its scheduled start was missed", Resumes.BY_OWNER_OR_ADMIN, False, "WARNING", "missed_schedule-paused-because-its-scheduled-start-was-missed"),
-    # Hard bounces + complaints above MAILER_BOUNCE_RATE_PAUSE_PERCENT of sent: the list needs a look.
-    Reason.BOUNCE_RATE: ReasonInfo("Paused: too many hard bounces and complaints", Resumes.BY_ADMIN, False, "ERROR", "bounce_rate-paused-because-its-list-bounces"),
+    # Hard bounces + complaints above MAILER_BOUNCE_RATE_PAUSE_PERCENT of sent, or spam complaints alone
+    # above MAILER_COMPLAINT_RATE_PAUSE_PERCENT: the list needs a look. `BounceRateTrip` says which.
+    Reason.BOUNCE_RATE: ReasonInfo("Paused: too many hard bounces or spam complaints", Resumes.BY_ADMIN, False, "ERROR", "bounce_rate-paused-because-its-list-bounces"),
 }
 
 # Reasons whose campaigns continue by themselves at `deferred_until`.
@@ -115,3 +117,62 @@ def is_due_sql(reason_column, until_column, moment: datetime | timedelta) -> Col
         until_column <= moment,
         or_(reason_column.is_(None), reason_column.in_([str(reason) for reason in AUTOMATIC_REASONS])),
     )
+
+
+class PauseLine(StrEnum):
+    """Which line a `bounce_rate` pause crossed."""
+
+    BOUNCE_RATE = "bounce_rate"  # hard bounces + complaints, MAILER_BOUNCE_RATE_PAUSE_PERCENT
+    COMPLAINT_RATE = "complaint_rate"  # spam complaints alone, MAILER_COMPLAINT_RATE_PAUSE_PERCENT
+
+
+def format_percent(value: float) -> str:
+    """"0.3", "5", "0.45": a percentage with at most two decimals and no trailing zeros."""
+    return f"{value:.2f}".rstrip("0").rstrip(".")
+
+
+@dataclass(frozen=True, slots=True)
+class BounceRateTrip:
+    """A campaign's figures when it crossed a `bounce_rate` line: the line, and the counts it was judged on."""
+
+    line: PauseLine
+    sent: int
+    bounced: int
+    complained: int
+    threshold_percent: float
+
+    @property
+    def counted(self) -> int:
+        """What the line counts: complaints alone, or hard bounces + complaints."""
+        return self.complained if self.line is PauseLine.COMPLAINT_RATE else self.bounced + self.complained
+
+    @property
+    def rate_percent(self) -> float:
+        """The counted share of sent, in percent (two decimals)."""
+        return round(100 * self.counted / self.sent, 2) if self.sent else 0.0
+
+    def describe(self) -> str:
+        """"spam complaints at 0.4 % of 1,000 sent (4), over the 0.3 % line"."""
+        what = "spam complaints" if self.line is PauseLine.COMPLAINT_RATE else "hard bounces and complaints"
+        return (f"{what} at {format_percent(self.rate_percent)} % of {self.sent:,} sent ({self.counted:,}), "
+                f"over the {format_percent(self.threshold_percent)} % line")
+
+    def label(self) -> str:
+        """The pause reason as pages say it: "Paused: spam complaints at 0.4 % ..."."""
+        return f"Paused: {self.describe()}"
+
+    def details(self) -> dict[str, Any]:
+        """The audit row's details and the log record's fields."""
+        return {"tripped_by": self.line.value, "sent": self.sent, "bounced": self.bounced,
+                "complained": self.complained, "rate_percent": self.rate_percent,
+                "threshold_percent": self.threshold_percent}
+
+    @classmethod
+    def from_details(cls, details: dict[str, Any] | None) -> BounceRateTrip | None:
+        """The trip an audit row recorded; None for a row without one (written before the complaint line)."""
+        try:
+            line = PauseLine(details.get("tripped_by", PauseLine.BOUNCE_RATE))  # older rows: the only line there was
+            return cls(line, int(details["sent"]), int(details["bounced"]),
+                       int(details["complained"]), float(details["threshold_percent"]))
+        except (TypeError, KeyError, ValueError):
+            return None

@@ -58,6 +58,7 @@ from mailadmin.ops.context import CheckContext
 from mailadmin.ops.formatting import age_seconds, format_age, format_time, plural
 from mailadmin.ops.results import CRITICAL, OK, WARNING, CheckResult
 from mailadmin.ops.rq_state import SCHEDULER_LOCK_KEY, list_scheduler_instances
+from mailadmin.services.bounces import bounce_rate_trips
 from mailadmin.settings import PROJECT_ROOT
 
 # A job that has waited this long in a queue means no worker takes jobs (or far too few).
@@ -260,7 +261,11 @@ def check_campaigns(ctx: CheckContext) -> CheckResult:
     by_status = {status: counts.get(status, 0) for status in CAMPAIGN_STATUSES}
     campaigns = ctx.campaigns()
     reasons = Counter(c.defer_reason for c in campaigns if c.status in (DEFERRED, PAUSED) and c.defer_reason)
-    details = {"by_status": by_status, "reasons": dict(reasons), "campaigns": campaigns[:LIST_LIMIT]}
+    # Which line each bounce_rate pause crossed, with its figures (the pause's audit row).
+    trips = bounce_rate_trips([c.id for c in campaigns[:LIST_LIMIT] if c.defer_reason == Reason.BOUNCE_RATE])
+    db.session.rollback()
+    details = {"by_status": by_status, "reasons": dict(reasons), "campaigns": campaigns[:LIST_LIMIT],
+               "bounce_trips": trips}
     summary = ", ".join(f"{by_status[s]} {s}" for s in (QUEUED, SENDING, DEFERRED, PAUSED) if by_status[s]) or "none active"
     if reasons:
         summary += " (" + ", ".join(f"{n} {r}" for r, n in reasons.most_common()) + ")"
@@ -269,8 +274,9 @@ def check_campaigns(ctx: CheckContext) -> CheckResult:
                            f"{summary}: paused by the circuit breaker, an admin must resume",
                            PlaybookRef(A_SYMPTOM_BREAKER), details)
     if reasons.get(Reason.BOUNCE_RATE):
+        named = "".join(f"; #{i}: {trip.describe()}" for i, trip in list(trips.items())[:5])
         return CheckResult("campaigns", "Campaigns by state", WARNING,
-                           f"{summary}: paused for too many bounces and complaints, an admin must resume",
+                           f"{summary}: paused for too many bounces or spam complaints{named}; an admin must resume",
                            PlaybookRef(Reason.BOUNCE_RATE.info.playbook_anchor), details)
     return CheckResult("campaigns", "Campaigns by state", OK, summary, PlaybookRef(A_CAMPAIGNS), details)
 

@@ -9,8 +9,9 @@ changes. Otherwise, in the same transaction:
 - soft bounce: the recipient's `soft_bounce_count + 1`; the 3rd soft bounce of the address within
   30 days suppresses it.
 
-After the commit, a campaign whose hard bounces + complaints exceed MAILER_BOUNCE_RATE_PAUSE_PERCENT
-of at least 100 sent is paused (`bounce_rate`).
+After the commit, a campaign is paused (`bounce_rate`) when its hard bounces + complaints exceed
+MAILER_BOUNCE_RATE_PAUSE_PERCENT of at least 100 sent, or its spam complaints alone exceed
+MAILER_COMPLAINT_RATE_PAUSE_PERCENT of at least 1,000 sent (`bounce_rate_trip` decides which).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import timedelta
+from fractions import Fraction
 
 from loguru import logger
 from sqlalchemy import func, select, update
@@ -29,9 +31,9 @@ from mailadmin.jobs.dispatch import safe_cancel_continuation
 from mailadmin.jobs.signals import announce_send_stop
 from mailadmin.limits.replay import first_delivery, forget_delivery
 from mailadmin.mail.bounces import BOUNCE_COMPLAINT, BOUNCE_HARD, BOUNCE_SOFT, BounceReport, find_our_message_id
-from mailadmin.models import BounceEvent, Campaign, Recipient
+from mailadmin.models import AuditEvent, BounceEvent, Campaign, Recipient
 from mailadmin.models.campaign import ACTIVE_STATUSES, PAUSED, R_BOUNCED, R_COMPLAINED, R_SENT
-from mailadmin.models.reasons import Reason
+from mailadmin.models.reasons import BounceRateTrip, PauseLine, Reason
 from mailadmin.models.suppression import (
     REASON_COMPLAINT,
     REASON_HARD_BOUNCE,
@@ -47,6 +49,9 @@ SOFT_BOUNCE_LIMIT = 3
 SOFT_BOUNCE_WINDOW = timedelta(days=30)
 # Hard bounces + complaints are judged only once a campaign has sent this many messages.
 BOUNCE_RATE_MIN_SENT = 100
+# Spam complaints alone are judged from this many: a few complaints among the first messages say little.
+COMPLAINT_RATE_MIN_SENT = 1000
+BOUNCE_RATE_AUDIT_ACTION = "bounce_rate_paused"
 
 _recipients = Recipient.__table__
 _campaigns = Campaign.__table__
@@ -195,33 +200,46 @@ def record_bounces(reports: list[BounceReport]) -> list[BounceOutcome]:
     return [record_bounce(report) for report in reports]
 
 
-def bounce_rate_exceeded(sent: int, bounced: int, complained: int, percent: int) -> bool:
-    """Hard bounces + complaints above `percent` of at least BOUNCE_RATE_MIN_SENT sent; 0 = never."""
-    if percent <= 0 or sent < BOUNCE_RATE_MIN_SENT:
-        return False
-    return (bounced + complained) * 100 > percent * sent
+def _over(count: int, sent: int, percent: float) -> bool:
+    """`count` above `percent` of `sent` — equal is not over; exact for a percentage like 0.3."""
+    return Fraction(count) * 100 > Fraction(str(percent)) * sent
+
+
+def bounce_rate_trip(
+    sent: int, bounced: int, complained: int, *, bounce_percent: float, complaint_percent: float
+) -> BounceRateTrip | None:
+    """The line a campaign's figures cross, or None: hard bounces + complaints above `bounce_percent` of at
+    least BOUNCE_RATE_MIN_SENT sent, else complaints alone above `complaint_percent` of at least
+    COMPLAINT_RATE_MIN_SENT sent. A percentage of 0 turns its line off."""
+    if bounce_percent > 0 and sent >= BOUNCE_RATE_MIN_SENT and _over(bounced + complained, sent, bounce_percent):
+        return BounceRateTrip(PauseLine.BOUNCE_RATE, sent, bounced, complained, bounce_percent)
+    if complaint_percent > 0 and sent >= COMPLAINT_RATE_MIN_SENT and _over(complained, sent, complaint_percent):
+        return BounceRateTrip(PauseLine.COMPLAINT_RATE, sent, bounced, complained, complaint_percent)
+    return None
 
 
 def pause_if_bounce_rate_exceeded(campaign_id: int) -> bool:
-    """Pause an active campaign (`bounce_rate`) whose list bounces too much; True when this call paused it."""
+    """Pause an active campaign (`bounce_rate`) whose list bounces or draws complaints too much; True when
+    this call paused it."""
     row = db.session.execute(
         select(_campaigns.c.sent_count, _campaigns.c.bounced_count, _campaigns.c.complained_count)
         .where(_campaigns.c.id == campaign_id)
     ).first()
-    percent = get_settings().bounce_rate_pause_percent
-    if row is None or not bounce_rate_exceeded(row.sent_count, row.bounced_count, row.complained_count, percent):
+    if row is None:
         return False
-    return pause_for_bounce_rate(
-        campaign_id, sent=row.sent_count, bounced=row.bounced_count, complained=row.complained_count,
-        threshold_percent=percent,
-    )
+    settings = get_settings()
+    trip = bounce_rate_trip(row.sent_count, row.bounced_count, row.complained_count,
+                            bounce_percent=settings.bounce_rate_pause_percent,
+                            complaint_percent=settings.complaint_rate_pause_percent)
+    return trip is not None and pause_for_bounce_rate(campaign_id, trip)
 
 
 @owns_transaction
-def pause_for_bounce_rate(campaign_id: int, *, sent: int, bounced: int, complained: int, threshold_percent: int) -> bool:
+def pause_for_bounce_rate(campaign_id: int, trip: BounceRateTrip) -> bool:
     """Pause an active campaign (`bounce_rate`) until an admin resumes it; audit with no actor (commits).
 
-    The send loop sees `paused` before its next message, exactly as after an admin pause.
+    The send loop sees `paused` before its next message, exactly as after an admin pause. The audit row
+    and the log record carry the trip (which line, the figures): the pages read it back from the audit.
     """
     now = utcnow()
     from_status = current_status(campaign_id)
@@ -229,8 +247,8 @@ def pause_for_bounce_rate(campaign_id: int, *, sent: int, bounced: int, complain
         db.session.commit()
         return False
     queue_id = hold_queue(campaign_id, Reason.BOUNCE_RATE, now)
-    details = {"sent": sent, "bounced": bounced, "complained": complained, "threshold_percent": threshold_percent}
-    record_audit(None, "bounce_rate_paused", campaign_id=campaign_id, from_status=from_status, to_status=PAUSED,
+    details = trip.details()
+    record_audit(None, BOUNCE_RATE_AUDIT_ACTION, campaign_id=campaign_id, from_status=from_status, to_status=PAUSED,
                  details=details)
     db.session.commit()
     announce_send_stop(get_redis(), campaign_id)  # running slices stop before their next message
@@ -239,6 +257,19 @@ def pause_for_bounce_rate(campaign_id: int, *, sent: int, bounced: int, complain
         Reason.BOUNCE_RATE.info.log_level, "Campaign paused (bounce rate too high)"
     )
     return True
+
+
+def bounce_rate_trips(campaign_ids: list[int]) -> dict[int, BounceRateTrip]:
+    """The trip of each campaign's latest `bounce_rate` pause (audit log), by campaign id; read only."""
+    if not campaign_ids:
+        return {}
+    rows = db.session.execute(
+        select(AuditEvent.campaign_id, AuditEvent.details)
+        .where(AuditEvent.action == BOUNCE_RATE_AUDIT_ACTION, AuditEvent.campaign_id.in_(campaign_ids))
+        .order_by(AuditEvent.id)
+    ).all()
+    trips = {row.campaign_id: BounceRateTrip.from_details(row.details) for row in rows}  # the latest wins
+    return {campaign_id: trip for campaign_id, trip in trips.items() if trip is not None}
 
 
 # Replays are refused for at least this long; a signature older than the freshness window is

@@ -231,6 +231,7 @@ class SliceCampaign:
     subject: str
     body_text: str
     body_html: str | None
+    name: str = ""  # the List-Id's description
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,12 +276,12 @@ def _begin_slice(campaign_id: int, job_id: str, now: datetime) -> SliceStart:
         values.update(defer_reason=None, deferred_until=None)
     _update_queue(campaign_id, **values)
     row = db.session.execute(
-        select(_campaigns.c.subject, _campaigns.c.body_text, _campaigns.c.body_html, _queues.c.id)
+        select(_campaigns.c.subject, _campaigns.c.body_text, _campaigns.c.body_html, _campaigns.c.name, _queues.c.id)
         .join(_queues, _queues.c.campaign_id == _campaigns.c.id)
         .where(_campaigns.c.id == campaign_id)
     ).one()
     db.session.commit()
-    campaign = SliceCampaign(campaign_id, row.id, row.subject, row.body_text or "", row.body_html)
+    campaign = SliceCampaign(campaign_id, row.id, row.subject, row.body_text or "", row.body_html, row.name or "")
     return SliceStart(True, SENDING, campaign, fan_out=fan_out)
 
 

@@ -73,7 +73,8 @@ def send_test_email(campaign: Campaign, user: User, to_address: str) -> TestEmai
         raise TestEmailError(throttle_message(ACTION_TEST_EMAIL, limit, verdict.reason), throttle_refusal(verdict.reason))
 
     try:
-        builder = MessageBuilder(campaign.id, settings.mail_from, templates, unsubscribe_url_for(settings, campaign.id))
+        builder = MessageBuilder(campaign.id, settings.mail_from, templates, unsubscribe_url_for(settings, campaign.id),
+                                 list_name=campaign.name)
         built = builder.build(TEST_RECIPIENT_ID, to_address, preview_fields(campaign))
     except MessageBuildError as exc:
         raise TestEmailError(f"The test email could not be built: {exc}") from None

@@ -23,6 +23,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from sqlalchemy import select, update
 
+from mailadmin.models.reasons import BounceRateTrip, PauseLine
 from mailadmin.ops import PLAYBOOK_DIR, heading_slug
 
 DIALECT_LABELS = {"-- postgresql": "postgresql", "-- sqlite": "sqlite"}
@@ -244,7 +245,7 @@ def produce_log_lines(app, make_user, smtp, redis_url: str) -> tuple[list[str], 
         record_bounce(BounceReport("a@example.test", "complaint", "ses", "sns-2"))
         bouncing = create_campaign(owner, ["bad@example.test"], name="bounce rate")
         service.start_campaign(bouncing, owner, enforce_throttle=False)
-        bounce_service.pause_for_bounce_rate(bouncing.id, sent=200, bounced=11, complained=0, threshold_percent=5)
+        bounce_service.pause_for_bounce_rate(bouncing.id, BounceRateTrip(PauseLine.BOUNCE_RATE, 200, 11, 0, 5))
         Queue(SEND_QUEUE, connection=get_redis()).empty()
         ids["bounce_rate"] = bouncing.id
 
