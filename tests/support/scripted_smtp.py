@@ -85,5 +85,7 @@ class ScriptedServer:
             raise self.error
 
 
-def hang_up(conn: socket.socket, read_until: ReadUntil) -> None:
-    """A script that says nothing more and closes the connection."""
+def until_closed(conn: socket.socket) -> None:
+    """Read (and ignore) what the client still sends until it closes the connection."""
+    while conn.recv(65536):
+        pass
