@@ -17,7 +17,7 @@ from mailadmin.devtools.smtp_capture import CaptureSMTP
 from mailadmin.mail.transports import ErrorClass, PermanentSendError, SendError, TransientSendError
 from mailadmin.mail.transports.classify import Stage, error_class_for, failure_error, mask_addresses
 from mailadmin.mail.transports.pipelined import PipelinedSmtpTransport
-from tests.support.scripted_smtp import ScriptedServer, until_closed
+from tests.support.scripted_smtp import ScriptedServer, accept_body_and_quit, answer_quit, until_closed
 
 FROM = "news@shop.example.com"
 TO = "jane@example.com"
@@ -39,8 +39,7 @@ def answer_rset_and_quit(conn, read_until) -> None:
     """The end of a script whose transaction was refused: the client resets, then says goodbye."""
     assert read_until(b"\r\n") == b"RSET\r\n"
     conn.sendall(b"250 Ok\r\n")
-    read_until(b"QUIT\r\n")
-    conn.sendall(b"221 Bye\r\n")
+    answer_quit(conn, read_until)
 
 
 # --- a refusal while the session opens is transient, 5xx included ------------------------------
@@ -83,10 +82,7 @@ def test_a_refused_ehlo_falls_back_to_helo_and_sends_in_lock_step_without_size()
             conn.sendall(reply + b"\r\n")
             if reply != b"354 Go ahead":
                 read_until(b"\r\n")
-        read_until(b"\r\n.\r\n")
-        conn.sendall(b"250 Ok: queued\r\n")
-        read_until(b"QUIT\r\n")
-        conn.sendall(b"221 Bye\r\n")
+        accept_body_and_quit(conn, read_until)
 
     with ScriptedServer(script, hello=False) as server:
         with PipelinedSmtpTransport.from_url(server.url, timeout=5) as transport:

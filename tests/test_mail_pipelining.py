@@ -21,7 +21,7 @@ from mailadmin.devtools.redis_server import free_port
 from mailadmin.devtools.smtp_capture import CaptureSMTP
 from mailadmin.mail.transports import PermanentSendError, TransientSendError
 from mailadmin.mail.transports.pipelined import PipelinedSmtpTransport
-from tests.support.scripted_smtp import ScriptedServer
+from tests.support.scripted_smtp import ScriptedServer, accept_body_and_quit, answer_quit
 
 FROM = "news@shop.example.com"
 MESSAGE = b"From: news@shop.example.com\r\nSubject: Hello\r\n\r\nHi there.\r\n.leading dot\r\n"
@@ -40,10 +40,7 @@ def test_envelope_and_data_go_out_in_one_write_before_any_reply():
         # No reply is sent until MAIL, RCPT and DATA have all arrived: a lock-step client would hang here.
         seen["envelope"] = read_until(b"DATA\r\n")
         conn.sendall(b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n")
-        seen["body"] = read_until(b"\r\n.\r\n")
-        conn.sendall(b"250 2.0.0 Ok: queued as ABC\r\n")
-        read_until(b"QUIT\r\n")
-        conn.sendall(b"221 Bye\r\n")
+        seen["body"] = accept_body_and_quit(conn, read_until)
 
     with ScriptedServer(script, pipelining=True) as server:
         with PipelinedSmtpTransport.from_url(server.url, timeout=5) as transport:
@@ -74,10 +71,7 @@ def test_without_pipelining_each_command_waits_for_its_reply():
             conn.settimeout(5)
             assert early == b"", f"{early!r} arrived before the reply to {line!r}"
             conn.sendall(reply + b"\r\n")
-        read_until(b"\r\n.\r\n")
-        conn.sendall(b"250 Ok: queued\r\n")
-        read_until(b"QUIT\r\n")
-        conn.sendall(b"221 Bye\r\n")
+        accept_body_and_quit(conn, read_until)
 
     with ScriptedServer(script, pipelining=False) as server:
         with PipelinedSmtpTransport.from_url(server.url, timeout=5) as transport:
@@ -113,8 +107,7 @@ def test_a_354_to_a_pipelined_data_after_a_refused_recipient_ends_an_empty_messa
         conn.sendall(b"554 5.5.1 No valid recipients\r\n")
         assert read_until(b"\r\n") == b"RSET\r\n"
         conn.sendall(b"250 Ok\r\n")
-        read_until(b"QUIT\r\n")
-        conn.sendall(b"221 Bye\r\n")
+        answer_quit(conn, read_until)
 
     with ScriptedServer(script, pipelining=True) as server:
         with PipelinedSmtpTransport.from_url(server.url, timeout=5) as transport:

@@ -85,6 +85,20 @@ class ScriptedServer:
             raise self.error
 
 
+def answer_quit(conn: socket.socket, read_until: ReadUntil) -> None:
+    """The end of a conversation: the client's QUIT, our goodbye."""
+    read_until(b"QUIT\r\n")
+    conn.sendall(b"221 Bye\r\n")
+
+
+def accept_body_and_quit(conn: socket.socket, read_until: ReadUntil) -> bytes:
+    """Take the message after a 354, accept it, answer QUIT; returns the body as it arrived."""
+    body = read_until(b"\r\n.\r\n")
+    conn.sendall(b"250 2.0.0 Ok: queued as ABC\r\n")
+    answer_quit(conn, read_until)
+    return body
+
+
 def until_closed(conn: socket.socket) -> None:
     """Read (and ignore) what the client still sends until it closes the connection."""
     while conn.recv(65536):
