@@ -35,7 +35,7 @@ from mailadmin.extensions import DEFAULT_QUEUE, QUEUE_NAMES, SEND_QUEUE, db, get
 from mailadmin.jobs.continuations import ContinuationScheduler
 from mailadmin.jobs.dispatch import schedule_continuation
 from mailadmin.limits.rate_limiter import RATE_LIMIT_KEY
-from mailadmin.mail.transports.smtp import PermanentSendError, SmtpTransport
+from mailadmin.mail.transports import PermanentSendError, PipelinedSmtpTransport
 from mailadmin.models import Campaign, CampaignQueue, Recipient
 from mailadmin.models.types import utcnow
 from mailadmin.services.drafts import create_campaign
@@ -496,7 +496,7 @@ def test_an_smtp_reply_quoting_the_recipient_never_reaches_a_record_traceback_in
     smtp.reply_for_address(PROBE, 550, f"5.1.1 <{PROBE}>: Recipient address rejected: User unknown")
 
     # The product's transport: the error it raises already says "<recipient>".
-    transport = SmtpTransport.from_url(smtp.url, timeout=5)
+    transport = PipelinedSmtpTransport.from_url(smtp.url, timeout=5)
     try:
         with pytest.raises(PermanentSendError) as refused:
             transport.send("news@mailadmin.test", PROBE, b"Subject: probe\r\n\r\nprobe\r\n")

@@ -1,8 +1,8 @@
 """The pipelining SMTP client: one write for MAIL/RCPT/DATA when offered, lock-step otherwise.
 
-The classification shared with the smtplib transport is proven in test_mail_transport.py (every
-conversation there runs with both). Here: what only pipelining does, against a scripted server
-that checks the bytes on the wire, the capture server, and postfix's smtp-sink.
+The classification of every reply is proven in test_mail_transport.py. Here: what pipelining
+does, against a scripted server that checks the bytes on the wire, the capture server, and
+postfix's smtp-sink.
 """
 
 from __future__ import annotations
@@ -11,9 +11,8 @@ import os
 import shutil
 import socket
 import subprocess
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
@@ -22,6 +21,7 @@ from mailadmin.devtools.redis_server import free_port
 from mailadmin.devtools.smtp_capture import CaptureSMTP
 from mailadmin.mail.transports import PermanentSendError, TransientSendError
 from mailadmin.mail.transports.pipelined import PipelinedSmtpTransport
+from tests.support.scripted_smtp import ScriptedServer, accept_body_and_quit, answer_quit
 
 FROM = "news@shop.example.com"
 MESSAGE = b"From: news@shop.example.com\r\nSubject: Hello\r\n\r\nHi there.\r\n.leading dot\r\n"
@@ -33,62 +33,6 @@ SMTP_SINK = shutil.which("smtp-sink") or next(
 # --- a scripted server that sees every byte ---------------------------------------------------
 
 
-class ScriptedServer:
-    """One-connection SMTP server run by a test function `script(conn, read_until)` in a thread."""
-
-    def __init__(self, script: Callable[[socket.socket, Callable[[bytes], bytes]], None], *, pipelining: bool) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.script = script
-        self.pipelining = pipelining
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"smtp://127.0.0.1:{self.port}"
-
-    def _run(self) -> None:
-        try:
-            conn, _ = self.listener.accept()
-            with conn:
-                conn.settimeout(5)
-                buffer = bytearray()
-
-                def read_until(marker: bytes) -> bytes:
-                    """Everything received until `marker` has arrived (no reply is sent meanwhile)."""
-                    while marker not in buffer:
-                        chunk = conn.recv(65536)
-                        if not chunk:
-                            raise ConnectionError("client closed")
-                        buffer.extend(chunk)
-                    end = buffer.index(marker) + len(marker)
-                    taken = bytes(buffer[:end])
-                    del buffer[:end]
-                    return taken
-
-                conn.sendall(b"220 scripted ESMTP\r\n")
-                read_until(b"\r\n")  # EHLO
-                extensions = b"250-PIPELINING\r\n" if self.pipelining else b""
-                conn.sendall(b"250-scripted\r\n" + extensions + b"250 SIZE 1000000\r\n")
-                self.script(conn, read_until)
-        except BaseException as exc:  # reported by join()
-            self.error = exc
-
-    def __enter__(self) -> ScriptedServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.thread.join(10)
-        self.listener.close()
-
-    def join(self) -> None:
-        self.thread.join(10)
-        if self.error is not None:
-            raise self.error
-
-
 def test_envelope_and_data_go_out_in_one_write_before_any_reply():
     seen: dict[str, bytes] = {}
 
@@ -96,10 +40,7 @@ def test_envelope_and_data_go_out_in_one_write_before_any_reply():
         # No reply is sent until MAIL, RCPT and DATA have all arrived: a lock-step client would hang here.
         seen["envelope"] = read_until(b"DATA\r\n")
         conn.sendall(b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n")
-        seen["body"] = read_until(b"\r\n.\r\n")
-        conn.sendall(b"250 2.0.0 Ok: queued as ABC\r\n")
-        read_until(b"QUIT\r\n")
-        conn.sendall(b"221 Bye\r\n")
+        seen["body"] = accept_body_and_quit(conn, read_until)
 
     with ScriptedServer(script, pipelining=True) as server:
         with PipelinedSmtpTransport.from_url(server.url, timeout=5) as transport:
@@ -130,10 +71,7 @@ def test_without_pipelining_each_command_waits_for_its_reply():
             conn.settimeout(5)
             assert early == b"", f"{early!r} arrived before the reply to {line!r}"
             conn.sendall(reply + b"\r\n")
-        read_until(b"\r\n.\r\n")
-        conn.sendall(b"250 Ok: queued\r\n")
-        read_until(b"QUIT\r\n")
-        conn.sendall(b"221 Bye\r\n")
+        accept_body_and_quit(conn, read_until)
 
     with ScriptedServer(script, pipelining=False) as server:
         with PipelinedSmtpTransport.from_url(server.url, timeout=5) as transport:
@@ -169,8 +107,7 @@ def test_a_354_to_a_pipelined_data_after_a_refused_recipient_ends_an_empty_messa
         conn.sendall(b"554 5.5.1 No valid recipients\r\n")
         assert read_until(b"\r\n") == b"RSET\r\n"
         conn.sendall(b"250 Ok\r\n")
-        read_until(b"QUIT\r\n")
-        conn.sendall(b"221 Bye\r\n")
+        answer_quit(conn, read_until)
 
     with ScriptedServer(script, pipelining=True) as server:
         with PipelinedSmtpTransport.from_url(server.url, timeout=5) as transport:

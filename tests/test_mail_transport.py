@@ -1,12 +1,11 @@
-"""SMTP transports: real conversations with the capture server, every failure path classified.
+"""The SMTP transport: real conversations with the capture server, every failure path classified.
 
-Every conversation test runs twice: with the smtplib transport and with the pipelining one, which
-must classify every reply exactly alike."""
+The rules that need a server the capture server cannot play (refusals while the session opens,
+replies that are not SMTP) are in test_mail_classify.py."""
 
 from __future__ import annotations
 
 import shutil
-import smtplib
 import socket
 import ssl
 import subprocess
@@ -17,15 +16,8 @@ import pytest
 
 from mailadmin.devtools.redis_server import free_port
 from mailadmin.devtools.smtp_capture import CaptureSMTP
+from mailadmin.mail.transports import PermanentSendError, TransientSendError
 from mailadmin.mail.transports.pipelined import PipelinedSmtpTransport
-from mailadmin.mail.transports.smtp import (
-    PermanentSendError,
-    SendError,
-    SmtpTransport,
-    TransientSendError,
-    classify_smtp_error,
-    mask_addresses,
-)
 from tests.support.waiting import wait_until
 
 FROM = "news@shop.example.com"
@@ -35,11 +27,6 @@ def message(subject: str = "Hello", body: str = "Hi there.\r\n") -> bytes:
     return f"From: {FROM}\r\nTo: someone@example.com\r\nSubject: {subject}\r\n\r\n{body}".encode()
 
 
-@pytest.fixture(params=[SmtpTransport, PipelinedSmtpTransport], ids=["smtplib", "pipelined"])
-def transport_class(request) -> type[SmtpTransport]:
-    return request.param
-
-
 @pytest.fixture
 def capture() -> Iterator[CaptureSMTP]:
     with CaptureSMTP() as server:
@@ -47,8 +34,8 @@ def capture() -> Iterator[CaptureSMTP]:
 
 
 @pytest.fixture
-def transport(capture, transport_class) -> Iterator[SmtpTransport]:
-    with transport_class.from_url(capture.url, timeout=5) as smtp:
+def transport(capture) -> Iterator[PipelinedSmtpTransport]:
+    with PipelinedSmtpTransport.from_url(capture.url, timeout=5) as smtp:
         yield smtp
 
 
@@ -65,14 +52,14 @@ def transport(capture, transport_class) -> Iterator[SmtpTransport]:
     ],
 )
 def test_smtp_url_scheme_picks_security_and_default_port(url, security, port):
-    transport = SmtpTransport.from_url(url)
+    transport = PipelinedSmtpTransport.from_url(url)
 
     assert (transport.security, transport.port, transport.provider) == (security, port, "mail.example.com")
     assert transport.username is None
 
 
 def test_smtp_url_credentials_are_url_decoded_and_never_shown():
-    transport = SmtpTransport.from_url("smtp+starttls://apikey%40example.com:p%3As%2Fs%40word@smtp.example.com:2525")
+    transport = PipelinedSmtpTransport.from_url("smtp+starttls://apikey%40example.com:p%3As%2Fs%40word@smtp.example.com:2525")
 
     assert transport.username == "apikey@example.com"
     assert transport.password == "p:s/s@word"
@@ -82,7 +69,7 @@ def test_smtp_url_credentials_are_url_decoded_and_never_shown():
 
 def test_smtp_url_with_another_scheme_is_refused():
     with pytest.raises(ValueError, match="scheme"):
-        SmtpTransport.from_url("http://mail.example.com")
+        PipelinedSmtpTransport.from_url("http://mail.example.com")
 
 
 # --- sending ------------------------------------------------------------------------------
@@ -127,8 +114,8 @@ def test_lines_starting_with_a_dot_arrive_intact(capture, transport):
     assert capture.messages[0].data == data
 
 
-def test_close_says_quit_and_the_server_sees_the_connection_end(capture, transport_class):
-    transport = transport_class.from_url(capture.url, timeout=5)
+def test_close_says_quit_and_the_server_sees_the_connection_end(capture):
+    transport = PipelinedSmtpTransport.from_url(capture.url, timeout=5)
     transport.send(FROM, "a@example.com", message())
     assert capture.open_connections == 1
 
@@ -273,8 +260,8 @@ def test_error_messages_never_contain_the_recipient_address(capture, transport):
 # --- network trouble ----------------------------------------------------------------------
 
 
-def test_connection_refused_is_transient(transport_class):
-    transport = transport_class.from_url(f"smtp://127.0.0.1:{free_port()}", timeout=2)
+def test_connection_refused_is_transient():
+    transport = PipelinedSmtpTransport.from_url(f"smtp://127.0.0.1:{free_port()}", timeout=2)
 
     with pytest.raises(TransientSendError) as caught:
         transport.send(FROM, "a@example.com", message())
@@ -284,11 +271,11 @@ def test_connection_refused_is_transient(transport_class):
     assert "ConnectionRefusedError" in str(caught.value)
 
 
-def test_server_that_never_greets_times_out_as_transient(transport_class):
+def test_server_that_never_greets_times_out_as_transient():
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(1)  # accepts the TCP handshake, never says a word
-        transport = transport_class.from_url(f"smtp://127.0.0.1:{silent.getsockname()[1]}", timeout=0.5)
+        transport = PipelinedSmtpTransport.from_url(f"smtp://127.0.0.1:{silent.getsockname()[1]}", timeout=0.5)
 
         with pytest.raises(TransientSendError) as caught:
             transport.send(FROM, "a@example.com", message())
@@ -297,9 +284,9 @@ def test_server_that_never_greets_times_out_as_transient(transport_class):
     assert "timed out" in str(caught.value)
 
 
-def test_reply_slower_than_the_timeout_is_transient_with_an_unknown_outcome(capture, transport_class):
+def test_reply_slower_than_the_timeout_is_transient_with_an_unknown_outcome(capture):
     capture.delay_per_message(3)
-    transport = transport_class.from_url(capture.url, timeout=0.5)
+    transport = PipelinedSmtpTransport.from_url(capture.url, timeout=0.5)
 
     with pytest.raises(TransientSendError) as caught:
         transport.send(FROM, "a@example.com", message())
@@ -307,40 +294,6 @@ def test_reply_slower_than_the_timeout_is_transient_with_an_unknown_outcome(capt
     assert "timed out" in str(caught.value)
     assert caught.value.outcome_unknown is True
     transport.close()
-
-
-# --- classification as a function ---------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "exc, error_type, code",
-    [
-        (smtplib.SMTPRecipientsRefused({"a@example.com": (550, b"5.1.1 <a@example.com> unknown")}), PermanentSendError, 550),
-        (smtplib.SMTPRecipientsRefused({"a@example.com": (450, b"4.2.0 greylisted")}), TransientSendError, 450),
-        (smtplib.SMTPSenderRefused(451, b"4.3.0 try later", FROM), TransientSendError, 451),
-        (smtplib.SMTPDataError(552, b"5.3.4 too big"), PermanentSendError, 552),
-        (smtplib.SMTPServerDisconnected("Connection unexpectedly closed"), TransientSendError, None),
-        (smtplib.SMTPAuthenticationError(535, b"5.7.8 bad credentials"), TransientSendError, 535),
-        (smtplib.SMTPConnectError(554, b"5.7.1 no service for you"), TransientSendError, 554),
-        (ConnectionResetError(104, "Connection reset by peer"), TransientSendError, None),
-        (TimeoutError("timed out"), TransientSendError, None),
-        (ssl.SSLError("certificate verify failed"), TransientSendError, None),
-    ],
-)
-def test_classify_smtp_error(exc, error_type, code):
-    error = classify_smtp_error(exc, recipient="a@example.com")
-
-    assert type(error) is error_type
-    assert error.smtp_code == code
-    assert error.error_class == ("permanent" if error_type is PermanentSendError else "transient")
-    assert isinstance(error, SendError)
-    assert "a@example.com" not in str(error)
-
-
-def test_mask_addresses_hides_every_address_like_token():
-    text = "5.1.1 <bob@example.com>: unknown user bob@example.com (sender news@shop.example)"
-
-    assert mask_addresses(text) == "5.1.1 <recipient>: unknown user <recipient> (sender <recipient>)"
 
 
 # --- TLS and AUTH -------------------------------------------------------------------------
@@ -390,10 +343,10 @@ def client_tls(certificate) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(certificate[2]))
 
 
-def test_starttls_upgrades_the_connection_before_mail(server_tls, client_tls, transport_class):
+def test_starttls_upgrades_the_connection_before_mail(server_tls, client_tls):
     with CaptureSMTP(tls_context=server_tls, require_starttls=True) as server:
         assert server.url.startswith("smtp+starttls://")
-        with transport_class.from_url(server.url, timeout=5, ssl_context=client_tls) as transport:
+        with PipelinedSmtpTransport.from_url(server.url, timeout=5, ssl_context=client_tls) as transport:
             transport.send(FROM, "a@example.com", message())
             transport.send(FROM, "b@example.com", message())
 
@@ -401,18 +354,18 @@ def test_starttls_upgrades_the_connection_before_mail(server_tls, client_tls, tr
         assert server.connection_count == 1
 
 
-def test_implicit_tls_smtps_sends(server_tls, client_tls, transport_class):
+def test_implicit_tls_smtps_sends(server_tls, client_tls):
     with CaptureSMTP(tls_context=server_tls, implicit_tls=True) as server:
         assert server.url.startswith("smtps://")
-        with transport_class.from_url(server.url, timeout=5, ssl_context=client_tls) as transport:
+        with PipelinedSmtpTransport.from_url(server.url, timeout=5, ssl_context=client_tls) as transport:
             assert transport.send(FROM, "a@example.com", message()).smtp_code == 250
 
         assert server.wait_for(1)
 
 
-def test_untrusted_certificate_is_a_transient_session_error(server_tls, transport_class):
+def test_untrusted_certificate_is_a_transient_session_error(server_tls):
     with CaptureSMTP(tls_context=server_tls, implicit_tls=True) as server:
-        transport = transport_class.from_url(server.url, timeout=5)  # system CAs: the self-signed cert is untrusted
+        transport = PipelinedSmtpTransport.from_url(server.url, timeout=5)  # system CAs: the self-signed cert is untrusted
 
         with pytest.raises(TransientSendError) as caught:
             transport.send(FROM, "a@example.com", message())
@@ -421,17 +374,17 @@ def test_untrusted_certificate_is_a_transient_session_error(server_tls, transpor
     assert "SSL" in str(caught.value)
 
 
-def test_login_with_the_urls_credentials_over_starttls(server_tls, client_tls, transport_class):
+def test_login_with_the_urls_credentials_over_starttls(server_tls, client_tls):
     with CaptureSMTP(tls_context=server_tls, credentials=("mailer@example.com", "s3cr:t/pw")) as server:
         assert "mailer%40example.com:s3cr%3At%2Fpw@" in server.url
-        with transport_class.from_url(server.url, timeout=5, ssl_context=client_tls) as transport:
+        with PipelinedSmtpTransport.from_url(server.url, timeout=5, ssl_context=client_tls) as transport:
             assert transport.send(FROM, "a@example.com", message()).smtp_code == 250
 
 
-def test_wrong_password_is_transient_so_the_circuit_breaker_pauses_instead_of_failing_everyone(server_tls, client_tls, transport_class):
+def test_wrong_password_is_transient_so_the_circuit_breaker_pauses_instead_of_failing_everyone(server_tls, client_tls):
     with CaptureSMTP(tls_context=server_tls, credentials=("mailer", "right")) as server:
         url = server.url.replace(":right@", ":wrong@")
-        transport = transport_class.from_url(url, timeout=5, ssl_context=client_tls)
+        transport = PipelinedSmtpTransport.from_url(url, timeout=5, ssl_context=client_tls)
 
         with pytest.raises(TransientSendError) as caught:
             transport.send(FROM, "a@example.com", message())

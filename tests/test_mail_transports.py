@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailadmin.mail.transports import SmtpTransport, Transport, transport_from_url
+from mailadmin.mail.transports import PipelinedSmtpTransport, Transport, transport_from_url
 from mailadmin.mail.unsubscribe import read_unsubscribe_token, unsubscribe_url_for
 from mailadmin.settings import Settings
 
@@ -15,7 +15,7 @@ from mailadmin.settings import Settings
 def test_smtp_urls_get_the_smtp_transport(url):
     transport = transport_from_url(url, timeout=3)
 
-    assert isinstance(transport, SmtpTransport)
+    assert isinstance(transport, PipelinedSmtpTransport)
     assert transport.provider == "mail.example.com"
     assert transport.timeout == 3
 

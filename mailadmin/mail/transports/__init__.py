@@ -1,6 +1,8 @@
 """The seam between the send loop and a mail provider: one `Transport` protocol (base.py), SMTP
-first (smtp.py: smtplib; pipelined.py: our RFC 2920 client, what `transport_from_url` returns). A second provider (an HTTP API) or a test double implements `Transport` and is
-chosen here by `transport_from_url()`, the one place the send loop and the test email get theirs.
+first: pipelined.py (our RFC 2920 client, what `transport_from_url` returns), session.py (its
+connection set-up), classify.py (transient | permanent for each reply and failure). A second
+provider (an HTTP API) or a test double implements `Transport` and is chosen here by
+`transport_from_url()`, the one place the send loop and the test email get theirs.
 """
 
 from __future__ import annotations
@@ -8,17 +10,17 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from mailadmin.mail.transports.base import (
+    ErrorClass,
     PermanentSendError,
     SendError,
     SendOutcome,
     TransientSendError,
     Transport,
 )
-from mailadmin.mail.transports.pipelined import PipelinedSmtpTransport
-from mailadmin.mail.transports.smtp import SECURITY_BY_SCHEME, SmtpTransport
+from mailadmin.mail.transports.pipelined import SECURITY_BY_SCHEME, PipelinedSmtpTransport
 
 __all__ = [
-    "PermanentSendError", "PipelinedSmtpTransport", "SendError", "SendOutcome", "SmtpTransport", "TransientSendError",
+    "ErrorClass", "PermanentSendError", "PipelinedSmtpTransport", "SendError", "SendOutcome", "TransientSendError",
     "Transport",
     "transport_from_url",
 ]

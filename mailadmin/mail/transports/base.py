@@ -4,6 +4,7 @@ send errors whose class (transient | permanent) tells the send loop what to do w
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol
 
 
@@ -28,10 +29,17 @@ class Transport(Protocol):
         ...
 
 
+class ErrorClass(StrEnum):
+    """What the send loop does with a recipient whose send failed."""
+
+    TRANSIENT = "transient"  # try again later (and count towards the circuit breaker)
+    PERMANENT = "permanent"  # refused for good
+
+
 class SendError(Exception):
     """A send that did not succeed; `error_class` tells the send loop what to do with the recipient."""
 
-    error_class = "transient"
+    error_class = ErrorClass.TRANSIENT
 
     def __init__(
         self, message: str, *, smtp_code: int | None = None, stage: str | None = None, outcome_unknown: bool = False
@@ -51,13 +59,13 @@ class SendError(Exception):
 class TransientSendError(SendError):
     """Try again later: connection trouble, timeouts, 4xx replies, session setup failures."""
 
-    error_class = "transient"
+    error_class = ErrorClass.TRANSIENT
 
 
 class PermanentSendError(SendError):
     """The server refused this message for good (5xx to MAIL, RCPT or DATA)."""
 
-    error_class = "permanent"
+    error_class = ErrorClass.PERMANENT
 
 
 @dataclass(frozen=True, slots=True)
