@@ -10,7 +10,7 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-from mailadmin.extensions import db
+from mailadmin.extensions import db, get_redis
 from mailadmin.models import BounceEvent, Campaign, Suppression
 from mailadmin.webhooks import verify
 from tests.factories import recipient_of, sent_campaign
@@ -225,6 +225,29 @@ def test_the_same_sendgrid_event_signed_again_changes_nothing(client, campaign, 
     again = client.post("/webhooks/sendgrid", data=body, headers=sendgrid_signer.headers(body, age_seconds=1))
     assert again.json == {"applied": 0, "duplicates": 1}
     assert state(campaign) == (1, 0, "bounced", 1, 1)
+
+
+@pytest.fixture
+def one_mb_bodies(app_env):
+    app_env["MAILER_MAX_UPLOAD_MB"] = "1"
+
+
+def test_an_oversized_webhook_is_answered_413_with_problem_details_and_changes_nothing(
+    one_mb_bodies, client, campaign, sendgrid_signer
+):
+    events = [sendgrid_event(ALICE, recipient_of(campaign, ALICE).smtp_message_id)]
+    events += [{"email": BOB, "event": "delivered", "sg_event_id": f"d{n}", "padding": "x" * 200} for n in range(6000)]
+    body = json.dumps(events).encode()
+    assert len(body) > 1024 * 1024
+    before = state(campaign)
+    response = client.post("/webhooks/sendgrid", data=body, headers=sendgrid_signer.headers(body))
+    assert response.status_code == 413
+    assert response.mimetype == "application/problem+json"
+    assert response.json == {"type": "about:blank", "title": "Request Entity Too Large", "status": 413,
+                             "detail": "The request body is larger than 1 MB. Nothing was stored."}
+    assert "Location" not in response.headers
+    assert state(campaign) == before
+    assert get_redis().keys("mailadmin:webhook-delivery:*") == []
 
 
 # --- Mailgun -------------------------------------------------------------------------------------
