@@ -76,27 +76,32 @@ def test_a_large_campaigns_results_download_through_a_real_server(live_server, m
 
 
 def _streamed_downloads() -> set[str]:
-    """`file:function` of every view that returns a streamed body: a `csv_download(...)`, or a
-    `Response(...)` / `stream_with_context(...)` whose body is produced by a call."""
+    """`file:function` of every view that returns a streamed body: a `csv_download(...)`, a
+    `stream_with_context(...)`, or a `Response(...)` whose body is a call of a generator function."""
     found = set()
     for path in PACKAGE_DIR.rglob("*.py"):
         if path.name == "downloads.py":
             continue
-        for function in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if not isinstance(function, ast.FunctionDef):
-                continue
-            for call in ast.walk(function):
-                if isinstance(call, ast.Call) and _streams(call):
-                    found.add(f"{path.relative_to(PACKAGE_DIR)}:{function.name}")
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        generators = {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef) and any(
+            isinstance(inner, (ast.Yield, ast.YieldFrom)) for inner in ast.walk(node))}
+        for function in ast.walk(tree):
+            if isinstance(function, ast.FunctionDef) and any(
+                isinstance(call, ast.Call) and _streams(call, generators) for call in ast.walk(function)
+            ):
+                found.add(f"{path.relative_to(PACKAGE_DIR)}:{function.name}")
     return found
 
 
-def _streams(call: ast.Call) -> bool:
-    name = getattr(call.func, "id", None) or getattr(call.func, "attr", None)
-    if name in ("csv_download", "stream_with_context"):
+def _name(call: ast.Call) -> str | None:
+    return getattr(call.func, "id", None) or getattr(call.func, "attr", None)
+
+
+def _streams(call: ast.Call, generators: set[str]) -> bool:
+    if _name(call) in ("csv_download", "stream_with_context"):
         return True
     body = call.args[0] if call.args else None
-    return name == "Response" and isinstance(body, ast.Call) and getattr(body.func, "id", None) != "str"
+    return _name(call) == "Response" and isinstance(body, ast.Call) and _name(body) in generators
 
 
 def test_every_streamed_download_is_read_through_the_live_server_here():
