@@ -241,8 +241,8 @@ def pause_for_bounce_rate(campaign_id: int, *, sent: int, bounced: int, complain
     return True
 
 
-# A delivery id is remembered this long; a signature older than the freshness window is refused as
-# stale anyway.
+# Replays are refused for at least this long; a signature older than the freshness window is
+# refused as stale anyway.
 REPLAY_MEMORY_SECONDS = 7 * 24 * 3600
 
 
