@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from sqlalchemy import func, insert, select
 
 from mailadmin.extensions import db
-from mailadmin.models import Campaign, CampaignQueue, Recipient, User
+from mailadmin.models import Campaign, CampaignQueue, Recipient, Suppression, User
 from mailadmin.models.campaign import DRAFT, R_PENDING, R_SENT, SENDING
 from mailadmin.models.types import utcnow
 
@@ -143,6 +143,16 @@ def sent_campaign(owner: User, addresses: Sequence[str], *, pending: Sequence[st
         db.session.add(Recipient(campaign_id=campaign.id, email=address, status=R_PENDING))
     db.session.commit()
     return campaign
+
+
+def create_suppressions(addresses: Sequence[str], reason: str = "manual", source: str = "import") -> None:
+    """`addresses` on the suppression list in this order (ids rising), bulk-inserted without the service."""
+    now = utcnow()
+    for start in range(0, len(addresses), _INSERT_CHUNK):
+        rows = [{"email": address, "reason": reason, "source": source, "created_at": now}
+                for address in addresses[start:start + _INSERT_CHUNK]]
+        db.session.execute(insert(Suppression.__table__), rows)
+    db.session.commit()
 
 
 def our_message_id(campaign_id: int, recipient_id: int) -> str:

@@ -95,6 +95,34 @@ def test_import_and_export_csv(admin_client):
     assert len(only.splitlines()) == 2
 
 
+@pytest.fixture
+def one_mb_uploads(app_env):
+    app_env["MAILER_MAX_UPLOAD_MB"] = "1"
+
+
+def test_an_oversized_import_goes_back_to_the_list_with_the_limit_and_adds_nothing(one_mb_uploads, admin_client):
+    """The import form posts to a POST-only URL: the browser is sent back to the page it came from."""
+    big = io.BytesIO("\n".join(f"user{n}@example.com" for n in range(80_000)).encode())
+    assert len(big.getvalue()) > 1024 * 1024
+    token = csrf_token_from(admin_client.get(PAGE).get_data(as_text=True))
+    response = admin_client.post(f"{PAGE}/import", data={"file": (big, "big.csv"), "reason": "manual", "csrf_token": token},
+                                 content_type="multipart/form-data", headers={"Referer": f"http://localhost{PAGE}?q=x"})
+    assert (response.status_code, response.headers["Location"]) == (303, f"{PAGE}?q=x")
+    page = admin_client.get(response.headers["Location"])
+    assert page.status_code == 200
+    assert ("error", "The upload is too large. Maximum: 1 MB.") in flashes(page.get_data(as_text=True))
+    assert db.session.scalar(select(Suppression.id)) is None
+
+
+def test_an_oversized_post_never_redirects_off_site(one_mb_uploads, admin_client):
+    for referrer in ("https://evil.example/admin/suppressions", "http://localhost//evil.example/x",
+                     "http://localhost/\\evil.example/x", ""):
+        big = io.BytesIO(b"x" * (1024 * 1024 + 1))
+        response = admin_client.post(f"{PAGE}/import", data={"file": (big, "big.csv")},
+                                     content_type="multipart/form-data", headers={"Referer": referrer})
+        assert (response.status_code, response.headers["Location"]) == (303, "/"), referrer
+
+
 def test_erasing_a_person_leaves_only_hashes_and_keeps_them_suppressed(admin_client, admin, manager):
     target = "Erin.Target@example.com"
     campaign = sent_campaign(manager, ["erin.target@example.com", "other@example.com"])

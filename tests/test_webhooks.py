@@ -1,16 +1,23 @@
-"""Provider webhooks with real signed payloads: valid ones are applied once; forged, wrong-key,
-stale and replayed ones are refused and change nothing. For SNS only the certificate download
+"""Provider webhooks with real signed payloads: valid ones are applied once, and an identical
+redelivery is answered 200 without applying it again; forged, wrong-key, stale ones and an id reused
+with another body are refused and change nothing. For SNS only the certificate download
 (the network edge) is replaced, by a certificate this test generates."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
+import time
+from dataclasses import dataclass
 
 import pytest
 from sqlalchemy import func, select
 
-from mailadmin.extensions import db
+from mailadmin.extensions import db, get_redis
+from mailadmin.limits import replay
+from mailadmin.limits.replay import DeliveryClaim
 from mailadmin.models import BounceEvent, Campaign, Suppression
 from mailadmin.webhooks import verify
 from tests.factories import recipient_of, sent_campaign
@@ -23,6 +30,7 @@ from tests.support.bounces import (
     sendgrid_event,
     ses_bounce_notification,
     ses_complaint_notification,
+    sns_timestamp,
 )
 from tests.support.bounces import SNS_TOPIC as TOPIC
 from tests.support.log_capture import capture_json_logs
@@ -109,8 +117,8 @@ def test_a_signed_ses_bounce_marks_the_recipient_bounced_and_suppresses_once(cli
     assert state(campaign) == (1, 0, "bounced", 1, 1)
     entry = db.session.scalar(select(Suppression))
     assert (entry.email, entry.reason, entry.source, entry.campaign_id) == (ALICE, "hard_bounce", "ses", campaign.id)
-    # SNS re-delivers the same message: refused as a replay, nothing changes.
-    assert post_sns(client, message).status_code == 403
+    # SNS re-delivers the same message: answered 200, nothing changes.
+    assert post_sns(client, message).json == {"already_applied": True, "applied": 0, "duplicates": 1}
     assert state(campaign) == (1, 0, "bounced", 1, 1)
     assert sns_signer.downloads == ["https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-0123456789abcdef.pem"]
 
@@ -213,8 +221,8 @@ def test_signed_sendgrid_events_are_applied_and_forgeries_refused(client, campai
     assert response.json == {"applied": 2, "duplicates": 0}
     assert state(campaign) == (1, 1, "bounced", 2, 2)
     assert recipient_of(campaign, BOB).status == "complained"
-    replay = client.post("/webhooks/sendgrid", data=body, headers=headers)
-    assert (replay.status_code, replay.json) == (403, {"error": "replayed"})
+    redelivery = client.post("/webhooks/sendgrid", data=body, headers=headers)
+    assert (redelivery.status_code, redelivery.json) == (200, {"already_applied": True, "applied": 0, "duplicates": 2})
     assert state(campaign) == (1, 1, "bounced", 2, 2)
 
 
@@ -225,6 +233,29 @@ def test_the_same_sendgrid_event_signed_again_changes_nothing(client, campaign, 
     again = client.post("/webhooks/sendgrid", data=body, headers=sendgrid_signer.headers(body, age_seconds=1))
     assert again.json == {"applied": 0, "duplicates": 1}
     assert state(campaign) == (1, 0, "bounced", 1, 1)
+
+
+@pytest.fixture
+def one_mb_bodies(app_env):
+    app_env["MAILER_MAX_UPLOAD_MB"] = "1"
+
+
+def test_an_oversized_webhook_is_answered_413_with_problem_details_and_changes_nothing(
+    one_mb_bodies, client, campaign, sendgrid_signer
+):
+    events = [sendgrid_event(ALICE, recipient_of(campaign, ALICE).smtp_message_id)]
+    events += [{"email": BOB, "event": "delivered", "sg_event_id": f"d{n}", "padding": "x" * 200} for n in range(6000)]
+    body = json.dumps(events).encode()
+    assert len(body) > 1024 * 1024
+    before = state(campaign)
+    response = client.post("/webhooks/sendgrid", data=body, headers=sendgrid_signer.headers(body))
+    assert response.status_code == 413
+    assert response.mimetype == "application/problem+json"
+    assert response.json == {"type": "about:blank", "title": "Request Entity Too Large", "status": 413,
+                             "detail": "The request body is larger than 1 MB. Nothing was stored."}
+    assert "Location" not in response.headers
+    assert state(campaign) == before
+    assert get_redis().keys("mailadmin:webhook-delivery:*") == []
 
 
 # --- Mailgun -------------------------------------------------------------------------------------
@@ -266,8 +297,9 @@ def test_postmark_needs_its_secret_in_basic_auth_or_the_header(client, campaign)
     good = base64.b64encode(f"postmark:{POSTMARK_SECRET}".encode()).decode()
     assert client.post("/webhooks/postmark", json=payload, headers={"Authorization": f"Basic {good}"}).status_code == 200
     assert state(campaign) == (1, 0, "bounced", 1, 1)
-    replay = client.post("/webhooks/postmark", json=payload, headers={verify.POSTMARK_SECRET_HEADER: POSTMARK_SECRET})
-    assert replay.status_code == 403
+    redelivery = client.post("/webhooks/postmark", json=payload, headers={verify.POSTMARK_SECRET_HEADER: POSTMARK_SECRET})
+    assert (redelivery.status_code, redelivery.json["already_applied"]) == (200, True)
+    assert state(campaign) == (1, 0, "bounced", 1, 1)
     complaint = postmark_bounce(BOB, kind="SpamComplaint", record="SpamComplaint")
     assert client.post("/webhooks/postmark", json=complaint,
                        headers={verify.POSTMARK_SECRET_HEADER: POSTMARK_SECRET}).status_code == 200
@@ -302,3 +334,153 @@ def test_an_unreachable_sns_certificate_is_answered_503_so_sns_retries(client, c
     response = post_sns(client, message)
     assert (response.status_code, response.json) == (503, {"error": "sns_unreachable"})
     assert state(campaign) == before
+
+
+# --- redeliveries: identical ones answered 200, applied once; forged and stale ones refused -------
+
+
+@dataclass
+class Deliveries:
+    """One provider's real requests about ALICE's bounce: the first, and two that reuse its id."""
+
+    first: tuple[str, dict]  # (url, keyword arguments of client.post); sent again = an identical redelivery
+    forged: tuple[str, dict]  # the same delivery id (or signature) with another body: BOB complained
+    forged_refusal: str
+    stale: tuple[str, dict] | None  # the same delivery signed long ago (Postmark signs nothing: none)
+
+
+def _sns(message: dict) -> tuple[str, dict]:
+    return "/webhooks/ses", {"data": json.dumps(message), "content_type": "text/plain; charset=UTF-8"}
+
+
+def _ses_deliveries(campaign, signer: SnsSigner) -> Deliveries:
+    notification = ses_bounce_notification([ALICE], recipient_of(campaign, ALICE).smtp_message_id)
+    other = ses_complaint_notification(BOB, recipient_of(campaign, BOB).smtp_message_id)["Message"]
+    return Deliveries(_sns(signer.sign(notification)), _sns(signer.sign({**notification, "Message": other})),
+                      "replayed", _sns(signer.sign({**notification, "Timestamp": sns_timestamp(600)})))
+
+
+def _sendgrid_deliveries(campaign, signer: SendGridSigner) -> Deliveries:
+    body = json.dumps([sendgrid_event(ALICE, recipient_of(campaign, ALICE).smtp_message_id)]).encode()
+    other = json.dumps([sendgrid_event(BOB, None, event="spamreport")]).encode()
+    headers = signer.headers(body)
+    url = "/webhooks/sendgrid"
+    # SendGrid signs the body: another body under the same signature fails the signature itself.
+    return Deliveries((url, {"data": body, "headers": headers}), (url, {"data": other, "headers": headers}),
+                      "bad_signature", (url, {"data": body, "headers": signer.headers(body, age_seconds=600)}))
+
+
+def _postmark_deliveries(campaign) -> Deliveries:
+    payload = postmark_bounce(ALICE)
+    headers = {verify.POSTMARK_SECRET_HEADER: POSTMARK_SECRET}
+    forged = {**postmark_bounce(BOB, kind="SpamComplaint", record="Bounce"), "ID": payload["ID"], "Type": "HardBounce"}
+    return Deliveries(("/webhooks/postmark", {"json": payload, "headers": headers}),
+                      ("/webhooks/postmark", {"json": forged, "headers": headers}), "replayed", None)
+
+
+def _mailgun_deliveries(campaign) -> Deliveries:
+    payload = mailgun_payload(MAILGUN_KEY, ALICE, recipient_of(campaign, ALICE).smtp_message_id)
+    # Mailgun signs timestamp + token only: a captured signature block fits any event-data.
+    forged = {**mailgun_payload(MAILGUN_KEY, BOB, None, event="complained"), "signature": payload["signature"]}
+    token, old = payload["signature"]["token"], str(int(time.time()) - 600)
+    stale_signature = hmac.new(MAILGUN_KEY.encode(), (old + token).encode(), hashlib.sha256).hexdigest()
+    stale = {**payload, "signature": {"timestamp": old, "token": token, "signature": stale_signature}}
+    return Deliveries(("/webhooks/mailgun", {"json": payload}), ("/webhooks/mailgun", {"json": forged}), "replayed",
+                      ("/webhooks/mailgun", {"json": stale}))
+
+
+@pytest.fixture
+def deliveries(campaign, sns_signer, sendgrid_signer):
+    def build(provider: str) -> Deliveries:
+        if provider == "ses":
+            return _ses_deliveries(campaign, sns_signer)
+        if provider == "sendgrid":
+            return _sendgrid_deliveries(campaign, sendgrid_signer)
+        return _postmark_deliveries(campaign) if provider == "postmark" else _mailgun_deliveries(campaign)
+
+    return build
+
+
+def post(client, request: tuple[str, dict]):
+    url, kwargs = request
+    return client.post(url, **kwargs)
+
+
+PROVIDERS = ["ses", "sendgrid", "postmark", "mailgun"]
+APPLIED_ONCE = (1, 0, "bounced", 1, 1)  # one bounce counted, ALICE bounced, one suppression, one BounceEvent
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_an_identical_redelivery_is_applied_once_and_answered_200(client, campaign, deliveries, provider, app):
+    delivery = deliveries(provider)
+    with capture_json_logs(app) as logs:
+        first = post(client, delivery.first)
+        assert (first.status_code, first.json) == (200, {"applied": 1, "duplicates": 0})
+        for _ in range(2):  # the provider lost our 2xx, twice
+            again = post(client, delivery.first)
+            assert (again.status_code, again.json) == (200, {"already_applied": True, "applied": 0, "duplicates": 1})
+    assert state(campaign) == APPLIED_ONCE
+    assert [record["provider"] for record in logs.events("Webhook delivery already applied")] == [provider] * 2
+    assert len(logs.events("Bounce recorded")) == 1
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_forged_replay_under_the_same_id_stays_refused(client, campaign, deliveries, provider):
+    delivery = deliveries(provider)
+    assert post(client, delivery.first).status_code == 200
+    forged = post(client, delivery.forged)
+    assert (forged.status_code, forged.json) == (403, {"error": delivery.forged_refusal})
+    assert state(campaign) == APPLIED_ONCE
+    assert recipient_of(campaign, BOB).status == "sent"
+    # The forgery changed nothing the real provider's redelivery relies on.
+    assert post(client, delivery.first).json["already_applied"] is True
+
+
+@pytest.mark.parametrize("provider", ["ses", "sendgrid", "mailgun"])
+def test_a_stale_redelivery_stays_refused(client, campaign, deliveries, provider):
+    delivery = deliveries(provider)
+    assert post(client, delivery.first).status_code == 200
+    stale = post(client, delivery.stale)
+    assert (stale.status_code, stale.json) == (403, {"error": "stale"})
+    assert state(campaign) == APPLIED_ONCE
+
+
+def test_a_stale_first_delivery_is_refused_and_applies_nothing(client, campaign, deliveries):
+    before = state(campaign)
+    stale = post(client, deliveries("mailgun").stale)
+    assert (stale.status_code, stale.json) == (403, {"error": "stale"})
+    assert state(campaign) == before
+
+
+# --- the replay store itself (real Redis) ---------------------------------------------------------
+
+
+def test_a_delivery_is_first_then_in_progress_then_applied_and_another_body_conflicts(app):
+    redis, ttl = get_redis(), 3600
+    same, other = replay.delivery_fingerprint(b"body"), replay.delivery_fingerprint(b"other body")
+    assert replay.claim_delivery(redis, "ses", "m-1", same, ttl) is DeliveryClaim.FIRST
+    # Another request delivers it again while the first is still applying it: the provider must retry.
+    assert replay.claim_delivery(redis, "ses", "m-1", same, ttl) is DeliveryClaim.IN_PROGRESS
+    assert replay.claim_delivery(redis, "ses", "m-1", other, ttl) is DeliveryClaim.CONFLICT
+    replay.mark_delivery_applied(redis, "ses", "m-1", same, ttl)
+    assert replay.claim_delivery(redis, "ses", "m-1", same, ttl) is DeliveryClaim.ALREADY_APPLIED
+    assert replay.claim_delivery(redis, "ses", "m-1", other, ttl) is DeliveryClaim.CONFLICT
+    assert replay.claim_delivery(redis, "mailgun", "m-1", other, ttl) is DeliveryClaim.FIRST  # ids are per provider
+    assert 0 < redis.ttl(replay._key("ses", "m-1")) <= ttl
+
+
+def test_a_claim_left_pending_by_a_dead_process_is_taken_over(app):
+    redis, fingerprint = get_redis(), replay.delivery_fingerprint(b"body")
+    started = time.time()
+    assert replay.claim_delivery(redis, "postmark", "Bounce:1", fingerprint, 3600, now=started) is DeliveryClaim.FIRST
+    later = started + replay.PENDING_TAKEOVER_SECONDS
+    assert replay.claim_delivery(redis, "postmark", "Bounce:1", fingerprint, 3600, now=later) is DeliveryClaim.FIRST
+    assert replay.claim_delivery(redis, "postmark", "Bounce:1", fingerprint, 3600, now=later + 1) is (
+        DeliveryClaim.IN_PROGRESS)
+
+
+def test_a_delivery_id_stored_by_the_previous_version_is_never_applied_again(app):
+    redis = get_redis()
+    redis.set(replay._key("sendgrid", "sig"), "1", ex=60)
+    assert replay.claim_delivery(redis, "sendgrid", "sig", replay.delivery_fingerprint(b"x"), 60) is (
+        DeliveryClaim.CONFLICT)

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterator
 from datetime import UTC, datetime, time, timedelta
 
-from flask import Response, flash, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from mailadmin.admin.forms import (
@@ -19,6 +16,7 @@ from mailadmin.admin.forms import (
 )
 from mailadmin.admin.views import bp
 from mailadmin.auth.decorators import admin_required
+from mailadmin.downloads import csv_download
 from mailadmin.models.suppression import SOURCE_ADMIN, SOURCE_IMPORT
 from mailadmin.services import privacy
 from mailadmin.services import suppressions as suppression_service
@@ -105,22 +103,10 @@ def import_suppressions():
 @bp.route("/suppressions/export.csv")
 @admin_required
 def export_suppressions():
-    """The matching entries as CSV (streamed)."""
+    """The matching entries as CSV, streamed (the filters are read now, the rows while it streams)."""
     form = SuppressionFilterForm(request.args)
     form.validate()
-    search = _search(form)
-
-    def generate() -> Iterator[str]:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        for row in suppression_service.export_rows(search):
-            writer.writerow(row)
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-
-    return Response(generate(), mimetype="text/csv",
-                    headers={"Content-Disposition": "attachment; filename=suppressions.csv"})
+    return csv_download(suppression_service.export_rows(_search(form)), "suppressions.csv")
 
 
 @bp.route("/suppressions/<int:suppression_id>/remove", methods=["POST"])

@@ -7,12 +7,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Select, func, select, true
+from sqlalchemy import Row, Select, func, select, true
 
 from mailadmin.campaigns.access import visible_campaigns
 from mailadmin.extensions import db
 from mailadmin.models import Campaign, Recipient, User
 from mailadmin.models.campaign import CAMPAIGN_STATUSES, R_SKIPPED, RECIPIENT_STATUSES
+from mailadmin.services.batches import read_in_batches
 from mailadmin.services.drafts import recipient_matches
 
 CAMPAIGNS_PER_PAGE = 25
@@ -141,21 +142,20 @@ def recipients_page(
 EXPORT_COLUMNS = ("email", "name", "status", "attempts", "smtp_code", "last_error", "soft_bounces", "sent_at")
 
 
-def export_rows(campaign: Campaign, batch: int = 2000) -> Iterator[tuple]:
-    """Every recipient of one campaign as a tuple of EXPORT_COLUMNS, streamed in id order."""
-    query = (
-        select(
-            Recipient.email,
-            Recipient.name,
-            Recipient.status,
-            Recipient.attempts,
-            Recipient.smtp_code,
-            Recipient.last_error,
-            Recipient.soft_bounce_count,
-            Recipient.sent_at,
-        )
-        .where(Recipient.campaign_id == campaign.id)
-        .order_by(Recipient.id)
-    )
-    result = db.session.execute(query.execution_options(yield_per=batch))
-    yield from result
+def export_rows(campaign_id: int, batch: int = 2000) -> Iterator[Row]:
+    """Every recipient of one campaign as a row of EXPORT_COLUMNS, in id order, read `batch` at a time.
+
+    Call it in the request; iterate it while the download streams (see `services.batches`).
+    """
+    query = select(
+        Recipient.email,
+        Recipient.name,
+        Recipient.status,
+        Recipient.attempts,
+        Recipient.smtp_code,
+        Recipient.last_error,
+        Recipient.soft_bounce_count,
+        Recipient.sent_at,
+        Recipient.id,
+    ).where(Recipient.campaign_id == campaign_id)
+    return read_in_batches(query, Recipient.id, batch)

@@ -1,17 +1,18 @@
 """The web process during a database or Redis outage: a clear 503, never a 500 traceback.
 
 A request that hits an unreachable database or Redis gets "Service temporarily unavailable.
-Please try again later." (JSON for API and JSON clients) with Retry-After; the outage is logged
-once per process by the outage tracker (`jobs.resilience`), and a later request notices when
-the service is back (at most one probe a second while an outage is known).
+Please try again later." (RFC 9457 problem details for machine endpoints and JSON clients) with
+Retry-After; the outage is logged once per process by the outage tracker (`jobs.resilience`), and a
+later request notices when the service is back (at most one probe a second while an outage is known).
 """
 
 from __future__ import annotations
 
 import time
 
-from flask import Flask, render_template, request
+from flask import Flask, render_template
 
+from mailadmin.errors.problems import problem_response, wants_problem_details
 from mailadmin.extensions import db
 from mailadmin.health.probes import check_database, check_redis
 from mailadmin.jobs.resilience import DATABASE_DOWN, REDIS_DOWN, Service, is_database_outage, outage_tracker
@@ -33,8 +34,8 @@ def service_unavailable(error: Exception):
         except Exception:  # the connection is gone; the session is discarded at teardown anyway
             pass
     headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
-    if request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json":
-        return {"error": "Service Unavailable", "code": 503, "message": UNAVAILABLE_MESSAGE}, 503, headers
+    if wants_problem_details():
+        return problem_response(503, UNAVAILABLE_MESSAGE, headers=headers)
     return render_template("unavailable.html", message=UNAVAILABLE_MESSAGE), 503, headers
 
 

@@ -1,17 +1,60 @@
-"""Replay protection for signed webhooks: each delivery id is accepted once (Redis SET NX with a TTL).
+"""Webhook deliveries in Redis: each applied once; its identical redelivery recognised; a reuse of
+its id with other content refused.
 
-The TTL outlives the freshness window of the signature, so a captured request is refused either
-as a replay (within the TTL) or as stale (after it). Redis down: refused (fail-closed) — the
-provider retries later, nothing is lost.
+A provider that did not get our 2xx (a timeout, a lost connection) delivers the same request again,
+for hours (SNS, SendGrid, Mailgun). A redelivery has the same delivery id *and* the same content.
+The caller says what "the same content" is with a fingerprint: over what the provider signed when
+the signature covers the body (SNS: the string-to-sign; SendGrid: timestamp + body), over the whole
+payload when it does not (Mailgun signs only timestamp + token; Postmark signs nothing). A key per
+delivery id holds `pending <fingerprint> <since>` while it is applied, then `applied <fingerprint>`:
+
+- never seen: FIRST — claimed, to be applied, then `mark_delivery_applied`;
+- the same fingerprint, applied: ALREADY_APPLIED — answer 2xx, change nothing;
+- the same fingerprint, still pending: IN_PROGRESS — another request is applying it right now;
+  answer 503 so the provider retries (a claim pending longer than PENDING_TAKEOVER_SECONDS was left
+  by a process that died: it is taken over, FIRST again — the bounce events' unique keys keep
+  every report applied once);
+- another fingerprint: CONFLICT — a captured id reused with another body, refused.
+
+A key lives longer than the signature freshness window, so a captured request is refused either
+by its fingerprint or as stale. Redis down: RedisError (the caller refuses; the provider retries).
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
+import time
 
 from redis import Redis
 
 KEY_PREFIX = "mailadmin:webhook-delivery:"
+# Longer than applying any one delivery takes (a few reports, one transaction each).
+PENDING_TAKEOVER_SECONDS = 60
+
+
+class DeliveryClaim(enum.Enum):
+    """What a webhook delivery is, next to the ones received before with the same id."""
+
+    FIRST = "first"
+    ALREADY_APPLIED = "applied"
+    IN_PROGRESS = "in_progress"
+    CONFLICT = "conflict"
+
+
+# KEYS[1] the delivery's key; ARGV[1] fingerprint (hex), ARGV[2] now (s), ARGV[3] TTL (s),
+# ARGV[4] takeover (s). An unreadable value (e.g. the "1" older versions stored) is a conflict.
+CLAIM_LUA = """
+local value = redis.call('GET', KEYS[1])
+if value then
+  local state, fingerprint, since = string.match(value, '^(%a+) (%x+) ?(%d*)$')
+  if fingerprint ~= ARGV[1] then return 'conflict' end
+  if state == 'applied' then return 'applied' end
+  if tonumber(since) and tonumber(ARGV[2]) - tonumber(since) < tonumber(ARGV[4]) then return 'in_progress' end
+end
+redis.call('SET', KEYS[1], 'pending ' .. ARGV[1] .. ' ' .. ARGV[2], 'EX', ARGV[3])
+return 'first'
+"""
 
 
 def _key(provider: str, delivery_id: str) -> str:
@@ -19,9 +62,31 @@ def _key(provider: str, delivery_id: str) -> str:
     return f"{KEY_PREFIX}{provider}:{digest}"
 
 
-def first_delivery(redis: Redis, provider: str, delivery_id: str, ttl_seconds: int) -> bool:
-    """True the first time this provider's delivery id is seen within `ttl_seconds`; raises RedisError."""
-    return bool(redis.set(_key(provider, delivery_id), "1", nx=True, ex=max(1, ttl_seconds)))
+def delivery_fingerprint(*parts: bytes) -> str:
+    """A delivery's content as one hex digest (each part length-prefixed, so parts cannot shift)."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()
+
+
+def claim_delivery(redis: Redis, provider: str, delivery_id: str, fingerprint: str, ttl_seconds: int,
+                   *, now: float | None = None) -> DeliveryClaim:
+    """Claim a delivery for applying (FIRST), or say what it repeats (see the module docstring); raises RedisError."""
+    script = getattr(redis, "_mailadmin_replay_script", None)
+    if script is None:
+        script = redis.register_script(CLAIM_LUA)
+        redis._mailadmin_replay_script = script
+    moment = int(time.time() if now is None else now)
+    answer = script(keys=[_key(provider, delivery_id)],
+                    args=[fingerprint, moment, max(1, ttl_seconds), PENDING_TAKEOVER_SECONDS])
+    return DeliveryClaim(answer.decode() if isinstance(answer, bytes) else answer)
+
+
+def mark_delivery_applied(redis: Redis, provider: str, delivery_id: str, fingerprint: str, ttl_seconds: int) -> None:
+    """The claimed delivery is applied: its identical redeliveries are ALREADY_APPLIED from now on."""
+    redis.set(_key(provider, delivery_id), f"applied {fingerprint}", ex=max(1, ttl_seconds))
 
 
 def forget_delivery(redis: Redis, provider: str, delivery_id: str) -> None:

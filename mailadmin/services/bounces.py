@@ -29,7 +29,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from mailadmin.extensions import db, get_redis, get_settings
 from mailadmin.jobs.dispatch import safe_cancel_continuation
 from mailadmin.jobs.signals import announce_send_stop
-from mailadmin.limits.replay import first_delivery, forget_delivery
+from mailadmin.limits.replay import DeliveryClaim, claim_delivery, forget_delivery, mark_delivery_applied
 from mailadmin.mail.bounces import BOUNCE_COMPLAINT, BOUNCE_HARD, BOUNCE_SOFT, BounceReport, find_our_message_id
 from mailadmin.models import AuditEvent, BounceEvent, Campaign, Recipient
 from mailadmin.models.campaign import ACTIVE_STATUSES, PAUSED, R_BOUNCED, R_COMPLAINED, R_SENT
@@ -277,17 +277,32 @@ def bounce_rate_trips(campaign_ids: list[int]) -> dict[int, BounceRateTrip]:
 REPLAY_MEMORY_SECONDS = 7 * 24 * 3600
 
 
-def apply_webhook_delivery(provider: str, delivery_id: str, reports: list[BounceReport]) -> list[BounceOutcome] | None:
-    """Apply a verified webhook delivery once; None when the same delivery was seen before (a replay).
+@dataclass(frozen=True)
+class WebhookDelivery:
+    """What receiving one verified webhook delivery did: its claim, and the outcomes when it was applied now."""
+
+    claim: DeliveryClaim
+    outcomes: list[BounceOutcome]
+
+
+def apply_webhook_delivery(provider: str, delivery_id: str, fingerprint: str,
+                           reports: list[BounceReport]) -> WebhookDelivery:
+    """Apply a verified webhook delivery once (see `limits.replay`): a delivery seen before is not
+    applied again, whether it is an identical redelivery or another body under the same id.
 
     Raises RedisError when the replay store is unreachable (the caller refuses; the provider retries).
     """
     redis = get_redis()
-    if not first_delivery(redis, provider, delivery_id, REPLAY_MEMORY_SECONDS):
-        return None
+    claim = claim_delivery(redis, provider, delivery_id, fingerprint, REPLAY_MEMORY_SECONDS)
+    if claim is not DeliveryClaim.FIRST:
+        return WebhookDelivery(claim, [])
     try:
-        return record_bounces(reports)
+        outcomes = record_bounces(reports)
     except BaseException:
         db.session.rollback()
         forget_delivery(redis, provider, delivery_id)
         raise
+    # Should this fail (Redis gone after the commit), the claim is taken over after a minute and
+    # the retry finds every report already recorded: nothing is applied twice.
+    mark_delivery_applied(redis, provider, delivery_id, fingerprint, REPLAY_MEMORY_SECONDS)
+    return WebhookDelivery(claim, outcomes)

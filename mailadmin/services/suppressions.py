@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable
+import itertools
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -26,6 +27,7 @@ from mailadmin.models.suppression import SUPPRESSION_REASONS, SUPPRESSION_SOURCE
 from mailadmin.models.types import utcnow
 from mailadmin.pii import ERASED_PREFIX, erasure_hash, erasure_marker, get_pii_log_fields, mask_email
 from mailadmin.services.audit import record_audit
+from mailadmin.services.batches import read_in_batches
 
 # IN lists are chunked so that a 10,000-address import never builds one giant statement.
 _CHUNK = 500
@@ -185,11 +187,6 @@ def search_suppressions(search: SuppressionFilter, page: int = 1) -> tuple[list[
     return list(rows), total
 
 
-def iter_suppressions(search: SuppressionFilter) -> Iterable[Suppression]:
-    """Every matching entry, oldest first (the CSV export), streamed in chunks."""
-    return db.session.scalars(_filtered(search).order_by(Suppression.id).execution_options(yield_per=1000))
-
-
 def _address_log_fields(address: str) -> dict:
     """What the audit log keeps of an address: masked, and its short hash (never in clear)."""
     return {"email_masked": mask_email(address), "email_hash": erasure_hash(address, get_settings().log_hash_salt)[:16]}
@@ -267,9 +264,20 @@ def csv_cell(value: object) -> object:
     return value
 
 
-def export_rows(search: SuppressionFilter) -> Iterable[list[object]]:
-    """The CSV export's header and rows (erased entries keep their marker)."""
-    yield list(CSV_COLUMNS)
-    for row in iter_suppressions(search):
-        yield [csv_cell(row.email), row.reason, row.source or "", csv_cell(row.note or ""), row.campaign_id or "",
-               row.created_at.isoformat()]
+_EXPORTED = (Suppression.email, Suppression.reason, Suppression.source, Suppression.note, Suppression.campaign_id,
+             Suppression.created_at, Suppression.id)
+
+
+def export_rows(search: SuppressionFilter) -> Iterator[list[object]]:
+    """The CSV export's header and every matching entry, oldest first (erased entries keep their marker).
+
+    Read in batches, each in its own short transaction: call it in the request, iterate it while
+    the download streams (it needs no request context then).
+    """
+    rows = read_in_batches(_filtered(search).with_only_columns(*_EXPORTED), Suppression.id)
+    header = [list(CSV_COLUMNS)]
+    return itertools.chain(header, (
+        [csv_cell(row.email), row.reason, row.source or "", csv_cell(row.note or ""), row.campaign_id or "",
+         row.created_at.isoformat()]
+        for row in rows
+    ))

@@ -5,14 +5,16 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from flask import Blueprint, abort, jsonify, request
 from loguru import logger
 from redis import RedisError
 
 from mailadmin.extensions import get_settings
+from mailadmin.limits.replay import DeliveryClaim, delivery_fingerprint
 from mailadmin.mail.bounces import BounceReport
-from mailadmin.services.bounces import apply_webhook_delivery
+from mailadmin.services.bounces import WebhookDelivery, apply_webhook_delivery
 from mailadmin.webhooks import verify
 from mailadmin.webhooks.providers import (
     PayloadError,
@@ -26,22 +28,31 @@ from mailadmin.webhooks.verify import Refusal, WebhookRefused
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 
-# What one verified delivery is: (its replay id, its reports) — or a response already made.
-Delivery = tuple[str, list[BounceReport]]
+# How long a provider is asked to wait before retrying a delivery another request is applying.
+RETRY_AFTER_SECONDS = 5
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One verified delivery: the id the provider gives it, a fingerprint of its content (what makes
+    a redelivery identical, see `limits.replay`), and its reports."""
+
+    delivery_id: str
+    fingerprint: str
+    reports: list[BounceReport]
 
 
 def _receive(provider: str, configured: object, read_delivery: Callable[[], Delivery | object]):
-    """Common path: 404 when not configured; refuse unproven or replayed requests; apply the rest."""
+    """Common path: 404 when not configured; refuse unproven requests; apply the rest once."""
     if not configured:
         abort(404)
     try:
         delivery = read_delivery()
-        if not isinstance(delivery, tuple):
+        if not isinstance(delivery, Delivery):
             return delivery
-        delivery_id, reports = delivery
-        outcomes = apply_webhook_delivery(provider, delivery_id, reports)
-        if outcomes is None:
-            raise WebhookRefused(Refusal.REPLAYED, "this delivery was received before")
+        received = apply_webhook_delivery(provider, delivery.delivery_id, delivery.fingerprint, delivery.reports)
+        if received.claim is DeliveryClaim.CONFLICT:
+            raise WebhookRefused(Refusal.REPLAYED, "this delivery id was received before with another content")
     except WebhookRefused as exc:
         # Never the body: it holds addresses, and a forged one is attacker-controlled text.
         logger.bind(provider=provider, refusal=exc.reason, remote_addr=request.remote_addr,
@@ -53,8 +64,25 @@ def _receive(provider: str, configured: object, read_delivery: Callable[[], Deli
     except RedisError as exc:
         logger.bind(provider=provider, error_type=type(exc).__name__).error("Webhook refused: Redis unavailable")
         return jsonify(error="temporarily unavailable"), 503
-    applied = sum(1 for outcome in outcomes if outcome.applied)
-    return jsonify(applied=applied, duplicates=len(outcomes) - applied), 200
+    return _answer(provider, delivery, received)
+
+
+def _answer(provider: str, delivery: Delivery, received: WebhookDelivery):
+    """The provider's answer: 200 once applied, now or before (so it stops retrying); 503 while
+    another request is still applying the same delivery (so it retries)."""
+    if received.claim is DeliveryClaim.IN_PROGRESS:
+        logger.bind(provider=provider).warning("Webhook delivery still being applied")
+        return jsonify(error="in_progress"), 503, {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    if received.claim is DeliveryClaim.ALREADY_APPLIED:
+        logger.bind(provider=provider, reports=len(delivery.reports)).info("Webhook delivery already applied")
+        return jsonify(already_applied=True, applied=0, duplicates=len(delivery.reports)), 200
+    applied = sum(1 for outcome in received.outcomes if outcome.applied)
+    return jsonify(applied=applied, duplicates=len(received.outcomes) - applied), 200
+
+
+def _canonical_json(payload: object) -> bytes:
+    """A parsed JSON body written one way, so that a provider re-serialising it is still identical."""
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def _json_body() -> object:
@@ -82,7 +110,9 @@ def ses():
             return jsonify(confirmed=True)
         if message["Type"] == "UnsubscribeConfirmation":
             return jsonify(ignored=True)
-        return message["MessageId"], ses_reports(message["Message"], message["MessageId"])
+        # What SNS signed: a redelivery of this notification signs the very same fields.
+        return Delivery(message["MessageId"], delivery_fingerprint(verify.sns_string_to_sign(message)),
+                        ses_reports(message["Message"], message["MessageId"]))
 
     return _receive("ses", settings.webhook_sns_topic_arns, read)
 
@@ -98,7 +128,9 @@ def sendgrid():
         verify.verify_sendgrid_request(settings.webhook_sendgrid_public_key, signature,
                                        request.headers.get(verify.SENDGRID_TIMESTAMP_HEADER), body,
                                        settings.webhook_max_age_seconds)
-        return hashlib.sha256(signature.encode("utf-8")).hexdigest(), sendgrid_reports(body)
+        timestamp = request.headers.get(verify.SENDGRID_TIMESTAMP_HEADER, "")
+        return Delivery(hashlib.sha256(signature.encode("utf-8")).hexdigest(),
+                        delivery_fingerprint(timestamp.encode("utf-8"), body), sendgrid_reports(body))
 
     return _receive("sendgrid", settings.webhook_sendgrid_public_key, read)
 
@@ -113,7 +145,9 @@ def postmark():
         verify.verify_postmark_secret(settings.webhook_postmark_secret, auth.password if auth else None,
                                       request.headers.get(verify.POSTMARK_SECRET_HEADER))
         payload = _json_body()
-        return postmark_delivery_id(payload), postmark_reports(payload)
+        # Postmark signs nothing: identical means the same record, field for field.
+        return Delivery(postmark_delivery_id(payload), delivery_fingerprint(_canonical_json(payload)),
+                        postmark_reports(payload))
 
     return _receive("postmark", settings.webhook_postmark_secret, read)
 
@@ -129,6 +163,7 @@ def mailgun():
             raise WebhookRefused(Refusal.MISSING_CREDENTIALS, "the body is not a Mailgun payload")
         token = verify.verify_mailgun_signature(settings.webhook_mailgun_signing_key, payload.get("signature"),
                                                 settings.webhook_max_age_seconds)
-        return token, mailgun_reports(payload.get("event-data"))
+        # The signature covers timestamp + token only: identical means the whole payload.
+        return Delivery(token, delivery_fingerprint(_canonical_json(payload)), mailgun_reports(payload.get("event-data")))
 
     return _receive("mailgun", settings.webhook_mailgun_signing_key, read)
