@@ -39,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app = create_app()  # validates the settings and sets up logging
     except SettingsError as exc:
-        print(report_startup_failure(f"worker: invalid configuration: {exc}"), file=sys.stderr)
+        # Every bad variable at once, one line each: the operator fixes them all in one round.
+        print(report_startup_failure([f"worker: invalid configuration: {line}" for line in exc.problems]),
+              file=sys.stderr)
         return 2
     settings = app.config["SETTINGS"]
     with app.app_context():
