@@ -163,7 +163,8 @@ class SendWorker(HerokuWorker):
     def heartbeat(self, timeout=None, pipeline=None) -> None:
         """RQ's heartbeat, skipped (and the outage recorded) while Redis is down."""
         if pipeline is not None:  # buffered: the pipeline's execute() is where Redis is reached
-            self._publish_settings(pipeline)
+            # Published on its own: RQ reads some pipelines' replies by position.
+            self._skip_during_outage(self._publish_settings)
             return super().heartbeat(timeout, pipeline=pipeline)
         self._skip_during_outage(lambda: super(SendWorker, self).heartbeat(timeout))
         self._skip_during_outage(self._publish_settings)
