@@ -39,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app = create_app()  # validates the settings and sets up logging
     except SettingsError as exc:
-        print(report_startup_failure(f"worker: invalid configuration: {exc}"), file=sys.stderr)
+        # Every bad variable at once, one line each: the operator fixes them all in one round.
+        print(report_startup_failure([f"worker: invalid configuration: {line}" for line in exc.problems]),
+              file=sys.stderr)
         return 2
     settings = app.config["SETTINGS"]
     with app.app_context():
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         # Redis is down, SendWorker's own capped backoff does the waiting and logs the outage once.
         connection = redis.Redis.from_url(settings.redis_url, retry=Retry(NoBackoff(), 1))
         queues = [Queue(name, connection=connection) for name in QUEUE_NAMES]
-        worker = SendWorker(queues, connection=connection, name=args.name)
+        worker = SendWorker(queues, connection=connection, name=args.name, settings=settings)
         logger.bind(queues=list(QUEUE_NAMES), burst=args.burst, worker=worker.name).info("Worker starting")
         recover_at_start()  # work left by processes that died is picked up now, not at a deadline
         db.engine.dispose()  # nothing pooled in the parent for the forked horses to inherit

@@ -16,5 +16,5 @@ set_process_name("cli" if _flask_command and "run" not in sys.argv[1:] else "web
 try:
     app = create_app()
 except SettingsError as exc:
-    # One line naming the variable, not a traceback, is what an operator needs at start-up.
-    raise SystemExit(report_startup_failure(f"mailadmin: configuration error: {exc}")) from None
+    # One line per bad variable, not a traceback, is what an operator needs at start-up.
+    raise SystemExit(report_startup_failure([f"mailadmin: configuration error: {line}" for line in exc.problems])) from None

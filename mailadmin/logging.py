@@ -43,7 +43,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from datetime import time as clock_time
@@ -467,20 +467,25 @@ def _remove_uncaught_hooks() -> None:
         cls.show = original
 
 
-def report_startup_failure(message: str, environ: Mapping[str, str] | None = None) -> str:
-    """The line a process prints when it cannot start (bad settings: logging is not set up yet):
-    JSON when LOG_FORMAT=json or APP_ENV=production (unless LOG_FORMAT=pretty), else plain text."""
+def report_startup_failure(lines: str | Sequence[str], environ: Mapping[str, str] | None = None) -> str:
+    """What a process prints when it cannot start (bad settings: logging is not set up yet), one line per
+    problem: a CRITICAL JSON record each when LOG_FORMAT=json or APP_ENV=production (unless
+    LOG_FORMAT=pretty), else the plain lines."""
+    lines = [lines] if isinstance(lines, str) else list(lines)
     environ = os.environ if environ is None else environ
     log_format = environ.get("LOG_FORMAT", "").strip().lower()
     production = environ.get("APP_ENV", "").strip().lower() == "production"
     if log_format == "json" or (production and log_format != "pretty"):
-        return json.dumps({
-            "timestamp": datetime.now(UTC).isoformat(timespec="microseconds"),
-            "level": "CRITICAL",
-            "logger": "mailadmin",
-            "message": message,
-        })
-    return message
+        return "\n".join(
+            json.dumps({
+                "timestamp": datetime.now(UTC).isoformat(timespec="microseconds"),
+                "level": "CRITICAL",
+                "logger": "mailadmin",
+                "message": line,
+            })
+            for line in lines
+        )
+    return "\n".join(lines)
 
 
 @contextmanager

@@ -82,3 +82,22 @@ def test_times_on_the_page_are_utc(admin_client):
     html = admin_client.get("/admin/operations").get_data(as_text=True)
     checked = re.search(r'<time datetime="([^"]+)" title="[^"]+ UTC" data-local="seconds">', html).group(1)
     assert datetime.fromisoformat(checked).utcoffset() == UTC.utcoffset(None)
+
+
+def test_a_web_process_publishes_its_settings_and_the_page_shows_them_per_process_kind(
+        app, app_env, admin_client, live_server):
+    import os
+    from urllib.request import urlopen
+
+    from mailadmin.settings_in_effect import read_publications
+
+    assert urlopen(live_server.url + "/healthz", timeout=10).status == 200
+    [web] = [p for p in read_publications(get_redis()) if p.kind == "web"]
+    assert web.pid == os.getpid() and web.values["MAILER_SMTP_MAX_PER_HOUR"] == app.config["SETTINGS"].smtp_max_per_hour
+
+    html = admin_client.get("/admin/operations").get_data(as_text=True)
+
+    row = re.search(r'<tr data-variable="MAILER_SMTP_MAX_PER_HOUR".*?</tr>', html, re.S).group(0)
+    assert re.search(r'<td data-kind="web">100</td>', row), row
+    assert 'class="differs"' not in row
+    assert "1 web process agree with this web process" in html

@@ -29,6 +29,7 @@ from mailadmin.models import APP_STATE_ID, AppState, AuditEvent, Campaign, Campa
 from mailadmin.models.types import utcnow
 from mailadmin.ops import anchors as playbook_anchors
 from mailadmin.settings import PROJECT_ROOT
+from mailadmin.settings_in_effect import SETTINGS_IN_EFFECT_KEY_PREFIX, WORKER, publish_settings
 from tests.support.databases import configured_database_url, is_postgres, scratch_database
 from tests.support.playbook import (
     Block,
@@ -205,6 +206,7 @@ def _code_key_patterns() -> list[re.Pattern]:
         re.escape(diagnosis.RQ_WORKER_KEY_PREFIX) + r".+",
         re.escape(diagnosis.SCHEDULER_INSTANCE_KEY_PREFIX) + r".+",
         re.escape(diagnosis.RQ_JOB_KEY_PREFIX) + r".+",
+        re.escape(SETTINGS_IN_EFFECT_KEY_PREFIX) + r".+",
     ]
     for template in (throttle.THROTTLE_KEY_TEMPLATE, throttle.LOGIN_ACCOUNT_KEY_TEMPLATE, throttle.LOGIN_IP_KEY_TEMPLATE):
         patterns.append(re.sub(r"\\\{\w+\\\}", ".+", re.escape(template)))
@@ -257,17 +259,28 @@ def populated_redis(app, make_user, redis_url):
     worker = Worker([Queue(name, connection=connection) for name in QUEUE_NAMES], connection=connection,
                     name="playbook-worker")
     worker.register_birth()
+    publish_settings(connection, WORKER, worker.name, app.config["SETTINGS"], 60)
     job_id = Queue(SEND_QUEUE, connection=connection).get_job_ids()[0]
     try:
         yield {
             "REDIS_URL": redis_url,
             "CAMPAIGN_ID": str(scheduled.id),
-            "WORKER": worker.name,
+            "WORKER": _worker_as_the_playbook_says(connection),
             "JOB_ID": job_id,
             "USER_ID": str(owner.id),
         }
     finally:
         worker.register_death()
+
+
+def _worker_as_the_playbook_says(connection) -> str:
+    """`WORKER` as "Before you start" defines it: a member of `rq:workers` without its `rq:worker:` prefix
+    (the set holds full keys: a documented command that added the prefix again would find nothing)."""
+    text = ONCALL.read_text(encoding="utf-8")
+    assert "a member of `rq:workers` without its `rq:worker:` prefix" in text
+    members = [m.decode() for m in connection.smembers(diagnosis.RQ_WORKERS_KEY)]
+    assert members and all(m.startswith(diagnosis.RQ_WORKER_KEY_PREFIX) for m in members), members
+    return members[0].removeprefix(diagnosis.RQ_WORKER_KEY_PREFIX)
 
 
 def _tool_dirs() -> list[str]:
@@ -304,6 +317,9 @@ def test_every_redis_cli_and_rq_info_line_runs_against_a_real_redis(populated_re
         output = result.stdout + result.stderr
         if result.returncode != 0 or ERROR_REPLY.search(output):
             failures.append(f"{block.where}: {command}\n  exit {result.returncode}: {output.strip()[:500]}")
+        elif re.search(r" (hmget|get) ", command) and not result.stdout.strip():
+            # A key read that finds nothing: the playbook names a key the code never writes (or doubles a prefix).
+            failures.append(f"{block.where}: {command}\n  read nothing from the populated Redis")
     assert not failures, "\n".join(failures)
     # The documented commands see the real state: the scheduled continuation and the worker.
     zscore = subprocess.run(
@@ -618,3 +634,104 @@ def test_runbook_commands_list_and_clear_failed_jobs(app, runner):
 
     assert runner.invoke(args=["jobs", "clear-failed", "--yes"]).output.strip() == "1 failed jobs deleted"
     assert f"{SEND_QUEUE}: 0 failed" in runner.invoke(args=["jobs", "failed"]).output
+
+
+# --- the playbook's statements about the schema, the tools and where they live -----------------------
+
+
+def _migration_head() -> str:
+    from alembic.script import ScriptDirectory
+
+    heads = ScriptDirectory(str(PROJECT_ROOT / "migrations")).get_heads()
+    assert len(heads) == 1, heads
+    return heads[0]
+
+
+def test_the_schema_head_the_playbook_states_is_the_newest_migration():
+    stated = re.findall(r"schema head, today `([\w-]+)`", ONCALL.read_text(encoding="utf-8"))
+    assert stated == [_migration_head()], (
+        f"ONCALL.md step 1 must say 'the schema head, today `{_migration_head()}`' (it says {stated})")
+
+
+def test_every_migration_the_playbook_names_exists():
+    revisions = {path.name.split("_")[0] for path in (PROJECT_ROOT / "migrations" / "versions").glob("*.py")}
+    named = set()
+    for path in playbook_files():
+        named |= set(re.findall(r"\bmigrations? (\d{4})\b", path.read_text(encoding="utf-8")))
+    assert named and named <= revisions, f"migrations the playbook names but migrations/versions/ lacks: {named - revisions}"
+
+
+def _makefile_venv() -> str:
+    match = re.search(r"^VENV\s*:?=\s*(\S+)", (PROJECT_ROOT / "Makefile").read_text(encoding="utf-8"), re.M)
+    assert match, "the Makefile no longer defines VENV"
+    return match.group(1)
+
+
+def _activation() -> str:
+    """The line "Before you start" tells on-call to run first; it must activate the Makefile's virtualenv."""
+    lines = [c for b, c in shell_commands(fenced_blocks([ONCALL], "bash")) if c.endswith("/bin/activate")]
+    assert lines == [f". {_makefile_venv()}/bin/activate"], lines
+    return lines[0]
+
+
+def _bare_shell_env(extra: dict[str, str]) -> dict[str, str]:
+    """A shell as on-call opens it: the system PATH only, none of the virtualenv's directories."""
+    venv_dirs = {str(Path(sys.executable).parent), str(PROJECT_ROOT / _makefile_venv() / "bin")}
+    path = [d for d in os.environ.get("PATH", "/usr/bin:/bin").split(os.pathsep) if d not in venv_dirs]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "VIRTUAL_ENV"))}
+    env.update(extra, PATH=os.pathsep.join(path))
+    return env
+
+
+venv_checkout = pytest.mark.skipif(
+    not (PROJECT_ROOT / ".venv" / "bin" / "python").exists(), reason="no .venv in the checkout (make venv creates it)")
+
+
+@venv_checkout
+def test_the_tools_the_playbook_uses_are_where_it_says(app_env):
+    text = ONCALL.read_text(encoding="utf-8")
+    venv = _makefile_venv()
+    for tool in ("flask", "rq"):
+        assert f"`{venv}/bin/{tool}`" in text, f"ONCALL.md must say where {tool} lives"
+        assert (PROJECT_ROOT / venv / "bin" / tool).exists(), tool
+    assert f"`{venv}/bin/`" in text
+
+    # After the documented activation, in a shell without the virtualenv on PATH, the documented
+    # commands are found and answer: the schema head as the playbook states it, rq's own version.
+    script = f"{_activation()} && flask --app wsgi db heads && rq --version"
+    result = subprocess.run(["bash", "-c", script], cwd=PROJECT_ROOT, env=_bare_shell_env(app_env),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{_migration_head()} (head)" in result.stdout
+
+
+@venv_checkout
+def test_the_python_one_liner_runs_the_playbooks_sql_where_sqlite3_is_missing(base_env, tmp_path):
+    [(_, one_liner)] = [(b, c) for b, c in shell_commands(fenced_blocks([ONCALL], "bash"))
+                        if c.startswith("python -c") and "sqlite3" in c]
+    program = shlex.split(one_liner)[:3]  # python -c '<program>'; then the file, the SQL, name=value ...
+    assert shlex.split(one_liner)[3] == "instance/mailadmin.sqlite3"
+    with scratch_database("sqlite", tmp_path) as url:
+        app = create_app({**base_env, "DATABASE_URL": url, "SETUP_LOGGING": False})
+        with app.app_context():
+            upgrade()
+            _seed_sample_data()
+            db.session.remove()
+            db.engine.dispose()
+        database_file = url.removeprefix("sqlite:///")
+        blocks = [b for b in fenced_blocks(lang="sql") if dialect_of(b) in (None, "sqlite")]
+        statements = [s for b in blocks for s in sql_statements(b.text)]
+        failures = []
+        for statement in statements:
+            args = [f"{name}={SQL_PARAMETERS[name]}" for name in sorted(bind_names(statement))]
+            command = " ".join([_activation(), "&&", *map(shlex.quote, [*program, database_file, statement, *args])])
+            result = subprocess.run(["bash", "-c", command], cwd=PROJECT_ROOT, env=_bare_shell_env({}),
+                                    capture_output=True, text=True, timeout=60)
+            if result.returncode != 0:
+                failures.append(f"{statement}\n  {result.stderr.strip()[-300:]}")
+        head = subprocess.run(["bash", "-c", " ".join([_activation(), "&&", *map(shlex.quote, [
+            *program, database_file, "SELECT version_num FROM alembic_version"])])],
+            cwd=PROJECT_ROOT, env=_bare_shell_env({}), capture_output=True, text=True, timeout=60)
+    assert not failures, "\n\n".join(failures)
+    assert len(statements) >= 20
+    assert head.stdout.strip() == _migration_head()

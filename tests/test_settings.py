@@ -169,3 +169,51 @@ def test_no_published_key_is_left_in_the_source():
 
     assert not hasattr(settings_module, "DEV_SECRET_KEY")
     assert "dev-secret-key" not in open(settings_module.__file__).read()
+
+
+# --- every bad variable at once ---------------------------------------------------------------
+
+SEVERAL_BAD = {
+    "APP_ENV": "production",
+    "SECRET_KEY": "short",
+    "MAILER_SMTP_MAX_PER_HOUR": "lots",
+    "LOG_FORMAT": "json",
+}
+EXPECTED_LINES = [
+    "MAILER_SMTP_MAX_PER_HOUR: expected a whole number >= 1, got 'lots'",
+    "PUBLIC_URL: required in production",
+    "SECRET_KEY: production needs a random value of at least 32 characters",
+    "MAILER_LOG_HASH_SALT: production refuses the default salt",
+]
+
+
+def test_every_bad_or_missing_variable_is_named_at_once_one_line_each():
+    with pytest.raises(SettingsError) as caught:
+        load_settings(SEVERAL_BAD)
+
+    lines = str(caught.value).splitlines()
+    assert caught.value.problems == lines
+    assert len(lines) == len(EXPECTED_LINES)
+    for expected in EXPECTED_LINES:
+        assert sum(line.startswith(expected) for line in lines) == 1, (expected, lines)
+
+
+def test_bad_values_of_every_kind_are_all_reported_together():
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"PORT": "http", "SMTP_URL": "imap://x", "MAILER_BOUNCE_RATE_PAUSE_PERCENT": "101",
+                       "MAILER_WEBHOOK_POSTMARK_SECRET": "short", "APP_ENV": "staging"})
+    named = [line.split(":")[0] for line in caught.value.problems]
+    assert sorted(named) == sorted(["PORT", "SMTP_URL", "MAILER_BOUNCE_RATE_PAUSE_PERCENT",
+                                    "MAILER_WEBHOOK_POSTMARK_SECRET", "APP_ENV"])
+
+
+def test_the_web_process_refuses_to_start_naming_every_bad_variable_on_stderr():
+    env = {**SEVERAL_BAD, "LOG_FORMAT": "pretty", "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, "-c", "import wsgi"], env=env, capture_output=True, text=True)
+
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == len(EXPECTED_LINES), result.stderr
+    for expected in EXPECTED_LINES:
+        assert any(line == f"mailadmin: configuration error: {expected}" or
+                   line.startswith(f"mailadmin: configuration error: {expected}") for line in lines), result.stderr

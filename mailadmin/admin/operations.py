@@ -48,7 +48,7 @@ def _scheduled_campaign_names(diagnosis: Diagnosis) -> dict[int, str]:
 def operations():
     """The 60-second diagnosis, live: a short summary of what is wrong, then one block per check (open when
     it is not OK), each linking to its playbook section by title."""
-    diagnosis = run_diagnosis()
+    diagnosis = run_diagnosis(here="this web process")
     return render_template(
         "admin/operations.html",
         diagnosis=diagnosis,

@@ -45,6 +45,7 @@ def format_report(diagnosis: Diagnosis, *, color: bool = False) -> str:
         if color:
             label = click.style(label, fg=colors[check.status], bold=check.status != OK)
         lines.append(f"{label}  {check.key:<{width}}  {check.verdict}")
+        lines += [f"{'':<8}  {'':<{width}}    {note}" for note in check.notes]
         if check.status != OK and check.playbook.path not in pointed:  # "not checked" lines share their cause's
             pointed.add(check.playbook.path)
             lines.append(f"{'':<8}  {'':<{width}}  -> {check.playbook.path}")

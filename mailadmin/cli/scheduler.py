@@ -27,7 +27,8 @@ def scheduler_command(interval: float, recovery_interval: float, burst: bool) ->
     set_process_name("scheduler")
     set_job_app(current_app._get_current_object())
     scheduler = ContinuationScheduler(
-        queue_name=SEND_QUEUE, connection=get_redis(), interval=interval, recovery_interval=recovery_interval
+        queue_name=SEND_QUEUE, connection=get_redis(), interval=interval, recovery_interval=recovery_interval,
+        settings=get_settings(),
     )
     scheduler.declare_periodic_jobs(get_settings())
     logger.bind(interval=interval, recovery_interval=recovery_interval, burst=burst).info("Scheduler starting")

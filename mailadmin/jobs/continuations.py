@@ -6,7 +6,8 @@ the recovery sweep (`mailadmin.jobs.recovery`) when it starts and every `recover
 seconds. Its loop (rq-scheduler's, rewritten) lives through outages: heartbeat, lock, dispatch and
 sweep wait out Redis with a capped, jittered backoff instead of exiting, and an unreachable
 database only postpones the sweep.
-It also declares the product's periodic jobs (the bounce mailbox) when it starts.
+It also declares the product's periodic jobs (the bounce mailbox) when it starts, and publishes
+the limits it runs with alongside its heartbeat (`mailadmin.settings_in_effect`).
 """
 
 from __future__ import annotations
@@ -22,21 +23,39 @@ from mailadmin.jobs.dispatch import campaign_id_of_continuation, enqueue_send_sl
 from mailadmin.jobs.recovery import run_recovery_sweep_through_outages
 from mailadmin.jobs.resilience import REDIS_DOWN, Backoff, Service, call_through_outage, outage_tracker
 from mailadmin.settings import Settings
+from mailadmin.settings_in_effect import SCHEDULER, publish_settings, withdraw_settings
 
 # Each scheduled continuation carries a fresh token in its meta; dispatch compares the job hash's
 # raw `meta` field so that it removes exactly the version it fetched, never a re-scheduled one.
 SCHEDULE_META_FIELD = "meta"
 # Seconds between two attempts at most while Redis is down.
 SCHEDULER_RETRY_CAP_SECONDS = 2.0
+# The scheduler beats every `interval` (1 s); its settings publication is refreshed at most this often
+# and lives this long without a refresh.
+SETTINGS_PUBLICATION_INTERVAL_SECONDS = 5.0
+SETTINGS_PUBLICATION_TTL_SECONDS = 60
 
 
 class ContinuationScheduler(Scheduler):
     """rq-scheduler that dispatches continuations as fresh slice jobs and runs the recovery sweep."""
 
-    def __init__(self, *args, recovery_interval: float | None = 60.0, **kwargs) -> None:
+    def __init__(self, *args, recovery_interval: float | None = 60.0, settings: Settings | None = None,
+                 **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.recovery_interval = recovery_interval
         self._last_recovery = 0.0
+        self.settings_in_effect = settings
+        self._last_publication = 0.0
+
+    def heartbeat(self) -> None:
+        """rq-scheduler's heartbeat, and the limits this scheduler runs with published (every few seconds)."""
+        super().heartbeat()
+        if self.settings_in_effect is None:
+            return
+        if time.monotonic() - self._last_publication >= SETTINGS_PUBLICATION_INTERVAL_SECONDS:
+            ttl = max(SETTINGS_PUBLICATION_TTL_SECONDS, int(self._interval) + 10)
+            publish_settings(self.connection, SCHEDULER, self.name, self.settings_in_effect, ttl)
+            self._last_publication = time.monotonic()
 
     def declare_periodic_jobs(self, settings: Settings) -> None:
         """Declare the periodic jobs under their stable ids (idempotent: a restart replaces, never adds)."""
@@ -139,8 +158,9 @@ class ContinuationScheduler(Scheduler):
         return burst
 
     def _after_redis_outage(self, _seconds: float) -> None:
-        """Redis is back (maybe empty after a restart): register again and sweep at once."""
+        """Redis is back (maybe empty after a restart): register again, publish again and sweep at once."""
         self._last_recovery = 0.0
+        self._last_publication = 0.0
         try:
             with self.connection.pipeline() as pipe:
                 pipe.hset(self.key, "birth", time.time())
@@ -157,8 +177,10 @@ class ContinuationScheduler(Scheduler):
             self._lock_acquired = False
 
     def register_death(self) -> None:
-        """rq-scheduler's; during an outage the scheduler key simply expires by itself."""
+        """rq-scheduler's, and the settings publication withdrawn; during an outage both simply expire."""
         try:
             super().register_death()
+            if self.settings_in_effect is not None:
+                withdraw_settings(self.connection, SCHEDULER, self.name)
         except REDIS_DOWN:
             pass

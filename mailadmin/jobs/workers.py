@@ -16,6 +16,9 @@ again. `SendWorker` wraps each of RQ's Redis touch points the loop depends on:
 
 After Redis returns empty (a restart without persistence) the worker registers itself again, so
 the recovery sweep still sees it as alive.
+
+With every registration and heartbeat the worker also publishes the limits it runs with
+(`mailadmin.settings_in_effect`), so the doctor shows what the workers really use.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ from mailadmin.jobs.resilience import (
     set_process_name,
 )
 from mailadmin.jobs.send import request_slice_stop
+from mailadmin.settings import Settings
+from mailadmin.settings_in_effect import WORKER, publish_settings, withdraw_settings
 
 T = TypeVar("T")
 
@@ -72,8 +77,11 @@ class SendWorker(HerokuWorker):
 
     max_connection_wait_time = REDIS_RETRY_CAP_SECONDS
 
-    def __init__(self, *args, job_monitoring_interval: int = JOB_MONITORING_INTERVAL, **kwargs) -> None:
+    def __init__(self, *args, job_monitoring_interval: int = JOB_MONITORING_INTERVAL,
+                 settings: Settings | None = None, **kwargs) -> None:
         super().__init__(*args, job_monitoring_interval=job_monitoring_interval, **kwargs)
+        # Published with each heartbeat when given (worker.py gives the app's settings).
+        self.settings_in_effect = settings
 
         logging.getLogger("rq.worker").addFilter(_RETRY_FILTER)
         self.stop_signalled = False
@@ -100,6 +108,12 @@ class SendWorker(HerokuWorker):
         self._redis.succeeded()
         return result
 
+    def _publish_settings(self, pipeline=None) -> None:
+        """Publish the limits this worker runs with; they expire with its RQ registration."""
+        if self.settings_in_effect is not None:
+            publish_settings(pipeline if pipeline is not None else self.connection, WORKER, self.name,
+                             self.settings_in_effect, self.worker_ttl + 60)
+
     def _register_again(self) -> None:
         """After an outage: put this worker back in RQ's registry (a restarted Redis is empty)."""
         if self.is_horse:
@@ -110,6 +124,7 @@ class SendWorker(HerokuWorker):
                 pipeline.hset(self.key, mapping=self.serialize())
                 worker_registration.register(self, pipeline)
                 pipeline.expire(self.key, ttl)
+                self._publish_settings(pipeline)
                 # The running job too: the recovery sweep must see that its claims are held.
                 for execution in list(self.executions.values()):
                     execution.save(ttl=ttl, pipeline=pipeline)
@@ -129,10 +144,13 @@ class SendWorker(HerokuWorker):
     def register_birth(self) -> None:
         """RQ's, waiting for Redis: a worker started during an outage registers when it returns."""
         self._wait_for_redis(super().register_birth)
+        self._skip_during_outage(self._publish_settings)
 
     def register_death(self) -> None:
-        """RQ's; during an outage the worker key simply expires by itself."""
+        """RQ's, and the settings publication withdrawn; during an outage both simply expire."""
         self._skip_during_outage(super().register_death)
+        if self.settings_in_effect is not None:
+            self._skip_during_outage(lambda: withdraw_settings(self.connection, WORKER, self.name))
 
     def subscribe(self) -> None:
         """RQ's command channel, subscribed once Redis answers."""
@@ -145,8 +163,11 @@ class SendWorker(HerokuWorker):
     def heartbeat(self, timeout=None, pipeline=None) -> None:
         """RQ's heartbeat, skipped (and the outage recorded) while Redis is down."""
         if pipeline is not None:  # buffered: the pipeline's execute() is where Redis is reached
+            # Published on its own: RQ reads some pipelines' replies by position.
+            self._skip_during_outage(self._publish_settings)
             return super().heartbeat(timeout, pipeline=pipeline)
         self._skip_during_outage(lambda: super(SendWorker, self).heartbeat(timeout))
+        self._skip_during_outage(self._publish_settings)
 
     def maintain_heartbeats(self, job: Job, execution) -> None:
         """The horse monitor's heartbeats, skipped while Redis is down: the horse keeps working."""

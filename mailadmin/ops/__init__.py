@@ -10,7 +10,8 @@ changes the product's state.
   rq_state.py    RQ / rq-scheduler key names; workers (alive or dead), scheduler instances, scheduled jobs
   probes.py      is a process alive on this machine?
   context.py     what the checks of one run share (clock, connections, data gathered once)
-  checks.py      the eleven checks and their thresholds, in playbook order
+  checks.py      the twelve checks and their thresholds, in playbook order
+  in_effect.py   the settings the live processes published, compared with each other and this shell
   gathering.py   run_diagnosis(): the runner, guarding each check
   results.py     CheckResult, Diagnosis, the statuses
   formatting.py  short ages, UTC times, counts

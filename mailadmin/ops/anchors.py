@@ -28,6 +28,7 @@ A_STUCK = "8-stuck-and-overdue-campaigns"
 A_UNKNOWN = "9-recipients-in-unknown"
 A_BREAKER = "10-circuit-breaker-trips-in-the-last-24-h"
 A_RATE_LIMIT = "11-rate-limit-usage"
+A_SETTINGS = "12-settings-in-effect"
 A_SYMPTOM_DB_DOWN = "database-unreachable"
 A_SYMPTOM_REDIS_DOWN = "redis-unreachable"
 A_SYMPTOM_MIGRATIONS = "migrations-not-applied"
@@ -40,6 +41,7 @@ A_SYMPTOM_STUCK = "campaign-stuck-in-sending"
 A_SYMPTOM_UNKNOWN = "recipients-in-unknown"
 A_SYMPTOM_BREAKER = "circuit_breaker-paused-after-repeated-smtp-errors"
 A_SYMPTOM_RATE_LIMIT = "rate_limit-hourly-quota-used-up"
+A_SYMPTOM_SETTINGS = "processes-run-with-different-settings"
 
 
 def heading_slug(heading: str) -> str:

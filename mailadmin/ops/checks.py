@@ -36,6 +36,7 @@ from mailadmin.ops.anchors import (
     A_RATE_LIMIT,
     A_REDIS,
     A_SCHEDULER,
+    A_SETTINGS,
     A_STUCK,
     A_SWITCH,
     A_SYMPTOM_BREAKER,
@@ -47,6 +48,7 @@ from mailadmin.ops.anchors import (
     A_SYMPTOM_RATE_LIMIT,
     A_SYMPTOM_REDIS_DOWN,
     A_SYMPTOM_SCHEDULER_DEAD,
+    A_SYMPTOM_SETTINGS,
     A_SYMPTOM_STUCK,
     A_SYMPTOM_UNKNOWN,
     A_SYMPTOM_WORKER_DEAD,
@@ -56,10 +58,12 @@ from mailadmin.ops.anchors import (
 )
 from mailadmin.ops.context import CheckContext
 from mailadmin.ops.formatting import age_seconds, format_age, format_time, plural
+from mailadmin.ops.in_effect import describe_values
 from mailadmin.ops.results import CRITICAL, OK, WARNING, CheckResult
 from mailadmin.ops.rq_state import SCHEDULER_LOCK_KEY, list_scheduler_instances
 from mailadmin.services.bounces import bounce_rate_trips
 from mailadmin.settings import PROJECT_ROOT
+from mailadmin.settings_in_effect import SCHEDULER, WEB, WORKER
 
 # A job that has waited this long in a queue means no worker takes jobs (or far too few).
 QUEUE_WAIT_WARNING_SECONDS = 5 * 60
@@ -283,7 +287,9 @@ def check_campaigns(ctx: CheckContext) -> CheckResult:
 
 def check_stuck_campaigns(ctx: CheckContext) -> CheckResult:
     """`sending`/`queued` campaigns no job works on, and `deferred` ones long past `deferred_until`."""
-    stale_after = ctx.settings.stale_claim_seconds
+    # The recovery sweep runs in the scheduler: its value is the one that decides.
+    stale_after, _source = ctx.settings_in_effect().value_for(
+        "MAILER_STALE_CLAIM_SECONDS", SCHEDULER, ctx.settings.stale_claim_seconds)
     waiting = ctx.waiting_job_ids()
     running = {w.current_job_id for w in ctx.workers() if w.alive and w.current_job_id}
     on_dead_worker = {w.current_job_id for w in ctx.workers() if not w.alive and w.current_job_id}
@@ -358,7 +364,9 @@ def check_breaker_trips(ctx: CheckContext) -> CheckResult:
     ).all()
     db.session.rollback()
     trips = [BreakerTrip(r.campaign_id, r.name, r.created_at, r.details) for r in rows]
-    details = {"trips": trips, "threshold": ctx.settings.circuit_breaker_threshold}
+    threshold, _source = ctx.settings_in_effect().value_for(
+        "MAILER_CIRCUIT_BREAKER_THRESHOLD", WORKER, ctx.settings.circuit_breaker_threshold)
+    details = {"trips": trips, "threshold": threshold}
     if trips:
         campaigns = sorted({t.campaign_id for t in trips if t.campaign_id is not None})
         return CheckResult(
@@ -371,24 +379,61 @@ def check_breaker_trips(ctx: CheckContext) -> CheckResult:
 
 
 def check_rate_limit(ctx: CheckContext) -> CheckResult:
-    """SMTP tokens used in the current rolling hour, and when the next one frees."""
-    maximum = ctx.settings.smtp_max_per_hour
+    """SMTP tokens used in the current rolling hour against the workers' quota, and when the next one frees."""
+    # The workers enforce the quota: their MAILER_SMTP_MAX_PER_HOUR, not this shell's, says whether it is used up.
+    maximum, source = ctx.settings_in_effect().value_for(
+        "MAILER_SMTP_MAX_PER_HOUR", WORKER, ctx.settings.smtp_max_per_hour)
     usage = rate_limit_usage(ctx.redis, maximum)
     waiting = sum(1 for c in ctx.campaigns() if c.status == DEFERRED and c.defer_reason == Reason.RATE_LIMIT)
-    details = {"used": usage.current_count, "max": maximum, "next_free_at": usage.next_free_at,
+    details = {"used": usage.current_count, "max": maximum, "max_from": source, "next_free_at": usage.next_free_at,
                "window_seconds": RATE_LIMIT_WINDOW_SECONDS, "key": RATE_LIMIT_KEY, "waiting": waiting}
     if not usage.backend_available:
         return CheckResult("rate_limit", "Rate limit", WARNING, "usage unknown (Redis unavailable): sends fail open",
                            PlaybookRef(A_SYMPTOM_REDIS_DOWN), details)
     text_used = f"{usage.current_count}/{maximum} in the rolling hour"
+    quota = f"by {source} MAILER_SMTP_MAX_PER_HOUR"
     if usage.current_count >= maximum:
         return CheckResult(
             "rate_limit", "Rate limit", WARNING,
-            f"quota used up ({text_used}); next token frees at {format_time(usage.next_free_at)}; "
+            f"quota used up ({text_used}) {quota}; next token frees at {format_time(usage.next_free_at)}; "
             f"{plural(waiting, 'campaign')} deferred with rate_limit",
             PlaybookRef(A_SYMPTOM_RATE_LIMIT), details,
         )
-    return CheckResult("rate_limit", "Rate limit", OK, text_used, PlaybookRef(A_RATE_LIMIT), details)
+    return CheckResult("rate_limit", "Rate limit", OK, f"{text_used} {quota}", PlaybookRef(A_RATE_LIMIT), details)
+
+
+_KIND_WORDS = {WEB: ("web process", "web processes"), WORKER: ("worker", None), SCHEDULER: ("scheduler", None)}
+
+
+def check_settings_in_effect(ctx: CheckContext) -> CheckResult:
+    """The limits each live process runs with: do they agree with each other and with this shell?"""
+    in_effect = ctx.settings_in_effect()
+    counts = in_effect.counts()
+    disagree = [row for row in in_effect.variables if row.processes_disagree]
+    shell_differs = [row for row in in_effect.variables if row.shell_differs]
+    details = {"processes": counts, "publications": in_effect.publications, "variables": in_effect.variables,
+               "disagree": [row.variable for row in disagree], "shell_differs": [row.variable for row in shell_differs]}
+    here = in_effect.here
+    notes = [f"{row.variable}: {describe_values(row, here)}" for row in in_effect.variables if row.notable]
+    who = ", ".join(plural(n, *_KIND_WORDS[kind]) for kind, n in counts.items() if n) or "no running process"
+    if disagree:
+        named = "; ".join(f"{row.variable} {describe_values(row, here)}" for row in disagree)
+        return CheckResult("settings", "Settings in effect", WARNING,
+                           f"the processes disagree ({who}): {named} — a restart has not reached every process",
+                           PlaybookRef(A_SYMPTOM_SETTINGS), details, notes)
+    if shell_differs:
+        named = "; ".join(f"{row.variable} {next(iter(row.process_values))} in the processes, {row.shell} in {here}"
+                          for row in shell_differs)
+        return CheckResult("settings", "Settings in effect", WARNING,
+                           f"{here} differs from the processes ({who}): {named} — the checks use the processes' values",
+                           PlaybookRef(A_SYMPTOM_SETTINGS), details, notes)
+    if not in_effect.publications:
+        return CheckResult("settings", "Settings in effect", OK,
+                           f"no running process has published its settings: the checks use {here}'s",
+                           PlaybookRef(A_SETTINGS), details, notes)
+    changed = [row.variable for row in in_effect.variables if row.notable]
+    verdict = f"{who} agree with {here}" + (f"; not the default: {', '.join(changed)}" if changed else "")
+    return CheckResult("settings", "Settings in effect", OK, verdict, PlaybookRef(A_SETTINGS), details, notes)
 
 
 # (key, title, needs the database, needs Redis, function) — the playbook's order.
@@ -404,4 +449,5 @@ CHECKS: tuple[tuple[str, str, bool, bool, Callable[[CheckContext], CheckResult]]
     ("unknown", "Recipients in unknown", True, False, check_unknown_recipients),
     ("breaker", "Circuit breaker (24 h)", True, False, check_breaker_trips),
     ("rate_limit", "Rate limit", True, True, check_rate_limit),
+    ("settings", "Settings in effect", False, True, check_settings_in_effect),
 )

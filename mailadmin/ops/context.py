@@ -8,14 +8,23 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from redis import Redis
+from redis import Redis, RedisError
 from rq import Queue
 from sqlalchemy import select
 
 from mailadmin.extensions import QUEUE_NAMES, db, get_redis, get_settings
 from mailadmin.models import Campaign, CampaignQueue
 from mailadmin.models.campaign import ACTIVE_STATUSES, PAUSED
-from mailadmin.ops.rq_state import ScheduledJob, WorkerInfo, list_scheduled_jobs, list_workers
+from mailadmin.ops.in_effect import SHELL, SettingsInEffect, compare_settings, live_publications
+from mailadmin.ops.rq_state import (
+    SCHEDULER_INSTANCE_KEY_PREFIX,
+    ScheduledJob,
+    WorkerInfo,
+    list_scheduled_jobs,
+    list_scheduler_instances,
+    list_workers,
+)
+from mailadmin.settings_in_effect import read_publications
 
 
 @dataclass(frozen=True)
@@ -67,8 +76,9 @@ def list_active_campaigns(limit: int = 500) -> list[CampaignState]:
 class CheckContext:
     """What the checks share within one run: clock, connections, lazily gathered data."""
 
-    def __init__(self, now: datetime) -> None:
+    def __init__(self, now: datetime, here: str = SHELL) -> None:
         self.now = now
+        self.here = here  # how verdicts name the process running the diagnosis
         self.settings = get_settings()
         self.db_ok = False
         self.redis_ok = False
@@ -96,6 +106,20 @@ class CheckContext:
     def campaigns(self) -> list[CampaignState]:
         """Started, not final campaigns with their send-loop row."""
         return self.cached("campaigns", list_active_campaigns)
+
+    def settings_in_effect(self) -> SettingsInEffect:
+        """What the live processes run with, compared with this shell (nothing published when Redis is down)."""
+        def compute() -> SettingsInEffect:
+            try:
+                live_workers = {w.name for w in self.workers() if w.alive}
+                live_schedulers = {i.key.removeprefix(SCHEDULER_INSTANCE_KEY_PREFIX)
+                                   for i in list_scheduler_instances(self.redis) if i.alive}
+                publications = live_publications(read_publications(self.redis), live_workers, live_schedulers)
+            except RedisError:
+                publications = []
+            return compare_settings(publications, self.settings, self.here)
+
+        return self.cached("settings_in_effect", compute)
 
     def waiting_job_ids(self) -> set[str]:
         """Ids of the jobs waiting in the product's queues (first 1,000 of each)."""

@@ -15,6 +15,7 @@ from mailadmin.ops.anchors import (
     A_QUEUES,
     A_RATE_LIMIT,
     A_SCHEDULER,
+    A_SETTINGS,
     A_STUCK,
     A_SWITCH,
     A_SYMPTOM_DB_DOWN,
@@ -25,6 +26,7 @@ from mailadmin.ops.anchors import (
 )
 from mailadmin.ops.checks import CHECKS
 from mailadmin.ops.context import CheckContext
+from mailadmin.ops.in_effect import SHELL
 from mailadmin.ops.results import CRITICAL, WARNING, CheckResult, Diagnosis
 
 CHECK_KEYS = tuple(c[0] for c in CHECKS)
@@ -34,16 +36,18 @@ _DEPENDENCY_KEYS = ("database", "redis")
 _DEFAULT_ANCHORS = {
     "sending_switch": A_SWITCH, "queues": A_QUEUES, "workers": A_WORKERS, "scheduler": A_SCHEDULER,
     "campaigns": A_CAMPAIGNS, "stuck": A_STUCK, "unknown": A_UNKNOWN, "breaker": A_BREAKER, "rate_limit": A_RATE_LIMIT,
+    "settings": A_SETTINGS,
 }
 
 
-def run_diagnosis(only: Iterable[str] | None = None, now: datetime | None = None) -> Diagnosis:
+def run_diagnosis(only: Iterable[str] | None = None, now: datetime | None = None, here: str = SHELL) -> Diagnosis:
     """Run the checks (all, or those named in `only`) in playbook order; never raises for a broken dependency.
 
     Needs an app context. A check whose dependency (database, Redis) is down is reported as
-    `warning` "not checked" — the dependency's own check is the critical one.
+    `warning` "not checked" — the dependency's own check is the critical one. `here` names the
+    process running it in the verdicts ("this shell" for the doctor).
     """
-    ctx = CheckContext(now or utcnow())
+    ctx = CheckContext(now or utcnow(), here)
     wanted = set(only) if only is not None else None
     results: list[CheckResult] = []
     for key, title, needs_db, needs_redis, function in CHECKS:

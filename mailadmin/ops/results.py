@@ -25,6 +25,8 @@ class CheckResult:
     verdict: str
     playbook: PlaybookRef
     details: dict[str, Any] = field(default_factory=dict)
+    # Further lines a terminal report prints under the verdict (the settings in effect, one per variable).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:

@@ -1,4 +1,5 @@
-"""`flask doctor` against real worker and scheduler processes: healthy, a SIGKILLed worker, a second live one."""
+"""`flask doctor` against real worker and scheduler processes: healthy, a SIGKILLed worker, a second live one,
+and the settings in effect: the workers' limits, not the doctor's shell's, judge the quota."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import sys
 from mailadmin import ops
 from mailadmin.cli.doctor import EXIT_CRITICAL, EXIT_OK, EXIT_WARNING
 from mailadmin.extensions import SEND_QUEUE, get_redis
+from mailadmin.limits.rate_limiter import reserve_send_token
 from mailadmin.ops import CRITICAL, OK, WARNING
 from mailadmin.settings import PROJECT_ROOT
+from mailadmin.settings_in_effect import read_publications
 from tests.support.doctor import doctor, status_of
 from tests.support.waiting import wait_until
 
@@ -67,3 +70,75 @@ def test_a_second_live_worker_turns_a_dead_one_into_a_warning(app, runner, engin
     assert status_of(output, "workers") == WARNING, output
     assert code == EXIT_OK
     assert doctor(runner, "--check", "workers", "--strict")[0] == EXIT_WARNING
+
+
+def _published_by(*workers) -> None:
+    """Wait until each worker process has published its settings."""
+    names = {worker.name for worker in workers}
+    wait_until(lambda: names <= {p.name for p in read_publications(get_redis())},
+               message="the workers to publish their settings")
+
+
+def test_the_doctor_judges_the_quota_by_the_workers_limit_and_shows_what_they_run_with(app, runner, engine_processes):
+    # The on-call shell (this app) has the defaults; the workers run with the production values.
+    assert app.config["SETTINGS"].smtp_max_per_hour == 100
+    worker = engine_processes.worker(MAILER_SMTP_MAX_PER_HOUR="60", MAILER_CIRCUIT_BREAKER_THRESHOLD="3",
+                                     MAILER_TRANSIENT_RETRY_DELAY_MINUTES="1")
+    _published_by(worker)
+    for _ in range(60):
+        reserve_send_token(get_redis(), 60)
+
+    code, output = doctor(runner)
+
+    # 60 of the workers' 60 are used: not "OK 60/100".
+    assert status_of(output, "rate_limit") == WARNING, output
+    assert "quota used up (60/60 in the rolling hour) by the workers' MAILER_SMTP_MAX_PER_HOUR" in output
+    # The settings in effect, and the disagreement with this shell, named with both values.
+    assert status_of(output, "settings") == WARNING
+    assert "this shell differs from the processes (1 worker)" in output
+    assert "MAILER_SMTP_MAX_PER_HOUR 60 in the processes, 100 in this shell" in output
+    assert "MAILER_SMTP_MAX_PER_HOUR: worker 60 · this shell 100 · default 100" in output
+    assert "MAILER_CIRCUIT_BREAKER_THRESHOLD: worker 3 · this shell 10 · default 10" in output
+    assert "MAILER_TRANSIENT_RETRY_DELAY_MINUTES: worker 1 · this shell 5 · default 5" in output
+    assert "playbook/ONCALL.md#12-settings-in-effect" not in output  # a warning points to its symptom entry
+    assert "playbook/ONCALL.md#processes-run-with-different-settings" in output
+
+    report = json.loads(runner.invoke(args=["doctor", "--json"]).output.strip().splitlines()[-1])
+    checks = {c["key"]: c for c in report["checks"]}
+    assert checks["rate_limit"]["details"]["max"] == 60
+    assert "MAILER_SMTP_MAX_PER_HOUR" in checks["settings"]["details"]["shell_differs"]
+
+
+def test_two_workers_running_with_different_limits_are_a_warning_naming_both_values(app, runner, engine_processes):
+    first = engine_processes.worker(MAILER_SMTP_MAX_PER_HOUR="60")
+    second = engine_processes.worker(MAILER_SMTP_MAX_PER_HOUR="100")
+    _published_by(first, second)
+
+    code, output = doctor(runner, "--check", "settings", "--check", "rate_limit")
+
+    assert status_of(output, "settings") == WARNING, output
+    assert "the processes disagree (2 workers)" in output
+    assert f"MAILER_SMTP_MAX_PER_HOUR worker 60 ({first.name}), 100 ({second.name})" in output
+    # The strictest value bites first: the quota is judged by it.
+    assert "0/60 in the rolling hour by the workers' MAILER_SMTP_MAX_PER_HOUR" in output
+    assert code == EXIT_OK and doctor(runner, "--check", "settings", "--strict")[0] == EXIT_WARNING
+
+    # Once the odd one is gone (stopped cleanly: it withdraws its settings), they agree again.
+    first.terminate()
+    assert first.wait(20) is not None
+    code, output = doctor(runner, "--check", "settings")
+    assert status_of(output, "settings") == OK, output
+    assert "1 worker agree with this shell" in output
+
+
+def test_processes_agreeing_with_each_other_and_the_shell_are_ok(app, runner, engine_processes):
+    workers = [engine_processes.worker(), engine_processes.worker()]
+    engine_processes.scheduler()
+    _published_by(*workers)
+    wait_until(lambda: any(p.kind == "scheduler" for p in read_publications(get_redis())),
+               message="the scheduler to publish its settings")
+
+    code, output = doctor(runner, "--check", "settings")
+
+    assert status_of(output, "settings") == OK, output
+    assert "2 workers, 1 scheduler agree with this shell" in output

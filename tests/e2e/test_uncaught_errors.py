@@ -95,3 +95,25 @@ def test_a_process_refused_by_its_configuration_says_why_in_one_json_record(json
     assert code != 0
     assert len(records) == 1
     assert records[0]["level"] == "CRITICAL" and "MAILER_SEND_BATCH_SIZE" in records[0]["message"]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["worker.py", "--burst"],
+        ["-m", "flask", "--app", "wsgi", "routes"],
+        ["-m", "gunicorn", "wsgi:app", "--preload", "--bind", "127.0.0.1:0"],
+    ],
+    ids=["worker", "flask", "gunicorn"],
+)
+def test_a_process_refused_by_its_configuration_names_every_bad_variable_one_json_record_each(json_env, command):
+    without_public_url = {key: value for key, value in json_env.items() if key != "PUBLIC_URL"}
+    without_public_url.update(APP_ENV="production", SECRET_KEY="too-short", MAILER_SMTP_MAX_PER_HOUR="lots")
+    without_public_url.pop("MAILER_LOG_HASH_SALT", None)  # the default salt: refused in production
+
+    code, records = run([sys.executable, *command], without_public_url)
+
+    assert code != 0
+    assert all(record["level"] == "CRITICAL" for record in records), records
+    named = sorted(record["message"].split("configuration")[1].split(": ")[1] for record in records)
+    assert named == ["MAILER_LOG_HASH_SALT", "MAILER_SMTP_MAX_PER_HOUR", "PUBLIC_URL", "SECRET_KEY"], records
