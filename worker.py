@@ -28,11 +28,11 @@ def main(argv: list[str] | None = None) -> int:
     from mailadmin import create_app
     from mailadmin.extensions import QUEUE_NAMES, db
     from mailadmin.jobs import set_job_app
-    from mailadmin.jobs.dispatch import slice_job_timeout
     from mailadmin.jobs.recovery import recover_at_start
-    from mailadmin.jobs.resilience import set_process_name
     from mailadmin.jobs.workers import SendWorker, run_worker_forever
     from mailadmin.logging import report_startup_failure
+    from mailadmin.queue.dispatch import slice_job_timeout
+    from mailadmin.queue.outages import set_process_name
     from mailadmin.settings import SettingsError
 
     set_process_name("worker")

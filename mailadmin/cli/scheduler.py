@@ -13,7 +13,7 @@ from loguru import logger
 from mailadmin.extensions import SEND_QUEUE, get_redis, get_settings
 from mailadmin.jobs import set_job_app
 from mailadmin.jobs.continuations import ContinuationScheduler
-from mailadmin.jobs.resilience import set_process_name
+from mailadmin.queue.outages import set_process_name
 
 
 @click.command("scheduler")

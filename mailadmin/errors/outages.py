@@ -14,8 +14,8 @@ from flask import Flask, render_template, request
 
 from mailadmin.extensions import db
 from mailadmin.health.probes import check_database, check_redis
-from mailadmin.jobs.resilience import DATABASE_DOWN, REDIS_DOWN, Service, is_database_outage, outage_tracker
 from mailadmin.limits.throttle import UNAVAILABLE_MESSAGE
+from mailadmin.queue.outages import DATABASE_DOWN, REDIS_DOWN, Service, is_database_outage, outage_tracker
 
 # While a service is down, a request checks at most this often whether it is back.
 OUTAGE_RECHECK_SECONDS = 1.0

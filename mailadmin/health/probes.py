@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlalchemy import text
 
 from mailadmin.extensions import db, get_redis
-from mailadmin.jobs.resilience import Service, outage_tracker
+from mailadmin.queue.outages import Service, outage_tracker
 
 
 def check_database() -> str:

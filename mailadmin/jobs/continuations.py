@@ -18,9 +18,9 @@ from redis import WatchError
 from rq.job import Job
 from rq_scheduler import Scheduler
 
-from mailadmin.jobs.dispatch import campaign_id_of_continuation, enqueue_send_slice, schedule_bounce_mailbox
 from mailadmin.jobs.recovery import run_recovery_sweep_through_outages
-from mailadmin.jobs.resilience import REDIS_DOWN, Backoff, Service, call_through_outage, outage_tracker
+from mailadmin.queue.dispatch import campaign_id_of_continuation, enqueue_send_slice, schedule_bounce_mailbox
+from mailadmin.queue.outages import REDIS_DOWN, Backoff, Service, call_through_outage, outage_tracker
 from mailadmin.settings import Settings
 
 # Each scheduled continuation carries a fresh token in its meta; dispatch compares the job hash's

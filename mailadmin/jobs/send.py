@@ -45,9 +45,6 @@ from sqlalchemy.engine import Connection
 
 from mailadmin.extensions import SEND_QUEUE, db, get_redis, get_settings
 from mailadmin.jobs import job_app_context
-from mailadmin.jobs.dispatch import enqueue_send_slice, new_slice_job_id, slice_job_timeout
-from mailadmin.jobs.resilience import Service, call_through_outage, is_database_outage
-from mailadmin.jobs.signals import StopListener
 from mailadmin.limits.send_pace import TokenBatch, reserve_send_tokens, settle_send_tokens
 from mailadmin.logging import bind_context
 from mailadmin.mail.bounces import is_hard_bounce, verp_return_path_for
@@ -61,6 +58,9 @@ from mailadmin.models.campaign import DEFERRED, QUEUED, R_FAILED, R_PENDING, R_S
 from mailadmin.models.reasons import Reason
 from mailadmin.models.types import utcnow
 from mailadmin.pii import get_pii_log_fields
+from mailadmin.queue.dispatch import enqueue_send_slice, new_slice_job_id, slice_job_timeout
+from mailadmin.queue.outages import Service, call_through_outage, is_database_outage
+from mailadmin.queue.signals import StopListener
 from mailadmin.services import delivery
 from mailadmin.services.delivery import Claim, ClaimedBatch, Outcome, SendCounts, SliceCampaign
 

@@ -34,14 +34,14 @@ from rq.utils import now
 from rq.worker import HerokuWorker
 
 from mailadmin.extensions import db
-from mailadmin.jobs.resilience import (
+from mailadmin.jobs.send import request_slice_stop
+from mailadmin.queue.outages import (
     REDIS_DOWN,
     Service,
     call_through_outage,
     outage_tracker,
     set_process_name,
 )
-from mailadmin.jobs.send import request_slice_stop
 
 T = TypeVar("T")
 
