@@ -2,7 +2,7 @@
 
 A request that hits an unreachable database or Redis gets "Service temporarily unavailable.
 Please try again later." (JSON for API and JSON clients) with Retry-After; the outage is logged
-once per process by the outage tracker (`jobs.resilience`), and a later request notices when
+once per process by the outage tracker (`queue.outages`), and a later request notices when
 the service is back (at most one probe a second while an outage is known).
 """
 

@@ -10,7 +10,7 @@ a pipelining transport) render and send. Per claim batch (MAILER_SEND_BATCH_SIZE
    statement, `FOR UPDATE SKIP LOCKED` on PostgreSQL), marking them `sending` for this job;
 2. take the batch's rate-limit tokens in one Redis call (hourly quota and, when set, per-second
    slots; fail-open) and hand the claims to the connections; a transient error on any connection,
-   a refused quota, or a stop signal (`jobs/signals.py`: pause, cancel, a deferral, the global
+   a refused quota, or a stop signal (`queue/signals.py`: pause, cancel, a deferral, the global
    switch) stops every connection before its next message;
 3. when the connections run low: check the campaign's state (the safety net for a lost signal),
    then `delivery.record_batch` records the outcomes, releases untried claims and claims the next

@@ -12,7 +12,7 @@ again. `SendWorker` wraps each of RQ's Redis touch points the loop depends on:
 * horse side — `prepare_job_execution` and the success/failure bookkeeping wait for Redis, so a
   slice that ran through an outage still finishes as a job;
 * RQ's own per-attempt "could not connect to Redis" lines are replaced by one outage record at
-  the start and one at the end (`jobs.resilience`).
+  the start and one at the end (`queue.outages`).
 
 After Redis returns empty (a restart without persistence) the worker registers itself again, so
 the recovery sweep still sees it as alive.
