@@ -12,7 +12,9 @@ It also declares the product's periodic jobs (the bounce mailbox) when it starts
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 
+from flask import Flask
 from loguru import logger
 from redis import WatchError
 from rq.job import Job
@@ -33,8 +35,11 @@ SCHEDULER_RETRY_CAP_SECONDS = 2.0
 class ContinuationScheduler(Scheduler):
     """rq-scheduler that dispatches continuations as fresh slice jobs and runs the recovery sweep."""
 
-    def __init__(self, *args, recovery_interval: float | None = 60.0, **kwargs) -> None:
+    def __init__(self, *args, recovery_interval: float | None = 60.0, app: Flask | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        # The app whose context `run()` runs in (`flask scheduler` passes its own); tests that drive
+        # single ticks (`enqueue_jobs()`) run them in their own app context.
+        self.app = app
         self.recovery_interval = recovery_interval
         self._last_recovery = 0.0
 
@@ -99,6 +104,11 @@ class ContinuationScheduler(Scheduler):
     # --- the loop, living through outages -----------------------------------------------------
 
     def run(self, burst: bool = False) -> None:
+        """rq-scheduler's loop, in the app context of `app` when one was given."""
+        with self.app.app_context() if self.app is not None else nullcontext():
+            self._run_through_outages(burst)
+
+    def _run_through_outages(self, burst: bool) -> None:
         """rq-scheduler's loop (heartbeat, lock, due continuations, sweep) that waits out Redis
         outages with a capped, jittered backoff instead of exiting, and sweeps as soon as Redis is back."""
         redis_outage = outage_tracker(Service.REDIS)

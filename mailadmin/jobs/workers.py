@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from flask import Flask
 from loguru import logger
 from rq import worker_registration
 from rq.exceptions import InvalidJobOperation, StopRequested
@@ -67,14 +68,14 @@ _RETRY_FILTER = _DropRqRetryLines()
 
 class SendWorker(HerokuWorker):
     """HerokuWorker (SIGTERM -> SIGRTMIN to the work horse -> ShutDownImminentException 6 s later)
-    whose horse also asks the running send slice to stop before its next message, and which
-    lives through Redis outages (see the module docstring)."""
+    whose horse runs each job in the app context of `app`, also asks the running send slice to
+    stop before its next message, and which lives through Redis outages (see the module docstring)."""
 
     max_connection_wait_time = REDIS_RETRY_CAP_SECONDS
 
-    def __init__(self, *args, job_monitoring_interval: int = JOB_MONITORING_INTERVAL, **kwargs) -> None:
+    def __init__(self, *args, app: Flask, job_monitoring_interval: int = JOB_MONITORING_INTERVAL, **kwargs) -> None:
         super().__init__(*args, job_monitoring_interval=job_monitoring_interval, **kwargs)
-
+        self.app = app
         logging.getLogger("rq.worker").addFilter(_RETRY_FILTER)
         self.stop_signalled = False
         self._redis = outage_tracker(Service.REDIS)
@@ -220,6 +221,11 @@ class SendWorker(HerokuWorker):
         # The forked horse must not reuse the parent's pooled DB sockets (SQLAlchemy's fork recipe).
         db.engine.dispose(close=False)
         super().main_work_horse(job, queue)
+
+    def perform_job(self, job: Job, queue: Queue, execution) -> bool:
+        """In the horse: RQ's run of one job and its bookkeeping, inside the app context of `app`."""
+        with self.app.app_context():
+            return super().perform_job(job, queue, execution)
 
     def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
         """In the horse: RQ's start-of-job bookkeeping, written once Redis answers."""
