@@ -22,7 +22,7 @@ from mailadmin.auth.decorators import admin_required
 from mailadmin.models.suppression import SOURCE_ADMIN, SOURCE_IMPORT
 from mailadmin.services import privacy
 from mailadmin.services import suppressions as suppression_service
-from mailadmin.services.recipients import decode_upload
+from mailadmin.services.csv_upload import decode_upload
 
 
 def _search(form: SuppressionFilterForm) -> suppression_service.SuppressionFilter:
