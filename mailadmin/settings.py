@@ -250,15 +250,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, instance_dir: Pat
 
     app_env = _choice("APP_ENV", get("APP_ENV") or "development", ("production", "development"))
     values["app_env"] = app_env
-    values["log_format"] = _choice(
-        "LOG_FORMAT", get("LOG_FORMAT") or ("json" if app_env == "production" else "pretty"), ("json", "pretty")
-    )
-    if (raw := get("MAILER_LOG_PII_LEVEL")) is not None:
-        values["log_pii_level"] = _choice("MAILER_LOG_PII_LEVEL", raw, LOG_LEVELS, upper=True)
-    if (raw := get("MAILER_LOG_FULL_EMAILS")) is not None:
-        values["log_full_emails"] = _bool("MAILER_LOG_FULL_EMAILS", raw)
-    if (raw := get("MAILER_LOG_HASH_SALT")) is not None:
-        values["log_hash_salt"] = raw
+    values.update(_log_settings(get, app_env))
     values["database_url"] = _database_url(get("DATABASE_URL"))
     if (raw := get("REDIS_URL")) is not None:
         values["redis_url"] = _redis_url(raw)
@@ -283,6 +275,21 @@ def load_settings(environ: Mapping[str, str] | None = None, *, instance_dir: Pat
     values["secret_key"] = secret or instance_secret_key(instance_dir)
     values.update(_bounce_settings(get, app_env))
     return Settings(**values)
+
+
+def _log_settings(get: Callable[[str], str | None], app_env: str) -> dict:
+    """LOG_FORMAT (JSON in production, pretty text in development) and MAILER_LOG_*."""
+    values: dict = {}
+    values["log_format"] = _choice(
+        "LOG_FORMAT", get("LOG_FORMAT") or ("json" if app_env == "production" else "pretty"), ("json", "pretty")
+    )
+    if (raw := get("MAILER_LOG_PII_LEVEL")) is not None:
+        values["log_pii_level"] = _choice("MAILER_LOG_PII_LEVEL", raw, LOG_LEVELS, upper=True)
+    if (raw := get("MAILER_LOG_FULL_EMAILS")) is not None:
+        values["log_full_emails"] = _bool("MAILER_LOG_FULL_EMAILS", raw)
+    if (raw := get("MAILER_LOG_HASH_SALT")) is not None:
+        values["log_hash_salt"] = raw
+    return values
 
 
 _SNS_TOPIC_ARN = re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}")
