@@ -1,7 +1,7 @@
 """`python worker.py`: the RQ worker process (Procfile `worker`).
 
 Builds the app, sets up logging, and runs `SendWorker` (a HerokuWorker) on the send and default
-queues. SIGTERM is graceful: the running send slice stops before its next message, records what
+queues, handing it the app: each job runs in that app's context. SIGTERM is graceful: the running send slice stops before its next message, records what
 it did and enqueues its continuation; the worker then exits. `--burst` exits when the queues are
 empty (tests, one-off runs).
 """
@@ -27,12 +27,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from mailadmin import create_app
     from mailadmin.extensions import QUEUE_NAMES, db
-    from mailadmin.jobs import set_job_app
-    from mailadmin.jobs.dispatch import slice_job_timeout
     from mailadmin.jobs.recovery import recover_at_start
-    from mailadmin.jobs.resilience import set_process_name
     from mailadmin.jobs.workers import SendWorker, run_worker_forever
     from mailadmin.logging import report_startup_failure
+    from mailadmin.queue.dispatch import slice_job_timeout
+    from mailadmin.queue.outages import set_process_name
     from mailadmin.settings import SettingsError
 
     set_process_name("worker")
@@ -45,7 +44,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     settings = app.config["SETTINGS"]
     with app.app_context():
-        set_job_app(app)
         if settings.stale_claim_seconds <= slice_job_timeout(settings):
             logger.bind(
                 stale_claim_seconds=settings.stale_claim_seconds, slice_job_timeout=slice_job_timeout(settings)
@@ -56,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         # Redis is down, SendWorker's own capped backoff does the waiting and logs the outage once.
         connection = redis.Redis.from_url(settings.redis_url, retry=Retry(NoBackoff(), 1))
         queues = [Queue(name, connection=connection) for name in QUEUE_NAMES]
-        worker = SendWorker(queues, connection=connection, name=args.name, settings=settings)
+        worker = SendWorker(queues, connection=connection, name=args.name, settings=settings, app=app)
         logger.bind(queues=list(QUEUE_NAMES), burst=args.burst, worker=worker.name).info("Worker starting")
         recover_at_start()  # work left by processes that died is picked up now, not at a deadline
         db.engine.dispose()  # nothing pooled in the parent for the forked horses to inherit

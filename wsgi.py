@@ -4,8 +4,8 @@ import os
 import sys
 
 from mailadmin import create_app
-from mailadmin.jobs.resilience import set_process_name
 from mailadmin.logging import report_startup_failure
+from mailadmin.queue.outages import set_process_name
 from mailadmin.settings import SettingsError
 
 # Outage records name the process: a `flask` command other than `run` is the CLI (the scheduler

@@ -1,7 +1,7 @@
 """Extension objects, created unbound here and bound to the app in `create_app()`.
 
 Redis is reached through an accessor so that nothing connects at import time; RQ queues and
-rq-scheduler are built in `mailadmin.jobs.dispatch` with `connection=` passed explicitly (RQ 3).
+rq-scheduler are built in `mailadmin.queue.dispatch` with `connection=` passed explicitly (RQ 3).
 """
 
 from __future__ import annotations

@@ -10,11 +10,11 @@ import pytest
 from sqlalchemy import func, select
 
 from mailadmin.extensions import db
-from mailadmin.jobs.dispatch import enqueue_send_slice, scheduled_continuation_at
 from mailadmin.jobs.send import run_send_slice
 from mailadmin.models import AppState, AuditEvent, Campaign
 from mailadmin.models.app_state import APP_STATE_ID
 from mailadmin.models.types import utcnow
+from mailadmin.queue.dispatch import enqueue_send_slice, scheduled_continuation_at
 from tests.factories import (
     ADMIN_EMAIL,
     create_campaign,

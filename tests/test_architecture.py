@@ -1,6 +1,7 @@
-"""The layering holds: no import cycle inside mailadmin/ (function-level imports count), the
-campaign tables are written only by mailadmin/services/, and no function runs over 60 lines
-without saying why. Each checker is also shown a bad example, so none can pass by checking nothing."""
+"""The layering holds: no import cycle inside mailadmin/ (function-level imports count), no layer
+imports a higher one (the jobs layer from the services or below included), the campaign tables
+are written only by mailadmin/services/, and no module runs over 450 lines, no class over 250, no
+function over 50. Each checker is also shown a bad example, so none can pass by checking nothing."""
 
 from __future__ import annotations
 
@@ -109,18 +110,52 @@ def test_the_cycle_finder_sees_a_cycle_through_a_function_level_import(tmp_path)
     assert find_cycle(graph) == ["pkg.low", "pkg.sub.high", "pkg.low"]
 
 
+# Top to bottom (README, "Architecture"): a module imports its own layer or a lower one, never a
+# higher one, not even inside a function. Each name is a first-level module or package of mailadmin/
+# ("" is the package root, create_app). The job side sits above the web blueprints: the web process
+# never imports the send loop, and nothing from the services down imports `mailadmin.jobs`.
+LAYERS: tuple[frozenset[str], ...] = (
+    frozenset({"", "cli"}),  # the app factory and every flask command (the scheduler command starts jobs/)
+    frozenset({"jobs"}),  # RQ entry points: the send loop, recovery, continuations, the worker class
+    frozenset({"admin", "auth", "campaigns", "unsubscribe", "webhooks", "devtools"}),  # web blueprints, dev tools
+    frozenset({"services", "ops", "health", "errors"}),  # state changes; diagnosis, probes, error pages
+    frozenset({"mail", "limits", "models", "queue"}),  # what the services build on (queue: RQ, no database)
+    frozenset({"extensions", "settings", "settings_in_effect", "logging", "pii", "downloads"}),  # the foundation
+)
+
+
+def layer_of(module: str) -> int:
+    """0 for the top layer, growing downwards; `pkg.services.x` is in the layer of `services`."""
+    first = module.split(".")[1] if "." in module else ""
+    for depth, names in enumerate(LAYERS):
+        if first in names:
+            return depth
+    raise AssertionError(f"{module}: add `{first}` to a layer of LAYERS")
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """`low -> high` for every import of a higher layer."""
+    return [f"{module} -> {target}" for module, targets in sorted(graph.items())
+            for target in sorted(targets) if layer_of(target) < layer_of(module)]
+
+
 def test_the_lower_layers_import_no_higher_one():
-    """services never import the job side (send loop, recovery, scheduler); jobs never the package root."""
-    graph = import_graph(PACKAGE_DIR)
-    higher_jobs = {"mailadmin.jobs.send", "mailadmin.jobs.recovery", "mailadmin.jobs.continuations",
-                   "mailadmin.jobs.workers", "mailadmin.cli.scheduler"}
-    for module, targets in graph.items():
-        if module.startswith(("mailadmin.services", "mailadmin.models", "mailadmin.jobs.dispatch")):
-            assert not targets & higher_jobs, (module, targets & higher_jobs)
-        if module.startswith("mailadmin.jobs"):
-            assert "mailadmin" not in targets, f"{module} imports the package root"
-        if module.startswith("mailadmin.jobs.dispatch"):
-            assert not {t for t in targets if t.startswith(("mailadmin.services", "mailadmin.models"))}, targets
+    assert upward_imports(import_graph(PACKAGE_DIR)) == []
+
+
+def test_the_layer_check_sees_the_jobs_layer_imported_from_below(tmp_path):
+    package = tmp_path / "pkg"
+    for folder in ("jobs", "services", "queue"):
+        (package / folder).mkdir(parents=True)
+        (package / folder / "__init__.py").write_text("")
+    (package / "__init__.py").write_text("from pkg.jobs import send\n")
+    (package / "jobs" / "send.py").write_text("from pkg.services import delivery\nfrom pkg.queue import dispatch\n")
+    (package / "services" / "delivery.py").write_text("from pkg.queue import dispatch\n")
+    (package / "queue" / "dispatch.py").write_text("def enqueue():\n    from pkg.jobs.send import loop\n")
+
+    assert upward_imports(import_graph(package)) == ["pkg.queue.dispatch -> pkg.jobs.send"]
+    (package / "services" / "delivery.py").write_text("from pkg.jobs import send\n")
+    assert "pkg.services.delivery -> pkg.jobs.send" in upward_imports(import_graph(package))
 
 
 # --- writes to the campaign tables ---------------------------------------------------------------
@@ -220,31 +255,65 @@ def test_the_static_check_sees_a_write_built_outside_services(tmp_path):
     assert sorted(static_write_sites(package)) == ["pkg/web.py:2 update(Campaign)", "pkg/web.py:3 SQL text"]
 
 
-# --- function length ------------------------------------------------------------------------------
+# --- sizes: modules, classes, functions ------------------------------------------------------------
 
-MAX_FUNCTION_LINES = 60
-LENGTH_REASON = "Longer than 60 lines because"  # the docstring line that explains an exception
+MAX_MODULE_LINES = 450
+MAX_CLASS_LINES = 250
+MAX_FUNCTION_LINES = 50
+# Being split into packages in their own change (the send loop and the delivery services): until
+# then they may exceed the module and class sizes. Every other file is held to them.
+SPLIT_PENDING = {"mailadmin/services/delivery.py", "mailadmin/jobs/send.py"}
 
 
-def long_functions(root: Path) -> list[str]:
-    """`path:line name (N lines)` for each function over MAX_FUNCTION_LINES without a reason in its docstring."""
+def oversized(root: Path, exempt: frozenset[str] | set[str] = frozenset()) -> list[str]:
+    """`path (N lines)` for each module over MAX_MODULE_LINES, `path:line Name (N lines)` for each class
+    over MAX_CLASS_LINES and each function over MAX_FUNCTION_LINES; paths relative to root's parent.
+    A file in `exempt` is held to the function size only."""
     found = []
     for path in sorted(root.rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
-            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+        name = path.relative_to(root.parent).as_posix()
+        source = path.read_text(encoding="utf-8")
+        lines = len(source.splitlines())
+        if lines > MAX_MODULE_LINES and name not in exempt:
+            found.append(f"{name} ({lines} lines)")
+        for node in ast.walk(ast.parse(source, filename=str(path))):
+            is_class = isinstance(node, ast.ClassDef)
+            if not (is_class or isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)):
                 continue
             length = node.end_lineno - node.lineno + 1
-            if length > MAX_FUNCTION_LINES and LENGTH_REASON not in (ast.get_docstring(node) or ""):
-                found.append(f"{path.relative_to(root)}:{node.lineno} {node.name} ({length} lines)")
+            if length > (MAX_CLASS_LINES if is_class else MAX_FUNCTION_LINES) and not (is_class and name in exempt):
+                found.append(f"{name}:{node.lineno} {node.name} ({length} lines)")
     return found
 
 
-def test_no_function_is_longer_than_60_lines_without_a_reason():
-    assert long_functions(PACKAGE_DIR) == []
+def test_no_module_class_or_function_is_over_its_size():
+    assert oversized(PACKAGE_DIR, SPLIT_PENDING) == []
 
 
-def test_the_length_check_sees_a_long_function_and_accepts_a_reason(tmp_path):
-    body = "".join(f"    x{n} = {n}\n" for n in range(MAX_FUNCTION_LINES))
-    (tmp_path / "long.py").write_text(f"def sprawling():\n{body}")
-    (tmp_path / "explained.py").write_text(f'def table():\n    """{LENGTH_REASON} it is one table."""\n{body}')
-    assert long_functions(tmp_path) == [f"long.py:1 sprawling ({MAX_FUNCTION_LINES + 1} lines)"]
+def test_the_files_pending_a_split_exist_and_still_need_the_exemption():
+    """Once a pending split lands, its entry goes (the exemption never outlives the file)."""
+    assert {name for name in SPLIT_PENDING if (PACKAGE_DIR.parent / name).exists()} == SPLIT_PENDING
+    still_needed = {line.split(" ")[0].split(":")[0] for line in oversized(PACKAGE_DIR)}
+    assert SPLIT_PENDING <= still_needed
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_the_size_check_sees_a_long_module_class_and_function(tmp_path):
+    root = tmp_path / "pkg"
+    statements = "".join(f"    x{n} = {n}\n" for n in range(MAX_FUNCTION_LINES))
+    _write(root / "sprawling.py", "".join(f"X{n} = {n}\n" for n in range(MAX_MODULE_LINES + 1)))
+    methods = "".join(f"    def m{n}(self):\n        return {n}\n" for n in range(MAX_CLASS_LINES // 2))
+    _write(root / "big.py", f"class Big:\n{methods}")
+    _write(root / "long.py", f"def long():\n{statements}")
+    _write(root / "fine.py", f"def fine():\n{statements[: statements.index('x49')]}")
+
+    assert oversized(root) == [
+        f"pkg/big.py:1 Big ({MAX_CLASS_LINES + 1} lines)",
+        f"pkg/long.py:1 long ({MAX_FUNCTION_LINES + 1} lines)",
+        f"pkg/sprawling.py ({MAX_MODULE_LINES + 1} lines)",
+    ]
+    assert oversized(root, {"pkg/sprawling.py", "pkg/big.py"}) == [f"pkg/long.py:1 long ({MAX_FUNCTION_LINES + 1} lines)"]

@@ -16,17 +16,17 @@ from sqlalchemy import select, update
 
 from mailadmin.extensions import SEND_QUEUE, db, get_redis
 from mailadmin.jobs.continuations import ContinuationScheduler
-from mailadmin.jobs.dispatch import (
-    continuation_job_id,
-    continuation_time,
-    schedule_continuation,
-    scheduled_continuation_at,
-)
 from mailadmin.jobs.recovery import recover_stalled_campaigns
 from mailadmin.jobs.send import SliceEnd, SliceOutcome, SliceReport, run_send_slice
 from mailadmin.models import AuditEvent, Recipient
 from mailadmin.models.campaign import R_SENDING
 from mailadmin.models.reasons import Reason
+from mailadmin.queue.dispatch import (
+    continuation_job_id,
+    continuation_time,
+    schedule_continuation,
+    scheduled_continuation_at,
+)
 from mailadmin.services import campaigns as service
 from mailadmin.services import delivery
 from mailadmin.services.delivery import claim_recipients

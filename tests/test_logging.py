@@ -20,14 +20,9 @@ from flask import Flask
 from flask_login import LoginManager, UserMixin, login_required, login_user
 from loguru import logger
 
-from mailadmin.logging import (
-    InterceptHandler,
-    bind_context,
-    init_request_logging,
-    mask_text_for_level,
-    reset_logging,
-    setup_logging,
-)
+from mailadmin.logging import bind_context, init_request_logging, reset_logging, setup_logging
+from mailadmin.logging.policy import mask_text_for_level
+from mailadmin.logging.stdlib import InterceptHandler
 from mailadmin.pii import email_hash, get_active_policy, get_pii_log_fields
 from mailadmin.settings import load_settings
 

@@ -33,11 +33,11 @@ from sqlalchemy import select, update
 
 from mailadmin.extensions import DEFAULT_QUEUE, QUEUE_NAMES, SEND_QUEUE, db, get_redis
 from mailadmin.jobs.continuations import ContinuationScheduler
-from mailadmin.jobs.dispatch import schedule_continuation
 from mailadmin.limits.rate_limiter import RATE_LIMIT_KEY
 from mailadmin.mail.transports import PermanentSendError, PipelinedSmtpTransport
 from mailadmin.models import Campaign, CampaignQueue, Recipient
 from mailadmin.models.types import utcnow
+from mailadmin.queue.dispatch import schedule_continuation
 from mailadmin.services.drafts import create_campaign
 from mailadmin.services.recipients import import_recipients
 from tests.factories import fresh_campaign, recipient_statuses

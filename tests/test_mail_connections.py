@@ -11,8 +11,8 @@ import time
 from redis import ConnectionPool, Redis
 
 from mailadmin.extensions import get_redis
-from mailadmin.jobs.signals import StopListener, announce_send_stop, stop_channel
 from mailadmin.mail.connections import Delivery, SmtpConnections
+from mailadmin.queue.signals import StopListener, announce_send_stop, stop_channel
 from tests.support.waiting import wait_until
 
 

@@ -23,11 +23,11 @@ from rq import Queue, Worker
 from mailadmin import create_app
 from mailadmin import ops as diagnosis
 from mailadmin.extensions import QUEUE_NAMES, SEND_QUEUE, db, get_redis
-from mailadmin.jobs.dispatch import continuation_job_id
 from mailadmin.limits import rate_limiter, throttle
 from mailadmin.models import APP_STATE_ID, AppState, AuditEvent, Campaign, CampaignQueue, Recipient, Suppression, User
 from mailadmin.models.types import utcnow
 from mailadmin.ops import anchors as playbook_anchors
+from mailadmin.queue.dispatch import continuation_job_id
 from mailadmin.settings import PROJECT_ROOT
 from mailadmin.settings_in_effect import SETTINGS_IN_EFFECT_KEY_PREFIX, WORKER, publish_settings
 from tests.support.databases import configured_database_url, is_postgres, scratch_database

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from mailadmin.extensions import db
-from mailadmin.jobs.resilience import Service, outage_tracker, set_process_name
+from mailadmin.queue.outages import Service, outage_tracker, set_process_name
 from tests.support.log_capture import capture_json_logs
 
 

@@ -30,12 +30,6 @@ class ActionForm(FlaskForm):
     next = HiddenField()
 
 
-class CancelCampaignForm(ActionForm):
-    """Cancel is final: the confirmation page's form carries `confirm`, a bare button does not."""
-
-    confirm = HiddenField(default="")
-
-
 class RequeueUnknownForm(ActionForm):
     acknowledge = BooleanField(
         "I understand that these recipients may already have received this campaign and may get it twice.",

@@ -20,7 +20,7 @@ from mailadmin.downloads import csv_download
 from mailadmin.models.suppression import SOURCE_ADMIN, SOURCE_IMPORT
 from mailadmin.services import privacy
 from mailadmin.services import suppressions as suppression_service
-from mailadmin.services.recipients import decode_upload
+from mailadmin.services.csv_upload import decode_upload
 
 
 def _search(form: SuppressionFilterForm) -> suppression_service.SuppressionFilter:

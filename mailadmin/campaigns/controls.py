@@ -13,11 +13,11 @@ from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from markupsafe import Markup
 
-from mailadmin.admin.forms import CancelCampaignForm
 from mailadmin.auth.decorators import login_required
 from mailadmin.auth.views import safe_next_url
 from mailadmin.campaigns.access import get_campaign_for, resume_refusal
 from mailadmin.campaigns.display import campaign_reason, local_time
+from mailadmin.campaigns.forms import CancelCampaignForm
 from mailadmin.campaigns.views import bp
 from mailadmin.extensions import get_redis, get_settings
 from mailadmin.limits.rate_limiter import rate_limit_usage

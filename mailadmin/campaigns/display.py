@@ -258,7 +258,7 @@ def sends_per_hour_svg(
         f'<desc id="chart-desc">{summary}</desc>',
         f'<rect x="0" y="0" width="{_W}" height="{_H}" fill="#ffffff"/>',
     ]
-    plot_w, plot_h = _W - _LEFT - _RIGHT, _H - _TOP - _BOTTOM
+    plot_h = _H - _TOP - _BOTTOM
     base_y = _TOP + plot_h
     parts.append(
         f'<line x1="{_LEFT}" y1="{base_y}" x2="{_W - _RIGHT}" y2="{base_y}" stroke="#8891a4" stroke-width="1"/>'
@@ -275,6 +275,18 @@ def sends_per_hour_svg(
     parts.append(
         f'<line x1="{_LEFT}" y1="{_TOP}" x2="{_W - _RIGHT}" y2="{_TOP}" stroke="#e1e4ea" stroke-dasharray="3 3"/>'
     )
+    parts += _hour_bars(hours, bounced, zone, clock, peak)
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _hour_bars(
+    hours: list[tuple[datetime, int]], bounced: dict[datetime, int], zone: tzinfo, clock: str, peak: int
+) -> list[str]:
+    """One bar per hour (its bounced part red at its foot), and a time label under every few bars."""
+    plot_w, plot_h = _W - _LEFT - _RIGHT, _H - _TOP - _BOTTOM
+    base_y = _TOP + plot_h
+    parts: list[str] = []
     slot = plot_w / len(hours)
     bar_w = max(1.0, slot * 0.7)
     label_every = max(1, -(-len(hours) // 6))
@@ -297,8 +309,7 @@ def sends_per_hour_svg(
             parts.append(
                 f'<text x="{x + bar_w / 2:.1f}" y="{_H - 7}" text-anchor="middle" fill="#646b79">{moment:%H:%M}</text>'
             )
-    parts.append("</svg>")
-    return "".join(parts)
+    return parts
 
 
 # --- the viewer's time zone -----------------------------------------------------------------

@@ -25,6 +25,14 @@ class CampaignForm(FlaskForm):
     body_html = TextAreaField("HTML body (optional)")
 
 
+class CancelCampaignForm(FlaskForm):
+    """Cancel is final: the confirmation page's form carries `confirm`, a bare button does not.
+    `next` is where to go back to (the owner's page or the admin list)."""
+
+    next = HiddenField()
+    confirm = HiddenField(default="")
+
+
 class ImportForm(FlaskForm):
     """A CSV file, pasted lines, or both."""
 

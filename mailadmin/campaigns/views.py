@@ -1,4 +1,6 @@
-"""Campaign pages: list, create/edit, preview, import, test email, start, progress, results.
+"""Campaign pages: list, import, test email, start, the campaign page with its live progress and
+chart. The blueprint `bp` lives here; the editor and preview (editor.py), results.csv (exports.py),
+pause/resume/cancel (controls.py) and the draft actions (draft_actions.py) add their routes to it.
 
 Every page and endpoint of one campaign loads it through `get_campaign_for()`: a
 manager asking for another manager's campaign gets 404, whatever the URL.
@@ -6,18 +8,14 @@ manager asking for another manager's campaign gets 404, whatever the URL.
 
 from __future__ import annotations
 
-import csv
 import functools
-import itertools
 from collections.abc import Callable
 
 from flask import (
     Blueprint,
     Response,
-    abort,
     flash,
     jsonify,
-    make_response,
     redirect,
     render_template,
     request,
@@ -30,11 +28,9 @@ from markupsafe import Markup
 from mailadmin.auth.decorators import login_required
 from mailadmin.campaigns import display, live, queries
 from mailadmin.campaigns.access import get_campaign_for
-from mailadmin.campaigns.forms import CampaignForm, ImportForm, StartForm, TestEmailForm
-from mailadmin.downloads import csv_download
+from mailadmin.campaigns.forms import ImportForm, StartForm, TestEmailForm
 from mailadmin.extensions import get_settings
-from mailadmin.mail.templates import CampaignTemplates, TemplateBudgetExceeded, TemplateProblem, sample_fields
-from mailadmin.models import Campaign, Recipient
+from mailadmin.models import Campaign
 from mailadmin.models.campaign import (
     CAMPAIGN_STATUSES,
     DRAFT,
@@ -45,7 +41,6 @@ from mailadmin.models.campaign import (
 )
 from mailadmin.services import drafts
 from mailadmin.services.campaigns import CampaignError, start_campaign
-from mailadmin.services.drafts import DraftError, preview_fields, preview_recipient
 from mailadmin.services.errors import ErrorKind, ServiceError
 from mailadmin.services.estimates import current_estimate
 from mailadmin.services.recipients import RecipientImportError, last_import_batch
@@ -54,18 +49,7 @@ from mailadmin.services.test_email import TestEmailError, send_test_email, test_
 
 bp = Blueprint("campaigns", __name__)
 
-# Cells a spreadsheet would read as a formula (OWASP "CSV injection"); tab and CR too. Every cell of an
-# export is also quoted (csv.QUOTE_ALL): a spreadsheet that splits on ";" (many locales) or tab never
-# cuts "x;=1+1" into a second cell that starts with "=".
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 INVALID_ROWS_SHOWN = 200
-
-
-def csv_safe(value: object) -> object:
-    """A CSV cell that a spreadsheet shows as text: formula-like strings get a leading apostrophe."""
-    if isinstance(value, str) and (value.startswith(FORMULA_PREFIXES) or value.lstrip().startswith(FORMULA_PREFIXES)):
-        return "'" + value
-    return value
 
 
 # The one mapping from a service refusal's kind to the HTTP status of the page that shows it.
@@ -118,133 +102,6 @@ def index():
         status = None
     page = queries.list_campaigns(current_user, status, queries.page_number(request.args.get("page")))
     return render_template("campaigns/index.html", page=page, status=status, statuses=CAMPAIGN_STATUSES)
-
-
-# --- create / edit / preview --------------------------------------------------------------------
-
-
-@bp.route("/campaigns/new", methods=["GET", "POST"])
-@login_required
-def new():
-    form = CampaignForm()
-    campaign, errors = _save_campaign_form(
-        form, lambda *fields: drafts.create_campaign(current_user, *fields), "The campaign was not saved."
-    )
-    if campaign is not None:
-        flash(f"Draft “{campaign.name}” saved. Next: import its recipients.", "success")
-        return redirect(url_for("campaigns.import_recipients", campaign_id=campaign.id), 303)
-    return _campaign_form_page(form, errors, None)
-
-
-def _save_campaign_form(form: CampaignForm, save: Callable[..., Campaign], not_saved: str):
-    """The editor's POST for create and edit: (the saved campaign, {}) or (None, errors to mark);
-    a refused save flashes `not_saved` and why."""
-    errors: dict[str, list[str]] = {}
-    if form.validate_on_submit():
-        try:
-            return save(form.name.data or "", form.subject.data or "", form.body_text.data or "", form.body_html.data), {}
-        except DraftError as error:
-            errors = error.errors
-    elif form.errors:
-        errors = form.errors
-    if errors:
-        flash(f"{not_saved} Please fix the problems marked below.", "error")
-    return None, errors
-
-
-def _campaign_form_page(form: CampaignForm, errors: dict, campaign: Campaign | None):
-    """The editor page; 400 when it shows problems."""
-    return render_template(
-        "campaigns/form.html", form=form, errors=errors, campaign=campaign, fields=preview_fields_for(campaign)
-    ), 400 if errors else 200
-
-
-def preview_fields_for(campaign: Campaign | None) -> dict:
-    """Merge fields with example values for the form's help box."""
-    if campaign is None:
-        return sample_fields()
-    return preview_fields(campaign)
-
-
-@bp.route("/campaigns/<int:campaign_id>/edit", methods=["GET", "POST"])
-@login_required
-@draft_required
-def edit(campaign: Campaign):
-    form = CampaignForm(obj=campaign)
-    saved, errors = _save_campaign_form(
-        form, lambda *fields: drafts.update_campaign(campaign, *fields), "The changes were not saved."
-    )
-    if saved is not None:
-        flash("Changes saved.", "success")
-        return redirect(url_for("campaigns.show", campaign_id=campaign.id), 303)
-    return _campaign_form_page(form, errors, campaign)
-
-
-def _render_preview(campaign: Campaign, recipient: Recipient | None):
-    """(fields, rendered parts or None, problem or None) of a preview, within the template budget."""
-    fields = recipient.merge_fields() if recipient else preview_fields(campaign)
-    rendered, problem = None, None
-    try:
-        rendered = CampaignTemplates(campaign.subject, campaign.body_text, campaign.body_html).render(fields)
-    except TemplateProblem as exc:
-        problem = str(exc)
-    except Exception as exc:  # a manager's template failing at render time is shown, not a 500
-        problem = f"The templates failed to render: {exc}" if isinstance(exc, TemplateBudgetExceeded) else (
-            f"The templates failed to render: {type(exc).__name__}: {exc}")
-    return fields, rendered, problem
-
-
-@bp.route("/campaigns/<int:campaign_id>/preview")
-@login_required
-def preview(campaign_id: int):
-    """The message as one recipient gets it; `?q=` finds the recipient by address or name."""
-    campaign = get_campaign_for(current_user, campaign_id)
-    search = (request.args.get("q") or "").strip()[:200]
-    recipient, matches = _preview_choice(campaign, search, request.args.get("recipient", type=int))
-    fields, rendered, problem = _render_preview(campaign, recipient)
-    return render_template(
-        "campaigns/preview.html", campaign=campaign, recipient=recipient, fields=fields, rendered=rendered,
-        problem=problem, search=search, matches=matches,
-    )
-
-
-def _preview_choice(campaign: Campaign, search: str, recipient_id: int | None):
-    """(the recipient to render, the search's matches): a chosen match, else the first match, else the first recipient."""
-    matches = drafts.find_preview_recipients(campaign, search) if search else []
-    if search and not matches:
-        flash(f"No recipient of this campaign matches “{search}”; showing the first one instead.", "warning")
-    chosen = next((m for m in matches if m.id == recipient_id), None) if matches else None
-    if chosen is None and recipient_id is not None and not search:
-        chosen = preview_recipient(campaign, recipient_id)
-        if chosen is None:
-            flash("That recipient is not in this campaign; showing the first one instead.", "warning")
-    return chosen or (matches[0] if matches else preview_recipient(campaign)), matches
-
-
-# The HTML part is the manager's own markup (inline styles, remote images): it gets a document of its
-# own, framed only by our preview page, sandboxed (no scripts, forms or navigation, a unique origin).
-PREVIEW_HTML_CSP = (
-    "default-src 'none'; style-src 'unsafe-inline'; img-src http: https: data:; font-src http: https: data:; "
-    "frame-ancestors 'self'; sandbox"
-)
-
-
-@bp.route("/campaigns/<int:campaign_id>/preview/html")
-@login_required
-def preview_html(campaign_id: int):
-    """The HTML part alone, for the preview page's sandboxed frame."""
-    campaign = get_campaign_for(current_user, campaign_id)
-    recipient_id = request.args.get("recipient", type=int)
-    recipient = preview_recipient(campaign, recipient_id)
-    if recipient_id is not None and recipient is None:
-        abort(404)
-    _, rendered, _ = _render_preview(campaign, recipient)
-    if rendered is None or rendered.html is None:
-        abort(404)
-    response = make_response(rendered.html)
-    response.headers["Content-Security-Policy"] = PREVIEW_HTML_CSP
-    response.headers["X-Frame-Options"] = "SAMEORIGIN"
-    return response
 
 
 # --- recipients ---------------------------------------------------------------------------------
@@ -433,19 +290,3 @@ def chart(campaign_id: int):
     response = Response(str(chart_svg(campaign)), mimetype="image/svg+xml")
     response.headers["Cache-Control"] = "private, max-age=30"
     return response
-
-
-def _result_cells(row) -> list[object]:
-    """One recipient's export cells (the row ends with sent_at, then the id the batches are read by)."""
-    *values, sent_at, _recipient_id = row
-    return [csv_safe("" if value is None else value) for value in values] + [sent_at.isoformat() if sent_at else ""]
-
-
-@bp.route("/campaigns/<int:campaign_id>/results.csv")
-@login_required
-def export(campaign_id: int):
-    """Every recipient's outcome as CSV, streamed (every cell quoted, formulas defused)."""
-    campaign = get_campaign_for(current_user, campaign_id)
-    rows = (_result_cells(row) for row in queries.export_rows(campaign.id))
-    return csv_download(itertools.chain([queries.EXPORT_COLUMNS], rows), f"campaign-{campaign.id}-results.csv",
-                        quoting=csv.QUOTE_ALL)

@@ -15,10 +15,10 @@ from flask.cli import AppGroup
 from sqlalchemy import select
 
 from mailadmin.extensions import db, get_redis
-from mailadmin.jobs.dispatch import continuation_job_id, scheduled_continuation_at
 from mailadmin.models import Campaign, CampaignQueue, User
 from mailadmin.models.campaign import CAMPAIGN_STATUSES
 from mailadmin.ops.formatting import format_time
+from mailadmin.queue.dispatch import continuation_job_id, scheduled_continuation_at
 from mailadmin.services import campaigns as campaign_service
 from mailadmin.services import users as user_service
 

@@ -9,8 +9,8 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry
 
 from mailadmin.extensions import QUEUE_NAMES, get_redis
-from mailadmin.jobs.dispatch import SEND_SLICE_FUNC
 from mailadmin.ops.formatting import format_time
+from mailadmin.queue.dispatch import SEND_SLICE_FUNC
 
 jobs_cli = AppGroup("jobs", help="RQ jobs that failed (send slices and others).")
 

@@ -11,9 +11,8 @@ from flask import current_app
 from loguru import logger
 
 from mailadmin.extensions import SEND_QUEUE, get_redis, get_settings
-from mailadmin.jobs import set_job_app
 from mailadmin.jobs.continuations import ContinuationScheduler
-from mailadmin.jobs.resilience import set_process_name
+from mailadmin.queue.outages import set_process_name
 
 
 @click.command("scheduler")
@@ -25,10 +24,10 @@ from mailadmin.jobs.resilience import set_process_name
 def scheduler_command(interval: float, recovery_interval: float, burst: bool) -> None:
     """Run rq-scheduler against REDIS_URL: dispatch deferred continuations, sweep for stalled campaigns."""
     set_process_name("scheduler")
-    set_job_app(current_app._get_current_object())
     scheduler = ContinuationScheduler(
         queue_name=SEND_QUEUE, connection=get_redis(), interval=interval, recovery_interval=recovery_interval,
         settings=get_settings(),
+        app=current_app._get_current_object(),
     )
     scheduler.declare_periodic_jobs(get_settings())
     logger.bind(interval=interval, recovery_interval=recovery_interval, burst=burst).info("Scheduler starting")

@@ -2,7 +2,7 @@
 
 A request that hits an unreachable database or Redis gets "Service temporarily unavailable.
 Please try again later." (RFC 9457 problem details for machine endpoints and JSON clients) with
-Retry-After; the outage is logged once per process by the outage tracker (`jobs.resilience`), and a
+Retry-After; the outage is logged once per process by the outage tracker (`queue.outages`), and a
 later request notices when the service is back (at most one probe a second while an outage is known).
 """
 
@@ -15,8 +15,8 @@ from flask import Flask, render_template
 from mailadmin.errors.problems import problem_response, wants_problem_details
 from mailadmin.extensions import db
 from mailadmin.health.probes import check_database, check_redis
-from mailadmin.jobs.resilience import DATABASE_DOWN, REDIS_DOWN, Service, is_database_outage, outage_tracker
 from mailadmin.limits.throttle import UNAVAILABLE_MESSAGE
+from mailadmin.queue.outages import DATABASE_DOWN, REDIS_DOWN, Service, is_database_outage, outage_tracker
 
 # While a service is down, a request checks at most this often whether it is back.
 OUTAGE_RECHECK_SECONDS = 1.0

@@ -1,6 +1,6 @@
 """Is the database reachable? Is Redis? Shared by `/healthz` and the diagnosis (`mailadmin.ops`).
 
-Each probe also tells this process's outage tracker (`jobs.resilience`), so an outage seen by a
+Each probe also tells this process's outage tracker (`queue.outages`), so an outage seen by a
 health check is logged once when it starts and once when it ends, like everywhere else.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlalchemy import text
 
 from mailadmin.extensions import db, get_redis
-from mailadmin.jobs.resilience import Service, outage_tracker
+from mailadmin.queue.outages import Service, outage_tracker
 
 
 def check_database() -> str:

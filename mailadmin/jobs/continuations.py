@@ -13,15 +13,17 @@ the limits it runs with alongside its heartbeat (`mailadmin.settings_in_effect`)
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 
+from flask import Flask
 from loguru import logger
 from redis import WatchError
 from rq.job import Job
 from rq_scheduler import Scheduler
 
-from mailadmin.jobs.dispatch import campaign_id_of_continuation, enqueue_send_slice, schedule_bounce_mailbox
 from mailadmin.jobs.recovery import run_recovery_sweep_through_outages
-from mailadmin.jobs.resilience import REDIS_DOWN, Backoff, Service, call_through_outage, outage_tracker
+from mailadmin.queue.dispatch import campaign_id_of_continuation, enqueue_send_slice, schedule_bounce_mailbox
+from mailadmin.queue.outages import REDIS_DOWN, Backoff, Service, call_through_outage, outage_tracker
 from mailadmin.settings import Settings
 from mailadmin.settings_in_effect import SCHEDULER, publish_settings, withdraw_settings
 
@@ -40,8 +42,11 @@ class ContinuationScheduler(Scheduler):
     """rq-scheduler that dispatches continuations as fresh slice jobs and runs the recovery sweep."""
 
     def __init__(self, *args, recovery_interval: float | None = 60.0, settings: Settings | None = None,
-                 **kwargs) -> None:
+                 app: Flask | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        # The app whose context `run()` runs in (`flask scheduler` passes its own); tests that drive
+        # single ticks (`enqueue_jobs()`) run them in their own app context.
+        self.app = app
         self.recovery_interval = recovery_interval
         self._last_recovery = 0.0
         self.settings_in_effect = settings
@@ -118,6 +123,11 @@ class ContinuationScheduler(Scheduler):
     # --- the loop, living through outages -----------------------------------------------------
 
     def run(self, burst: bool = False) -> None:
+        """rq-scheduler's loop, in the app context of `app` when one was given."""
+        with self.app.app_context() if self.app is not None else nullcontext():
+            self._run_through_outages(burst)
+
+    def _run_through_outages(self, burst: bool) -> None:
         """rq-scheduler's loop (heartbeat, lock, due continuations, sweep) that waits out Redis
         outages with a capped, jittered backoff instead of exiting, and sweeps as soon as Redis is back."""
         redis_outage = outage_tracker(Service.REDIS)

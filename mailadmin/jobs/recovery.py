@@ -5,7 +5,7 @@
 on (a worker killed with SIGKILL, a continuation lost with a Redis restart). It runs when a worker
 or the scheduler starts (`recover_at_start`) and then in the scheduler. It only orchestrates:
 every read and write of campaigns goes through `mailadmin.services.delivery`, every RQ question
-through `mailadmin.jobs.dispatch`.
+through `mailadmin.queue.dispatch`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from mailadmin.extensions import get_redis, get_settings
 from mailadmin.jobs import job_app_context
-from mailadmin.jobs.dispatch import (
+from mailadmin.models.types import utcnow
+from mailadmin.queue.dispatch import (
     LIVE_WORKER_HEARTBEAT_SECONDS,
     RunningJobs,
     enqueue_send_slice,
@@ -27,8 +28,7 @@ from mailadmin.jobs.dispatch import (
     running_jobs,
     scheduled_continuation_at,
 )
-from mailadmin.jobs.resilience import Service, is_database_outage, is_redis_outage, outage_tracker
-from mailadmin.models.types import utcnow
+from mailadmin.queue.outages import Service, is_database_outage, is_redis_outage, outage_tracker
 from mailadmin.services import delivery
 
 # A campaign no live job works on is re-enqueued once its last slice heartbeat is this old.

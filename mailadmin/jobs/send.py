@@ -10,7 +10,7 @@ a pipelining transport) render and send. Per claim batch (MAILER_SEND_BATCH_SIZE
    statement, `FOR UPDATE SKIP LOCKED` on PostgreSQL), marking them `sending` for this job;
 2. take the batch's rate-limit tokens in one Redis call (hourly quota and, when set, per-second
    slots; fail-open) and hand the claims to the connections; a transient error on any connection,
-   a refused quota, or a stop signal (`jobs/signals.py`: pause, cancel, a deferral, the global
+   a refused quota, or a stop signal (`queue/signals.py`: pause, cancel, a deferral, the global
    switch) stops every connection before its next message;
 3. when the connections run low: check the campaign's state (the safety net for a lost signal),
    then `delivery.record_batch` records the outcomes, releases untried claims and claims the next
@@ -45,9 +45,6 @@ from sqlalchemy.engine import Connection
 
 from mailadmin.extensions import SEND_QUEUE, db, get_redis, get_settings
 from mailadmin.jobs import job_app_context
-from mailadmin.jobs.dispatch import enqueue_send_slice, new_slice_job_id, slice_job_timeout
-from mailadmin.jobs.resilience import Service, call_through_outage, is_database_outage
-from mailadmin.jobs.signals import StopListener
 from mailadmin.limits.send_pace import TokenBatch, reserve_send_tokens, settle_send_tokens
 from mailadmin.logging import bind_context
 from mailadmin.mail.bounces import is_hard_bounce, verp_return_path_for
@@ -61,6 +58,9 @@ from mailadmin.models.campaign import DEFERRED, QUEUED, R_FAILED, R_PENDING, R_S
 from mailadmin.models.reasons import Reason
 from mailadmin.models.types import utcnow
 from mailadmin.pii import get_pii_log_fields
+from mailadmin.queue.dispatch import enqueue_send_slice, new_slice_job_id, slice_job_timeout
+from mailadmin.queue.outages import Service, call_through_outage, is_database_outage
+from mailadmin.queue.signals import StopListener
 from mailadmin.services import delivery
 from mailadmin.services.delivery import Claim, ClaimedBatch, Outcome, SendCounts, SliceCampaign
 

@@ -12,7 +12,7 @@ again. `SendWorker` wraps each of RQ's Redis touch points the loop depends on:
 * horse side — `prepare_job_execution` and the success/failure bookkeeping wait for Redis, so a
   slice that ran through an outage still finishes as a job;
 * RQ's own per-attempt "could not connect to Redis" lines are replaced by one outage record at
-  the start and one at the end (`jobs.resilience`).
+  the start and one at the end (`queue.outages`).
 
 After Redis returns empty (a restart without persistence) the worker registers itself again, so
 the recovery sweep still sees it as alive.
@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from flask import Flask
 from loguru import logger
 from rq import worker_registration
 from rq.exceptions import InvalidJobOperation, StopRequested
@@ -37,14 +38,14 @@ from rq.utils import now
 from rq.worker import HerokuWorker
 
 from mailadmin.extensions import db
-from mailadmin.jobs.resilience import (
+from mailadmin.jobs.send import request_slice_stop
+from mailadmin.queue.outages import (
     REDIS_DOWN,
     Service,
     call_through_outage,
     outage_tracker,
     set_process_name,
 )
-from mailadmin.jobs.send import request_slice_stop
 from mailadmin.settings import Settings
 from mailadmin.settings_in_effect import WORKER, publish_settings, withdraw_settings
 
@@ -72,17 +73,17 @@ _RETRY_FILTER = _DropRqRetryLines()
 
 class SendWorker(HerokuWorker):
     """HerokuWorker (SIGTERM -> SIGRTMIN to the work horse -> ShutDownImminentException 6 s later)
-    whose horse also asks the running send slice to stop before its next message, and which
-    lives through Redis outages (see the module docstring)."""
+    whose horse runs each job in the app context of `app`, also asks the running send slice to
+    stop before its next message, and which lives through Redis outages (see the module docstring)."""
 
     max_connection_wait_time = REDIS_RETRY_CAP_SECONDS
 
-    def __init__(self, *args, job_monitoring_interval: int = JOB_MONITORING_INTERVAL,
+    def __init__(self, *args, app: Flask, job_monitoring_interval: int = JOB_MONITORING_INTERVAL,
                  settings: Settings | None = None, **kwargs) -> None:
         super().__init__(*args, job_monitoring_interval=job_monitoring_interval, **kwargs)
+        self.app = app
         # Published with each heartbeat when given (worker.py gives the app's settings).
         self.settings_in_effect = settings
-
         logging.getLogger("rq.worker").addFilter(_RETRY_FILTER)
         self.stop_signalled = False
         self._redis = outage_tracker(Service.REDIS)
@@ -241,6 +242,11 @@ class SendWorker(HerokuWorker):
         # The forked horse must not reuse the parent's pooled DB sockets (SQLAlchemy's fork recipe).
         db.engine.dispose(close=False)
         super().main_work_horse(job, queue)
+
+    def perform_job(self, job: Job, queue: Queue, execution) -> bool:
+        """In the horse: RQ's run of one job and its bookkeeping, inside the app context of `app`."""
+        with self.app.app_context():
+            return super().perform_job(job, queue, execution)
 
     def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
         """In the horse: RQ's start-of-job bookkeeping, written once Redis answers."""

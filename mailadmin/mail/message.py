@@ -289,9 +289,13 @@ class MessageBuilder:
         common = (
             f"List-Unsubscribe-Post: {LIST_UNSUBSCRIBE_POST}\r\nList-Id: {list_id}\r\nMIME-Version: 1.0\r\n"
         )
+        self._prepare_parts(common, templates.has_html)
+
+    def _prepare_parts(self, common: str, has_html: bool) -> None:
+        """The constant bytes around the text and HTML parts (one part, or multipart/alternative)."""
         text_part = 'Content-Type: text/plain; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n'
         html_part = 'Content-Type: text/html; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n'
-        if templates.has_html:
+        if has_html:
             # "=_" cannot occur in quoted-printable output and "-" not in base64: the boundary is safe.
             boundary = f"=_mailadmin_{secrets.token_hex(12)}"
             self._before_text = (

@@ -36,7 +36,6 @@ from mailadmin.ops.anchors import (
     A_RATE_LIMIT,
     A_REDIS,
     A_SCHEDULER,
-    A_SETTINGS,
     A_STUCK,
     A_SWITCH,
     A_SYMPTOM_BREAKER,
@@ -48,7 +47,6 @@ from mailadmin.ops.anchors import (
     A_SYMPTOM_RATE_LIMIT,
     A_SYMPTOM_REDIS_DOWN,
     A_SYMPTOM_SCHEDULER_DEAD,
-    A_SYMPTOM_SETTINGS,
     A_SYMPTOM_STUCK,
     A_SYMPTOM_UNKNOWN,
     A_SYMPTOM_WORKER_DEAD,
@@ -58,12 +56,12 @@ from mailadmin.ops.anchors import (
 )
 from mailadmin.ops.context import CheckContext
 from mailadmin.ops.formatting import age_seconds, format_age, format_time, plural
-from mailadmin.ops.in_effect import describe_values
 from mailadmin.ops.results import CRITICAL, OK, WARNING, CheckResult
 from mailadmin.ops.rq_state import SCHEDULER_LOCK_KEY, list_scheduler_instances
+from mailadmin.ops.settings_check import check_settings_in_effect
 from mailadmin.services.bounces import bounce_rate_trips
 from mailadmin.settings import PROJECT_ROOT
-from mailadmin.settings_in_effect import SCHEDULER, WEB, WORKER
+from mailadmin.settings_in_effect import SCHEDULER, WORKER
 
 # A job that has waited this long in a queue means no worker takes jobs (or far too few).
 QUEUE_WAIT_WARNING_SECONDS = 5 * 60
@@ -400,40 +398,6 @@ def check_rate_limit(ctx: CheckContext) -> CheckResult:
             PlaybookRef(A_SYMPTOM_RATE_LIMIT), details,
         )
     return CheckResult("rate_limit", "Rate limit", OK, f"{text_used} {quota}", PlaybookRef(A_RATE_LIMIT), details)
-
-
-_KIND_WORDS = {WEB: ("web process", "web processes"), WORKER: ("worker", None), SCHEDULER: ("scheduler", None)}
-
-
-def check_settings_in_effect(ctx: CheckContext) -> CheckResult:
-    """The limits each live process runs with: do they agree with each other and with this shell?"""
-    in_effect = ctx.settings_in_effect()
-    counts = in_effect.counts()
-    disagree = [row for row in in_effect.variables if row.processes_disagree]
-    shell_differs = [row for row in in_effect.variables if row.shell_differs]
-    details = {"processes": counts, "publications": in_effect.publications, "variables": in_effect.variables,
-               "disagree": [row.variable for row in disagree], "shell_differs": [row.variable for row in shell_differs]}
-    here = in_effect.here
-    notes = [f"{row.variable}: {describe_values(row, here)}" for row in in_effect.variables if row.notable]
-    who = ", ".join(plural(n, *_KIND_WORDS[kind]) for kind, n in counts.items() if n) or "no running process"
-    if disagree:
-        named = "; ".join(f"{row.variable} {describe_values(row, here)}" for row in disagree)
-        return CheckResult("settings", "Settings in effect", WARNING,
-                           f"the processes disagree ({who}): {named} — a restart has not reached every process",
-                           PlaybookRef(A_SYMPTOM_SETTINGS), details, notes)
-    if shell_differs:
-        named = "; ".join(f"{row.variable} {next(iter(row.process_values))} in the processes, {row.shell} in {here}"
-                          for row in shell_differs)
-        return CheckResult("settings", "Settings in effect", WARNING,
-                           f"{here} differs from the processes ({who}): {named} — the checks use the processes' values",
-                           PlaybookRef(A_SYMPTOM_SETTINGS), details, notes)
-    if not in_effect.publications:
-        return CheckResult("settings", "Settings in effect", OK,
-                           f"no running process has published its settings: the checks use {here}'s",
-                           PlaybookRef(A_SETTINGS), details, notes)
-    changed = [row.variable for row in in_effect.variables if row.notable]
-    verdict = f"{who} agree with {here}" + (f"; not the default: {', '.join(changed)}" if changed else "")
-    return CheckResult("settings", "Settings in effect", OK, verdict, PlaybookRef(A_SETTINGS), details, notes)
 
 
 # (key, title, needs the database, needs Redis, function) — the playbook's order.

@@ -31,10 +31,10 @@ from rq.worker_registration import REDIS_WORKER_KEYS, WORKERS_BY_QUEUE_KEY
 from rq_scheduler import Scheduler
 
 from mailadmin.extensions import SEND_QUEUE
-from mailadmin.jobs.dispatch import campaign_id_of_continuation
 from mailadmin.models.types import utcnow
 from mailadmin.ops.formatting import age_seconds, format_age
 from mailadmin.ops.probes import process_alive
+from mailadmin.queue.dispatch import campaign_id_of_continuation
 
 # --- Redis key names the playbook's redis-cli commands use (tests check the docs against these) ---
 RQ_QUEUE_KEY_PREFIX = Queue.redis_queue_namespace_prefix  # rq:queue:<name> — waiting job ids (a list)

@@ -27,8 +27,6 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from mailadmin.extensions import db, get_redis, get_settings
-from mailadmin.jobs.dispatch import safe_cancel_continuation
-from mailadmin.jobs.signals import announce_send_stop
 from mailadmin.limits.replay import DeliveryClaim, claim_delivery, forget_delivery, mark_delivery_applied
 from mailadmin.mail.bounces import BOUNCE_COMPLAINT, BOUNCE_HARD, BOUNCE_SOFT, BounceReport, find_our_message_id
 from mailadmin.models import AuditEvent, BounceEvent, Campaign, Recipient
@@ -41,6 +39,8 @@ from mailadmin.models.suppression import (
 )
 from mailadmin.models.types import utcnow
 from mailadmin.pii import erasure_hash, get_pii_log_fields
+from mailadmin.queue.dispatch import safe_cancel_continuation
+from mailadmin.queue.signals import announce_send_stop
 from mailadmin.services.audit import record_audit
 from mailadmin.services.campaign_state import current_status, hold_queue, owns_transaction, set_status
 from mailadmin.services.suppressions import normalise_suppressed_email, suppress

@@ -18,11 +18,11 @@ from redis import RedisError
 from sqlalchemy import and_, exists, select, update
 
 from mailadmin.extensions import db
-from mailadmin.jobs.dispatch import enqueue_send_slice, schedule_continuation
 from mailadmin.models import APP_STATE_ID, AppState, Campaign, CampaignQueue, Recipient
 from mailadmin.models.campaign import DEFERRED
 from mailadmin.models.reasons import Reason, is_due_sql
 from mailadmin.models.types import utcnow
+from mailadmin.queue.dispatch import enqueue_send_slice, schedule_continuation
 
 # A slice may run this early for a deferred campaign (clock skew between the scheduler and workers).
 DUE_TOLERANCE = timedelta(seconds=2)

@@ -19,8 +19,6 @@ from loguru import logger
 from sqlalchemy import case, func, select, update
 
 from mailadmin.extensions import db, get_redis, get_settings
-from mailadmin.jobs.dispatch import new_slice_job_id, safe_cancel_continuation
-from mailadmin.jobs.signals import announce_send_stop
 from mailadmin.limits.throttle import ACTION_CAMPAIGN_START, is_user_throttled, throttle_message
 from mailadmin.models import APP_STATE_ID, AppState, Campaign, CampaignQueue, Recipient, User
 from mailadmin.models.campaign import (
@@ -38,6 +36,8 @@ from mailadmin.models.campaign import (
 )
 from mailadmin.models.reasons import SWITCH_REASONS, Reason
 from mailadmin.models.types import utcnow
+from mailadmin.queue.dispatch import new_slice_job_id, safe_cancel_continuation
+from mailadmin.queue.signals import announce_send_stop
 from mailadmin.services.audit import record_audit
 from mailadmin.services.campaign_state import (
     current_status,

@@ -23,8 +23,6 @@ from loguru import logger
 from sqlalchemy import String, and_, bindparam, case, exists, func, or_, select, text, update
 
 from mailadmin.extensions import db, get_redis, get_settings
-from mailadmin.jobs.dispatch import safe_cancel_continuation
-from mailadmin.jobs.signals import announce_send_stop
 from mailadmin.models import APP_STATE_ID, AppState, Campaign, CampaignQueue, Recipient
 from mailadmin.models.campaign import (
     ACTIVE_STATUSES,
@@ -44,6 +42,8 @@ from mailadmin.models.campaign import (
 from mailadmin.models.reasons import Reason, is_due_sql, reason_of
 from mailadmin.models.suppression import REASON_HARD_BOUNCE, SOURCE_SMTP
 from mailadmin.models.types import UTCDateTime, utcnow
+from mailadmin.queue.dispatch import safe_cancel_continuation
+from mailadmin.queue.signals import announce_send_stop
 from mailadmin.services.audit import record_audit
 from mailadmin.services.campaign_state import (
     current_status,

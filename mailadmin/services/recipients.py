@@ -12,11 +12,11 @@ de-duplicated within the file and against the campaign's earlier imports. Addres
 on the suppression list are stored as `skipped` (so the results show why they got
 nothing) and counted. All rows go in with one bulk INSERT and the campaign's
 counters are bumped in the same commit; the size cap applies at start, not here.
+Reading the upload itself (encoding, delimiter, header, columns) is `services.csv_upload`.
 """
 
 from __future__ import annotations
 
-import codecs
 import csv
 import io
 from dataclasses import dataclass, field
@@ -29,20 +29,23 @@ from sqlalchemy.exc import IntegrityError
 
 from mailadmin.extensions import db
 from mailadmin.mail.message import InvalidAddressError, normalize_address
-from mailadmin.mail.templates import merge_field_name
 from mailadmin.models import Campaign, Recipient
 from mailadmin.models.campaign import DRAFT, R_PENDING, R_SKIPPED
 from mailadmin.models.types import utcnow
 from mailadmin.models.wording import plural
+from mailadmin.services.csv_upload import (
+    Columns,
+    cell_value,
+    columns_from_header,
+    looks_like_header,
+    read_upload,
+    sniff_delimiter,
+)
 from mailadmin.services.suppressions import erased_among, suppressed_among
 
-DELIMITERS = (",", ";", "\t")
-EMAIL_COLUMN_NAMES = ("email", "e_mail", "email_address", "e_mail_address", "mail", "address")
-NAME_COLUMN_NAMES = ("name", "full_name", "fullname", "display_name")
 NAME_MAX = 200
 EMAIL_MAX = 320
 FIELD_VALUE_MAX = 500
-SNIFF_ROWS = 50
 
 NOT_A_DRAFT_MESSAGE = "Recipients can only be imported into a draft campaign."
 NOT_A_DRAFT_CHANGE_MESSAGE = "Recipients can only be removed from a draft campaign. This campaign has already been started."
@@ -89,95 +92,6 @@ class ImportSummary:
         self.invalid += [(row, f"({label}) {reason}") for row, reason in other.invalid]
 
 
-def decode_upload(data: bytes) -> str:
-    """Text of an uploaded file: UTF-16/32 with a BOM, UTF-8 (BOM or not), else Windows-1252 as Excel writes it."""
-    # UTF-32's little-endian BOM begins with UTF-16's: look for it first.
-    for bom, encoding in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
-                          (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):
-        if data.startswith(bom):
-            try:
-                return data.decode(encoding)
-            except UnicodeDecodeError:
-                break  # not really that encoding: the binary-data check below refuses it
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        pass
-    try:
-        return data.decode("cp1252")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")
-
-
-def sniff_delimiter(text: str) -> str:
-    """Comma, semicolon or tab: the one that splits the first rows most consistently into 2+ columns."""
-    sample_lines = [line for line in text.splitlines()[: SNIFF_ROWS * 2] if line.strip()][:SNIFF_ROWS]
-    if not sample_lines:
-        return ","
-    best, best_score = ",", (0, 0)
-    for delimiter in DELIMITERS:
-        try:
-            rows = list(csv.reader(sample_lines, delimiter=delimiter))
-        except csv.Error:  # e.g. a cell over the field size limit: parse_rows reports it with its row
-            continue
-        widths = [len(row) for row in rows]
-        multi = sum(1 for width in widths if width > 1)
-        if not multi:
-            continue
-        # Most rows split, then most rows agreeing on the commonest width.
-        commonest = max(set(widths), key=widths.count)
-        score = (multi, widths.count(commonest) if commonest > 1 else 0)
-        if score > best_score:
-            best, best_score = delimiter, score
-    return best
-
-
-def _looks_like_header(row: list[str]) -> bool:
-    """A first row without any address in it whose columns name an email column (or are plain words)."""
-    cells = [cell.strip() for cell in row]
-    if not any(cells) or any("@" in cell for cell in cells):
-        return False
-    names = [merge_field_name(cell) for cell in cells]
-    if any(name in EMAIL_COLUMN_NAMES or "email" in name for name in names):
-        return True
-    return len(cells) > 1 and all(name and not name[0].isdigit() for name in names)
-
-
-@dataclass
-class _Columns:
-    email: int = 0
-    name: int | None = 1
-    extra: dict[int, str] = field(default_factory=dict)
-
-
-def _columns_from_header(header: list[str]) -> _Columns:
-    names = [merge_field_name(cell) for cell in header]
-    email = next((i for i, n in enumerate(names) if n in EMAIL_COLUMN_NAMES), None)
-    if email is None:
-        email = next((i for i, n in enumerate(names) if "email" in n), 0)
-    name = next((i for i, n in enumerate(names) if n in NAME_COLUMN_NAMES and i != email), None)
-    extra: dict[int, str] = {}
-    for i, n in enumerate(names):
-        if i in (email, name) or not n or n in ("email", "name") or n in extra.values():
-            continue
-        extra[i] = n
-    return _Columns(email, name, extra)
-
-
-def _value(row: list[str], index: int | None) -> str:
-    if index is None or index >= len(row):
-        return ""
-    return row[index].strip()
-
-
-def _read_source(source: str | bytes | IO[Any]) -> str:
-    if hasattr(source, "read"):
-        source = source.read()
-    if isinstance(source, bytes):
-        return decode_upload(source)
-    return source.lstrip("\ufeff")
-
-
 def too_long_cell_message(row_number: int) -> str:
     return (f"Row {row_number}: a cell is longer than {csv.field_size_limit():,} characters. "
             "Nothing was imported; shorten it or remove the row.")
@@ -209,7 +123,7 @@ def parse_rows(text: str) -> tuple[list[tuple[int, list[str]]], list[str] | None
             continue
         if first:
             first = False
-            if _looks_like_header(row):
+            if looks_like_header(row):
                 header = [cell.strip() for cell in row]
                 continue
         rows.append((number, row))
@@ -219,7 +133,7 @@ def parse_rows(text: str) -> tuple[list[tuple[int, list[str]]], list[str] | None
 def _rows_of(source: str | bytes | IO[Any]) -> tuple[list[tuple[int, list[str]]], list[str] | None, str]:
     """The upload's non-empty rows (numbered), its header if it has one, and its delimiter."""
     try:
-        text = _read_source(source)
+        text = read_upload(source)
     except (OSError, ValueError):
         raise RecipientImportError("The file could not be read. Upload a CSV text file.") from None
     if "\x00" in text:
@@ -230,9 +144,9 @@ def _rows_of(source: str | bytes | IO[Any]) -> tuple[list[tuple[int, list[str]]]
     return rows, header, delimiter
 
 
-def _valid_email(row: list[str], columns: _Columns, number: int, summary: ImportSummary) -> str | None:
+def _valid_email(row: list[str], columns: Columns, number: int, summary: ImportSummary) -> str | None:
     """The row's normalised address, or None after noting why the row is invalid."""
-    raw_email = _value(row, columns.email)
+    raw_email = cell_value(row, columns.email)
     if not raw_email:
         summary.invalid.append((number, "No email address in this row."))
         return None
@@ -271,7 +185,7 @@ def _accepted_rows(
     campaign: Campaign, rows: list[tuple[int, list[str]]], header: list[str] | None, summary: ImportSummary
 ) -> dict[str, dict[str, Any]]:
     """Valid, new addresses (folded, not yet in the campaign) with their name and extra fields."""
-    columns = _columns_from_header(header) if header else _Columns()
+    columns = columns_from_header(header) if header else Columns()
     existing = set(db.session.scalars(select(Recipient.email).where(Recipient.campaign_id == campaign.id)))
     accepted: dict[str, dict[str, Any]] = {}
     for number, row in rows:
@@ -281,9 +195,9 @@ def _accepted_rows(
         if email in accepted or email in existing:
             summary.duplicates += 1
             continue
-        name = _value(row, columns.name)[:NAME_MAX] or None
+        name = cell_value(row, columns.name)[:NAME_MAX] or None
         if header:
-            extra = {key: _value(row, i)[:FIELD_VALUE_MAX] for i, key in columns.extra.items()}
+            extra = {key: cell_value(row, i)[:FIELD_VALUE_MAX] for i, key in columns.extra.items()}
         else:
             extra = {f"column_{i + 1}": cell.strip()[:FIELD_VALUE_MAX] for i, cell in enumerate(row) if i > 1}
         accepted[email] = {"name": name, "fields": extra or None}

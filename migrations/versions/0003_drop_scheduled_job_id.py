@@ -1,6 +1,6 @@
 """Drop campaign_queue.scheduled_job_id: a continuation's job id is always `campaign-<id>-continuation`.
 
-`mailadmin.jobs.dispatch.continuation_job_id(campaign_id)` derives it; the stored copy could only
+`mailadmin.queue.dispatch.continuation_job_id(campaign_id)` derives it; the stored copy could only
 drift. The downgrade re-adds the column empty (and nullable, as it was).
 
 Revision ID: 0003

@@ -14,10 +14,10 @@ from sqlalchemy import func, select
 from mailadmin.extensions import DEFAULT_QUEUE, db, get_settings
 from mailadmin.jobs.bounce_mailbox import read_bounce_mailbox
 from mailadmin.jobs.continuations import ContinuationScheduler
-from mailadmin.jobs.dispatch import BOUNCE_MAILBOX_JOB_ID, schedule_bounce_mailbox
 from mailadmin.mail.bounces import make_verp_address
 from mailadmin.mail.mailbox import PROCESSED_KEYWORD
 from mailadmin.models import BounceEvent, Campaign, Suppression
+from mailadmin.queue.dispatch import BOUNCE_MAILBOX_JOB_ID, schedule_bounce_mailbox
 from tests.factories import recipient_of, sent_campaign
 from tests.support import imap as imap_support
 from tests.support.imap import DovecotServer

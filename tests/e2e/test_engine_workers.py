@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis
 
-from mailadmin.jobs.dispatch import continuation_time, scheduled_continuation_at
 from mailadmin.limits.rate_limiter import RATE_LIMIT_KEY
+from mailadmin.queue.dispatch import continuation_time, scheduled_continuation_at
 from mailadmin.services import campaigns as service
 from tests.factories import create_started_campaign, fresh_campaign, recipient_statuses
 from tests.support.engine import (

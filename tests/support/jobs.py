@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import redis
+from flask import current_app
 from rq import Queue, SimpleWorker
 
 from mailadmin.extensions import QUEUE_NAMES
@@ -57,3 +58,8 @@ def preserved_rq_loggers() -> Iterator[None]:
             stdlib_logger.setLevel(level)
             stdlib_logger.handlers = handlers
             stdlib_logger.propagate = propagate
+
+
+def id_of_current_app() -> int:
+    """A job that answers which app's context it runs in."""
+    return id(current_app._get_current_object())

@@ -18,7 +18,8 @@ from urllib.parse import quote
 
 from flask import Flask
 
-from mailadmin.logging import INTERCEPTED_LOGGERS, init_request_logging, reset_logging, setup_logging
+from mailadmin.logging import init_request_logging, reset_logging, setup_logging
+from mailadmin.logging.stdlib import INTERCEPTED_LOGGERS
 
 CORE_KEYS = ("level", "logger", "message", "timestamp")
 PII_FIELDS = frozenset({"email", "email_masked", "email_domain", "email_hash"})

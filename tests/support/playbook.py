@@ -189,12 +189,12 @@ def produce_log_lines(app, make_user, smtp, redis_url: str) -> tuple[list[str], 
     from mailadmin.devtools.redis_server import free_port
     from mailadmin.extensions import SEND_QUEUE, db, get_redis, get_settings
     from mailadmin.jobs.recovery import recover_stalled_campaigns
-    from mailadmin.jobs.resilience import call_through_outage, set_process_name
     from mailadmin.limits.rate_limiter import reserve_send_token
     from mailadmin.limits.throttle import ACTION_TEST_EMAIL, is_user_throttled
     from mailadmin.logging import reset_logging, setup_logging
     from mailadmin.models import CampaignQueue, Recipient
     from mailadmin.models.types import utcnow
+    from mailadmin.queue.outages import call_through_outage, set_process_name
     from mailadmin.services import campaigns as service
     from mailadmin.services import delivery
     from mailadmin.services.test_email import send_test_email

@@ -33,7 +33,7 @@ from rq.worker import Worker
 from rq_scheduler import Scheduler
 
 from mailadmin.extensions import DEFAULT_QUEUE, SEND_QUEUE, get_redis, get_settings
-from mailadmin.jobs.resilience import Service, outage_tracker
+from mailadmin.queue.outages import Service, outage_tracker
 from mailadmin.settings import Settings
 
 SEND_SLICE_FUNC = "mailadmin.jobs.send.send_campaign_slice"

@@ -6,9 +6,8 @@ tracker and a successful one after it; the tracker logs ONE JSON record when an 
 ("Redis unavailable" / "Database unavailable", field `process`) and ONE when it ends ("Redis
 available again" / "Database available again", with `outage_seconds`) — never one per attempt.
 
-This module sits under `jobs/` because the processes that wait out outages are the job
-processes; it imports nothing of the app (no models, no send loop), so the web process may use
-it as it uses `jobs.dispatch`, and services stay free of it.
+It imports nothing of the app (no models, no send loop): every process uses it, from the web
+pages' 503 to the worker class, and `queue.dispatch` reports Redis outages through it.
 """
 
 from __future__ import annotations
