@@ -619,9 +619,13 @@ def record_transient_error(campaign_id: int, error: str, *, now: datetime | None
     if count >= settings.circuit_breaker_threshold:
         trip_circuit_breaker(campaign_id, count, now=now)
         return Reason.CIRCUIT_BREAKER
-    until = now + timedelta(minutes=settings.transient_retry_delay_minutes)
-    defer_campaign(campaign_id, Reason.TRANSIENT_ERROR, until, now=now, consecutive_errors=count)
+    defer_campaign(campaign_id, Reason.TRANSIENT_ERROR, transient_retry_at(now), now=now, consecutive_errors=count)
     return Reason.TRANSIENT_ERROR
+
+
+def transient_retry_at(now: datetime) -> datetime:
+    """When a campaign deferred by a transient error at `now` retries (MAILER_TRANSIENT_RETRY_DELAY_MINUTES)."""
+    return now + timedelta(minutes=get_settings().transient_retry_delay_minutes)
 
 
 @owns_transaction

@@ -189,7 +189,7 @@ def produce_log_lines(app, make_user, smtp, redis_url: str) -> tuple[list[str], 
     from mailadmin.extensions import SEND_QUEUE, db, get_redis, get_settings
     from mailadmin.jobs.recovery import recover_stalled_campaigns
     from mailadmin.jobs.resilience import call_through_outage, set_process_name
-    from mailadmin.limits.rate_limiter import reserve_send_token
+    from mailadmin.limits.send_pace import reserve_send_tokens
     from mailadmin.limits.throttle import ACTION_TEST_EMAIL, is_user_throttled
     from mailadmin.logging import reset_logging, setup_logging
     from mailadmin.models import CampaignQueue, Recipient
@@ -294,7 +294,7 @@ def produce_log_lines(app, make_user, smtp, redis_url: str) -> tuple[list[str], 
 
         # Redis unreachable: the rate limiter fails open, the throttle fails closed.
         dead = redis.Redis(port=free_port(), socket_connect_timeout=0.5, socket_timeout=0.5, retry=Retry(NoBackoff(), 0))
-        reserve_send_token(dead, settings.smtp_max_per_hour, campaign_id=clean.id)
+        reserve_send_tokens(dead, 1, settings.smtp_max_per_hour, campaign_id=clean.id)
         is_user_throttled(dead, ACTION_TEST_EMAIL, owner.id, settings.throttle_test_email_per_hour)
         # ... and a process waiting it out logs the outage once when it starts and once when it ends.
         set_process_name("worker")
