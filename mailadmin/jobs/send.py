@@ -50,7 +50,7 @@ from mailadmin.jobs.dispatch import enqueue_send_slice, new_slice_job_id, slice_
 from mailadmin.jobs.resilience import Service, call_through_outage, is_database_outage
 from mailadmin.jobs.signals import StopListener
 from mailadmin.limits.send_pace import TokenBatch, reserve_send_tokens, settle_send_tokens
-from mailadmin.limits.waiting_line import keep_place_in_line, leave_waiting_line
+from mailadmin.limits.waiting_line import keep_place_in_line
 from mailadmin.logging import bind_context
 from mailadmin.mail.bounces import is_hard_bounce, verp_return_path_for
 from mailadmin.mail.connections import Delivery, SmtpConnections
@@ -200,6 +200,7 @@ class SendSlice:
         self.stop_signal = threading.Event()  # set by the listener thread, handled by the loop
         self.transient_outcome: Outcome | None = None
         self.quota_refusal: datetime | None = None  # when a token frees, once the hourly quota refused
+        self.refusals_given_back = False  # since that refusal, a token of a message the relay refused went back
         self.token_batches: list[TokenBatch] = []
         self.probe: Connection | None = None
         self.job_deadline = time.monotonic() + slice_job_timeout(self.settings) - JOB_DEADLINE_MARGIN_SECONDS
@@ -385,7 +386,8 @@ class SendSlice:
             # unless the relay refused some of those messages: their tokens go back, so ask again.
             if self.connections.outstanding:
                 return None
-            if self._give_back_refused_tokens():
+            self._settle_tokens(finished_only=True)
+            if self.refusals_given_back:
                 self.quota_refusal = None
                 return self._submit_with_tokens()
             until = self.quota_refusal
@@ -405,6 +407,7 @@ class SendSlice:
         )
         if batch.granted == 0:
             self.quota_refusal = batch.next_free_at or self.clock() + RATE_LIMIT_FALLBACK_DELAY
+            self.refusals_given_back = False
             return self._submit_with_tokens()
         self.token_batches.append(batch)
         granted, self.unclaimed = self.unclaimed[: batch.granted], self.unclaimed[batch.granted :]
@@ -413,13 +416,6 @@ class SendSlice:
             for index, (claim, slot) in enumerate(zip(granted, batch.slots, strict=True))
         ])
         return None
-
-    def _give_back_refused_tokens(self) -> bool:
-        """Settle the finished token batches now; True when one held a token the relay's refusal gave back."""
-        finished = [batch for batch in self.token_batches if not batch.pending]
-        refused = any(not counted for batch in finished for counted in batch.counted)
-        self._settle_tokens(finished_only=True)
-        return refused
 
     def _take_back_late(self) -> None:
         """Deliveries a connection gave back (slot passed, or stopped): their token is unused, they wait again."""
@@ -476,6 +472,7 @@ class SendSlice:
                 keep.append(batch)
             else:
                 settle_send_tokens(self.redis, batch)
+                self.refusals_given_back |= not all(batch.counted)
         self.token_batches = keep
 
     # --- one message ---------------------------------------------------------------------
@@ -651,9 +648,7 @@ class SendSlice:
         now = self.clock()
         self._record()
         reason = delivery.record_transient_error(self.campaign_id, outcome.error or "transient error", now=now)
-        if reason is Reason.CIRCUIT_BREAKER:
-            leave_waiting_line(self.redis, self.campaign_id)
-        elif reason is Reason.TRANSIENT_ERROR:
+        if reason is Reason.TRANSIENT_ERROR:
             # Still in the middle of its send: its place in the quota's line waits for its retry.
             keep_place_in_line(self.redis, self.campaign_id, delivery.transient_retry_at(now),
                                now=now.timestamp() if self.injected_clock else None)

@@ -25,6 +25,7 @@ from sqlalchemy import String, and_, bindparam, case, exists, func, or_, select,
 from mailadmin.extensions import db, get_redis, get_settings
 from mailadmin.jobs.dispatch import safe_cancel_continuation
 from mailadmin.jobs.signals import announce_send_stop
+from mailadmin.limits.waiting_line import leave_waiting_line
 from mailadmin.models import APP_STATE_ID, AppState, Campaign, CampaignQueue, Recipient
 from mailadmin.models.campaign import (
     ACTIVE_STATUSES,
@@ -680,6 +681,7 @@ def trip_circuit_breaker(campaign_id: int, consecutive_errors: int, *, now: date
     db.session.commit()
     announce_send_stop(get_redis(), campaign_id)
     safe_cancel_continuation(campaign_id)
+    leave_waiting_line(get_redis(), campaign_id)  # paused until a person resumes it: it waits for no token
     logger.bind(
         campaign_id=campaign_id,
         queue_id=queue_id,

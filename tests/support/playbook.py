@@ -208,7 +208,7 @@ def produce_log_lines(app, make_user, smtp, redis_url: str) -> tuple[list[str], 
     try:
         owner = make_user("owner@example.com", role="admin")
 
-        # A transient error (deferred), then a second one: the breaker trips. 1 token.
+        # A transient error (deferred), then a second one: the breaker trips. No token: the relay refused it.
         breaker = create_campaign(owner, ["transient@example.test"], name="breaker")
         smtp.reply_with(451, times=1)
         service.start_campaign(breaker, owner, enforce_throttle=False)
@@ -219,7 +219,7 @@ def produce_log_lines(app, make_user, smtp, redis_url: str) -> tuple[list[str], 
         delivery.record_transient_error(breaker.id, "451 4.3.0 still failing", now=due)
         ids["breaker"] = breaker.id
 
-        # Two sent, one hard bounce: finished with errors. 3 tokens.
+        # Two sent, one hard bounce: finished with errors. 2 tokens (the refused message gave its back).
         with_errors = create_campaign(
             owner, ["ok1@example.test", "bounce@example.test", "ok2@example.test"], name="with errors"
         )
@@ -228,8 +228,9 @@ def produce_log_lines(app, make_user, smtp, redis_url: str) -> tuple[list[str], 
         run_queued_jobs(redis_url)
         ids["with_errors"] = with_errors.id
 
-        # Clean: finished ok. 2 tokens: the hourly quota (6) is used up.
-        clean = create_campaign(owner, ["a@example.test", "b@example.test"], name="clean")
+        # Clean: finished ok. 4 tokens: the hourly quota (6) is used up.
+        clean = create_campaign(owner, ["a@example.test", "b@example.test", "d@example.test", "e@example.test"],
+                                name="clean")
         service.start_campaign(clean, owner, enforce_throttle=False)
         run_queued_jobs(redis_url)
         ids["clean"] = clean.id
