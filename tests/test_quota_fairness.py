@@ -14,9 +14,10 @@ from sqlalchemy import select
 from mailadmin.extensions import db, get_redis
 from mailadmin.jobs.send import SliceEnd, SliceOutcome, run_send_slice
 from mailadmin.limits.rate_limiter import rate_limit_moments
-from mailadmin.limits.waiting_line import waiting_line
+from mailadmin.limits.waiting_line import WAITING_LINE_GRACE_SECONDS, waiting_line
 from mailadmin.models import Campaign, Recipient
 from mailadmin.models.reasons import Reason
+from mailadmin.services import campaigns as service
 from tests.factories import create_started_campaign, fresh_campaign, recipient_address, recipient_statuses
 from tests.support.clock import SettableClock
 from tests.support.env import with_env
@@ -103,6 +104,30 @@ def test_three_campaigns_waiting_for_the_quota_resume_in_the_order_they_started_
         ("y", 2, t0), ("z", 2, t0 + timedelta(seconds=5)),
         ("a", 2, t0 + timedelta(hours=1)), ("b", 2, t0 + timedelta(hours=1, seconds=5)), ("c", 2, t0 + timedelta(hours=2)),
     ]
+
+
+@with_env(MAILER_SMTP_MAX_PER_HOUR="2", MAILER_SEND_BATCH_SIZE="2")
+def test_a_waiting_campaign_paused_by_a_person_holds_the_next_one_up_for_the_grace_only(
+    engine_env, app, smtp, owner, admin
+):
+    clock = SettableClock()
+    t0 = clock.now
+    sender = create_started_campaign(owner, addresses("z", 2), name="Uses the hour")
+    assert run_send_slice(sender.id, clock=clock).outcome == SliceOutcome(SliceEnd.FINISHED)
+    clock.now = t0 + timedelta(seconds=10)
+    paused = create_started_campaign(owner, addresses("p", 2), name="Paused while waiting")
+    assert run_send_slice(paused.id, clock=clock).outcome == DEFERRED_BY_QUOTA
+    service.pause_campaign(fresh_campaign(paused.id), admin)
+    clock.now = t0 + timedelta(seconds=20)
+    behind = create_started_campaign(owner, addresses("b", 2), name="Behind it")
+    assert run_send_slice(behind.id, clock=clock).outcome == DEFERRED_BY_QUOTA
+
+    run_until_finished(clock, [behind])
+
+    # The paused campaign was due back when the hour's tokens freed; 3 minutes later it lost its place.
+    lost_place_at = t0 + timedelta(hours=1, seconds=WAITING_LINE_GRACE_SECONDS)
+    assert batches_in_send_order()[-1] == ("b", 2, lost_place_at)
+    assert waiting_line(get_redis()) == [] and fresh_campaign(paused.id).status == "paused"
 
 
 @with_env(MAILER_SMTP_MAX_PER_HOUR="5")
