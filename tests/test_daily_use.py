@@ -102,11 +102,10 @@ def test_a_manager_cannot_steer_another_managers_campaign(app, manager, other_ma
 
 def test_the_resume_flash_says_when_the_quota_is_used_up(app, app_env, manager, manager_client):
     from mailadmin.extensions import get_redis
-    from mailadmin.limits.rate_limiter import reserve_send_token
+    from mailadmin.limits.send_pace import reserve_send_tokens
 
     maximum = app.config["SETTINGS"].smtp_max_per_hour
-    for _ in range(maximum):
-        reserve_send_token(get_redis(), maximum)
+    reserve_send_tokens(get_redis(), maximum, maximum)
     campaign = paused_by("admin_pause", started(manager))
     page = f"/campaigns/{campaign.id}"
     response = submit(manager_client, f"{page}/resume", page_url=page, follow_redirects=True)

@@ -23,9 +23,7 @@ from mailadmin.devtools.redis_server import EmbeddedRedis
 from mailadmin.limits.rate_limiter import (
     RATE_LIMIT_KEY,
     RATE_LIMIT_WINDOW_SECONDS,
-    TokenReservation,
     rate_limit_usage,
-    reserve_send_token,
 )
 from mailadmin.limits.send_pace import (
     PER_SECOND_HEADROOM,
@@ -54,6 +52,14 @@ from mailadmin.limits.throttle import (
     record_login_failure,
     throttle_message,
 )
+from mailadmin.limits.waiting_line import (
+    WAITING_LINE_DEADLINE_KEY,
+    WAITING_LINE_GRACE_SECONDS,
+    WAITING_LINE_KEY,
+    keep_place_in_line,
+    leave_waiting_line,
+    waiting_line,
+)
 from mailadmin.limits.window import KEY_PREFIX, add_to_window, reserve_in_window, window_usage
 from mailadmin.pii import email_hash
 
@@ -71,6 +77,11 @@ def make_client(url: str) -> redis.Redis:
 def at(seconds: float) -> datetime:
     """UTC datetime of a Unix time given in seconds (exact to the microsecond)."""
     return EPOCH + timedelta(microseconds=round(seconds * 1_000_000))
+
+
+def take_token(client: redis.Redis, max_per_hour: int, *, now: float | None = None) -> bool:
+    """One send's token through the send loop's own path (a batch of one); True when granted."""
+    return reserve_send_tokens(client, 1, max_per_hour, now=now).granted == 1
 
 
 @pytest.fixture
@@ -320,7 +331,7 @@ def test_no_rolling_hour_ever_holds_more_than_the_quota_over_three_hours(r, seed
     schedule = three_hour_schedule(seed)
     times_us = [round(t * 1_000_000) for t in schedule]
 
-    ours = [reserve_send_token(r, max_per_hour, campaign_id=1, now=t).allowed for t in schedule]
+    ours = [take_token(r, max_per_hour, now=t) for t in schedule]
     seeds = [seed_clock_hour_reserve(r, max_per_hour, t) for t in schedule]
 
     ours_us = [t for t, ok in zip(times_us, ours, strict=True) if ok]
@@ -337,7 +348,7 @@ def test_clock_hour_key_lets_twice_the_quota_through_around_the_hour_but_the_rol
     schedule = [T0 + HOUR - 60 + 2 * i for i in range(30)] + [T0 + HOUR + 2 * i for i in range(30)]
 
     seeds = [seed_clock_hour_reserve(r, max_per_hour, t) for t in schedule]
-    ours = [reserve_send_token(r, max_per_hour, now=t).allowed for t in schedule]
+    ours = [take_token(r, max_per_hour, now=t) for t in schedule]
 
     assert sum(seeds) == 2 * max_per_hour  # 60 sends within two minutes
     assert sum(ours) == max_per_hour
@@ -346,40 +357,39 @@ def test_clock_hour_key_lets_twice_the_quota_through_around_the_hour_but_the_rol
 
 def test_next_free_at_is_exactly_the_oldest_reservation_plus_one_hour(r):
     for t in (T0 + 0.123456, T0 + 10, T0 + 20):
-        assert reserve_send_token(r, 3, now=t).allowed
+        assert take_token(r, 3, now=t)
 
-    refused = reserve_send_token(r, 3, campaign_id=9, now=T0 + 30)
+    refused = reserve_send_tokens(r, 1, 3, now=T0 + 30)
 
-    assert refused == TokenReservation(
-        allowed=False, current_count=3, max_per_hour=3, next_free_at=at(T0 + 0.123456 + HOUR), backend_available=True
-    )
-    assert rate_limit_usage(r, 3, now=T0 + 30) == refused
-    assert not reserve_send_token(r, 3, now=T0 + HOUR + 0.123455).allowed
-    assert reserve_send_token(r, 3, now=T0 + HOUR + 0.123456).allowed
+    assert (refused.granted, refused.current_count, refused.next_free_at) == (0, 3, at(T0 + 0.123456 + HOUR))
+    usage = rate_limit_usage(r, 3, now=T0 + 30)
+    assert (usage.allowed, usage.current_count, usage.next_free_at) == (False, 3, refused.next_free_at)
+    assert not take_token(r, 3, now=T0 + HOUR + 0.123455)
+    assert take_token(r, 3, now=T0 + HOUR + 0.123456)
     assert rate_limit_usage(r, 3, now=T0 + HOUR + 1).next_free_at == at(T0 + 10 + HOUR)
 
 
 def test_next_free_at_after_the_quota_was_lowered_is_when_usage_drops_below_the_new_quota(r):
     for i in range(5):
-        assert reserve_send_token(r, 5, now=T0 + i).allowed
+        assert take_token(r, 5, now=T0 + i)
 
-    refused = reserve_send_token(r, 3, now=T0 + 10)
+    refused = reserve_send_tokens(r, 1, 3, now=T0 + 10)
 
     # T0, T0+1 and T0+2 must expire before 2 < 3 tokens are in use.
-    assert (refused.allowed, refused.current_count, refused.next_free_at) == (False, 5, at(T0 + 2 + HOUR))
-    assert not reserve_send_token(r, 3, now=T0 + 1 + HOUR).allowed
-    assert reserve_send_token(r, 3, now=T0 + 2 + HOUR).allowed
+    assert (refused.granted, refused.current_count, refused.next_free_at) == (0, 5, at(T0 + 2 + HOUR))
+    assert not take_token(r, 3, now=T0 + 1 + HOUR)
+    assert take_token(r, 3, now=T0 + 2 + HOUR)
 
 
 def test_next_free_at_uses_the_redis_server_clock_when_no_time_is_given(r):
     server_before = r.time()
     for _ in range(3):
-        assert reserve_send_token(r, 3).allowed
+        assert take_token(r, 3)
 
-    refused = reserve_send_token(r, 3)
+    refused = reserve_send_tokens(r, 1, 3)
 
     oldest_us = int(r.zrange(RATE_LIMIT_KEY, 0, 0, withscores=True)[0][1])
-    assert not refused.allowed
+    assert refused.granted == 0
     assert refused.next_free_at == EPOCH + timedelta(microseconds=oldest_us + HOUR * 1_000_000)
     assert oldest_us >= server_before[0] * 1_000_000 + server_before[1]
     usage = rate_limit_usage(r, 3)
@@ -388,8 +398,8 @@ def test_next_free_at_uses_the_redis_server_clock_when_no_time_is_given(r):
 
 
 def test_rate_limit_usage_reports_used_and_max_without_reserving(r):
-    reserve_send_token(r, 100)
-    reserve_send_token(r, 100)
+    take_token(r, 100)
+    take_token(r, 100)
 
     usage = rate_limit_usage(r, 100)
 
@@ -398,16 +408,20 @@ def test_rate_limit_usage_reports_used_and_max_without_reserving(r):
 
 
 def test_reserving_a_token_logs_a_debug_record_with_the_window(r, log_records):
-    reserve_send_token(r, 100, campaign_id=5)
+    reserve_send_tokens(r, 3, 100, campaign_id=5)
 
     (record,) = [rec for rec in log_records if rec["message"] == "Rate limit token reserve"]
     assert record["level"].name == "DEBUG"
     assert record["extra"] == {
         "campaign_id": 5,
         "allowed": True,
-        "current_count": 1,
+        "current_count": 3,
         "max_per_hour": 100,
         "window": "rolling_3600s",
+        "wanted": 3,
+        "granted": 3,
+        "waiting_ahead": 0,
+        "max_per_second": 0,
     }
 
 
@@ -416,7 +430,7 @@ def reserve_many(url: str, attempts: int, start, results) -> None:
     client = make_client(url)
     try:
         start.wait(30)
-        results.put(sum(reserve_send_token(client, 20).allowed for _ in range(attempts)))
+        results.put(sum(take_token(client, 20) for _ in range(attempts)))
     finally:
         client.close()
 
@@ -478,14 +492,13 @@ def test_throttle_refuses_while_redis_is_down_and_works_again_after(stoppable_re
 
 def test_rate_limiter_allows_while_redis_is_down_and_works_again_after(stoppable_redis, log_records):
     server, client = stoppable_redis
-    assert reserve_send_token(client, 100, campaign_id=3).backend_available
+    assert reserve_send_tokens(client, 1, 100, campaign_id=3).backend_available
     server.stop()
 
-    reservation = reserve_send_token(client, 100, campaign_id=3)
+    reservation = reserve_send_tokens(client, 1, 100, campaign_id=3)
 
-    assert reservation == TokenReservation(
-        allowed=True, current_count=0, max_per_hour=100, next_free_at=None, backend_available=False
-    )
+    assert (reservation.granted, reservation.current_count, reservation.next_free_at) == (1, 0, None)
+    assert not reservation.backend_available
     (record,) = [rec for rec in log_records if rec["message"] == "Error reserving rate limit token (Redis unavailable)"]
     assert record["level"].name == "ERROR"
     assert record["extra"]["policy"] == "fail_open"
@@ -494,8 +507,8 @@ def test_rate_limiter_allows_while_redis_is_down_and_works_again_after(stoppable
     assert not rate_limit_usage(client, 100).backend_available
 
     server.start()
-    after = reserve_send_token(client, 100, campaign_id=3)
-    assert (after.allowed, after.current_count, after.backend_available) == (True, 1, True)
+    after = reserve_send_tokens(client, 1, 100, campaign_id=3)
+    assert (after.granted, after.current_count, after.backend_available) == (1, 1, True)
 
 
 def test_login_is_refused_while_redis_is_down(stoppable_redis, log_records):
@@ -530,7 +543,6 @@ def test_a_batch_takes_hourly_tokens_in_one_call_and_is_cut_to_what_is_left(r):
     assert (first.granted, second.granted, third.granted) == (8, 2, 0)
     assert third.next_free_at == at(T0 + HOUR)  # the oldest token frees exactly an hour later
     assert r.zcard(RATE_LIMIT_KEY) == 10
-    assert not reserve_send_token(r, 10, now=T0 + 3).allowed  # the single-token path sees the same window
 
 
 def test_unused_tokens_go_back_and_used_ones_move_to_when_their_message_went_out(r):
@@ -609,3 +621,86 @@ def test_batch_tokens_are_granted_and_paced_locally_while_redis_is_down(stoppabl
     assert (record["level"].name, record["extra"]["policy"], record["extra"]["campaign_id"]) == ("ERROR", "fail_open", 3)
     server.start()
     assert reserve_send_tokens(client, 3, 100, 10).backend_available
+
+
+# --- the quota's waiting line (fairness) ----------------------------------------------------------
+
+
+def ask(client: redis.Redis, campaign_id: int, now: float, *, wanted: int = 1, batch_size: int = 1, quota: int = 3):
+    """Campaign `campaign_id` asks for `wanted` tokens at `now`, as its send slice would."""
+    return reserve_send_tokens(client, wanted, quota, campaign_id=campaign_id, batch_size=batch_size, now=now)
+
+
+def line_of(client: redis.Redis) -> list[int]:
+    return [waiter.campaign_id for waiter in waiting_line(client)]
+
+
+def test_three_waiting_campaigns_get_freed_tokens_in_the_order_they_started_waiting(r):
+    for t in (T0, T0 + 10, T0 + 20):  # the quota is used up; one token frees at each of these + 1 h
+        assert take_token(r, 3, now=t)
+    told = {campaign: ask(r, campaign, T0 + 30 + campaign).next_free_at for campaign in (1, 2, 3)}
+
+    # Each is told when a token frees beyond one batch for each campaign ahead of it.
+    assert told == {1: at(T0 + HOUR), 2: at(T0 + 10 + HOUR), 3: at(T0 + 20 + HOUR)}
+    assert line_of(r) == [1, 2, 3]
+    # As each token frees, the campaigns ask last-in-line first: only the first in line gets it.
+    granted = []
+    for freed in (T0 + HOUR, T0 + 10 + HOUR, T0 + 20 + HOUR):
+        granted += [campaign for campaign in (3, 2, 1) if campaign in line_of(r) and ask(r, campaign, freed).granted]
+    assert granted == [1, 2, 3]
+    assert line_of(r) == [] and not r.exists(WAITING_LINE_KEY, WAITING_LINE_DEADLINE_KEY)
+
+
+def test_a_campaign_with_part_of_its_batch_goes_to_the_back_so_two_campaigns_alternate(r):
+    for t in (T0, T0 + 10, T0 + 20):
+        assert take_token(r, 3, now=t)
+    ask(r, 1, T0 + 30, wanted=2, batch_size=2)
+    ask(r, 2, T0 + 31, wanted=2, batch_size=2)
+
+    granted = []
+    for freed in (T0 + HOUR, T0 + 10 + HOUR, T0 + 20 + HOUR):
+        # The campaign later in line asks first each time.
+        for campaign in reversed(line_of(r)):
+            if ask(r, campaign, freed, wanted=2, batch_size=2).granted:
+                granted.append(campaign)
+
+    assert granted == [1, 2, 1]
+
+
+def test_a_waiter_that_never_comes_back_blocks_the_line_for_the_grace_at_most(r):
+    assert reserve_send_tokens(r, 3, 3, now=T0).granted == 3
+    assert ask(r, 1, T0 + 30, wanted=3, batch_size=3).granted == 0  # campaign 1 waits first, then is paused
+
+    behind = ask(r, 2, T0 + HOUR, wanted=3, batch_size=3)  # the tokens are free, but held for campaign 1
+
+    deadline = T0 + HOUR + WAITING_LINE_GRACE_SECONDS
+    assert (behind.granted, behind.next_free_at) == (0, at(deadline))  # told to come back when 1 loses its place
+    assert ask(r, 2, deadline - 1, wanted=3, batch_size=3).granted == 0
+    assert ask(r, 2, deadline, wanted=3, batch_size=3).granted == 3
+    assert line_of(r) == []
+
+
+def test_plenty_of_quota_leaves_the_line_empty_and_a_waiter_takes_only_what_is_beyond_the_held_batches(r):
+    assert ask(r, 1, T0, wanted=50, batch_size=50, quota=100).granted == 50
+    assert not r.exists(WAITING_LINE_KEY)
+    keep_place_in_line(r, 7, at(T0 + 300), now=T0 + 1)  # deferred by a 451: keeps a batch until its retry
+
+    assert ask(r, 2, T0 + 2, wanted=50, batch_size=30, quota=100).granted == 20
+    assert line_of(r) == [7, 2]  # 2 got part of what it asked: behind 7
+    leave_waiting_line(r, 7)
+    assert ask(r, 2, T0 + 3, wanted=30, batch_size=30, quota=100).granted == 30
+    assert line_of(r) == []
+
+
+def test_a_refused_message_gives_its_token_back_and_an_accepted_or_unanswered_one_counts(r):
+    batch = reserve_send_tokens(r, 4, 10, campaign_id=1, now=T0)
+    batch.begin(0, T0 + 0.1)
+    batch.finish(0, T0 + 0.1)  # accepted (250 after DATA)
+    batch.begin(1, T0 + 0.2)
+    batch.finish(1, T0 + 0.2, counted=False)  # refused (4xx/5xx to RCPT or DATA)
+    batch.begin(2, T0 + 0.3)  # still in flight when settled: its verdict is open, it counts
+    batch.finish(3, None)  # never used
+
+    settle_send_tokens(r, batch)
+
+    assert [score / 1_000_000 for _, score in r.zrange(RATE_LIMIT_KEY, 0, -1, withscores=True)] == [T0 + 0.1, T0 + 0.3]

@@ -81,7 +81,8 @@ IMPORT_CSV = "\n".join(
 )
 EVERY_ADDRESS = [*CAMPAIGN_RECIPIENTS, JUDY, TEST_ADDRESS, REFUSED_TEST_ADDRESS, CANARY]
 
-MAX_PER_HOUR = 8
+# Small enough that the quota runs out before Erin: only accepted messages use it (refusals give theirs back).
+MAX_PER_HOUR = 4
 BREAKER_THRESHOLD = 2
 
 # What a record of each level may carry (SPEC "Logging", mailadmin/pii.py's table).
@@ -350,7 +351,9 @@ def catalogue_problems(
         c.expect(isinstance(finished["duration_seconds"], int | float) and finished["duration_seconds"] >= 0,
                  f"{event}: duration_seconds {finished['duration_seconds']!r}")
 
-    # "Rate limit token reserve" (DEBUG): 12 tokens used (8 sent, 2 refused for good, Carol's two 451s), 1 refused.
+    # "Rate limit token reserve" (DEBUG): tokens for 12 attempts (8 sent, 2 refused for good, Carol's two 451s),
+    # refused with the quota used up before Erin — and, when the slice asked while Dave's refused message
+    # still held its token, once more before that token went back.
     event = "Rate limit token reserve"
     reserves = [r for r in logs.events(event) if c.fields(r, RESERVE_FIELDS, event)]
     c.expect(reserves and {r["level"] for r in reserves} == {"DEBUG"}, f"{event}: levels {[r['level'] for r in reserves]}")
@@ -360,8 +363,8 @@ def catalogue_problems(
     # The send loop takes a claim batch's tokens in one call (`granted` of them) and gives back unused ones.
     granted = sum(r.get("granted", 1) for r in reserves if r["allowed"] is True)
     refused = [r["current_count"] for r in reserves if r["allowed"] is False]
-    c.expect(granted >= 12 and refused == [MAX_PER_HOUR],
-             f"{event}: {granted} granted and refused at counts {refused}, expected at least 12 and [{MAX_PER_HOUR}]")
+    c.expect(granted >= 12 and refused and set(refused) == {MAX_PER_HOUR} and len(refused) <= 2,
+             f"{event}: {granted} granted and refused at counts {refused}, expected at least 12 and {MAX_PER_HOUR}s")
 
     # Admin actions: actor and campaign_id (None for the global switch).
     expected_admin_events = {

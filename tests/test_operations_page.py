@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from mailadmin import ops as diagnosis
 from mailadmin.extensions import get_redis
-from mailadmin.limits.rate_limiter import reserve_send_token
+from mailadmin.limits.send_pace import reserve_send_tokens
 from mailadmin.models.types import utcnow
 from mailadmin.services.campaigns import start_campaign
 from tests.factories import create_campaign
@@ -33,8 +33,7 @@ def test_operations_page_lists_a_scheduled_continuation_with_its_time(app, admin
 
 def test_operations_page_shows_rate_limit_usage_against_the_maximum(app, admin_client):
     maximum = app.config["SETTINGS"].smtp_max_per_hour
-    for _ in range(3):
-        reserve_send_token(get_redis(), maximum)
+    reserve_send_tokens(get_redis(), 3, maximum)
 
     html = admin_client.get("/admin/operations").get_data(as_text=True)
 

@@ -23,7 +23,8 @@ from rq import Queue, Worker
 from mailadmin import create_app
 from mailadmin import ops as diagnosis
 from mailadmin.extensions import QUEUE_NAMES, SEND_QUEUE, db, get_redis
-from mailadmin.limits import rate_limiter, throttle
+from mailadmin.limits import rate_limiter, throttle, waiting_line
+from mailadmin.limits.send_pace import reserve_send_tokens
 from mailadmin.models import APP_STATE_ID, AppState, AuditEvent, Campaign, CampaignQueue, Recipient, Suppression, User
 from mailadmin.models.types import utcnow
 from mailadmin.ops import anchors as playbook_anchors
@@ -195,7 +196,7 @@ def _code_key_patterns() -> list[re.Pattern]:
     queues = "|".join(map(re.escape, QUEUE_NAMES))
     exact = [
         diagnosis.RQ_QUEUES_KEY, diagnosis.RQ_WORKERS_KEY, diagnosis.SCHEDULER_LOCK_KEY, diagnosis.SCHEDULED_JOBS_KEY,
-        rate_limiter.RATE_LIMIT_KEY,
+        rate_limiter.RATE_LIMIT_KEY, waiting_line.WAITING_LINE_KEY, waiting_line.WAITING_LINE_DEADLINE_KEY,
     ]
     patterns = [re.escape(key) for key in exact]
     patterns += [
@@ -254,7 +255,9 @@ def populated_redis(app, make_user, redis_url):
     start_campaign(scheduled, owner, scheduled_at=utcnow() + timedelta(hours=1), enforce_throttle=True)
     queued = create_campaign(owner, ["b@example.test"], name="queued")
     start_campaign(queued, owner, enforce_throttle=False)
-    rate_limiter.reserve_send_token(get_redis(), 100, campaign_id=queued.id)
+    # The quota used up by one campaign, and the other one waiting in its line.
+    reserve_send_tokens(get_redis(), 1, 1, campaign_id=queued.id)
+    reserve_send_tokens(get_redis(), 1, 1, campaign_id=scheduled.id)
     connection = get_redis()
     worker = Worker([Queue(name, connection=connection) for name in QUEUE_NAMES], connection=connection,
                     name="playbook-worker")

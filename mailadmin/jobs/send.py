@@ -8,8 +8,9 @@ a pipelining transport) render and send. Per claim batch (MAILER_SEND_BATCH_SIZE
 
 1. **claim** pending recipients atomically (`delivery.claim_batch` / `record_batch`: one
    statement, `FOR UPDATE SKIP LOCKED` on PostgreSQL), marking them `sending` for this job;
-2. take the batch's rate-limit tokens in one Redis call (hourly quota and, when set, per-second
-   slots; fail-open) and hand the claims to the connections; a transient error on any connection,
+2. take the batch's rate-limit tokens in one Redis call (hourly quota, its waiting line and, when
+   set, per-second slots; fail-open) and hand the claims to the connections; a message the relay
+   refuses gives its token back when the batch is settled; a transient error on any connection,
    a refused quota, or a stop signal (`queue/signals.py`: pause, cancel, a deferral, the global
    switch) stops every connection before its next message;
 3. when the connections run low: check the campaign's state (the safety net for a lost signal),
@@ -46,6 +47,7 @@ from sqlalchemy.engine import Connection
 from mailadmin.extensions import SEND_QUEUE, db, get_redis, get_settings
 from mailadmin.jobs import job_app_context
 from mailadmin.limits.send_pace import TokenBatch, reserve_send_tokens, settle_send_tokens
+from mailadmin.limits.waiting_line import keep_place_in_line
 from mailadmin.logging import bind_context
 from mailadmin.mail.bounces import is_hard_bounce, verp_return_path_for
 from mailadmin.mail.connections import Delivery, SmtpConnections
@@ -198,6 +200,7 @@ class SendSlice:
         self.stop_signal = threading.Event()  # set by the listener thread, handled by the loop
         self.transient_outcome: Outcome | None = None
         self.quota_refusal: datetime | None = None  # when a token frees, once the hourly quota refused
+        self.refusals_given_back = False  # since that refusal, a token of a message the relay refused went back
         self.token_batches: list[TokenBatch] = []
         self.probe: Connection | None = None
         self.job_deadline = time.monotonic() + slice_job_timeout(self.settings) - JOB_DEADLINE_MARGIN_SECONDS
@@ -379,12 +382,18 @@ class SendSlice:
         if not self.unclaimed:
             return None
         if self.quota_refusal is not None:
-            # Asked once: the quota is used up. Defer when the connections have sent what they hold.
-            if self.connections.outstanding == 0:
-                until = self.quota_refusal
-                return lambda: self._defer_for_rate_limit(until)
-            return None
-        wanted = len(self.unclaimed)
+            # Asked once: the quota is used up. Defer when the connections have sent what they hold,
+            # unless the relay refused some of those messages: their tokens go back, so ask again.
+            if self.connections.outstanding:
+                return None
+            self._settle_tokens(finished_only=True)
+            if self.refusals_given_back:
+                self.quota_refusal = None
+                return self._submit_with_tokens()
+            until = self.quota_refusal
+            return lambda: self._defer_for_rate_limit(until)
+        # One batch per reservation at most: campaigns short of quota take it in turns, batch by batch.
+        wanted = min(len(self.unclaimed), self.settings.send_batch_size)
         if self.settings.smtp_max_per_second:
             # Paced: tokens only for connections free right now, so no slot is spent late (a late
             # send next to an on-time one would put more than the cap into one second).
@@ -394,10 +403,11 @@ class SendSlice:
         now = self._now() if self.injected_clock else None
         batch = reserve_send_tokens(
             self.redis, wanted, self.settings.smtp_max_per_hour, self.settings.smtp_max_per_second,
-            campaign_id=self.campaign_id, now=now,
+            campaign_id=self.campaign_id, batch_size=self.settings.send_batch_size, now=now,
         )
         if batch.granted == 0:
             self.quota_refusal = batch.next_free_at or self.clock() + RATE_LIMIT_FALLBACK_DELAY
+            self.refusals_given_back = False
             return self._submit_with_tokens()
         self.token_batches.append(batch)
         granted, self.unclaimed = self.unclaimed[: batch.granted], self.unclaimed[batch.granted :]
@@ -462,6 +472,7 @@ class SendSlice:
                 keep.append(batch)
             else:
                 settle_send_tokens(self.redis, batch)
+                self.refusals_given_back |= not all(batch.counted)
         self.token_batches = keep
 
     # --- one message ---------------------------------------------------------------------
@@ -482,18 +493,22 @@ class SendSlice:
             batch.finish(delivery_.token, None)
             return self._failed(claim, R_FAILED, None, f"could not build the message: {type(exc).__name__}: {exc}",
                                 attempted=False)
-        batch.finish(delivery_.token, self._now())
+        attempt_at = self._now()
+        batch.begin(delivery_.token, attempt_at)
         try:
             result = transport.send(built.envelope_from, built.envelope_to, built.data)
         except PermanentSendError as exc:
+            batch.finish(delivery_.token, attempt_at, counted=False)  # refused: the provider did not count it
             return self._failed(claim, R_FAILED, exc.smtp_code, exc.message, error_class="permanent",
                                 hard_bounce=is_hard_bounce(exc.smtp_code, exc.message))
         except SendError as exc:
+            # The whole message went out and the verdict was lost: it may have been delivered (and counted).
+            batch.finish(delivery_.token, attempt_at, counted=exc.outcome_unknown)
             # A transient error ends the slice: no connection, this one included, starts another message.
             self.connections.stop()
-            # The whole message went out and the verdict was lost: it may have been delivered.
             status = R_UNKNOWN if exc.outcome_unknown else R_PENDING
             return self._failed(claim, status, exc.smtp_code, exc.message, error_class="transient")
+        batch.finish(delivery_.token, attempt_at)
         outcome = Outcome(claim, R_SENT, result.smtp_code, built.message_id, sent_at=self.clock())
         logger.bind(
             **self._about(claim, "INFO"),
@@ -633,6 +648,10 @@ class SendSlice:
         now = self.clock()
         self._record()
         reason = delivery.record_transient_error(self.campaign_id, outcome.error or "transient error", now=now)
+        if reason is Reason.TRANSIENT_ERROR:
+            # Still in the middle of its send: its place in the quota's line waits for its retry.
+            keep_place_in_line(self.redis, self.campaign_id, delivery.transient_retry_at(now),
+                               now=now.timestamp() if self.injected_clock else None)
         end = SliceEnd.PAUSED if reason is Reason.CIRCUIT_BREAKER else SliceEnd.DEFERRED
         self.report.outcome = SliceOutcome(end, reason)
 

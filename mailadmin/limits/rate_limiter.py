@@ -1,5 +1,9 @@
 """The global SMTP quota, shared by every worker: a token per send, at most `max_per_hour` per rolling hour. FAIL-OPEN.
 
+The send loop takes its tokens a batch at a time through `mailadmin.limits.send_pace` (which also
+keeps the quota's waiting line, `mailadmin.limits.waiting_line`); this module holds the key and
+what the pages read: usage and the moments tokens free.
+
 Why fail open: the quota protects the SMTP account from its provider's hourly cap, which the
 provider enforces anyway (usually a 4xx reply, handled as a transient error). Stopping every campaign
 because Redis blinked would hurt more than a few sends over quota, so a Redis error lets the
@@ -7,8 +11,9 @@ send through and logs an ERROR with `policy="fail_open"` for alerting — availa
 (The per-user throttles make the opposite choice.)
 
 The seed counted per clock hour, which lets 2 x max through around a full hour (max at 10:59, max
-at 11:00). Here the key is one sliding window (`mailadmin.limits.window`) on the Redis server's
-clock: no 60-minute window, wherever it starts, holds more than `max_per_hour` reservations.
+at 11:00). Here the key is one sliding window (the sliding log of
+`mailadmin.limits.window`) on the Redis server's clock: no 60-minute window, wherever it starts,
+holds more than `max_per_hour` reservations.
 
 Redis key: `RATE_LIMIT_KEY` = `mailadmin:ratelimit:smtp`, a sorted set of reservations scored by
 Unix time in microseconds. Entries older than an hour are pruned on the next access, so
@@ -23,7 +28,7 @@ from datetime import datetime
 from loguru import logger
 from redis import Redis, RedisError
 
-from mailadmin.limits.window import KEY_PREFIX, WindowResult, reserve_in_window, window_moments, window_usage
+from mailadmin.limits.window import KEY_PREFIX, WindowResult, window_moments, window_usage
 
 RATE_LIMIT_KEY = KEY_PREFIX + "ratelimit:smtp"
 RATE_LIMIT_WINDOW_SECONDS = 3600
@@ -32,7 +37,7 @@ RATE_LIMIT_WINDOW_LABEL = "rolling_3600s"
 
 @dataclass(frozen=True, slots=True)
 class TokenReservation:
-    """Answer of the rate limiter; `next_free_at` (UTC) is when a token frees if the quota is used up."""
+    """The quota as the pages see it; `next_free_at` (UTC) is when a token frees if the quota is used up."""
 
     allowed: bool
     current_count: int
@@ -49,41 +54,6 @@ def _from_window(result: WindowResult) -> TokenReservation:
         next_free_at=result.next_free_at,
         backend_available=True,
     )
-
-
-def reserve_send_token(
-    redis: Redis,
-    max_per_hour: int,
-    *,
-    campaign_id: int | None = None,
-    now: float | None = None,
-) -> TokenReservation:
-    """Reserve one SMTP send in the rolling hour; when refused, defer the campaign until `next_free_at`.
-
-    A Redis error allows the send (fail-open) with `backend_available=False`.
-    """
-    try:
-        result = reserve_in_window(redis, RATE_LIMIT_KEY, max_per_hour, RATE_LIMIT_WINDOW_SECONDS, now=now)
-    except RedisError as exc:
-        # Fail open: better a few sends over quota than every campaign stalled (see module docstring).
-        logger.bind(
-            policy="fail_open",
-            campaign_id=campaign_id,
-            error_type=type(exc).__name__,
-            max_per_hour=max_per_hour,
-        ).error("Error reserving rate limit token (Redis unavailable)")
-        return TokenReservation(
-            allowed=True, current_count=0, max_per_hour=max_per_hour, next_free_at=None, backend_available=False
-        )
-    reservation = _from_window(result)
-    logger.bind(
-        campaign_id=campaign_id,
-        allowed=reservation.allowed,
-        current_count=reservation.current_count,
-        max_per_hour=max_per_hour,
-        window=RATE_LIMIT_WINDOW_LABEL,
-    ).debug("Rate limit token reserve")
-    return reservation
 
 
 def rate_limit_usage(redis: Redis, max_per_hour: int, now: float | None = None) -> TokenReservation:

@@ -23,6 +23,7 @@ from loguru import logger
 from sqlalchemy import String, and_, bindparam, case, exists, func, or_, select, text, update
 
 from mailadmin.extensions import db, get_redis, get_settings
+from mailadmin.limits.waiting_line import leave_waiting_line
 from mailadmin.models import APP_STATE_ID, AppState, Campaign, CampaignQueue, Recipient
 from mailadmin.models.campaign import (
     ACTIVE_STATUSES,
@@ -620,9 +621,13 @@ def record_transient_error(campaign_id: int, error: str, *, now: datetime | None
     if count >= settings.circuit_breaker_threshold:
         trip_circuit_breaker(campaign_id, count, now=now)
         return Reason.CIRCUIT_BREAKER
-    until = now + timedelta(minutes=settings.transient_retry_delay_minutes)
-    defer_campaign(campaign_id, Reason.TRANSIENT_ERROR, until, now=now, consecutive_errors=count)
+    defer_campaign(campaign_id, Reason.TRANSIENT_ERROR, transient_retry_at(now), now=now, consecutive_errors=count)
     return Reason.TRANSIENT_ERROR
+
+
+def transient_retry_at(now: datetime) -> datetime:
+    """When a campaign deferred by a transient error at `now` retries (MAILER_TRANSIENT_RETRY_DELAY_MINUTES)."""
+    return now + timedelta(minutes=get_settings().transient_retry_delay_minutes)
 
 
 @owns_transaction
@@ -677,6 +682,7 @@ def trip_circuit_breaker(campaign_id: int, consecutive_errors: int, *, now: date
     db.session.commit()
     announce_send_stop(get_redis(), campaign_id)
     safe_cancel_continuation(campaign_id)
+    leave_waiting_line(get_redis(), campaign_id)  # paused until a person resumes it: it waits for no token
     logger.bind(
         campaign_id=campaign_id,
         queue_id=queue_id,

@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 from sqlalchemy import select
 
 from mailadmin.extensions import db, get_redis
-from mailadmin.limits.rate_limiter import reserve_send_token
+from mailadmin.limits.send_pace import reserve_send_tokens
 from mailadmin.models import Campaign, Recipient
 from mailadmin.services.campaigns import set_sending_paused, start_campaign
 from tests.factories import ADMIN_EMAIL, MANAGER_EMAIL, create_campaign, fresh_campaign
@@ -167,8 +167,7 @@ def test_a_draft_loses_a_recipient_and_an_import_then_is_duplicated_and_deleted(
 
 def test_the_start_estimate_with_the_quota_used_up_says_when_it_will_finish(app, manager, live_server, open_page):
     maximum = app.config["SETTINGS"].smtp_max_per_hour
-    for _ in range(maximum):
-        reserve_send_token(get_redis(), maximum)
+    reserve_send_tokens(get_redis(), maximum, maximum)
     campaign = create_campaign(manager, 21, name="After the quota")
     page = open_page()
     browser_login(page, live_server, MANAGER_EMAIL)

@@ -189,7 +189,7 @@ def produce_log_lines(app, make_user, smtp, redis_url: str) -> tuple[list[str], 
     from mailadmin.devtools.redis_server import free_port
     from mailadmin.extensions import SEND_QUEUE, db, get_redis, get_settings
     from mailadmin.jobs.recovery import recover_stalled_campaigns
-    from mailadmin.limits.rate_limiter import reserve_send_token
+    from mailadmin.limits.send_pace import reserve_send_tokens
     from mailadmin.limits.throttle import ACTION_TEST_EMAIL, is_user_throttled
     from mailadmin.logging import reset_logging, setup_logging
     from mailadmin.models import CampaignQueue, Recipient
@@ -209,7 +209,7 @@ def produce_log_lines(app, make_user, smtp, redis_url: str) -> tuple[list[str], 
     try:
         owner = make_user("owner@example.com", role="admin")
 
-        # A transient error (deferred), then a second one: the breaker trips. 1 token.
+        # A transient error (deferred), then a second one: the breaker trips. No token: the relay refused it.
         breaker = create_campaign(owner, ["transient@example.test"], name="breaker")
         smtp.reply_with(451, times=1)
         service.start_campaign(breaker, owner, enforce_throttle=False)
@@ -220,7 +220,7 @@ def produce_log_lines(app, make_user, smtp, redis_url: str) -> tuple[list[str], 
         delivery.record_transient_error(breaker.id, "451 4.3.0 still failing", now=due)
         ids["breaker"] = breaker.id
 
-        # Two sent, one hard bounce: finished with errors. 3 tokens.
+        # Two sent, one hard bounce: finished with errors. 2 tokens (the refused message gave its back).
         with_errors = create_campaign(
             owner, ["ok1@example.test", "bounce@example.test", "ok2@example.test"], name="with errors"
         )
@@ -229,8 +229,9 @@ def produce_log_lines(app, make_user, smtp, redis_url: str) -> tuple[list[str], 
         run_queued_jobs(redis_url)
         ids["with_errors"] = with_errors.id
 
-        # Clean: finished ok. 2 tokens: the hourly quota (6) is used up.
-        clean = create_campaign(owner, ["a@example.test", "b@example.test"], name="clean")
+        # Clean: finished ok. 4 tokens: the hourly quota (6) is used up.
+        clean = create_campaign(owner, ["a@example.test", "b@example.test", "d@example.test", "e@example.test"],
+                                name="clean")
         service.start_campaign(clean, owner, enforce_throttle=False)
         run_queued_jobs(redis_url)
         ids["clean"] = clean.id
@@ -295,7 +296,7 @@ def produce_log_lines(app, make_user, smtp, redis_url: str) -> tuple[list[str], 
 
         # Redis unreachable: the rate limiter fails open, the throttle fails closed.
         dead = redis.Redis(port=free_port(), socket_connect_timeout=0.5, socket_timeout=0.5, retry=Retry(NoBackoff(), 0))
-        reserve_send_token(dead, settings.smtp_max_per_hour, campaign_id=clean.id)
+        reserve_send_tokens(dead, 1, settings.smtp_max_per_hour, campaign_id=clean.id)
         is_user_throttled(dead, ACTION_TEST_EMAIL, owner.id, settings.throttle_test_email_per_hour)
         # ... and a process waiting it out logs the outage once when it starts and once when it ends.
         set_process_name("worker")
