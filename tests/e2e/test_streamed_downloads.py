@@ -26,7 +26,7 @@ PACKAGE_DIR = Path(mailadmin.__file__).resolve().parent
 # Each streamed download of the product -> the test below that reads it through the live server.
 STREAMED_DOWNLOADS = {
     "admin/suppressions.py:export_suppressions": "test_the_whole_suppression_list_downloads_through_a_real_server",
-    "campaigns/views.py:export": "test_a_large_campaigns_results_download_through_a_real_server",
+    "campaigns/exports.py:export": "test_a_large_campaigns_results_download_through_a_real_server",
 }
 
 
