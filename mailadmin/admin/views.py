@@ -15,7 +15,7 @@ from flask_login import current_user
 from sqlalchemy import func, or_, select
 from wtforms.fields.choices import SelectChoice
 
-from mailadmin.admin.audit_words import action_label, detail_label
+from mailadmin.admin.audit_words import action_label, detail_label, detail_value
 from mailadmin.admin.forms import (
     AuditFilterForm,
     CreateUserForm,
@@ -210,6 +210,7 @@ def audit():
     return render_template(
         "admin/audit.html", form=form, page=page, filters=filters, users_by_id=users_by_id,
         campaign_names=campaign_names, action_label=action_label, detail_label=detail_label,
+        detail_value=detail_value,
     )
 
 

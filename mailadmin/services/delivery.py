@@ -46,6 +46,7 @@ from mailadmin.models.suppression import REASON_HARD_BOUNCE, SOURCE_SMTP
 from mailadmin.models.types import UTCDateTime, utcnow
 from mailadmin.services.audit import record_audit
 from mailadmin.services.campaign_state import (
+    PauseNote,
     current_status,
     due_deferral,
     hold_queue,
@@ -300,7 +301,7 @@ def pause_missed_schedule(campaign_id: int, now: datetime) -> bool:
     if scheduled_at is None or not set_status(campaign_id, (DEFERRED,), PAUSED):
         db.session.commit()
         return False
-    queue_id = hold_queue(campaign_id, Reason.MISSED_SCHEDULE, now)
+    queue_id = hold_queue(campaign_id, Reason.MISSED_SCHEDULE, now, PauseNote(now))
     db.session.commit()
     logger.bind(
         campaign_id=campaign_id,
@@ -663,7 +664,7 @@ def trip_circuit_breaker(campaign_id: int, consecutive_errors: int, *, now: date
     queue_id = _update_queue(
         campaign_id, _queues.c.id,
         defer_reason=Reason.CIRCUIT_BREAKER, deferred_until=None, breaker_tripped_at=now, current_job_id=None,
-        updated_at=now,
+        updated_at=now, **PauseNote(now).queue_values(),
     ).scalar_one()
     record_audit(
         None,
