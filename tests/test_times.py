@@ -15,12 +15,12 @@ import pytest
 import mailadmin
 from mailadmin.extensions import db, get_redis
 from mailadmin.limits.rate_limiter import reserve_send_token
-from mailadmin.models import Suppression
-from mailadmin.models.moments import TimedText, format_moment, format_utc, plain_time, zone_offset_label
+from mailadmin.models import AuditEvent, Suppression
+from mailadmin.models.moments import TimedText, format_moment, format_utc, plain_time, zone_offset_label  # noqa
 from mailadmin.models.types import utcnow
 from mailadmin.services import campaigns as service
 from mailadmin.services.delivery import trip_circuit_breaker
-from tests.factories import create_campaign, create_started_campaign, fresh_campaign
+from tests.factories import create_campaign, create_started_campaign
 from tests.support.jobs import run_queued_jobs
 
 PACKAGE = Path(mailadmin.__file__).resolve().parent
@@ -88,7 +88,9 @@ def a_bit_of_everything(small_quota, app, admin, manager, smtp):
     run_queued_jobs(app.config["SETTINGS"].redis_url)  # the quota (2) is used up by it
     scheduled = create_campaign(manager, 2, name="Later")
     service.start_campaign(scheduled, manager, scheduled_at=utcnow() + timedelta(days=40), enforce_throttle=False)
-    service.reschedule_campaign(fresh_campaign(scheduled.id), manager, utcnow() + timedelta(days=41))
+    db.session.add(AuditEvent(actor_id=manager.id, action="campaign_rescheduled", campaign_id=scheduled.id, details={
+        "scheduled_at": (utcnow() + timedelta(days=41)).isoformat(),
+        "previous_scheduled_at": (utcnow() + timedelta(days=40)).isoformat()}))
     paused = create_started_campaign(manager, 2, name="Held")
     service.pause_campaign(paused, admin)
     tripped = create_started_campaign(manager, 2, name="Tripped")
