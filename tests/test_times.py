@@ -106,7 +106,7 @@ def a_bit_of_everything(small_quota, app, admin, manager, smtp):
 def _pages(client, ids: dict[str, int]) -> dict[str, str]:
     pages = {path: client.get(path).get_data(as_text=True) for path in (
         "/", "/admin/operations", "/admin/audit", "/admin/users", "/admin/sending", "/admin/suppressions")}
-    for name, campaign_id in ids.items():
+    for campaign_id in ids.values():
         pages[f"/campaigns/{campaign_id}"] = client.get(f"/campaigns/{campaign_id}").get_data(as_text=True)
         live = client.get(f"/campaigns/{campaign_id}/progress.json").get_json()
         pages[f"/campaigns/{campaign_id}/progress.json"] = "".join(live["html"].values()) + (live["reason_text"] or "")
