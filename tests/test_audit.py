@@ -45,7 +45,7 @@ def test_audit_log_shows_who_did_what_to_which_campaign_and_the_state_change(adm
     row = row[: row.index("</tr>")]
     assert ADMIN_EMAIL in row and "Spring news" in row and f"#{campaign.id}" in row
     assert re.search(r"Sending →</span> Paused", row) and "Campaign paused" in row
-    assert re.search(r'<time datetime="[^"]+" title="\d{4}-\d\d-\d\d \d\d:\d\d UTC"', row)
+    assert re.search(r'<time datetime="[^"]+" title="\d{1,2} [A-Z][a-z]{2} \d{4}, \d\d:\d\d UTC"', row)
 
 
 def test_system_actions_are_shown_as_system(admin_client, campaign):

@@ -11,9 +11,11 @@ from sqlalchemy import select
 
 from mailadmin.extensions import db
 from mailadmin.models import AuditEvent, Campaign, CampaignQueue, Recipient
+from mailadmin.models.moments import format_moment
 from mailadmin.models.types import utcnow
-from mailadmin.services.campaigns import cancel_campaign, set_sending_paused, start_campaign
+from mailadmin.services.campaigns import cancel_campaign, start_campaign
 from mailadmin.services.recipients import import_recipients
+from mailadmin.services.sending_switch import set_sending_paused
 from tests.factories import make_draft, numbered_addresses, reload
 from tests.support.web import flashes, submit
 
@@ -53,7 +55,9 @@ def test_an_owner_pauses_resumes_and_cancels_their_campaign_and_each_is_audited_
         flashes(text_of(response))
     )
     assert reload(campaign).status == "paused"
-    assert "Paused by a person — waits until its owner or an admin resumes it" in text_of(response)
+    paused_at = reload(campaign).queue.paused_at
+    assert (f"Paused by {manager.email}, {format_moment(paused_at, UTC, 'auto')} — waits until its owner or an admin "
+            "resumes it") in re.sub(r"<[^>]+>", "", text_of(response))
     response = submit(manager_client, f"{page}/resume", {"next": page}, page_url=page, follow_redirects=True)
     assert reload(campaign).status == "queued"
     assert flashes(text_of(response))[0][1].startswith(f"Campaign “Spring news” (#{campaign.id}) resumed.")
@@ -285,5 +289,5 @@ def test_the_sends_per_hour_chart_is_labelled_in_the_viewers_zone(app, manager, 
     manager_client.set_cookie("mailadmin_tz", "Asia/Tokyo")
     svg = text_of(manager_client.get(f"/campaigns/{campaign.id}/sends-per-hour.svg"))
     assert "Emails sent per hour (Asia/Tokyo)" in svg
-    assert "2031-05-04 08:00 Asia/Tokyo: 2 sent" in svg  # 23:00 UTC is 08:00 the next day in Tokyo
-    assert "busiest hour 08:00 Asia/Tokyo with 2." in svg
+    assert "4 May 2031, 08:00 UTC+9: 2 sent" in svg  # 23:00 UTC is 08:00 the next day in Tokyo
+    assert "busiest hour 4 May 2031, 08:00 UTC+9 with 2." in svg

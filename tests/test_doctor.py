@@ -164,7 +164,7 @@ def test_recipients_in_unknown_are_a_warning(app, owner):
 
 
 def test_the_global_switch_off_is_a_warning_naming_the_waiting_campaigns(app, owner):
-    from mailadmin.services.campaigns import set_sending_paused
+    from mailadmin.services.sending_switch import set_sending_paused
 
     campaign = create_campaign(owner, 1)
     start_campaign(campaign, owner, enforce_throttle=False)

@@ -28,7 +28,7 @@ from mailadmin.queue.dispatch import (
     scheduled_continuation_at,
 )
 from mailadmin.services import campaigns as service
-from mailadmin.services import delivery
+from mailadmin.services import delivery, sending_switch
 from mailadmin.services.delivery import claim_recipients
 from mailadmin.services.suppressions import is_suppressed, suppress, suppressed_among
 from tests.factories import (
@@ -390,8 +390,8 @@ def test_pause_resume_and_cancel_are_idempotent_and_audited(app, app_env, smtp, 
 
 def test_global_switch_defers_with_global_pause_and_switching_on_requeues(app, app_env, smtp, owner, admin):
     first = create_started_campaign(owner, 3)
-    service.set_sending_paused(True, admin)
-    service.set_sending_paused(True, admin)
+    sending_switch.set_sending_paused(True, admin)
+    sending_switch.set_sending_paused(True, admin)
     second = create_started_campaign(owner, 2)  # started while sending is off: waits too
 
     run_queued_jobs(app_env["REDIS_URL"])
@@ -402,7 +402,7 @@ def test_global_switch_defers_with_global_pause_and_switching_on_requeues(app, a
             "deferred", "global_pause", None)
     assert smtp.messages == [] and service.sending_paused()
 
-    service.set_sending_paused(False, admin)
+    sending_switch.set_sending_paused(False, admin)
     run_queued_jobs(app_env["REDIS_URL"])
 
     assert {fresh_campaign(c.id).status for c in (first, second)} == {"finished"}
@@ -438,7 +438,7 @@ def test_a_continuation_that_fires_while_sending_is_off_waits_for_the_switch(eng
     clock = FakeClock(now_whole_second())
     campaign = create_started_campaign(owner, 4)
     assert run_send_slice(campaign.id, clock=clock).outcome == SliceOutcome(SliceEnd.DEFERRED, Reason.RATE_LIMIT)
-    service.set_sending_paused(True, admin)
+    sending_switch.set_sending_paused(True, admin)
 
     clock.now = fresh_campaign(campaign.id).queue.deferred_until
     assert run_send_slice(campaign.id, clock=clock).outcome == SliceOutcome(SliceEnd.SKIPPED, Reason.GLOBAL_PAUSE)
@@ -446,7 +446,7 @@ def test_a_continuation_that_fires_while_sending_is_off_waits_for_the_switch(eng
     current = fresh_campaign(campaign.id)
     assert (current.status, current.queue.defer_reason, current.queue.deferred_until) == (
         "deferred", "global_pause", None)
-    service.set_sending_paused(False, admin)
+    sending_switch.set_sending_paused(False, admin)
     assert fresh_campaign(campaign.id).status == "queued" and len(smtp.messages) == 2
 
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from mailadmin import ops as diagnosis
 from mailadmin.extensions import get_redis
 from mailadmin.limits.send_pace import reserve_send_tokens
+from mailadmin.models.moments import format_moment
 from mailadmin.models.types import utcnow
 from mailadmin.services.campaigns import start_campaign
 from tests.factories import create_campaign
@@ -23,12 +24,12 @@ def test_operations_page_lists_a_scheduled_continuation_with_its_time(app, admin
     job_id = f"campaign-{campaign.id}-continuation"
     row = re.search(rf'<tr data-job-id="{job_id}">.*?</tr>', html, re.S)
     assert row, html
-    assert at.strftime("%Y-%m-%d %H:%M:%S") + " UTC" in row.group(0)
+    assert format_moment(at, UTC, "seconds") in row.group(0)
     assert "in 2 h" in row.group(0)
     assert f">Tomorrow&#39;s news</a> <span class=\"muted nowrap\">#{campaign.id}</span>" in row.group(0)
     # The campaign also shows in the campaigns block with its reason and deferred_until.
     campaign_row = re.search(rf'<tr data-campaign-id="{campaign.id}">.*?</tr>', html, re.S).group(0)
-    assert "scheduled" in campaign_row and at.strftime("%Y-%m-%d %H:%M:%S") in campaign_row
+    assert "scheduled" in campaign_row and format_moment(at, UTC, "seconds") in campaign_row
 
 
 def test_operations_page_shows_rate_limit_usage_against_the_maximum(app, admin_client):

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from mailadmin.campaigns.display import local_time
+
+# Details that hold a moment (ISO 8601 in the JSON): shown like every other time on the pages.
+TIME_DETAILS = frozenset({"scheduled_at", "previous_scheduled_at"})
+
 ACTION_LABELS = {
     "campaign_started": "Campaign started",
     "campaign_paused": "Campaign paused",
     "campaign_resumed": "Campaign resumed",
     "campaign_cancelled": "Campaign cancelled",
+    "campaign_started_now": "Scheduled campaign started now",
+    "campaign_rescheduled": "Scheduled start moved",
     "circuit_breaker_tripped": "Circuit breaker tripped",
     "unknown_recipients_requeued": "Unknown recipients re-queued",
     "draft_deleted": "Draft deleted",
@@ -25,6 +34,7 @@ DETAIL_LABELS = {
     "campaigns_waiting": "campaigns waiting",
     "consecutive_errors": "consecutive errors",
     "scheduled_at": "scheduled for",
+    "previous_scheduled_at": "was scheduled for",
     "recipients": "recipients",
     "threshold": "threshold",
     "campaign": "campaign",
@@ -43,3 +53,13 @@ def action_label(action: str) -> str:
 def detail_label(key: str) -> str:
     """The words for one key of an event's details."""
     return DETAIL_LABELS.get(key) or key.replace("_", " ")
+
+
+def detail_value(key: str, value: object) -> object:
+    """One detail's value as the page shows it: a moment through `local_time`, anything else as it is."""
+    if key in TIME_DETAILS and isinstance(value, str):
+        try:
+            return local_time(datetime.fromisoformat(value))
+        except ValueError:
+            return value
+    return value

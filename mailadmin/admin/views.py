@@ -15,7 +15,7 @@ from flask_login import current_user
 from sqlalchemy import func, or_, select
 from wtforms.fields.choices import SelectChoice
 
-from mailadmin.admin.audit_words import action_label, detail_label
+from mailadmin.admin.audit_words import action_label, detail_label, detail_value
 from mailadmin.admin.forms import (
     AuditFilterForm,
     CreateUserForm,
@@ -38,6 +38,7 @@ from mailadmin.models.campaign import (
 )
 from mailadmin.models.wording import plural
 from mailadmin.services import campaigns as campaign_service
+from mailadmin.services import sending_switch
 from mailadmin.services import users as user_service
 
 bp = Blueprint("admin", __name__)
@@ -147,7 +148,7 @@ def sending():
 
 def _switch(paused: bool):
     already = campaign_service.sending_paused() == paused
-    campaign_service.set_sending_paused(paused, current_user)
+    sending_switch.set_sending_paused(paused, current_user)
     if already:
         flash(f"All sending was already switched {'off' if paused else 'on'}; nothing changed.", "info")
     elif paused:
@@ -210,6 +211,7 @@ def audit():
     return render_template(
         "admin/audit.html", form=form, page=page, filters=filters, users_by_id=users_by_id,
         campaign_names=campaign_names, action_label=action_label, detail_label=detail_label,
+        detail_value=detail_value,
     )
 
 

@@ -11,13 +11,13 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from html import escape
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from flask import request
+from flask import has_request_context, request
 from markupsafe import Markup
 
 from mailadmin.models import Campaign
 from mailadmin.models.campaign import CANCELLED, DEFERRED, DRAFT, FINISHED, PAUSED, QUEUED, SENDING
+from mailadmin.models.moments import TimedText, clock_tick, datetime_local_value, format_moment, format_utc
 from mailadmin.models.reasons import REASONS, BounceRateTrip, Reason, Resumes, reason_of
-from mailadmin.models.types import utcnow
 from mailadmin.models.wording import plural
 
 STATUS_LABELS = {
@@ -69,61 +69,79 @@ def finished_label(campaign: Campaign) -> str:
     return "Cancelled" if campaign.status == CANCELLED else "Finished"
 
 
-def format_utc_time(moment: datetime | None, now: datetime | None = None) -> str:
-    """"14:05 UTC" today, "3 May 14:05 UTC" on another day; "" for None."""
-    if moment is None:
-        return ""
-    moment = moment.astimezone(UTC)
-    now = (now or utcnow()).astimezone(UTC)
-    if moment.date() == now.date():
-        return moment.strftime("%H:%M UTC")
-    if moment.year == now.year:
-        return f"{moment.day} {moment.strftime('%b %H:%M')} UTC"
-    return f"{moment.day} {moment.strftime('%b %Y %H:%M')} UTC"
-
-
-def format_timestamp(moment: datetime | None) -> str:
-    """"2025-05-03 14:05 UTC" for tables; "—" for None."""
-    if moment is None:
-        return "—"
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+def viewer_clock() -> tzinfo:
+    """The zone times are shown in: the viewer's (see `viewer_zone`) during a request, else UTC."""
+    return viewer_zone() if has_request_context() else UTC
 
 
 def local_time(moment: datetime | None, style: str = "datetime", empty: str = "—") -> Markup:
-    """A `<time>` the browser shows in the viewer's zone (static/localtime.js); UTC in its text until then and on hover.
+    """The one way a page shows a moment: a `<time>` in the one format (`models.moments`), in the viewer's zone.
 
-    `style` is "datetime" (date and time) or "auto" (the time alone when it is today).
+    The server already writes it in the zone static/localtime.js remembered in its cookie; the script
+    rewrites it the same way for a first visit (no cookie yet) and after a live update. UTC on hover.
+    `style`: "datetime", "seconds" or "auto" (the time alone when it is today).
     """
     if moment is None:
         return Markup(escape(empty))
     moment = moment.astimezone(UTC)
-    utc_text = format_timestamp(moment) if style == "datetime" else format_utc_time(moment)
     return Markup(
-        f'<time datetime="{moment.isoformat()}" title="{format_timestamp(moment)}" data-local="{escape(style)}">'
-        f"{escape(utc_text)}</time>"
+        f'<time datetime="{moment.isoformat()}" title="{escape(format_utc(moment, style))}" data-local="{escape(style)}">'
+        f"{escape(format_moment(moment, viewer_clock(), style))}</time>"
     )
 
 
 @dataclass(frozen=True)
 class WaitReason:
-    """Why a campaign waits, as the page says it: the words, and the moment it goes on by itself (if any)."""
+    """Why a campaign waits, as the page says it: the words, and the moment it goes on by itself (if any).
+
+    A pause may carry when it happened (`at`, shown after the label: "Paused by admin@example.com, 19:05")
+    and a `detail` (shown in brackets after it).
+    """
 
     label: str
     verb: str | None = None  # "starts" | "resumes", with `until`
     until: datetime | None = None
     tail: str | None = None  # what happens instead when no moment is known
+    at: datetime | None = None
+    detail: str | None = None
+
+    def parts(self) -> tuple[str | datetime, ...]:
+        """The sentence as words and moments (each moment shown in the "auto" style)."""
+        parts: list[str | datetime] = [self.label]
+        if self.at is not None:
+            parts += [", ", self.at]
+        if self.detail:
+            parts.append(f" ({self.detail})")
+        if self.verb and self.until is not None:
+            parts += [f" — {self.verb} at ", self.until]
+        elif self.tail:
+            parts.append(f" — {self.tail}")
+        return tuple(parts)
 
     def text(self, now: datetime | None = None) -> str:
-        """Plain text with the moment in UTC (logs, flashes without markup)."""
-        if self.verb and self.until is not None:
-            return f"{self.label} — {self.verb} at {format_utc_time(self.until, now)}"
-        return f"{self.label} — {self.tail}" if self.tail else self.label
+        """Plain text with its moments in the viewer's zone (the progress JSON, logs: UTC)."""
+        zone = viewer_clock()
+        return "".join(p if isinstance(p, str) else format_moment(p, zone, "auto", now) for p in self.parts())
 
     def html(self) -> Markup:
-        """The same sentence with the moment as a `<time>` in the viewer's zone."""
-        if self.verb and self.until is not None:
-            return Markup("{} — {} at {}").format(self.label, self.verb, local_time(self.until, "auto"))
-        return Markup(escape(self.text()))
+        """The same sentence with each moment as a `<time>` (`local_time`)."""
+        # Markup.join escapes the words; the `<time>`s are markup already.
+        return Markup("").join(p if isinstance(p, str) else local_time(p, "auto") for p in self.parts())
+
+
+def timed_html(text: str) -> Markup:
+    """A sentence that may carry moments (`TimedText`, e.g. a check's verdict) with each shown by `local_time`."""
+    if not isinstance(text, TimedText):
+        return Markup(escape(text))
+    return Markup("").join(p if isinstance(p, str) else local_time(p, "seconds") for p in text.parts)
+
+
+def _pause_words(label: str, reason: Reason | None, queue) -> dict:
+    """Who paused a campaign and when (a pause by a person), or the pause's detail, for `WaitReason`."""
+    if reason is Reason.ADMIN_PAUSE and (queue.paused_at is not None or queue.paused_by is not None):
+        who = queue.paused_by.email if queue.paused_by is not None else "a person"
+        return {"label": f"Paused by {who}", "at": queue.paused_at, "detail": queue.pause_detail}
+    return {"label": label, "detail": queue.pause_detail}
 
 
 def campaign_reason(
@@ -150,16 +168,17 @@ def campaign_reason(
     if campaign.status == DEFERRED and until is not None:
         return WaitReason(label, "starts" if known is Reason.SCHEDULED else "resumes", until)
     resumes = known.info.resumes if known is not None else Resumes.BY_OWNER_OR_ADMIN
+    words = _pause_words(label, known, campaign.queue) if campaign.status == PAUSED else {"label": label}
     if campaign.status == PAUSED or resumes is Resumes.WHEN_SWITCH_ON:
-        return WaitReason(label, tail=RESUME_TAILS.get(resumes, RESUME_TAILS[Resumes.BY_OWNER_OR_ADMIN]))
-    return WaitReason(label)
+        return WaitReason(tail=RESUME_TAILS.get(resumes, RESUME_TAILS[Resumes.BY_OWNER_OR_ADMIN]), **words)
+    return WaitReason(**words)
 
 
 def reason_text(
     campaign: Campaign, now: datetime | None = None, sending_off: bool = False,
     bounce_trip: BounceRateTrip | None = None,
 ) -> str | None:
-    """Why a deferred or paused campaign waits, in plain words, with when it resumes (UTC)."""
+    """Why a deferred or paused campaign waits, in plain words, with its moments in the viewer's zone."""
     reason = campaign_reason(campaign, sending_off, bounce_trip)
     return reason.text(now) if reason else None
 
@@ -168,6 +187,29 @@ def reason_html(campaign: Campaign, sending_off: bool = False, bounce_trip: Boun
     """`reason_text` with its moment in the viewer's time zone ("" when the campaign does not wait)."""
     reason = campaign_reason(campaign, sending_off, bounce_trip)
     return reason.html() if reason else Markup("")
+
+
+@dataclass(frozen=True)
+class ScheduleOffer:
+    """What the campaign page offers for a start time still to come (or missed): start now, move it."""
+
+    start_now: bool  # waiting for its start (deferred, `scheduled`); a missed start is resumed instead
+    planned: datetime | None
+    zone: str  # the viewer's zone the new time is typed in
+    input_value: str  # the planned start on that zone's clock, for the datetime-local field
+
+
+def schedule_offer(campaign: Campaign) -> ScheduleOffer | None:
+    """The start-time controls for a campaign waiting for (or paused after missing) its scheduled start."""
+    queue = campaign.queue
+    waiting = campaign.status == DEFERRED and queue is not None and queue.defer_reason == Reason.SCHEDULED
+    missed = campaign.status == PAUSED and queue is not None and queue.defer_reason == Reason.MISSED_SCHEDULE
+    if not (waiting or missed):
+        return None
+    zone = viewer_zone()
+    planned = (queue.deferred_until if waiting else None) or campaign.scheduled_at
+    value = datetime_local_value(planned, zone) if planned is not None and waiting else ""
+    return ScheduleOffer(waiting, planned, zone.key, value)
 
 
 def format_duration(duration: timedelta) -> str:
@@ -238,7 +280,7 @@ def chart_summary(
     returned = sum((bounced or {}).values())
     return (
         f"{plural(total, 'email')} sent over {plural(len(hours), 'hour')}; "
-        f"busiest hour {busiest.astimezone(zone):%H:%M} {zone_label(zone)} with {peak:,}."
+        f"busiest hour {format_moment(busiest, zone)} with {peak:,}."
         + (f" {returned:,} of them bounced or drew a complaint." if returned else "")
     )
 
@@ -291,23 +333,22 @@ def _hour_bars(
     bar_w = max(1.0, slot * 0.7)
     label_every = max(1, -(-len(hours) // 6))
     for index, (utc_moment, count) in enumerate(hours):
-        moment = utc_moment.astimezone(zone)
         height = plot_h * count / peak
         x = _LEFT + index * slot + (slot - bar_w) / 2
         parts.append(
             f'<rect x="{x:.1f}" y="{base_y - height:.1f}" width="{bar_w:.1f}" height="{height:.1f}" fill="#1f7a4d">'
-            f"<title>{moment:%Y-%m-%d %H:%M} {clock}: {count:,} sent</title></rect>"
+            f"<title>{format_moment(utc_moment, zone)}: {count:,} sent</title></rect>"
         )
         if bounced.get(utc_moment):
             returned = min(count, bounced[utc_moment])
             red = plot_h * returned / peak
             parts.append(
                 f'<rect class="bounced" x="{x:.1f}" y="{base_y - red:.1f}" width="{bar_w:.1f}" height="{red:.1f}" '
-                f'fill="#c0392b"><title>{moment:%Y-%m-%d %H:%M} {clock}: {returned:,} bounced or complained</title></rect>'
+                f'fill="#c0392b"><title>{format_moment(utc_moment, zone)}: {returned:,} bounced or complained</title></rect>'
             )
         if index % label_every == 0:
             parts.append(
-                f'<text x="{x + bar_w / 2:.1f}" y="{_H - 7}" text-anchor="middle" fill="#646b79">{moment:%H:%M}</text>'
+                f'<text x="{x + bar_w / 2:.1f}" y="{_H - 7}" text-anchor="middle" fill="#646b79">{clock_tick(utc_moment, zone)}</text>'
             )
     return parts
 

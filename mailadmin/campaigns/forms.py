@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from wtforms import DateTimeLocalField, EmailField, HiddenField, StringField, TextAreaField
-from wtforms.validators import Length, Optional
+from wtforms.validators import InputRequired, Length, Optional
 
 from mailadmin.campaigns.display import to_utc
 from mailadmin.models.types import utcnow
@@ -70,3 +70,21 @@ class StartForm(FlaskForm):
             self.scheduled_at.errors = [f"The start time must be in the future (times are in your time zone, {zone.key})."]
             return False
         return True
+
+
+class RescheduleForm(FlaskForm):
+    """A new start time for a scheduled campaign, typed in the viewer's zone (`tz`, as on the start page).
+
+    The service refuses a time that has passed; this form only reads the typed value.
+    """
+
+    start_at = DateTimeLocalField(
+        "New start time", format=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"],
+        invalid_value_message="That is not a time. Type the new start as a date and a time, e.g. 2027-03-01 09:30.",
+        validators=[InputRequired("Type the new start time (date and time).")],
+    )
+    tz = HiddenField()
+
+    def start_at_utc(self, zone: ZoneInfo) -> datetime:
+        """The typed time as an aware UTC datetime."""
+        return to_utc(self.start_at.data, zone)

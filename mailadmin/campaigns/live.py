@@ -10,6 +10,7 @@ and the two renderings cannot disagree.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from flask import render_template, url_for
@@ -18,7 +19,7 @@ from werkzeug.datastructures import MultiDict
 
 from mailadmin.campaigns import display, queries
 from mailadmin.models import Campaign
-from mailadmin.models.campaign import DRAFT, FINAL_STATUSES, RECIPIENT_STATUSES
+from mailadmin.models.campaign import DRAFT, FINAL_STATUSES, PAUSED, RECIPIENT_STATUSES
 from mailadmin.models.reasons import BounceRateTrip, Reason
 from mailadmin.pii import mask_email
 from mailadmin.services.bounces import bounce_rate_trips
@@ -95,6 +96,10 @@ def page_state(campaign: Campaign, args: MultiDict) -> PageState:
     return PageState(campaign, counts, recipients, status_filter, search, errors, sending_paused(), trip)
 
 
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
 def progress_payload(state: PageState, with_html: bool = True) -> dict[str, Any]:
     """What progress.json serves: the numbers, and each changing block as HTML."""
     campaign = state.campaign
@@ -106,7 +111,7 @@ def progress_payload(state: PageState, with_html: bool = True) -> dict[str, Any]
         "status_label": display.status_label(campaign),
         "reason": queue.defer_reason if queue else None,
         "reason_text": display.reason_text(campaign, sending_off=state.sending_off, bounce_trip=state.bounce_trip),
-        "deferred_until": queue.deferred_until.isoformat() if queue and queue.deferred_until else None,
+        "deferred_until": _iso(queue.deferred_until) if queue else None,
         "total": campaign.recipients_total,
         "sent": campaign.sent_count,
         "failed": campaign.failed_count,
@@ -122,8 +127,11 @@ def progress_payload(state: PageState, with_html: bool = True) -> dict[str, Any]
         "status_options": {s: f"{labels[s]} ({state.counts[s]:,})" for s in RECIPIENT_STATUSES},
         "final": campaign.status in FINAL_STATUSES,
         "finished_with_errors": campaign.finished_with_errors,
-        "started_at": display.format_timestamp(campaign.started_at),
-        "finished_at": display.format_timestamp(campaign.finished_at),
+        # Machine values (ISO 8601, UTC) like `deferred_until`; people read the rendered blocks.
+        "started_at": _iso(campaign.started_at),
+        "finished_at": _iso(campaign.finished_at),
+        "paused_by": queue.paused_by.email if queue and queue.paused_by and campaign.status == PAUSED else None,
+        "paused_at": _iso(queue.paused_at) if queue and campaign.status == PAUSED else None,
     }
     if with_html:
         context = state.context()

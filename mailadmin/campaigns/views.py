@@ -252,6 +252,7 @@ def show(campaign_id: int):
         recipient_statuses=RECIPIENT_STATUSES,
         pending=R_PENDING,
         undo_import=draft_actions_offer(campaign),
+        schedule=display.schedule_offer(campaign),
         **state.context(),
     )
 

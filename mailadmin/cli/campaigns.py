@@ -9,6 +9,7 @@ action is recorded as done by the system.
 from __future__ import annotations
 
 import functools
+from datetime import UTC, datetime
 
 import click
 from flask.cli import AppGroup
@@ -20,9 +21,13 @@ from mailadmin.models.campaign import CAMPAIGN_STATUSES
 from mailadmin.ops.formatting import format_time
 from mailadmin.queue.dispatch import continuation_job_id, scheduled_continuation_at
 from mailadmin.services import campaigns as campaign_service
+from mailadmin.services import sending_switch
 from mailadmin.services import users as user_service
 
-campaigns_cli = AppGroup("campaigns", help="Inspect and control campaigns (pause, resume, cancel, re-queue unknown).")
+campaigns_cli = AppGroup(
+    "campaigns",
+    help="Inspect and control campaigns (pause, resume, cancel, start a scheduled one now or move it, re-queue unknown).",
+)
 sending_cli = AppGroup("sending", help="The global sending switch.")
 
 _actor_option = click.option(
@@ -116,6 +121,9 @@ def show_campaign_command(campaign_id: int) -> None:
                f"skipped {c.skipped_count}, unknown {c.unknown_count}")
     if q is not None:
         click.echo(f"  defer_reason      {q.defer_reason or '-'}")
+        if c.status == "paused" and (q.paused_at or q.paused_by):
+            who = q.paused_by.email if q.paused_by else "-"
+            click.echo(f"  paused            by {who} at {format_time(q.paused_at)}{f' ({q.pause_detail})' if q.pause_detail else ''}")
         click.echo(f"  deferred_until    {format_time(q.deferred_until)}")
         click.echo(f"  transient errors  {q.consecutive_transient_errors} in a row")
         click.echo(f"  breaker tripped   {format_time(q.breaker_tripped_at)}")
@@ -141,6 +149,37 @@ def pause_campaign_command(campaign: Campaign, actor: str | None) -> None:
 def resume_campaign_command(campaign: Campaign, actor: str | None) -> None:
     """Resume a paused campaign (admin or circuit breaker): queued again, breaker counter reset."""
     _transition(campaign_service.resume_campaign, campaign, actor)
+
+
+@campaigns_cli.command("start-now")
+@_on_campaign
+def start_now_command(campaign: Campaign, actor: str | None) -> None:
+    """Send a campaign waiting for its scheduled start now (its scheduled continuation is removed)."""
+    _transition(campaign_service.start_scheduled_now, campaign, actor)
+
+
+def _start_time(value: str) -> datetime:
+    """`--at`: an ISO 8601 time with its zone (`2027-03-01T09:30+01:00`, `2027-03-01T08:30Z`)."""
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not a time: write it as 2027-03-01T09:30+01:00 (or ...Z for UTC)"
+        ) from None
+    if moment.tzinfo is None:
+        raise click.BadParameter(f"{value!r} has no time zone: add it, e.g. 2027-03-01T09:30+01:00 (or ...Z for UTC)")
+    return moment.astimezone(UTC)
+
+
+@campaigns_cli.command("reschedule")
+@_on_campaign
+@click.option("--at", "start_at", required=True, metavar="TIME",
+              help="The new start time, ISO 8601 with its zone: 2027-03-01T09:30+01:00 or 2027-03-01T08:30Z.")
+def reschedule_command(campaign: Campaign, actor: str | None, start_at: str) -> None:
+    """Give a scheduled campaign (or one that missed its start) another start time in the future."""
+    moment = _start_time(start_at)
+    _transition(lambda c, a: campaign_service.reschedule_campaign(c, a, moment), campaign, actor)
+    click.echo(f"starts at {format_time(moment)}")
 
 
 @campaigns_cli.command("cancel")
@@ -177,7 +216,7 @@ def sending_status_command() -> None:
 @_actor_option
 def sending_off_command(actor: str | None) -> None:
     """Switch ALL sending off: running campaigns wait with global_pause."""
-    campaign_service.set_sending_paused(True, _actor(actor))
+    sending_switch.set_sending_paused(True, _actor(actor))
     click.echo("sending is off")
 
 
@@ -185,5 +224,5 @@ def sending_off_command(actor: str | None) -> None:
 @_actor_option
 def sending_on_command(actor: str | None) -> None:
     """Switch sending back on: campaigns waiting with global_pause are re-enqueued."""
-    campaign_service.set_sending_paused(False, _actor(actor))
+    sending_switch.set_sending_paused(False, _actor(actor))
     click.echo("sending is on")

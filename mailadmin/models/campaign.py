@@ -155,5 +155,12 @@ class CampaignQueue(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The pause the campaign is in, if any: who (NULL: the product itself, or nobody known), when,
+    # and an optional detail the pages show with the reason. Written by every pause, cleared when
+    # the campaign goes on (services.campaign_state.PauseNote).
+    paused_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    pause_detail: Mapped[str | None] = mapped_column(String(300))
 
     campaign: Mapped[Campaign] = relationship(back_populates="queue")
+    paused_by = relationship("User", lazy="joined")

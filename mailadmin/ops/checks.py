@@ -55,7 +55,7 @@ from mailadmin.ops.anchors import (
     PlaybookRef,
 )
 from mailadmin.ops.context import CheckContext
-from mailadmin.ops.formatting import age_seconds, format_age, format_time, plural
+from mailadmin.ops.formatting import TimedText, age_seconds, format_age, plural
 from mailadmin.ops.results import CRITICAL, OK, WARNING, CheckResult
 from mailadmin.ops.rq_state import SCHEDULER_LOCK_KEY, list_scheduler_instances
 from mailadmin.ops.settings_check import check_settings_in_effect
@@ -156,8 +156,8 @@ def check_sending_switch(ctx: CheckContext) -> CheckResult:
     waiting = sum(1 for c in ctx.campaigns() if c.defer_reason in SWITCH_REASONS)
     return CheckResult(
         "sending_switch", "Global sending switch", WARNING,
-        f"ALL SENDING IS OFF since {format_time(state.changed_at)} (user id {by}); "
-        f"{plural(waiting, 'campaign')} waiting with global_pause",
+        TimedText("ALL SENDING IS OFF since ", state.changed_at,
+                  f" (user id {by}); {plural(waiting, 'campaign')} waiting with global_pause"),
         PlaybookRef(A_SYMPTOM_GLOBAL_PAUSE),
         {"paused": True, "changed_at": state.changed_at, "changed_by_id": by, "waiting": waiting},
     )
@@ -231,7 +231,7 @@ def check_scheduler(ctx: CheckContext) -> CheckResult:
     late = [j for j in scheduled if j.late_seconds > SCHEDULER_LATE_SECONDS]
     lock_held = bool(ctx.redis.exists(SCHEDULER_LOCK_KEY))
     details = {"instances": instances, "scheduled": scheduled, "lock_held": lock_held}
-    next_text = f"next continuation {format_time(scheduled[0].run_at)}" if scheduled else "nothing scheduled"
+    next_text = TimedText("next continuation ", scheduled[0].run_at) if scheduled else TimedText("nothing scheduled")
     count_text = plural(len(scheduled), "scheduled job")
     if late:
         return CheckResult(
@@ -252,7 +252,7 @@ def check_scheduler(ctx: CheckContext) -> CheckResult:
                            "no rq-scheduler running (nothing waits for it yet; deferred campaigns would never resume)",
                            PlaybookRef(A_SYMPTOM_SCHEDULER_DEAD), details)
     return CheckResult("scheduler", "Scheduler", OK,
-                       f"{plural(len(alive), 'instance')} alive; {count_text}, {next_text}",
+                       TimedText(f"{plural(len(alive), 'instance')} alive; {count_text}, ", *next_text.parts),
                        PlaybookRef(A_SCHEDULER), details)
 
 
@@ -369,8 +369,8 @@ def check_breaker_trips(ctx: CheckContext) -> CheckResult:
         campaigns = sorted({t.campaign_id for t in trips if t.campaign_id is not None})
         return CheckResult(
             "breaker", "Circuit breaker (24 h)", WARNING,
-            f"{plural(len(trips), 'trip')} in 24 h (campaigns {', '.join(f'#{i}' for i in campaigns)}), "
-            f"last {format_time(trips[0].at)}: the SMTP server keeps failing",
+            TimedText(f"{plural(len(trips), 'trip')} in 24 h (campaigns {', '.join(f'#{i}' for i in campaigns)}), last ",
+                      trips[0].at, ": the SMTP server keeps failing"),
             PlaybookRef(A_SYMPTOM_BREAKER), details,
         )
     return CheckResult("breaker", "Circuit breaker (24 h)", OK, "no trip in 24 h", PlaybookRef(A_BREAKER), details)
@@ -393,8 +393,8 @@ def check_rate_limit(ctx: CheckContext) -> CheckResult:
     if usage.current_count >= maximum:
         return CheckResult(
             "rate_limit", "Rate limit", WARNING,
-            f"quota used up ({text_used}) {quota}; next token frees at {format_time(usage.next_free_at)}; "
-            f"{plural(waiting, 'campaign')} deferred with rate_limit",
+            TimedText(f"quota used up ({text_used}) {quota}; next token frees at ", usage.next_free_at,
+                      f"; {plural(waiting, 'campaign')} deferred with rate_limit"),
             PlaybookRef(A_SYMPTOM_RATE_LIMIT), details,
         )
     return CheckResult("rate_limit", "Rate limit", OK, f"{text_used} {quota}", PlaybookRef(A_RATE_LIMIT), details)

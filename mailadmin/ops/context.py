@@ -42,6 +42,10 @@ class CampaignState:
     breaker_tripped_at: datetime | None
     last_error: str | None
     unknown_count: int
+    # The pause it is in (see CampaignQueue): who (an address), when, and its detail.
+    paused_by: str | None = None
+    paused_at: datetime | None = None
+    pause_detail: str | None = None
 
 
 def list_active_campaigns(limit: int = 500) -> list[CampaignState]:
@@ -68,6 +72,9 @@ def list_active_campaigns(limit: int = 500) -> list[CampaignState]:
                 breaker_tripped_at=queue.breaker_tripped_at if queue else None,
                 last_error=queue.last_error if queue else None,
                 unknown_count=campaign.unknown_count,
+                paused_by=queue.paused_by.email if queue and queue.paused_by else None,
+                paused_at=queue.paused_at if queue else None,
+                pause_detail=queue.pause_detail if queue else None,
             )
         )
     return states

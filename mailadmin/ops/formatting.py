@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
+
+from mailadmin.models.moments import TimedText, plain_time
+
+__all__ = ["TimedText", "age_seconds", "format_age", "format_time", "plural"]
 
 
 def age_seconds(moment: datetime | None, now: datetime) -> float | None:
@@ -25,8 +29,9 @@ def format_age(seconds: float | None) -> str:
 
 
 def format_time(moment: datetime | None) -> str:
-    """UTC, to the second: what every log line and the SQL in the playbook show."""
-    return "—" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    """UTC, to the second: what every log line and the SQL in the playbook show (terminals only:
+    a verdict with a moment is a `TimedText`, so that the operations page shows it in the viewer's zone)."""
+    return plain_time(moment)
 
 
 def plural(count: int, word: str, plural: str | None = None) -> str:

@@ -8,6 +8,11 @@ from mailadmin.extensions import db
 from mailadmin.models import AuditEvent, User
 
 
+def actor_field(actor: User | None) -> int | str:
+    """The `actor` field of a log record: the user's id, or "system" for the sweep, the CLI without a user."""
+    return actor.id if actor is not None else "system"
+
+
 def record_audit(
     actor: User | None,
     action: str,

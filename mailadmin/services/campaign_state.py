@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import ParamSpec, TypeVar
 
@@ -64,12 +65,34 @@ def set_status(campaign_id: int, from_statuses: tuple[str, ...], to_status: str,
     return result.rowcount == 1
 
 
-def hold_queue(campaign_id: int, reason: Reason | None, now: datetime) -> int | None:
-    """Park the campaign's queue row on `reason`, with no deadline and no job (in the session); its id."""
+@dataclass(frozen=True, slots=True)
+class PauseNote:
+    """Who paused a campaign (a user id; None: the product itself, or nobody known), when, and an
+    optional detail the pages show with the reason (e.g. which rate tripped a `bounce_rate` pause)."""
+
+    at: datetime
+    by_id: int | None = None
+    detail: str | None = None
+
+    def queue_values(self) -> dict:
+        """The `campaign_queue` columns this pause writes."""
+        return {"paused_at": self.at, "paused_by_id": self.by_id, "pause_detail": (self.detail or None) and self.detail[:300]}
+
+
+# A campaign that goes on (resumed, started, deferred, finished) carries no pause.
+NO_PAUSE = {"paused_at": None, "paused_by_id": None, "pause_detail": None}
+
+
+def hold_queue(campaign_id: int, reason: Reason | None, now: datetime, pause: PauseNote | None = None) -> int | None:
+    """Park the campaign's queue row on `reason`, with no deadline and no job (in the session); its id.
+
+    `pause` records who paused it and when; without one, any earlier pause's note is cleared.
+    """
     return db.session.execute(
         update(_queues)
         .where(_queues.c.campaign_id == campaign_id)
-        .values(defer_reason=reason, deferred_until=None, current_job_id=None, updated_at=now)
+        .values(defer_reason=reason, deferred_until=None, current_job_id=None, updated_at=now,
+                **(pause.queue_values() if pause is not None else NO_PAUSE))
         .returning(_queues.c.id)
     ).scalar_one_or_none()
 

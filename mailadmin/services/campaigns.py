@@ -1,5 +1,5 @@
-"""People's campaign transitions: start, pause, resume, cancel, re-queue unknown recipients, and the
-global sending switch. (The send loop's own writes — claim, record, defer, breaker, finish — are
+"""People's campaign transitions: start, pause, resume, cancel, re-queue unknown recipients, start a
+scheduled campaign now or move its start. (The global switch is `sending_switch`; the send loop's own writes — claim, record, defer, breaker, finish — are
 in `mailadmin.services.delivery`.)
 
 Every transition is a conditional UPDATE on `campaigns.status` (`... WHERE status IN (...)`), so
@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from loguru import logger
-from sqlalchemy import case, func, select, update
+from sqlalchemy import and_, case, exists, func, or_, select, update
 
 from mailadmin.extensions import db, get_redis, get_settings
 from mailadmin.limits.throttle import ACTION_CAMPAIGN_START, is_user_throttled, throttle_message
-from mailadmin.models import APP_STATE_ID, AppState, Campaign, CampaignQueue, Recipient, User
+from mailadmin.models import Campaign, CampaignQueue, Recipient, User
 from mailadmin.models.campaign import (
     ACTIVE_STATUSES,
     CANCELLED,
@@ -38,8 +38,10 @@ from mailadmin.models.reasons import SWITCH_REASONS, Reason
 from mailadmin.models.types import utcnow
 from mailadmin.queue.dispatch import new_slice_job_id, safe_cancel_continuation
 from mailadmin.queue.signals import announce_send_stop
-from mailadmin.services.audit import record_audit
+from mailadmin.services.audit import actor_field, record_audit
 from mailadmin.services.campaign_state import (
+    NO_PAUSE,
+    PauseNote,
     current_status,
     enqueue_after_commit,
     schedule_after_commit,
@@ -68,7 +70,7 @@ class CampaignError(ServiceError):
 
 
 def _actor_field(actor: User | None) -> int | str:
-    return actor.id if actor is not None else "system"
+    return actor_field(actor)
 
 
 def _queue_row(campaign: Campaign) -> CampaignQueue:
@@ -78,88 +80,6 @@ def _queue_row(campaign: Campaign) -> CampaignQueue:
         row = CampaignQueue(campaign_id=campaign.id, consecutive_transient_errors=0)
         db.session.add(row)
     return row
-
-
-# --- the global sending switch ---------------------------------------------------------------
-
-
-def _app_state_row() -> AppState:
-    state = db.session.get(AppState, APP_STATE_ID)
-    if state is None:
-        state = AppState(id=APP_STATE_ID, sending_paused=False)
-        db.session.add(state)
-        db.session.flush()
-    return state
-
-
-def set_sending_paused(paused: bool, actor: User | None) -> None:
-    """Switch all sending off (running campaigns wait with `global_pause`) or back on (they are re-enqueued).
-
-    Idempotent. Switching on commits the switch first and only then re-enqueues the waiting
-    campaigns, so a worker that deferred a campaign for `global_pause` at the same moment is
-    always seen by the re-enqueue (see `defer_for_global_pause`).
-    """
-    now = utcnow()
-    state = _app_state_row()
-    if bool(state.sending_paused) == paused:
-        db.session.commit()
-        return
-    state.sending_paused = paused
-    state.changed_by_id = actor.id if actor is not None else None
-    state.changed_at = now
-    if paused:
-        _switch_off(actor, now)
-    else:
-        _switch_on(actor, now)
-
-
-def _switch_off(actor: User | None, now: datetime) -> None:
-    """Running campaigns wait for the switch (commits, with the switch row already changed)."""
-    _, reason = _waiting_state(True)
-    # Every active campaign waits from now on, deferred ones included (they keep their own time
-    # but cannot send before the switch is back on): that is the number the audit records.
-    waiting = db.session.scalar(select(func.count()).where(_campaigns.c.status.in_(ACTIVE_STATUSES)))
-    ids = db.session.scalars(
-        update(_campaigns)
-        .where(_campaigns.c.status.in_((QUEUED, SENDING)))
-        .values(status=DEFERRED, updated_at=now)
-        .returning(_campaigns.c.id)
-    ).all()
-    if ids:
-        db.session.execute(
-            update(_queues)
-            .where(_queues.c.campaign_id.in_(ids))
-            .values(defer_reason=reason, deferred_until=None, updated_at=now)
-        )
-    record_audit(actor, "sending_switched_off", details={"campaigns_waiting": waiting})
-    db.session.commit()
-    announce_send_stop(get_redis(), None)  # running slices stop before their next message
-    logger.bind(actor=_actor_field(actor), campaign_id=None, campaigns=waiting).warning("Sending switched off")
-
-
-def _switch_on(actor: User | None, now: datetime) -> None:
-    """Commit the switch first, then re-enqueue every campaign that waits for it."""
-    record_audit(actor, "sending_switched_on")
-    db.session.commit()
-    waiting = db.session.scalars(
-        select(_campaigns.c.id)
-        .join(_queues, _queues.c.campaign_id == _campaigns.c.id)
-        .where(_campaigns.c.status == DEFERRED, _queues.c.defer_reason.in_([str(r) for r in SWITCH_REASONS]))
-    ).all()
-    requeued = []
-    for campaign_id in waiting:
-        job_id = new_slice_job_id(campaign_id)
-        if set_status(campaign_id, (DEFERRED,), QUEUED):
-            db.session.execute(
-                update(_queues)
-                .where(_queues.c.campaign_id == campaign_id)
-                .values(defer_reason=None, deferred_until=None, current_job_id=job_id, heartbeat_at=now, updated_at=now)
-            )
-            requeued.append((campaign_id, job_id))
-    db.session.commit()
-    for campaign_id, job_id in requeued:
-        enqueue_after_commit(campaign_id, job_id)
-    logger.bind(actor=_actor_field(actor), campaign_id=None, campaigns=len(requeued)).info("Sending switched on")
 
 
 # --- admin and manager actions ---------------------------------------------------------------
@@ -237,6 +157,8 @@ def _reset_queue_row(campaign: Campaign, plan: _StartPlan, now: datetime) -> Non
     queue.last_error = None
     queue.breaker_tripped_at = None
     queue.heartbeat_at = now
+    for column, value in NO_PAUSE.items():
+        setattr(queue, column, value)
 
 
 def start_campaign(
@@ -285,9 +207,12 @@ def start_campaign(
 
 
 def pause_campaign(campaign: Campaign, actor: User | None) -> Campaign:
-    """Admin pause (`admin_pause`): the send loop stops before its next message; idempotent."""
+    """A person's pause (`admin_pause`, its owner or an admin), noting who and when: the send loop stops
+    before its next message; idempotent (a second pause keeps the first one's note)."""
+    note = PauseNote(utcnow(), actor.id if actor is not None else None)
     return _stop_campaign(
-        campaign, actor, PAUSED, ACTIVE_STATUSES, "paused", queue_values={"defer_reason": Reason.ADMIN_PAUSE},
+        campaign, actor, PAUSED, ACTIVE_STATUSES, "paused",
+        queue_values={"defer_reason": Reason.ADMIN_PAUSE, **note.queue_values()},
     )
 
 
@@ -334,7 +259,7 @@ def _reopen_queue(campaign_id: int, status: str, reason: Reason | None, now: dat
         update(_queues)
         .where(_queues.c.campaign_id == campaign_id)
         .values(defer_reason=reason, deferred_until=None, current_job_id=job_id, heartbeat_at=now, updated_at=now,
-                **values)
+                **NO_PAUSE, **values)
     )
     return job_id
 
@@ -377,6 +302,98 @@ def _stop_campaign(
     announce_send_stop(get_redis(), campaign.id)
     safe_cancel_continuation(campaign.id)
     logger.bind(actor=_actor_field(actor), campaign_id=campaign.id).info(f"Campaign {done}")
+    return campaign
+
+
+# --- a scheduled start: now, or at another time ----------------------------------------------
+
+MSG_NOT_SCHEDULED = (
+    "This campaign is not waiting for a scheduled start (it has started or stopped meanwhile), "
+    "so it cannot be started now or moved."
+)
+MSG_START_IN_PAST = "The new start time has already passed. Pick a time in the future."
+# The waits a new start time may replace: a scheduled start still to come, and one that was missed.
+_START_WAITS = ((DEFERRED, Reason.SCHEDULED), (PAUSED, Reason.MISSED_SCHEDULE))
+
+
+def _waits_for_start(campaign_id: int, waits: tuple[tuple[str, Reason], ...]):
+    """SQL condition: the campaign is in one of `waits` (status and stored reason) right now."""
+    return and_(
+        _campaigns.c.id == campaign_id,
+        or_(*(
+            and_(_campaigns.c.status == status, exists().where(
+                _queues.c.campaign_id == _campaigns.c.id, _queues.c.defer_reason == reason))
+            for status, reason in waits
+        )),
+    )
+
+
+def _planned_start(campaign: Campaign, waits: tuple[tuple[str, Reason], ...]) -> datetime:
+    """The start time the campaign waits for (or missed); CampaignError when it waits for no start."""
+    queue = campaign.queue
+    if queue is None or (campaign.status, queue.defer_reason) not in waits:
+        raise CampaignError(MSG_NOT_SCHEDULED)
+    return queue.deferred_until or campaign.scheduled_at
+
+
+def start_scheduled_now(campaign: Campaign, actor: User | None) -> Campaign:
+    """Send a campaign waiting for its scheduled start now: `queued` and enqueued (or waiting for the
+    switch), its scheduled continuation removed so that the old start time never starts it again."""
+    planned = _planned_start(campaign, _START_WAITS[:1])
+    now = utcnow()
+    status, reason = _waiting_state(sending_paused())
+    started = db.session.execute(
+        update(_campaigns).where(_waits_for_start(campaign.id, _START_WAITS[:1]))
+        .values(status=status, scheduled_at=None, updated_at=now)
+    ).rowcount == 1
+    if not started:
+        db.session.rollback()
+        raise CampaignError(MSG_NOT_SCHEDULED)  # its start time came (or a person acted) meanwhile
+    job_id = _reopen_queue(campaign.id, status, reason, now)
+    record_audit(actor, "campaign_started_now", campaign_id=campaign.id, from_status=DEFERRED, to_status=status,
+                 details={"scheduled_at": planned.isoformat() if planned else None})
+    db.session.commit()
+    # Why before the enqueue: the continuation must be gone before a slice can finish the campaign.
+    # A continuation that fired in between only finds a campaign that is already sending or done.
+    safe_cancel_continuation(campaign.id)
+    if job_id is not None:
+        enqueue_after_commit(campaign.id, job_id)
+    logger.bind(actor=_actor_field(actor), campaign_id=campaign.id, campaign_status=status).info(
+        "Scheduled campaign started now")
+    db.session.refresh(campaign)
+    return campaign
+
+
+def reschedule_campaign(campaign: Campaign, actor: User | None, start_at: datetime) -> Campaign:
+    """Give a campaign waiting for its scheduled start (or paused because it missed it) another start
+    time in the future: `deferred` (`scheduled`) until then, its continuation moved to that moment."""
+    if start_at.tzinfo is None:
+        raise CampaignError(MSG_NAIVE_SCHEDULE, ErrorKind.INVALID)
+    now = utcnow()
+    if start_at <= now:
+        raise CampaignError(MSG_START_IN_PAST, ErrorKind.INVALID)
+    planned = _planned_start(campaign, _START_WAITS)
+    from_status = campaign.status
+    moved = db.session.execute(
+        update(_campaigns).where(_waits_for_start(campaign.id, _START_WAITS))
+        .values(status=DEFERRED, scheduled_at=start_at, updated_at=now)
+    ).rowcount == 1
+    if not moved:
+        db.session.rollback()
+        raise CampaignError(MSG_NOT_SCHEDULED)
+    db.session.execute(
+        update(_queues).where(_queues.c.campaign_id == campaign.id)
+        .values(defer_reason=Reason.SCHEDULED, deferred_until=start_at, current_job_id=None, updated_at=now,
+                **NO_PAUSE)
+    )
+    record_audit(actor, "campaign_rescheduled", campaign_id=campaign.id, from_status=from_status, to_status=DEFERRED,
+                 details={"scheduled_at": start_at.isoformat(),
+                          "previous_scheduled_at": planned.isoformat() if planned else None})
+    db.session.commit()
+    schedule_after_commit(campaign.id, start_at)  # replaces the continuation under its stable job id
+    logger.bind(actor=_actor_field(actor), campaign_id=campaign.id, scheduled_at=start_at.isoformat()).info(
+        "Scheduled start moved")
+    db.session.refresh(campaign)
     return campaign
 
 

@@ -47,6 +47,7 @@ from mailadmin.queue.dispatch import safe_cancel_continuation
 from mailadmin.queue.signals import announce_send_stop
 from mailadmin.services.audit import record_audit
 from mailadmin.services.campaign_state import (
+    PauseNote,
     current_status,
     due_deferral,
     hold_queue,
@@ -302,7 +303,7 @@ def pause_missed_schedule(campaign_id: int, now: datetime) -> bool:
     if scheduled_at is None or not set_status(campaign_id, (DEFERRED,), PAUSED):
         db.session.commit()
         return False
-    queue_id = hold_queue(campaign_id, Reason.MISSED_SCHEDULE, now)
+    queue_id = hold_queue(campaign_id, Reason.MISSED_SCHEDULE, now, PauseNote(now))
     db.session.commit()
     logger.bind(
         campaign_id=campaign_id,
@@ -669,7 +670,7 @@ def trip_circuit_breaker(campaign_id: int, consecutive_errors: int, *, now: date
     queue_id = _update_queue(
         campaign_id, _queues.c.id,
         defer_reason=Reason.CIRCUIT_BREAKER, deferred_until=None, breaker_tripped_at=now, current_job_id=None,
-        updated_at=now,
+        updated_at=now, **PauseNote(now).queue_values(),
     ).scalar_one()
     record_audit(
         None,

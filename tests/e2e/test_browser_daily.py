@@ -16,7 +16,9 @@ from sqlalchemy import select
 from mailadmin.extensions import db, get_redis
 from mailadmin.limits.send_pace import reserve_send_tokens
 from mailadmin.models import Campaign, Recipient
-from mailadmin.services.campaigns import set_sending_paused, start_campaign
+from mailadmin.models.moments import format_moment, format_utc
+from mailadmin.services.campaigns import start_campaign
+from mailadmin.services.sending_switch import set_sending_paused
 from tests.factories import ADMIN_EMAIL, MANAGER_EMAIL, create_campaign, fresh_campaign
 from tests.support.browser import browser_login
 
@@ -118,8 +120,8 @@ def test_times_show_in_the_browsers_zone_and_a_start_typed_in_it_lands_at_the_ri
     created_utc = fresh_campaign(campaign.id).created_at.astimezone(UTC)
     tokyo = created_utc.astimezone(ZoneInfo(TOKYO))
     expect(created).to_contain_text(tokyo.strftime("%H:%M"))
-    assert "UTC" not in created.inner_text()
-    assert created.get_attribute("title") == created_utc.strftime("%Y-%m-%d %H:%M UTC")
+    expect(created).to_have_text(format_moment(created_utc, ZoneInfo(TOKYO)))  # "8 Dec 2026, 05:04 UTC+9"
+    assert created.get_attribute("title") == format_utc(created_utc)
 
     page.get_by_role("link", name="Start…").click()
     # localtime.js names the zone once the new page has loaded: wait for it, then type in that zone.
@@ -133,6 +135,28 @@ def test_times_show_in_the_browsers_zone_and_a_start_typed_in_it_lands_at_the_ri
     # The server writes UTC; localtime.js rewrites it once the page has loaded: wait for that.
     expect(page.locator(".flash.success")).to_contain_text("09:30")
     expect(page.locator("#scheduled-for")).to_contain_text("09:30")
+
+
+def test_the_browser_writes_every_time_exactly_as_the_server_does(app, admin, manager, live_server, open_page):
+    """localtime.js and the server share one format: a page the server wrote in UTC (the zone cookie
+    says UTC) reads, once the script has run, exactly as the server writes it in the browser's zone."""
+    from mailadmin.services.campaigns import pause_campaign
+
+    campaign = create_campaign(manager, 2, name="Held")
+    start_campaign(campaign, manager, enforce_throttle=False)
+    pause_campaign(fresh_campaign(campaign.id), admin)
+    zone = "Asia/Kolkata"  # UTC+5:30: minutes in the offset
+    page = open_page(timezone_id=zone)
+    browser_login(page, live_server, ADMIN_EMAIL)
+    for path in ("/", f"/campaigns/{campaign.id}", "/admin/operations", "/admin/audit"):
+        page.context.add_cookies([{"name": "mailadmin_tz", "value": "UTC", "url": live_server.url}])
+        page.goto(f"{live_server.url}{path}")
+        expect(page.locator("time[data-local]").first).to_contain_text("UTC+5:30")
+        shown = page.eval_on_selector_all(
+            "time[data-local]", "els => els.map(e => [e.getAttribute('datetime'), e.dataset.local, e.textContent])")
+        assert shown, path
+        for iso, style, text in shown:
+            assert text == format_moment(datetime.fromisoformat(iso), ZoneInfo(zone), style), (path, iso, style)
 
 
 def test_a_draft_loses_a_recipient_and_an_import_then_is_duplicated_and_deleted(app, manager, live_server, open_page):

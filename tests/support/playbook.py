@@ -196,7 +196,7 @@ def produce_log_lines(app, make_user, smtp, redis_url: str) -> tuple[list[str], 
     from mailadmin.models.types import utcnow
     from mailadmin.queue.outages import call_through_outage, set_process_name
     from mailadmin.services import campaigns as service
-    from mailadmin.services import delivery
+    from mailadmin.services import delivery, sending_switch
     from mailadmin.services.test_email import send_test_email
     from tests.factories import create_campaign
     from tests.support.jobs import run_queued_jobs
@@ -270,9 +270,9 @@ def produce_log_lines(app, make_user, smtp, redis_url: str) -> tuple[list[str], 
         # All sending switched off while a campaign is queued: its slice defers it (global_pause).
         paused_all = create_campaign(owner, ["g@example.test"], name="global pause")
         service.start_campaign(paused_all, owner, enforce_throttle=False)
-        service.set_sending_paused(True, owner)
+        sending_switch.set_sending_paused(True, owner)
         run_queued_jobs(redis_url)
-        service.set_sending_paused(False, owner)
+        sending_switch.set_sending_paused(False, owner)
         Queue(SEND_QUEUE, connection=get_redis()).empty()
         ids["global_pause"] = paused_all.id
 
