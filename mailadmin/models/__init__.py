@@ -1,6 +1,7 @@
 """The data model, one module per aggregate. Importing this package registers every table."""
 
 from mailadmin.models.app_state import APP_STATE_ID, AppState
+from mailadmin.models.audience import CampaignTarget, Contact, ListMembership, MailingList, MembershipChange, Segment
 from mailadmin.models.audit import AuditEvent
 from mailadmin.models.campaign import Campaign, CampaignQueue, Recipient
 from mailadmin.models.suppression import BounceEvent, Suppression
@@ -12,8 +13,14 @@ __all__ = [
     "AuditEvent",
     "BounceEvent",
     "Campaign",
+    "CampaignTarget",
+    "Contact",
+    "ListMembership",
+    "MailingList",
+    "MembershipChange",
     "CampaignQueue",
     "Recipient",
+    "Segment",
     "Suppression",
     "User",
 ]
