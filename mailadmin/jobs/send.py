@@ -46,6 +46,7 @@ from sqlalchemy.engine import Connection
 from mailadmin.extensions import SEND_QUEUE, db, get_redis, get_settings
 from mailadmin.jobs import job_app_context
 from mailadmin.jobs.dispatch import enqueue_send_slice, new_slice_job_id, slice_job_timeout
+from mailadmin.jobs.lifeline import ParentGone
 from mailadmin.jobs.resilience import Service, call_through_outage, is_database_outage
 from mailadmin.jobs.signals import StopListener
 from mailadmin.limits.send_pace import TokenBatch, reserve_send_tokens, settle_send_tokens
@@ -568,7 +569,7 @@ class SendSlice:
         deadline = min(self.job_deadline, time.monotonic() + self.settings.smtp_timeout_seconds)
         try:
             call_through_outage(lambda: enqueue_send_slice(self.campaign_id, job_id=job_id), deadline=deadline)
-        except RedisError as exc:
+        except (RedisError, ParentGone) as exc:
             # Nothing is lost: the recipients are pending again and the recovery sweep
             # re-enqueues a campaign nobody works on once Redis is back.
             logger.bind(error_type=type(exc).__name__).error(
