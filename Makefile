@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test bench lint venv clean
+.PHONY: run test system-packages bench lint venv clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,9 +23,26 @@ venv: $(VENV)/.installed
 run: $(VENV)/.installed
 	$(BIN)/python -m mailadmin.devtools.run
 
-# The whole suite; a part with e.g. PYTEST_ARGS="tests/e2e" or PYTEST_ARGS="--ignore=tests/e2e -x".
-test: $(VENV)/.installed-dev
+# What some tests need from the system (Chromium, jq, Dovecot, postfix's smtp-sink, Prometheus):
+# installed with apt-get when run as root, else one line says which packages to install.
+system-packages:
+	$(PYTHON) mailadmin/devtools/system_packages.py
+
+# pytest-xdist workers of `make test` (auto: one per core).
+TEST_WORKERS ?= auto
+
+# The whole suite spread over the cores, then the end-to-end tests that time the engine on their
+# own (a busy machine would stall them), as CI does; both run, the exit code says if either failed.
+# A part with e.g. PYTEST_ARGS="tests/e2e" or PYTEST_ARGS="--ignore=tests/e2e -x" (one run, as given).
+test: system-packages $(VENV)/.installed-dev
+ifeq ($(strip $(PYTEST_ARGS)),)
+	status=0; \
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "not engine_timed" || status=$$?; \
+	$(BIN)/python -m pytest -n 2 -m engine_timed || status=$$?; \
+	exit $$status
+else
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+endif
 
 # The benchmarks measure on PostgreSQL (each creates and drops a scratch database on this server).
 BENCH_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test

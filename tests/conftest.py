@@ -32,6 +32,7 @@ from tests.support.databases import configured_database_url, configured_redis_ur
 from tests.support.jobs import preserved_rq_loggers
 from tests.support.live_server import LiveServer
 from tests.support.processes import EngineProcesses
+from tests.support.system_packages import missing_system_package
 from tests.support.web import AuthActions, logged_in_client
 
 __all__ = ["PASSWORD", "AuthActions"]  # still importable from here by older test modules
@@ -46,7 +47,9 @@ user_model.PASSWORD_HASH_METHOD = "scrypt:1024:8:1"
 # End-to-end modules whose tests time the engine (deadlines of seconds, messages per second taken
 # at the SMTP server): CI runs them on their own, after the parallel runs (`-m engine_timed`), so a
 # busy machine cannot stall the capture server and bunch its timestamps.
-ENGINE_TIMED_MODULES = {"test_survival.py", "test_engine_workers.py", "test_engine_connections.py"}
+ENGINE_TIMED_MODULES = {
+    "test_survival.py", "test_engine_workers.py", "test_engine_connections.py", "test_make_run_interrupted.py",
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -330,7 +333,7 @@ def live_server(app, app_env) -> Iterator[LiveServer]:
 
 def _require_chromium() -> None:
     if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
+        missing_system_package("chromium", CHROMIUM)
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,7 @@ from mailadmin.devtools.smtp_capture import CaptureSMTP
 from mailadmin.mail.transports import PermanentSendError, TransientSendError
 from mailadmin.mail.transports.pipelined import PipelinedSmtpTransport
 from tests.support.scripted_smtp import ScriptedServer, accept_body_and_quit, answer_quit
+from tests.support.system_packages import missing_system_package
 
 FROM = "news@shop.example.com"
 MESSAGE = b"From: news@shop.example.com\r\nSubject: Hello\r\n\r\nHi there.\r\n.leading dot\r\n"
@@ -155,7 +156,7 @@ def test_pipelining_can_be_turned_off_even_when_offered():
 @contextmanager
 def smtp_sink(*options: str) -> Iterator[str]:
     if SMTP_SINK is None:
-        pytest.skip("postfix's smtp-sink is not installed")
+        missing_system_package("postfix", "postfix's smtp-sink")
     port = free_port()
     command = [SMTP_SINK, *(["-u", "nobody"] if os.geteuid() == 0 else []), *options, f"127.0.0.1:{port}", "64"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

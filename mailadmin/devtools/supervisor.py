@@ -3,6 +3,11 @@ that exits (backoff 1 s, 2 s, 4 s ... capped), so one crash never takes the whol
 
 honcho, which `make run` used before, stops every process when one exits; a development stack
 should behave like the platform instead, which restarts a crashed dyno on its own.
+
+Each process starts in a session of its own, and everything it forks stays in that session — RQ's
+work horses too, although each lives in a process group of its own and ignores SIGTERM. A stop
+(Ctrl-C) therefore SIGTERMs each process group, waits until no process is left in any of these
+sessions (a horse finishes recording its slice), and SIGKILLs whatever still is after the grace.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ FIRST_BACKOFF_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 8.0
 STOP_GRACE_SECONDS = 10.0
 POLL_SECONDS = 0.2
+PROC = Path("/proc")
 
 
 def read_procfile(path: Path) -> dict[str, str]:
@@ -54,6 +60,7 @@ class Supervisor:
         self.env = env
         self.cwd = cwd
         self.stopping = False
+        self.sessions: set[int] = set()  # one per process started: its pid (start_new_session)
 
     def run(self) -> int:
         """Block until SIGINT/SIGTERM, keeping every process running; returns 0."""
@@ -78,11 +85,13 @@ class Supervisor:
         child.process = subprocess.Popen(
             ["/bin/sh", "-c", "exec " + child.command], cwd=self.cwd, env=self.env, start_new_session=True
         )
+        self.sessions.add(child.process.pid)
         child.started_at = time.monotonic()
         child.restart_at = None
         print(f"* {child.name} started (pid {child.process.pid})", flush=True)
 
     def _watch(self) -> None:
+        self._forget_empty_sessions()
         now = time.monotonic()
         for child in self.children:
             if child.restart_at is not None:
@@ -99,20 +108,52 @@ class Supervisor:
             print(f"* {child.name} exited with code {code}; restarting in {child.backoff:.0f} s", flush=True)
             child.backoff = min(MAX_BACKOFF_SECONDS, child.backoff * 2)
 
+    def _forget_empty_sessions(self) -> None:
+        """Drop the sessions of exited processes once nothing is left in them (a horse that
+        outlived its worker finishes first): their numbers may be reused by anyone later."""
+        running = {child.process.pid for child in self.children if child.process and child.process.poll() is None}
+        if self.sessions - running:
+            self.sessions = running | set(processes_in_sessions(self.sessions).values())
+
     def stop_all(self) -> None:
-        """SIGTERM every process group, then SIGKILL what is still there after the grace period."""
+        """SIGTERM every process group, wait until nothing is left in their sessions (work horses
+        included), and SIGKILL what still is after the grace period."""
         running = [child.process for child in self.children if child.process and child.process.poll() is None]
         for process in running:
             _signal_group(process, signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_SECONDS
+        while time.monotonic() < deadline:
+            exited = [process.poll() is not None for process in running]  # reaps them, too
+            if all(exited) and not processes_in_sessions(self.sessions):
+                return
+            time.sleep(POLL_SECONDS)
         for process in running:
-            try:
-                process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                _signal_group(process, signal.SIGKILL)
-                process.wait()
+            _signal_group(process, signal.SIGKILL)
+        for pid in processes_in_sessions(self.sessions):  # a horse, in a process group of its own
+            _kill(pid, signal.SIGKILL)
         for process in running:
-            _signal_group(process, signal.SIGKILL)  # leftovers of the group (a horse mid-job)
+            process.wait()
+
+
+def processes_in_sessions(sessions: set[int]) -> dict[int, int]:
+    """{pid: session} of the live processes (zombies aside) in one of `sessions` (Linux /proc; {} elsewhere)."""
+    found = {}
+    for stat in PROC.glob("[0-9]*/stat"):
+        try:
+            # "pid (comm) state ppid pgrp session ...": comm may hold spaces and parentheses.
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # exited meanwhile
+        if fields[0] != "Z" and int(fields[3]) in sessions:
+            found[int(stat.parent.name)] = int(fields[3])
+    return found
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _signal_group(process: subprocess.Popen, sig: int) -> None:

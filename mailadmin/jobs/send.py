@@ -61,6 +61,7 @@ from mailadmin.models.reasons import Reason
 from mailadmin.models.types import utcnow
 from mailadmin.pii import get_pii_log_fields
 from mailadmin.queue.dispatch import enqueue_send_slice, new_slice_job_id, slice_job_timeout
+from mailadmin.queue.lifeline import ParentGone
 from mailadmin.queue.outages import Service, call_through_outage, is_database_outage
 from mailadmin.queue.signals import StopListener
 from mailadmin.services import delivery
@@ -583,7 +584,7 @@ class SendSlice:
         deadline = min(self.job_deadline, time.monotonic() + self.settings.smtp_timeout_seconds)
         try:
             call_through_outage(lambda: enqueue_send_slice(self.campaign_id, job_id=job_id), deadline=deadline)
-        except RedisError as exc:
+        except (RedisError, ParentGone) as exc:
             # Nothing is lost: the recipients are pending again and the recovery sweep
             # re-enqueues a campaign nobody works on once Redis is back.
             logger.bind(error_type=type(exc).__name__).error(

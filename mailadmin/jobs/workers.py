@@ -10,7 +10,8 @@ again. `SendWorker` wraps each of RQ's Redis touch points the loop depends on:
   `check_for_suspension`, `register_birth`, `prepare_execution`, the dequeue and the bookkeeping
   after the horse exits wait for Redis to return (capped backoff with jitter);
 * horse side — `prepare_job_execution` and the success/failure bookkeeping wait for Redis, so a
-  slice that ran through an outage still finishes as a job;
+  slice that ran through an outage still finishes as a job — as long as its worker lives: a horse
+  whose worker exited stops its slice and exits (`jobs.lifeline`);
 * RQ's own per-attempt "could not connect to Redis" lines are replaced by one outage record at
   the start and one at the end (`queue.outages`).
 
@@ -24,6 +25,8 @@ With every registration and heartbeat the worker also publishes the limits it ru
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -39,6 +42,7 @@ from rq.worker import HerokuWorker
 
 from mailadmin.extensions import db
 from mailadmin.jobs.send import request_slice_stop
+from mailadmin.queue.lifeline import hold_parent
 from mailadmin.queue.outages import (
     REDIS_DOWN,
     Service,
@@ -56,6 +60,9 @@ _RQ_RETRY_LINE = "could not connect to Redis instance"
 # Seconds between two attempts at most while Redis is down (RQ's own default is 60).
 REDIS_RETRY_CAP_SECONDS = 2.0
 HORSE_PROCESS = "horse"
+# What the kernel sends a work horse when its worker dies (prctl PR_SET_PDEATHSIG): not SIGRTMIN,
+# whose second arrival means "stop now" to RQ's horse.
+WORKER_GONE_SIGNAL = signal.SIGRTMIN + 1
 # How often the worker beats (and re-registers after an outage) while its horse runs a job; the
 # recovery sweep counts a worker silent for LIVE_WORKER_HEARTBEAT_SECONDS as dead.
 JOB_MONITORING_INTERVAL = 5
@@ -86,6 +93,7 @@ class SendWorker(HerokuWorker):
         self.settings_in_effect = settings
         logging.getLogger("rq.worker").addFilter(_RETRY_FILTER)
         self.stop_signalled = False
+        self.worker_pid = os.getpid()  # what each forked horse holds on to (jobs.lifeline)
         self._redis = outage_tracker(Service.REDIS)
         self._redis.on_recovery.append(lambda _seconds: self._register_again())
 
@@ -234,6 +242,23 @@ class SendWorker(HerokuWorker):
         """In the horse, on SIGRTMIN: stop the slice between messages, and arm RQ's hard deadline."""
         request_slice_stop()
         super().request_stop_sigrtmin(signum, frame)
+
+    def setup_work_horse_signals(self) -> None:
+        """HerokuWorker's horse signals, plus the lifeline to the worker: the horse lives in a
+        process group of its own and ignores SIGTERM, so when the worker dies the kernel sends it
+        WORKER_GONE_SIGNAL (a warm stop: the slice records and hands over), and its Redis waits give
+        up (`jobs.lifeline`)."""
+        super().setup_work_horse_signals()
+        signal.signal(WORKER_GONE_SIGNAL, self._worker_gone)
+        hold_parent(self.worker_pid, WORKER_GONE_SIGNAL)
+
+    def _worker_gone(self, signum, frame) -> None:
+        """In the horse, once its worker died: the warm stop SIGRTMIN starts, unless one already runs."""
+        # The kernel signals once per thread of the horse: act on the first only. A second
+        # SIGRTMIN would cut the slice short (ShutDownImminentException) before it recorded.
+        signal.signal(WORKER_GONE_SIGNAL, signal.SIG_IGN)
+        if signal.getsignal(signal.SIGRTMIN) == self.request_stop_sigrtmin:
+            self.request_stop_sigrtmin(signum, frame)
 
     def main_work_horse(self, job: Job, queue: Queue) -> None:
         """Run the job in the forked horse, on fresh database connections and fresh outage trackers."""

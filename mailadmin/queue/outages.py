@@ -22,6 +22,8 @@ import redis.exceptions
 import sqlalchemy.exc
 from loguru import logger
 
+from mailadmin.queue.lifeline import raise_if_parent_gone
+
 try:  # the PostgreSQL driver's own errors reach us from raw cursors (the send loop's probe)
     import psycopg
 except ImportError:  # pragma: no cover - psycopg is in requirements.txt
@@ -155,6 +157,7 @@ def call_through_outage(
 
     `deadline` (time.monotonic()) bounds the wait: past it, the last outage error is raised.
     `before_retry` runs before each new attempt (a rollback; it may raise to stop waiting).
+    A work horse whose worker has exited stops waiting: `lifeline.ParentGone` is raised.
     """
     backoff = Backoff(cap=cap)
     while True:
@@ -165,6 +168,8 @@ def call_through_outage(
             if service is None:
                 raise
             outage_tracker(service).failed(exc)
+            # Nobody is left to take the result: a horse must not retry forever on its own.
+            raise_if_parent_gone()
             pause = backoff.next_delay()
             if deadline is not None and time.monotonic() + pause > deadline:
                 raise

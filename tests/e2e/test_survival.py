@@ -8,6 +8,7 @@ JSON and each process reports the outage once when it starts and once when it en
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 
@@ -16,8 +17,9 @@ from sqlalchemy.engine import make_url
 
 from mailadmin.devtools.redis_server import EmbeddedRedis
 from tests.factories import create_started_campaign, fresh_campaign, recipient_statuses
-from tests.support.engine import fast_engine
+from tests.support.engine import fast_engine, no_live_claims
 from tests.support.env import with_env
+from tests.support.processes import is_alive
 from tests.support.tcp_proxy import TcpProxy
 from tests.support.waiting import wait_until
 
@@ -164,3 +166,65 @@ def test_every_process_sigkilled_mid_campaign_resumes_within_10s_of_the_restart(
     assert statuses.get("unknown", 0) <= 2 * (batch + app.config["SETTINGS"].smtp_connections)
     # An `unknown` recipient may or may not have been delivered (its SMTP reply was lost with the job).
     assert statuses["sent"] <= len(counts) <= statuses["sent"] + statuses.get("unknown", 0)
+
+
+# A work horse whose worker died: one slice long enough to still be running when it happens.
+LONG_SLICE = fast_engine(60, 3)
+SLOW_RECIPIENTS = 600  # at 0.1 s a message on 4 connections, 15 s of sending
+HORSE_GONE_WITHIN_SECONDS = 8
+
+
+@pytest.fixture
+def orphaned_horses() -> list[int]:
+    """Work horses a test let outlive their worker; SIGKILLed at teardown should one still run."""
+    horses: list[int] = []
+    yield horses
+    for pid in horses:
+        if is_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _worker_killed_mid_slice(engine_processes, smtp, owner, orphaned_horses):
+    """A worker busy with a slow campaign, SIGKILLed alone; its horse's pid and the campaign."""
+    smtp.delay_per_message(0.1)
+    worker = engine_processes.worker()
+    campaign = create_started_campaign(owner, SLOW_RECIPIENTS)
+    assert smtp.wait_for(20, timeout=30)
+    horse = wait_until(worker.descendants, 10, message="the work horse")[0]
+    orphaned_horses.append(horse)
+    worker.kill_alone()
+    return horse, campaign
+
+
+@with_env(**LONG_SLICE)
+def test_a_work_horse_whose_worker_died_stops_its_slice_and_exits_and_a_new_worker_finishes_the_campaign(
+    engine_env, app, smtp, owner, engine_processes, orphaned_horses
+):
+    horse, campaign = _worker_killed_mid_slice(engine_processes, smtp, owner, orphaned_horses)
+
+    wait_until(lambda: not is_alive(horse), HORSE_GONE_WITHIN_SECONDS, 0.1, "the orphaned horse to exit")
+    assert len(smtp.recipients()) < SLOW_RECIPIENTS, "the horse sent its whole slice instead of stopping"
+    assert no_live_claims(campaign.id), "the horse left without recording its slice"
+
+    smtp.delay_per_message(0)
+    engine_processes.worker()
+    wait_until(lambda: fresh_campaign(campaign.id).status == "finished", 60, 0.2, "the campaign to finish")
+    assert_sent_exactly_once(smtp, campaign.id, SLOW_RECIPIENTS)
+
+
+@with_env(**LONG_SLICE)
+def test_a_work_horse_whose_worker_died_with_redis_does_not_wait_for_redis_and_a_restart_finishes_the_campaign(
+    engine_env, own_redis, app, smtp, owner, engine_processes, orphaned_horses
+):
+    horse, campaign = _worker_killed_mid_slice(engine_processes, smtp, owner, orphaned_horses)
+    kill_redis(own_redis)  # as `make run`'s Ctrl-C once did, before the horse had finished
+
+    wait_until(lambda: not is_alive(horse), HORSE_GONE_WITHIN_SECONDS, 0.1, "the orphaned horse to exit")
+    assert no_live_claims(campaign.id), "the horse left without recording its slice"
+
+    own_redis.start()
+    smtp.delay_per_message(0)
+    engine_processes.worker()
+    engine_processes.scheduler(recovery_interval=1.0)  # re-enqueues the campaign its lost continuation left
+    wait_until(lambda: fresh_campaign(campaign.id).status == "finished", 60, 0.2, "the campaign to finish")
+    assert_sent_exactly_once(smtp, campaign.id, SLOW_RECIPIENTS)

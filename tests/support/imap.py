@@ -3,7 +3,8 @@ configuration (loopback, a free port, plaintext auth, one passwd-file user, a ma
 
 As root, dovecot refuses to open mail as uid 0; the maildir then lives in a chroot under tmp_path
 owned by `nobody`, entered by dovecot as root (so the root-only parents of tmp_path need no change).
-Without the binary the tests skip — except where MAILADMIN_REQUIRE_DOVECOT is set (CI), where they fail.
+Without the binary the tests skip — except where MAILADMIN_REQUIRE_SYSTEM_PACKAGES (CI) or
+MAILADMIN_REQUIRE_DOVECOT is set, where they fail.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.system_packages import missing_system_package
 from tests.support.waiting import wait_until
 
 DOVECOT = "/usr/sbin/dovecot"
@@ -144,7 +146,7 @@ def dovecot(tmp_path) -> Iterator[DovecotServer]:
     if not os.path.exists(DOVECOT):
         if os.environ.get("MAILADMIN_REQUIRE_DOVECOT"):
             pytest.fail("dovecot-imapd is not installed (apt-get install dovecot-imapd)")
-        pytest.skip("dovecot-imapd is not installed")
+        missing_system_package("dovecot-imapd", DOVECOT)
     root = tmp_path / "dovecot"
     root.mkdir()
     # Its sockets live in a short directory: a unix socket path may not exceed 107 bytes, and

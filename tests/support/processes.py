@@ -24,6 +24,15 @@ def _children(pid: int) -> list[int]:
     return [int(part) for part in text.split()]
 
 
+def is_alive(pid: int) -> bool:
+    """Is `pid` a live process (a zombie nobody reaped yet counts as gone)?"""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def _kill(pid: int, sig: int) -> None:
     try:
         os.kill(pid, sig)
@@ -86,6 +95,11 @@ class ManagedProcess:
 
     def descendants(self) -> list[int]:
         return _children(self.pid) if self.running else []
+
+    def kill_alone(self) -> None:
+        """SIGKILL this process only: a worker's work horse, in a process group of its own, is left."""
+        _kill(self.pid, signal.SIGKILL)
+        self.wait(10)
 
     def terminate(self) -> None:
         """SIGTERM, as the platform sends on a deploy or restart."""
