@@ -22,7 +22,7 @@ import redis.exceptions
 import sqlalchemy.exc
 from loguru import logger
 
-try:  # the PostgreSQL driver's own errors reach us from raw cursors (the send loop's probe)
+try:  # the PostgreSQL driver's own errors, should one reach us unwrapped by SQLAlchemy
     import psycopg
 except ImportError:  # pragma: no cover - psycopg is in requirements.txt
     psycopg = None
