@@ -8,6 +8,7 @@ import time
 from mailadmin.extensions import get_redis, get_settings
 from mailadmin.jobs.send.tokens import TokenBooks
 from mailadmin.limits.rate_limiter import rate_limit_moments
+from mailadmin.limits.send_pace import TokenBatch
 from mailadmin.models.types import utcnow
 from tests.support.env import with_env
 
@@ -68,18 +69,22 @@ def test_a_batch_with_a_message_in_flight_is_settled_only_when_that_message_is_d
     assert books.batches == [] and tokens_in_the_hour() == 1
 
 
+def refused_after_the_whole_quota(books: TokenBooks) -> TokenBatch:
+    """Reserve the whole quota (2 tokens), then be refused: the tokens in hand, their messages not sent yet."""
+    tokens = books.reserve(2)
+    assert books.reserve(1) is None and books.refused_until is not None
+    return tokens
+
+
 @with_env(MAILER_SMTP_MAX_PER_HOUR="2", MAILER_SEND_BATCH_SIZE="2")
 def test_a_refused_quota_is_asked_again_only_after_a_refused_message_gave_its_token_back(engine_env, app):
     books = new_books()
-    tokens = books.reserve(2)
+    tokens = refused_after_the_whole_quota(books)
+    assert not books.may_ask_again()  # nothing settled yet
 
-    assert books.reserve(1) is None
-    refused_until = books.refused_until
-    assert refused_until is not None and not books.may_ask_again()  # nothing settled yet
+    tokens.finish(0, time.time())
+    tokens.finish(1, time.time(), counted=False)
 
-    now = time.time()
-    tokens.finish(0, now)
-    tokens.finish(1, now, counted=False)
     assert books.may_ask_again() and books.refused_until is None
     assert books.reserve(1).granted == 1 and tokens_in_the_hour() == 2
 
@@ -87,8 +92,7 @@ def test_a_refused_quota_is_asked_again_only_after_a_refused_message_gave_its_to
 @with_env(MAILER_SMTP_MAX_PER_HOUR="2", MAILER_SEND_BATCH_SIZE="2")
 def test_a_refused_quota_stays_refused_when_the_relay_refused_none_of_the_messages_in_hand(engine_env, app):
     books = new_books()
-    tokens = books.reserve(2)
-    assert books.reserve(2) is None
+    tokens = refused_after_the_whole_quota(books)
     refused_until = books.refused_until
 
     tokens.finish(0, time.time())
