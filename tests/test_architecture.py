@@ -260,9 +260,9 @@ def test_the_static_check_sees_a_write_built_outside_services(tmp_path):
 MAX_MODULE_LINES = 450
 MAX_CLASS_LINES = 250
 MAX_FUNCTION_LINES = 50
-# Being split into packages in their own change (the send loop and the delivery services): until
-# then they may exceed the module and class sizes. Every other file is held to them.
-SPLIT_PENDING = {"mailadmin/services/delivery.py", "mailadmin/jobs/send.py"}
+# Being split into a package in its own change (the delivery services): until then it may exceed
+# the module and class sizes. Every other file is held to them.
+SPLIT_PENDING = {"mailadmin/services/delivery.py"}
 
 
 def oversized(root: Path, exempt: frozenset[str] | set[str] = frozenset()) -> list[str]:

@@ -1,6 +1,6 @@
 """Background work, the top layer: the RQ entry points and the processes that run them.
 
-* `send.py` — the send loop (orchestration only; its writes go through `services.delivery`);
+* `send/` — the send loop (orchestration only; its reads and writes go through `services.delivery`);
 * `recovery.py` — the crash-recovery sweep (same);
 * `bounce_mailbox.py` — the periodic bounce-mailbox job;
 * `continuations.py` — the rq-scheduler subclass the `scheduler` process runs;

@@ -20,7 +20,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,6 +146,27 @@ class SmtpConnections:
             taken.append(item)
         with self._lock:
             self._outstanding -= len(taken)
+        return taken
+
+    def finished(self, timeout: float = 0) -> Iterator[Any]:
+        """Yield what the connections finished (what `send_one` returned, or the exception it raised), in
+        order, waiting up to `timeout` seconds for the first; what the caller does not take stays for later."""
+        try:
+            result = self.results.get(timeout=timeout) if timeout else self.results.get_nowait()
+        except queue.Empty:
+            return
+        while True:
+            yield result
+            try:
+                result = self.results.get_nowait()
+            except queue.Empty:
+                return
+
+    def take_untried(self) -> list[Delivery]:
+        """Remove and return the deliveries a connection gave back unsent (stopped, or its slot passed)."""
+        taken = []
+        while not self.untried.empty():
+            taken.append(self.untried.get_nowait())
         return taken
 
     def warm_up(self) -> None:

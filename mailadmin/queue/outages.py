@@ -24,7 +24,7 @@ from loguru import logger
 
 from mailadmin.queue.lifeline import raise_if_parent_gone
 
-try:  # the PostgreSQL driver's own errors reach us from raw cursors (the send loop's probe)
+try:  # the PostgreSQL driver's own errors, should one reach us unwrapped by SQLAlchemy
     import psycopg
 except ImportError:  # pragma: no cover - psycopg is in requirements.txt
     psycopg = None

@@ -15,7 +15,8 @@ commit changes nothing twice.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -44,6 +45,7 @@ from mailadmin.models.reasons import Reason, is_due_sql, reason_of
 from mailadmin.models.suppression import REASON_HARD_BOUNCE, SOURCE_SMTP
 from mailadmin.models.types import UTCDateTime, utcnow
 from mailadmin.queue.dispatch import safe_cancel_continuation
+from mailadmin.queue.outages import is_database_outage
 from mailadmin.queue.signals import announce_send_stop
 from mailadmin.services.audit import record_audit
 from mailadmin.services.campaign_state import (
@@ -859,3 +861,30 @@ def note_reenqueued(campaign_id: int, job_id: str, now: datetime) -> None:
     """The recovery sweep enqueued a stalled campaign: its queue row names the job and beats (commits)."""
     _update_queue(campaign_id, current_job_id=job_id, heartbeat_at=now)
     db.session.commit()
+
+
+@contextmanager
+def probe_slice_state(campaign_id: int) -> Iterator[Callable[[], tuple[str | None, bool]]]:
+    """Yield a read of the campaign's status (None once it is gone) and of the global switch (True: sending is off).
+
+    A running slice reads it once per claim batch, and when a stop signal arrives: one statement on a
+    connection of its own in AUTOCOMMIT, so each read sees other commits at once (also on SQLite),
+    holds no transaction and never touches the slice's session. It only reads. Closing a connection
+    the database already dropped is not an error.
+    """
+    switched_off = select(_app_state.c.sending_paused).where(_app_state.c.id == APP_STATE_ID).scalar_subquery()
+    statement = select(_campaigns.c.status, switched_off).where(_campaigns.c.id == campaign_id)
+    connection = db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+    def read() -> tuple[str | None, bool]:
+        row = connection.execute(statement).first()
+        return (None, False) if row is None else (row[0], bool(row[1]))
+
+    try:
+        yield read
+    finally:
+        try:
+            connection.close()
+        except Exception as exc:  # nothing to release on a connection the database dropped
+            if not is_database_outage(exc):
+                raise
