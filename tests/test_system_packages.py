@@ -91,8 +91,8 @@ def test_as_root_with_apt_get_only_the_missing_packages_install_with_no_daemon_s
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_make_test_installs_the_system_packages_first_then_spreads_the_suite_over_the_cores():
-    result = subprocess.run(["make", "-n", "test"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60,
-                            env={k: v for k, v in os.environ.items() if k not in ("PYTEST_ARGS", "MAKEFLAGS")})
+    result = subprocess.run(["make", "--no-print-directory", "-n", "test"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60,
+                            env={k: v for k, v in os.environ.items() if k not in ("PYTEST_ARGS", "MAKEFLAGS", "MAKELEVEL", "MFLAGS")})
 
     commands = result.stdout.splitlines()
     assert commands[0] == "python3 mailadmin/devtools/system_packages.py"
