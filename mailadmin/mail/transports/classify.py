@@ -74,6 +74,11 @@ class ServerHungUp(SmtpProtocolError):
     """The server closed the connection, or answered something that is not an SMTP reply."""
 
 
+class RepliesOutOfStep(SmtpProtocolError):
+    """A reply that cannot belong to the command it answers (a 354 to MAIL FROM, a 250 to DATA), or
+    one more than was asked for: which reply answers which command is no longer known."""
+
+
 class ExtensionMissing(SmtpProtocolError):
     """The session needs an extension the server does not offer (STARTTLS, a usable AUTH)."""
 
@@ -112,6 +117,8 @@ def failure_error(
     where = stage.label
     if isinstance(exc, ServerHungUp):
         text = f"connection closed by the server at {where}"
+    elif isinstance(exc, RepliesOutOfStep):
+        text = f"replies out of step with the commands at {where}"
     elif isinstance(exc, TimeoutError):
         text = f"timed out at {where}"
     elif isinstance(exc, OSError):
