@@ -51,10 +51,10 @@ from mailadmin.jobs.signals import StopListener
 from mailadmin.limits.send_pace import TokenBatch, reserve_send_tokens, settle_send_tokens
 from mailadmin.logging import bind_context
 from mailadmin.mail.bounces import is_hard_bounce, verp_return_path_for
-from mailadmin.mail.connections import Delivery, SmtpConnections
-from mailadmin.mail.message import InvalidAddressError, MessageBuilder
+from mailadmin.mail.connections import Delivery, SendSteps, SmtpConnections
+from mailadmin.mail.message import BuiltMessage, InvalidAddressError, MessageBuilder
 from mailadmin.mail.templates import CampaignTemplates, TemplateBudgetExceeded, recipient_fields
-from mailadmin.mail.transports import PermanentSendError, SendError, Transport, transport_from_url
+from mailadmin.mail.transports import PermanentSendError, SendError, SendOutcome, Transport, transport_from_url
 from mailadmin.mail.unsubscribe import unsubscribe_url_for
 from mailadmin.models import APP_STATE_ID
 from mailadmin.models.campaign import DEFERRED, QUEUED, R_FAILED, R_PENDING, R_SENT, R_SKIPPED, R_UNKNOWN, SENDING
@@ -242,7 +242,8 @@ class SendSlice:
         self.probe_sql = PROBE_SQL.format(placeholder=placeholder, app_state_id=APP_STATE_ID)
         paced = bool(self.settings.smtp_max_per_second)
         self.connections = SmtpConnections(
-            self.settings.smtp_connections, self._new_transport, partial(self._send, builder), clock=self._now,
+            self.settings.smtp_connections, self._new_transport, SendSteps(partial(self._prepare, builder), self._conclude),
+            clock=self._now,
             max_lateness=MAX_SLOT_LATENESS if paced else None, low_water=self.settings.smtp_connections,
             wake_when_free=paced, also_stop_on=_stop_requested,
         )
@@ -466,8 +467,8 @@ class SendSlice:
 
     # --- one message ---------------------------------------------------------------------
 
-    def _send(self, builder: MessageBuilder, transport: Transport, delivery_: Delivery) -> Outcome:
-        """One connection thread: build and send one message; the outcome, never an exception for SMTP trouble."""
+    def _prepare(self, builder: MessageBuilder, delivery_: Delivery) -> BuiltMessage | Outcome:
+        """One connection thread: build one message; the outcome instead when there is nothing to send."""
         claim, batch = delivery_.payload
         try:
             fields = recipient_fields(claim.email, claim.name, claim.fields)
@@ -483,23 +484,28 @@ class SendSlice:
             return self._failed(claim, R_FAILED, None, f"could not build the message: {type(exc).__name__}: {exc}",
                                 attempted=False)
         batch.finish(delivery_.token, self._now())
-        try:
-            result = transport.send(built.envelope_from, built.envelope_to, built.data)
-        except PermanentSendError as exc:
-            return self._failed(claim, R_FAILED, exc.smtp_code, exc.message, error_class="permanent",
-                                hard_bounce=is_hard_bounce(exc.smtp_code, exc.message))
-        except SendError as exc:
+        return built
+
+    def _conclude(
+        self, transport: Transport, delivery_: Delivery, built: BuiltMessage, verdict: SendOutcome | SendError
+    ) -> Outcome:
+        """One connection thread: the outcome of a sent message's verdict, never an exception for SMTP trouble."""
+        claim, batch = delivery_.payload
+        if isinstance(verdict, PermanentSendError):
+            return self._failed(claim, R_FAILED, verdict.smtp_code, verdict.message, error_class="permanent",
+                                hard_bounce=is_hard_bounce(verdict.smtp_code, verdict.message))
+        if isinstance(verdict, SendError):
             # A transient error ends the slice: no connection, this one included, starts another message.
             self.connections.stop()
             # The whole message went out and the verdict was lost: it may have been delivered.
-            status = R_UNKNOWN if exc.outcome_unknown else R_PENDING
-            return self._failed(claim, status, exc.smtp_code, exc.message, error_class="transient")
-        outcome = Outcome(claim, R_SENT, result.smtp_code, built.message_id, sent_at=self.clock())
+            status = R_UNKNOWN if verdict.outcome_unknown else R_PENDING
+            return self._failed(claim, status, verdict.smtp_code, verdict.message, error_class="transient")
+        outcome = Outcome(claim, R_SENT, verdict.smtp_code, built.message_id, sent_at=self.clock())
         logger.bind(
             **self._about(claim, "INFO"),
             smtp_message_id=built.message_id,
             provider=transport.provider,
-            took_ms=round(result.took_ms, 1),
+            took_ms=round(verdict.took_ms, 1),
             rate_limit_count=batch.current_count,
         ).info("Email sent successfully")
         return outcome
