@@ -9,10 +9,15 @@ is finished, stops the workers (SIGTERM) and returns the wall time and the CPU s
   campaign runs: backends come and go with each work horse, so the last sample of each counts; the
   backend of the bench's own status polling is left out);
 * redis-server (`INFO cpu`; exact for the bench's own embedded server).
+
+With `log_dir`, the workers' JSON logs go there and the SMTP round trips the client really spent
+are read back from them: each slice logs "SMTP connections closed" with the messages its
+transports handed over and the writes that waited for a reply (`CampaignRun.round_trips_per_message`).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -37,6 +42,14 @@ class CampaignRun:
     worker_cpu: float
     postgresql_cpu: float | None
     redis_cpu: float | None
+    smtp_messages: int | None = None  # as counted by the transports (None: no log read, or none logged)
+    smtp_round_trips: int | None = None
+
+    @property
+    def round_trips_per_message(self) -> float | None:
+        if not self.smtp_messages:
+            return None
+        return self.smtp_round_trips / self.smtp_messages
 
     @property
     def rate(self) -> float:
@@ -131,13 +144,33 @@ def wait_until_idle(redis_client, timeout: float = 10) -> None:
         time.sleep(0.02)
 
 
-def start_workers(env: dict[str, str], count: int) -> list[subprocess.Popen]:
+def start_workers(env: dict[str, str], count: int, log_dir: Path | None = None) -> list[subprocess.Popen]:
+    """`count` × `python worker.py`, their logs (stdout) in `log_dir`/worker-<i>.log or discarded."""
     environ = {**os.environ, **env, "APP_ENV": "production"}
-    return [
-        subprocess.Popen([sys.executable, "worker.py", "--name", f"bench-{os.getpid()}-{i}"], cwd=PROJECT_ROOT, env=environ,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for i in range(count)
-    ]
+    workers = []
+    for i in range(count):
+        log = open(log_dir / f"worker-{i}.log", "wb") if log_dir is not None else subprocess.DEVNULL  # noqa: SIM115
+        try:
+            workers.append(subprocess.Popen([sys.executable, "worker.py", "--name", f"bench-{os.getpid()}-{i}"],
+                                            cwd=PROJECT_ROOT, env=environ, stdout=log, stderr=subprocess.DEVNULL))
+        finally:
+            if log_dir is not None:
+                log.close()  # the child holds its own copy
+    return workers
+
+
+def smtp_counts(log_dir: Path) -> tuple[int, int] | None:
+    """(messages, round trips) the workers' SMTP transports reported in `log_dir`, or None."""
+    messages = round_trips = 0
+    for path in log_dir.glob("worker-*.log"):
+        with open(path, encoding="utf-8", errors="replace") as log:
+            for line in log:
+                if "SMTP connections closed" not in line:
+                    continue
+                record = json.loads(line)
+                messages += record.get("messages", 0)
+                round_trips += record.get("round_trips", 0)
+    return (messages, round_trips) if messages else None
 
 
 def stop_workers(workers: list[subprocess.Popen]) -> None:
@@ -163,8 +196,10 @@ def wait_for_workers(redis_client, count: int, timeout: float = 30) -> None:
         time.sleep(0.05)
 
 
-def run_campaign_with_workers(env: dict[str, str], campaign_id: int, owner, workers: int, timeout: float = 900) -> CampaignRun:
-    """Start the campaign on `workers` fresh worker processes; return its cost once it is finished."""
+def run_campaign_with_workers(env: dict[str, str], campaign_id: int, owner, workers: int, timeout: float = 900,
+                              log_dir: Path | None = None) -> CampaignRun:
+    """Start the campaign on `workers` fresh worker processes; return its cost once it is finished
+    (and, with `log_dir`, the SMTP round trips read from their logs)."""
     from redis import Redis
 
     from mailadmin.extensions import db
@@ -172,7 +207,7 @@ def run_campaign_with_workers(env: dict[str, str], campaign_id: int, owner, work
     from mailadmin.services.campaigns import start_campaign
 
     redis_client = Redis.from_url(env["REDIS_URL"])
-    processes = start_workers(env, workers)
+    processes = start_workers(env, workers, log_dir)
     try:
         wait_for_workers(redis_client, workers)
         # From here on: start-up (imports, app) is not the campaign's cost.
@@ -189,7 +224,9 @@ def run_campaign_with_workers(env: dict[str, str], campaign_id: int, owner, work
         stop_workers(processes)
         redis_client.close()
     redis_cpu = redis_after - redis_before if redis_before is not None and redis_after is not None else None
-    return CampaignRun(seconds, campaign.sent_count, worker_cpu, sampler.seconds, redis_cpu)
+    counts = smtp_counts(log_dir) if log_dir is not None else None
+    return CampaignRun(seconds, campaign.sent_count, worker_cpu, sampler.seconds, redis_cpu,
+                       *(counts if counts else (None, None)))
 
 
 def _wait_until_finished(campaign_id: int, deadline: float, own_backends: set[int]):
