@@ -10,9 +10,12 @@ is finished, stops the workers (SIGTERM) and returns the wall time and the CPU s
   backend of the bench's own status polling is left out);
 * redis-server (`INFO cpu`; exact for the bench's own embedded server).
 
-With `log_dir`, the workers' JSON logs go there and the SMTP round trips the client really spent
-are read back from them: each slice logs "SMTP connections closed" with the messages its
-transports handed over and the writes that waited for a reply (`CampaignRun.round_trips_per_message`).
+With `log_dir`, the workers' JSON logs go there and two more figures are read back from them: the
+SMTP round trips the client really spent (each slice logs "SMTP connections closed" with the
+messages its transports handed over and the writes that waited for a reply:
+`CampaignRun.round_trips_per_message`), and the steady rate — messages per second between the
+10th and the 90th percentile of the "Email sent successfully" times, i.e. without a slice's start
+(job start, session set-up, slow start) and the campaign's last messages.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -44,6 +48,7 @@ class CampaignRun:
     redis_cpu: float | None
     smtp_messages: int | None = None  # as counted by the transports (None: no log read, or none logged)
     smtp_round_trips: int | None = None
+    steady_rate: float | None = None  # msg/s between the 10th and 90th percentile of send times
 
     @property
     def round_trips_per_message(self) -> float | None:
@@ -159,18 +164,34 @@ def start_workers(env: dict[str, str], count: int, log_dir: Path | None = None) 
     return workers
 
 
-def smtp_counts(log_dir: Path) -> tuple[int, int] | None:
-    """(messages, round trips) the workers' SMTP transports reported in `log_dir`, or None."""
+@dataclass
+class LogFigures:
+    """What the workers' logs tell: the transports' counts and the steady rate."""
+
+    smtp_messages: int | None
+    smtp_round_trips: int | None
+    steady_rate: float | None
+
+
+def log_figures(log_dir: Path) -> LogFigures:
+    """The SMTP counts the workers' transports reported in `log_dir`, and the steady send rate."""
     messages = round_trips = 0
+    sent_at: list[float] = []
     for path in log_dir.glob("worker-*.log"):
         with open(path, encoding="utf-8", errors="replace") as log:
             for line in log:
-                if "SMTP connections closed" not in line:
-                    continue
-                record = json.loads(line)
-                messages += record.get("messages", 0)
-                round_trips += record.get("round_trips", 0)
-    return (messages, round_trips) if messages else None
+                if "Email sent successfully" in line:
+                    sent_at.append(datetime.fromisoformat(json.loads(line)["timestamp"]).timestamp())
+                elif "SMTP connections closed" in line:
+                    record = json.loads(line)
+                    messages += record.get("messages", 0)
+                    round_trips += record.get("round_trips", 0)
+    sent_at.sort()
+    steady = None
+    if len(sent_at) >= 50:
+        first, last = len(sent_at) // 10, len(sent_at) * 9 // 10
+        steady = (last - first) / (sent_at[last] - sent_at[first])
+    return LogFigures(messages or None, round_trips or None, steady)
 
 
 def stop_workers(workers: list[subprocess.Popen]) -> None:
@@ -224,9 +245,9 @@ def run_campaign_with_workers(env: dict[str, str], campaign_id: int, owner, work
         stop_workers(processes)
         redis_client.close()
     redis_cpu = redis_after - redis_before if redis_before is not None and redis_after is not None else None
-    counts = smtp_counts(log_dir) if log_dir is not None else None
+    logged = log_figures(log_dir) if log_dir is not None else LogFigures(None, None, None)
     return CampaignRun(seconds, campaign.sent_count, worker_cpu, sampler.seconds, redis_cpu,
-                       *(counts if counts else (None, None)))
+                       logged.smtp_messages, logged.smtp_round_trips, logged.steady_rate)
 
 
 def _wait_until_finished(campaign_id: int, deadline: float, own_backends: set[int]):

@@ -300,6 +300,9 @@ def relay_variant(env: dict[str, str], owner, relay: dict, *, sink: str, workers
         "share_of_limit": round(run.rate / limit, 2),
         "one_round_trip_limit": round(one_trip_limit, 1),
         "share_of_one_round_trip_limit": round(run.rate / one_trip_limit, 2),
+        # Without the slice's start and the campaign's end (see bench/measure.py).
+        "steady_rate": round(run.steady_rate, 1) if run.steady_rate else None,
+        "steady_share_of_one_round_trip_limit": round(run.steady_rate / one_trip_limit, 2) if run.steady_rate else None,
         "cpu_ms_per_message": run.cpu_ms_per_message(),
         "relay_proxy_cpu_ms_per_message": relay_cpu_ms,
         "baseline_rate": relay["baseline_rate"],
@@ -309,7 +312,9 @@ def relay_variant(env: dict[str, str], owner, relay: dict, *, sink: str, workers
     log(f"relay, {sink_name}, {workers} worker(s) x {connections} connection(s): {run.rate:.0f} msg/s, "
         f"{round_trips:.2f} round trips per message ({'counted' if counted is not None else 'assumed'}): "
         f"{result['share_of_limit']:.0%} of {limit:.0f}, {result['share_of_one_round_trip_limit']:.0%} of the "
-        f"one-round-trip limit {one_trip_limit:.0f}; {result['cpu_ms_per_message']}; proxy {relay_cpu_ms} ms CPU/message")
+        f"one-round-trip limit {one_trip_limit:.0f} (steady: {result['steady_rate']} msg/s, "
+        f"{result['steady_share_of_one_round_trip_limit']}); {result['cpu_ms_per_message']}; "
+        f"proxy {relay_cpu_ms} ms CPU/message")
     return result
 
 
