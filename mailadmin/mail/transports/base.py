@@ -1,5 +1,7 @@
-"""What every transport shares: the `Transport` protocol, the accepted-message outcome and the
-send errors whose class (transient | permanent) tells the send loop what to do with a recipient."""
+"""What every transport shares: the `Transport` protocol (and `OverlappingTransport`, for one that
+writes the next message before the previous verdict has come), the accepted-message outcome, a
+finished message (`Finished`), and the send errors whose class (transient | permanent) tells the
+send loop what to do with a recipient."""
 
 from __future__ import annotations
 

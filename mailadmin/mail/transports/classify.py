@@ -7,6 +7,10 @@ circuit breaker"):
   recipient's fault, so it must trip the circuit breaker rather than fail every recipient;
 * permanent - a 5xx reply to MAIL, RCPT or DATA (the command or the end of the message).
 
+A relay whose replies are out of step with the commands (`RepliesOutOfStep`: a positive reply
+meant for another command, one reply too many) fails the message transiently like a hang-up; the
+client then marks what had wholly gone out `outcome_unknown` (pipelined.py).
+
 The client (session.py, pipelined.py) raises an `SmtpProtocolError` for what the server did and
 lets the network's `OSError`s through; `failure_error` turns either, with the `Stage` it happened
 at, into the `TransientSendError` / `PermanentSendError` the send loop consumes, and

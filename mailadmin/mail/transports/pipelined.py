@@ -352,7 +352,8 @@ class PipelinedSmtpTransport:
         stage = Stage.MAIL  # the stage of `message` whose reply is awaited
         verdict_at = len(finished)  # where the held message's verdict goes
         try:
-            self._write(session, b"".join([held.body] if held else []) + b"".join(self._commands(session, message, chunking)))
+            commands = self._commands(session, message, chunking)
+            self._write(session, b"".join([held.body, *commands] if held else commands))  # one copy, one write
             if held is not None:
                 code, reply = session.reply()
                 if not _in_step(code, (250,)):
