@@ -1,4 +1,5 @@
-"""`make bench`: the send loop's throughput against a bare smtplib loop, on the same local SMTP sink.
+"""`make bench`: the send loop's throughput against a bare smtplib loop, on the same local SMTP sink,
+and through a delaying relay.
 
     python bench/send_loop.py [--messages 5000] [--memory-recipients 100000] [--start-recipients 10000]
 
@@ -18,7 +19,14 @@ Prints ONE JSON line on stdout:
 * start_request_ms: `start_campaign()` (with the per-user throttle) on a 10,000-recipient campaign;
 * worker_peak_rss_mb: peak RSS of `python worker.py --burst` (and its work horses) sending a
   100,000-recipient campaign, next to the same for a 1,000-recipient one: flat means no loading
-  all recipients.
+  all recipients;
+* then one `send_loop_relay` line per relay variant (`--relay-messages 0` skips them): the send path
+  through `bench/relay.py` (~20 ms of round trip) with 1 worker × each `--relay-connections` count
+  on `smtp-sink` (PIPELINING) and on `bench/chunking_sink.py` (PIPELINING and CHUNKING), without
+  PIPELINING and with 2 workers at the largest count: msg/s, the steady rate, CPU per message, the
+  round trips per message the transports counted (from the workers' logs; assumed 2 or 4 for a
+  client that does not count them), the physical limit they allow and the one-round-trip limit.
+  `--messages 0` skips the loopback line.
 
 Database: BENCH_DATABASE_URL, else TEST_DATABASE_URL / DATABASE_URL (PostgreSQL: a scratch database is
 created and dropped), else a temporary SQLite file. Redis: REDIS_URL, else an embedded redis-server
