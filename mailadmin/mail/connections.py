@@ -19,7 +19,10 @@ pipelining client), a connection does not wait for a message's verdict before ta
 Once a message's DATA is accepted its body waits in the transport; if the next delivery is already
 queued and may go out now (its slot reached, no hold, no stop), the connection takes it and the body
 travels in one write with the next envelope; otherwise it sends the body alone and reads the verdict
-("flushes"). Every message still gets exactly one result, in the order their verdicts come.
+("flushes") — except after `stop()`: then the connection is closed in the middle of that message's
+DATA (the relay discards it) and the delivery goes back on `untried`, so after a stop no message
+whose body had not gone out is delivered. Every message still gets exactly one result (or goes
+back untried), in the order their verdicts come.
 
 Hand-over: a delivery is *handed to a connection* at `_begin`, under the lock that `stop()` takes,
 before its first byte may be written: `Delivery.handed_over_at` is set and `on_hand_over` called
@@ -220,8 +223,21 @@ class SmtpConnections:
     def _give_back(self, delivery: Delivery) -> None:
         self.untried.put(delivery)
         with self._lock:
+            self._sending.pop(id(delivery), None)
             self._outstanding -= 1
         self._wake.set()
+
+    def _settle_waiting_body(self, sender: _StepSender | _OneAtATime) -> None:
+        """A body waits and nothing goes with it: send it alone — or, once stopped, take its message
+        back untried: the connection is closed in the middle of its DATA, so the relay discards it
+        and, after a stop, no message whose body had not gone out is delivered."""
+        if not sender.awaiting:
+            return
+        if self._stopped.is_set():
+            for delivery in sender.abandon():
+                self._give_back(delivery)
+        else:
+            self._finished(sender.finish())
 
     def _ready_to_send(self, delivery: Delivery) -> bool:
         """Wait for the delivery's slot and for a hold to end; False when stopped meanwhile or too late."""
@@ -296,7 +312,7 @@ class SmtpConnections:
             self._serve(sender)
         finally:
             try:
-                self._finished(sender.finish())  # a body waiting for company is never left behind
+                self._settle_waiting_body(sender)  # a body waiting for company is never left behind
             finally:
                 with self._lock:
                     self.messages_sent_over_smtp += getattr(transport, "transactions", 0)
@@ -309,7 +325,7 @@ class SmtpConnections:
             if sender.awaiting:
                 delivery = self._waiting_delivery()
                 if delivery is None or delivery is _DONE or not self._due_now(delivery):
-                    self._finished(sender.finish())  # nothing to go with: the body goes out alone
+                    self._settle_waiting_body(sender)  # nothing to go with
                     if delivery is None:
                         continue
             else:
@@ -352,6 +368,9 @@ class _OneAtATime:
     def finish(self) -> list[tuple[Delivery, Any]]:
         return []
 
+    def abandon(self) -> list[Delivery]:
+        return []
+
 
 class _StepSender:
     """A connection sending in `SendSteps`: overlapped when the transport has `start`/`finish`
@@ -383,6 +402,13 @@ class _StepSender:
 
     def finish(self) -> list[tuple[Delivery, Any]]:
         return self._verdicts(self.transport.finish) if self.awaiting else []  # type: ignore[attr-defined]
+
+    def abandon(self) -> list[Delivery]:
+        """Close the connection in the middle of the waiting message's DATA: the deliveries handed
+        over and not finished (that one: its body never went out)."""
+        self.transport.close()
+        abandoned, self.handed_over = self.handed_over, {}
+        return [delivery for delivery, _ in abandoned.values()]
 
     def _verdicts(self, step: Callable[[], list[Finished]]) -> list[tuple[Delivery, Any]]:
         """Run a transport step; each message it finished, with the result `conclude` makes of it."""

@@ -78,10 +78,14 @@ def test_pause_with_ten_connections_busy_stops_every_connection_before_its_next_
 
     assert wire.seen == started_at_pause  # no connection began another message
     assert len(smtp.mail_times) == started_at_pause
-    assert len(smtp.messages) == started_at_pause  # the ten in flight were delivered ...
+    # Those whose body was out were delivered; a message whose envelope had gone out with the
+    # previous body but not its own body yet was taken back (the connection closed in its DATA):
+    # at most one per connection.
+    delivered = len(smtp.messages)
+    assert started_at_pause - 10 <= delivered <= started_at_pause
     paused = fresh_campaign(campaign.id)
-    assert paused.status == "paused" and paused.sent_count == started_at_pause  # ... and recorded as sent
-    assert recipient_statuses(campaign.id) == {"sent": started_at_pause, "pending": 60 - started_at_pause}
+    assert paused.status == "paused" and paused.sent_count == delivered  # ... and recorded as sent
+    assert recipient_statuses(campaign.id) == {"sent": delivered, "pending": 60 - delivered}
 
     smtp.delay_per_message(0)
     campaigns.resume_campaign(paused, admin)
