@@ -9,10 +9,18 @@ is finished, stops the workers (SIGTERM) and returns the wall time and the CPU s
   campaign runs: backends come and go with each work horse, so the last sample of each counts; the
   backend of the bench's own status polling is left out);
 * redis-server (`INFO cpu`; exact for the bench's own embedded server).
+
+With `log_dir`, the workers' JSON logs go there and two more figures are read back from them: the
+SMTP round trips the client really spent (each slice logs "SMTP connections closed" with the
+messages its transports handed over and the writes that waited for a reply:
+`CampaignRun.round_trips_per_message`), and the steady rate — messages per second between the
+10th and the 90th percentile of the "Email sent successfully" times, i.e. without a slice's start
+(job start, session set-up, slow start) and the campaign's last messages.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -20,6 +28,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -37,6 +46,15 @@ class CampaignRun:
     worker_cpu: float
     postgresql_cpu: float | None
     redis_cpu: float | None
+    smtp_messages: int | None = None  # as counted by the transports (None: no log read, or none logged)
+    smtp_round_trips: int | None = None
+    steady_rate: float | None = None  # msg/s between the 10th and 90th percentile of send times
+
+    @property
+    def round_trips_per_message(self) -> float | None:
+        if not self.smtp_messages:
+            return None
+        return self.smtp_round_trips / self.smtp_messages
 
     @property
     def rate(self) -> float:
@@ -131,13 +149,49 @@ def wait_until_idle(redis_client, timeout: float = 10) -> None:
         time.sleep(0.02)
 
 
-def start_workers(env: dict[str, str], count: int) -> list[subprocess.Popen]:
+def start_workers(env: dict[str, str], count: int, log_dir: Path | None = None) -> list[subprocess.Popen]:
+    """`count` × `python worker.py`, their logs (stdout) in `log_dir`/worker-<i>.log or discarded."""
     environ = {**os.environ, **env, "APP_ENV": "production"}
-    return [
-        subprocess.Popen([sys.executable, "worker.py", "--name", f"bench-{os.getpid()}-{i}"], cwd=PROJECT_ROOT, env=environ,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for i in range(count)
-    ]
+    workers = []
+    for i in range(count):
+        log = open(log_dir / f"worker-{i}.log", "wb") if log_dir is not None else subprocess.DEVNULL  # noqa: SIM115
+        try:
+            workers.append(subprocess.Popen([sys.executable, "worker.py", "--name", f"bench-{os.getpid()}-{i}"],
+                                            cwd=PROJECT_ROOT, env=environ, stdout=log, stderr=subprocess.DEVNULL))
+        finally:
+            if log_dir is not None:
+                log.close()  # the child holds its own copy
+    return workers
+
+
+@dataclass
+class LogFigures:
+    """What the workers' logs tell: the transports' counts and the steady rate."""
+
+    smtp_messages: int | None
+    smtp_round_trips: int | None
+    steady_rate: float | None
+
+
+def log_figures(log_dir: Path) -> LogFigures:
+    """The SMTP counts the workers' transports reported in `log_dir`, and the steady send rate."""
+    messages = round_trips = 0
+    sent_at: list[float] = []
+    for path in log_dir.glob("worker-*.log"):
+        with open(path, encoding="utf-8", errors="replace") as log:
+            for line in log:
+                if "Email sent successfully" in line:
+                    sent_at.append(datetime.fromisoformat(json.loads(line)["timestamp"]).timestamp())
+                elif "SMTP connections closed" in line:
+                    record = json.loads(line)
+                    messages += record.get("messages", 0)
+                    round_trips += record.get("round_trips", 0)
+    sent_at.sort()
+    steady = None
+    if len(sent_at) >= 50:
+        first, last = len(sent_at) // 10, len(sent_at) * 9 // 10
+        steady = (last - first) / (sent_at[last] - sent_at[first])
+    return LogFigures(messages or None, round_trips or None, steady)
 
 
 def stop_workers(workers: list[subprocess.Popen]) -> None:
@@ -163,8 +217,10 @@ def wait_for_workers(redis_client, count: int, timeout: float = 30) -> None:
         time.sleep(0.05)
 
 
-def run_campaign_with_workers(env: dict[str, str], campaign_id: int, owner, workers: int, timeout: float = 900) -> CampaignRun:
-    """Start the campaign on `workers` fresh worker processes; return its cost once it is finished."""
+def run_campaign_with_workers(env: dict[str, str], campaign_id: int, owner, workers: int, timeout: float = 900,
+                              log_dir: Path | None = None) -> CampaignRun:
+    """Start the campaign on `workers` fresh worker processes; return its cost once it is finished
+    (and, with `log_dir`, the SMTP round trips read from their logs)."""
     from redis import Redis
 
     from mailadmin.extensions import db
@@ -172,7 +228,7 @@ def run_campaign_with_workers(env: dict[str, str], campaign_id: int, owner, work
     from mailadmin.services.campaigns import start_campaign
 
     redis_client = Redis.from_url(env["REDIS_URL"])
-    processes = start_workers(env, workers)
+    processes = start_workers(env, workers, log_dir)
     try:
         wait_for_workers(redis_client, workers)
         # From here on: start-up (imports, app) is not the campaign's cost.
@@ -189,7 +245,9 @@ def run_campaign_with_workers(env: dict[str, str], campaign_id: int, owner, work
         stop_workers(processes)
         redis_client.close()
     redis_cpu = redis_after - redis_before if redis_before is not None and redis_after is not None else None
-    return CampaignRun(seconds, campaign.sent_count, worker_cpu, sampler.seconds, redis_cpu)
+    logged = log_figures(log_dir) if log_dir is not None else LogFigures(None, None, None)
+    return CampaignRun(seconds, campaign.sent_count, worker_cpu, sampler.seconds, redis_cpu,
+                       logged.smtp_messages, logged.smtp_round_trips, logged.steady_rate)
 
 
 def _wait_until_finished(campaign_id: int, deadline: float, own_backends: set[int]):

@@ -1,4 +1,5 @@
-"""`make bench`: the send loop's throughput against a bare smtplib loop, on the same local SMTP sink.
+"""`make bench`: the send loop's throughput against a bare smtplib loop, on the same local SMTP sink,
+and through a delaying relay.
 
     python bench/send_loop.py [--messages 5000] [--memory-recipients 100000] [--start-recipients 10000]
 
@@ -18,7 +19,14 @@ Prints ONE JSON line on stdout:
 * start_request_ms: `start_campaign()` (with the per-user throttle) on a 10,000-recipient campaign;
 * worker_peak_rss_mb: peak RSS of `python worker.py --burst` (and its work horses) sending a
   100,000-recipient campaign, next to the same for a 1,000-recipient one: flat means no loading
-  all recipients.
+  all recipients;
+* then one `send_loop_relay` line per relay variant (`--relay-messages 0` skips them): the send path
+  through `bench/relay.py` (~20 ms of round trip) with 1 worker × each `--relay-connections` count
+  on `smtp-sink` (PIPELINING) and on `bench/chunking_sink.py` (PIPELINING and CHUNKING), without
+  PIPELINING and with 2 workers at the largest count: msg/s, the steady rate, CPU per message, the
+  round trips per message the transports counted (from the workers' logs; assumed 2 or 4 for a
+  client that does not count them), the physical limit they allow and the one-round-trip limit.
+  `--messages 0` skips the loopback line.
 
 Database: BENCH_DATABASE_URL, else TEST_DATABASE_URL / DATABASE_URL (PostgreSQL: a scratch database is
 created and dropped), else a temporary SQLite file. Redis: REDIS_URL, else an embedded redis-server
@@ -243,61 +251,111 @@ def delaying_relay(upstream_url: str, delay_ms: float):
         process.wait(10)
 
 
-def relay_variant(env: dict[str, str], owner, relay: dict, *, workers: int, connections: int, pipelining: bool,
+@contextmanager
+def chunking_sink():
+    """(url, pid) of `bench.chunking_sink` (its own process): a sink offering PIPELINING and CHUNKING."""
+    process = subprocess.Popen([sys.executable, "-m", "bench.chunking_sink"], cwd=PROJECT_ROOT,
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline()
+        if not line.startswith("listening "):
+            raise RuntimeError("the chunking sink did not start")
+        yield f"smtp://127.0.0.1:{int(line.split()[1])}"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+# The sinks behind the relay: what each offers, and the round trips per message assumed for a client
+# that does not count them (the code before the counters: 2 pipelined, 4 in lock-step).
+RELAY_SINKS = {
+    "smtp-sink": ("postfix smtp-sink: PIPELINING", 2),
+    "smtp-sink -p": ("postfix smtp-sink -p: no PIPELINING", 4),
+    "chunking": ("bench.chunking_sink: PIPELINING and CHUNKING", 2),
+}
+
+
+def relay_variant(env: dict[str, str], owner, relay: dict, *, sink: str, workers: int, connections: int,
                   messages: int) -> dict:
-    """One send-path run through the delaying relay: msg/s, CPU per message and the physical limit."""
-    url, relay_pid = relay["url"] if pipelining else relay["url_no_pipelining"]
+    """One send-path run through the delaying relay: msg/s, CPU per message, the round trips the client
+    really used (counted by its transports) and the physical limit they allow."""
+    url, relay_pid = relay["urls"][sink]
     env = {**env, "SMTP_URL": url, "MAILER_SMTP_CONNECTIONS": str(connections),
            "MAILER_SEND_PARALLEL_SLICES": str(workers)}
-    campaign_id = create_campaign(owner.id, messages, f"relay {workers}x{connections} {pipelining}")
+    campaign_id = create_campaign(owner.id, messages, f"relay {sink} {workers}x{connections}")
     relay_cpu = process_cpu(relay_pid)
-    run = run_campaign_with_workers(env, campaign_id, owner, workers)
+    with tempfile.TemporaryDirectory(prefix="mailadmin-bench-logs-") as log_dir:
+        run = run_campaign_with_workers(env, campaign_id, owner, workers, log_dir=Path(log_dir))
     # The proxy is bench tooling, not the product: its CPU is reported apart from the total.
     relay_cpu_ms = round((process_cpu(relay_pid) - relay_cpu) * 1000 / run.sent, 3)
-    round_trips = 2 if pipelining else 4
-    limit = workers * connections / (round_trips * relay["rtt_ms"] / 1000)
+    sink_name, assumed = RELAY_SINKS[sink]
+    counted = run.round_trips_per_message
+    round_trips = counted if counted is not None else assumed
+    rtt = relay["rtt_ms"] / 1000
+    limit = workers * connections / (round_trips * rtt)
+    one_trip_limit = workers * connections / rtt
     result = {
         "bench": "send_loop_relay",
+        "sink": sink_name,
         "workers": workers,
         "connections": connections,
-        "pipelining": pipelining,
         "messages": messages,
         "send_rate": round(run.rate, 1),
         "rtt_ms": relay["rtt_ms"],
-        "round_trips_per_message": round_trips,
+        "round_trips_per_message": round(round_trips, 3),
+        "round_trips_counted": counted is not None,
         "physical_limit": round(limit, 1),
         "share_of_limit": round(run.rate / limit, 2),
+        "one_round_trip_limit": round(one_trip_limit, 1),
+        "share_of_one_round_trip_limit": round(run.rate / one_trip_limit, 2),
+        # Without the slice's start and the campaign's end (see bench/measure.py).
+        "steady_rate": round(run.steady_rate, 1) if run.steady_rate else None,
+        "steady_share_of_one_round_trip_limit": round(run.steady_rate / one_trip_limit, 2) if run.steady_rate else None,
         "cpu_ms_per_message": run.cpu_ms_per_message(),
         "relay_proxy_cpu_ms_per_message": relay_cpu_ms,
         "baseline_rate": relay["baseline_rate"],
         "ratio": round(run.rate / relay["baseline_rate"], 1),
         "baseline": "smtplib, one connection, same relay",
     }
-    log(f"relay {workers} worker(s) x {connections} connection(s), pipelining {pipelining}: "
-        f"{run.rate:.0f} msg/s ({result['share_of_limit']:.0%} of {limit:.0f}), {result['cpu_ms_per_message']}; "
-        f"relay proxy {relay_cpu_ms} ms CPU per message")
+    log(f"relay, {sink_name}, {workers} worker(s) x {connections} connection(s): {run.rate:.0f} msg/s, "
+        f"{round_trips:.2f} round trips per message ({'counted' if counted is not None else 'assumed'}): "
+        f"{result['share_of_limit']:.0%} of {limit:.0f}, {result['share_of_one_round_trip_limit']:.0%} of the "
+        f"one-round-trip limit {one_trip_limit:.0f} (steady: {result['steady_rate']} msg/s, "
+        f"{result['steady_share_of_one_round_trip_limit']}); {result['cpu_ms_per_message']}; "
+        f"proxy {relay_cpu_ms} ms CPU/message")
     return result
 
 
 def relay_benchmarks(stack: ExitStack, env: dict[str, str], owner, data: bytes, args) -> list[dict]:
-    """The relay variants: 1 worker x N connections with and without pipelining, 2 workers."""
+    """The relay variants: 1 worker × each of `--relay-connections` on each sink, smtp-sink without
+    PIPELINING and 2 workers at the largest count."""
     from bench.relay import measure_round_trip_ms
 
-    sink, _ = stack.enter_context(smtp_sink())
-    sink_no_pipelining, _ = stack.enter_context(smtp_sink(pipelining=False))
-    relay = {
-        "url": stack.enter_context(delaying_relay(sink, args.relay_delay_ms)),
-        "url_no_pipelining": stack.enter_context(delaying_relay(sink_no_pipelining, args.relay_delay_ms)),
+    upstreams = {
+        "smtp-sink": stack.enter_context(smtp_sink())[0],
+        "smtp-sink -p": stack.enter_context(smtp_sink(pipelining=False))[0],
+        "chunking": stack.enter_context(chunking_sink()),
     }
-    parts = urlsplit(relay["url"][0])
+    relay = {"urls": {name: stack.enter_context(delaying_relay(url, args.relay_delay_ms))
+                      for name, url in upstreams.items()}}
+    parts = urlsplit(relay["urls"]["smtp-sink"][0])
     relay["rtt_ms"] = round(measure_round_trip_ms(parts.hostname, parts.port), 2)
-    relay["baseline_rate"] = round(baseline_rate(relay["url"][0], data, max(20, args.relay_messages // 20)), 1)
+    relay["baseline_rate"] = round(
+        baseline_rate(relay["urls"]["smtp-sink"][0], data, max(20, args.relay_messages // 20)), 1)
     log(f"relay: {relay['rtt_ms']} ms round trip; smtplib over one connection: {relay['baseline_rate']} msg/s")
-    connections = args.relay_connections
-    variants = [(1, connections, True), (1, connections, False), (2, connections, True)]
+    counts = [int(count) for count in args.relay_connections.split(",")]
+    wanted = set(args.relay_sinks.split(","))
+    variants = [
+        *(("smtp-sink", 1, count) for count in counts),
+        ("smtp-sink -p", 1, max(counts)),
+        ("smtp-sink", 2, max(counts)),
+        *(("chunking", 1, count) for count in counts),
+    ]
     return [
-        relay_variant(env, owner, relay, workers=w, connections=c, pipelining=p, messages=args.relay_messages)
-        for w, c, p in variants
+        relay_variant(env, owner, relay, sink=sink, workers=workers, connections=count,
+                      messages=max(200, args.relay_messages * workers * count // 10))
+        for sink, workers, count in variants
+        if sink in wanted
     ]
 
 
@@ -349,12 +407,14 @@ def worker_peak_rss_mb(env: dict[str, str], owner_id: int, count: int) -> float:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="send loop benchmark")
-    parser.add_argument("--messages", type=int, default=5000)
+    parser.add_argument("--messages", type=int, default=5000, help="0 skips the loopback line")
     parser.add_argument("--memory-recipients", type=int, default=100_000, help="0 skips the memory run")
     parser.add_argument("--start-recipients", type=int, default=10_000)
     parser.add_argument("--relay-messages", type=int, default=3000, help="0 skips the relay variants")
     parser.add_argument("--relay-delay-ms", type=float, default=10.0, help="delay the relay adds each way")
-    parser.add_argument("--relay-connections", type=int, default=10)
+    parser.add_argument("--relay-connections", default="1,5,10", help="connection counts, comma-separated")
+    parser.add_argument("--relay-sinks", default=",".join(RELAY_SINKS),
+                        help=f"which relay sinks, comma-separated: {', '.join(RELAY_SINKS)}")
     return parser.parse_args(argv)
 
 
@@ -367,6 +427,44 @@ def memory_figures(env: dict[str, str], owner_id: int, recipients: int) -> tuple
     peak = worker_peak_rss_mb(env, owner_id, recipients)
     log(f"worker peak RSS, {recipients:,} recipients: {peak:.0f} MB")
     return small, peak
+
+
+def loopback_line(env: dict[str, str], owner, campaign_id: int, smtp: str, data: bytes, args, sink_name: str,
+                  db_label: str) -> dict:
+    """The send path on loopback against bare smtplib into the same sink; start request; worker memory."""
+    from flask import current_app
+
+    settings = current_app.config["SETTINGS"]
+    # The baseline runs before and after the send path and the faster run counts: on a shared
+    # machine this keeps a momentary slowdown from flattering the ratio.
+    before = baseline_rate(smtp, data, args.messages)
+    run = run_campaign_with_workers(env, campaign_id, owner, 1)
+    rate = run.rate
+    after = baseline_rate(smtp, data, args.messages)
+    base = max(before, after)
+    log(f"baseline: {before:.0f} / {after:.0f} msg/s (before / after); send path: {rate:.0f} msg/s, "
+        f"CPU ms per message: {run.cpu_ms_per_message()}")
+    start_ms = start_request_ms(owner, args.start_recipients) if args.start_recipients else None
+    if start_ms is not None:
+        log(f"start request ({args.start_recipients} recipients): {start_ms:.1f} ms")
+    small, peak = memory_figures(env, owner.id, args.memory_recipients)
+    return {
+        "bench": "send_loop",
+        "messages": args.messages,
+        "send_rate": round(rate, 1),
+        "baseline_rate": round(base, 1),
+        "ratio": round(rate / base, 2),
+        "sink": sink_name,
+        "database": db_label,
+        "batch_size": settings.send_batch_size,
+        "connections": settings.smtp_connections,
+        "cpu_ms_per_message": run.cpu_ms_per_message(),
+        "start_request_ms": round(start_ms, 1) if start_ms is not None else None,
+        "start_recipients": args.start_recipients,
+        "worker_peak_rss_mb": round(peak, 1) if peak is not None else None,
+        "worker_peak_rss_mb_small": round(small, 1) if small is not None else None,
+        "memory_recipients": args.memory_recipients,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -391,44 +489,14 @@ def main(argv: list[str] | None = None) -> int:
         stack.enter_context(app.app_context())
         db.create_all()
         owner = create_user("bench@example.com", "manager", "bench-password-123")
-        settings = app.config["SETTINGS"]
 
-        campaign_id = create_campaign(owner.id, args.messages, "send loop")
+        campaign_id = create_campaign(owner.id, args.messages or 1, "send loop")
         data = sample_message(campaign_id)
-        # The baseline runs before and after the send path and the faster run counts: on a shared
-        # machine this keeps a momentary slowdown from flattering the ratio.
-        before = baseline_rate(smtp, data, args.messages)
-        run = run_campaign_with_workers(env, campaign_id, owner, 1)
-        rate = run.rate
-        after = baseline_rate(smtp, data, args.messages)
-        base = max(before, after)
-        log(f"baseline: {before:.0f} / {after:.0f} msg/s (before / after); send path: {rate:.0f} msg/s, "
-            f"CPU ms per message: {run.cpu_ms_per_message()}")
-        start_ms = start_request_ms(owner, args.start_recipients) if args.start_recipients else None
-        if start_ms is not None:
-            log(f"start request ({args.start_recipients} recipients): {start_ms:.1f} ms")
-        small, peak = memory_figures(env, owner.id, args.memory_recipients)
-        result = {
-            "bench": "send_loop",
-            "messages": args.messages,
-            "send_rate": round(rate, 1),
-            "baseline_rate": round(base, 1),
-            "ratio": round(rate / base, 2),
-            "sink": sink_name,
-            "database": db_label,
-            "batch_size": settings.send_batch_size,
-            "connections": settings.smtp_connections,
-            "cpu_ms_per_message": run.cpu_ms_per_message(),
-            "start_request_ms": round(start_ms, 1) if start_ms is not None else None,
-            "start_recipients": args.start_recipients,
-            "worker_peak_rss_mb": round(peak, 1) if peak is not None else None,
-            "worker_peak_rss_mb_small": round(small, 1) if small is not None else None,
-            "memory_recipients": args.memory_recipients,
-        }
-        relay_lines = relay_benchmarks(stack, env, owner, data, args) if args.relay_messages else []
+        lines = [loopback_line(env, owner, campaign_id, smtp, data, args, sink_name, db_label)] if args.messages else []
+        lines += relay_benchmarks(stack, env, owner, data, args) if args.relay_messages else []
         db.session.remove()
         db.engine.dispose()
-    for line in [result, *relay_lines]:
+    for line in lines:
         print(json.dumps(line), flush=True)
     return 0
 

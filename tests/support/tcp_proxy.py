@@ -1,6 +1,7 @@
 """A small TCP proxy the fault tests put in front of PostgreSQL: `cut()` closes the listening
 socket and every open connection (the database "vanishes" for the app), `restore()` listens again
-on the same port."""
+on the same port. In front of an SMTP server it counts what the client wrote on the wire (`watch`):
+the moment a command left the client, which the server may read much later."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ _CHUNK = 65536
 class TcpProxy:
     """Forwards 127.0.0.1:`port` to `upstream_host`:`upstream_port`, one thread per direction."""
 
-    def __init__(self, upstream_host: str, upstream_port: int, port: int | None = None) -> None:
+    def __init__(self, upstream_host: str, upstream_port: int, port: int | None = None, *, watch: bytes = b"") -> None:
         self.upstream = (upstream_host, upstream_port)
         self.port = port or free_port()
+        self.watch = watch
+        self.seen = 0  # occurrences of `watch` in what clients sent (counted as it passes)
         self._listener: socket.socket | None = None
         self._open: set[socket.socket] = set()
         self._lock = threading.Lock()
@@ -69,11 +72,18 @@ class TcpProxy:
                     return
                 self._open.update((client, server))
             for source, target in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
+                watched = self.watch if source is client else b""
+                threading.Thread(target=self._pump, args=(source, target, watched), daemon=True).start()
 
-    def _pump(self, source: socket.socket, target: socket.socket) -> None:
+    def _pump(self, source: socket.socket, target: socket.socket, watched: bytes = b"") -> None:
+        tail = b""  # the end of the previous chunk: a watched marker may be split between two
         try:
             while data := source.recv(_CHUNK):
+                if watched:
+                    window = tail + data
+                    with self._lock:
+                        self.seen += window.count(watched)
+                    tail = window[-(len(watched) - 1):] if len(watched) > 1 else b""
                 target.sendall(data)
         except OSError:
             pass

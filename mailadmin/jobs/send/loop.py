@@ -188,7 +188,7 @@ class SendSlice:
         sender = MessageSender(self._builder(campaign), self.campaign_id, campaign.queue_id, self.clock)
         paced = bool(self.settings.smtp_max_per_second)
         connections = SmtpConnections(
-            self.settings.smtp_connections, self._new_transport, sender, clock=lambda: self.clock().timestamp(),
+            self.settings.smtp_connections, self._new_transport, sender.steps, clock=lambda: self.clock().timestamp(),
             max_lateness=MAX_SLOT_LATENESS if paced else None, low_water=self.settings.smtp_connections,
             wake_when_free=paced, also_stop_on=SHUTDOWN_REQUESTED,
         )

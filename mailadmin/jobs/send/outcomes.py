@@ -26,10 +26,10 @@ from loguru import logger
 
 from mailadmin.logging.policy import LOGGER_NAME_FIELD
 from mailadmin.mail.bounces import is_hard_bounce
-from mailadmin.mail.connections import Delivery, SmtpConnections
-from mailadmin.mail.message import InvalidAddressError, MessageBuilder
+from mailadmin.mail.connections import Delivery, SendSteps, SmtpConnections
+from mailadmin.mail.message import BuiltMessage, InvalidAddressError, MessageBuilder
 from mailadmin.mail.templates import TemplateBudgetExceeded, recipient_fields
-from mailadmin.mail.transports import ErrorClass, PermanentSendError, SendError, Transport
+from mailadmin.mail.transports import ErrorClass, PermanentSendError, SendError, SendOutcome, Transport
 from mailadmin.models.campaign import R_FAILED, R_PENDING, R_SENT, R_SKIPPED, R_UNKNOWN
 from mailadmin.pii import get_pii_log_fields
 from mailadmin.services.delivery import Claim, Outcome
@@ -81,7 +81,8 @@ def classify_send_error(exc: SendError) -> Failure:
 
 
 class MessageSender:
-    """`send_one` of the slice's connections: one message per call, on the connection's thread."""
+    """The slice's connections' `SendSteps`: build one message, then turn its verdict into an outcome,
+    each on the connection's thread."""
 
     def __init__(
         self, builder: MessageBuilder, campaign_id: int, queue_id: int, clock: Callable[[], datetime]
@@ -92,34 +93,43 @@ class MessageSender:
         self.clock = clock
         self.connections: SmtpConnections | None = None  # set once they are open: a transient failure stops them
 
-    def __call__(self, transport: Transport, delivery: Delivery) -> Outcome:
-        """Build and send one message, keep its token's books; the outcome, never an exception for SMTP trouble."""
+    def prepare(self, delivery: Delivery) -> BuiltMessage | Outcome:
+        """Build one message and date its token; the outcome instead when there is nothing to send."""
         claim, tokens = delivery.payload
         try:
             built = self.builder.build(claim.id, claim.email, recipient_fields(claim.email, claim.name, claim.fields))
         except Exception as exc:  # a template error on this recipient's data fails only this recipient
             tokens.finish(delivery.token, None)
             return self._failed(claim, classify_build_error(exc))
-        attempt_at = self.clock().timestamp()
-        tokens.begin(delivery.token, attempt_at)
-        try:
-            result = transport.send(built.envelope_from, built.envelope_to, built.data)
-        except SendError as exc:
-            failure = classify_send_error(exc)
+        tokens.begin(delivery.token, self.clock().timestamp())
+        return built
+
+    def conclude(self, transport: Transport, delivery: Delivery, built: BuiltMessage,
+                 verdict: SendOutcome | SendError) -> Outcome:
+        """The outcome of a sent message's verdict, its token's books kept; never an exception for SMTP trouble."""
+        claim, tokens = delivery.payload
+        attempt_at = tokens.sent_at[delivery.token]
+        if isinstance(verdict, SendError):
+            failure = classify_send_error(verdict)
             tokens.finish(delivery.token, attempt_at, counted=not failure.refused)
             if failure.ends_slice:  # no connection, this one included, starts another message
                 self.connections.stop()
             return self._failed(claim, failure)
         tokens.finish(delivery.token, attempt_at)
-        outcome = Outcome(claim, R_SENT, result.smtp_code, built.message_id, sent_at=self.clock())
+        outcome = Outcome(claim, R_SENT, verdict.smtp_code, built.message_id, sent_at=self.clock())
         logger.bind(
             **self._about(claim, "INFO"),
             smtp_message_id=built.message_id,
             provider=transport.provider,
-            took_ms=round(result.took_ms, 1),
+            took_ms=round(verdict.took_ms, 1),
             rate_limit_count=tokens.current_count,
         ).info("Email sent successfully")
         return outcome
+
+    @property
+    def steps(self) -> SendSteps:
+        """The two steps the connections run, so that one can write the next message before this verdict."""
+        return SendSteps(self.prepare, self.conclude)
 
     def _about(self, claim: Claim, level: str) -> dict:
         """The fields every per-recipient record carries: ids and the address as `level` may show it."""

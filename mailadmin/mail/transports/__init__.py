@@ -1,8 +1,11 @@
-"""The seam between the send loop and a mail provider: one `Transport` protocol (base.py), SMTP
-first: pipelined.py (our RFC 2920 client, what `transport_from_url` returns), session.py (its
-connection set-up), classify.py (transient | permanent for each reply and failure). A second
-provider (an HTTP API) or a test double implements `Transport` and is chosen here by
-`transport_from_url()`, the one place the send loop and the test email get theirs.
+"""The seam between the send loop and a mail provider: one `Transport` protocol (base.py; a
+transport that can write the next message before the previous verdict also implements
+`OverlappingTransport`: `start` / `finish`, each message coming back once as a `Finished`), SMTP
+first: pipelined.py (our RFC 2920 client, BDAT when CHUNKING is offered; what `transport_from_url`
+returns), session.py (its connection set-up and reply reading), classify.py (transient | permanent
+for each reply and failure). A second provider (an HTTP API) or a test double implements
+`Transport` and is chosen here by `transport_from_url()`, the one place the send loop and the test
+email get theirs.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from urllib.parse import urlsplit
 
 from mailadmin.mail.transports.base import (
     ErrorClass,
+    Finished,
+    OverlappingTransport,
     PermanentSendError,
     SendError,
     SendOutcome,
@@ -20,8 +25,8 @@ from mailadmin.mail.transports.base import (
 from mailadmin.mail.transports.pipelined import SECURITY_BY_SCHEME, PipelinedSmtpTransport
 
 __all__ = [
-    "ErrorClass", "PermanentSendError", "PipelinedSmtpTransport", "SendError", "SendOutcome", "TransientSendError",
-    "Transport",
+    "ErrorClass", "Finished", "OverlappingTransport", "PermanentSendError", "PipelinedSmtpTransport", "SendError",
+    "SendOutcome", "TransientSendError", "Transport",
     "transport_from_url",
 ]
 

@@ -1,8 +1,11 @@
-"""What every transport shares: the `Transport` protocol, the accepted-message outcome and the
-send errors whose class (transient | permanent) tells the send loop what to do with a recipient."""
+"""What every transport shares: the `Transport` protocol (and `OverlappingTransport`, for one that
+writes the next message before the previous verdict has come), the accepted-message outcome, a
+finished message (`Finished`), and the send errors whose class (transient | permanent) tells the
+send loop what to do with a recipient."""
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -26,6 +29,29 @@ class Transport(Protocol):
 
     def close(self) -> None:
         """Close the connection if one is open; the transport may be used again afterwards."""
+        ...
+
+
+class OverlappingTransport(Transport, Protocol):
+    """A transport that can write the next message before the previous one's verdict has come
+    (SMTP PIPELINING: one message's end of data travels with the next one's envelope).
+
+    `start` hands a message over and returns every message whose transaction is now over (an earlier
+    one, this one, or none yet); `finish` sends what waits for company and returns the rest. Each
+    message handed over comes back exactly once, as a `Finished` carrying its `ticket`.
+    """
+
+    @property
+    def awaiting(self) -> bool:
+        """A message handed over is still waiting for its verdict (`finish` would complete it)."""
+        ...
+
+    def start(self, envelope_from: str, envelope_to: str, data: bytes, ticket: Hashable) -> list[Finished]:
+        """Hand `data` over; the messages (this one or earlier ones) whose transaction is over."""
+        ...
+
+    def finish(self) -> list[Finished]:
+        """Complete every message handed over; their verdicts."""
         ...
 
 
@@ -77,3 +103,12 @@ class SendOutcome:
     smtp_reply: str
     took_ms: float
     reconnected: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """A message whose transaction is over: the ticket it was handed over with, and its outcome or error."""
+
+    ticket: Hashable
+    outcome: SendOutcome | None = None
+    error: SendError | None = None

@@ -7,6 +7,10 @@ circuit breaker"):
   recipient's fault, so it must trip the circuit breaker rather than fail every recipient;
 * permanent - a 5xx reply to MAIL, RCPT or DATA (the command or the end of the message).
 
+A relay whose replies are out of step with the commands (`RepliesOutOfStep`: a positive reply
+meant for another command, one reply too many) fails the message transiently like a hang-up; the
+client then marks what had wholly gone out `outcome_unknown` (pipelined.py).
+
 The client (session.py, pipelined.py) raises an `SmtpProtocolError` for what the server did and
 lets the network's `OSError`s through; `failure_error` turns either, with the `Stage` it happened
 at, into the `TransientSendError` / `PermanentSendError` the send loop consumes, and
@@ -74,6 +78,11 @@ class ServerHungUp(SmtpProtocolError):
     """The server closed the connection, or answered something that is not an SMTP reply."""
 
 
+class RepliesOutOfStep(SmtpProtocolError):
+    """A reply that cannot belong to the command it answers (a 354 to MAIL FROM, a 250 to DATA), or
+    one more than was asked for: which reply answers which command is no longer known."""
+
+
 class ExtensionMissing(SmtpProtocolError):
     """The session needs an extension the server does not offer (STARTTLS, a usable AUTH)."""
 
@@ -112,6 +121,8 @@ def failure_error(
     where = stage.label
     if isinstance(exc, ServerHungUp):
         text = f"connection closed by the server at {where}"
+    elif isinstance(exc, RepliesOutOfStep):
+        text = f"replies out of step with the commands at {where}"
     elif isinstance(exc, TimeoutError):
         text = f"timed out at {where}"
     elif isinstance(exc, OSError):

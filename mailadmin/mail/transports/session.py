@@ -1,6 +1,11 @@
 """One open SMTP connection of the pipelined client: the socket, replies read off it, and opening the
 session (implicit TLS or STARTTLS, EHLO with a HELO fallback, AUTH CRAM-MD5/PLAIN/LOGIN).
 
+Replies are read through the session's own buffer rather than a file object, so that it can tell
+without blocking whether the server has said something nobody asked for (`has_unread`): before
+each write every reply owed has been read, so anything waiting then is a reply out of step, or the
+server hanging up.
+
 Failures are raised as they happen, an `SmtpProtocolError` for what the server did and an `OSError`
 for the network; the transport classifies them with the stage it was at (classify.py).
 """
@@ -10,11 +15,11 @@ from __future__ import annotations
 import base64
 import hmac
 import re
+import select
 import socket
 import ssl
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import BinaryIO
 
 from mailadmin.mail.transports.classify import ExtensionMissing, ReplyRefused, ServerHungUp
 
@@ -33,17 +38,23 @@ def local_hostname() -> str:
     return socket.getfqdn() or "localhost"
 
 
-def dot_stuffed(data: bytes) -> bytes:
-    """DATA payload: CRLF line ends, leading dots doubled, terminated by CRLF.CRLF (RFC 5321 4.5.2)."""
-    # Our builder already writes CRLF and rarely starts a line with a dot: counting (C speed) spares
-    # two regex passes and two copies of every message when there is nothing to change.
+def with_crlf(data: bytes) -> bytes:
+    """`data` with CRLF line ends, ending in CRLF: a BDAT payload (RFC 3030), sent as it is."""
+    # Our builder already writes CRLF: counting (C speed) spares a regex pass and a copy of every
+    # message when there is nothing to change.
     crlf = data.count(b"\r\n")
     if crlf != data.count(b"\n") or crlf != data.count(b"\r"):
         data = _LINE_ENDS.sub(b"\r\n", data)
-    if data.startswith(b".") or b"\n." in data:
-        data = _LEADING_DOT.sub(b"..", data)
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
+    return data
+
+
+def dot_stuffed(data: bytes) -> bytes:
+    """DATA payload: CRLF line ends, leading dots doubled, terminated by CRLF.CRLF (RFC 5321 4.5.2)."""
+    data = with_crlf(data)
+    if data.startswith(b".") or b"\n." in data:  # rare in our messages: no regex pass otherwise
+        data = _LEADING_DOT.sub(b"..", data)
     return data + b".\r\n"
 
 
@@ -62,11 +73,14 @@ class SessionOptions:
 
 
 class Session:
-    """One open SMTP connection: the socket, a buffered reader and what EHLO advertised."""
+    """One open SMTP connection: the socket, its receive buffer and what EHLO advertised."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.reader: BinaryIO = sock.makefile("rb")
+        self._buffer = bytearray()  # received, not yet read as a reply
+        self._ended = False  # the server closed its side
+        self._poller = select.poll()
+        self._poller.register(sock.fileno(), select.POLLIN)
         self.extensions: dict[str, str] = {}
         self.esmtp = False
 
@@ -102,9 +116,8 @@ class Session:
             code, reply = self.command("STARTTLS")
             if code != 220:
                 raise ReplyRefused(code, reply)
-            self.reader.close()
+            self._buffer.clear()  # nothing the server sent before TLS may count as said inside it
             self.sock = options.tls.wrap_socket(self.sock, server_hostname=options.host)  # type: ignore[union-attr]
-            self.reader = self.sock.makefile("rb")
             self._hello(options.hostname)
         if options.username:
             self._authenticate(options.username, options.password or "")
@@ -154,6 +167,11 @@ class Session:
         return "PIPELINING" in self.extensions
 
     @property
+    def offers_chunking(self) -> bool:
+        """The server advertised CHUNKING: BDAT instead of DATA (RFC 3030)."""
+        return "CHUNKING" in self.extensions
+
+    @property
     def takes_size(self) -> bool:
         """The server takes MAIL FROM's SIZE= parameter (RFC 1870)."""
         return self.esmtp and "SIZE" in self.extensions
@@ -170,7 +188,7 @@ class Session:
         """Read one (possibly multi-line) reply; raises ServerHungUp on EOF or garbage."""
         lines: list[bytes] = []
         while True:
-            line = self.reader.readline(_MAX_LINE + 1)
+            line = self._line()
             if not line:
                 raise ServerHungUp("Connection unexpectedly closed")
             if len(line) > _MAX_LINE:
@@ -185,11 +203,56 @@ class Session:
             raise ServerHungUp(f"Not an SMTP reply: {code_text!r}") from None
         return code, b"\n".join(lines).decode("utf-8", errors="replace")
 
-    def close(self) -> None:
+    def _line(self) -> bytes:
+        """The next line the server sent (b"" once it has closed), at most `_MAX_LINE` + 1 octets."""
+        buffer = self._buffer
+        while True:
+            end = buffer.find(b"\n", 0, _MAX_LINE + 1)
+            if end >= 0 or len(buffer) > _MAX_LINE or self._ended:
+                taken = end + 1 if end >= 0 else min(len(buffer), _MAX_LINE + 1)
+                line = bytes(buffer[:taken])
+                del buffer[:taken]
+                return line
+            chunk = self.sock.recv(65536)
+            if chunk:
+                buffer += chunk
+            else:
+                self._ended = True
+
+    @property
+    def hung_up(self) -> bool:
+        """The server closed the connection and everything it sent before has been read."""
+        return self._ended and not self._buffer
+
+    def has_unread(self) -> bool:
+        """The server has said something not yet read, or hung up; never waits.
+
+        Called when every reply owed has been read: then anything waiting is out of step."""
+        if self._buffer or self._ended:
+            return True
+        if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
+            return True
+        if not self._poller.poll(0):
+            return False
+        # Readable: data, the end of the stream, or (TLS) a record without data, such as a session ticket.
+        timeout = self.sock.gettimeout()
+        self.sock.settimeout(0)
         try:
-            self.reader.close()
+            chunk = self.sock.recv(65536)
+        except (BlockingIOError, ssl.SSLWantReadError):
+            return False
+        except OSError:
+            return True  # broken: the next write or read says how
         finally:
-            self.sock.close()
+            self.sock.settimeout(timeout)
+        if chunk:
+            self._buffer += chunk
+        else:
+            self._ended = True
+        return True
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 def _b64(text: str) -> str:
