@@ -16,6 +16,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from loguru import logger
+from sqlalchemy.exc import IntegrityError
 
 from mailadmin.auth.decorators import login_required
 from mailadmin.extensions import db, get_redis, get_settings
@@ -97,6 +98,9 @@ def sign_up(public_id: str):
         return refusal
     try:
         subscriptions.subscribe_from_form(mailing_list.id, email, name)
+    except IntegrityError:
+        # The same new address signed up twice at the same moment: the other request recorded it.
+        logger.bind(list_id=mailing_list.id).info("Subscription form signed twice at once")
     except AudienceError as exc:
         if exc.kind is ErrorKind.NOT_FOUND:
             abort(404)
