@@ -53,6 +53,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from mailadmin.cli import init_app as init_cli
     from mailadmin.errors import init_app as init_errors
     from mailadmin.health import init_app as init_health
+    from mailadmin.subscribe import init_app as init_subscribe
     from mailadmin.unsubscribe import init_app as init_unsubscribe
     from mailadmin.webhooks import init_app as init_webhooks
 
@@ -63,6 +64,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     init_admin(app)
     init_cli(app)
     init_unsubscribe(app)
+    init_subscribe(app)
     init_webhooks(app)
     return app
 

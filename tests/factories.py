@@ -12,7 +12,18 @@ from collections.abc import Callable, Sequence
 from sqlalchemy import func, insert, select
 
 from mailadmin.extensions import db
-from mailadmin.models import Campaign, CampaignQueue, Recipient, Suppression, User
+from mailadmin.models import (
+    Campaign,
+    CampaignQueue,
+    CampaignTarget,
+    Contact,
+    ListMembership,
+    MailingList,
+    MembershipChange,
+    Recipient,
+    Suppression,
+    User,
+)
 from mailadmin.models.campaign import DRAFT, R_PENDING, R_SENT, SENDING
 from mailadmin.models.types import utcnow
 
@@ -163,3 +174,54 @@ def recipient_of(campaign: Campaign, address: str) -> Recipient:
     db.session.expire_all()
     return db.session.scalar(db.select(Recipient).where(Recipient.campaign_id == campaign.id,
                                                         Recipient.email == address))
+
+
+# --- audiences: lists, members, a campaign's list targets -----------------------------------------
+
+
+def create_list(owner: User, name: str = "Newsletter", *, opt_in: str = "single", published: bool = False,
+                description: str = "") -> MailingList:
+    """A list of `owner`'s; `published`: its public form answers at `/subscribe/<public_id>`."""
+    mailing_list = MailingList(name=name, description=description, owner_id=owner.id, opt_in=opt_in,
+                               shared=False, form_published=published,
+                               public_id=secrets.token_urlsafe(16) if published else None)
+    db.session.add(mailing_list)
+    db.session.commit()
+    return mailing_list
+
+
+def add_member(mailing_list: MailingList, email: str, status: str = "subscribed", *, name: str = "") -> Contact:
+    """`email` on `mailing_list` with `status` (the contact made when new), through the shared writes."""
+    from mailadmin.models.audience import ChangeSource
+    from mailadmin.services.audiences.memberships import set_membership_status, upsert_contact
+
+    contact = upsert_contact(email, ChangeSource.IMPORT, name=name or None)
+    set_membership_status(mailing_list.id, contact.id, status, ChangeSource.IMPORT)
+    db.session.commit()
+    return contact
+
+
+def target_lists(campaign: Campaign, lists: Sequence[MailingList], *, exclude: Sequence[MailingList] = ()) -> None:
+    """The campaign sends to `lists` (and leaves out `exclude`)."""
+    for item in lists:
+        db.session.add(CampaignTarget(campaign_id=campaign.id, list_id=item.id, exclude=False))
+    for item in exclude:
+        db.session.add(CampaignTarget(campaign_id=campaign.id, list_id=item.id, exclude=True))
+    db.session.commit()
+
+
+def membership_status(mailing_list: MailingList, contact: Contact) -> str | None:
+    """The contact's status on the list as the database has it now (None: not a member)."""
+    db.session.expire_all()
+    return db.session.scalar(select(ListMembership.status).where(ListMembership.list_id == mailing_list.id,
+                                                                 ListMembership.contact_id == contact.id))
+
+
+def membership_history(mailing_list: MailingList, contact: Contact) -> list[tuple[str | None, str, str]]:
+    """(from, to, source) of each change of the contact's membership of the list, oldest first."""
+    db.session.expire_all()
+    return [tuple(row) for row in db.session.execute(
+        select(MembershipChange.from_status, MembershipChange.to_status, MembershipChange.source)
+        .join(ListMembership, ListMembership.id == MembershipChange.membership_id)
+        .where(ListMembership.list_id == mailing_list.id, ListMembership.contact_id == contact.id)
+        .order_by(MembershipChange.id))]

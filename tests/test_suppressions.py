@@ -10,6 +10,7 @@ from sqlalchemy import select
 from mailadmin.extensions import db
 from mailadmin.mail.bounces import BounceReport
 from mailadmin.models import AuditEvent, Suppression
+from mailadmin.pii import erasure_hash
 from mailadmin.services.bounces import record_bounce
 from mailadmin.services.recipients import import_recipients
 from mailadmin.services.suppressions import is_suppressed, suppress
@@ -143,7 +144,8 @@ def test_erasing_a_person_leaves_only_hashes_and_keeps_them_suppressed(admin_cli
     record_bounce(BounceReport(target, "complaint", "sendgrid", "n-2"))
     assert db.session.scalar(select(Suppression).where(Suppression.email == "erin.target@example.com")) is None
     first = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "person_erased")).first()
-    assert first.details == {"recipients": 1, "suppressions": 1, "audit_events": 0}
+    assert first.details == {"email_hash": erasure_hash(target, "test-salt"), "recipients": 1, "suppressions": 1,
+                             "audit_events": 0, "contacts": 0, "memberships": 0}
 
 
 def test_erasing_needs_the_confirmation(admin_client):

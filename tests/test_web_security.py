@@ -186,3 +186,20 @@ def test_the_per_account_bar_stops_a_spread_out_attack(app, app_env, _schema, ma
         client = application.test_client()
         statuses = [failed_login(client, f"203.0.113.{n}").status_code for n in range(20)]
     assert statuses[:15] == [401] * 15 and set(statuses[15:]) == {429}
+
+
+def test_the_audience_public_pages_carry_the_security_headers_and_no_inline_script_or_style(app, admin, admin_client):
+    from mailadmin.mail.unsubscribe import make_preferences_token
+    from tests.factories import add_member, create_list
+
+    news = create_list(admin, opt_in="double", published=True)
+    jane = add_member(news, "jane@example.com")
+    urls = [f"/subscribe/{news.public_id}", f"/subscribe/lists/{news.id}", "/subscribe/confirm/forged",
+            f"/p/{make_preferences_token(app.config['SECRET_KEY'], jane.id)}"]
+    for url in urls:
+        response = admin_client.get(url)
+        assert response.status_code < 500, url
+        assert_security_headers(response, url)
+        page = response.get_data(as_text=True)
+        assert not re.search(r"<script(?![^>]*\bsrc=)", page), url
+        assert "<style" not in page and not re.search(r"<[a-zA-Z][^<>]*\sstyle\s*=", page), url

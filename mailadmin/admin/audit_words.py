@@ -28,6 +28,9 @@ ACTION_LABELS = {
     "user_password_changed": "Password changed",
     "user_password_reset": "Password reset",
     "user_sessions_ended": "Sessions ended",
+    "person_exported": "A person's data exported",
+    "list_form_published": "Subscription form published",
+    "list_form_withdrawn": "Subscription form withdrawn",
 }
 
 DETAIL_LABELS = {

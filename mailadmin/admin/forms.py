@@ -107,7 +107,12 @@ class RemoveSuppressionForm(FlaskForm):
     why = StringField("Why may it receive mail again?", validators=[DataRequired(message="Say why."), Length(max=200)])
 
 
+class ExportPersonForm(FlaskForm):
+    email = EmailField("Address of the person", validators=[DataRequired(), Length(max=320)])
+
+
 class ErasePersonForm(FlaskForm):
     email = EmailField("Address of the person to erase", validators=[DataRequired(), Length(max=320)])
-    confirm = BooleanField("I understand: every stored copy of this address is replaced by its hash; it cannot be undone.",
+    confirm = BooleanField("I understand: every stored copy of this address is replaced by its hash, and its contact, "
+                           "list memberships and their history are deleted; it cannot be undone.",
                            validators=[InputRequired(message="Tick the box to confirm the erasure.")])

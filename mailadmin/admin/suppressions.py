@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, time, timedelta
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import Response, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from mailadmin.admin.forms import (
     AddSuppressionsForm,
     ErasePersonForm,
+    ExportPersonForm,
     ImportSuppressionsForm,
     RemoveSuppressionForm,
     SuppressionFilterForm,
@@ -18,7 +20,7 @@ from mailadmin.admin.views import bp
 from mailadmin.auth.decorators import admin_required
 from mailadmin.downloads import csv_download
 from mailadmin.models.suppression import SOURCE_ADMIN, SOURCE_IMPORT
-from mailadmin.services import privacy
+from mailadmin.services import person_export, privacy
 from mailadmin.services import suppressions as suppression_service
 from mailadmin.services.csv_upload import decode_upload
 
@@ -53,6 +55,7 @@ def suppressions():
         "admin/suppressions.html", form=form, rows=rows, total=total, page=page, filters=filters,
         pages=max(1, -(-total // suppression_service.PAGE_SIZE)), add_form=AddSuppressionsForm(),
         import_form=ImportSuppressionsForm(), remove_form=RemoveSuppressionForm(), erase_form=ErasePersonForm(),
+        export_person_form=ExportPersonForm(prefix="person"),
     )
 
 
@@ -143,7 +146,25 @@ def erase_person():
         return redirect(url_for("admin.suppressions"))
     flash(
         f"Person erased: {report.recipients} recipient row(s), {report.suppressions} suppression entr(y/ies) and "
-        f"{report.audit_events} audit event(s) now hold only the address's hash. It stays suppressed.",
+        f"{report.audit_events} audit event(s) now hold only the address's hash; {report.contacts} contact(s) and "
+        f"{report.memberships} list membership(s) with their history are deleted. It stays suppressed.",
         "success",
     )
     return redirect(url_for("admin.suppressions"))
+
+
+@bp.route("/suppressions/person.json", methods=["POST"])
+@admin_required
+def export_person():
+    """Everything stored about one address, as a JSON download (a POST: the address stays out of URLs and logs)."""
+    form = ExportPersonForm(prefix="person")
+    if not form.validate_on_submit():
+        return _back_with_errors(form)
+    try:
+        document = person_export.export_person(form.email.data, current_user)
+    except suppression_service.SuppressionError as exc:
+        flash(exc.message, "error")
+        return redirect(url_for("admin.suppressions"))
+    body = json.dumps(document, ensure_ascii=False, indent=2, sort_keys=False)
+    return Response(body, mimetype="application/json", headers={
+        "Content-Disposition": 'attachment; filename="person.json"', "Cache-Control": "no-store"})

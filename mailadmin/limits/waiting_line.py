@@ -21,6 +21,11 @@ extra round trip, and only while someone waits (an empty line is one EXISTS):
   died) loses its place at the next reservation, so it blocks the line for that long at most. A
   refused campaign is never told to come back later than the deadline of a campaign ahead of it.
 
+- **The confirmation lane**: double opt-in confirmations go ahead of campaigns. Their sender
+  stands in the line as `CONFIRMATION_LANE` (0, never a campaign id) and takes the head
+  (`take_head_of_line`) before each reservation: campaigns then hold a batch for it, and it gets
+  the free tokens first. Only a person's own request, rate-limited at the form, lands there.
+
 Redis keys: `WAITING_LINE_KEY` (`mailadmin:ratelimit:smtp:line`, campaign id -> started waiting,
 Unix µs) and `WAITING_LINE_DEADLINE_KEY` (`mailadmin:ratelimit:smtp:line:deadline`, campaign id ->
 loses its place at, Unix µs). Both expire with their last deadline.
@@ -43,6 +48,9 @@ WAITING_LINE_DEADLINE_KEY = RATE_LIMIT_KEY + ":line:deadline"
 # re-enqueues a continuation that is a minute overdue and runs every minute, and a due slice may
 # wait for a worker busy with another slice (MAILER_SEND_SLICE_SECONDS): three minutes cover all.
 WAITING_LINE_GRACE_SECONDS = 180
+
+# The confirmation mails' place in the line (campaign ids start at 1).
+CONFIRMATION_LANE = 0
 
 _MICROSECONDS = 1_000_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -72,6 +80,16 @@ redis.call('ZADD', KEYS[1], 'NX', string.format('%.0f', now), ARGV[1])
 if tonumber(ARGV[2]) > tonumber(redis.call('ZSCORE', KEYS[2], ARGV[1]) or '0') then
   redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 end
+expire_line(KEYS[1], KEYS[2])
+return 1
+"""
+
+
+# KEYS[1] line, KEYS[2] deadlines. ARGV[1] member, ARGV[2] its deadline (µs), ARGV[3] now (µs) or ''.
+# The member goes to the head (score 0, before any moment a campaign started waiting).
+HEAD_LUA = lua_now(3) + EXPIRE_LINE_LUA + """
+redis.call('ZADD', KEYS[1], 0, ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 expire_line(KEYS[1], KEYS[2])
 return 1
 """
@@ -133,3 +151,17 @@ def waiting_line(redis: Redis) -> list[Waiter]:
         Waiter(int(member), _moment(score), _moment(deadline_of[member]) if member in deadline_of else None)
         for member, score in places
     ]
+
+
+def take_head_of_line(redis: Redis, member: int, until: datetime, *, now: float | None = None) -> None:
+    """Put `member` (the confirmation lane) at the head of the line until `until` (+ grace); fail-open."""
+    deadline = until + timedelta(seconds=WAITING_LINE_GRACE_SECONDS)
+    script = getattr(redis, "_mailadmin_head_script", None)
+    if script is None:
+        script = redis.register_script(HEAD_LUA)
+        redis._mailadmin_head_script = script
+    try:
+        script(keys=[WAITING_LINE_KEY, WAITING_LINE_DEADLINE_KEY],
+               args=[member, round(deadline.timestamp() * _MICROSECONDS), "" if now is None else round(now * _MICROSECONDS)])
+    except RedisError as exc:
+        logger.bind(error_type=type(exc).__name__).warning("Could not update the quota's waiting line (Redis unavailable)")

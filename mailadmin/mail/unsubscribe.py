@@ -93,3 +93,34 @@ def read_unsubscribe_token(secret_key: str | bytes, token: str, *, now: datetime
     ):
         raise BadUnsubscribeToken("invalid unsubscribe token")
     return payload[0], payload[1]
+
+
+# --- the preference page's link ---------------------------------------------------------------
+
+# Salted apart from the unsubscribe tokens: a preference token names a contact, not a recipient.
+_PREFERENCES_SALT = "preferences"
+
+
+@functools.lru_cache(maxsize=8)
+def _preferences_serializer(secret_key: str | bytes) -> URLSafeTimedSerializer:
+    return _UncompressedTokens(secret_key, salt=_PREFERENCES_SALT)
+
+
+def make_preferences_token(secret_key: str | bytes, contact_id: int) -> str:
+    """A signed, URL-safe, timestamped token naming one contact: the key of their preference page."""
+    return _preferences_serializer(secret_key).dumps([int(contact_id)])
+
+
+def read_preferences_token(secret_key: str | bytes, token: str) -> int:
+    """The contact id of a token made by `make_preferences_token`; ExpiredUnsubscribeToken after
+    UNSUBSCRIBE_TOKEN_MAX_AGE (like the unsubscribe link it comes from), BadUnsubscribeToken otherwise."""
+    try:
+        payload = _preferences_serializer(secret_key).loads(token, max_age=UNSUBSCRIBE_TOKEN_MAX_AGE.total_seconds())
+    except SignatureExpired:
+        raise ExpiredUnsubscribeToken("expired preferences token") from None
+    except (BadSignature, UnicodeError, ValueError):
+        raise BadUnsubscribeToken("invalid preferences token") from None
+    if (not isinstance(payload, list) or len(payload) != 1 or not isinstance(payload[0], int)
+            or isinstance(payload[0], bool)):
+        raise BadUnsubscribeToken("invalid preferences token")
+    return payload[0]

@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint, false
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -82,6 +82,11 @@ class MailingList(db.Model):
     opt_in: Mapped[str] = mapped_column(String(8), default=OptIn.SINGLE)
     # Shared by an admin with every manager: they may target it and see its counts, not edit it.
     shared: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The public subscription form (`/subscribe/<public_id>`): answered only while published. The id is
+    # random (not derived from the list id or the secret key), made at the first publication and kept,
+    # so an embedded form keeps working across key rotations and unpublish/publish.
+    form_published: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    public_id: Mapped[str | None] = mapped_column(String(32), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

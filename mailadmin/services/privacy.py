@@ -1,9 +1,11 @@
 """Erasing a person: every stored copy of an address is replaced by its salted hash and a marker.
 
 Recipients of every campaign (address, name, merge fields and last error), the suppression list
-and the audit details all lose the address; the address stays suppressed by its hash
+and the audit details all lose the address; the contact (name, attributes) is deleted with its
+list memberships and their history (nothing of an audience needs to outlive the person, and a
+membership without its contact means nothing); the address stays suppressed by its hash
 (`services.suppressions` matches the marker), so an erased person never gets mail again. Bounce
-reports only ever stored the hash. The erasure is audited without the address.
+reports only ever stored the hash. The erasure is audited with the address's salted hash only.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ from loguru import logger
 from sqlalchemy import Text, cast, delete, func, select, update
 
 from mailadmin.extensions import db, get_settings
-from mailadmin.models import AuditEvent, Recipient, Suppression, User
+from mailadmin.models import AuditEvent, Contact, ListMembership, MembershipChange, Recipient, Suppression, User
 from mailadmin.models.suppression import REASON_MANUAL, SOURCE_ADMIN
 from mailadmin.models.types import utcnow
-from mailadmin.pii import erasure_marker
+from mailadmin.pii import erasure_hash, erasure_marker
 from mailadmin.services.audit import record_audit
 from mailadmin.services.suppressions import SuppressionError, normalise_suppressed_email
+from mailadmin.services.transaction import transaction
 
 ERASED_NAME = "(erased)"
 
@@ -31,6 +34,8 @@ class ErasureReport:
     recipients: int
     suppressions: int
     audit_events: int
+    contacts: int = 0
+    memberships: int = 0
 
 
 def _replace_in(value: object, address: str, marker: str) -> object:
@@ -73,22 +78,40 @@ def _erase_suppression(address: str, marker: str) -> int:
     return changed
 
 
+def _erase_contact(address: str) -> tuple[int, int]:
+    """Delete the address's contact, its memberships and their history; (contacts, memberships) deleted.
+
+    Explicit deletes, child rows first: the foreign keys cascade too, but the history must go whatever
+    the database's foreign-key enforcement."""
+    contact_ids = select(Contact.id).where(Contact.email == address).scalar_subquery()
+    membership_ids = select(ListMembership.id).where(ListMembership.contact_id.in_(
+        select(Contact.id).where(Contact.email == address)))
+    db.session.execute(delete(MembershipChange).where(MembershipChange.membership_id.in_(membership_ids)))
+    memberships = db.session.execute(delete(ListMembership).where(ListMembership.contact_id == contact_ids)).rowcount
+    contacts = db.session.execute(delete(Contact).where(Contact.email == address)).rowcount
+    return contacts, memberships
+
+
 def erase_person(email: str, actor: User) -> ErasureReport:
-    """Replace every stored copy of `email` by its erasure marker; it stays suppressed. Commits once."""
+    """Replace every stored copy of `email` by its erasure marker and delete its contact; it stays suppressed."""
     address = normalise_suppressed_email(email)
     if "@" not in address or len(address) > 320:
         raise SuppressionError("Enter the one address to erase.")
-    marker = erasure_marker(address, get_settings().log_hash_salt)
-    recipients = db.session.execute(
-        update(Recipient.__table__)
-        .where(Recipient.__table__.c.email == address)
-        .values(email=marker, name=ERASED_NAME, fields=None, last_error=None, updated_at=utcnow())
-    ).rowcount
-    suppressions = _erase_suppression(address, marker)
-    audit_events = _erase_audit_details(address, marker)
-    report = ErasureReport(recipients, suppressions, audit_events)
-    record_audit(actor, "person_erased", details={"recipients": recipients, "suppressions": suppressions,
-                                                  "audit_events": audit_events})
-    db.session.commit()
-    logger.bind(actor=actor.id, recipients=recipients, audit_events=audit_events).info("Person erased")
+    salt = get_settings().log_hash_salt
+    marker = erasure_marker(address, salt)
+    with transaction():
+        recipients = db.session.execute(
+            update(Recipient.__table__)
+            .where(Recipient.__table__.c.email == address)
+            .values(email=marker, name=ERASED_NAME, fields=None, last_error=None, updated_at=utcnow())
+        ).rowcount
+        suppressions = _erase_suppression(address, marker)
+        audit_events = _erase_audit_details(address, marker)
+        contacts, memberships = _erase_contact(address)
+        report = ErasureReport(recipients, suppressions, audit_events, contacts, memberships)
+        record_audit(actor, "person_erased", details={
+            "email_hash": erasure_hash(address, salt), "recipients": recipients, "suppressions": suppressions,
+            "audit_events": audit_events, "contacts": contacts, "memberships": memberships})
+    logger.bind(actor=actor.id, recipients=recipients, audit_events=audit_events, contacts=contacts,
+                memberships=memberships).info("Person erased")
     return report

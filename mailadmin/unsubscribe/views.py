@@ -1,15 +1,20 @@
-"""Unsubscribe links: `GET /u/<token>` shows a confirmation page, `POST /u/<token>` unsubscribes.
+"""Unsubscribe links and the preference page, no login.
 
-The POST is the RFC 8058 one-click endpoint that mail providers call (body
-`List-Unsubscribe=One-Click`, no cookies, no CSRF token), so the blueprint is CSRF-exempt; the
-confirmation page's button posts to the same URL. A GET never changes anything: link scanners
-and previews fetch URLs in emails. The token is signed (`mailadmin.mail.unsubscribe`), names one
-recipient of one campaign, and adds that address to the suppression list for every campaign.
+* `GET /u/<token>` shows what the link unsubscribes from, `POST /u/<token>` does it: the RFC 8058
+  one-click endpoint mail providers call (body `List-Unsubscribe=One-Click`, no cookies, no CSRF
+  token). A list campaign's link unsubscribes from that campaign's lists; any other campaign's
+  link adds the address to the suppression list (`services.audiences.preferences`).
+* `POST /u/<token>/everything`: "unsubscribe from everything", the suppression list.
+* `GET|POST /p/<token>`: the preference page, a switch for each list the person is or was on.
+
+The blueprint is CSRF-exempt: the signed token in the URL is what a forged cross-site POST
+cannot know. A GET never changes anything: link scanners and previews fetch URLs in emails.
+Tokens are signed and expire (`mailadmin.mail.unsubscribe`); the pages show the address masked.
 """
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+from flask import Blueprint, render_template, request, url_for
 from loguru import logger
 from sqlalchemy import select
 
@@ -18,12 +23,14 @@ from mailadmin.mail.unsubscribe import (
     UNSUBSCRIBE_TOKEN_MAX_AGE,
     BadUnsubscribeToken,
     ExpiredUnsubscribeToken,
+    make_preferences_token,
+    read_preferences_token,
     read_unsubscribe_token,
 )
 from mailadmin.models import Recipient
-from mailadmin.models.suppression import REASON_UNSUBSCRIBED, SOURCE_UNSUBSCRIBE
 from mailadmin.pii import get_pii_log_fields, mask_email
-from mailadmin.services.suppressions import is_suppressed, suppress
+from mailadmin.services.audiences import preferences as preference_service
+from mailadmin.services.suppressions import is_suppressed
 
 bp = Blueprint("unsubscribe", __name__)
 
@@ -54,31 +61,74 @@ def _expired(exc: _ExpiredLink):
     return render_template("unsubscribe/expired.html", days=UNSUBSCRIBE_TOKEN_MAX_AGE.days), 410
 
 
+def _preferences_url(scope: preference_service.UnsubscribeScope) -> str | None:
+    """A fresh link to the person's preference page, when the address is a contact."""
+    if scope.contact is None:
+        return None
+    return url_for("unsubscribe.preferences", token=make_preferences_token(get_settings().secret_key, scope.contact.id))
+
+
+def _page(template: str, token: str, recipient: Recipient, scope: preference_service.UnsubscribeScope, **extra):
+    return render_template(template, token=token, masked_email=mask_email(recipient.email), lists=scope.lists,
+                           preferences_url=_preferences_url(scope), suppressed=is_suppressed(recipient.email),
+                           **extra)
+
+
 @bp.get("/u/<token>")
 def confirm(token: str):
-    """The confirmation page: one button that posts to the same URL."""
+    """The confirmation page: what the one-click button unsubscribes from, "everything", the preference page."""
     recipient = _recipient_for(token)
     if recipient is None:
         return _invalid()
-    return render_template(
-        "unsubscribe/confirm.html",
-        token=token,
-        masked_email=mask_email(recipient.email),
-        already=is_suppressed(recipient.email),
-    )
+    scope = preference_service.unsubscribe_scope(recipient)
+    return _page("unsubscribe/confirm.html", token, recipient, scope)
 
 
 @bp.post("/u/<token>")
 def unsubscribe(token: str):
-    """Add the recipient's address to the suppression list (RFC 8058 one-click; idempotent)."""
+    """RFC 8058 one-click: off the campaign's lists, or onto the suppression list (idempotent)."""
     recipient = _recipient_for(token)
     if recipient is None:
         return _invalid()
-    added = suppress(recipient.email, REASON_UNSUBSCRIBED, recipient.campaign_id, source=SOURCE_UNSUBSCRIBE)
-    logger.bind(
-        campaign_id=recipient.campaign_id,
-        recipient_id=recipient.id,
-        already_suppressed=not added,
-        **get_pii_log_fields(recipient.email, "INFO"),
-    ).info("Unsubscribed")
-    return render_template("unsubscribe/done.html", masked_email=mask_email(recipient.email))
+    scope = preference_service.unsubscribe_recipient(recipient)
+    logger.bind(campaign_id=recipient.campaign_id, recipient_id=recipient.id, everything=scope.everything,
+                **get_pii_log_fields(recipient.email, "INFO")).info("Unsubscribed")
+    return _page("unsubscribe/done.html", token, recipient, scope)
+
+
+@bp.post("/u/<token>/everything")
+def unsubscribe_everything(token: str):
+    """"Unsubscribe from everything": the address goes on the suppression list (idempotent)."""
+    recipient = _recipient_for(token)
+    if recipient is None:
+        return _invalid()
+    added = preference_service.unsubscribe_from_everything(recipient)
+    logger.bind(campaign_id=recipient.campaign_id, recipient_id=recipient.id, already_suppressed=not added,
+                everything=True, **get_pii_log_fields(recipient.email, "INFO")).info("Unsubscribed")
+    scope = preference_service.UnsubscribeScope(preference_service.contact_of(recipient), [])
+    return _page("unsubscribe/done.html", token, recipient, scope)
+
+
+def _contact_for(token: str) -> int | None:
+    try:
+        return read_preferences_token(get_settings().secret_key, token)
+    except ExpiredUnsubscribeToken:
+        raise _ExpiredLink from None
+    except BadUnsubscribeToken:
+        return None
+
+
+@bp.route("/p/<token>", methods=["GET", "POST"])
+def preferences(token: str):
+    """The person's lists with a switch each; POST saves the switches (each change a history row)."""
+    contact_id = _contact_for(token)
+    person = preference_service.preferences_of(contact_id) if contact_id is not None else None
+    if person is None:
+        return _invalid()
+    saved = None
+    if request.method == "POST":
+        wanted = {int(value) for value in request.form.getlist("list") if value.isdigit() and len(value) < 12}
+        saved = preference_service.save_preferences(person.contact_id, wanted)
+        person = preference_service.preferences_of(person.contact_id)
+    return render_template("unsubscribe/preferences.html", token=token, person=person,
+                           masked_email=mask_email(person.email), saved=saved)
