@@ -262,7 +262,7 @@ MAX_CLASS_LINES = 250
 MAX_FUNCTION_LINES = 50
 # Being split into packages in their own change (the send loop and the delivery services): until
 # then they may exceed the module and class sizes. Every other file is held to them.
-SPLIT_PENDING = {"mailadmin/services/delivery.py", "mailadmin/jobs/send.py"}
+SPLIT_PENDING = {"mailadmin/jobs/send.py"}
 
 
 def oversized(root: Path, exempt: frozenset[str] | set[str] = frozenset()) -> list[str]:

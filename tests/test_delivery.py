@@ -39,7 +39,7 @@ def test_a_record_that_fails_before_its_commit_records_nothing_and_can_be_writte
         raise OperationalError("claim", {}, Exception("connection lost"))
 
     with monkeypatch.context() as patch:
-        patch.setattr(delivery, "_claim_batch", broken_claim)
+        patch.setattr(delivery.claims, "_claim_batch", broken_claim)
         with pytest.raises(OperationalError):
             delivery.record_batch(campaign.id, "job-1", outcomes, [], now, claim_next=10)
 

@@ -93,7 +93,7 @@ def _describe(campaign: Campaign) -> str:
 
 
 @campaigns_cli.command("list")
-@click.option("--status", type=click.Choice(CAMPAIGN_STATUSES), help="Only campaigns in this state.")
+@click.option("--status", type=click.Choice([status.value for status in CAMPAIGN_STATUSES]), help="Only campaigns in this state.")
 @click.option("--limit", default=50, show_default=True)
 def list_campaigns_command(status: str | None, limit: int) -> None:
     """Campaigns, newest first: id, status, reason, deferred_until, progress."""

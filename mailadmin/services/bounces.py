@@ -42,8 +42,9 @@ from mailadmin.pii import erasure_hash, get_pii_log_fields
 from mailadmin.queue.dispatch import safe_cancel_continuation
 from mailadmin.queue.signals import announce_send_stop
 from mailadmin.services.audit import record_audit
-from mailadmin.services.campaign_state import current_status, hold_queue, owns_transaction, set_status
 from mailadmin.services.suppressions import normalise_suppressed_email, suppress
+from mailadmin.services.transaction import owns_transaction
+from mailadmin.services.transitions import current_status, hold_queue, set_status
 
 SOFT_BOUNCE_LIMIT = 3
 SOFT_BOUNCE_WINDOW = timedelta(days=30)

@@ -1,6 +1,6 @@
 """People's campaign transitions: start, pause, resume, cancel, re-queue unknown recipients, start a
 scheduled campaign now or move its start. (The global switch is `sending_switch`; the send loop's own writes — claim, record, defer, breaker, finish — are
-in `mailadmin.services.delivery`.)
+in `mailadmin.services.delivery`; what both share is `transitions`.)
 
 Every transition is a conditional UPDATE on `campaigns.status` (`... WHERE status IN (...)`), so
 a request, several send workers and the scheduler can race without one undoing another: an admin
@@ -39,18 +39,16 @@ from mailadmin.models.types import utcnow
 from mailadmin.queue.dispatch import new_slice_job_id, safe_cancel_continuation
 from mailadmin.queue.signals import announce_send_stop
 from mailadmin.services.audit import actor_field, record_audit
-from mailadmin.services.campaign_state import (
+from mailadmin.services.errors import ErrorKind, ServiceError, throttle_refusal
+from mailadmin.services.sending_switch import sending_paused
+from mailadmin.services.transitions import (
     NO_PAUSE,
     PauseNote,
     current_status,
     enqueue_after_commit,
     schedule_after_commit,
-    sending_paused,
     set_status,
 )
-from mailadmin.services.errors import ErrorKind, ServiceError, throttle_refusal
-
-__all__ = ["CampaignError", "sending_paused"]
 
 _campaigns = Campaign.__table__
 _queues = CampaignQueue.__table__

@@ -16,10 +16,11 @@ from mailadmin.models.types import utcnow
 from mailadmin.queue.dispatch import new_slice_job_id
 from mailadmin.queue.signals import announce_send_stop
 from mailadmin.services.audit import actor_field, record_audit
-from mailadmin.services.campaign_state import enqueue_after_commit, set_status
+from mailadmin.services.transitions import enqueue_after_commit, set_status
 
 _campaigns = Campaign.__table__
 _queues = CampaignQueue.__table__
+_app_state = AppState.__table__
 
 
 def _app_state_row() -> AppState:
@@ -29,6 +30,13 @@ def _app_state_row() -> AppState:
         db.session.add(state)
         db.session.flush()
     return state
+
+
+def sending_paused() -> bool:
+    """Is all sending switched off by an admin (AppState row 1)?"""
+    return bool(
+        db.session.scalar(select(_app_state.c.sending_paused).where(_app_state.c.id == APP_STATE_ID))
+    )
 
 
 def set_sending_paused(paused: bool, actor: User | None) -> None:
