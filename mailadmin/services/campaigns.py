@@ -41,6 +41,7 @@ from mailadmin.queue.signals import announce_send_stop
 from mailadmin.services.audit import actor_field, record_audit
 from mailadmin.services.errors import ErrorKind, ServiceError, throttle_refusal
 from mailadmin.services.sending_switch import sending_paused
+from mailadmin.services.transaction import after_commit, transaction
 from mailadmin.services.transitions import (
     NO_PAUSE,
     PauseNote,
@@ -65,10 +66,6 @@ class CampaignError(ServiceError):
     """A campaign action that cannot be carried out; `.message` is shown to the user as is."""
 
     default_kind = ErrorKind.CONFLICT
-
-
-def _actor_field(actor: User | None) -> int | str:
-    return actor_field(actor)
 
 
 def _queue_row(campaign: Campaign) -> CampaignQueue:
@@ -171,34 +168,33 @@ def start_campaign(
 
     No per-recipient work happens here; the send job does it.
     """
-    total, skipped = _check_startable(campaign, actor, scheduled_at, enforce_throttle)
-    now = utcnow()
-    plan = _plan_start(campaign.id, scheduled_at, now)
-    scheduled = plan.reason is Reason.SCHEDULED
-    if not set_status(
-        campaign.id, (DRAFT,), plan.status,
-        started_at=now, finished_at=None, finished_with_errors=False,
-        scheduled_at=scheduled_at if scheduled else None, recipients_total=total,
-        skipped_count=skipped, sent_count=0, failed_count=0, unknown_count=0,
-    ):
-        db.session.rollback()
-        raise CampaignError(MSG_NOT_DRAFT)  # a concurrent start won
-    _reset_queue_row(campaign, plan, now)
-    record_audit(
-        actor,
-        "campaign_started",
-        campaign_id=campaign.id,
-        from_status=DRAFT,
-        to_status=plan.status,
-        details={"recipients": total, "scheduled_at": scheduled_at.isoformat() if scheduled else None},
-    )
-    db.session.commit()
-    if plan.job_id is not None:
-        enqueue_after_commit(campaign.id, plan.job_id)
-    elif scheduled:
-        schedule_after_commit(campaign.id, plan.until)
+    with transaction():
+        total, skipped = _check_startable(campaign, actor, scheduled_at, enforce_throttle)
+        now = utcnow()
+        plan = _plan_start(campaign.id, scheduled_at, now)
+        scheduled = plan.reason is Reason.SCHEDULED
+        if not set_status(
+            campaign.id, (DRAFT,), plan.status,
+            started_at=now, finished_at=None, finished_with_errors=False,
+            scheduled_at=scheduled_at if scheduled else None, recipients_total=total,
+            skipped_count=skipped, sent_count=0, failed_count=0, unknown_count=0,
+        ):
+            raise CampaignError(MSG_NOT_DRAFT)  # a concurrent start won
+        _reset_queue_row(campaign, plan, now)
+        record_audit(
+            actor,
+            "campaign_started",
+            campaign_id=campaign.id,
+            from_status=DRAFT,
+            to_status=plan.status,
+            details={"recipients": total, "scheduled_at": scheduled_at.isoformat() if scheduled else None},
+        )
+        if plan.job_id is not None:
+            after_commit(lambda: enqueue_after_commit(campaign.id, plan.job_id))
+        elif scheduled:
+            after_commit(lambda: schedule_after_commit(campaign.id, plan.until))
     logger.bind(
-        actor=_actor_field(actor), campaign_id=campaign.id, recipients=total, campaign_status=plan.status,
+        actor=actor_field(actor), campaign_id=campaign.id, recipients=total, campaign_status=plan.status,
         defer_reason=plan.reason,
     ).info("Campaign started")
     return campaign
@@ -225,19 +221,18 @@ def resume_campaign(campaign: Campaign, actor: User | None) -> Campaign:
     if campaign.status != PAUSED:
         raise CampaignError(f"A {campaign.status} campaign cannot be resumed.")
     now = utcnow()
-    status, reason = _waiting_state(sending_paused())
-    if not set_status(campaign.id, (PAUSED,), status):
-        db.session.rollback()
-        db.session.refresh(campaign)
-        if campaign.status in ACTIVE_STATUSES:
-            return campaign
-        raise CampaignError(f"A {campaign.status} campaign cannot be resumed.")
-    job_id = _reopen_queue(campaign.id, status, reason, now, consecutive_transient_errors=0)
-    record_audit(actor, "campaign_resumed", campaign_id=campaign.id, from_status=PAUSED, to_status=status)
-    db.session.commit()
-    if job_id is not None:
-        enqueue_after_commit(campaign.id, job_id)
-    logger.bind(actor=_actor_field(actor), campaign_id=campaign.id, campaign_status=status).info("Campaign resumed")
+    with transaction():
+        status, reason = _waiting_state(sending_paused())
+        if not set_status(campaign.id, (PAUSED,), status):
+            db.session.refresh(campaign)  # another request or the send loop moved it meanwhile
+            if campaign.status in ACTIVE_STATUSES:
+                return campaign
+            raise CampaignError(f"A {campaign.status} campaign cannot be resumed.")
+        job_id = _reopen_queue(campaign.id, status, reason, now, consecutive_transient_errors=0)
+        record_audit(actor, "campaign_resumed", campaign_id=campaign.id, from_status=PAUSED, to_status=status)
+        if job_id is not None:
+            after_commit(lambda: enqueue_after_commit(campaign.id, job_id))
+    logger.bind(actor=actor_field(actor), campaign_id=campaign.id, campaign_status=status).info("Campaign resumed")
     return campaign
 
 
@@ -282,25 +277,29 @@ def _stop_campaign(
         return campaign
     from_status = campaign.status
     now = utcnow()
-    if not set_status(campaign.id, from_statuses, to_status, **({"finished_at": now} if finished else {})):
-        db.session.rollback()
-        if current_status(campaign.id) == to_status:
-            db.session.refresh(campaign)
-            return campaign
-        raise CampaignError(f"A {campaign.status} campaign cannot be {done}.")
-    db.session.execute(
-        update(_queues)
-        .where(_queues.c.campaign_id == campaign.id)
-        .values(deferred_until=None, updated_at=now, **queue_values)
-    )
-    record_audit(actor, f"campaign_{done}", campaign_id=campaign.id, from_status=from_status, to_status=to_status)
-    db.session.commit()
-    # Why both: the signal stops running slices before their next message; the continuation
-    # would otherwise wake the campaign up again.
-    announce_send_stop(get_redis(), campaign.id)
-    safe_cancel_continuation(campaign.id)
-    logger.bind(actor=_actor_field(actor), campaign_id=campaign.id).info(f"Campaign {done}")
+    with transaction():
+        if not set_status(campaign.id, from_statuses, to_status, **({"finished_at": now} if finished else {})):
+            status = current_status(campaign.id)  # another request or the send loop moved it meanwhile
+            if status == to_status:
+                db.session.refresh(campaign)
+                return campaign
+            raise CampaignError(f"A {status} campaign cannot be {done}.")
+        db.session.execute(
+            update(_queues)
+            .where(_queues.c.campaign_id == campaign.id)
+            .values(deferred_until=None, updated_at=now, **queue_values)
+        )
+        record_audit(actor, f"campaign_{done}", campaign_id=campaign.id, from_status=from_status, to_status=to_status)
+        after_commit(lambda: _tell_slices_to_stop(campaign.id))
+    logger.bind(actor=actor_field(actor), campaign_id=campaign.id).info(f"Campaign {done}")
     return campaign
+
+
+def _tell_slices_to_stop(campaign_id: int) -> None:
+    """After a pause or cancel commits. Why both: the signal stops running slices before their next
+    message; the continuation would otherwise wake the campaign up again."""
+    announce_send_stop(get_redis(), campaign_id)
+    safe_cancel_continuation(campaign_id)
 
 
 # --- a scheduled start: now, or at another time ----------------------------------------------
@@ -339,24 +338,23 @@ def start_scheduled_now(campaign: Campaign, actor: User | None) -> Campaign:
     switch), its scheduled continuation removed so that the old start time never starts it again."""
     planned = _planned_start(campaign, _START_WAITS[:1])
     now = utcnow()
-    status, reason = _waiting_state(sending_paused())
-    started = db.session.execute(
-        update(_campaigns).where(_waits_for_start(campaign.id, _START_WAITS[:1]))
-        .values(status=status, scheduled_at=None, updated_at=now)
-    ).rowcount == 1
-    if not started:
-        db.session.rollback()
-        raise CampaignError(MSG_NOT_SCHEDULED)  # its start time came (or a person acted) meanwhile
-    job_id = _reopen_queue(campaign.id, status, reason, now)
-    record_audit(actor, "campaign_started_now", campaign_id=campaign.id, from_status=DEFERRED, to_status=status,
-                 details={"scheduled_at": planned.isoformat() if planned else None})
-    db.session.commit()
-    # Why before the enqueue: the continuation must be gone before a slice can finish the campaign.
-    # A continuation that fired in between only finds a campaign that is already sending or done.
-    safe_cancel_continuation(campaign.id)
-    if job_id is not None:
-        enqueue_after_commit(campaign.id, job_id)
-    logger.bind(actor=_actor_field(actor), campaign_id=campaign.id, campaign_status=status).info(
+    with transaction():
+        status, reason = _waiting_state(sending_paused())
+        started = db.session.execute(
+            update(_campaigns).where(_waits_for_start(campaign.id, _START_WAITS[:1]))
+            .values(status=status, scheduled_at=None, updated_at=now)
+        ).rowcount == 1
+        if not started:
+            raise CampaignError(MSG_NOT_SCHEDULED)  # its start time came (or a person acted) meanwhile
+        job_id = _reopen_queue(campaign.id, status, reason, now)
+        record_audit(actor, "campaign_started_now", campaign_id=campaign.id, from_status=DEFERRED, to_status=status,
+                     details={"scheduled_at": planned.isoformat() if planned else None})
+        # Why before the enqueue: the continuation must be gone before a slice can finish the campaign.
+        # A continuation that fired in between only finds a campaign that is already sending or done.
+        after_commit(lambda: safe_cancel_continuation(campaign.id))
+        if job_id is not None:
+            after_commit(lambda: enqueue_after_commit(campaign.id, job_id))
+    logger.bind(actor=actor_field(actor), campaign_id=campaign.id, campaign_status=status).info(
         "Scheduled campaign started now")
     db.session.refresh(campaign)
     return campaign
@@ -372,24 +370,24 @@ def reschedule_campaign(campaign: Campaign, actor: User | None, start_at: dateti
         raise CampaignError(MSG_START_IN_PAST, ErrorKind.INVALID)
     planned = _planned_start(campaign, _START_WAITS)
     from_status = campaign.status
-    moved = db.session.execute(
-        update(_campaigns).where(_waits_for_start(campaign.id, _START_WAITS))
-        .values(status=DEFERRED, scheduled_at=start_at, updated_at=now)
-    ).rowcount == 1
-    if not moved:
-        db.session.rollback()
-        raise CampaignError(MSG_NOT_SCHEDULED)
-    db.session.execute(
-        update(_queues).where(_queues.c.campaign_id == campaign.id)
-        .values(defer_reason=Reason.SCHEDULED, deferred_until=start_at, current_job_id=None, updated_at=now,
-                **NO_PAUSE)
-    )
-    record_audit(actor, "campaign_rescheduled", campaign_id=campaign.id, from_status=from_status, to_status=DEFERRED,
-                 details={"scheduled_at": start_at.isoformat(),
-                          "previous_scheduled_at": planned.isoformat() if planned else None})
-    db.session.commit()
-    schedule_after_commit(campaign.id, start_at)  # replaces the continuation under its stable job id
-    logger.bind(actor=_actor_field(actor), campaign_id=campaign.id, scheduled_at=start_at.isoformat()).info(
+    with transaction():
+        moved = db.session.execute(
+            update(_campaigns).where(_waits_for_start(campaign.id, _START_WAITS))
+            .values(status=DEFERRED, scheduled_at=start_at, updated_at=now)
+        ).rowcount == 1
+        if not moved:
+            raise CampaignError(MSG_NOT_SCHEDULED)
+        db.session.execute(
+            update(_queues).where(_queues.c.campaign_id == campaign.id)
+            .values(defer_reason=Reason.SCHEDULED, deferred_until=start_at, current_job_id=None, updated_at=now,
+                    **NO_PAUSE)
+        )
+        record_audit(actor, "campaign_rescheduled", campaign_id=campaign.id, from_status=from_status,
+                     to_status=DEFERRED, details={"scheduled_at": start_at.isoformat(),
+                                                  "previous_scheduled_at": planned.isoformat() if planned else None})
+        # Replaces the continuation under its stable job id.
+        after_commit(lambda: schedule_after_commit(campaign.id, start_at))
+    logger.bind(actor=actor_field(actor), campaign_id=campaign.id, scheduled_at=start_at.isoformat()).info(
         "Scheduled start moved")
     db.session.refresh(campaign)
     return campaign
@@ -403,14 +401,24 @@ def requeue_unknown_recipients(campaign: Campaign, actor: User | None) -> int:
     """
     if campaign.status in (DRAFT, CANCELLED):
         raise CampaignError(f"Recipients of a {campaign.status} campaign cannot be re-queued.")
-    now = utcnow()
+    with transaction():
+        count = _requeue_unknown(campaign, actor, utcnow())
+    if not count:
+        return 0
+    logger.bind(actor=actor_field(actor), campaign_id=campaign.id, recipients=count).warning(
+        "Unknown recipients requeued"
+    )
+    return count
+
+
+def _requeue_unknown(campaign: Campaign, actor: User | None, now: datetime) -> int:
+    """The `unknown` recipients back to `pending`, the campaign reopened or its slice enqueued, in the session."""
     count = db.session.execute(
         update(_recipients)
         .where(_recipients.c.campaign_id == campaign.id, _recipients.c.status == R_UNKNOWN)
         .values(status=R_PENDING, claimed_by=None, claimed_at=None, updated_at=now)
     ).rowcount
     if not count:
-        db.session.rollback()
         return 0
     db.session.execute(
         update(_campaigns)
@@ -434,10 +442,6 @@ def requeue_unknown_recipients(campaign: Campaign, actor: User | None) -> int:
         to_status=to_status,
         details={"recipients": count},
     )
-    db.session.commit()
     if job_id is not None:
-        enqueue_after_commit(campaign.id, job_id)
-    logger.bind(actor=_actor_field(actor), campaign_id=campaign.id, recipients=count).warning(
-        "Unknown recipients requeued"
-    )
+        after_commit(lambda: enqueue_after_commit(campaign.id, job_id))
     return count

@@ -21,6 +21,7 @@ from mailadmin.models import Campaign, Recipient, User
 from mailadmin.models.campaign import DRAFT, R_PENDING, R_SKIPPED
 from mailadmin.models.types import utcnow
 from mailadmin.services.audit import record_audit
+from mailadmin.services.transaction import transaction
 
 NAME_MAX = 200
 SUBJECT_MAX = 998  # RFC 5322: a header line is at most 998 characters
@@ -152,8 +153,8 @@ def create_campaign(owner: User, name: str, subject: str, body_text: str, body_h
     campaign = Campaign(
         owner_id=owner.id, name=name, subject=subject, body_text=body_text, body_html=body_html, status=DRAFT
     )
-    db.session.add(campaign)
-    db.session.commit()
+    with transaction():
+        db.session.add(campaign)
     return campaign
 
 
@@ -167,11 +168,11 @@ def update_campaign(
     errors = validate_draft(name, subject, body_text, body_html, extra_fields=campaign_field_names(campaign))
     if errors:
         raise DraftError(errors)
-    campaign.name = name
-    campaign.subject = subject
-    campaign.body_text = body_text
-    campaign.body_html = body_html
-    db.session.commit()
+    with transaction():
+        campaign.name = name
+        campaign.subject = subject
+        campaign.body_text = body_text
+        campaign.body_html = body_html
     return campaign
 
 
@@ -195,11 +196,11 @@ def duplicate_campaign(campaign: Campaign, owner: User, *, with_recipients: bool
         body_html=campaign.body_html,
         status=DRAFT,
     )
-    db.session.add(copy)
-    db.session.flush()
-    if with_recipients:
-        _copy_recipients(campaign, copy)
-    db.session.commit()
+    with transaction():
+        db.session.add(copy)
+        db.session.flush()
+        if with_recipients:
+            _copy_recipients(campaign, copy)
     logger.bind(campaign_id=copy.id, source_campaign_id=campaign.id, with_recipients=with_recipients).info(
         "Campaign duplicated"
     )
@@ -231,13 +232,14 @@ def _copy_recipients(source: Campaign, copy: Campaign) -> None:
 
 def delete_draft(campaign: Campaign, actor: User) -> None:
     """Delete a draft with its recipients, for good (a started campaign cannot be deleted); commits once."""
-    status = db.session.scalar(select(Campaign.status).where(Campaign.id == campaign.id).with_for_update())
-    if status != DRAFT:
-        db.session.rollback()
-        raise DraftError({"campaign": [DELETE_NOT_A_DRAFT_MESSAGE]})
-    name, campaign_id = campaign.name, campaign.id
-    db.session.execute(delete(Recipient).where(Recipient.campaign_id == campaign_id))
-    db.session.execute(delete(Campaign).where(Campaign.id == campaign_id).execution_options(synchronize_session=False))
-    record_audit(actor, "draft_deleted", details={"campaign": name, "campaign_id": campaign_id})
-    db.session.commit()
+    with transaction():
+        status = db.session.scalar(select(Campaign.status).where(Campaign.id == campaign.id).with_for_update())
+        if status != DRAFT:
+            raise DraftError({"campaign": [DELETE_NOT_A_DRAFT_MESSAGE]})  # rolls back: the row lock goes
+        name, campaign_id = campaign.name, campaign.id
+        db.session.execute(delete(Recipient).where(Recipient.campaign_id == campaign_id))
+        db.session.execute(
+            delete(Campaign).where(Campaign.id == campaign_id).execution_options(synchronize_session=False)
+        )
+        record_audit(actor, "draft_deleted", details={"campaign": name, "campaign_id": campaign_id})
     db.session.expunge(campaign)

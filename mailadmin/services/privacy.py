@@ -20,6 +20,7 @@ from mailadmin.models.types import utcnow
 from mailadmin.pii import erasure_marker
 from mailadmin.services.audit import record_audit
 from mailadmin.services.suppressions import SuppressionError, normalise_suppressed_email
+from mailadmin.services.transaction import after_commit, in_transaction
 
 ERASED_NAME = "(erased)"
 
@@ -73,6 +74,7 @@ def _erase_suppression(address: str, marker: str) -> int:
     return changed
 
 
+@in_transaction
 def erase_person(email: str, actor: User) -> ErasureReport:
     """Replace every stored copy of `email` by its erasure marker; it stays suppressed. Commits once."""
     address = normalise_suppressed_email(email)
@@ -89,6 +91,6 @@ def erase_person(email: str, actor: User) -> ErasureReport:
     report = ErasureReport(recipients, suppressions, audit_events)
     record_audit(actor, "person_erased", details={"recipients": recipients, "suppressions": suppressions,
                                                   "audit_events": audit_events})
-    db.session.commit()
-    logger.bind(actor=actor.id, recipients=recipients, audit_events=audit_events).info("Person erased")
+    after_commit(lambda: logger.bind(actor=actor.id, recipients=recipients, audit_events=audit_events)
+                 .info("Person erased"))
     return report

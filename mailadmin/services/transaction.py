@@ -63,20 +63,3 @@ def in_transaction(func: Callable[P, R]) -> Callable[P, R]:
 
     return wrapper
 
-
-def owns_transaction(func: Callable[P, R]) -> Callable[P, R]:
-    """The decorated service function commits its own work; on any failure it rolls back and re-raises.
-
-    So a caller never finds half of someone else's writes in its session, and knows from the
-    exception that nothing of this call was recorded.
-    """
-
-    @functools.wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return func(*args, **kwargs)
-        except BaseException:
-            db.session.rollback()
-            raise
-
-    return wrapper

@@ -28,7 +28,7 @@ from mailadmin.models.suppression import REASON_HARD_BOUNCE, SOURCE_SMTP
 from mailadmin.models.types import UTCDateTime
 from mailadmin.services.delivery.values import Claim, ClaimedBatch, Outcome, RecordedBatch, SendCounts
 from mailadmin.services.suppressions import suppress, suppressed_among
-from mailadmin.services.transaction import owns_transaction
+from mailadmin.services.transaction import in_transaction
 
 R_PENDING, R_SENDING = RecipientStatus.PENDING, RecipientStatus.SENDING
 _campaigns = Campaign.__table__
@@ -126,9 +126,9 @@ _QUEUE_HEARTBEAT = (
 # --- claims and outcomes -------------------------------------------------------------------------
 
 
-@owns_transaction
+@in_transaction
 def claim_recipients(
-    campaign_id: int, claimed_by: str, limit: int, now: datetime, *, after: int = 0, commit: bool = True
+    campaign_id: int, claimed_by: str, limit: int, now: datetime, *, after: int = 0
 ) -> list[Claim]:
     """Atomically mark up to `limit` pending recipients `sending` for `claimed_by`; sorted by id.
 
@@ -136,14 +136,12 @@ def claim_recipients(
     locked (FOR UPDATE SKIP LOCKED), SQLite serializes the writers. `after` is the highest id the
     caller claimed so far: the claim looks above it first, so it does not walk every recipient
     already sent (a campaign's claims would cost O(n²)), and below it only when that comes up
-    short (released and retried recipients). `commit=False` is for `record_batch`, which claims
-    the next batch in the transaction that records this one.
+    short (released and retried recipients). Inside `record_batch` it joins that transaction: the
+    next batch is claimed in the transaction that records this one.
     """
     rows = _claim_rows(campaign_id, claimed_by, limit, now, after)
     if len(rows) < limit and after:
         rows += _claim_rows(campaign_id, claimed_by, limit - len(rows), now, 0)
-    if commit:
-        db.session.commit()
     return sorted((Claim(row.id, row.email, row.name, row.fields) for row in rows), key=lambda claim: claim.id)
 
 
@@ -154,7 +152,7 @@ def _claim_rows(campaign_id: int, claimed_by: str, limit: int, now: datetime, af
 
 def _claim_batch(campaign_id: int, claimed_by: str, limit: int, now: datetime, after: int = 0) -> ClaimedBatch:
     """Claim in the session; suppressed addresses are set apart (the slice records them skipped)."""
-    claims = claim_recipients(campaign_id, claimed_by, limit, now, after=after, commit=False)
+    claims = claim_recipients(campaign_id, claimed_by, limit, now, after=after)
     suppressed = suppressed_among(claim.email for claim in claims) if claims else set()
     batch = ClaimedBatch()
     for claim in claims:
@@ -162,12 +160,10 @@ def _claim_batch(campaign_id: int, claimed_by: str, limit: int, now: datetime, a
     return batch
 
 
-@owns_transaction
+@in_transaction
 def claim_batch(campaign_id: int, claimed_by: str, limit: int, now: datetime) -> ClaimedBatch:
-    """A slice's first claim (commits); later batches are claimed by `record_batch`."""
-    batch = _claim_batch(campaign_id, claimed_by, limit, now)
-    db.session.commit()
-    return batch
+    """A slice's first claim (its own transaction); later batches are claimed by `record_batch`."""
+    return _claim_batch(campaign_id, claimed_by, limit, now)
 
 
 
@@ -337,7 +333,7 @@ def recorder_for(dialect: str) -> BatchRecorder:
     return OneStatementRecorder() if dialect == "postgresql" else StatementByStatementRecorder()
 
 
-@owns_transaction
+@in_transaction
 def record_batch(
     campaign_id: int,
     job_id: str,
@@ -367,12 +363,11 @@ def record_batch(
     counts = recorder.record(BatchRecord(campaign_id, job_id, outcomes, untried, now, next_job_id))
     for outcome in outcomes:
         if outcome.hard_bounce:
-            suppress(outcome.claim.email, REASON_HARD_BOUNCE, campaign_id, source=SOURCE_SMTP, commit=False)
+            suppress(outcome.claim.email, REASON_HARD_BOUNCE, campaign_id, source=SOURCE_SMTP)
     if release_the_rest:
         counts.released += db.session.execute(
             _RELEASE_ALL_OF_JOB, {"b_campaign": campaign_id, "b_token": job_id, "b_now": now}
         ).rowcount
     next_batch = _claim_batch(campaign_id, job_id, claim_next, now, claim_after) if claim_next else ClaimedBatch()
-    db.session.commit()
     return RecordedBatch(counts.sent, counts.failed, counts.skipped, counts.unknown, counts.transient,
                          counts.released, next_batch=next_batch)

@@ -25,7 +25,7 @@ from mailadmin.models.campaign import (
 from mailadmin.models.reasons import is_due_sql
 from mailadmin.models.types import utcnow
 from mailadmin.services.delivery.values import JobClaims
-from mailadmin.services.transaction import owns_transaction
+from mailadmin.services.transaction import after_commit, in_transaction
 from mailadmin.services.transitions import update_queue
 
 _campaigns = Campaign.__table__
@@ -38,12 +38,12 @@ OVERDUE_GRACE = timedelta(seconds=60)
 CANCELLED_RECOVERY_WINDOW = timedelta(days=1)
 
 
-@owns_transaction
+@in_transaction
 def mark_stale_claims_unknown(
     campaign_id: int, cutoff: datetime | None, *, now: datetime | None = None, claimed_by: str | None = None
 ) -> int:
     """Recipients of the campaign still `sending`, claimed before `cutoff` (or by the dead job
-    `claimed_by`), become `unknown` (commits)."""
+    `claimed_by`), become `unknown`."""
     now = now or utcnow()
     conditions = [_recipients.c.campaign_id == campaign_id, _recipients.c.status == R_SENDING]
     if cutoff is not None:
@@ -62,11 +62,9 @@ def mark_stale_claims_unknown(
             .where(_campaigns.c.id == campaign_id)
             .values(unknown_count=_campaigns.c.unknown_count + count, updated_at=now)
         )
-    db.session.commit()
-    if count:
-        logger.bind(campaign_id=campaign_id, unknown=count).warning(
+        after_commit(lambda: logger.bind(campaign_id=campaign_id, unknown=count).warning(
             "Stale claims marked unknown (a send job stopped mid-batch)"
-        )
+        ))
     return count
 
 
@@ -78,19 +76,17 @@ def _may_hold_claims(now: datetime):
     )
 
 
-@owns_transaction
+@in_transaction
 def campaigns_with_claims(now: datetime) -> list[int]:
     """Campaigns that may hold stale claims: started (or cancelled within a day) with recipients `sending`."""
     started = select(_campaigns.c.id).where(
         _may_hold_claims(now),
         exists().where(_recipients.c.campaign_id == _campaigns.c.id, _recipients.c.status == R_SENDING),
     )
-    ids = list(db.session.scalars(started).all())
-    db.session.commit()
-    return ids
+    return list(db.session.scalars(started).all())
 
 
-@owns_transaction
+@in_transaction
 def claims_by_job(now: datetime) -> list[JobClaims]:
     """Which jobs hold claims (recipients `sending`) on which campaigns, right now."""
     rows = db.session.execute(
@@ -103,11 +99,10 @@ def claims_by_job(now: datetime) -> list[JobClaims]:
         )
         .distinct()
     ).all()
-    db.session.commit()
     return [JobClaims(*row) for row in rows]
 
 
-@owns_transaction
+@in_transaction
 def campaigns_to_check(now: datetime, quiet_since: datetime) -> list[tuple[int, str | None]]:
     """(campaign id, current job id) of sending campaigns no slice touched since `quiet_since`,
     and of overdue deferrals (the caller decides whether a job still works on them)."""
@@ -127,22 +122,19 @@ def campaigns_to_check(now: datetime, quiet_since: datetime) -> list[tuple[int, 
             is_due_sql(_queues.c.defer_reason, _queues.c.deferred_until, now - OVERDUE_GRACE),
         )
     ).all()
-    db.session.commit()
     return [(row[0], row[1]) for row in (*stalled, *overdue)]
 
 
-@owns_transaction
+@in_transaction
 def has_pending_recipients(campaign_id: int) -> bool:
     """Does the campaign still have a recipient waiting to be claimed?"""
     found = db.session.scalar(
         select(_recipients.c.id).where(_recipients.c.campaign_id == campaign_id, _recipients.c.status == R_PENDING).limit(1)
     )
-    db.session.commit()
     return found is not None
 
 
-@owns_transaction
+@in_transaction
 def note_reenqueued(campaign_id: int, job_id: str, now: datetime) -> None:
-    """The recovery sweep enqueued a stalled campaign: its queue row names the job and beats (commits)."""
+    """The recovery sweep enqueued a stalled campaign: its queue row names the job and beats."""
     update_queue(campaign_id, current_job_id=job_id, heartbeat_at=now)
-    db.session.commit()

@@ -33,7 +33,7 @@ from mailadmin.queue.signals import announce_send_stop
 from mailadmin.services.audit import record_audit
 from mailadmin.services.delivery.values import SliceCampaign, SliceRefusal, SliceStart
 from mailadmin.services.sending_switch import sending_paused
-from mailadmin.services.transaction import owns_transaction
+from mailadmin.services.transaction import after_commit, in_transaction
 from mailadmin.services.transitions import (
     PauseNote,
     current_status,
@@ -53,8 +53,10 @@ _app_state = AppState.__table__
 # --- a slice begins ------------------------------------------------------------------------------
 
 
+@in_transaction
 def begin_slice(campaign_id: int, job_id: str, now: datetime) -> SliceStart:
-    """Move the campaign into `sending` for a slice, unless it is paused, cancelled, finished or not due."""
+    """Move the campaign into `sending` for a slice, unless it is paused, cancelled, finished or not due
+    (one transaction: the switch, a missed schedule and the move are decided together)."""
     if sending_paused():
         defer_for_global_pause(campaign_id, now)
         return SliceStart(False, Reason.GLOBAL_PAUSE)
@@ -63,7 +65,6 @@ def begin_slice(campaign_id: int, job_id: str, now: datetime) -> SliceStart:
     return _begin_slice(campaign_id, job_id, now)
 
 
-@owns_transaction
 def _begin_slice(campaign_id: int, job_id: str, now: datetime) -> SliceStart:
     fan_out = set_status(campaign_id, (QUEUED,), SENDING)
     started = fan_out or db.session.execute(
@@ -72,7 +73,6 @@ def _begin_slice(campaign_id: int, job_id: str, now: datetime) -> SliceStart:
     if not started:
         status = current_status(campaign_id)
         if status != SENDING:
-            db.session.commit()
             return SliceStart(False, SliceRefusal.NOT_DUE if status == DEFERRED else (status or SliceRefusal.MISSING))
     values = {"current_job_id": job_id, "heartbeat_at": now, "updated_at": now}
     if started:
@@ -83,16 +83,15 @@ def _begin_slice(campaign_id: int, job_id: str, now: datetime) -> SliceStart:
         .join(_queues, _queues.c.campaign_id == _campaigns.c.id)
         .where(_campaigns.c.id == campaign_id)
     ).one()
-    db.session.commit()
     campaign = SliceCampaign(campaign_id, row.id, row.subject, row.body_text or "", row.body_html, row.name or "")
     return SliceStart(True, SENDING, campaign, fan_out=fan_out)
 
 
-@owns_transaction
+@in_transaction
 def pause_missed_schedule(campaign_id: int, now: datetime) -> bool:
     """A scheduled start found more than MAILER_SCHEDULE_MAX_LATE_MINUTES late (everything was
     down when it came) is not sent by surprise: the campaign pauses with `missed_schedule` until
-    its owner or an admin resumes it (commits when it pauses)."""
+    its owner or an admin resumes it."""
     max_late = get_settings().schedule_max_late_minutes
     scheduled_at = db.session.scalar(
         select(_queues.c.deferred_until).where(
@@ -102,17 +101,15 @@ def pause_missed_schedule(campaign_id: int, now: datetime) -> bool:
         )
     )
     if scheduled_at is None or not set_status(campaign_id, (DEFERRED,), PAUSED):
-        db.session.commit()
         return False
     queue_id = hold_queue(campaign_id, Reason.MISSED_SCHEDULE, now, PauseNote(now))
-    db.session.commit()
-    logger.bind(
+    after_commit(lambda: logger.bind(
         campaign_id=campaign_id,
         queue_id=queue_id,
         scheduled_at=scheduled_at.isoformat(),
         late_minutes=round((now - scheduled_at).total_seconds() / 60, 1),
         max_late_minutes=max_late,
-    ).warning("Scheduled start missed; campaign paused")
+    ).warning("Scheduled start missed; campaign paused"))
     return True
 
 
@@ -130,7 +127,7 @@ def _log_deferral(campaign_id: int, queue_id: int, reason: Reason, until: dateti
     ).log(reason.info.log_level, "Campaign deferred")
 
 
-@owns_transaction
+@in_transaction
 def defer_campaign(
     campaign_id: int,
     reason: Reason,
@@ -139,24 +136,23 @@ def defer_campaign(
     now: datetime | None = None,
     consecutive_errors: int | None = None,
 ) -> bool:
-    """Defer an active campaign until `until` and schedule its continuation then (commits).
+    """Defer an active campaign until `until` and schedule its continuation then (after the commit).
 
     Returns False when the campaign is no longer active (paused, cancelled, finished meanwhile).
     """
     reason = Reason(reason)
     now = now or utcnow()
     if not set_status(campaign_id, ACTIVE_STATUSES, DEFERRED):
-        db.session.commit()
         return False
     queue_id, current_errors = update_queue(
         campaign_id, _queues.c.id, _queues.c.consecutive_transient_errors,
         defer_reason=reason, deferred_until=until, current_job_id=None, updated_at=now,
     ).one()
-    db.session.commit()
-    announce_send_stop(get_redis(), campaign_id)  # the campaign's other slices stop too
+    after_commit(lambda: announce_send_stop(get_redis(), campaign_id))  # the campaign's other slices stop too
     if until is not None:
-        schedule_after_commit(campaign_id, until)
-    _log_deferral(campaign_id, queue_id, reason, until, current_errors if consecutive_errors is None else consecutive_errors)
+        after_commit(lambda: schedule_after_commit(campaign_id, until))
+    errors = current_errors if consecutive_errors is None else consecutive_errors
+    after_commit(lambda: _log_deferral(campaign_id, queue_id, reason, until, errors))
     return True
 
 
@@ -165,7 +161,7 @@ def defer_for_rate_limit(campaign_id: int, next_free_at: datetime, *, now: datet
     return defer_campaign(campaign_id, Reason.RATE_LIMIT, next_free_at, now=now)
 
 
-@owns_transaction
+@in_transaction
 def defer_for_global_pause(campaign_id: int, now: datetime | None = None) -> bool:
     """Sending is switched off: the campaign waits (`global_pause`, no continuation) — but only if the
     switch is still off at this very statement (it holds a share lock on the switch row on PostgreSQL),
@@ -184,12 +180,10 @@ def defer_for_global_pause(campaign_id: int, now: datetime | None = None) -> boo
         .values(status=DEFERRED, updated_at=now)
     ).rowcount == 1
     if not deferred:
-        db.session.commit()
         return False
     queue_id = hold_queue(campaign_id, Reason.GLOBAL_PAUSE, now)
-    db.session.commit()
-    safe_cancel_continuation(campaign_id)
-    _log_deferral(campaign_id, queue_id, Reason.GLOBAL_PAUSE, None, None)
+    after_commit(lambda: safe_cancel_continuation(campaign_id))
+    after_commit(lambda: _log_deferral(campaign_id, queue_id, Reason.GLOBAL_PAUSE, None, None))
     return True
 
 
@@ -215,41 +209,36 @@ def transient_retry_at(now: datetime) -> datetime:
     return now + timedelta(minutes=get_settings().transient_retry_delay_minutes)
 
 
-@owns_transaction
+@in_transaction
 def _count_transient_error(campaign_id: int, error: str, now: datetime) -> int | None:
-    """One more consecutive transient error on the campaign's queue row (commits); the new count.
+    """One more consecutive transient error on the campaign's queue row (its own commit); the new count.
 
     One count per failed retry cycle: only the slice that moves the campaign out of `sending`
     counts (None for the others: a sibling failing in the same cycle finds it deferred; the row
     lock orders them).
     """
     if not set_status(campaign_id, (QUEUED, SENDING), DEFERRED):
-        db.session.commit()
         return None
     count = update_queue(
         campaign_id, _queues.c.consecutive_transient_errors,
         consecutive_transient_errors=_queues.c.consecutive_transient_errors + 1, last_error=error[:500], updated_at=now,
     ).scalar_one()
-    db.session.commit()
     return count
 
 
-@owns_transaction
+@in_transaction
 def _current_reason(campaign_id: int) -> Reason | None:
     """The reason the campaign waits with now, as stored (None when it does not wait)."""
-    value = db.session.scalar(select(_queues.c.defer_reason).where(_queues.c.campaign_id == campaign_id))
-    db.session.commit()
-    return reason_of(value)
+    return reason_of(db.session.scalar(select(_queues.c.defer_reason).where(_queues.c.campaign_id == campaign_id)))
 
 
-@owns_transaction
+@in_transaction
 def trip_circuit_breaker(campaign_id: int, consecutive_errors: int, *, now: datetime | None = None) -> bool:
-    """Pause the campaign (`circuit_breaker`) until an admin resumes it; audit with no actor (commits)."""
+    """Pause the campaign (`circuit_breaker`) until an admin resumes it; audit with no actor."""
     settings = get_settings()
     now = now or utcnow()
     from_status = current_status(campaign_id)
     if not set_status(campaign_id, ACTIVE_STATUSES, PAUSED):
-        db.session.commit()
         return False
     queue_id = update_queue(
         campaign_id, _queues.c.id,
@@ -264,22 +253,23 @@ def trip_circuit_breaker(campaign_id: int, consecutive_errors: int, *, now: date
         to_status=PAUSED,
         details={"consecutive_errors": consecutive_errors, "threshold": settings.circuit_breaker_threshold},
     )
-    db.session.commit()
+    after_commit(lambda: _announce_breaker(campaign_id, queue_id, consecutive_errors, settings.circuit_breaker_threshold))
+    return True
+
+
+def _announce_breaker(campaign_id: int, queue_id: int, consecutive_errors: int, threshold: int) -> None:
+    """After the breaker's commit: running slices stop, no continuation, no place in the waiting line."""
     announce_send_stop(get_redis(), campaign_id)
     safe_cancel_continuation(campaign_id)
     leave_waiting_line(get_redis(), campaign_id)  # paused until a person resumes it: it waits for no token
     logger.bind(
-        campaign_id=campaign_id,
-        queue_id=queue_id,
-        consecutive_errors=consecutive_errors,
-        threshold=settings.circuit_breaker_threshold,
+        campaign_id=campaign_id, queue_id=queue_id, consecutive_errors=consecutive_errors, threshold=threshold,
     ).log(Reason.CIRCUIT_BREAKER.info.log_level, "Circuit breaker tripped")
-    return True
 
 
-@owns_transaction
+@in_transaction
 def finish_campaign_if_done(campaign_id: int, *, now: datetime | None = None) -> bool:
-    """When no recipient is pending or being sent, the campaign becomes `finished` (commits).
+    """When no recipient is pending or being sent, the campaign becomes `finished`.
 
     `finished_with_errors` is set when some recipients failed permanently. Only one caller
     wins the transition, so "Campaign finished" is logged once.
@@ -294,7 +284,6 @@ def finish_campaign_if_done(campaign_id: int, *, now: datetime | None = None) ->
         campaign_id, (QUEUED, SENDING), FINISHED, finished_at=now, finished_with_errors=_campaigns.c.failed_count > 0
     )
     if not finished:
-        db.session.commit()
         return False
     hold_queue(campaign_id, None, now)  # finished: no reason, no deadline, no job
     row = db.session.execute(
@@ -309,7 +298,12 @@ def finish_campaign_if_done(campaign_id: int, *, now: datetime | None = None) ->
         .join(_queues, _queues.c.campaign_id == _campaigns.c.id)
         .where(_campaigns.c.id == campaign_id)
     ).one()
-    db.session.commit()
+    after_commit(lambda: _announce_finished(campaign_id, row, now))
+    return True
+
+
+def _announce_finished(campaign_id: int, row, now: datetime) -> None:
+    """After the finish's commit: no continuation; "Campaign finished" with the totals."""
     safe_cancel_continuation(campaign_id)
     duration = (now - row.started_at).total_seconds() if row.started_at is not None else None
     logger.bind(
@@ -320,4 +314,3 @@ def finish_campaign_if_done(campaign_id: int, *, now: datetime | None = None) ->
         duration_seconds=round(duration, 3) if duration is not None else None,
         finished_with_errors=bool(row.finished_with_errors),
     ).info("Campaign finished")
-    return True
