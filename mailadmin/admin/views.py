@@ -147,9 +147,7 @@ def sending():
 
 
 def _switch(paused: bool):
-    already = sending_switch.sending_paused() == paused
-    sending_switch.set_sending_paused(paused, current_user)
-    if already:
+    if not sending_switch.set_sending_paused(paused, current_user):
         flash(f"All sending was already switched {'off' if paused else 'on'}; nothing changed.", "info")
     elif paused:
         flash("All sending is switched off. Workers stop before their next message.", "success")

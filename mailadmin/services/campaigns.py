@@ -1,13 +1,12 @@
 """People's campaign transitions: start, pause, resume, cancel, re-queue unknown recipients, start a
-scheduled campaign now or move its start. (The global switch is `sending_switch`; the send loop's own writes — claim, record, defer, breaker, finish — are
-in `mailadmin.services.delivery`; what both share is `transitions`.)
+scheduled campaign now or move its start (the global switch: `sending_switch`; the send loop's
+writes: `delivery/`; what all share: `transitions`).
 
 Every transition is a conditional UPDATE on `campaigns.status` (`... WHERE status IN (...)`), so
 a request, several send workers and the scheduler can race without one undoing another: an admin
 pause is never turned back into `sending` by a worker, a finished campaign is never deferred. Each
-public function commits once; RQ and rq-scheduler are told after the commit (a job must never see
-the state before it), and if Redis fails at that moment the recovery sweep
-(`mailadmin.jobs.recovery`) enqueues the campaign later.
+public function is one `with transaction():`; RQ and rq-scheduler are told after the commit, and
+if Redis fails then, the recovery sweep (`mailadmin.jobs.recovery`) enqueues the campaign later.
 """
 
 from __future__ import annotations
@@ -33,8 +32,9 @@ from mailadmin.models.campaign import (
     R_SKIPPED,
     R_UNKNOWN,
     SENDING,
+    CampaignStatus,
 )
-from mailadmin.models.reasons import SWITCH_REASONS, Reason
+from mailadmin.models.reasons import SWITCH_REASONS, Reason, reason_of
 from mailadmin.models.types import utcnow
 from mailadmin.queue.dispatch import new_slice_job_id, safe_cancel_continuation
 from mailadmin.queue.signals import announce_send_stop
@@ -45,6 +45,7 @@ from mailadmin.services.transaction import after_commit, transaction
 from mailadmin.services.transitions import (
     NO_PAUSE,
     PauseNote,
+    Transition,
     current_status,
     enqueue_after_commit,
     schedule_after_commit,
@@ -200,7 +201,7 @@ def start_campaign(
     return campaign
 
 
-def pause_campaign(campaign: Campaign, actor: User | None) -> Campaign:
+def pause_campaign(campaign: Campaign, actor: User | None) -> Transition:
     """A person's pause (`admin_pause`, its owner or an admin), noting who and when: the send loop stops
     before its next message; idempotent (a second pause keeps the first one's note)."""
     note = PauseNote(utcnow(), actor.id if actor is not None else None)
@@ -210,33 +211,35 @@ def pause_campaign(campaign: Campaign, actor: User | None) -> Campaign:
     )
 
 
-def resume_campaign(campaign: Campaign, actor: User | None) -> Campaign:
+def resume_campaign(campaign: Campaign, actor: User | None) -> Transition:
     """Resume a paused campaign (admin or circuit breaker): back to `queued` and enqueued, breaker counter reset.
 
-    Idempotent for a campaign that is already queued, sending or deferred. While sending is
-    switched off globally the campaign waits with `global_pause` instead.
+    Idempotent for a campaign that is already queued, sending or deferred (nothing changed). While
+    sending is switched off globally the campaign waits with `global_pause` instead.
     """
     if campaign.status in ACTIVE_STATUSES:
-        return campaign
+        return Transition(False, CampaignStatus(campaign.status), CampaignStatus(campaign.status))
     if campaign.status != PAUSED:
         raise CampaignError(f"A {campaign.status} campaign cannot be resumed.")
     now = utcnow()
+    queue = campaign.queue  # what it resumes from, read before the reset
+    from_reason, errors = (reason_of(queue.defer_reason), queue.consecutive_transient_errors) if queue else (None, 0)
     with transaction():
         status, reason = _waiting_state(sending_paused())
         if not set_status(campaign.id, (PAUSED,), status):
             db.session.refresh(campaign)  # another request or the send loop moved it meanwhile
             if campaign.status in ACTIVE_STATUSES:
-                return campaign
+                return Transition(False, CampaignStatus(campaign.status), CampaignStatus(campaign.status))
             raise CampaignError(f"A {campaign.status} campaign cannot be resumed.")
         job_id = _reopen_queue(campaign.id, status, reason, now, consecutive_transient_errors=0)
         record_audit(actor, "campaign_resumed", campaign_id=campaign.id, from_status=PAUSED, to_status=status)
         if job_id is not None:
             after_commit(lambda: enqueue_after_commit(campaign.id, job_id))
     logger.bind(actor=actor_field(actor), campaign_id=campaign.id, campaign_status=status).info("Campaign resumed")
-    return campaign
+    return Transition(True, PAUSED, status, from_reason, errors)
 
 
-def cancel_campaign(campaign: Campaign, actor: User | None) -> Campaign:
+def cancel_campaign(campaign: Campaign, actor: User | None) -> Transition:
     """Cancel for good: the send loop stops before its next message; idempotent."""
     return _stop_campaign(
         campaign, actor, CANCELLED, (*ACTIVE_STATUSES, PAUSED), "cancelled",
@@ -266,15 +269,15 @@ def _stop_campaign(
     *,
     queue_values: dict,
     finished: bool = False,
-) -> Campaign:
+) -> Transition:
     """Pause or cancel: one conditional transition, then the send loop is told to stop at once.
 
     `done` ("paused", "cancelled") names the audit event, the log record and the refusal. Idempotent:
-    a campaign already in `to_status` (here or because another request won the race) is returned as
-    it is; any other status is refused.
+    a campaign already in `to_status` (here or because another request won the race) is left as it is
+    (`changed` False); any other status is refused.
     """
     if campaign.status == to_status:
-        return campaign
+        return Transition(False, to_status, to_status)
     from_status = campaign.status
     now = utcnow()
     with transaction():
@@ -282,7 +285,7 @@ def _stop_campaign(
             status = current_status(campaign.id)  # another request or the send loop moved it meanwhile
             if status == to_status:
                 db.session.refresh(campaign)
-                return campaign
+                return Transition(False, to_status, to_status)
             raise CampaignError(f"A {status} campaign cannot be {done}.")
         db.session.execute(
             update(_queues)
@@ -292,7 +295,7 @@ def _stop_campaign(
         record_audit(actor, f"campaign_{done}", campaign_id=campaign.id, from_status=from_status, to_status=to_status)
         after_commit(lambda: _tell_slices_to_stop(campaign.id))
     logger.bind(actor=actor_field(actor), campaign_id=campaign.id).info(f"Campaign {done}")
-    return campaign
+    return Transition(True, from_status, to_status)
 
 
 def _tell_slices_to_stop(campaign_id: int) -> None:

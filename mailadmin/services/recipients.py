@@ -41,6 +41,7 @@ from mailadmin.services.csv_upload import (
     read_upload,
     sniff_delimiter,
 )
+from mailadmin.services.errors import ErrorKind, ServiceError
 from mailadmin.services.suppressions import erased_among, suppressed_among
 from mailadmin.services.transaction import transaction
 
@@ -53,12 +54,9 @@ NOT_A_DRAFT_CHANGE_MESSAGE = "Recipients can only be removed from a draft campai
 EMPTY_MESSAGE = "Nothing to import: the file or the text box is empty."
 
 
-class RecipientImportError(ValueError):
-    """The import was refused as a whole; `message` says why. Nothing was stored."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+class RecipientImportError(ServiceError):
+    """The import (or a correction of a draft's recipients) was refused as a whole; `.message` says why.
+    Nothing was stored."""
 
 
 @dataclass
@@ -233,7 +231,7 @@ def _insert_recipients(campaign: Campaign, values: list[dict], suppressed: int, 
             # for it, or the import sees that the campaign has just been started.
             status = db.session.scalar(select(Campaign.status).where(Campaign.id == campaign.id).with_for_update())
             if status != DRAFT:
-                raise RecipientImportError(NOT_A_DRAFT_MESSAGE)
+                raise RecipientImportError(NOT_A_DRAFT_MESSAGE, ErrorKind.CONFLICT)
             if values:
                 _insert_rows(campaign, values, suppressed, now)
     except IntegrityError:
@@ -293,7 +291,7 @@ def import_recipients(campaign: Campaign, source: str | bytes | IO[Any], batch: 
     file and pasted lines sent together are one import to undo.
     """
     if campaign.status != DRAFT:
-        raise RecipientImportError(NOT_A_DRAFT_MESSAGE)
+        raise RecipientImportError(NOT_A_DRAFT_MESSAGE, ErrorKind.CONFLICT)
     rows, header, delimiter = _rows_of(source)
     summary = ImportSummary(header=header, delimiter=delimiter, batch=batch or next_import_batch(campaign))
     accepted = _accepted_rows(campaign, rows, header, summary)
@@ -322,7 +320,7 @@ def _lock_draft(campaign: Campaign) -> None:
     """Lock the campaign row (PostgreSQL) and check it is still a draft: a start racing a removal waits."""
     status = db.session.scalar(select(Campaign.status).where(Campaign.id == campaign.id).with_for_update())
     if status != DRAFT:
-        raise RecipientImportError(NOT_A_DRAFT_CHANGE_MESSAGE)
+        raise RecipientImportError(NOT_A_DRAFT_CHANGE_MESSAGE, ErrorKind.CONFLICT)
 
 
 def _remove(campaign: Campaign, *conditions) -> int:

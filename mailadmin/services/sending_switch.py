@@ -40,8 +40,9 @@ def sending_paused() -> bool:
     )
 
 
-def set_sending_paused(paused: bool, actor: User | None) -> None:
-    """Switch all sending off (running campaigns wait with `global_pause`) or back on (they are re-enqueued).
+def set_sending_paused(paused: bool, actor: User | None) -> bool:
+    """Switch all sending off (running campaigns wait with `global_pause`) or back on (they are re-enqueued);
+    False when it already was so (nothing changed).
 
     Idempotent. Switching on commits the switch first and only then re-enqueues the waiting
     campaigns, so a worker that deferred a campaign for `global_pause` at the same moment is
@@ -51,7 +52,7 @@ def set_sending_paused(paused: bool, actor: User | None) -> None:
     with transaction():
         state = _app_state_row()
         if bool(state.sending_paused) == paused:
-            return
+            return False
         state.sending_paused = paused
         state.changed_by_id = actor.id if actor is not None else None
         state.changed_at = now
@@ -63,6 +64,7 @@ def set_sending_paused(paused: bool, actor: User | None) -> None:
         # A second transaction, on purpose: the switch is committed before the waiting campaigns
         # are read, so a slice deferring for `global_pause` meanwhile is seen by this re-enqueue.
         _switch_on(actor, now)
+    return True
 
 
 def _switch_off(actor: User | None, now: datetime) -> None:

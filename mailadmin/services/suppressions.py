@@ -28,6 +28,7 @@ from mailadmin.models.types import utcnow
 from mailadmin.pii import ERASED_PREFIX, erasure_hash, erasure_marker, get_pii_log_fields, mask_email
 from mailadmin.services.audit import record_audit
 from mailadmin.services.batches import read_in_batches
+from mailadmin.services.errors import ErrorKind, ServiceError
 from mailadmin.services.transaction import after_commit, in_transaction, transaction
 
 # IN lists are chunked so that a 10,000-address import never builds one giant statement.
@@ -35,12 +36,8 @@ _CHUNK = 500
 PAGE_SIZE = 50
 
 
-class SuppressionError(ValueError):
+class SuppressionError(ServiceError):
     """A suppression-list action that cannot be carried out; `.message` is shown as is."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 def normalise_suppressed_email(email: str) -> str:
@@ -198,7 +195,7 @@ def remove_suppression(suppression_id: int, why: str, actor: User) -> Suppressio
         raise SuppressionError("Say why the address may receive mail again.")
     row = db.session.get(Suppression, suppression_id)
     if row is None:
-        raise SuppressionError("This entry is no longer on the suppression list.")
+        raise SuppressionError("This entry is no longer on the suppression list.", ErrorKind.NOT_FOUND)
     details = {"why": why[:200], "reason": row.reason, "source": row.source}
     if "@" in row.email:
         details.update(_address_log_fields(row.email))

@@ -57,6 +57,19 @@ class PauseNote:
         return {"paused_at": self.at, "paused_by_id": self.by_id, "pause_detail": (self.detail or None) and self.detail[:300]}
 
 
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """What a person's pause, resume or cancel did: `changed` False when the campaign already was so
+    (or another request got there first). A resume also says what it resumed from: the reason the
+    campaign waited with and the breaker's count of consecutive transient errors it reset."""
+
+    changed: bool
+    from_status: CampaignStatus
+    to_status: CampaignStatus
+    from_reason: Reason | None = None
+    errors_reset: int = 0
+
+
 # A campaign that goes on (resumed, started, deferred, finished) carries no pause.
 NO_PAUSE = {"paused_at": None, "paused_by_id": None, "pause_detail": None}
 

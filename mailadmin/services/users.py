@@ -19,12 +19,13 @@ from mailadmin.models import user as user_model
 from mailadmin.models.types import utcnow
 from mailadmin.models.user import ROLE_ADMIN, ROLES
 from mailadmin.services.audit import record_audit
+from mailadmin.services.errors import ErrorKind, ServiceError
 from mailadmin.services.passwords import password_problem, temporary_password
 from mailadmin.services.transaction import in_transaction
 
 
-class UserError(ValueError):
-    """A user-management request that cannot be carried out; the message says why."""
+class UserError(ServiceError):
+    """A user-management request that cannot be carried out; `.message` says why."""
 
 
 def normalise_login_email(email: str) -> str:
@@ -43,7 +44,7 @@ def create_user(email: str, password: str, role: str, *, actor: User | None = No
         raise UserError(f"Unknown role {role!r}: expected one of {', '.join(ROLES)}")
     _check_policy(password)
     if db.session.scalar(select(User).where(func.lower(User.email) == email)):
-        raise UserError(f"A user with the email {email} already exists")
+        raise UserError(f"A user with the email {email} already exists", ErrorKind.CONFLICT)
     user = User(email=email, role=role, active=True)
     user.set_password(password)
     db.session.add(user)
@@ -56,7 +57,7 @@ def find_user(email: str) -> User:
     """The user with this login email, or UserError."""
     user = db.session.scalar(select(User).where(func.lower(User.email) == email.strip().lower()))
     if user is None:
-        raise UserError(f"No user with the email {email}")
+        raise UserError(f"No user with the email {email}", ErrorKind.NOT_FOUND)
     return user
 
 
@@ -72,7 +73,7 @@ def set_role(user: User, role: str, *, actor: User | None = None) -> User:
     if role not in ROLES:
         raise UserError(f"Unknown role {role!r}: expected one of {', '.join(ROLES)}")
     if user.role == ROLE_ADMIN and role != ROLE_ADMIN and user.active and _active_admins_other_than(user) == 0:
-        raise UserError("This is the last active admin: make another user admin first")
+        raise UserError("This is the last active admin: make another user admin first", ErrorKind.CONFLICT)
     old = user.role
     user.role = role
     record_audit(actor, "user_role_changed", details={"user_id": user.id, "from": old, "to": role})
@@ -92,7 +93,7 @@ def _end_sessions(user: User) -> None:
 def set_active(user: User, active: bool, *, actor: User | None = None) -> User:
     """Disable or re-enable a user (ending their sessions); the last active admin cannot be disabled."""
     if not active and user.role == ROLE_ADMIN and user.active and _active_admins_other_than(user) == 0:
-        raise UserError("This is the last active admin: it cannot be disabled")
+        raise UserError("This is the last active admin: it cannot be disabled", ErrorKind.CONFLICT)
     user.active = active
     _end_sessions(user)
     record_audit(actor, "user_enabled" if active else "user_disabled", details={"user_id": user.id})
