@@ -12,9 +12,10 @@ Its modules, in the order a slice meets them:
   once per batch);
 * `sweep.py` — the recovery sweep: stale claims become `unknown`, stalled and overdue campaigns.
 
-Each public function owns its transaction: it commits once, and on any failure rolls back and
-raises, so the caller (`mailadmin.jobs.send`, `mailadmin.jobs.recovery`) still holds the outcomes
-it passed in and knows they were not recorded. No caller relies on another function's commit.
+Each public function is one `with transaction():` (`services/transaction.py`): it commits once, and
+on any failure rolls back and raises, so the caller (`mailadmin.jobs.send`, `mailadmin.jobs.recovery`)
+still holds the outcomes it passed in and knows they were not recorded; stop signals, continuations
+and their log records follow the commit. No caller relies on another function's commit.
 What people's actions share with these transitions is `mailadmin.services.transitions`.
 """
 
