@@ -112,7 +112,6 @@ class Settings:
     webhook_postmark_secret: str = ""
     webhook_mailgun_signing_key: str = ""
     webhook_max_age_seconds: int = published(300)
-    extra: dict = field(default_factory=dict)
 
     @property
     def is_production(self) -> bool:

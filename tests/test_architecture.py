@@ -255,17 +255,49 @@ def test_the_static_check_sees_a_write_built_outside_services(tmp_path):
     assert sorted(static_write_sites(package)) == ["pkg/web.py:2 update(Campaign)", "pkg/web.py:3 SQL text"]
 
 
+# --- one transaction helper -------------------------------------------------------------------------
+
+def hand_written_transactions(root: Path) -> list[str]:
+    """`path:line session.commit()` anywhere but the transaction helper, and `session.rollback()` in
+    services/ (outside services only a read-only clean-up may roll back)."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        if path == root / "services" / "transaction.py":
+            continue
+        name = path.relative_to(root.parent).as_posix()
+        in_services = (root / "services") in path.parents
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                called = ast.unparse(node.func)
+                if called.endswith("session.commit") or (in_services and called.endswith("session.rollback")):
+                    found.append(f"{name}:{node.lineno} {called}()")
+    return found
+
+
+def test_only_the_transaction_helper_commits():
+    assert hand_written_transactions(PACKAGE_DIR) == []
+
+
+def test_the_commit_check_sees_a_commit_in_a_view_and_a_rollback_in_a_service(tmp_path):
+    package = tmp_path / "pkg"
+    _write(package / "services" / "transaction.py", "def transaction():\n    db.session.commit()\n")
+    _write(package / "services" / "drafts.py", "def save():\n    db.session.rollback()\n")
+    _write(package / "auth" / "views.py", "def login():\n    db.session.commit()\n")
+    _write(package / "health.py", "def probe():\n    db.session.rollback()\n")
+
+    assert hand_written_transactions(package) == [
+        "pkg/auth/views.py:2 db.session.commit()", "pkg/services/drafts.py:2 db.session.rollback()",
+    ]
+
+
 # --- sizes: modules, classes, functions ------------------------------------------------------------
 
 MAX_MODULE_LINES = 450
 MAX_CLASS_LINES = 250
 MAX_FUNCTION_LINES = 50
-# Being split into a package in its own change (the delivery services): until then it may exceed
-# the module and class sizes. Every other file is held to them.
 # Files over the module or class size whose split is still to come; each is held to the function size.
 # The SMTP client and the connections grew with overlapped sending (one round trip per message).
 SPLIT_PENDING = {
-    "mailadmin/services/delivery.py",
     "mailadmin/mail/transports/pipelined.py",
     "mailadmin/mail/connections.py",
 }

@@ -6,8 +6,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 
+from mailadmin.extensions import db
 from mailadmin.jobs.send import SliceEnd, SliceOutcome, run_send_slice
 from mailadmin.models.campaign import R_SENT
 from mailadmin.services import delivery
@@ -39,7 +41,7 @@ def test_a_record_that_fails_before_its_commit_records_nothing_and_can_be_writte
         raise OperationalError("claim", {}, Exception("connection lost"))
 
     with monkeypatch.context() as patch:
-        patch.setattr(delivery, "_claim_batch", broken_claim)
+        patch.setattr(delivery.claims, "_claim_batch", broken_claim)
         with pytest.raises(OperationalError):
             delivery.record_batch(campaign.id, "job-1", outcomes, [], now, claim_next=10)
 
@@ -108,3 +110,18 @@ def test_claims_committed_while_the_answer_was_lost_go_back_to_pending_and_are_s
     run_send_slice(campaign.id)  # the continuation
     assert recipient_statuses(campaign.id) == {"sent": 12}
     assert_nobody_twice(smtp)
+
+
+def test_a_slice_begins_in_one_transaction(app, owner):
+    campaign = _started(owner, 2)
+    fresh_campaign(campaign.id)
+    commits = []
+    listener = lambda session: commits.append(session)  # noqa: E731
+    event.listen(db.session, "after_commit", listener)
+    try:
+        start = delivery.begin_slice(campaign.id, "job-1", datetime.now(UTC))
+    finally:
+        event.remove(db.session, "after_commit", listener)
+
+    assert start.proceed and start.fan_out
+    assert len(commits) == 1

@@ -19,7 +19,7 @@ from mailadmin.jobs.continuations import ContinuationScheduler
 from mailadmin.jobs.recovery import recover_stalled_campaigns
 from mailadmin.jobs.send import SliceEnd, SliceOutcome, SliceReport, run_send_slice
 from mailadmin.models import AuditEvent, Recipient
-from mailadmin.models.campaign import R_SENDING
+from mailadmin.models.campaign import CANCELLED, PAUSED, QUEUED, R_SENDING
 from mailadmin.models.reasons import Reason
 from mailadmin.queue.dispatch import (
     continuation_job_id,
@@ -31,6 +31,7 @@ from mailadmin.services import campaigns as service
 from mailadmin.services import delivery, sending_switch
 from mailadmin.services.delivery import claim_recipients
 from mailadmin.services.suppressions import is_suppressed, suppress, suppressed_among
+from mailadmin.services.transitions import Transition
 from tests.factories import (
     create_campaign,
     create_started_campaign,
@@ -366,15 +367,17 @@ def test_the_scheduled_continuation_of_a_paused_campaign_does_nothing(engine_env
 def test_pause_resume_and_cancel_are_idempotent_and_audited(app, app_env, smtp, owner, admin, log_records):
     campaign = create_started_campaign(owner, 5)
 
-    service.pause_campaign(campaign, admin)
-    service.pause_campaign(fresh_campaign(campaign.id), admin)
+    # Each says what happened: the second of each pair changed nothing.
+    assert service.pause_campaign(campaign, admin) == Transition(True, QUEUED, PAUSED)
+    assert service.pause_campaign(fresh_campaign(campaign.id), admin) == Transition(False, PAUSED, PAUSED)
     run_queued_jobs(app_env["REDIS_URL"])  # the start job finds the campaign paused
     assert smtp.messages == []
-    service.resume_campaign(fresh_campaign(campaign.id), admin)
-    service.resume_campaign(fresh_campaign(campaign.id), admin)
+    assert service.resume_campaign(fresh_campaign(campaign.id), admin) == Transition(
+        True, PAUSED, QUEUED, Reason.ADMIN_PAUSE, 0)
+    assert service.resume_campaign(fresh_campaign(campaign.id), admin) == Transition(False, QUEUED, QUEUED)
     assert fresh_campaign(campaign.id).status == "queued"
-    service.cancel_campaign(fresh_campaign(campaign.id), admin)
-    service.cancel_campaign(fresh_campaign(campaign.id), admin)
+    assert service.cancel_campaign(fresh_campaign(campaign.id), admin) == Transition(True, QUEUED, CANCELLED)
+    assert service.cancel_campaign(fresh_campaign(campaign.id), admin) == Transition(False, CANCELLED, CANCELLED)
     run_queued_jobs(app_env["REDIS_URL"])
 
     current = fresh_campaign(campaign.id)
@@ -390,8 +393,8 @@ def test_pause_resume_and_cancel_are_idempotent_and_audited(app, app_env, smtp, 
 
 def test_global_switch_defers_with_global_pause_and_switching_on_requeues(app, app_env, smtp, owner, admin):
     first = create_started_campaign(owner, 3)
-    sending_switch.set_sending_paused(True, admin)
-    sending_switch.set_sending_paused(True, admin)
+    assert sending_switch.set_sending_paused(True, admin) is True
+    assert sending_switch.set_sending_paused(True, admin) is False  # already off: nothing changed
     second = create_started_campaign(owner, 2)  # started while sending is off: waits too
 
     run_queued_jobs(app_env["REDIS_URL"])

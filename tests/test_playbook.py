@@ -101,10 +101,10 @@ def test_every_link_inside_the_playbook_points_at_an_existing_section():
 
 
 def test_every_defer_and_pause_reason_has_its_own_symptom_entry():
-    from mailadmin.models.campaign import DEFER_REASONS
+    from mailadmin.models.reasons import Reason
 
     anchors = heading_anchors(ONCALL)
-    for reason in DEFER_REASONS:
+    for reason in Reason:
         assert any(anchor.startswith(reason + "-") for anchor in anchors), f"no ONCALL.md section for {reason}"
     for symptom in ("campaign-stuck-in-sending", "worker-dead", "scheduler-dead", "recipients-in-unknown"):
         assert symptom in anchors

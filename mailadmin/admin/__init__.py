@@ -9,7 +9,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from mailadmin.admin.links import campaign_url
 from mailadmin.extensions import db
-from mailadmin.services.campaigns import sending_paused
+from mailadmin.services.sending_switch import sending_paused
 
 
 def _banner_sending_paused() -> bool:

@@ -139,7 +139,7 @@ def sending():
     ).all()
     return render_template(
         "admin/sending.html",
-        paused=campaign_service.sending_paused(),
+        paused=sending_switch.sending_paused(),
         state=state,
         changed_by=db.session.get(User, state.changed_by_id) if state and state.changed_by_id else None,
         campaigns=campaigns,
@@ -147,9 +147,7 @@ def sending():
 
 
 def _switch(paused: bool):
-    already = campaign_service.sending_paused() == paused
-    sending_switch.set_sending_paused(paused, current_user)
-    if already:
+    if not sending_switch.set_sending_paused(paused, current_user):
         flash(f"All sending was already switched {'off' if paused else 'on'}; nothing changed.", "info")
     elif paused:
         flash("All sending is switched off. Workers stop before their next message.", "success")

@@ -10,7 +10,7 @@ from loguru import logger
 
 from mailadmin.auth.decorators import login_required
 from mailadmin.auth.forms import ChangePasswordForm, LoginForm, submit_user_form, user_form_page
-from mailadmin.extensions import db, get_redis, get_settings
+from mailadmin.extensions import get_redis, get_settings
 from mailadmin.limits.throttle import (
     LOGIN_THROTTLED_MESSAGE,
     THROTTLE_BACKEND_UNAVAILABLE,
@@ -21,7 +21,6 @@ from mailadmin.limits.throttle import (
     record_login_failure,
 )
 from mailadmin.models import User
-from mailadmin.models.types import utcnow
 from mailadmin.services import users as user_service
 
 bp = Blueprint("auth", __name__)
@@ -64,8 +63,7 @@ def _start_session(user: User, remember: bool) -> None:
     session.clear()
     g.pop(current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token"), None)  # Flask-WTF's per-request copy
     login_user(user, remember=remember)
-    user.last_login_at = utcnow()
-    db.session.commit()
+    user_service.record_login(user)
 
 
 @bp.route("/login", methods=["GET", "POST"])

@@ -22,9 +22,11 @@ from mailadmin.campaigns.views import bp
 from mailadmin.extensions import get_redis, get_settings
 from mailadmin.limits.rate_limiter import rate_limit_usage
 from mailadmin.models import Campaign
-from mailadmin.models.campaign import CANCELLED, DRAFT, FINAL_STATUSES, PAUSED, QUEUED
+from mailadmin.models.campaign import DRAFT, FINAL_STATUSES, PAUSED, QUEUED
 from mailadmin.models.reasons import Reason
 from mailadmin.services import campaigns as campaign_service
+from mailadmin.services import sending_switch
+from mailadmin.services.transitions import Transition
 
 
 def back_to(campaign: Campaign):
@@ -40,7 +42,7 @@ def label(campaign: Campaign) -> str:
 
 def state_after_resume(campaign: Campaign) -> Markup:
     """What really happens next, in one sentence: sending continues, or what it still waits for."""
-    sending_off = campaign_service.sending_paused()
+    sending_off = sending_switch.sending_paused()
     if sending_off:
         return Markup(" All sending is switched off, so it waits until an admin switches sending back on.")
     reason = campaign_reason(campaign, sending_off)
@@ -56,43 +58,41 @@ def state_after_resume(campaign: Campaign) -> Markup:
     return Markup(" It is queued and sending continues.")
 
 
-def pause(campaign: Campaign):
-    """Pause (`admin_pause`, whoever the person is); flash, 303 back."""
-    was_paused = campaign.status == PAUSED
+def _attempt(action, campaign: Campaign, already: str) -> Transition | None:
+    """Run a person's pause, resume or cancel; None after flashing why it was refused or that the
+    campaign `already` was so (nothing changed), else what it did."""
     try:
-        campaign_service.pause_campaign(campaign, current_user)
+        done = action(campaign, current_user)
     except campaign_service.CampaignError as exc:
         flash(exc.message, "error")
-        return back_to(campaign)
-    if was_paused:
-        flash(f"Campaign {label(campaign)} was already paused; nothing changed.", "info")
-    else:
+        return None
+    if not done.changed:
+        flash(f"Campaign {label(campaign)} {already.format(status=done.to_status)}; nothing changed.", "info")
+        return None
+    return done
+
+
+def pause(campaign: Campaign):
+    """Pause (`admin_pause`, whoever the person is); flash, 303 back."""
+    if _attempt(campaign_service.pause_campaign, campaign, "was already paused"):
         flash(f"Campaign {label(campaign)} paused. Sending stops before its next message.", "success")
     return back_to(campaign)
 
 
 def resume(campaign: Campaign):
     """Resume a paused campaign if this person may; the flash says what it waits for now, if anything."""
-    refusal = resume_refusal(current_user, campaign, campaign_service.sending_paused())
+    refusal = resume_refusal(current_user, campaign, sending_switch.sending_paused())
     if refusal:
         flash(refusal, "error")
         return back_to(campaign)
-    was_paused = campaign.status == PAUSED
-    breaker = campaign.queue is not None and campaign.queue.defer_reason == Reason.CIRCUIT_BREAKER
-    errors_before = campaign.queue.consecutive_transient_errors if campaign.queue else 0
-    try:
-        campaign_service.resume_campaign(campaign, current_user)
-    except campaign_service.CampaignError as exc:
-        flash(exc.message, "error")
-        return back_to(campaign)
-    if not was_paused:
-        flash(f"Campaign {label(campaign)} is not paused (it is {campaign.status}); nothing changed.", "info")
+    resumed = _attempt(campaign_service.resume_campaign, campaign, "is not paused (it is {status})")
+    if resumed is None:
         return back_to(campaign)
     message = Markup("Campaign {} resumed").format(label(campaign))
-    if breaker:
+    if resumed.from_reason == Reason.CIRCUIT_BREAKER:
         message += (
             " after the circuit breaker tripped. The counter of consecutive transient errors was reset "
-            f"from {errors_before} to 0."
+            f"from {resumed.errors_reset} to 0."
         )
     else:
         message += "."
@@ -109,15 +109,8 @@ def cancel(campaign: Campaign, action_url: str):
             return back_to(campaign)
         form.next.data = safe_next_url(request.values.get("next")) or ""
         return render_template("campaigns/cancel.html", campaign=campaign, form=form, action_url=action_url)
-    if campaign.status == CANCELLED:
-        flash(f"Campaign {label(campaign)} was already cancelled; nothing changed.", "info")
-        return back_to(campaign)
-    try:
-        campaign_service.cancel_campaign(campaign, current_user)
-    except campaign_service.CampaignError as exc:
-        flash(exc.message, "error")
-        return back_to(campaign)
-    flash(f"Campaign {label(campaign)} cancelled. No further message will be sent for it.", "success")
+    if _attempt(campaign_service.cancel_campaign, campaign, "was already cancelled"):
+        flash(f"Campaign {label(campaign)} cancelled. No further message will be sent for it.", "success")
     return back_to(campaign)
 
 

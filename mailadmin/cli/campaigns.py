@@ -81,7 +81,7 @@ def _run(action, campaign: Campaign, actor: User | None):
 
 def _transition(action, campaign: Campaign, actor_email: str | None) -> None:
     """Run a campaign transition as `actor_email` (or the system), then print the campaign's new state."""
-    campaign = _run(action, campaign, _actor(actor_email))
+    _run(action, campaign, _actor(actor_email))
     db.session.refresh(campaign)
     click.echo(_describe(campaign))
 
@@ -93,7 +93,7 @@ def _describe(campaign: Campaign) -> str:
 
 
 @campaigns_cli.command("list")
-@click.option("--status", type=click.Choice(CAMPAIGN_STATUSES), help="Only campaigns in this state.")
+@click.option("--status", type=click.Choice([status.value for status in CAMPAIGN_STATUSES]), help="Only campaigns in this state.")
 @click.option("--limit", default=50, show_default=True)
 def list_campaigns_command(status: str | None, limit: int) -> None:
     """Campaigns, newest first: id, status, reason, deferred_until, progress."""
@@ -209,7 +209,7 @@ def requeue_unknown_command(campaign: Campaign, actor: str | None, yes: bool) ->
 @sending_cli.command("status")
 def sending_status_command() -> None:
     """Is sending switched on or off?"""
-    click.echo("off" if campaign_service.sending_paused() else "on")
+    click.echo("off" if sending_switch.sending_paused() else "on")
 
 
 @sending_cli.command("off")

@@ -28,6 +28,8 @@ import time
 
 from redis import Redis
 
+from mailadmin.limits.window import registered_script
+
 KEY_PREFIX = "mailadmin:webhook-delivery:"
 # Longer than applying any one delivery takes (a few reports, one transaction each).
 PENDING_TAKEOVER_SECONDS = 60
@@ -74,10 +76,7 @@ def delivery_fingerprint(*parts: bytes) -> str:
 def claim_delivery(redis: Redis, provider: str, delivery_id: str, fingerprint: str, ttl_seconds: int,
                    *, now: float | None = None) -> DeliveryClaim:
     """Claim a delivery for applying (FIRST), or say what it repeats (see the module docstring); raises RedisError."""
-    script = getattr(redis, "_mailadmin_replay_script", None)
-    if script is None:
-        script = redis.register_script(CLAIM_LUA)
-        redis._mailadmin_replay_script = script
+    script = registered_script(redis, "replay", CLAIM_LUA)
     moment = int(time.time() if now is None else now)
     answer = script(keys=[_key(provider, delivery_id)],
                     args=[fingerprint, moment, max(1, ttl_seconds), PENDING_TAKEOVER_SECONDS])

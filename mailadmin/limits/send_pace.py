@@ -47,7 +47,7 @@ from mailadmin.limits.waiting_line import (
     WAITING_LINE_GRACE_SECONDS,
     WAITING_LINE_KEY,
 )
-from mailadmin.limits.window import KEY_PREFIX, lua_now
+from mailadmin.limits.window import KEY_PREFIX, lua_now, registered_script
 
 PACE_KEY = KEY_PREFIX + "ratelimit:smtp:pace"
 # Share of MAILER_SMTP_MAX_PER_SECOND the slots are spaced for (see the module docstring).
@@ -211,15 +211,6 @@ def slot_interval(max_per_second: int) -> float:
     return 1.0 / (max_per_second * PER_SECOND_HEADROOM) if max_per_second > 0 else 0.0
 
 
-def _script(client: Redis, name: str, source: str):
-    attribute = f"_mailadmin_{name}_script"
-    script = getattr(client, attribute, None)
-    if script is None:
-        script = client.register_script(source)
-        setattr(client, attribute, script)
-    return script
-
-
 def _us(seconds: float) -> int:
     return round(seconds * _MICROSECONDS)
 
@@ -240,7 +231,7 @@ def reserve_send_tokens(
     interval = slot_interval(max_per_second)
     reservation_id = uuid.uuid4().hex
     try:
-        granted, current, first_us, ahead = _script(redis, "reserve", RESERVE_LUA)(
+        granted, current, first_us, ahead = registered_script(redis, "reserve", RESERVE_LUA)(
             keys=[RATE_LIMIT_KEY, PACE_KEY, WAITING_LINE_KEY, WAITING_LINE_DEADLINE_KEY],
             args=[count, max_per_hour, _us(interval), "" if now is None else _us(now), reservation_id,
                   RATE_LIMIT_WINDOW_SECONDS * _MICROSECONDS, "" if campaign_id is None else campaign_id,
@@ -278,7 +269,7 @@ def settle_send_tokens(redis: Redis, batch: TokenBatch) -> None:
     sent = [-1 if sent_at is None or not counted else _us(sent_at)
             for sent_at, counted in zip(batch.sent_at, batch.counted, strict=True)]
     try:
-        _script(redis, "settle", SETTLE_LUA)(keys=[RATE_LIMIT_KEY, PACE_KEY],
+        registered_script(redis, "settle", SETTLE_LUA)(keys=[RATE_LIMIT_KEY, PACE_KEY],
                                              args=[batch.reservation_id, pace_left, pace_back, *sent])
     except RedisError as exc:
         # The unused tokens simply expire with the hour: fewer sends, never more.

@@ -40,7 +40,7 @@ from loguru import logger
 from redis import Redis, RedisError
 
 from mailadmin.limits.rate_limiter import RATE_LIMIT_KEY
-from mailadmin.limits.window import lua_now
+from mailadmin.limits.window import lua_now, registered_script
 
 WAITING_LINE_KEY = RATE_LIMIT_KEY + ":line"
 WAITING_LINE_DEADLINE_KEY = RATE_LIMIT_KEY + ":line:deadline"
@@ -108,17 +108,9 @@ def _moment(microseconds: float) -> datetime:
     return _EPOCH + timedelta(microseconds=int(microseconds))
 
 
-def _place_script(client: Redis):
-    script = getattr(client, "_mailadmin_place_script", None)
-    if script is None:
-        script = client.register_script(PLACE_LUA)
-        client._mailadmin_place_script = script
-    return script
-
-
 def _set_place(redis: Redis, campaign_id: int, deadline_us: str, now: float | None) -> None:
     try:
-        _place_script(redis)(
+        registered_script(redis, "place", PLACE_LUA)(
             keys=[WAITING_LINE_KEY, WAITING_LINE_DEADLINE_KEY],
             args=[campaign_id, deadline_us, "" if now is None else round(now * _MICROSECONDS)],
         )

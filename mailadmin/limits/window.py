@@ -94,12 +94,14 @@ def _to_microseconds(seconds: float) -> int:
     return round(seconds * _MICROSECONDS)
 
 
-def _script_for(client: Redis):
-    """The registered script, once per client (registering hashes the Lua source each time)."""
-    script = getattr(client, "_mailadmin_window_script", None)
+def registered_script(client: Redis, name: str, source: str):
+    """The Lua `source` registered on `client` once, kept under `name` (registering hashes the source
+    each time); every Lua script of limits/ is called through this."""
+    attribute = f"_mailadmin_{name}_script"
+    script = getattr(client, attribute, None)
     if script is None:
-        script = client.register_script(SLIDING_WINDOW_LUA)
-        client._mailadmin_window_script = script
+        script = client.register_script(source)
+        setattr(client, attribute, script)
     return script
 
 
@@ -107,7 +109,7 @@ def _run(client: Redis, key: str, limit: int, window_seconds: float, now: float 
     if window_seconds <= 0:
         raise ValueError(f"window_seconds must be positive, got {window_seconds!r}")
     window_us = _to_microseconds(window_seconds)
-    script = _script_for(client)
+    script = registered_script(client, "window", SLIDING_WINDOW_LUA)
     allowed, count, slot_score_us = script(
         keys=[key],
         args=[

@@ -10,48 +10,50 @@ recipients per row.
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from mailadmin.extensions import db
-from mailadmin.models.reasons import Reason
 from mailadmin.models.types import UTCDateTime, utcnow
 
-# Campaign lifecycle (SPEC "Campaign lifecycle").
-DRAFT = "draft"
-QUEUED = "queued"
-SENDING = "sending"
-DEFERRED = "deferred"
-PAUSED = "paused"
-FINISHED = "finished"
-CANCELLED = "cancelled"
-CAMPAIGN_STATUSES = (DRAFT, QUEUED, SENDING, DEFERRED, PAUSED, FINISHED, CANCELLED)
+
+class CampaignStatus(StrEnum):
+    """A campaign's lifecycle state (SPEC "Campaign lifecycle"), as stored in `campaigns.status`."""
+
+    DRAFT = "draft"
+    QUEUED = "queued"
+    SENDING = "sending"
+    DEFERRED = "deferred"
+    PAUSED = "paused"
+    FINISHED = "finished"
+    CANCELLED = "cancelled"
+
+
+class RecipientStatus(StrEnum):
+    """A recipient's state (SPEC "Recipients"), as stored in `recipients.status`."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    UNKNOWN = "unknown"  # claimed by a job that died: the SMTP outcome cannot be known
+    # A `sent` recipient whose provider reported a hard bounce / a spam complaint later (SPEC "Bounces").
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+
+
+# Short names of the members, used across the pages, jobs and tests (the same objects).
+DRAFT, QUEUED, SENDING, DEFERRED, PAUSED, FINISHED, CANCELLED = CampaignStatus
+CAMPAIGN_STATUSES = tuple(CampaignStatus)
 # States in which the send loop may work on a campaign.
 ACTIVE_STATUSES = (QUEUED, SENDING, DEFERRED)
 FINAL_STATUSES = (FINISHED, CANCELLED)
 
-# Defer / pause reasons live in `mailadmin.models.reasons`; these names stay for older importers.
-REASON_SCHEDULED = Reason.SCHEDULED
-REASON_RATE_LIMIT = Reason.RATE_LIMIT
-REASON_TRANSIENT_ERROR = Reason.TRANSIENT_ERROR
-REASON_CIRCUIT_BREAKER = Reason.CIRCUIT_BREAKER
-REASON_ADMIN_PAUSE = Reason.ADMIN_PAUSE
-REASON_GLOBAL_PAUSE = Reason.GLOBAL_PAUSE
-REASON_BOUNCE_RATE = Reason.BOUNCE_RATE
-DEFER_REASONS = tuple(Reason)
-
-# Recipient states (SPEC "Recipients").
-R_PENDING = "pending"
-R_SENDING = "sending"
-R_SENT = "sent"
-R_FAILED = "failed"
-R_SKIPPED = "skipped"
-R_UNKNOWN = "unknown"  # claimed by a job that died: the SMTP outcome cannot be known
-# A `sent` recipient whose provider reported a hard bounce / a spam complaint later (SPEC "Bounces").
-R_BOUNCED = "bounced"
-R_COMPLAINED = "complained"
-RECIPIENT_STATUSES = (R_PENDING, R_SENDING, R_SENT, R_FAILED, R_SKIPPED, R_UNKNOWN, R_BOUNCED, R_COMPLAINED)
+R_PENDING, R_SENDING, R_SENT, R_FAILED, R_SKIPPED, R_UNKNOWN, R_BOUNCED, R_COMPLAINED = RecipientStatus
+RECIPIENT_STATUSES = tuple(RecipientStatus)
 
 
 class Campaign(db.Model):
@@ -157,7 +159,7 @@ class CampaignQueue(db.Model):
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The pause the campaign is in, if any: who (NULL: the product itself, or nobody known), when,
     # and an optional detail the pages show with the reason. Written by every pause, cleared when
-    # the campaign goes on (services.campaign_state.PauseNote).
+    # the campaign goes on (services.transitions.PauseNote).
     paused_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     pause_detail: Mapped[str | None] = mapped_column(String(300))

@@ -42,8 +42,9 @@ from mailadmin.pii import erasure_hash, get_pii_log_fields
 from mailadmin.queue.dispatch import safe_cancel_continuation
 from mailadmin.queue.signals import announce_send_stop
 from mailadmin.services.audit import record_audit
-from mailadmin.services.campaign_state import current_status, hold_queue, owns_transaction, set_status
 from mailadmin.services.suppressions import normalise_suppressed_email, suppress
+from mailadmin.services.transaction import after_commit, in_transaction, transaction
+from mailadmin.services.transitions import current_status, hold_queue, set_status
 
 SOFT_BOUNCE_LIMIT = 3
 SOFT_BOUNCE_WINDOW = timedelta(days=30)
@@ -164,24 +165,33 @@ def _suppress_for(report: BounceReport, address: str, email_hash: str, campaign_
         reason = REASON_SOFT_BOUNCES
     else:
         return False
-    return suppress(address, reason, campaign_id, source=report.source, commit=False)
+    return suppress(address, reason, campaign_id, source=report.source)
 
 
 def record_bounce(report: BounceReport) -> BounceOutcome:
-    """Apply one report once (see the module docstring); commits, then checks the bounce rate."""
+    """Apply one report once (see the module docstring); commits, then checks the bounce rate in a
+    transaction of its own (the report stays recorded whatever the check finds)."""
     address = normalise_suppressed_email(report.email)
     if "@" not in address or len(address) > 320:
         return BounceOutcome(False)
+    with transaction():
+        outcome = _apply_report(report, address)
+    if outcome.recipient_changed and outcome.campaign_id is not None and report.kind != BOUNCE_SOFT:
+        pause_if_bounce_rate_exceeded(outcome.campaign_id)
+    return outcome
+
+
+def _apply_report(report: BounceReport, address: str) -> BounceOutcome:
+    """The report's event, the recipient's new status and the suppression, in the session (a report seen
+    before changes nothing); the record is logged once committed."""
     email_hash = erasure_hash(address, get_settings().log_hash_salt)
     found = find_reported_recipient(report, address)
     campaign_id, recipient_id = found if found else (None, None)
     if not _insert_event(report, email_hash, campaign_id, recipient_id):
-        db.session.rollback()
         return BounceOutcome(False, campaign_id, recipient_id)
     changed = _mark_recipient(report.kind, campaign_id, recipient_id) if found else False
     suppressed = _suppress_for(report, address, email_hash, campaign_id)
-    db.session.commit()
-    logger.bind(
+    after_commit(lambda: logger.bind(
         campaign_id=campaign_id,
         recipient_id=recipient_id,
         **get_pii_log_fields(address, "INFO"),
@@ -189,9 +199,7 @@ def record_bounce(report: BounceReport) -> BounceOutcome:
         bounce_type=report.kind,
         status_code=report.status_code,
         suppressed=suppressed,
-    ).info("Complaint recorded" if report.kind == BOUNCE_COMPLAINT else "Bounce recorded")
-    if changed and campaign_id is not None and report.kind != BOUNCE_SOFT:
-        pause_if_bounce_rate_exceeded(campaign_id)
+    ).info("Complaint recorded" if report.kind == BOUNCE_COMPLAINT else "Bounce recorded"))
     return BounceOutcome(True, campaign_id, recipient_id, changed, suppressed)
 
 
@@ -218,6 +226,7 @@ def bounce_rate_trip(
     return None
 
 
+@in_transaction
 def pause_if_bounce_rate_exceeded(campaign_id: int) -> bool:
     """Pause an active campaign (`bounce_rate`) whose list bounces or draws complaints too much; True when
     this call paused it."""
@@ -234,9 +243,9 @@ def pause_if_bounce_rate_exceeded(campaign_id: int) -> bool:
     return trip is not None and pause_for_bounce_rate(campaign_id, trip)
 
 
-@owns_transaction
+@in_transaction
 def pause_for_bounce_rate(campaign_id: int, trip: BounceRateTrip) -> bool:
-    """Pause an active campaign (`bounce_rate`) until an admin resumes it; audit with no actor (commits).
+    """Pause an active campaign (`bounce_rate`) until an admin resumes it; audit with no actor.
 
     The send loop sees `paused` before its next message, exactly as after an admin pause. The audit row
     and the log record carry the trip (which line, the figures): the pages read it back from the audit.
@@ -244,19 +253,22 @@ def pause_for_bounce_rate(campaign_id: int, trip: BounceRateTrip) -> bool:
     now = utcnow()
     from_status = current_status(campaign_id)
     if not set_status(campaign_id, ACTIVE_STATUSES, PAUSED):
-        db.session.commit()
         return False
     queue_id = hold_queue(campaign_id, Reason.BOUNCE_RATE, now)
     details = trip.details()
     record_audit(None, BOUNCE_RATE_AUDIT_ACTION, campaign_id=campaign_id, from_status=from_status, to_status=PAUSED,
                  details=details)
-    db.session.commit()
-    announce_send_stop(get_redis(), campaign_id)  # running slices stop before their next message
+    after_commit(lambda: _announce_bounce_rate_pause(campaign_id, queue_id, details))
+    return True
+
+
+def _announce_bounce_rate_pause(campaign_id: int, queue_id: int | None, details: dict) -> None:
+    """After the pause's commit: running slices stop before their next message, no continuation."""
+    announce_send_stop(get_redis(), campaign_id)
     safe_cancel_continuation(campaign_id)
     logger.bind(campaign_id=campaign_id, queue_id=queue_id, defer_reason=Reason.BOUNCE_RATE.value, **details).log(
         Reason.BOUNCE_RATE.info.log_level, "Campaign paused (bounce rate too high)"
     )
-    return True
 
 
 def bounce_rate_trips(campaign_ids: list[int]) -> dict[int, BounceRateTrip]:
@@ -298,8 +310,7 @@ def apply_webhook_delivery(provider: str, delivery_id: str, fingerprint: str,
         return WebhookDelivery(claim, [])
     try:
         outcomes = record_bounces(reports)
-    except BaseException:
-        db.session.rollback()
+    except BaseException:  # each report's transaction rolled back: the provider's retry applies it
         forget_delivery(redis, provider, delivery_id)
         raise
     # Should this fail (Redis gone after the commit), the claim is taken over after a minute and

@@ -1,13 +1,12 @@
 """People's campaign transitions: start, pause, resume, cancel, re-queue unknown recipients, start a
-scheduled campaign now or move its start. (The global switch is `sending_switch`; the send loop's own writes — claim, record, defer, breaker, finish — are
-in `mailadmin.services.delivery`.)
+scheduled campaign now or move its start (the global switch: `sending_switch`; the send loop's
+writes: `delivery/`; what all share: `transitions`).
 
 Every transition is a conditional UPDATE on `campaigns.status` (`... WHERE status IN (...)`), so
 a request, several send workers and the scheduler can race without one undoing another: an admin
 pause is never turned back into `sending` by a worker, a finished campaign is never deferred. Each
-public function commits once; RQ and rq-scheduler are told after the commit (a job must never see
-the state before it), and if Redis fails at that moment the recovery sweep
-(`mailadmin.jobs.recovery`) enqueues the campaign later.
+public function is one `with transaction():`; RQ and rq-scheduler are told after the commit, and
+if Redis fails then, the recovery sweep (`mailadmin.jobs.recovery`) enqueues the campaign later.
 """
 
 from __future__ import annotations
@@ -33,24 +32,25 @@ from mailadmin.models.campaign import (
     R_SKIPPED,
     R_UNKNOWN,
     SENDING,
+    CampaignStatus,
 )
-from mailadmin.models.reasons import SWITCH_REASONS, Reason
+from mailadmin.models.reasons import SWITCH_REASONS, Reason, reason_of
 from mailadmin.models.types import utcnow
 from mailadmin.queue.dispatch import new_slice_job_id, safe_cancel_continuation
 from mailadmin.queue.signals import announce_send_stop
 from mailadmin.services.audit import actor_field, record_audit
-from mailadmin.services.campaign_state import (
+from mailadmin.services.errors import ErrorKind, ServiceError, throttle_refusal
+from mailadmin.services.sending_switch import sending_paused
+from mailadmin.services.transaction import after_commit, transaction
+from mailadmin.services.transitions import (
     NO_PAUSE,
     PauseNote,
+    Transition,
     current_status,
     enqueue_after_commit,
     schedule_after_commit,
-    sending_paused,
     set_status,
 )
-from mailadmin.services.errors import ErrorKind, ServiceError, throttle_refusal
-
-__all__ = ["CampaignError", "sending_paused"]
 
 _campaigns = Campaign.__table__
 _queues = CampaignQueue.__table__
@@ -67,10 +67,6 @@ class CampaignError(ServiceError):
     """A campaign action that cannot be carried out; `.message` is shown to the user as is."""
 
     default_kind = ErrorKind.CONFLICT
-
-
-def _actor_field(actor: User | None) -> int | str:
-    return actor_field(actor)
 
 
 def _queue_row(campaign: Campaign) -> CampaignQueue:
@@ -173,40 +169,39 @@ def start_campaign(
 
     No per-recipient work happens here; the send job does it.
     """
-    total, skipped = _check_startable(campaign, actor, scheduled_at, enforce_throttle)
-    now = utcnow()
-    plan = _plan_start(campaign.id, scheduled_at, now)
-    scheduled = plan.reason is Reason.SCHEDULED
-    if not set_status(
-        campaign.id, (DRAFT,), plan.status,
-        started_at=now, finished_at=None, finished_with_errors=False,
-        scheduled_at=scheduled_at if scheduled else None, recipients_total=total,
-        skipped_count=skipped, sent_count=0, failed_count=0, unknown_count=0,
-    ):
-        db.session.rollback()
-        raise CampaignError(MSG_NOT_DRAFT)  # a concurrent start won
-    _reset_queue_row(campaign, plan, now)
-    record_audit(
-        actor,
-        "campaign_started",
-        campaign_id=campaign.id,
-        from_status=DRAFT,
-        to_status=plan.status,
-        details={"recipients": total, "scheduled_at": scheduled_at.isoformat() if scheduled else None},
-    )
-    db.session.commit()
-    if plan.job_id is not None:
-        enqueue_after_commit(campaign.id, plan.job_id)
-    elif scheduled:
-        schedule_after_commit(campaign.id, plan.until)
+    with transaction():
+        total, skipped = _check_startable(campaign, actor, scheduled_at, enforce_throttle)
+        now = utcnow()
+        plan = _plan_start(campaign.id, scheduled_at, now)
+        scheduled = plan.reason is Reason.SCHEDULED
+        if not set_status(
+            campaign.id, (DRAFT,), plan.status,
+            started_at=now, finished_at=None, finished_with_errors=False,
+            scheduled_at=scheduled_at if scheduled else None, recipients_total=total,
+            skipped_count=skipped, sent_count=0, failed_count=0, unknown_count=0,
+        ):
+            raise CampaignError(MSG_NOT_DRAFT)  # a concurrent start won
+        _reset_queue_row(campaign, plan, now)
+        record_audit(
+            actor,
+            "campaign_started",
+            campaign_id=campaign.id,
+            from_status=DRAFT,
+            to_status=plan.status,
+            details={"recipients": total, "scheduled_at": scheduled_at.isoformat() if scheduled else None},
+        )
+        if plan.job_id is not None:
+            after_commit(lambda: enqueue_after_commit(campaign.id, plan.job_id))
+        elif scheduled:
+            after_commit(lambda: schedule_after_commit(campaign.id, plan.until))
     logger.bind(
-        actor=_actor_field(actor), campaign_id=campaign.id, recipients=total, campaign_status=plan.status,
+        actor=actor_field(actor), campaign_id=campaign.id, recipients=total, campaign_status=plan.status,
         defer_reason=plan.reason,
     ).info("Campaign started")
     return campaign
 
 
-def pause_campaign(campaign: Campaign, actor: User | None) -> Campaign:
+def pause_campaign(campaign: Campaign, actor: User | None) -> Transition:
     """A person's pause (`admin_pause`, its owner or an admin), noting who and when: the send loop stops
     before its next message; idempotent (a second pause keeps the first one's note)."""
     note = PauseNote(utcnow(), actor.id if actor is not None else None)
@@ -216,34 +211,35 @@ def pause_campaign(campaign: Campaign, actor: User | None) -> Campaign:
     )
 
 
-def resume_campaign(campaign: Campaign, actor: User | None) -> Campaign:
+def resume_campaign(campaign: Campaign, actor: User | None) -> Transition:
     """Resume a paused campaign (admin or circuit breaker): back to `queued` and enqueued, breaker counter reset.
 
-    Idempotent for a campaign that is already queued, sending or deferred. While sending is
-    switched off globally the campaign waits with `global_pause` instead.
+    Idempotent for a campaign that is already queued, sending or deferred (nothing changed). While
+    sending is switched off globally the campaign waits with `global_pause` instead.
     """
     if campaign.status in ACTIVE_STATUSES:
-        return campaign
+        return Transition(False, CampaignStatus(campaign.status), CampaignStatus(campaign.status))
     if campaign.status != PAUSED:
         raise CampaignError(f"A {campaign.status} campaign cannot be resumed.")
     now = utcnow()
-    status, reason = _waiting_state(sending_paused())
-    if not set_status(campaign.id, (PAUSED,), status):
-        db.session.rollback()
-        db.session.refresh(campaign)
-        if campaign.status in ACTIVE_STATUSES:
-            return campaign
-        raise CampaignError(f"A {campaign.status} campaign cannot be resumed.")
-    job_id = _reopen_queue(campaign.id, status, reason, now, consecutive_transient_errors=0)
-    record_audit(actor, "campaign_resumed", campaign_id=campaign.id, from_status=PAUSED, to_status=status)
-    db.session.commit()
-    if job_id is not None:
-        enqueue_after_commit(campaign.id, job_id)
-    logger.bind(actor=_actor_field(actor), campaign_id=campaign.id, campaign_status=status).info("Campaign resumed")
-    return campaign
+    queue = campaign.queue  # what it resumes from, read before the reset
+    from_reason, errors = (reason_of(queue.defer_reason), queue.consecutive_transient_errors) if queue else (None, 0)
+    with transaction():
+        status, reason = _waiting_state(sending_paused())
+        if not set_status(campaign.id, (PAUSED,), status):
+            db.session.refresh(campaign)  # another request or the send loop moved it meanwhile
+            if campaign.status in ACTIVE_STATUSES:
+                return Transition(False, CampaignStatus(campaign.status), CampaignStatus(campaign.status))
+            raise CampaignError(f"A {campaign.status} campaign cannot be resumed.")
+        job_id = _reopen_queue(campaign.id, status, reason, now, consecutive_transient_errors=0)
+        record_audit(actor, "campaign_resumed", campaign_id=campaign.id, from_status=PAUSED, to_status=status)
+        if job_id is not None:
+            after_commit(lambda: enqueue_after_commit(campaign.id, job_id))
+    logger.bind(actor=actor_field(actor), campaign_id=campaign.id, campaign_status=status).info("Campaign resumed")
+    return Transition(True, PAUSED, status, from_reason, errors)
 
 
-def cancel_campaign(campaign: Campaign, actor: User | None) -> Campaign:
+def cancel_campaign(campaign: Campaign, actor: User | None) -> Transition:
     """Cancel for good: the send loop stops before its next message; idempotent."""
     return _stop_campaign(
         campaign, actor, CANCELLED, (*ACTIVE_STATUSES, PAUSED), "cancelled",
@@ -273,36 +269,40 @@ def _stop_campaign(
     *,
     queue_values: dict,
     finished: bool = False,
-) -> Campaign:
+) -> Transition:
     """Pause or cancel: one conditional transition, then the send loop is told to stop at once.
 
     `done` ("paused", "cancelled") names the audit event, the log record and the refusal. Idempotent:
-    a campaign already in `to_status` (here or because another request won the race) is returned as
-    it is; any other status is refused.
+    a campaign already in `to_status` (here or because another request won the race) is left as it is
+    (`changed` False); any other status is refused.
     """
     if campaign.status == to_status:
-        return campaign
+        return Transition(False, to_status, to_status)
     from_status = campaign.status
     now = utcnow()
-    if not set_status(campaign.id, from_statuses, to_status, **({"finished_at": now} if finished else {})):
-        db.session.rollback()
-        if current_status(campaign.id) == to_status:
-            db.session.refresh(campaign)
-            return campaign
-        raise CampaignError(f"A {campaign.status} campaign cannot be {done}.")
-    db.session.execute(
-        update(_queues)
-        .where(_queues.c.campaign_id == campaign.id)
-        .values(deferred_until=None, updated_at=now, **queue_values)
-    )
-    record_audit(actor, f"campaign_{done}", campaign_id=campaign.id, from_status=from_status, to_status=to_status)
-    db.session.commit()
-    # Why both: the signal stops running slices before their next message; the continuation
-    # would otherwise wake the campaign up again.
-    announce_send_stop(get_redis(), campaign.id)
-    safe_cancel_continuation(campaign.id)
-    logger.bind(actor=_actor_field(actor), campaign_id=campaign.id).info(f"Campaign {done}")
-    return campaign
+    with transaction():
+        if not set_status(campaign.id, from_statuses, to_status, **({"finished_at": now} if finished else {})):
+            status = current_status(campaign.id)  # another request or the send loop moved it meanwhile
+            if status == to_status:
+                db.session.refresh(campaign)
+                return Transition(False, to_status, to_status)
+            raise CampaignError(f"A {status} campaign cannot be {done}.")
+        db.session.execute(
+            update(_queues)
+            .where(_queues.c.campaign_id == campaign.id)
+            .values(deferred_until=None, updated_at=now, **queue_values)
+        )
+        record_audit(actor, f"campaign_{done}", campaign_id=campaign.id, from_status=from_status, to_status=to_status)
+        after_commit(lambda: _tell_slices_to_stop(campaign.id))
+    logger.bind(actor=actor_field(actor), campaign_id=campaign.id).info(f"Campaign {done}")
+    return Transition(True, from_status, to_status)
+
+
+def _tell_slices_to_stop(campaign_id: int) -> None:
+    """After a pause or cancel commits. Why both: the signal stops running slices before their next
+    message; the continuation would otherwise wake the campaign up again."""
+    announce_send_stop(get_redis(), campaign_id)
+    safe_cancel_continuation(campaign_id)
 
 
 # --- a scheduled start: now, or at another time ----------------------------------------------
@@ -341,24 +341,23 @@ def start_scheduled_now(campaign: Campaign, actor: User | None) -> Campaign:
     switch), its scheduled continuation removed so that the old start time never starts it again."""
     planned = _planned_start(campaign, _START_WAITS[:1])
     now = utcnow()
-    status, reason = _waiting_state(sending_paused())
-    started = db.session.execute(
-        update(_campaigns).where(_waits_for_start(campaign.id, _START_WAITS[:1]))
-        .values(status=status, scheduled_at=None, updated_at=now)
-    ).rowcount == 1
-    if not started:
-        db.session.rollback()
-        raise CampaignError(MSG_NOT_SCHEDULED)  # its start time came (or a person acted) meanwhile
-    job_id = _reopen_queue(campaign.id, status, reason, now)
-    record_audit(actor, "campaign_started_now", campaign_id=campaign.id, from_status=DEFERRED, to_status=status,
-                 details={"scheduled_at": planned.isoformat() if planned else None})
-    db.session.commit()
-    # Why before the enqueue: the continuation must be gone before a slice can finish the campaign.
-    # A continuation that fired in between only finds a campaign that is already sending or done.
-    safe_cancel_continuation(campaign.id)
-    if job_id is not None:
-        enqueue_after_commit(campaign.id, job_id)
-    logger.bind(actor=_actor_field(actor), campaign_id=campaign.id, campaign_status=status).info(
+    with transaction():
+        status, reason = _waiting_state(sending_paused())
+        started = db.session.execute(
+            update(_campaigns).where(_waits_for_start(campaign.id, _START_WAITS[:1]))
+            .values(status=status, scheduled_at=None, updated_at=now)
+        ).rowcount == 1
+        if not started:
+            raise CampaignError(MSG_NOT_SCHEDULED)  # its start time came (or a person acted) meanwhile
+        job_id = _reopen_queue(campaign.id, status, reason, now)
+        record_audit(actor, "campaign_started_now", campaign_id=campaign.id, from_status=DEFERRED, to_status=status,
+                     details={"scheduled_at": planned.isoformat() if planned else None})
+        # Why before the enqueue: the continuation must be gone before a slice can finish the campaign.
+        # A continuation that fired in between only finds a campaign that is already sending or done.
+        after_commit(lambda: safe_cancel_continuation(campaign.id))
+        if job_id is not None:
+            after_commit(lambda: enqueue_after_commit(campaign.id, job_id))
+    logger.bind(actor=actor_field(actor), campaign_id=campaign.id, campaign_status=status).info(
         "Scheduled campaign started now")
     db.session.refresh(campaign)
     return campaign
@@ -374,24 +373,24 @@ def reschedule_campaign(campaign: Campaign, actor: User | None, start_at: dateti
         raise CampaignError(MSG_START_IN_PAST, ErrorKind.INVALID)
     planned = _planned_start(campaign, _START_WAITS)
     from_status = campaign.status
-    moved = db.session.execute(
-        update(_campaigns).where(_waits_for_start(campaign.id, _START_WAITS))
-        .values(status=DEFERRED, scheduled_at=start_at, updated_at=now)
-    ).rowcount == 1
-    if not moved:
-        db.session.rollback()
-        raise CampaignError(MSG_NOT_SCHEDULED)
-    db.session.execute(
-        update(_queues).where(_queues.c.campaign_id == campaign.id)
-        .values(defer_reason=Reason.SCHEDULED, deferred_until=start_at, current_job_id=None, updated_at=now,
-                **NO_PAUSE)
-    )
-    record_audit(actor, "campaign_rescheduled", campaign_id=campaign.id, from_status=from_status, to_status=DEFERRED,
-                 details={"scheduled_at": start_at.isoformat(),
-                          "previous_scheduled_at": planned.isoformat() if planned else None})
-    db.session.commit()
-    schedule_after_commit(campaign.id, start_at)  # replaces the continuation under its stable job id
-    logger.bind(actor=_actor_field(actor), campaign_id=campaign.id, scheduled_at=start_at.isoformat()).info(
+    with transaction():
+        moved = db.session.execute(
+            update(_campaigns).where(_waits_for_start(campaign.id, _START_WAITS))
+            .values(status=DEFERRED, scheduled_at=start_at, updated_at=now)
+        ).rowcount == 1
+        if not moved:
+            raise CampaignError(MSG_NOT_SCHEDULED)
+        db.session.execute(
+            update(_queues).where(_queues.c.campaign_id == campaign.id)
+            .values(defer_reason=Reason.SCHEDULED, deferred_until=start_at, current_job_id=None, updated_at=now,
+                    **NO_PAUSE)
+        )
+        record_audit(actor, "campaign_rescheduled", campaign_id=campaign.id, from_status=from_status,
+                     to_status=DEFERRED, details={"scheduled_at": start_at.isoformat(),
+                                                  "previous_scheduled_at": planned.isoformat() if planned else None})
+        # Replaces the continuation under its stable job id.
+        after_commit(lambda: schedule_after_commit(campaign.id, start_at))
+    logger.bind(actor=actor_field(actor), campaign_id=campaign.id, scheduled_at=start_at.isoformat()).info(
         "Scheduled start moved")
     db.session.refresh(campaign)
     return campaign
@@ -405,14 +404,24 @@ def requeue_unknown_recipients(campaign: Campaign, actor: User | None) -> int:
     """
     if campaign.status in (DRAFT, CANCELLED):
         raise CampaignError(f"Recipients of a {campaign.status} campaign cannot be re-queued.")
-    now = utcnow()
+    with transaction():
+        count = _requeue_unknown(campaign, actor, utcnow())
+    if not count:
+        return 0
+    logger.bind(actor=actor_field(actor), campaign_id=campaign.id, recipients=count).warning(
+        "Unknown recipients requeued"
+    )
+    return count
+
+
+def _requeue_unknown(campaign: Campaign, actor: User | None, now: datetime) -> int:
+    """The `unknown` recipients back to `pending`, the campaign reopened or its slice enqueued, in the session."""
     count = db.session.execute(
         update(_recipients)
         .where(_recipients.c.campaign_id == campaign.id, _recipients.c.status == R_UNKNOWN)
         .values(status=R_PENDING, claimed_by=None, claimed_at=None, updated_at=now)
     ).rowcount
     if not count:
-        db.session.rollback()
         return 0
     db.session.execute(
         update(_campaigns)
@@ -436,10 +445,6 @@ def requeue_unknown_recipients(campaign: Campaign, actor: User | None) -> int:
         to_status=to_status,
         details={"recipients": count},
     )
-    db.session.commit()
     if job_id is not None:
-        enqueue_after_commit(campaign.id, job_id)
-    logger.bind(actor=_actor_field(actor), campaign_id=campaign.id, recipients=count).warning(
-        "Unknown recipients requeued"
-    )
+        after_commit(lambda: enqueue_after_commit(campaign.id, job_id))
     return count

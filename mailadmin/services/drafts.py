@@ -21,6 +21,8 @@ from mailadmin.models import Campaign, Recipient, User
 from mailadmin.models.campaign import DRAFT, R_PENDING, R_SKIPPED
 from mailadmin.models.types import utcnow
 from mailadmin.services.audit import record_audit
+from mailadmin.services.errors import ErrorKind, ServiceError
+from mailadmin.services.transaction import transaction
 
 NAME_MAX = 200
 SUBJECT_MAX = 998  # RFC 5322: a header line is at most 998 characters
@@ -30,24 +32,17 @@ NOT_A_DRAFT_MESSAGE = "Only a draft campaign can be changed. This campaign has a
 SUBJECT_LINE_BREAK_MESSAGE = "The subject must be a single line: line breaks (CR/LF) are not allowed."
 
 
-class DraftError(ValueError):
-    """The draft was not saved; `errors` maps a form field to its messages."""
+class DraftError(ServiceError):
+    """The draft was not saved; `errors` maps a form field to its messages, `.message` is all of them,
+    one sentence per line (for flash messages and logs)."""
 
-    def __init__(self, errors: dict[str, list[str]]) -> None:
+    def __init__(self, errors: dict[str, list[str]], kind: ErrorKind | None = None) -> None:
         self.errors = errors
-        super().__init__(self.message)
-
-    @property
-    def message(self) -> str:
-        """All problems in one sentence-per-line text, for flash messages and logs."""
         lines = []
-        for name, messages in self.errors.items():
+        for name, messages in errors.items():
             label = FIELD_LABELS.get(name, name.capitalize())
             lines.extend(f"{label}: {message}" for message in messages)
-        return "\n".join(lines)
-
-    def __str__(self) -> str:
-        return self.message
+        super().__init__("\n".join(lines), kind)
 
 
 def _problem_text(problem: TemplateProblem) -> str:
@@ -152,8 +147,8 @@ def create_campaign(owner: User, name: str, subject: str, body_text: str, body_h
     campaign = Campaign(
         owner_id=owner.id, name=name, subject=subject, body_text=body_text, body_html=body_html, status=DRAFT
     )
-    db.session.add(campaign)
-    db.session.commit()
+    with transaction():
+        db.session.add(campaign)
     return campaign
 
 
@@ -162,16 +157,16 @@ def update_campaign(
 ) -> Campaign:
     """Change a draft's name, subject and bodies, or raise DraftError (also when it is no longer a draft)."""
     if campaign.status != DRAFT:
-        raise DraftError({"campaign": [NOT_A_DRAFT_MESSAGE]})
+        raise DraftError({"campaign": [NOT_A_DRAFT_MESSAGE]}, ErrorKind.CONFLICT)
     name, subject, body_text, body_html = _clean(name, subject, body_text, body_html)
     errors = validate_draft(name, subject, body_text, body_html, extra_fields=campaign_field_names(campaign))
     if errors:
         raise DraftError(errors)
-    campaign.name = name
-    campaign.subject = subject
-    campaign.body_text = body_text
-    campaign.body_html = body_html
-    db.session.commit()
+    with transaction():
+        campaign.name = name
+        campaign.subject = subject
+        campaign.body_text = body_text
+        campaign.body_html = body_html
     return campaign
 
 
@@ -195,11 +190,11 @@ def duplicate_campaign(campaign: Campaign, owner: User, *, with_recipients: bool
         body_html=campaign.body_html,
         status=DRAFT,
     )
-    db.session.add(copy)
-    db.session.flush()
-    if with_recipients:
-        _copy_recipients(campaign, copy)
-    db.session.commit()
+    with transaction():
+        db.session.add(copy)
+        db.session.flush()
+        if with_recipients:
+            _copy_recipients(campaign, copy)
     logger.bind(campaign_id=copy.id, source_campaign_id=campaign.id, with_recipients=with_recipients).info(
         "Campaign duplicated"
     )
@@ -231,13 +226,14 @@ def _copy_recipients(source: Campaign, copy: Campaign) -> None:
 
 def delete_draft(campaign: Campaign, actor: User) -> None:
     """Delete a draft with its recipients, for good (a started campaign cannot be deleted); commits once."""
-    status = db.session.scalar(select(Campaign.status).where(Campaign.id == campaign.id).with_for_update())
-    if status != DRAFT:
-        db.session.rollback()
-        raise DraftError({"campaign": [DELETE_NOT_A_DRAFT_MESSAGE]})
-    name, campaign_id = campaign.name, campaign.id
-    db.session.execute(delete(Recipient).where(Recipient.campaign_id == campaign_id))
-    db.session.execute(delete(Campaign).where(Campaign.id == campaign_id).execution_options(synchronize_session=False))
-    record_audit(actor, "draft_deleted", details={"campaign": name, "campaign_id": campaign_id})
-    db.session.commit()
+    with transaction():
+        status = db.session.scalar(select(Campaign.status).where(Campaign.id == campaign.id).with_for_update())
+        if status != DRAFT:
+            raise DraftError({"campaign": [DELETE_NOT_A_DRAFT_MESSAGE]}, ErrorKind.CONFLICT)  # rolls back: the row lock goes
+        name, campaign_id = campaign.name, campaign.id
+        db.session.execute(delete(Recipient).where(Recipient.campaign_id == campaign_id))
+        db.session.execute(
+            delete(Campaign).where(Campaign.id == campaign_id).execution_options(synchronize_session=False)
+        )
+        record_audit(actor, "draft_deleted", details={"campaign": name, "campaign_id": campaign_id})
     db.session.expunge(campaign)

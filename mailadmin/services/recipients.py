@@ -41,7 +41,9 @@ from mailadmin.services.csv_upload import (
     read_upload,
     sniff_delimiter,
 )
+from mailadmin.services.errors import ErrorKind, ServiceError
 from mailadmin.services.suppressions import erased_among, suppressed_among
+from mailadmin.services.transaction import transaction
 
 NAME_MAX = 200
 EMAIL_MAX = 320
@@ -52,12 +54,9 @@ NOT_A_DRAFT_CHANGE_MESSAGE = "Recipients can only be removed from a draft campai
 EMPTY_MESSAGE = "Nothing to import: the file or the text box is empty."
 
 
-class RecipientImportError(ValueError):
-    """The import was refused as a whole; `message` says why. Nothing was stored."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+class RecipientImportError(ServiceError):
+    """The import (or a correction of a draft's recipients) was refused as a whole; `.message` says why.
+    Nothing was stored."""
 
 
 @dataclass
@@ -227,34 +226,36 @@ def _recipient_rows(
 def _insert_recipients(campaign: Campaign, values: list[dict], suppressed: int, now) -> None:
     """Insert the rows and grow the counters, while the campaign is still a draft; commits once."""
     try:
-        # Lock the campaign row (PostgreSQL) and look again: a start racing the import waits
-        # for it, or the import sees that the campaign has just been started.
-        status = db.session.scalar(select(Campaign.status).where(Campaign.id == campaign.id).with_for_update())
-        if status != DRAFT:
-            db.session.rollback()
-            raise RecipientImportError(NOT_A_DRAFT_MESSAGE)
-        if values:
-            # After the lock: concurrent imports into one draft number their rows one after the other.
-            last = db.session.scalar(select(func.max(Recipient.position)).where(Recipient.campaign_id == campaign.id))
-            for place, row in enumerate(values, start=(last or 0) + 1):
-                row["position"] = place
-            db.session.execute(insert(Recipient), values)
-            db.session.execute(
-                update(Campaign)
-                .where(Campaign.id == campaign.id)
-                .values(
-                    recipients_total=Campaign.recipients_total + len(values),
-                    skipped_count=Campaign.skipped_count + suppressed,
-                    updated_at=now,
-                )
-                .execution_options(synchronize_session=False)
-            )
-        db.session.commit()
+        with transaction():
+            # Lock the campaign row (PostgreSQL) and look again: a start racing the import waits
+            # for it, or the import sees that the campaign has just been started.
+            status = db.session.scalar(select(Campaign.status).where(Campaign.id == campaign.id).with_for_update())
+            if status != DRAFT:
+                raise RecipientImportError(NOT_A_DRAFT_MESSAGE, ErrorKind.CONFLICT)
+            if values:
+                _insert_rows(campaign, values, suppressed, now)
     except IntegrityError:
-        db.session.rollback()
         raise RecipientImportError(
             "Another import into this campaign ran at the same time. Nothing was added; please import again."
         ) from None
+
+
+def _insert_rows(campaign: Campaign, values: list[dict], suppressed: int, now) -> None:
+    # After the lock: concurrent imports into one draft number their rows one after the other.
+    last = db.session.scalar(select(func.max(Recipient.position)).where(Recipient.campaign_id == campaign.id))
+    for place, row in enumerate(values, start=(last or 0) + 1):
+        row["position"] = place
+    db.session.execute(insert(Recipient), values)
+    db.session.execute(
+        update(Campaign)
+        .where(Campaign.id == campaign.id)
+        .values(
+            recipients_total=Campaign.recipients_total + len(values),
+            skipped_count=Campaign.skipped_count + suppressed,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _keep_erased_people_erased(
@@ -290,7 +291,7 @@ def import_recipients(campaign: Campaign, source: str | bytes | IO[Any], batch: 
     file and pasted lines sent together are one import to undo.
     """
     if campaign.status != DRAFT:
-        raise RecipientImportError(NOT_A_DRAFT_MESSAGE)
+        raise RecipientImportError(NOT_A_DRAFT_MESSAGE, ErrorKind.CONFLICT)
     rows, header, delimiter = _rows_of(source)
     summary = ImportSummary(header=header, delimiter=delimiter, batch=batch or next_import_batch(campaign))
     accepted = _accepted_rows(campaign, rows, header, summary)
@@ -319,31 +320,30 @@ def _lock_draft(campaign: Campaign) -> None:
     """Lock the campaign row (PostgreSQL) and check it is still a draft: a start racing a removal waits."""
     status = db.session.scalar(select(Campaign.status).where(Campaign.id == campaign.id).with_for_update())
     if status != DRAFT:
-        db.session.rollback()
-        raise RecipientImportError(NOT_A_DRAFT_CHANGE_MESSAGE)
+        raise RecipientImportError(NOT_A_DRAFT_CHANGE_MESSAGE, ErrorKind.CONFLICT)
 
 
 def _remove(campaign: Campaign, *conditions) -> int:
     """Delete the draft's recipients matching `conditions`, keep its counters true, commit once."""
-    _lock_draft(campaign)
-    where = (Recipient.campaign_id == campaign.id, *conditions)
-    total, skipped = db.session.execute(
-        select(func.count(), func.coalesce(func.sum(case((Recipient.status == R_SKIPPED, 1), else_=0)), 0)).where(*where)
-    ).one()
-    if total:
-        db.session.execute(delete(Recipient).where(*where).execution_options(synchronize_session=False))
-        renumber_positions(campaign.id)
-        db.session.execute(
-            update(Campaign)
-            .where(Campaign.id == campaign.id)
-            .values(
-                recipients_total=Campaign.recipients_total - total,
-                skipped_count=Campaign.skipped_count - int(skipped),
-                updated_at=utcnow(),
+    with transaction():
+        _lock_draft(campaign)
+        where = (Recipient.campaign_id == campaign.id, *conditions)
+        total, skipped = db.session.execute(
+            select(func.count(), func.coalesce(func.sum(case((Recipient.status == R_SKIPPED, 1), else_=0)), 0)).where(*where)
+        ).one()
+        if total:
+            db.session.execute(delete(Recipient).where(*where).execution_options(synchronize_session=False))
+            renumber_positions(campaign.id)
+            db.session.execute(
+                update(Campaign)
+                .where(Campaign.id == campaign.id)
+                .values(
+                    recipients_total=Campaign.recipients_total - total,
+                    skipped_count=Campaign.skipped_count - int(skipped),
+                    updated_at=utcnow(),
+                )
+                .execution_options(synchronize_session=False)
             )
-            .execution_options(synchronize_session=False)
-        )
-    db.session.commit()
     db.session.refresh(campaign)
     logger.bind(campaign_id=campaign.id, removed=int(total)).info("Recipients removed")
     return int(total)

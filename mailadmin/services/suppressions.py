@@ -28,18 +28,16 @@ from mailadmin.models.types import utcnow
 from mailadmin.pii import ERASED_PREFIX, erasure_hash, erasure_marker, get_pii_log_fields, mask_email
 from mailadmin.services.audit import record_audit
 from mailadmin.services.batches import read_in_batches
+from mailadmin.services.errors import ErrorKind, ServiceError
+from mailadmin.services.transaction import after_commit, in_transaction, transaction
 
 # IN lists are chunked so that a 10,000-address import never builds one giant statement.
 _CHUNK = 500
 PAGE_SIZE = 50
 
 
-class SuppressionError(ValueError):
+class SuppressionError(ServiceError):
     """A suppression-list action that cannot be carried out; `.message` is shown as is."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 def normalise_suppressed_email(email: str) -> str:
@@ -51,6 +49,7 @@ def _marker(address: str) -> str:
     return erasure_marker(address, get_settings().log_hash_salt)
 
 
+@in_transaction
 def suppress(
     email: str,
     reason: str,
@@ -58,12 +57,11 @@ def suppress(
     *,
     source: str | None = None,
     note: str | None = None,
-    commit: bool = True,
 ) -> bool:
     """Put `email` on the suppression list; True when it was not there yet (in clear or erased).
 
-    `commit=False` leaves the commit to the caller (the send loop records a hard bounce
-    in the same transaction as the recipient's outcome).
+    Inside a caller's transaction it joins it (the send loop records a hard bounce in the same
+    transaction as the recipient's outcome).
     """
     if reason not in SUPPRESSION_REASONS:
         raise ValueError(f"unknown suppression reason {reason!r}")
@@ -82,11 +80,9 @@ def suppress(
             .returning(table.c.id)
         )
         added = db.session.execute(statement).first() is not None
-    if commit:
-        db.session.commit()
     if added:
-        logger.bind(reason=reason, source=source, campaign_id=campaign_id,
-                    **get_pii_log_fields(address, "INFO")).info("Address suppressed")
+        after_commit(lambda: logger.bind(reason=reason, source=source, campaign_id=campaign_id,
+                                         **get_pii_log_fields(address, "INFO")).info("Address suppressed"))
     return added
 
 
@@ -199,13 +195,13 @@ def remove_suppression(suppression_id: int, why: str, actor: User) -> Suppressio
         raise SuppressionError("Say why the address may receive mail again.")
     row = db.session.get(Suppression, suppression_id)
     if row is None:
-        raise SuppressionError("This entry is no longer on the suppression list.")
+        raise SuppressionError("This entry is no longer on the suppression list.", ErrorKind.NOT_FOUND)
     details = {"why": why[:200], "reason": row.reason, "source": row.source}
     if "@" in row.email:
         details.update(_address_log_fields(row.email))
-    db.session.delete(row)
-    record_audit(actor, "suppression_removed", details=details)
-    db.session.commit()
+    with transaction():
+        db.session.delete(row)
+        record_audit(actor, "suppression_removed", details=details)
     logger.bind(actor=actor.id, reason=row.reason).info("Suppression removed")
     return row
 
@@ -242,18 +238,18 @@ def read_address_rows(text: str, default_reason: str) -> AddressList:
     return result
 
 
+@in_transaction
 def add_address_rows(rows: AddressList, note: str, actor: User, *, source: str) -> tuple[int, int]:
     """Suppress every address read by `read_address_rows` (each with its reason); commits once."""
     added = already = 0
     for address, reason in rows.addresses:
-        if suppress(address, reason, source=source, note=note[:200] or None, commit=False):
+        if suppress(address, reason, source=source, note=note[:200] or None):
             added += 1
         else:
             already += 1
     record_audit(actor, "suppressions_imported" if source == "import" else "suppressions_added",
                  details={"added": added, "already": already, "refused": len(rows.refused), "source": source,
                           "note": note[:200]})
-    db.session.commit()
     return added, already
 
 

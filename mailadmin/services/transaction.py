@@ -62,3 +62,4 @@ def in_transaction(func: Callable[P, R]) -> Callable[P, R]:
             return func(*args, **kwargs)
 
     return wrapper
+

@@ -16,13 +16,16 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from mailadmin.extensions import db
 from mailadmin.models import User
 from mailadmin.models import user as user_model
+from mailadmin.models.types import utcnow
 from mailadmin.models.user import ROLE_ADMIN, ROLES
 from mailadmin.services.audit import record_audit
+from mailadmin.services.errors import ErrorKind, ServiceError
 from mailadmin.services.passwords import password_problem, temporary_password
+from mailadmin.services.transaction import in_transaction
 
 
-class UserError(ValueError):
-    """A user-management request that cannot be carried out; the message says why."""
+class UserError(ServiceError):
+    """A user-management request that cannot be carried out; `.message` says why."""
 
 
 def normalise_login_email(email: str) -> str:
@@ -33,6 +36,7 @@ def normalise_login_email(email: str) -> str:
         raise UserError(f"Invalid email address: {exc}") from None
 
 
+@in_transaction
 def create_user(email: str, password: str, role: str, *, actor: User | None = None) -> User:
     """Create an active user; the email must be new and the password must pass the policy."""
     email = normalise_login_email(email)
@@ -40,13 +44,12 @@ def create_user(email: str, password: str, role: str, *, actor: User | None = No
         raise UserError(f"Unknown role {role!r}: expected one of {', '.join(ROLES)}")
     _check_policy(password)
     if db.session.scalar(select(User).where(func.lower(User.email) == email)):
-        raise UserError(f"A user with the email {email} already exists")
+        raise UserError(f"A user with the email {email} already exists", ErrorKind.CONFLICT)
     user = User(email=email, role=role, active=True)
     user.set_password(password)
     db.session.add(user)
     db.session.flush()
     record_audit(actor, "user_created", details={"user_id": user.id, "role": role})
-    db.session.commit()
     return user
 
 
@@ -54,7 +57,7 @@ def find_user(email: str) -> User:
     """The user with this login email, or UserError."""
     user = db.session.scalar(select(User).where(func.lower(User.email) == email.strip().lower()))
     if user is None:
-        raise UserError(f"No user with the email {email}")
+        raise UserError(f"No user with the email {email}", ErrorKind.NOT_FOUND)
     return user
 
 
@@ -64,16 +67,16 @@ def _active_admins_other_than(user: User) -> int:
     )
 
 
+@in_transaction
 def set_role(user: User, role: str, *, actor: User | None = None) -> User:
     """Change a user's role; the last active admin cannot stop being one."""
     if role not in ROLES:
         raise UserError(f"Unknown role {role!r}: expected one of {', '.join(ROLES)}")
     if user.role == ROLE_ADMIN and role != ROLE_ADMIN and user.active and _active_admins_other_than(user) == 0:
-        raise UserError("This is the last active admin: make another user admin first")
+        raise UserError("This is the last active admin: make another user admin first", ErrorKind.CONFLICT)
     old = user.role
     user.role = role
     record_audit(actor, "user_role_changed", details={"user_id": user.id, "from": old, "to": role})
-    db.session.commit()
     return user
 
 
@@ -86,14 +89,14 @@ def _end_sessions(user: User) -> None:
     user.session_version = (user.session_version or 1) + 1
 
 
+@in_transaction
 def set_active(user: User, active: bool, *, actor: User | None = None) -> User:
     """Disable or re-enable a user (ending their sessions); the last active admin cannot be disabled."""
     if not active and user.role == ROLE_ADMIN and user.active and _active_admins_other_than(user) == 0:
-        raise UserError("This is the last active admin: it cannot be disabled")
+        raise UserError("This is the last active admin: it cannot be disabled", ErrorKind.CONFLICT)
     user.active = active
     _end_sessions(user)
     record_audit(actor, "user_enabled" if active else "user_disabled", details={"user_id": user.id})
-    db.session.commit()
     return user
 
 
@@ -123,27 +126,33 @@ def reset_password(user: User, *, actor: User) -> str:
     return password
 
 
+@in_transaction
 def _replace_password(user: User, password: str, *, temporary: bool, actor: User | None, action: str) -> None:
     """Store the new password's hash, end the user's sessions, audit it as `action`, commit once."""
     user.set_password(password)
     user.must_change_password = temporary
     _end_sessions(user)
     record_audit(actor, action, details={"user_id": user.id})
-    db.session.commit()
 
 
+@in_transaction
 def end_sessions(user: User, *, actor: User | None = None) -> User:
     """End every session and remember cookie of `user` (logout everywhere)."""
     _end_sessions(user)
     record_audit(actor, "user_sessions_ended", details={"user_id": user.id})
-    db.session.commit()
     return user
 
 
+@in_transaction
 def log_out(user: User) -> None:
     """Logout ends this user's sessions everywhere: a cookie copied before it is worthless after."""
     _end_sessions(user)
-    db.session.commit()
+
+
+@in_transaction
+def record_login(user: User) -> None:
+    """Note the moment `user` logged in (the users page shows it)."""
+    user.last_login_at = utcnow()
 
 
 @cache

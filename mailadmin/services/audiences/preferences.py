@@ -73,7 +73,7 @@ def unsubscribe_recipient(recipient: Recipient) -> UnsubscribeScope:
     """The one-click unsubscribe (RFC 8058): off the campaign's lists, or onto the suppression list; idempotent."""
     scope = unsubscribe_scope(recipient)
     if scope.everything:
-        suppress(recipient.email, REASON_UNSUBSCRIBED, recipient.campaign_id, source=SOURCE_UNSUBSCRIBE, commit=False)
+        suppress(recipient.email, REASON_UNSUBSCRIBED, recipient.campaign_id, source=SOURCE_UNSUBSCRIBE)
         return scope
     for membership in _memberships_on(scope.contact.id, [item.id for item in scope.lists]):
         set_membership_status(membership.list_id, membership.contact_id, MembershipStatus.UNSUBSCRIBED,
@@ -86,8 +86,7 @@ def unsubscribe_recipient(recipient: Recipient) -> UnsubscribeScope:
 @in_transaction
 def unsubscribe_from_everything(recipient: Recipient) -> bool:
     """Put the recipient's address on the suppression list; True when it was not there yet."""
-    return suppress(recipient.email, REASON_UNSUBSCRIBED, recipient.campaign_id, source=SOURCE_UNSUBSCRIBE,
-                    commit=False)
+    return suppress(recipient.email, REASON_UNSUBSCRIBED, recipient.campaign_id, source=SOURCE_UNSUBSCRIBE)
 
 
 @dataclass(frozen=True)

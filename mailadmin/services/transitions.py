@@ -1,4 +1,6 @@
-"""Pieces shared by the people's transitions (`campaigns.py`) and the send loop's writes (`delivery.py`).
+"""The campaign transitions shared by people's actions (`campaigns.py`, `sending_switch.py`,
+`bounces.py`) and the send loop's writes (`delivery/`): a conditional status change, parking the
+queue row with a pause note, the due-deferral condition, and telling RQ once the state is committed.
 
 Every transition is a conditional UPDATE on `campaigns.status` (`... WHERE status IN (...)`), so
 a request, several send workers and the scheduler can race without one undoing another. RQ and
@@ -8,19 +10,16 @@ fails at that moment the recovery sweep (`mailadmin.jobs.recovery`) enqueues the
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import ParamSpec, TypeVar
 
 from loguru import logger
 from redis import RedisError
 from sqlalchemy import and_, exists, select, update
 
 from mailadmin.extensions import db
-from mailadmin.models import APP_STATE_ID, AppState, Campaign, CampaignQueue, Recipient
-from mailadmin.models.campaign import DEFERRED
+from mailadmin.models import Campaign, CampaignQueue
+from mailadmin.models.campaign import DEFERRED, CampaignStatus
 from mailadmin.models.reasons import Reason, is_due_sql
 from mailadmin.models.types import utcnow
 from mailadmin.queue.dispatch import enqueue_send_slice, schedule_continuation
@@ -30,32 +29,11 @@ DUE_TOLERANCE = timedelta(seconds=2)
 
 _campaigns = Campaign.__table__
 _queues = CampaignQueue.__table__
-_recipients = Recipient.__table__
-_app_state = AppState.__table__
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 
-def owns_transaction(func: Callable[P, R]) -> Callable[P, R]:
-    """The decorated service function commits its own work; on any failure it rolls back and re-raises.
-
-    So a caller never finds half of someone else's writes in its session, and knows from the
-    exception that nothing of this call was recorded.
-    """
-
-    @functools.wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return func(*args, **kwargs)
-        except BaseException:
-            db.session.rollback()
-            raise
-
-    return wrapper
-
-
-def set_status(campaign_id: int, from_statuses: tuple[str, ...], to_status: str, **values) -> bool:
+def set_status(
+    campaign_id: int, from_statuses: tuple[CampaignStatus, ...], to_status: CampaignStatus, **values
+) -> bool:
     """Conditional transition in the session; True when this call made it."""
     result = db.session.execute(
         update(_campaigns)
@@ -79,8 +57,27 @@ class PauseNote:
         return {"paused_at": self.at, "paused_by_id": self.by_id, "pause_detail": (self.detail or None) and self.detail[:300]}
 
 
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """What a person's pause, resume or cancel did: `changed` False when the campaign already was so
+    (or another request got there first). A resume also says what it resumed from: the reason the
+    campaign waited with and the breaker's count of consecutive transient errors it reset."""
+
+    changed: bool
+    from_status: CampaignStatus
+    to_status: CampaignStatus
+    from_reason: Reason | None = None
+    errors_reset: int = 0
+
+
 # A campaign that goes on (resumed, started, deferred, finished) carries no pause.
 NO_PAUSE = {"paused_at": None, "paused_by_id": None, "pause_detail": None}
+
+
+def update_queue(campaign_id: int, *returning, **values):
+    """UPDATE the campaign's queue row (in the session) with `values`; the result, RETURNING `returning`."""
+    statement = update(_queues).where(_queues.c.campaign_id == campaign_id).values(**values)
+    return db.session.execute(statement.returning(*returning) if returning else statement)
 
 
 def hold_queue(campaign_id: int, reason: Reason | None, now: datetime, pause: PauseNote | None = None) -> int | None:
@@ -97,16 +94,10 @@ def hold_queue(campaign_id: int, reason: Reason | None, now: datetime, pause: Pa
     ).scalar_one_or_none()
 
 
-def current_status(campaign_id: int) -> str | None:
+def current_status(campaign_id: int) -> CampaignStatus | None:
     """The campaign's status as stored now (None for a missing campaign)."""
-    return db.session.scalar(select(_campaigns.c.status).where(_campaigns.c.id == campaign_id))
-
-
-def sending_paused() -> bool:
-    """Is all sending switched off by an admin (AppState row 1)?"""
-    return bool(
-        db.session.scalar(select(_app_state.c.sending_paused).where(_app_state.c.id == APP_STATE_ID))
-    )
+    status = db.session.scalar(select(_campaigns.c.status).where(_campaigns.c.id == campaign_id))
+    return CampaignStatus(status) if status is not None else None
 
 
 def due_deferral(now: datetime):
