@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import String, case, cast, delete, func, or_, select
+from sqlalchemy import String, case, cast, delete, func, or_, select, true
 
 from mailadmin.extensions import db
 from mailadmin.models import Contact, MailingList, User
@@ -95,8 +95,9 @@ def delete_list(user: User, list_id: int) -> str:
     return name
 
 
-def list_summaries(user: User) -> list[ListSummary]:
-    """The lists `user` may see, each with its counts by status and its growth: one grouped query."""
+def list_summaries(user: User, list_id: int | None = None) -> list[ListSummary]:
+    """The lists `user` may see (or only `list_id`), each with its counts by status and its growth: one
+    grouped query."""
     since = utcnow() - timedelta(days=GROWTH_DAYS)
     m = ListMembership
 
@@ -107,12 +108,13 @@ def list_summaries(user: User) -> list[ListSummary]:
         select(m.list_id,
                count_of(m.status == MembershipStatus.SUBSCRIBED), count_of(m.status == MembershipStatus.UNCONFIRMED),
                count_of(m.status == MembershipStatus.UNSUBSCRIBED), count_of(m.created_at >= since))
-        .group_by(m.list_id).subquery()
+        .where(m.list_id == list_id if list_id is not None else true()).group_by(m.list_id).subquery()
     )
     lists = visible_lists(user).subquery()
     rows = db.session.execute(
         select(MailingList, counts).join(lists, lists.c.id == MailingList.id)
-        .outerjoin(counts, counts.c.list_id == MailingList.id).order_by(MailingList.name, MailingList.id)
+        .outerjoin(counts, counts.c.list_id == MailingList.id)
+        .where(MailingList.id == list_id if list_id is not None else true()).order_by(MailingList.name, MailingList.id)
     ).all()
     return [ListSummary(row[0], *(int(value or 0) for value in row[2:])) for row in rows]
 
