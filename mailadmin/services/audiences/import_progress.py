@@ -19,7 +19,7 @@ from mailadmin.settings import INSTANCE_DIR
 IMPORT_TTL = 7 * 24 * 3600
 IMPORTS_DIR = INSTANCE_DIR / "imports"
 ERRORS_SHOWN = 200
-_KEY = "mailadmin:audience-import:{}"
+IMPORT_KEY_TEMPLATE = "mailadmin:audience-import:{import_id}"
 
 
 class ImportState(StrEnum):
@@ -78,12 +78,12 @@ def rejected_path(import_id: str) -> Path:
 
 def save_record(record: ImportRecord) -> None:
     """Write the whole record (and keep it another IMPORT_TTL)."""
-    get_redis().set(_KEY.format(record.id), json.dumps(asdict(record)), ex=IMPORT_TTL)
+    get_redis().set(IMPORT_KEY_TEMPLATE.format(import_id=record.id), json.dumps(asdict(record)), ex=IMPORT_TTL)
 
 
 def load_record(import_id: str) -> ImportRecord | None:
     """The record of an import, or None (unknown or expired)."""
     if not import_id.isalnum():
         return None
-    raw = get_redis().get(_KEY.format(import_id))
+    raw = get_redis().get(IMPORT_KEY_TEMPLATE.format(import_id=import_id))
     return ImportRecord(**json.loads(raw)) if raw else None
