@@ -103,6 +103,7 @@ def _run_worker_while_serving(app, env: dict[str, str], import_id: str) -> dict:
     if record is None or record.state != "done" or record.added != CONTACTS:
         raise RuntimeError(f"the import did not finish as expected: {record}")
     return {"import_seconds": round(seconds, 1), "rows_per_s": round(CONTACTS / seconds),
+            "phase_seconds": record.seconds,
             "lists_page_during_import_median_ms": round(statistics.median(answers), 1) if answers else None,
             "lists_page_during_import_max_ms": round(max(answers), 1) if answers else None}
 

@@ -51,6 +51,7 @@ class ImportRecord:
     message: str = ""
     columns: dict[str, str] = field(default_factory=dict)  # attribute -> its inferred type
     errors: list[list] = field(default_factory=list)  # [row, email, reason], the first ERRORS_SHOWN
+    seconds: dict[str, float] = field(default_factory=dict)  # per phase: types, rows (check + stage), merge
 
     @property
     def finished(self) -> bool:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import shutil
+import time
 from collections.abc import Iterable
 from enum import StrEnum
 from typing import IO
@@ -125,7 +126,9 @@ def _run(record: ImportRecord) -> None:
     layout = import_files.inspect_file(path)
     record.state = ImportState.READING
     save_record(record)
+    started = time.monotonic()
     types, record.rows_total = import_files.infer_column_types(path, layout)
+    record.seconds["types"] = round(time.monotonic() - started, 1)
     record.columns = {key: kind.value for key, kind in types.items()}
     record.state = ImportState.LOADING
     save_record(record)
@@ -134,10 +137,14 @@ def _run(record: ImportRecord) -> None:
         rejected.writerow(["row", "reason", *layout.header])
         with transaction():
             import_loading.create_staging()
+            started = time.monotonic()
             for batch in _batches(import_files.contact_rows(path, layout, types)):
                 _stage_batch(record, batch, rejected)
+            record.seconds["rows"] = round(time.monotonic() - started, 1)
+            started = time.monotonic()
             counts = import_loading.merge_staging(record.list_id, record.mode, record.new_status,
                                                   record.user_id, utcnow())
+            record.seconds["merge"] = round(time.monotonic() - started, 1)
     record.added, record.updated, record.duplicates = counts.added, counts.updated, counts.duplicates
     record.state = ImportState.DONE
     path.unlink(missing_ok=True)  # the upload is done with; its rejected rows stay downloadable
