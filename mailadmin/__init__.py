@@ -48,6 +48,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     from mailadmin import models  # noqa: F401  (registers the tables with the metadata)
     from mailadmin.admin import init_app as init_admin
+    from mailadmin.audiences import init_app as init_audiences
     from mailadmin.auth import init_app as init_auth
     from mailadmin.campaigns import init_app as init_campaigns
     from mailadmin.cli import init_app as init_cli
@@ -61,6 +62,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     init_errors(app)
     init_health(app)
     init_campaigns(app)
+    init_audiences(app)
     init_admin(app)
     init_cli(app)
     init_unsubscribe(app)

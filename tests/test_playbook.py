@@ -29,6 +29,7 @@ from mailadmin.models import APP_STATE_ID, AppState, AuditEvent, Campaign, Campa
 from mailadmin.models.types import utcnow
 from mailadmin.ops import anchors as playbook_anchors
 from mailadmin.queue.dispatch import continuation_job_id
+from mailadmin.services.audiences import import_progress
 from mailadmin.settings import PROJECT_ROOT
 from mailadmin.settings_in_effect import SETTINGS_IN_EFFECT_KEY_PREFIX, WORKER, publish_settings
 from tests.support.databases import configured_database_url, is_postgres, scratch_database
@@ -49,7 +50,7 @@ from tests.support.playbook import (
 ONCALL = diagnosis.playbook_path("oncall")
 OBSERVABILITY = diagnosis.playbook_path("observability")
 # Sample values bound to the playbook's :named parameters.
-SQL_PARAMETERS = {"campaign_id": 1, "email": "someone@example.com"}
+SQL_PARAMETERS = {"campaign_id": 1, "email": "someone@example.com", "list_id": 1}
 SHELL_PREFIXES_RUN = ("redis-cli ", "rq info")
 ERROR_REPLY = re.compile(r"^(\(error\) )?(ERR|WRONGTYPE|NOSCRIPT|Could not connect)", re.M)
 
@@ -209,7 +210,8 @@ def _code_key_patterns() -> list[re.Pattern]:
         re.escape(diagnosis.RQ_JOB_KEY_PREFIX) + r".+",
         re.escape(SETTINGS_IN_EFFECT_KEY_PREFIX) + r".+",
     ]
-    for template in (throttle.THROTTLE_KEY_TEMPLATE, throttle.LOGIN_ACCOUNT_KEY_TEMPLATE, throttle.LOGIN_IP_KEY_TEMPLATE):
+    for template in (throttle.THROTTLE_KEY_TEMPLATE, throttle.LOGIN_ACCOUNT_KEY_TEMPLATE, throttle.LOGIN_IP_KEY_TEMPLATE,
+                     import_progress.IMPORT_KEY_TEMPLATE):
         patterns.append(re.sub(r"\\\{\w+\\\}", ".+", re.escape(template)))
     return [re.compile(pattern) for pattern in patterns]
 
@@ -264,6 +266,9 @@ def populated_redis(app, make_user, redis_url):
     worker.register_birth()
     publish_settings(connection, WORKER, worker.name, app.config["SETTINGS"], 60)
     job_id = Queue(SEND_QUEUE, connection=connection).get_job_ids()[0]
+    contacts_import = import_progress.ImportRecord(import_progress.new_import_id(), 1, owner.id, "people.csv",
+                                                   "update", "subscribed")
+    import_progress.save_record(contacts_import)
     try:
         yield {
             "REDIS_URL": redis_url,
@@ -271,6 +276,7 @@ def populated_redis(app, make_user, redis_url):
             "WORKER": _worker_as_the_playbook_says(connection),
             "JOB_ID": job_id,
             "USER_ID": str(owner.id),
+            "IMPORT_ID": contacts_import.id,
         }
     finally:
         worker.register_death()

@@ -3,6 +3,7 @@
 * `send/` — the send loop (orchestration only; its reads and writes go through `services.delivery`);
 * `recovery.py` — the crash-recovery sweep (same);
 * `bounce_mailbox.py` — the periodic bounce-mailbox job;
+* `imports.py` — the contacts import into a list (services.audiences.imports);
 * `continuations.py` — the rq-scheduler subclass the `scheduler` process runs;
 * `workers.py` — the RQ worker class `python worker.py` runs; the `scheduler` command is `cli/scheduler.py`.
 

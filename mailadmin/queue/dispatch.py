@@ -40,6 +40,9 @@ SEND_SLICE_FUNC = "mailadmin.jobs.send.send_campaign_slice"
 BOUNCE_MAILBOX_FUNC = "mailadmin.jobs.bounce_mailbox.poll_bounce_mailbox"
 BOUNCE_MAILBOX_JOB_ID = "bounce-mailbox-poll"
 RECOVERY_FUNC = "mailadmin.jobs.recovery.run_recovery_job"
+AUDIENCE_IMPORT_FUNC = "mailadmin.jobs.imports.import_contacts"
+# An import of a few million rows takes minutes; an hour is far beyond any file the upload limit lets in.
+AUDIENCE_IMPORT_TIMEOUT = 3600
 CONTINUATION_PREFIX = "campaign-"
 CONTINUATION_SUFFIX = "-continuation"
 # Results of finished slices are only useful for `rq info`; failures are kept a week for on-call.
@@ -109,6 +112,20 @@ def enqueue_send_slice(campaign_id: int, *, job_id: str | None = None, connectio
         result_ttl=SLICE_RESULT_TTL,
         failure_ttl=SLICE_FAILURE_TTL,
         description=f"send slice of campaign {campaign_id}",
+    )
+    return job.id
+
+
+def enqueue_audience_import(import_id: str, *, connection: Redis | None = None) -> str:
+    """Put a contacts import on the default queue (its job id is stable: one job per import)."""
+    job = Queue(DEFAULT_QUEUE, connection=connection or get_redis()).enqueue(
+        AUDIENCE_IMPORT_FUNC,
+        import_id,
+        job_id=f"audience-import-{import_id}",
+        job_timeout=AUDIENCE_IMPORT_TIMEOUT,
+        result_ttl=SLICE_RESULT_TTL,
+        failure_ttl=SLICE_FAILURE_TTL,
+        description=f"import contacts {import_id}",
     )
     return job.id
 

@@ -27,6 +27,7 @@ PACKAGE_DIR = Path(mailadmin.__file__).resolve().parent
 STREAMED_DOWNLOADS = {
     "admin/suppressions.py:export_suppressions": "test_the_whole_suppression_list_downloads_through_a_real_server",
     "campaigns/exports.py:export": "test_a_large_campaigns_results_download_through_a_real_server",
+    "audiences/members.py:export_members": "test_a_large_lists_members_download_through_a_real_server",
 }
 
 
@@ -73,6 +74,29 @@ def test_a_large_campaigns_results_download_through_a_real_server(live_server, m
     assert rows[0] == ["email", "name", "status", "attempts", "smtp_code", "last_error", "soft_bounces", "sent_at"]
     assert [row[0] for row in rows[1:]] == [recipient_address(n) for n in range(count)]
     assert rows[-1] == [recipient_address(count - 1), f"Person {count - 1}", "pending", "0", "", "", "0", ""]
+
+
+def test_a_large_lists_members_download_through_a_real_server(live_server, app_env, manager):
+    from mailadmin.services.audiences.imports import begin_import
+    from mailadmin.services.audiences.lists import create_list
+    from tests.support.jobs import run_queued_jobs
+
+    count = 2 * DEFAULT_BATCH + 300
+    members = create_list(manager, "Customers")
+    addresses = [f"member{n:05d}@example.com" for n in range(count)]
+    upload = "email,plan\n" + "".join(f"{address},pro\n" for address in addresses)
+    begin_import(manager, members.id, io.BytesIO(upload.encode()), "customers.csv", "update", "subscribed")
+    run_queued_jobs(app_env["REDIS_URL"])
+    client = LiveClient(live_server.url)
+    client.login(MANAGER_EMAIL)
+
+    response = client.request(f"/audiences/lists/{members.id}/members.csv")
+    assert response.status == 200
+    assert f'filename="list-{members.id}-members.csv"' in response.headers["Content-Disposition"]
+    rows = csv_rows(response.text)
+    assert rows[0] == ["email", "name", "status", "attributes", "joined_at", "status_changed_at"]
+    assert sorted(row[0] for row in rows[1:]) == addresses  # every member once, across three read batches
+    assert rows[-1][2:4] == ["subscribed", '{"plan": "pro"}']
 
 
 def _streamed_downloads() -> set[str]:

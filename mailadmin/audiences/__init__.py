@@ -1,0 +1,21 @@
+"""The Audiences pages: lists, a list's members and its export, contacts, imports into a list.
+
+Every page loads its list or contact through `services.audiences.access`: another manager's list
+or contact answers 404, a shared list is visible but not editable. Route modules add their routes
+to `bp` (in blueprint.py) and are imported here.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from mailadmin.audiences.blueprint import bp
+
+__all__ = ["bp", "init_app"]
+
+
+def init_app(app: Flask) -> None:
+    """Register the audience pages."""
+    from mailadmin.audiences import contacts, imports, lists, members  # noqa: F401  (routes join bp)
+
+    app.register_blueprint(bp)

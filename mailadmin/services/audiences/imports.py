@@ -1,0 +1,187 @@
+"""Importing a CSV of contacts into a list, of any size, as an RQ job with its progress on the page.
+
+`begin_import` (the web request) checks who may import into the list, saves the upload to disk,
+checks the file's head (empty, binary, header-less, too many columns: each a message, nothing
+queued) and enqueues the job. `run_import` (the job) infers each column's type, reads every row,
+rejects the bad ones (by spreadsheet row, with why: invalid address, too long a value, suppressed),
+stages the good ones and merges them in ONE transaction (`import_loading`): a failure leaves the
+list as it was. Progress and the outcome are in the import's record (`import_progress`).
+
+Documented rules (README "Audiences"): the suppression list wins — a suppressed address is rejected
+with the reason "suppressed", whatever the status asked for; an address twice in one file: the
+last row wins; a contact already on the list keeps its status; a second import changes nothing.
+New members of a double opt-in list may be imported "unconfirmed": the confirmation mail is the
+subscription module's to send.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import time
+from collections.abc import Iterable
+from enum import StrEnum
+from typing import IO
+
+from loguru import logger
+from sqlalchemy import select
+
+from mailadmin.extensions import db
+from mailadmin.models import User
+from mailadmin.models.audience import MembershipStatus
+from mailadmin.models.suppression import Suppression
+from mailadmin.models.types import utcnow
+from mailadmin.queue.dispatch import enqueue_audience_import
+from mailadmin.services.audiences import import_files, import_loading
+from mailadmin.services.audiences.access import ListAccess, get_list_for
+from mailadmin.services.audiences.import_files import ContactRow, RejectedRow
+from mailadmin.services.audiences.import_progress import (
+    ERRORS_SHOWN,
+    IMPORTS_DIR,
+    ImportRecord,
+    ImportState,
+    load_record,
+    new_import_id,
+    rejected_path,
+    save_record,
+    upload_path,
+)
+from mailadmin.services.audiences.memberships import AudienceError
+from mailadmin.services.errors import ErrorKind
+from mailadmin.services.transaction import transaction
+
+BATCH_ROWS = 5000  # rows checked against the suppression list and staged at once; progress is saved per batch
+SUPPRESSED = "suppressed"
+
+
+class ImportMode(StrEnum):
+    """What an import does with a contact that already exists."""
+
+    ADD = "add"  # add new contacts and members only; existing contacts stay as they are
+    UPDATE = "update"  # also merge the file's attributes into existing contacts
+    REPLACE = "replace"  # also replace existing contacts' attributes with the file's
+
+
+NEW_MEMBER_STATUSES = (MembershipStatus.SUBSCRIBED, MembershipStatus.UNCONFIRMED)
+
+
+def begin_import(user: User, list_id: int, upload: IO[bytes], filename: str, mode: str,
+                 new_status: str) -> ImportRecord:
+    """Check, save and queue an import into a list `user` may edit; AudienceError says what is wrong."""
+    get_list_for(user, list_id, ListAccess.EDIT)
+    if mode not in ImportMode.__members__.values():
+        raise AudienceError("Choose what to do with existing contacts: add new only, update or replace.")
+    if new_status not in NEW_MEMBER_STATUSES:
+        raise AudienceError("New members are subscribed or unconfirmed.")
+    record = ImportRecord(new_import_id(), list_id, user.id, (filename or "upload.csv")[:200], mode, new_status)
+    path = upload_path(record.id)
+    IMPORTS_DIR.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as saved:
+        shutil.copyfileobj(upload, saved, 1024 * 1024)
+    try:
+        layout = import_files.inspect_file(path)
+    except AudienceError:
+        path.unlink(missing_ok=True)
+        raise
+    record.columns = dict.fromkeys(layout.attributes.values(), "")
+    save_record(record)
+    enqueue_audience_import(record.id)
+    return record
+
+
+def import_for(user: User, import_id: str) -> ImportRecord:
+    """An import `user` started (an admin: any), on a list they may still edit; else "not found"."""
+    record = load_record(import_id or "")
+    if record is None or not (user.is_admin or record.user_id == user.id):
+        raise AudienceError("No such import (imports are kept for 7 days).", ErrorKind.NOT_FOUND)
+    get_list_for(user, record.list_id, ListAccess.EDIT)
+    return record
+
+
+def run_import(import_id: str) -> ImportRecord:
+    """The job: read, check and merge the whole file; the record says how it went."""
+    record = load_record(import_id)
+    if record is None:
+        raise AudienceError(f"Import {import_id} is unknown or expired.", ErrorKind.NOT_FOUND)
+    if record.finished:
+        return record  # a redelivered job: the import ran already
+    try:
+        _run(record)
+    except AudienceError as exc:  # the file itself is wrong: a message on the page, nothing stored
+        record.state, record.message = ImportState.FAILED, exc.message
+    except Exception:
+        record.state, record.message = ImportState.FAILED, "The import failed unexpectedly; nothing was imported."
+        save_record(record)
+        raise  # RQ records the failure with its traceback
+    save_record(record)
+    logger.bind(import_id=record.id, list_id=record.list_id, state=record.state, added=record.added,
+                updated=record.updated, rejected=record.rejected).info("Audience import finished")
+    return record
+
+
+def _run(record: ImportRecord) -> None:
+    path = upload_path(record.id)
+    if not path.exists():
+        raise AudienceError("The uploaded file is gone; upload it again.")
+    layout = import_files.inspect_file(path)
+    record.state = ImportState.READING
+    save_record(record)
+    started = time.monotonic()
+    types, record.rows_total = import_files.infer_column_types(path, layout)
+    record.seconds["types"] = round(time.monotonic() - started, 1)
+    record.columns = {key: kind.value for key, kind in types.items()}
+    record.state = ImportState.LOADING
+    save_record(record)
+    with rejected_path(record.id).open("w", newline="", encoding="utf-8") as rejected_file:
+        rejected = csv.writer(rejected_file)
+        rejected.writerow(["row", "reason", *layout.header])
+        with transaction():
+            import_loading.create_staging()
+            started = time.monotonic()
+            for batch in _batches(import_files.contact_rows(path, layout, types)):
+                _stage_batch(record, batch, rejected)
+            record.seconds["rows"] = round(time.monotonic() - started, 1)
+            started = time.monotonic()
+            counts = import_loading.merge_staging(record.list_id, record.mode, record.new_status,
+                                                  record.user_id, utcnow())
+            record.seconds["merge"] = round(time.monotonic() - started, 1)
+    record.added, record.updated, record.duplicates = counts.added, counts.updated, counts.duplicates
+    record.state = ImportState.DONE
+    path.unlink(missing_ok=True)  # the upload is done with; its rejected rows stay downloadable
+
+
+def _batches(rows: Iterable[ContactRow | RejectedRow]) -> Iterable[list[ContactRow | RejectedRow]]:
+    batch: list[ContactRow | RejectedRow] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= BATCH_ROWS:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _stage_batch(record: ImportRecord, batch: list[ContactRow | RejectedRow], rejected) -> None:
+    """Reject the batch's bad and suppressed rows, stage the rest, save the progress."""
+    good = [row for row in batch if isinstance(row, ContactRow)]
+    suppressed = set(db.session.scalars(
+        select(Suppression.email).where(Suppression.email.in_({row.email for row in good})))) if good else set()
+    staged = []
+    for row in batch:
+        if isinstance(row, ContactRow) and row.email in suppressed:
+            row = RejectedRow(row.row, SUPPRESSED, row.cells, row.email)
+        if isinstance(row, RejectedRow):
+            _reject(record, row, rejected)
+        else:
+            staged.append(row)
+    import_loading.stage_rows(staged)
+    record.rows_read += len(batch)
+    save_record(record)
+
+
+def _reject(record: ImportRecord, row: RejectedRow, rejected) -> None:
+    record.rejected += 1
+    # The rejected-rows file keeps each cell whole but bounded (a 100 kB value is cut, not copied).
+    rejected.writerow([row.row, row.reason, *(cell[:import_files.VALUE_MAX] for cell in row.cells)])
+    if len(record.errors) < ERRORS_SHOWN:
+        record.errors.append([row.row, row.email[:120], row.reason])
