@@ -38,6 +38,7 @@ from mailadmin.models.reasons import SWITCH_REASONS, Reason
 from mailadmin.models.types import utcnow
 from mailadmin.queue.dispatch import new_slice_job_id, safe_cancel_continuation
 from mailadmin.queue.signals import announce_send_stop
+from mailadmin.services.audiences.targets import audience_resolved_for_start
 from mailadmin.services.audit import actor_field, record_audit
 from mailadmin.services.campaign_state import (
     NO_PAUSE,
@@ -173,7 +174,8 @@ def start_campaign(
 
     No per-recipient work happens here; the send job does it.
     """
-    total, skipped = _check_startable(campaign, actor, scheduled_at, enforce_throttle)
+    with audience_resolved_for_start(campaign):  # lists/segments → recipients, committed with this start or not at all
+        total, skipped = _check_startable(campaign, actor, scheduled_at, enforce_throttle)
     now = utcnow()
     plan = _plan_start(campaign.id, scheduled_at, now)
     scheduled = plan.reason is Reason.SCHEDULED
