@@ -48,6 +48,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     from mailadmin import models  # noqa: F401  (registers the tables with the metadata)
     from mailadmin.admin import init_app as init_admin
+    from mailadmin.audiences.segments import init_app as init_segments
     from mailadmin.auth import init_app as init_auth
     from mailadmin.campaigns import init_app as init_campaigns
     from mailadmin.cli import init_app as init_cli
@@ -61,6 +62,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     init_health(app)
     init_campaigns(app)
     init_admin(app)
+    init_segments(app)
     init_cli(app)
     init_unsubscribe(app)
     init_webhooks(app)
