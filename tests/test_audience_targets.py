@@ -4,6 +4,7 @@ size cap counting the resolved recipients, a refused start keeping nothing."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 import pytest
@@ -20,6 +21,7 @@ from mailadmin.services.campaigns import CampaignError, start_campaign
 from mailadmin.services.transaction import transaction
 from tests.factories import create_campaign, create_suppressions, fresh_campaign
 from tests.support.env import with_env
+from tests.support.web import flashes, submit
 
 SUB, UNSUB, UNCONF = MembershipStatus.SUBSCRIBED, MembershipStatus.UNSUBSCRIBED, MembershipStatus.UNCONFIRMED
 
@@ -114,3 +116,26 @@ def test_a_one_off_campaign_without_targets_starts_from_its_imported_recipients(
     campaign = create_campaign(manager, 3)
     start_campaign(campaign, manager, enforce_throttle=False)
     assert fresh_campaign(campaign.id).recipients_total == 3
+
+
+def test_the_audience_step_saves_targets_and_the_start_page_shows_the_resolved_count(audience, manager,
+                                                                                      manager_client):
+    campaign = create_campaign(manager, 0)
+    url = f"/campaigns/{campaign.id}/audience"
+    saved = submit(manager_client, url, {f"list-{audience['customers']}": "send", f"list-{audience['news']}": "send",
+                                         f"list-{audience['staff']}": "leave_out"}, follow_redirects=True)
+    assert saved.status_code == 200 and '<strong id="resolved-count">3</strong>' in saved.get_data(as_text=True)
+    start_page = manager_client.get(f"/campaigns/{campaign.id}/start").get_data(as_text=True)
+    assert re.search(r'id="start-count"><strong>3</strong>', start_page)
+    started = submit(manager_client, f"/campaigns/{campaign.id}/start", {"tz": "UTC"}, follow_redirects=True)
+    assert ("success", "Campaign started: 3 recipients queued.") in flashes(started.get_data(as_text=True))
+
+
+def test_the_audience_step_refuses_another_managers_list_and_hides_another_managers_campaign(
+        audience, manager, other_manager, other_client):
+    theirs = create_campaign(other_manager, 0)
+    refused = submit(other_client, f"/campaigns/{theirs.id}/audience", {f"list-{audience['customers']}": "send"})
+    assert refused.status_code == 404
+    assert "does not exist or you may not use it" in refused.get_data(as_text=True)
+    mine = create_campaign(manager, 0)
+    assert other_client.get(f"/campaigns/{mine.id}/audience").status_code == 404
