@@ -29,7 +29,7 @@ from mailadmin.services.transaction import transaction
 
 MAX_TARGETS = 20
 MSG_NOT_DRAFT = "Only a draft's audience can be changed."
-MSG_TOO_LARGE = ("The audience is too large ({count} recipients). Maximum: {maximum}. "
+MSG_TOO_LARGE = ("The audience is too large (more than {maximum} recipients). Maximum: {maximum}. "
                  "Narrow it or split it into several campaigns.")
 
 
@@ -146,12 +146,13 @@ def resolve_campaign_audience(campaign: Campaign) -> int:
     existing, last = db.session.execute(
         select(func.count(), func.coalesce(func.max(Recipient.position), 0)).where(Recipient.campaign_id == campaign.id)
     ).one()
-    count = int(db.session.scalar(select(func.count()).select_from(Contact).where(condition)))
     maximum = get_settings().max_campaign_recipients
-    if existing + count > maximum:
-        raise AudienceError(MSG_TOO_LARGE.format(count=existing + count, maximum=maximum), ErrorKind.TOO_LARGE)
-    _insert_audience(campaign.id, condition, int(last))
-    return count
+    # One pass: at most one more than the cap allows is inserted; more than the cap refuses the start
+    # (the caller rolls the rows back with it), so a huge audience is never written whole.
+    added = _insert_audience(campaign.id, condition, int(last), limit=max(0, maximum - existing) + 1)
+    if existing + added > maximum:
+        raise AudienceError(MSG_TOO_LARGE.format(maximum=maximum), ErrorKind.TOO_LARGE)
+    return added
 
 
 @contextmanager
@@ -166,14 +167,14 @@ def audience_resolved_for_start(campaign: Campaign) -> Iterator[int]:
         raise
 
 
-def _insert_audience(campaign_id: int, condition: ColumnElement[bool], last_position: int) -> None:
+def _insert_audience(campaign_id: int, condition: ColumnElement[bool], last_position: int, limit: int) -> int:
     """One INSERT ... SELECT: the matching contacts as pending recipients, numbered after the last one."""
     attributes = cast(Contact.attributes, JSON) if db.session.get_bind().dialect.name == "postgresql" else (
         Contact.attributes)
     chosen = select(
         literal(campaign_id), Contact.email, Contact.name, attributes, literal(R_PENDING), literal(0),
         literal(0), literal(utcnow(), UTCDateTime), func.row_number().over(order_by=Contact.id) + last_position,
-    ).where(condition)
+    ).where(condition).order_by(Contact.id).limit(limit)
     columns = ["campaign_id", "email", "name", "fields", "status", "attempts", "soft_bounce_count", "updated_at",
                "position"]
-    db.session.execute(insert(Recipient).from_select(columns, chosen))
+    return db.session.execute(insert(Recipient).from_select(columns, chosen)).rowcount
