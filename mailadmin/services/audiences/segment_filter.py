@@ -239,24 +239,10 @@ def _attribute(cond: dict, dialect: str) -> ColumnElement[bool]:
     if op == "in":
         return compared.in_([bound(v) for v in value])
     if op == "eq":
-        if dialect == "postgresql" and kind == "text" and _only_a_string_equals(str(value)):
-            return Contact.attributes.op("@>")(literal({name: str(value)}, JSONB))  # the GIN index answers it
         return compared == bound(value)
     if op == "ne":
         return or_(compared.is_(None), compared != bound(value))
     return compared > bound(value) if op == "gt" else compared < bound(value)
-
-
-def _only_a_string_equals(value: str) -> bool:
-    """Whether only a JSON string can have this text (not a number's, a boolean's or null's), so that
-    containment means the same as comparing the text."""
-    if value in ("true", "false", "null"):
-        return False
-    try:
-        float(value)
-    except ValueError:
-        return True
-    return False
 
 
 def _path(name: str) -> str:
