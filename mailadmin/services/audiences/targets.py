@@ -149,7 +149,7 @@ def resolve_campaign_audience(campaign: Campaign) -> int:
     maximum = get_settings().max_campaign_recipients
     # One pass: at most one more than the cap allows is inserted; more than the cap refuses the start
     # (the caller rolls the rows back with it), so a huge audience is never written whole.
-    added = _insert_audience(campaign.id, condition, int(last), limit=max(0, maximum - existing) + 1)
+    added = _insert_audience(campaign.id, condition, int(last), max(0, maximum - existing) + 1, int(existing))
     if existing + added > maximum:
         raise AudienceError(MSG_TOO_LARGE.format(maximum=maximum), ErrorKind.TOO_LARGE)
     return added
@@ -167,7 +167,8 @@ def audience_resolved_for_start(campaign: Campaign) -> Iterator[int]:
         raise
 
 
-def _insert_audience(campaign_id: int, condition: ColumnElement[bool], last_position: int, limit: int) -> int:
+def _insert_audience(campaign_id: int, condition: ColumnElement[bool], last_position: int, limit: int,
+                     existing: int) -> int:
     """One INSERT ... SELECT: the matching contacts as pending recipients, numbered after the last one."""
     attributes = cast(Contact.attributes, JSON) if db.session.get_bind().dialect.name == "postgresql" else (
         Contact.attributes)
@@ -177,4 +178,7 @@ def _insert_audience(campaign_id: int, condition: ColumnElement[bool], last_posi
     ).where(condition).order_by(Contact.id).limit(limit)
     columns = ["campaign_id", "email", "name", "fields", "status", "attempts", "soft_bounce_count", "updated_at",
                "position"]
-    return db.session.execute(insert(Recipient).from_select(columns, chosen)).rowcount
+    db.session.execute(insert(Recipient).from_select(columns, chosen))
+    # Counted again rather than trusting the driver's rowcount for an INSERT ... SELECT.
+    total = db.session.scalar(select(func.count()).where(Recipient.campaign_id == campaign_id))
+    return int(total) - existing
