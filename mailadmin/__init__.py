@@ -46,9 +46,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
     init_redis(app)
 
+    _register_subsystems(app)
+    return app
+
+
+def _register_subsystems(app: Flask) -> None:
+    """Every subsystem's `init_app`, in one list: blueprints, error pages, the CLI."""
     from mailadmin import models  # noqa: F401  (registers the tables with the metadata)
     from mailadmin.admin import init_app as init_admin
     from mailadmin.audiences import init_app as init_audiences
+    from mailadmin.audiences.segments import init_app as init_segments
     from mailadmin.auth import init_app as init_auth
     from mailadmin.campaigns import init_app as init_campaigns
     from mailadmin.cli import init_app as init_cli
@@ -64,11 +71,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     init_campaigns(app)
     init_audiences(app)
     init_admin(app)
+    init_segments(app)
     init_cli(app)
     init_unsubscribe(app)
     init_subscribe(app)
     init_webhooks(app)
-    return app
 
 
 def configure_flask(app: Flask, settings: Settings) -> None:

@@ -1,4 +1,5 @@
-"""The Audiences pages: lists, a list's members and its export, contacts, imports into a list.
+"""The Audiences pages: lists, a list's members and its export, contacts, imports into a list, segments
+(segments.py, its own blueprint registered from create_app: the segment editor and its live count).
 
 Every page loads its list or contact through `services.audiences.access`: another manager's list
 or contact answers 404, a shared list is visible but not editable. Route modules add their routes

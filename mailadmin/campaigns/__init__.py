@@ -7,7 +7,7 @@ from flask import Flask
 
 def init_app(app: Flask) -> None:
     """Register the campaign pages and the display helpers every template may use."""
-    from mailadmin.campaigns import controls, display, draft_actions, editor, exports, schedule  # noqa: F401  (routes join bp)
+    from mailadmin.campaigns import audience, controls, display, draft_actions, editor, exports, schedule  # noqa: F401  (routes join bp)
     from mailadmin.campaigns.access import resume_refusal
     from mailadmin.campaigns.views import bp
     from mailadmin.models import wording

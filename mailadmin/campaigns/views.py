@@ -40,7 +40,8 @@ from mailadmin.models.campaign import (
     RECIPIENT_STATUSES,
 )
 from mailadmin.services import drafts
-from mailadmin.services.campaigns import CampaignError, start_campaign
+from mailadmin.services.audiences.targets import resolved_count
+from mailadmin.services.campaigns import start_campaign
 from mailadmin.services.errors import ErrorKind, ServiceError
 from mailadmin.services.estimates import current_estimate
 from mailadmin.services.recipients import RecipientImportError, last_import_batch
@@ -204,7 +205,7 @@ def start(campaign_id: int):
         scheduled_at = form.scheduled_at_utc(zone)
         try:
             start_campaign(campaign, current_user, scheduled_at=scheduled_at)
-        except CampaignError as error:
+        except ServiceError as error:  # CampaignError, or an audience that cannot be resolved
             flash(error.message, "error")
             status = refusal_status(error)
         else:
@@ -218,7 +219,7 @@ def start(campaign_id: int):
             for message in messages:
                 flash(message, "error")
         status = 400
-    count = to_send(campaign)
+    count = to_send(campaign) + _audience_count(campaign)
     return render_template(
         "campaigns/start.html",
         campaign=campaign,
@@ -229,6 +230,16 @@ def start(campaign_id: int):
         max_recipients=settings.max_campaign_recipients,
         start_limit=settings.throttle_campaign_start_per_hour,
     ), status
+
+
+def _audience_count(campaign: Campaign) -> int:
+    """Recipients the campaign's lists and segments resolve to now (0 without targets; a segment that no
+    longer validates is named in a message instead)."""
+    try:
+        return resolved_count(campaign) or 0
+    except ServiceError as error:
+        flash(error.message, "error")
+        return 0
 
 
 def to_send(campaign: Campaign) -> int:

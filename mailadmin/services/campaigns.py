@@ -1,12 +1,9 @@
 """People's campaign transitions: start, pause, resume, cancel, re-queue unknown recipients, start a
 scheduled campaign now or move its start (the global switch: `sending_switch`; the send loop's
-writes: `delivery/`; what all share: `transitions`).
-
-Every transition is a conditional UPDATE on `campaigns.status` (`... WHERE status IN (...)`), so
-a request, several send workers and the scheduler can race without one undoing another: an admin
-pause is never turned back into `sending` by a worker, a finished campaign is never deferred. Each
-public function is one `with transaction():`; RQ and rq-scheduler are told after the commit, and
-if Redis fails then, the recovery sweep (`mailadmin.jobs.recovery`) enqueues the campaign later.
+writes: `delivery/`; what all share: `transitions`). Each is a conditional UPDATE on
+`campaigns.status` (`... WHERE status IN (...)`), so requests, send workers and the scheduler race
+without one undoing another. Each public function is one `with transaction():`; RQ and rq-scheduler
+are told after the commit (if Redis fails then, the recovery sweep enqueues the campaign later).
 """
 
 from __future__ import annotations
@@ -38,6 +35,7 @@ from mailadmin.models.reasons import SWITCH_REASONS, Reason, reason_of
 from mailadmin.models.types import utcnow
 from mailadmin.queue.dispatch import new_slice_job_id, safe_cancel_continuation
 from mailadmin.queue.signals import announce_send_stop
+from mailadmin.services.audiences.targets import audience_resolved_for_start
 from mailadmin.services.audit import actor_field, record_audit
 from mailadmin.services.errors import ErrorKind, ServiceError, throttle_refusal
 from mailadmin.services.sending_switch import sending_paused
@@ -170,7 +168,8 @@ def start_campaign(
     No per-recipient work happens here; the send job does it.
     """
     with transaction():
-        total, skipped = _check_startable(campaign, actor, scheduled_at, enforce_throttle)
+        with audience_resolved_for_start(campaign):  # lists/segments → recipients, committed with this start or not at all
+            total, skipped = _check_startable(campaign, actor, scheduled_at, enforce_throttle)
         now = utcnow()
         plan = _plan_start(campaign.id, scheduled_at, now)
         scheduled = plan.reason is Reason.SCHEDULED

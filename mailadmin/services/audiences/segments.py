@@ -1,0 +1,119 @@
+"""Segments: saved filters over contacts — save, change, delete, and how many contacts match (with a sample).
+
+The filter's rules and its compilation to SQL are in `segment_filter`; this module adds who may do
+what: a manager sees and changes their own segments (an admin every one), and a filter may only
+name lists its author may use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Select, func, or_, select
+
+from mailadmin.extensions import db
+from mailadmin.models import User
+from mailadmin.models.audience import Contact, MailingList, Segment
+from mailadmin.models.types import utcnow
+from mailadmin.services.audiences.memberships import AudienceError
+from mailadmin.services.audiences.segment_filter import (
+    MAX_CONDITIONS,
+    SegmentFilterError,
+    compile_filter,
+    validate_filter,
+)
+from mailadmin.services.errors import ErrorKind
+from mailadmin.services.transaction import transaction
+
+__all__ = ["MAX_CONDITIONS", "SegmentFilterError", "count_matching", "sample_matching", "save_segment"]
+
+NAME_MAX = 200
+SAMPLE_SIZE = 10
+
+
+def usable_lists(user: User) -> Select:
+    """SELECT of the lists `user` may target: their own, shared ones, every one for an admin.
+    (The smallest form of the audience access rule, until `services.audiences.access` holds it.)"""
+    query = select(MailingList)
+    if not user.is_admin:
+        query = query.where(or_(MailingList.owner_id == user.id, MailingList.shared.is_(True)))
+    return query
+
+
+def may_use_list(user: User, list_id: int) -> bool:
+    """Whether `user` may name this list in a segment or as a campaign's target."""
+    query = usable_lists(user).where(MailingList.id == list_id).with_only_columns(MailingList.id)
+    return db.session.scalar(query) is not None
+
+
+def checked_filter(raw: object, user: User) -> dict:
+    """The filter in its stored form if `user` may use it; SegmentFilterError names the wrong condition."""
+    return validate_filter(raw, lambda list_id: may_use_list(user, list_id))
+
+
+def count_matching(raw: object, user: User) -> int:
+    """How many contacts the filter matches (validated first)."""
+    condition = compile_filter(checked_filter(raw, user))
+    return int(db.session.scalar(select(func.count()).select_from(Contact).where(condition)))
+
+
+def sample_matching(raw: object, user: User, size: int = SAMPLE_SIZE) -> list[Contact]:
+    """Up to `size` matching contacts, the newest first (validated first)."""
+    condition = compile_filter(checked_filter(raw, user))
+    return list(db.session.scalars(select(Contact).where(condition).order_by(Contact.id.desc()).limit(size)))
+
+
+@dataclass(frozen=True)
+class SegmentPreview:
+    """What the editor shows live: the number of matching contacts and a few of them."""
+
+    count: int
+    sample: list[Contact]
+
+
+def preview(raw: object, user: User) -> SegmentPreview:
+    """The live count and a sample of 10 of a filter being edited."""
+    return SegmentPreview(count_matching(raw, user), sample_matching(raw, user))
+
+
+def visible_segments(user: User) -> Select:
+    """SELECT of the segments `user` may see: their own, every one for an admin."""
+    query = select(Segment).order_by(Segment.name, Segment.id)
+    if not user.is_admin:
+        query = query.where(Segment.owner_id == user.id)
+    return query
+
+
+def get_segment_for(user: User, segment_id: int) -> Segment:
+    """The segment if `user` may see it; NOT_FOUND otherwise (another manager's segment does not exist)."""
+    segment = db.session.get(Segment, segment_id)
+    if segment is None or not (user.is_admin or segment.owner_id == user.id):
+        raise AudienceError("No such segment.", ErrorKind.NOT_FOUND)
+    return segment
+
+
+def _checked_name(name: str) -> str:
+    name = (name or "").strip()
+    if not name:
+        raise AudienceError("Give the segment a name.")
+    if len(name) > NAME_MAX:
+        raise AudienceError(f"A segment's name is at most {NAME_MAX} characters.")
+    return name
+
+
+def save_segment(user: User, name: str, raw_filter: object, segment_id: int | None = None) -> Segment:
+    """Create (or, with `segment_id`, change) a segment; the filter is validated before it is stored."""
+    with transaction():
+        segment = Segment(owner_id=user.id, created_at=utcnow()) if segment_id is None else (
+            get_segment_for(user, segment_id))
+        segment.name = _checked_name(name)
+        segment.filter = checked_filter(raw_filter, user)
+        segment.updated_at = utcnow()
+        db.session.add(segment)
+    return segment
+
+
+def delete_segment(user: User, segment_id: int) -> None:
+    """Delete a segment (campaign targets naming it go with it)."""
+    with transaction():
+        db.session.delete(get_segment_for(user, segment_id))
