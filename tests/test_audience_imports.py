@@ -93,9 +93,14 @@ def test_a_suppressed_address_is_rejected_as_suppressed_and_never_subscribed(app
     assert "bob@example.com" not in emails
 
 
-def test_an_unconfirmed_import_leaves_new_members_unconfirmed(app_env, manager, newsletter):
+def test_an_unconfirmed_import_leaves_new_members_unconfirmed_and_mails_each_its_confirmation(
+    app_env, manager, newsletter, smtp
+):
     _import(app_env, manager, newsletter, GOOD_CSV, status="unconfirmed")
     assert set(db.session.scalars(select(ListMembership.status))) == {"unconfirmed"}
+    run_queued_jobs(app_env["REDIS_URL"])  # the confirmation jobs the import queued once it committed
+    members = db.session.scalars(select(Contact.email).join(ListMembership)).all()
+    assert sorted(smtp.recipients()) == sorted(members)
 
 
 @pytest.mark.parametrize(("data", "message"), [

@@ -10,8 +10,8 @@ list as it was. Progress and the outcome are in the import's record (`import_pro
 Documented rules (README "Audiences"): the suppression list wins — a suppressed address is rejected
 with the reason "suppressed", whatever the status asked for; an address twice in one file: the
 last row wins; a contact already on the list keeps its status; a second import changes nothing.
-New members of a double opt-in list may be imported "unconfirmed": the confirmation mail is the
-subscription module's to send.
+New members may be imported "unconfirmed": each gets the double opt-in mail (`send_confirmations`)
+once the import has committed.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from loguru import logger
 from sqlalchemy import select
 
 from mailadmin.extensions import db
-from mailadmin.models import User
-from mailadmin.models.audience import MembershipStatus
+from mailadmin.models import ListMembership, User
+from mailadmin.models.audience import ChangeSource, MembershipStatus
 from mailadmin.models.suppression import Suppression
 from mailadmin.models.types import utcnow
 from mailadmin.queue.dispatch import enqueue_audience_import
@@ -47,6 +47,7 @@ from mailadmin.services.audiences.import_progress import (
     upload_path,
 )
 from mailadmin.services.audiences.memberships import AudienceError
+from mailadmin.services.audiences.subscriptions import send_confirmations
 from mailadmin.services.errors import ErrorKind
 from mailadmin.services.transaction import transaction
 
@@ -142,12 +143,23 @@ def _run(record: ImportRecord) -> None:
                 _stage_batch(record, batch, rejected)
             record.seconds["rows"] = round(time.monotonic() - started, 1)
             started = time.monotonic()
+            merged_at = utcnow()
             counts = import_loading.merge_staging(record.list_id, record.mode, record.new_status,
-                                                  record.user_id, utcnow())
+                                                  record.user_id, merged_at)
+            if record.new_status == MembershipStatus.UNCONFIRMED:
+                _confirm_new_members(record.list_id, merged_at)
             record.seconds["merge"] = round(time.monotonic() - started, 1)
     record.added, record.updated, record.duplicates = counts.added, counts.updated, counts.duplicates
     record.state = ImportState.DONE
     path.unlink(missing_ok=True)  # the upload is done with; its rejected rows stay downloadable
+
+
+def _confirm_new_members(list_id: int, merged_at) -> None:
+    """The members this import added unconfirmed get the double opt-in mail once the import commits."""
+    joined = db.session.scalars(select(ListMembership.contact_id).where(
+        ListMembership.list_id == list_id, ListMembership.status == MembershipStatus.UNCONFIRMED,
+        ListMembership.source == ChangeSource.IMPORT, ListMembership.created_at == merged_at)).all()
+    send_confirmations(list_id, joined)
 
 
 def _batches(rows: Iterable[ContactRow | RejectedRow]) -> Iterable[list[ContactRow | RejectedRow]]:
