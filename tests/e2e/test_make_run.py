@@ -59,15 +59,15 @@ def test_make_run_serves_the_app_with_only_python(tmp_path):
         redis_port = int(re.search(r"redis-server on redis://127\.0\.0\.1:(\d+)", text()).group(1))
         base = f"http://127.0.0.1:{port}"
         wait_until(lambda: _port_open(port), 60, interval=0.2, message="the web process")
-        with urllib.request.urlopen(f"{base}/healthz", timeout=5) as response:
-            assert response.status == 200
-            assert response.read() == b'{"db":"ok","redis":"ok"}\n'
-
         password = re.search(r"manager@example\.com\s+password: (\S+)", text()).group(1)
         # Once the app answers, the credentials come again in a box, and they are saved for later.
+        # (An open port alone is gunicorn's master: its worker may still be booting.)
         box = wait_until(
             lambda: re.search(r"\| mailadmin is ready: .*?\n\+-+\+", text(), re.S), 60, interval=0.2, message="the ready box"
         )
+        with urllib.request.urlopen(f"{base}/healthz", timeout=5) as response:
+            assert response.status == 200
+            assert response.read() == b'{"db":"ok","redis":"ok"}\n'
         assert f"manager@example.com  password: {password}" in box.group(0)
         assert f"manager@example.com  password: {password}" in credentials.read_text(encoding="utf-8")
         # rq-scheduler's per-second DEBUG lines stay out of the development log.
