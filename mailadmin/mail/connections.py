@@ -30,8 +30,8 @@ then. From that moment until its result is on `results` it is listed by `in_flig
 two per connection (one whose verdict is awaited, the next one whose envelope went out with its
 body); a delivery not handed over when `stop()` returns is never written.
 
-In three pieces: this module (the slice's side), handover.py (what the slice and the connections
-share, changed under one lock) and connection_thread.py (one connection's loop).
+In two pieces: this module (the slice's side) and connection_thread.py (one connection's side: the
+hand-over it shares with the slice, its loop, and how it sends).
 """
 
 from __future__ import annotations
@@ -44,9 +44,7 @@ from typing import Any
 
 from loguru import logger
 
-from mailadmin.mail.connection_thread import ConnectionThread
-from mailadmin.mail.handover import DONE, HandOver
-from mailadmin.mail.senders import Delivery, SendSteps
+from mailadmin.mail.connection_thread import DONE, ConnectionThread, Delivery, HandOver, SendSteps
 from mailadmin.mail.transports.base import Transport
 
 __all__ = ["Delivery", "SendSteps", "SmtpConnections"]
