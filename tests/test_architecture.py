@@ -295,44 +295,30 @@ def test_the_commit_check_sees_a_commit_in_a_view_and_a_rollback_in_a_service(tm
 MAX_MODULE_LINES = 450
 MAX_CLASS_LINES = 250
 MAX_FUNCTION_LINES = 50
-# Files over the module or class size whose split is still to come; each is held to the function size.
-# The SMTP client and the connections grew with overlapped sending (one round trip per message).
-SPLIT_PENDING = {
-    "mailadmin/mail/transports/pipelined.py",
-    "mailadmin/mail/connections.py",
-}
 
 
-def oversized(root: Path, exempt: frozenset[str] | set[str] = frozenset()) -> list[str]:
+def oversized(root: Path) -> list[str]:
     """`path (N lines)` for each module over MAX_MODULE_LINES, `path:line Name (N lines)` for each class
-    over MAX_CLASS_LINES and each function over MAX_FUNCTION_LINES; paths relative to root's parent.
-    A file in `exempt` is held to the function size only."""
+    over MAX_CLASS_LINES and each function over MAX_FUNCTION_LINES; paths relative to root's parent."""
     found = []
     for path in sorted(root.rglob("*.py")):
         name = path.relative_to(root.parent).as_posix()
         source = path.read_text(encoding="utf-8")
         lines = len(source.splitlines())
-        if lines > MAX_MODULE_LINES and name not in exempt:
+        if lines > MAX_MODULE_LINES:
             found.append(f"{name} ({lines} lines)")
         for node in ast.walk(ast.parse(source, filename=str(path))):
             is_class = isinstance(node, ast.ClassDef)
             if not (is_class or isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)):
                 continue
             length = node.end_lineno - node.lineno + 1
-            if length > (MAX_CLASS_LINES if is_class else MAX_FUNCTION_LINES) and not (is_class and name in exempt):
+            if length > (MAX_CLASS_LINES if is_class else MAX_FUNCTION_LINES):
                 found.append(f"{name}:{node.lineno} {node.name} ({length} lines)")
     return found
 
 
 def test_no_module_class_or_function_is_over_its_size():
-    assert oversized(PACKAGE_DIR, SPLIT_PENDING) == []
-
-
-def test_the_files_pending_a_split_exist_and_still_need_the_exemption():
-    """Once a pending split lands, its entry goes (the exemption never outlives the file)."""
-    assert {name for name in SPLIT_PENDING if (PACKAGE_DIR.parent / name).exists()} == SPLIT_PENDING
-    still_needed = {line.split(" ")[0].split(":")[0] for line in oversized(PACKAGE_DIR)}
-    assert SPLIT_PENDING <= still_needed
+    assert oversized(PACKAGE_DIR) == []
 
 
 def _write(path: Path, text: str) -> None:
@@ -354,4 +340,3 @@ def test_the_size_check_sees_a_long_module_class_and_function(tmp_path):
         f"pkg/long.py:1 long ({MAX_FUNCTION_LINES + 1} lines)",
         f"pkg/sprawling.py ({MAX_MODULE_LINES + 1} lines)",
     ]
-    assert oversized(root, {"pkg/sprawling.py", "pkg/big.py"}) == [f"pkg/long.py:1 long ({MAX_FUNCTION_LINES + 1} lines)"]

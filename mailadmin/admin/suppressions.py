@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
+from typing import Any, TypeVar
 
 from flask import Response, flash, redirect, render_template, request, url_for
 from flask_login import current_user
@@ -23,6 +25,8 @@ from mailadmin.models.suppression import SOURCE_ADMIN, SOURCE_IMPORT
 from mailadmin.services import person_export, privacy
 from mailadmin.services import suppressions as suppression_service
 from mailadmin.services.csv_upload import decode_upload
+
+T = TypeVar("T")
 
 
 def _search(form: SuppressionFilterForm) -> suppression_service.SuppressionFilter:
@@ -132,18 +136,25 @@ def remove_suppression(suppression_id: int):
     return redirect(back)
 
 
+def _for_one_person(form: ErasePersonForm | ExportPersonForm, action: Callable[[str, Any], T]) -> tuple[T | None, Any]:
+    """`action(address, current_user)` for the address a valid form names: (its result, None), or
+    (None, the way back to the list with the form's errors or the service's refusal flashed)."""
+    if not form.validate_on_submit():
+        return None, _back_with_errors(form)
+    try:
+        return action(form.email.data, current_user), None
+    except suppression_service.SuppressionError as exc:
+        flash(exc.message, "error")
+        return None, redirect(url_for("admin.suppressions"))
+
+
 @bp.route("/suppressions/erase", methods=["POST"])
 @admin_required
 def erase_person():
     """Replace every stored copy of an address by its hash; it stays suppressed."""
-    form = ErasePersonForm()
-    if not form.validate_on_submit():
-        return _back_with_errors(form)
-    try:
-        report = privacy.erase_person(form.email.data, current_user)
-    except suppression_service.SuppressionError as exc:
-        flash(exc.message, "error")
-        return redirect(url_for("admin.suppressions"))
+    report, refused = _for_one_person(ErasePersonForm(), privacy.erase_person)
+    if refused is not None:
+        return refused
     flash(
         f"Person erased: {report.recipients} recipient row(s), {report.suppressions} suppression entr(y/ies) and "
         f"{report.audit_events} audit event(s) now hold only the address's hash; {report.contacts} contact(s) and "
@@ -157,14 +168,9 @@ def erase_person():
 @admin_required
 def export_person():
     """Everything stored about one address, as a JSON download (a POST: the address stays out of URLs and logs)."""
-    form = ExportPersonForm(prefix="person")
-    if not form.validate_on_submit():
-        return _back_with_errors(form)
-    try:
-        document = person_export.export_person(form.email.data, current_user)
-    except suppression_service.SuppressionError as exc:
-        flash(exc.message, "error")
-        return redirect(url_for("admin.suppressions"))
+    document, refused = _for_one_person(ExportPersonForm(prefix="person"), person_export.export_person)
+    if refused is not None:
+        return refused
     body = json.dumps(document, ensure_ascii=False, indent=2, sort_keys=False)
     return Response(body, mimetype="application/json", headers={
         "Content-Disposition": 'attachment; filename="person.json"', "Cache-Control": "no-store"})

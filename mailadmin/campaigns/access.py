@@ -1,27 +1,25 @@
-"""The one access rule for a campaign: admins see every campaign, managers only their own."""
+"""Who may see a campaign, for the pages: the owner rule of `services/ownership.py` (admins see every
+campaign, managers only their own) as a 404; and who may resume one."""
 
 from __future__ import annotations
 
 from flask import abort
-from sqlalchemy import Select, select
+from sqlalchemy import Select
 
-from mailadmin.extensions import db
 from mailadmin.models import Campaign, User
 from mailadmin.models.reasons import Resumes, reason_of
+from mailadmin.services.ownership import find_visible, visible_to
 
 
 def visible_campaigns(user: User) -> Select:
     """SELECT of the campaigns `user` may see."""
-    query = select(Campaign)
-    if not user.is_admin:
-        query = query.where(Campaign.owner_id == user.id)
-    return query
+    return visible_to(user, Campaign)
 
 
 def get_campaign_for(user: User, campaign_id: int) -> Campaign:
     """The campaign if `user` may see it; 404 otherwise, never 403 (a manager must not learn that it exists)."""
-    campaign = db.session.get(Campaign, campaign_id)
-    if campaign is None or not (user.is_admin or campaign.owner_id == user.id):
+    campaign = find_visible(user, Campaign, campaign_id)
+    if campaign is None:
         abort(404)
     return campaign
 

@@ -29,6 +29,9 @@ before its first byte may be written: `Delivery.handed_over_at` is set and `on_h
 then. From that moment until its result is on `results` it is listed by `in_flight()` — at most
 two per connection (one whose verdict is awaited, the next one whose envelope went out with its
 body); a delivery not handed over when `stop()` returns is never written.
+
+In two pieces: this module (the slice's side) and connection_thread.py (one connection's side: the
+hand-over it shares with the slice, its loop, and how it sends).
 """
 
 from __future__ import annotations
@@ -41,10 +44,10 @@ from typing import Any
 
 from loguru import logger
 
-from mailadmin.mail.senders import Delivery, OneAtATime, SendSteps, StepSender
+from mailadmin.mail.connection_thread import DONE, ConnectionThread, Delivery, HandOver, SendSteps
 from mailadmin.mail.transports.base import Transport
 
-_DONE = object()
+__all__ = ["Delivery", "SendSteps", "SmtpConnections"]
 
 
 class SmtpConnections:
@@ -66,104 +69,65 @@ class SmtpConnections:
         also_stop_on: threading.Event | None = None,
         on_hand_over: Callable[[Delivery], None] | None = None,
     ) -> None:
-        self.make_transport = make_transport
-        self.send = send
-        # Called on the connection's thread as each delivery is handed over (see the module docstring).
-        self.on_hand_over = on_hand_over
-        self.clock = clock
-        self.max_lateness = max_lateness
         # The slice sleeps in `wait()` until there is something to do: outstanding deliveries down to
         # `low_water` (time to record and claim), a connection free (paced sending), or a stop.
-        self.low_water = low_water
-        self.wake_when_free = wake_when_free
-        self._wake = threading.Event()
-        # An event set elsewhere (SIGTERM) that stops the connections like `stop()`; only read here.
-        self._external_stop = also_stop_on or threading.Event()
-        self.results: queue.Queue = queue.Queue()
-        self.untried: queue.Queue[Delivery] = queue.Queue()
-        self._work: queue.Queue = queue.Queue()
-        self._stopped = threading.Event()
-        self._released = threading.Event()
-        self._released.set()
-        self._warm = threading.Event()
-        self._lock = threading.Lock()
-        self._outstanding = 0  # submitted and neither sent nor returned untried
-        self._waiting_for_work = 0  # connections open and waiting for their next delivery
-        self._sending: dict[int, Delivery] = {}
-        # What the transports spent, added up as each connection ends (their `transactions`, `round_trips`).
-        self.messages_sent_over_smtp = 0
-        self.round_trips = 0
-        self._threads = [
-            threading.Thread(target=self._run, args=(number,), name=f"smtp-connection-{number}", daemon=True)
-            for number in range(count)
-        ]
-        for thread in self._threads:
-            thread.start()
+        # `on_hand_over` is called on the connection's thread as each delivery is handed over.
+        self._hand = HandOver(clock=clock, low_water=low_water, wake_when_free=wake_when_free,
+                              also_stop_on=also_stop_on, on_hand_over=on_hand_over)
+        self.results: queue.Queue = self._hand.results
+        self.untried: queue.Queue[Delivery] = self._hand.untried
+        self._connections = [ConnectionThread(number, self._hand, make_transport, send, max_lateness)
+                             for number in range(count)]
+        for connection in self._connections:
+            connection.thread.start()
 
-    # --- the slice's side ----------------------------------------------------------------
+    @property
+    def low_water(self) -> int:
+        return self._hand.low_water
 
     def submit(self, deliveries: list[Delivery]) -> None:
         """Queue deliveries; connections take them in this order."""
-        with self._lock:
-            self._outstanding += len(deliveries)
-        for delivery in deliveries:
-            self._work.put(delivery)
+        self._hand.submit(deliveries)
 
     @property
     def outstanding(self) -> int:
         """Deliveries submitted and not yet finished (queued, waiting for a slot, or in flight)."""
-        with self._lock:
-            return self._outstanding
+        with self._hand.lock:
+            return self._hand.outstanding
 
     @property
     def free(self) -> int:
         """Connections that would start a delivery at once if one were submitted now."""
-        with self._lock:
-            return max(0, self._waiting_for_work - self._work.qsize())
+        with self._hand.lock:
+            return max(0, self._hand.waiting_for_work - self._hand.work.qsize())
 
     def wait(self, timeout: float) -> None:
         """Sleep until the slice has something to do (see `__init__`), at most `timeout` seconds."""
-        self._wake.wait(timeout)
-        self._wake.clear()
+        self._hand.wake.wait(timeout)
+        self._hand.wake.clear()
 
     def wake(self) -> None:
         """Wake the slice now (a stop signal arrived, SIGTERM, ...)."""
-        self._wake.set()
+        self._hand.wake.set()
 
     def in_flight(self) -> list[Delivery]:
         """The deliveries handed to a connection and not finished: their bytes may be on the way."""
-        with self._lock:
-            return list(self._sending.values())
+        with self._hand.lock:
+            return list(self._hand.sending.values())
 
     @property
     def stopped(self) -> bool:
-        return self._stopped.is_set()
+        return self._hand.stopped.is_set()
 
     def stop(self) -> None:
         """Every connection stops before its next message; what it would have sent goes to `untried`.
 
-        Once this returns, `in_flight()` lists every message that may still go out (see `_begin`)."""
-        with self._lock:
-            self._stopped.set()
-        self._released.set()
-        self._warm.set()
-        self._wake.set()
+        Once this returns, `in_flight()` lists every message that may still go out (see `HandOver.begin`)."""
+        self._hand.stop()
 
     def take_back_queued(self) -> list[Delivery]:
         """Remove the deliveries no connection has taken yet (after `stop()`, when there is no time to wait)."""
-        taken = []
-        while True:
-            try:
-                item = self._work.get_nowait()
-            except queue.Empty:
-                break
-            if item is _DONE:
-                self._work.put(item)
-                break
-            taken.append(item)
-        with self._lock:
-            self._outstanding -= len(taken)
-        return taken
+        return self._hand.take_back_queued()
 
     def finished(self, timeout: float = 0) -> Iterator[Any]:
         """Yield what the connections finished (what `send_one` returned, or the exception it raised), in
@@ -188,155 +152,26 @@ class SmtpConnections:
 
     def warm_up(self) -> None:
         """The relay answers: open the other connections (until now only the first one sends)."""
-        if not self._warm.is_set():  # called for every message sent: setting takes the event's lock
-            self._warm.set()
+        if not self._hand.warm.is_set():  # called for every message sent: setting takes the event's lock
+            self._hand.warm.set()
 
     def hold(self) -> None:
         """Connections wait before their next message until `release()` or `stop()`."""
-        self._released.clear()
+        self._hand.released.clear()
 
     def release(self) -> None:
-        self._released.set()
+        self._hand.released.set()
 
     def close(self, timeout: float = 60) -> None:
         """Stop taking work, let messages in flight finish, close every transport."""
         self.stop()
-        for _ in self._threads:
-            self._work.put(_DONE)
-        for thread in self._threads:
-            thread.join(timeout)
-        if self.messages_sent_over_smtp:
+        for _ in self._connections:
+            self._hand.work.put(DONE)
+        for connection in self._connections:
+            connection.thread.join(timeout)
+        sent, round_trips = self._hand.messages_sent_over_smtp, self._hand.round_trips
+        if sent:
             logger.bind(
-                connections=len(self._threads), messages=self.messages_sent_over_smtp, round_trips=self.round_trips,
-                round_trips_per_message=round(self.round_trips / self.messages_sent_over_smtp, 3),
+                connections=len(self._connections), messages=sent, round_trips=round_trips,
+                round_trips_per_message=round(round_trips / sent, 3),
             ).info("SMTP connections closed")
-
-    # --- one connection ------------------------------------------------------------------
-
-    def _give_back(self, delivery: Delivery) -> None:
-        self.untried.put(delivery)
-        with self._lock:
-            self._sending.pop(id(delivery), None)
-            self._outstanding -= 1
-        self._wake.set()
-
-    def _settle_waiting_body(self, sender: StepSender | OneAtATime) -> None:
-        """A body waits and nothing goes with it: send it alone — or, once stopped, take its message
-        back untried: the connection is closed in the middle of its DATA, so the relay discards it
-        and, after a stop, no message whose body had not gone out is delivered."""
-        if not sender.awaiting:
-            return
-        if self._stopped.is_set():
-            for delivery in sender.abandon():
-                self._give_back(delivery)
-        else:
-            self._finished(sender.finish())
-
-    def _ready_to_send(self, delivery: Delivery) -> bool:
-        """Wait for the delivery's slot and for a hold to end; False when stopped meanwhile or too late."""
-        wait = delivery.slot - self.clock()
-        if wait > 0 and self._stopped.wait(wait):
-            return False
-        while not self._released.wait(0.5):
-            pass
-        if self.max_lateness is not None and delivery.slot and self.clock() - delivery.slot > self.max_lateness:
-            return False
-        if self._external_stop.is_set():
-            self.stop()
-        return not self._stopped.is_set()
-
-    def _due_now(self, delivery: Delivery) -> bool:
-        """`delivery` may go out at once: its slot reached, no hold, no stop (never waits)."""
-        if delivery.slot and delivery.slot > self.clock():
-            return False
-        stopped = self._stopped.is_set() or self._external_stop.is_set()
-        return self._released.is_set() and not stopped
-
-    def _begin(self, delivery: Delivery) -> bool:
-        """Hand the delivery to this connection, unless stopped meanwhile: one step under the lock, so
-        a message is either in `in_flight()` after `stop()` or never written (the slice releases the
-        claims of everything else it handed out). The hand-over point of the module docstring."""
-        with self._lock:
-            if self._stopped.is_set():
-                return False
-            delivery.handed_over_at = self.clock()
-            self._sending[id(delivery)] = delivery
-        if self.on_hand_over is not None:
-            self.on_hand_over(delivery)
-        return True
-
-    def _open(self, transport: Transport) -> None:
-        """Open the session before the first delivery, so its slot is not spent on the handshake."""
-        connect = getattr(transport, "connect", None)
-        if connect is None or self._stopped.is_set():
-            return
-        try:
-            connect()
-        except Exception:  # the first send reconnects and reports the failure with its recipient
-            pass
-
-    def _next_delivery(self) -> Any:
-        with self._lock:
-            self._waiting_for_work += 1
-        if self.wake_when_free:
-            self._wake.set()
-        try:
-            return self._work.get()
-        finally:
-            with self._lock:
-                self._waiting_for_work -= 1
-
-    def _waiting_delivery(self) -> Any:
-        """The next delivery if one is queued now, else None (never waits)."""
-        try:
-            return self._work.get_nowait()
-        except queue.Empty:
-            return None
-
-    def _run(self, number: int) -> None:
-        # Slow start: only the first connection sends until the relay has answered a message, so a
-        # relay that refuses everything costs one attempt per slice, not one per connection.
-        if number > 0:
-            self._warm.wait()
-        transport = self.make_transport()
-        sender = StepSender(self.send, transport) if isinstance(self.send, SendSteps) else OneAtATime(self.send, transport)
-        try:
-            self._open(transport)
-            self._serve(sender)
-        finally:
-            try:
-                self._settle_waiting_body(sender)  # a body waiting for company is never left behind
-            finally:
-                with self._lock:
-                    self.messages_sent_over_smtp += getattr(transport, "transactions", 0)
-                    self.round_trips += getattr(transport, "round_trips", 0)
-                transport.close()
-
-    def _serve(self, sender: StepSender | OneAtATime) -> None:
-        """Take deliveries in order until `close()`; each is sent with the previous body when that waits."""
-        while True:
-            if sender.awaiting:
-                delivery = self._waiting_delivery()
-                if delivery is None or delivery is _DONE or not self._due_now(delivery):
-                    self._settle_waiting_body(sender)  # nothing to go with
-                    if delivery is None:
-                        continue
-            else:
-                delivery = self._next_delivery()
-            if delivery is _DONE:
-                return
-            if not self._ready_to_send(delivery) or not self._begin(delivery):
-                self._give_back(delivery)
-                continue
-            self._finished(sender.start(delivery))
-
-    def _finished(self, results: list[tuple[Delivery, Any]]) -> None:
-        """Hand the results to the slice; each delivery stops being outstanding."""
-        for delivery, result in results:
-            self.results.put(result)
-            with self._lock:
-                self._sending.pop(id(delivery), None)
-                self._outstanding -= 1
-                low = self._outstanding <= self.low_water
-            if low:
-                self._wake.set()

@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from rq import Queue
 from rq.registry import FailedJobRegistry, StartedJobRegistry
@@ -80,6 +81,28 @@ CIRCUIT_BREAKER_AUDIT_ACTION = "circuit_breaker_tripped"
 LIST_LIMIT = 50
 
 
+class Check(NamedTuple):
+    """One check of the diagnosis: its key and title, what it needs, and the function that runs it."""
+
+    key: str
+    title: str
+    needs_db: bool
+    needs_redis: bool
+    function: Callable[[CheckContext], CheckResult]
+
+
+_DECLARED: list[Check] = []
+
+
+def playbook_check(key: str, title: str, *, needs_db: bool = False, needs_redis: bool = False):
+    """Declare the function below as the check `key`; checks run in the order they are declared here
+    (the playbook's order)."""
+    def declare(function: Callable[[CheckContext], CheckResult]) -> Callable[[CheckContext], CheckResult]:
+        _DECLARED.append(Check(key, title, needs_db, needs_redis, function))
+        return function
+    return declare
+
+
 @dataclass(frozen=True)
 class BreakerTrip:
     """One `circuit_breaker_tripped` audit row."""
@@ -90,6 +113,7 @@ class BreakerTrip:
     details: dict | None
 
 
+@playbook_check("database", "Database")
 def check_database(ctx: CheckContext) -> CheckResult:
     """Can we query the database, and are the migrations at head?"""
     status = probe_database()
@@ -127,6 +151,7 @@ def _migration_heads() -> set[str]:
         return set()
 
 
+@playbook_check("redis", "Redis")
 def check_redis(ctx: CheckContext) -> CheckResult:
     """Does Redis answer PING?"""
     try:
@@ -145,6 +170,7 @@ def check_redis(ctx: CheckContext) -> CheckResult:
                        {"version": version})
 
 
+@playbook_check("sending_switch", "Global sending switch", needs_db=True)
 def check_sending_switch(ctx: CheckContext) -> CheckResult:
     """Is all sending switched off (AppState.sending_paused)?"""
     state = db.session.get(AppState, APP_STATE_ID)
@@ -163,6 +189,7 @@ def check_sending_switch(ctx: CheckContext) -> CheckResult:
     )
 
 
+@playbook_check("queues", "RQ queues", needs_redis=True)
 def check_queues(ctx: CheckContext) -> CheckResult:
     """Queue depth, oldest waiting job, jobs running and failed jobs per RQ queue."""
     rows = []
@@ -201,6 +228,7 @@ def check_queues(ctx: CheckContext) -> CheckResult:
     return CheckResult("queues", "RQ queues", OK, summary, PlaybookRef(A_QUEUES), details)
 
 
+@playbook_check("workers", "Workers", needs_redis=True)
 def check_workers(ctx: CheckContext) -> CheckResult:
     """Live workers on the send queue, and registrations of dead ones."""
     workers = ctx.workers()
@@ -223,6 +251,7 @@ def check_workers(ctx: CheckContext) -> CheckResult:
     return CheckResult("workers", "Workers", OK, verdict, PlaybookRef(A_WORKERS), details)
 
 
+@playbook_check("scheduler", "Scheduler", needs_db=True, needs_redis=True)
 def check_scheduler(ctx: CheckContext) -> CheckResult:
     """rq-scheduler alive, and the continuations it holds dispatched on time."""
     instances = list_scheduler_instances(ctx.redis)
@@ -256,6 +285,7 @@ def check_scheduler(ctx: CheckContext) -> CheckResult:
                        PlaybookRef(A_SCHEDULER), details)
 
 
+@playbook_check("campaigns", "Campaigns by state", needs_db=True)
 def check_campaigns(ctx: CheckContext) -> CheckResult:
     """Campaigns by state, with defer/pause reasons; a breaker pause waits for an admin."""
     counts = dict(db.session.execute(select(Campaign.status, func.count()).group_by(Campaign.status)).all())
@@ -283,6 +313,7 @@ def check_campaigns(ctx: CheckContext) -> CheckResult:
     return CheckResult("campaigns", "Campaigns by state", OK, summary, PlaybookRef(A_CAMPAIGNS), details)
 
 
+@playbook_check("stuck", "Stuck and overdue campaigns", needs_db=True, needs_redis=True)
 def check_stuck_campaigns(ctx: CheckContext) -> CheckResult:
     """`sending`/`queued` campaigns no job works on, and `deferred` ones long past `deferred_until`."""
     # The recovery sweep runs in the scheduler: its value is the one that decides.
@@ -331,6 +362,7 @@ def check_stuck_campaigns(ctx: CheckContext) -> CheckResult:
                        PlaybookRef(A_STUCK), details)
 
 
+@playbook_check("unknown", "Recipients in unknown", needs_db=True)
 def check_unknown_recipients(ctx: CheckContext) -> CheckResult:
     """Recipients whose SMTP outcome cannot be known (a job died mid-batch): a human decides."""
     rows = db.session.execute(
@@ -350,6 +382,7 @@ def check_unknown_recipients(ctx: CheckContext) -> CheckResult:
     return CheckResult("unknown", "Recipients in unknown", OK, "none", PlaybookRef(A_UNKNOWN), details)
 
 
+@playbook_check("breaker", "Circuit breaker (24 h)", needs_db=True)
 def check_breaker_trips(ctx: CheckContext) -> CheckResult:
     """Circuit breaker trips in the last 24 hours (audit log)."""
     since = ctx.now - BREAKER_WINDOW
@@ -376,6 +409,7 @@ def check_breaker_trips(ctx: CheckContext) -> CheckResult:
     return CheckResult("breaker", "Circuit breaker (24 h)", OK, "no trip in 24 h", PlaybookRef(A_BREAKER), details)
 
 
+@playbook_check("rate_limit", "Rate limit", needs_db=True, needs_redis=True)
 def check_rate_limit(ctx: CheckContext) -> CheckResult:
     """SMTP tokens used in the current rolling hour against the workers' quota, and when the next one frees."""
     # The workers enforce the quota: their MAILER_SMTP_MAX_PER_HOUR, not this shell's, says whether it is used up.
@@ -400,18 +434,5 @@ def check_rate_limit(ctx: CheckContext) -> CheckResult:
     return CheckResult("rate_limit", "Rate limit", OK, f"{text_used} {quota}", PlaybookRef(A_RATE_LIMIT), details)
 
 
-# (key, title, needs the database, needs Redis, function) — the playbook's order.
-CHECKS: tuple[tuple[str, str, bool, bool, Callable[[CheckContext], CheckResult]], ...] = (
-    ("database", "Database", False, False, check_database),
-    ("redis", "Redis", False, False, check_redis),
-    ("sending_switch", "Global sending switch", True, False, check_sending_switch),
-    ("queues", "RQ queues", False, True, check_queues),
-    ("workers", "Workers", False, True, check_workers),
-    ("scheduler", "Scheduler", True, True, check_scheduler),
-    ("campaigns", "Campaigns by state", True, False, check_campaigns),
-    ("stuck", "Stuck and overdue campaigns", True, True, check_stuck_campaigns),
-    ("unknown", "Recipients in unknown", True, False, check_unknown_recipients),
-    ("breaker", "Circuit breaker (24 h)", True, False, check_breaker_trips),
-    ("rate_limit", "Rate limit", True, True, check_rate_limit),
-    ("settings", "Settings in effect", False, True, check_settings_in_effect),
-)
+# Every check in the playbook's order; the settings check (ops/settings_check.py) comes last.
+CHECKS: tuple[Check, ...] = (*_DECLARED, Check("settings", "Settings in effect", False, True, check_settings_in_effect))

@@ -14,6 +14,10 @@ Tokens are signed and expire (`mailadmin.mail.unsubscribe`); the pages show the 
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import Any
+
 from flask import Blueprint, render_template, request, url_for
 from loguru import logger
 from sqlalchemy import select
@@ -74,39 +78,48 @@ def _page(template: str, token: str, recipient: Recipient, scope: preference_ser
                            **extra)
 
 
+def _with_recipient(view: Callable[[str, Recipient], Any]) -> Callable[[str], Any]:
+    """The view gets the recipient its token names; a forged token or a deleted campaign gets the
+    invalid-link page (an expired one the expired page, through `_ExpiredLink`)."""
+    @functools.wraps(view)
+    def with_recipient(token: str):
+        recipient = _recipient_for(token)
+        if recipient is None:
+            return _invalid()
+        return view(token, recipient)
+    return with_recipient
+
+
+def _unsubscribed(token: str, recipient: Recipient, scope: preference_service.UnsubscribeScope, **fields: Any):
+    """Log the unsubscription (the address masked as the log level wants) and show the done page."""
+    logger.bind(campaign_id=recipient.campaign_id, recipient_id=recipient.id, **fields,
+                **get_pii_log_fields(recipient.email, "INFO")).info("Unsubscribed")
+    return _page("unsubscribe/done.html", token, recipient, scope)
+
+
 @bp.get("/u/<token>")
-def confirm(token: str):
+@_with_recipient
+def confirm(token: str, recipient: Recipient):
     """The confirmation page: what the one-click button unsubscribes from, "everything", the preference page."""
-    recipient = _recipient_for(token)
-    if recipient is None:
-        return _invalid()
     scope = preference_service.unsubscribe_scope(recipient)
     return _page("unsubscribe/confirm.html", token, recipient, scope)
 
 
 @bp.post("/u/<token>")
-def unsubscribe(token: str):
+@_with_recipient
+def unsubscribe(token: str, recipient: Recipient):
     """RFC 8058 one-click: off the campaign's lists, or onto the suppression list (idempotent)."""
-    recipient = _recipient_for(token)
-    if recipient is None:
-        return _invalid()
     scope = preference_service.unsubscribe_recipient(recipient)
-    logger.bind(campaign_id=recipient.campaign_id, recipient_id=recipient.id, everything=scope.everything,
-                **get_pii_log_fields(recipient.email, "INFO")).info("Unsubscribed")
-    return _page("unsubscribe/done.html", token, recipient, scope)
+    return _unsubscribed(token, recipient, scope, everything=scope.everything)
 
 
 @bp.post("/u/<token>/everything")
-def unsubscribe_everything(token: str):
+@_with_recipient
+def unsubscribe_everything(token: str, recipient: Recipient):
     """"Unsubscribe from everything": the address goes on the suppression list (idempotent)."""
-    recipient = _recipient_for(token)
-    if recipient is None:
-        return _invalid()
     added = preference_service.unsubscribe_from_everything(recipient)
-    logger.bind(campaign_id=recipient.campaign_id, recipient_id=recipient.id, already_suppressed=not added,
-                everything=True, **get_pii_log_fields(recipient.email, "INFO")).info("Unsubscribed")
     scope = preference_service.UnsubscribeScope(preference_service.contact_of(recipient), [])
-    return _page("unsubscribe/done.html", token, recipient, scope)
+    return _unsubscribed(token, recipient, scope, already_suppressed=not added, everything=True)
 
 
 def _contact_for(token: str) -> int | None:

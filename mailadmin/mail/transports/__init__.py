@@ -2,8 +2,9 @@
 transport that can write the next message before the previous verdict also implements
 `OverlappingTransport`: `start` / `finish`, each message coming back once as a `Finished`), SMTP
 first: pipelined.py (our RFC 2920 client, BDAT when CHUNKING is offered; what `transport_from_url`
-returns), session.py (its connection set-up and reply reading), classify.py (transient | permanent
-for each reply and failure). A second provider (an HTTP API) or a test double implements
+returns), conversation.py (its exchanges over the open connection), transaction.py (one message's
+commands, expected replies and verdict), session.py (its connection set-up and reply reading),
+classify.py (transient | permanent for each reply and failure). A second provider (an HTTP API) or a test double implements
 `Transport` and is chosen here by `transport_from_url()`, the one place the send loop and the test
 email get theirs.
 """

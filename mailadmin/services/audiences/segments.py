@@ -23,6 +23,7 @@ from mailadmin.services.audiences.segment_filter import (
     validate_filter,
 )
 from mailadmin.services.errors import ErrorKind
+from mailadmin.services.ownership import find_visible, visible_to
 from mailadmin.services.transaction import transaction
 
 __all__ = ["MAX_CONDITIONS", "SegmentFilterError", "count_matching", "sample_matching", "save_segment"]
@@ -78,16 +79,13 @@ def preview(raw: object, user: User) -> SegmentPreview:
 
 def visible_segments(user: User) -> Select:
     """SELECT of the segments `user` may see: their own, every one for an admin."""
-    query = select(Segment).order_by(Segment.name, Segment.id)
-    if not user.is_admin:
-        query = query.where(Segment.owner_id == user.id)
-    return query
+    return visible_to(user, Segment).order_by(Segment.name, Segment.id)
 
 
 def get_segment_for(user: User, segment_id: int) -> Segment:
     """The segment if `user` may see it; NOT_FOUND otherwise (another manager's segment does not exist)."""
-    segment = db.session.get(Segment, segment_id)
-    if segment is None or not (user.is_admin or segment.owner_id == user.id):
+    segment = find_visible(user, Segment, segment_id)
+    if segment is None:
         raise AudienceError("No such segment.", ErrorKind.NOT_FOUND)
     return segment
 

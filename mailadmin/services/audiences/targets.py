@@ -25,6 +25,7 @@ from mailadmin.services.audiences.memberships import AudienceError
 from mailadmin.services.audiences.segment_filter import SegmentFilterError, compile_filter
 from mailadmin.services.audiences.segments import checked_filter, may_use_list
 from mailadmin.services.errors import ErrorKind
+from mailadmin.services.ownership import find_visible
 from mailadmin.services.transaction import transaction
 
 MAX_TARGETS = 20
@@ -66,8 +67,7 @@ def _check_targets(targets: Targets, user: User) -> None:
         if not may_use_list(user, list_id):
             raise AudienceError("That list does not exist or you may not use it.", ErrorKind.NOT_FOUND)
     for segment_id in targets.segments + targets.exclude_segments:
-        segment = db.session.get(Segment, segment_id)
-        if segment is None or not (user.is_admin or segment.owner_id == user.id):
+        if find_visible(user, Segment, segment_id) is None:
             raise AudienceError("That segment does not exist or you may not use it.", ErrorKind.NOT_FOUND)
 
 
