@@ -26,6 +26,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from mailadmin.counters import BOUNCES, COMPLAINTS, count
 from mailadmin.extensions import db, get_redis, get_settings
 from mailadmin.limits.replay import DeliveryClaim, claim_delivery, forget_delivery, mark_delivery_applied
 from mailadmin.mail.bounces import BOUNCE_COMPLAINT, BOUNCE_HARD, BOUNCE_SOFT, BounceReport, find_our_message_id
@@ -191,6 +192,7 @@ def _apply_report(report: BounceReport, address: str) -> BounceOutcome:
         return BounceOutcome(False, campaign_id, recipient_id)
     changed = _mark_recipient(report.kind, campaign_id, recipient_id) if found else False
     suppressed = _suppress_for(report, address, email_hash, campaign_id)
+    after_commit(lambda: count(COMPLAINTS if report.kind == BOUNCE_COMPLAINT else BOUNCES, report.source))
     after_commit(lambda: logger.bind(
         campaign_id=campaign_id,
         recipient_id=recipient_id,

@@ -1,0 +1,42 @@
+"""What the send path counts for `/metrics`: each outcome as the slice collects it, each deferral
+and breaker trip once committed. Added to the process's tally (`mailadmin.counters`), which the
+next settle of a token batch writes to Redis in the call it makes anyway."""
+
+from __future__ import annotations
+
+from mailadmin.counters import BREAKER_TRIPS, DEFERRALS, FAILED, SENT, SMTP_SEND_DURATION, count, observe
+from mailadmin.models.campaign import R_FAILED, R_PENDING, R_SENT, R_SKIPPED, R_UNKNOWN
+from mailadmin.models.reasons import Reason
+from mailadmin.services.delivery.values import Outcome
+
+# A failed outcome's class, by (status, whether it went to the relay).
+_FAILURE_CLASS = {
+    (R_FAILED, True): "permanent",
+    (R_FAILED, False): "message",
+    (R_PENDING, True): "transient",
+    (R_UNKNOWN, True): "unknown",
+    (R_UNKNOWN, False): "unknown",
+    (R_SKIPPED, False): "invalid_address",
+}
+
+
+def count_outcome(outcome: Outcome) -> None:
+    """Count one message the slice collected: sent (with its SMTP latency) or failed by class."""
+    if outcome.status == R_SENT:
+        count(SENT)
+        if outcome.took_ms is not None:
+            observe(SMTP_SEND_DURATION, outcome.took_ms / 1000)
+        return
+    failure_class = _FAILURE_CLASS.get((outcome.status, outcome.attempted))
+    if failure_class is not None:
+        count(FAILED, failure_class)
+
+
+def count_deferral(reason: Reason) -> None:
+    """A campaign was deferred for `reason` (after the commit)."""
+    count(DEFERRALS, str(reason))
+
+
+def count_breaker_trip() -> None:
+    """The circuit breaker paused a campaign (after the commit)."""
+    count(BREAKER_TRIPS)
