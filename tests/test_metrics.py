@@ -117,7 +117,7 @@ def test_webhooks_and_bounces_are_counted_by_provider_outcome_and_source(engine_
     assert value(text, webhooks, provider="postmark", outcome="already_applied") == 1
     assert value(text, webhooks, provider="postmark", outcome="refused") == 1
     assert value(text, webhooks, provider="sendgrid", outcome="not_configured") == 1
-    assert value(text, "mailadmin_bounces_total", source="postmark") == 1
+    assert value(text, "mailadmin_bounces_total", source="postmark", type="hard") == 1
     assert value(text, "mailadmin_complaints_total", source="postmark") == 0
 
 

@@ -22,6 +22,7 @@ from mailadmin.counters.families import (
     EVENT_DELIVERIES,
     FAILED,
     FAMILIES,
+    PAUSES,
     SENT,
     SMTP_SEND_DURATION,
     WEBHOOKS,
@@ -39,7 +40,7 @@ from mailadmin.counters.tally import (
 )
 
 __all__ = [
-    "BOUNCES", "BREAKER_TRIPS", "COMPLAINTS", "DEFERRALS", "EVENT_DELIVERIES", "FAILED", "FAMILIES", "SENT",
+    "BOUNCES", "BREAKER_TRIPS", "COMPLAINTS", "DEFERRALS", "EVENT_DELIVERIES", "FAILED", "FAMILIES", "PAUSES", "SENT",
     "SMTP_SEND_DURATION", "TALLY", "WEBHOOKS", "Family", "Tally", "count", "count_event_delivery",
     "counting_enabled", "flush", "observe", "read_families",
 ]

@@ -14,6 +14,7 @@ from mailadmin.models.reasons import Reason
 
 # Sources of bounce and complaint reports (`BounceReport.source`).
 REPORT_SOURCES = ("ses", "sendgrid", "postmark", "mailgun", "mailbox")
+BOUNCE_TYPES = ("hard", "soft")
 WEBHOOK_PROVIDERS = ("ses", "sendgrid", "postmark", "mailgun")
 # What became of a webhook request: applied, a redelivery of one applied before, still being applied
 # by another request, refused (unproven or a replay with another content), unreadable, Redis down,
@@ -60,8 +61,11 @@ FAILED = Family("mailadmin_messages_failed", "Messages that were not sent, by cl
                 ("class",), _single(FAILURE_CLASSES))
 DEFERRALS = Family("mailadmin_campaign_deferrals", "Campaigns deferred, by reason.",
                    ("reason",), _single((Reason.RATE_LIMIT, Reason.TRANSIENT_ERROR, Reason.GLOBAL_PAUSE)))
+PAUSES = Family("mailadmin_campaign_pauses", "Campaigns paused by the product itself, by reason.",
+                ("reason",), _single((Reason.CIRCUIT_BREAKER, Reason.BOUNCE_RATE, Reason.MISSED_SCHEDULE)))
 BREAKER_TRIPS = Family("mailadmin_circuit_breaker_trips", "Campaigns paused by the circuit breaker.")
-BOUNCES = Family("mailadmin_bounces", "Bounces recorded, by source.", ("source",), _single(REPORT_SOURCES))
+BOUNCES = Family("mailadmin_bounces", "Bounces recorded, by source and type (hard, soft).", ("source", "type"),
+                 tuple((source, kind) for source in REPORT_SOURCES for kind in BOUNCE_TYPES))
 COMPLAINTS = Family("mailadmin_complaints", "Spam complaints recorded, by source.", ("source",),
                     _single(REPORT_SOURCES))
 WEBHOOKS = Family("mailadmin_webhooks_received", "Provider webhook requests, by provider and outcome.",
@@ -73,5 +77,5 @@ SMTP_SEND_DURATION = Family("mailadmin_smtp_send_duration_seconds",
                             "Time from writing a message to the relay's verdict, for accepted messages.",
                             buckets=SMTP_SEND_BUCKETS)
 
-FAMILIES = (SENT, FAILED, DEFERRALS, BREAKER_TRIPS, BOUNCES, COMPLAINTS, WEBHOOKS, EVENT_DELIVERIES,
+FAMILIES = (SENT, FAILED, DEFERRALS, PAUSES, BREAKER_TRIPS, BOUNCES, COMPLAINTS, WEBHOOKS, EVENT_DELIVERIES,
             SMTP_SEND_DURATION)

@@ -25,6 +25,7 @@ from mailadmin.ops.rq_state import (
     list_scheduler_instances,
     list_workers,
 )
+from mailadmin.services.sending_switch import sending_paused
 from mailadmin.settings_in_effect import WORKER, read_publications
 
 Reading = tuple[str, str, tuple[str, ...], list[tuple[tuple[str, ...], float]]]
@@ -39,6 +40,7 @@ def database_gauges() -> list[Reading]:
     rows = db.session.execute(
         select(Campaign.status, func.count(), func.coalesce(func.sum(left), 0)).group_by(Campaign.status)
     ).all()
+    switched_off = sending_paused()
     db.session.rollback()
     by_status = {status: 0 for status in CAMPAIGN_STATUSES}
     pending = 0
@@ -51,6 +53,8 @@ def database_gauges() -> list[Reading]:
          [((str(status),), count) for status, count in by_status.items()]),
         ("mailadmin_recipients_pending", "Recipients of started campaigns not sent, failed or skipped yet.", (),
          [((), pending)]),
+        ("mailadmin_sending_switched_off", "1 while an admin has switched all sending off.", (),
+         [((), 1 if switched_off else 0)]),
     ]
 
 

@@ -4,7 +4,7 @@ next settle of a token batch writes to Redis in the call it makes anyway."""
 
 from __future__ import annotations
 
-from mailadmin.counters import BREAKER_TRIPS, DEFERRALS, FAILED, SENT, SMTP_SEND_DURATION, count, observe
+from mailadmin.counters import BREAKER_TRIPS, DEFERRALS, FAILED, PAUSES, SENT, SMTP_SEND_DURATION, count, observe
 from mailadmin.models.campaign import R_FAILED, R_PENDING, R_SENT, R_SKIPPED, R_UNKNOWN
 from mailadmin.models.reasons import Reason
 from mailadmin.services.delivery.values import Outcome
@@ -40,3 +40,9 @@ def count_deferral(reason: Reason) -> None:
 def count_breaker_trip() -> None:
     """The circuit breaker paused a campaign (after the commit)."""
     count(BREAKER_TRIPS)
+    count_pause(Reason.CIRCUIT_BREAKER)
+
+
+def count_pause(reason: Reason) -> None:
+    """The product paused a campaign by itself for `reason` (after the commit)."""
+    count(PAUSES, str(reason))

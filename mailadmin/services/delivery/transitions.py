@@ -31,7 +31,7 @@ from mailadmin.models.types import utcnow
 from mailadmin.queue.dispatch import safe_cancel_continuation
 from mailadmin.queue.signals import announce_send_stop
 from mailadmin.services.audit import record_audit
-from mailadmin.services.delivery.counting import count_breaker_trip, count_deferral
+from mailadmin.services.delivery.counting import count_breaker_trip, count_deferral, count_pause
 from mailadmin.services.delivery.values import SliceCampaign, SliceRefusal, SliceStart
 from mailadmin.services.sending_switch import sending_paused
 from mailadmin.services.transaction import after_commit, in_transaction
@@ -104,6 +104,7 @@ def pause_missed_schedule(campaign_id: int, now: datetime) -> bool:
     if scheduled_at is None or not set_status(campaign_id, (DEFERRED,), PAUSED):
         return False
     queue_id = hold_queue(campaign_id, Reason.MISSED_SCHEDULE, now, PauseNote(now))
+    after_commit(lambda: count_pause(Reason.MISSED_SCHEDULE))
     after_commit(lambda: logger.bind(
         campaign_id=campaign_id,
         queue_id=queue_id,
