@@ -4,13 +4,16 @@ webhooks' and bounces' counters, the gauges, and a scrape promtool accepts."""
 from __future__ import annotations
 
 import base64
+import time
 
 import pytest
 import redis as redis_client
 
 from mailadmin.counters import SENT, TALLY, count_event_delivery, flush
-from mailadmin.extensions import get_redis
+from mailadmin.extensions import SEND_QUEUE, get_redis
 from mailadmin.limits.send_pace import reserve_send_tokens, settle_send_tokens
+from mailadmin.ops.rq_state import RQ_QUEUE_KEY_PREFIX, SCHEDULED_JOBS_KEY, SCHEDULER_INSTANCE_KEY_PREFIX
+from mailadmin.services import sending_switch
 from tests.factories import create_campaign, create_started_campaign, fresh_campaign, sent_campaign
 from tests.support.bounces import postmark_bounce
 from tests.support.env import with_env
@@ -172,3 +175,26 @@ def test_the_scrape_passes_promtool_and_names_no_campaign_or_address(engine_env,
 
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "Secret launch" not in text and "@" not in text and "campaign_id" not in text
+
+
+@with_env(MAILER_METRICS_TOKEN=METRICS_TOKEN, MAILER_SMTP_MAX_PER_HOUR="3")
+def test_the_gauges_show_the_quota_queues_scheduler_overdue_continuations_and_the_switch(engine_env, app, admin):
+    redis = get_redis()
+    reserve_send_tokens(redis, 3, 3)  # the hour's quota used up
+    redis.rpush(RQ_QUEUE_KEY_PREFIX + SEND_QUEUE, "job-1", "job-2")
+    redis.hset(SCHEDULER_INSTANCE_KEY_PREFIX + "alive", "birth", time.time())
+    redis.hset(SCHEDULER_INSTANCE_KEY_PREFIX + "gone", mapping={"birth": time.time(), "death": time.time()})
+    redis.zadd(SCHEDULED_JOBS_KEY, {"campaign-7-continuation": time.time() - 600})
+    sending_switch.set_sending_paused(True, admin)
+
+    text = scrape(app.test_client())
+
+    assert value(text, "mailadmin_quota_used_messages") == 3 and value(text, "mailadmin_quota_limit_messages") == 3
+    assert 3590 < value(text, "mailadmin_quota_next_token_seconds") <= 3600
+    assert value(text, "mailadmin_queue_jobs", queue=SEND_QUEUE) == 2
+    assert value(text, "mailadmin_scheduler_alive") == 1
+    assert 595 < value(text, "mailadmin_continuation_overdue_seconds") < 700
+    assert value(text, "mailadmin_sending_switched_off") == 1
+    assert value(text, "mailadmin_workers_live") == 0
+    redis.delete(SCHEDULER_INSTANCE_KEY_PREFIX + "alive")
+    assert value(scrape(app.test_client()), "mailadmin_scheduler_alive") == 0

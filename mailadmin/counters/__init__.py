@@ -10,8 +10,8 @@ the end of each RQ job and of each web request that counted something. A Redis r
 hashes: the counters start again from 0, which Prometheus' rate() and increase() treat as a reset.
 
 - `families.py`: every metric family the workers count — name, help, labels, their known values;
-- `tally.py`: the process's tally, the Lua fragment that applies it inside another script, `flush`,
-  `read_families` (the scrape's one pipelined read) and the `count_*` helpers.
+- `tally.py`: the process's tally, the Lua fragment that applies it inside another script, `flush`
+  and the `count_*` helpers. The scrape reads the hashes back (`mailadmin/metrics/gauges.py`).
 """
 
 from mailadmin.counters.families import (
@@ -36,11 +36,10 @@ from mailadmin.counters.tally import (
     counting_enabled,
     flush,
     observe,
-    read_families,
 )
 
 __all__ = [
     "BOUNCES", "BREAKER_TRIPS", "COMPLAINTS", "DEFERRALS", "EVENT_DELIVERIES", "FAILED", "FAMILIES", "PAUSES", "SENT",
     "SMTP_SEND_DURATION", "TALLY", "WEBHOOKS", "Family", "Tally", "count", "count_event_delivery",
-    "counting_enabled", "flush", "observe", "read_families",
+    "counting_enabled", "flush", "observe",
 ]

@@ -5,8 +5,8 @@ metrics are on (`MAILER_METRICS_TOKEN` set: without it nobody may scrape them, s
 counted). `APPLY_COUNTS_LUA` defines `apply_counts(first)` for a script whose ARGV ends with the
 tally's triples (hash key, field, amount); `tally_args` drains the tally into such triples and
 `Tally.restore` puts them back when the call failed. `flush` writes the tally in one pipelined
-round trip (the end of a job, of a web request). `read_families` reads every family in one round
-trip for a scrape.
+round trip (the end of a job, of a web request). The scrape reads the hashes back
+(`metrics/gauges.py`, in the pipeline that reads the gauges).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from flask import has_app_context
 from redis import Redis, RedisError
 
-from mailadmin.counters.families import EVENT_DELIVERIES, EVENT_DELIVERY_OUTCOMES, FAMILIES, Family
+from mailadmin.counters.families import EVENT_DELIVERIES, EVENT_DELIVERY_OUTCOMES, Family
 from mailadmin.extensions import get_settings
 
 # Lua: HINCRBY for whole amounts, HINCRBYFLOAT for those written with a decimal point.
@@ -133,16 +133,3 @@ def flush(redis: Redis, tally: Tally = TALLY) -> bool:
         tally.restore(increments)
         return False
     return True
-
-
-def read_families(redis: Redis) -> dict[Family, dict[str, str]]:
-    """Every family's hash in one round trip: family -> {field: value}."""
-    pipe = redis.pipeline(transaction=False)
-    for family in FAMILIES:
-        pipe.hgetall(family.key)
-    values = pipe.execute()
-    return {family: {_text(k): _text(v) for k, v in raw.items()} for family, raw in zip(FAMILIES, values, strict=True)}
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -11,9 +11,8 @@ from collections.abc import Iterator
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from redis import RedisError
 
-from mailadmin.counters import FAMILIES, Family, read_families
+from mailadmin.counters import FAMILIES, Family
 from mailadmin.counters.tally import FIELD_SEPARATOR, HISTOGRAM_INF_FIELD, HISTOGRAM_SUM_FIELD
 from mailadmin.extensions import get_redis
 from mailadmin.metrics.gauges import read_gauges
@@ -51,12 +50,7 @@ class _Scrape:
     """The one collector of a scrape."""
 
     def collect(self) -> Iterator[Metric]:
-        redis = get_redis()
-        readings, database_up, redis_up = read_gauges(redis, utcnow())
-        try:
-            stored = read_families(redis)
-        except RedisError:
-            stored, redis_up = {}, False
+        readings, stored, database_up, redis_up = read_gauges(get_redis(), utcnow())
         for family in FAMILIES if redis_up else ():
             values = stored.get(family, {})
             yield histogram_family(family, values) if family.is_histogram else counter_family(family, values)
