@@ -5,10 +5,11 @@
   against a baseline request in the same run (`/healthz`, which reads the database and Redis once);
 - {"bench": "send_loop_metrics", ...}: the send loop (real `python worker.py`, loopback sink) with
   metrics off (no MAILER_METRICS_TOKEN) and on, alternating runs in the same process: CPU ms per
-  message (worker + PostgreSQL + Redis) and msg/s of each, medians; and the Redis commands the
-  workers sent per message in one more run of each (read with MONITOR, script-internal commands
-  left out): with metrics on, no command per message is added — the counts ride in the settle
-  script's arguments — only one pipeline per job.
+  message (worker + PostgreSQL + Redis) and msg/s of each, medians; and, in one more run of each
+  read with Redis MONITOR (script-internal commands left out), the Redis commands per message
+  (the bench's own polling included), the send path's script calls per message (reserve + settle:
+  the same with metrics on — the counts ride in the settle script's arguments) and the hash
+  writes clients sent (with metrics on: the one pipeline at each job's end).
 
 `python -m bench metrics`. The database is BENCH_DATABASE_URL (else TEST_DATABASE_URL / DATABASE_URL,
 else postgresql://postgres@127.0.0.1:5432/test), in scratch databases created and dropped here.
@@ -193,8 +194,12 @@ def bench_send_loop() -> dict:
     def median(on: bool, key: str) -> float:
         return round(statistics.median(run[key] for run in runs[on]), 3)
 
-    extra = {name: count - commands[False][1].get(name, 0) for name, count in commands[True][1].items()
-             if count != commands[False][1].get(name, 0)}
+    def scripts(on: bool) -> float:  # the send path's reserve and settle calls
+        counts = commands[on][1]
+        return round((counts.get("EVALSHA", 0) + counts.get("EVAL", 0)) / MONITOR_MESSAGES, 3)
+
+    def hash_writes(on: bool) -> int:  # HINCRBY / HINCRBYFLOAT sent by a client, not run inside a script
+        return commands[on][1].get("HINCRBY", 0) + commands[on][1].get("HINCRBYFLOAT", 0)
     return {
         "bench": "send_loop_metrics", "sink": sink_name, "database": db_label, "messages": SEND_MESSAGES,
         "runs_each": SEND_RUNS,
@@ -205,7 +210,9 @@ def bench_send_loop() -> dict:
         "redis_cpu_ms_off": median(False, "redis"), "redis_cpu_ms_on": median(True, "redis"),
         "msg_per_s_off": round(median(False, "rate"), 1), "msg_per_s_on": round(median(True, "rate"), 1),
         "redis_commands_per_message_off": commands[False][0], "redis_commands_per_message_on": commands[True][0],
-        "redis_commands_added_with_metrics": extra, "monitor_messages": MONITOR_MESSAGES,
+        "redis_scripts_per_message_off": scripts(False), "redis_scripts_per_message_on": scripts(True),
+        "client_hincr_commands_off": hash_writes(False), "client_hincr_commands_on": hash_writes(True),
+        "monitor_messages": MONITOR_MESSAGES,
     }
 
 

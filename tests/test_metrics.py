@@ -44,7 +44,8 @@ def test_without_a_token_the_endpoint_does_not_exist_and_nothing_is_counted(clie
     assert response.status_code == 404
     assert response.mimetype == "application/problem+json" and response.json["status"] == 404
     count_event_delivery("delivered")
-    assert not TALLY
+    assert flush(get_redis())
+    assert get_redis().keys("mailadmin:metrics:*") == [] and not TALLY
 
 
 @metrics_on

@@ -1,10 +1,11 @@
 """The process's tally of counts, written to Redis inside a call the process makes anyway, or flushed.
 
-`count` / `observe` add to `TALLY` (a lock and a dict: safe from the connection threads too) when
-metrics are on (`MAILER_METRICS_TOKEN` set: without it nobody may scrape them, so nothing is
-counted). `APPLY_COUNTS_LUA` defines `apply_counts(first)` for a script whose ARGV ends with the
-tally's triples (hash key, field, amount); `tally_args` drains the tally into such triples and
-`Tally.restore` puts them back when the call failed. `flush` writes the tally in one pipelined
+`count` / `observe` add to `TALLY` (a lock and a dict: safe from the connection threads too).
+`take_increments` empties it for a write — and drops what it held when metrics are off
+(`MAILER_METRICS_TOKEN` unset: nobody may scrape them, so nothing is written); the check is made
+once per write, not per count. `APPLY_COUNTS_LUA` defines `apply_counts(first)` for a script whose
+ARGV ends with the tally's triples (hash key, field, amount, from `as_args`); `Tally.restore` puts
+them back when the call failed. `flush` writes the tally in one pipelined
 round trip (the end of a job, of a web request). The scrape reads the hashes back
 (`metrics/gauges.py`, in the pipeline that reads the gauges).
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import os
 import threading
+from bisect import bisect_left
 from collections.abc import Iterable
 
 from flask import has_app_context
@@ -48,6 +50,13 @@ class Tally:
     def add(self, key: str, field: str, amount: float = 1) -> None:
         with self._lock:
             self._amounts[(key, field)] = self._amounts.get((key, field), 0) + amount
+
+    def add_many(self, increments: Iterable[tuple[str, str, float]]) -> None:
+        """Several increments under one acquisition of the lock (the send path's per-message counts)."""
+        with self._lock:
+            amounts = self._amounts
+            for key, field, amount in increments:
+                amounts[(key, field)] = amounts.get((key, field), 0) + amount
 
     def drain(self) -> list[tuple[str, str, float]]:
         """Every increment held, removed from the tally."""
@@ -86,17 +95,26 @@ def _field(family: Family, labels: tuple[str, ...]) -> str:
 
 def count(family: Family, *labels: str, amount: int = 1) -> None:
     """Add `amount` to `family` (with its label values, in its order)."""
-    if counting_enabled():
-        TALLY.add(family.key, _field(family, labels), amount)
+    TALLY.add(family.key, _field(family, labels), amount)
+
+
+def observation(family: Family, value: float) -> tuple[tuple[str, str, float], tuple[str, str, float]]:
+    """The increments of one observation of histogram `family`: its bucket, its sum (the count is the buckets' total)."""
+    index = bisect_left(family.buckets, value)
+    bucket = HISTOGRAM_INF_FIELD if index == len(family.buckets) else repr(family.buckets[index])
+    return (family.key, bucket, 1), (family.key, HISTOGRAM_SUM_FIELD, float(value))
 
 
 def observe(family: Family, value: float) -> None:
-    """One observation of histogram `family` (its bucket, its sum; the count is the buckets' total)."""
-    if not counting_enabled():
-        return
-    bucket = next((bound for bound in family.buckets if value <= bound), None)
-    TALLY.add(family.key, HISTOGRAM_INF_FIELD if bucket is None else repr(bucket))
-    TALLY.add(family.key, HISTOGRAM_SUM_FIELD, float(value))
+    """One observation of histogram `family`."""
+    TALLY.add_many(observation(family, value))
+
+
+def take_increments(tally: Tally = TALLY) -> list[tuple[str, str, float]]:
+    """What the tally holds, to be written now; nothing when metrics are off (then it is dropped: the
+    check is made once per write, not once per count)."""
+    increments = tally.drain()
+    return increments if increments and counting_enabled() else []
 
 
 def count_event_delivery(outcome: str) -> None:
@@ -118,7 +136,7 @@ def as_args(increments: Iterable[tuple[str, str, float]]) -> list[str]:
 def flush(redis: Redis, tally: Tally = TALLY) -> bool:
     """Write what the tally holds in one round trip (nothing to do: no call). False when Redis failed
     (the increments stay for the next write)."""
-    increments = tally.drain()
+    increments = take_increments(tally)
     if not increments:
         return True
     pipe = redis.pipeline(transaction=False)

@@ -41,7 +41,7 @@ from datetime import UTC, datetime, timedelta
 from loguru import logger
 from redis import Redis, RedisError
 
-from mailadmin.counters.tally import APPLY_COUNTS_LUA, TALLY, as_args
+from mailadmin.counters.tally import APPLY_COUNTS_LUA, TALLY, as_args, take_increments
 from mailadmin.limits.rate_limiter import RATE_LIMIT_KEY, RATE_LIMIT_WINDOW_LABEL, RATE_LIMIT_WINDOW_SECONDS
 from mailadmin.limits.waiting_line import (
     EXPIRE_LINE_LUA,
@@ -274,7 +274,7 @@ def settle_send_tokens(redis: Redis, batch: TokenBatch) -> None:
         pace_back = str(_us(batch.slots[0]) + (used[-1] + 1 if used else 0) * _us(batch.interval))
     sent = [-1 if sent_at is None or not counted else _us(sent_at)
             for sent_at, counted in zip(batch.sent_at, batch.counted, strict=True)]
-    counted = TALLY.drain()  # the metrics ride along: no round trip of their own per message
+    counted = take_increments()  # the metrics ride along: no round trip of their own per message
     try:
         registered_script(redis, "settle", SETTLE_LUA)(
             keys=[RATE_LIMIT_KEY, PACE_KEY],

@@ -4,7 +4,8 @@ next settle of a token batch writes to Redis in the call it makes anyway."""
 
 from __future__ import annotations
 
-from mailadmin.counters import BREAKER_TRIPS, DEFERRALS, FAILED, PAUSES, SENT, SMTP_SEND_DURATION, count, observe
+from mailadmin.counters import BREAKER_TRIPS, DEFERRALS, FAILED, PAUSES, SENT, SMTP_SEND_DURATION, TALLY, count
+from mailadmin.counters.tally import observation
 from mailadmin.models.campaign import R_FAILED, R_PENDING, R_SENT, R_SKIPPED, R_UNKNOWN
 from mailadmin.models.reasons import Reason
 from mailadmin.services.delivery.values import Outcome
@@ -21,15 +22,17 @@ _FAILURE_CLASS = {
 
 
 def count_outcome(outcome: Outcome) -> None:
-    """Count one message the slice collected: sent (with its SMTP latency) or failed by class."""
+    """Count one message the slice collected: sent (with its SMTP latency) or failed by class.
+    Per message: one acquisition of the tally's lock (whether metrics are on is checked per write)."""
     if outcome.status == R_SENT:
-        count(SENT)
-        if outcome.took_ms is not None:
-            observe(SMTP_SEND_DURATION, outcome.took_ms / 1000)
+        if outcome.took_ms is None:
+            TALLY.add(SENT.key, "")
+        else:
+            TALLY.add_many(((SENT.key, "", 1), *observation(SMTP_SEND_DURATION, outcome.took_ms / 1000)))
         return
     failure_class = _FAILURE_CLASS.get((outcome.status, outcome.attempted))
     if failure_class is not None:
-        count(FAILED, failure_class)
+        TALLY.add(FAILED.key, failure_class)
 
 
 def count_deferral(reason: Reason) -> None:
