@@ -209,6 +209,8 @@ def bench_send_loop() -> dict:
         "worker_cpu_ms_off": median(False, "worker"), "worker_cpu_ms_on": median(True, "worker"),
         "redis_cpu_ms_off": median(False, "redis"), "redis_cpu_ms_on": median(True, "redis"),
         "msg_per_s_off": round(median(False, "rate"), 1), "msg_per_s_on": round(median(True, "rate"), 1),
+        "msg_per_s_off_runs": [round(run["rate"]) for run in runs[False]],
+        "msg_per_s_on_runs": [round(run["rate"]) for run in runs[True]],
         "redis_commands_per_message_off": commands[False][0], "redis_commands_per_message_on": commands[True][0],
         "redis_scripts_per_message_off": scripts(False), "redis_scripts_per_message_on": scripts(True),
         "client_hincr_commands_off": hash_writes(False), "client_hincr_commands_on": hash_writes(True),
