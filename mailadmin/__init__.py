@@ -61,6 +61,7 @@ def _register_subsystems(app: Flask) -> None:
     from mailadmin.cli import init_app as init_cli
     from mailadmin.errors import init_app as init_errors
     from mailadmin.health import init_app as init_health
+    from mailadmin.metrics import init_app as init_metrics
     from mailadmin.subscribe import init_app as init_subscribe
     from mailadmin.unsubscribe import init_app as init_unsubscribe
     from mailadmin.webhooks import init_app as init_webhooks
@@ -76,6 +77,7 @@ def _register_subsystems(app: Flask) -> None:
     init_unsubscribe(app)
     init_subscribe(app)
     init_webhooks(app)
+    init_metrics(app)
 
 
 def configure_flask(app: Flask, settings: Settings) -> None:

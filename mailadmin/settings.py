@@ -111,6 +111,7 @@ class Settings:
     webhook_sendgrid_public_key: str = ""
     webhook_postmark_secret: str = ""
     webhook_mailgun_signing_key: str = ""
+    metrics_token: str = ""  # the bearer token of /metrics; empty: no endpoint, nothing counted
     webhook_max_age_seconds: int = published(300)
 
     @property
@@ -354,6 +355,7 @@ _VARIABLES: dict[str, tuple[str, Parser]] = {
     "MAILER_WEBHOOK_SENDGRID_PUBLIC_KEY": ("webhook_sendgrid_public_key", lambda _name, raw: _sendgrid_public_key(raw)),
     "MAILER_WEBHOOK_POSTMARK_SECRET": ("webhook_postmark_secret", _shared_secret),
     "MAILER_WEBHOOK_MAILGUN_SIGNING_KEY": ("webhook_mailgun_signing_key", _shared_secret),
+    "MAILER_METRICS_TOKEN": ("metrics_token", _shared_secret),
 }
 # An older name still read when the current one is not set.
 _ALIASES = {"MAILER_WEBHOOK_SNS_TOPIC_ARN": "MAILER_WEBHOOK_SNS_TOPIC_ARNS"}

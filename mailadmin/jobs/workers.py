@@ -40,6 +40,7 @@ from rq.queue import Queue
 from rq.utils import now
 from rq.worker import HerokuWorker
 
+from mailadmin.counters import flush as flush_counters
 from mailadmin.extensions import db
 from mailadmin.jobs.send import request_slice_stop
 from mailadmin.queue.lifeline import hold_parent
@@ -269,9 +270,13 @@ class SendWorker(HerokuWorker):
         super().main_work_horse(job, queue)
 
     def perform_job(self, job: Job, queue: Queue, execution) -> bool:
-        """In the horse: RQ's run of one job and its bookkeeping, inside the app context of `app`."""
+        """In the horse: RQ's run of one job and its bookkeeping, inside the app context of `app`; then the
+        metrics the job counted and no call of its own carried yet, in one round trip."""
         with self.app.app_context():
-            return super().perform_job(job, queue, execution)
+            try:
+                return super().perform_job(job, queue, execution)
+            finally:
+                flush_counters(self.connection)
 
     def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
         """In the horse: RQ's start-of-job bookkeeping, written once Redis answers."""

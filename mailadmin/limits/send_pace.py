@@ -9,7 +9,8 @@ is set, gives each token a *slot*: the moment before which its message must not 
 spaced evenly across all workers (a GCRA / leaky bucket: one Redis key holds the next free slot),
 so there is no burst at the start of each second. `settle_send_tokens` moves each counted token to
 the moment its message really went out (later, never earlier) and gives back the others, in one
-more call per batch.
+more call per batch; that call also writes the metrics the process counted since its last write
+(`counters`), so a message costs the metrics no round trip of its own.
 
 What counts (SPEC "Global SMTP rate limiter"): a message the relay **accepted** (250 after DATA),
 even if it bounces later, and one whose verdict was lost after the whole message went out (it may
@@ -40,6 +41,7 @@ from datetime import UTC, datetime, timedelta
 from loguru import logger
 from redis import Redis, RedisError
 
+from mailadmin.counters.tally import APPLY_COUNTS_LUA, TALLY, as_args, take_increments
 from mailadmin.limits.rate_limiter import RATE_LIMIT_KEY, RATE_LIMIT_WINDOW_LABEL, RATE_LIMIT_WINDOW_SECONDS
 from mailadmin.limits.waiting_line import (
     EXPIRE_LINE_LUA,
@@ -135,11 +137,14 @@ return {granted, count + granted, us(first), #ahead}
 """
 
 # KEYS[1] hourly window, KEYS[2] pace. ARGV[1] reservation id, ARGV[2] the pace value this batch
-# left (µs, '' = none), ARGV[3] the pace value to go back to if nobody reserved since, ARGV[4..] per
-# token: the moment its message went out (µs), or -1 when it does not count (unused, or refused).
-SETTLE_LUA = """
-for i = 4, #ARGV do
-  local member = ARGV[1] .. ':' .. (i - 4)
+# left (µs, '' = none), ARGV[3] the pace value to go back to if nobody reserved since, ARGV[4] the
+# number of tokens n, ARGV[5..4+n] per token: the moment its message went out (µs), or -1 when it
+# does not count (unused, or refused); then the metrics counted since the last write
+# (`counters.tally`: hash key, field, amount — written here, not in a round trip of their own).
+SETTLE_LUA = APPLY_COUNTS_LUA + """
+local tokens = tonumber(ARGV[4])
+for i = 5, 4 + tokens do
+  local member = ARGV[1] .. ':' .. (i - 5)
   local sent_at = tonumber(ARGV[i])
   if sent_at < 0 then
     redis.call('ZREM', KEYS[1], member)
@@ -153,6 +158,7 @@ end
 if ARGV[2] ~= '' and tonumber(redis.call('GET', KEYS[2]) or '-1') == tonumber(ARGV[2]) then
   redis.call('SET', KEYS[2], ARGV[3], 'KEEPTTL')
 end
+apply_counts(5 + tokens)
 return 1
 """
 
@@ -268,9 +274,12 @@ def settle_send_tokens(redis: Redis, batch: TokenBatch) -> None:
         pace_back = str(_us(batch.slots[0]) + (used[-1] + 1 if used else 0) * _us(batch.interval))
     sent = [-1 if sent_at is None or not counted else _us(sent_at)
             for sent_at, counted in zip(batch.sent_at, batch.counted, strict=True)]
+    counted = take_increments()  # the metrics ride along: no round trip of their own per message
     try:
-        registered_script(redis, "settle", SETTLE_LUA)(keys=[RATE_LIMIT_KEY, PACE_KEY],
-                                             args=[batch.reservation_id, pace_left, pace_back, *sent])
+        registered_script(redis, "settle", SETTLE_LUA)(
+            keys=[RATE_LIMIT_KEY, PACE_KEY],
+            args=[batch.reservation_id, pace_left, pace_back, len(sent), *sent, *as_args(counted)])
     except RedisError as exc:
+        TALLY.restore(counted)
         # The unused tokens simply expire with the hour: fewer sends, never more.
         logger.bind(error_type=type(exc).__name__).warning("Could not give back unused rate limit tokens (Redis unavailable)")

@@ -26,6 +26,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from mailadmin.counters import BOUNCES, COMPLAINTS, PAUSES, count
 from mailadmin.extensions import db, get_redis, get_settings
 from mailadmin.limits.replay import DeliveryClaim, claim_delivery, forget_delivery, mark_delivery_applied
 from mailadmin.mail.bounces import BOUNCE_COMPLAINT, BOUNCE_HARD, BOUNCE_SOFT, BounceReport, find_our_message_id
@@ -191,6 +192,8 @@ def _apply_report(report: BounceReport, address: str) -> BounceOutcome:
         return BounceOutcome(False, campaign_id, recipient_id)
     changed = _mark_recipient(report.kind, campaign_id, recipient_id) if found else False
     suppressed = _suppress_for(report, address, email_hash, campaign_id)
+    after_commit(lambda: count(COMPLAINTS, report.source) if report.kind == BOUNCE_COMPLAINT
+                 else count(BOUNCES, report.source, report.kind))
     after_commit(lambda: logger.bind(
         campaign_id=campaign_id,
         recipient_id=recipient_id,
@@ -266,6 +269,7 @@ def _announce_bounce_rate_pause(campaign_id: int, queue_id: int | None, details:
     """After the pause's commit: running slices stop before their next message, no continuation."""
     announce_send_stop(get_redis(), campaign_id)
     safe_cancel_continuation(campaign_id)
+    count(PAUSES, Reason.BOUNCE_RATE.value)
     logger.bind(campaign_id=campaign_id, queue_id=queue_id, defer_reason=Reason.BOUNCE_RATE.value, **details).log(
         Reason.BOUNCE_RATE.info.log_level, "Campaign paused (bounce rate too high)"
     )

@@ -7,10 +7,12 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from flask import Blueprint, abort, jsonify, request
+from flask import Blueprint, abort, g, jsonify, request
 from loguru import logger
 from redis import RedisError
 
+from mailadmin.counters import WEBHOOKS, count
+from mailadmin.counters.families import WEBHOOK_PROVIDERS
 from mailadmin.extensions import get_settings
 from mailadmin.limits.replay import DeliveryClaim, delivery_fingerprint
 from mailadmin.mail.bounces import BounceReport
@@ -45,23 +47,28 @@ class Delivery:
 def _receive(provider: str, configured: object, read_delivery: Callable[[], Delivery | object]):
     """Common path: 404 when not configured; refuse unproven requests; apply the rest once."""
     if not configured:
+        _outcome("not_configured")
         abort(404)
     try:
         delivery = read_delivery()
         if not isinstance(delivery, Delivery):
+            _outcome("subscription")
             return delivery
         received = apply_webhook_delivery(provider, delivery.delivery_id, delivery.fingerprint, delivery.reports)
         if received.claim is DeliveryClaim.CONFLICT:
             raise WebhookRefused(Refusal.REPLAYED, "this delivery id was received before with another content")
     except WebhookRefused as exc:
+        _outcome("refused")
         # Never the body: it holds addresses, and a forged one is attacker-controlled text.
         logger.bind(provider=provider, refusal=exc.reason, remote_addr=request.remote_addr,
                     content_length=request.content_length).warning("Webhook refused")
         return jsonify(error=exc.reason), exc.status
     except PayloadError as exc:
+        _outcome("unreadable")
         logger.bind(provider=provider, error=str(exc)).warning("Webhook payload not understood")
         return jsonify(error="unreadable payload"), 400
     except RedisError as exc:
+        _outcome("unavailable")
         logger.bind(provider=provider, error_type=type(exc).__name__).error("Webhook refused: Redis unavailable")
         return jsonify(error="temporarily unavailable"), 503
     return _answer(provider, delivery, received)
@@ -71,13 +78,31 @@ def _answer(provider: str, delivery: Delivery, received: WebhookDelivery):
     """The provider's answer: 200 once applied, now or before (so it stops retrying); 503 while
     another request is still applying the same delivery (so it retries)."""
     if received.claim is DeliveryClaim.IN_PROGRESS:
+        _outcome("in_progress")
         logger.bind(provider=provider).warning("Webhook delivery still being applied")
         return jsonify(error="in_progress"), 503, {"Retry-After": str(RETRY_AFTER_SECONDS)}
     if received.claim is DeliveryClaim.ALREADY_APPLIED:
+        _outcome("already_applied")
         logger.bind(provider=provider, reports=len(delivery.reports)).info("Webhook delivery already applied")
         return jsonify(already_applied=True, applied=0, duplicates=len(delivery.reports)), 200
     applied = sum(1 for outcome in received.outcomes if outcome.applied)
+    _outcome("applied")
     return jsonify(applied=applied, duplicates=len(received.outcomes) - applied), 200
+
+
+def _outcome(outcome: str) -> None:
+    """What became of this request, for `mailadmin_webhooks_received_total` (counted after the request)."""
+    g.webhook_outcome = outcome
+
+
+@bp.after_request
+def _count_webhook(response):
+    """Count the request by provider and outcome; the metrics blueprint writes the tally after it."""
+    outcome = g.pop("webhook_outcome", None)
+    provider = (request.endpoint or "").rpartition(".")[2]
+    if outcome is not None and provider in WEBHOOK_PROVIDERS:
+        count(WEBHOOKS, provider, outcome)
+    return response
 
 
 def _canonical_json(payload: object) -> bytes:

@@ -116,7 +116,7 @@ class MessageSender:
                 self.connections.stop()
             return self._failed(claim, failure)
         tokens.finish(delivery.token, attempt_at)
-        outcome = Outcome(claim, R_SENT, verdict.smtp_code, built.message_id, sent_at=self.clock())
+        outcome = Outcome(claim, R_SENT, verdict.smtp_code, built.message_id, sent_at=self.clock(), took_ms=verdict.took_ms)
         logger.bind(
             **self._about(claim, "INFO"),
             smtp_message_id=built.message_id,

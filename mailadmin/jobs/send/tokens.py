@@ -27,6 +27,7 @@ from mailadmin.mail.connections import Delivery, SmtpConnections
 from mailadmin.models.campaign import R_FAILED, R_PENDING, R_SENT, R_SKIPPED, R_UNKNOWN
 from mailadmin.services import delivery
 from mailadmin.services.delivery import Claim, ClaimedBatch, Outcome, SendCounts
+from mailadmin.services.delivery.counting import count_outcome
 from mailadmin.settings import Settings
 
 # When the rate limiter refuses without saying when a token frees (should not happen).
@@ -188,6 +189,7 @@ class ClaimsInHand:
             if isinstance(result, BaseException):
                 raise result  # a bug in the send path: the job fails (RQ records it), claims become unknown
             self.outcomes.append(result)
+            count_outcome(result)  # /metrics: written with the next token settle (no round trip of its own)
             if result.status in (R_SENT, R_FAILED) and result.attempted:
                 self.connections.warm_up()  # the relay answers: use every connection
             if result.status in (R_PENDING, R_UNKNOWN) and result.attempted and self.transient is None:

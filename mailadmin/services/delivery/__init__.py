@@ -10,7 +10,8 @@ Its modules, in the order a slice meets them:
   and release untried claims: one `BatchRecorder`, a PostgreSQL and a statement-by-statement one;
 * `probe.py` — the send loop's status probe (the campaign's status and the global switch, read
   once per batch);
-* `sweep.py` — the recovery sweep: stale claims become `unknown`, stalled and overdue campaigns.
+* `sweep.py` — the recovery sweep: stale claims become `unknown`, stalled and overdue campaigns;
+* `counting.py` — what the send path counts for `/metrics` (each outcome, deferral, pause, breaker trip).
 
 Each public function is one `with transaction():` (`services/transaction.py`): it commits once, and
 on any failure rolls back and raises, so the caller (`mailadmin.jobs.send`, `mailadmin.jobs.recovery`)

@@ -31,6 +31,7 @@ from mailadmin.models.types import utcnow
 from mailadmin.queue.dispatch import safe_cancel_continuation
 from mailadmin.queue.signals import announce_send_stop
 from mailadmin.services.audit import record_audit
+from mailadmin.services.delivery.counting import count_breaker_trip, count_deferral, count_pause
 from mailadmin.services.delivery.values import SliceCampaign, SliceRefusal, SliceStart
 from mailadmin.services.sending_switch import sending_paused
 from mailadmin.services.transaction import after_commit, in_transaction
@@ -103,6 +104,7 @@ def pause_missed_schedule(campaign_id: int, now: datetime) -> bool:
     if scheduled_at is None or not set_status(campaign_id, (DEFERRED,), PAUSED):
         return False
     queue_id = hold_queue(campaign_id, Reason.MISSED_SCHEDULE, now, PauseNote(now))
+    after_commit(lambda: count_pause(Reason.MISSED_SCHEDULE))
     after_commit(lambda: logger.bind(
         campaign_id=campaign_id,
         queue_id=queue_id,
@@ -118,6 +120,7 @@ def pause_missed_schedule(campaign_id: int, now: datetime) -> bool:
 
 
 def _log_deferral(campaign_id: int, queue_id: int, reason: Reason, until: datetime | None, errors: int | None) -> None:
+    count_deferral(reason)
     logger.bind(
         campaign_id=campaign_id,
         queue_id=queue_id,
@@ -262,6 +265,7 @@ def _announce_breaker(campaign_id: int, queue_id: int, consecutive_errors: int, 
     announce_send_stop(get_redis(), campaign_id)
     safe_cancel_continuation(campaign_id)
     leave_waiting_line(get_redis(), campaign_id)  # paused until a person resumes it: it waits for no token
+    count_breaker_trip()
     logger.bind(
         campaign_id=campaign_id, queue_id=queue_id, consecutive_errors=consecutive_errors, threshold=threshold,
     ).log(Reason.CIRCUIT_BREAKER.info.log_level, "Circuit breaker tripped")

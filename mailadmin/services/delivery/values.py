@@ -33,6 +33,7 @@ class Outcome:
     sent_at: datetime | None = None
     attempted: bool = True
     hard_bounce: bool = False
+    took_ms: float | None = None  # a sent message: from writing it to the relay's verdict (the latency metric)
 
 
 @dataclass(slots=True)
