@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from flask import flash, jsonify, redirect, render_template, send_file, url_for
+from flask import Response, flash, jsonify, redirect, render_template, stream_with_context, url_for
 from flask_login import current_user
 
 from mailadmin.audiences.blueprint import bp
@@ -13,8 +13,9 @@ from mailadmin.audiences.forms import ListImportForm
 from mailadmin.audiences.refusals import refused_page
 from mailadmin.auth.decorators import login_required
 from mailadmin.extensions import get_settings
+from mailadmin.services.audiences import import_store
 from mailadmin.services.audiences.access import ListAccess, get_list_for
-from mailadmin.services.audiences.import_progress import rejected_path
+from mailadmin.services.audiences.import_store import FileKind
 from mailadmin.services.audiences.imports import begin_import, import_for
 from mailadmin.services.audiences.memberships import AudienceError
 from mailadmin.services.errors import ErrorKind
@@ -81,10 +82,9 @@ def rejected_rows(import_id: str):
         record = import_for(current_user, import_id)
     except AudienceError as exc:
         return refused_page(exc)
-    path = rejected_path(record.id)
-    if not path.exists():
+    if not import_store.exists(record.id, FileKind.REJECTED):
         return refused_page(AudienceError("This import has no rejected rows (yet).", ErrorKind.NOT_FOUND))
-    response = send_file(path, mimetype="text/csv", as_attachment=True,
-                         download_name=f"import-{record.id[:8]}-rejected.csv", max_age=0)
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    # Chunk by chunk from the database: the request's context (and its session) lives while it streams.
+    return Response(stream_with_context(import_store.chunks(record.id, FileKind.REJECTED)), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="import-{record.id[:8]}-rejected.csv"',
+                             "Cache-Control": "no-store"})

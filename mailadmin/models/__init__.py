@@ -1,7 +1,15 @@
 """The data model, one module per aggregate. Importing this package registers every table."""
 
 from mailadmin.models.app_state import APP_STATE_ID, AppState
-from mailadmin.models.audience import CampaignTarget, Contact, ListMembership, MailingList, MembershipChange, Segment
+from mailadmin.models.audience import (
+    CampaignTarget,
+    Contact,
+    ImportChunk,
+    ListMembership,
+    MailingList,
+    MembershipChange,
+    Segment,
+)
 from mailadmin.models.audit import AuditEvent
 from mailadmin.models.campaign import Campaign, CampaignQueue, Recipient
 from mailadmin.models.suppression import BounceEvent, Suppression
@@ -15,6 +23,7 @@ __all__ = [
     "Campaign",
     "CampaignTarget",
     "Contact",
+    "ImportChunk",
     "ListMembership",
     "MailingList",
     "MembershipChange",

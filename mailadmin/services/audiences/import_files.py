@@ -1,4 +1,5 @@
-"""Reading a contacts CSV for an import into a list, streamed from disk (no database).
+"""Reading a contacts CSV for an import into a list, streamed from wherever it is kept: every reader
+takes an `Opener`, a callable that opens the file as a binary stream (`import_store.open_binary`).
 
 The file is checked before anything is queued (`inspect_file`: empty, binary, header-less, too many
 columns, no address column: each a message), then read twice by the job: once to infer each
@@ -16,13 +17,13 @@ from __future__ import annotations
 
 import codecs
 import csv
+import io
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
-from pathlib import Path
-from typing import TextIO
+from typing import IO, TextIO
 
 from mailadmin.mail.templates import merge_field_name
 from mailadmin.services.audiences.memberships import AudienceError, normalise_contact_email
@@ -38,6 +39,8 @@ _LOCAL_PART = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$%&'*+/=?^
 _NUMBER = re.compile(r"^-?(?:0|[1-9]\d{0,17})(?:\.\d+)?$")  # no leading zeros: "01234" is a code, not a number
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _BOOLEANS = {"true": True, "false": False, "yes": True, "no": False}
+
+Opener = Callable[[], IO[bytes]]  # opens the file afresh, from its start
 
 
 class ColumnType(StrEnum):
@@ -98,14 +101,15 @@ def detect_encoding(head: bytes) -> str:
     return "cp1252"
 
 
-def open_text(path: Path, encoding: str) -> TextIO:
+def open_text(opener: Opener, encoding: str) -> TextIO:
     """The file as text; undecodable bytes become U+FFFD rather than stopping the import."""
-    return open(path, encoding=encoding, errors="replace", newline="")
+    return io.TextIOWrapper(opener(), encoding=encoding, errors="replace", newline="")
 
 
-def inspect_file(path: Path) -> FileLayout:
+def inspect_file(opener: Opener) -> FileLayout:
     """Check the file's head and find its layout; AudienceError says what is wrong with it."""
-    head = path.open("rb").read(HEAD_BYTES)
+    with opener() as stream:
+        head = stream.read(HEAD_BYTES)
     if not head.strip():
         raise AudienceError("The file is empty: nothing to import.")
     encoding = detect_encoding(head)
@@ -113,13 +117,13 @@ def inspect_file(path: Path) -> FileLayout:
     if "\x00" in text or sum(1 for ch in text[:4096] if ord(ch) < 32 and ch not in "\r\n\t") > 8:
         raise AudienceError("This file is not CSV text (it holds binary data). Save it as CSV (UTF-8) and try again.")
     delimiter = sniff_delimiter(text)
-    header = _first_row(path, encoding, delimiter)
+    header = _first_row(opener, encoding, delimiter)
     return layout_of(header, encoding, delimiter)
 
 
-def _first_row(path: Path, encoding: str, delimiter: str) -> list[str]:
+def _first_row(opener: Opener, encoding: str, delimiter: str) -> list[str]:
     csv.field_size_limit(CELL_LIMIT)
-    with open_text(path, encoding) as handle:
+    with open_text(opener, encoding) as handle:
         try:
             return next(csv.reader(handle, delimiter=delimiter), [])
         except csv.Error as exc:
@@ -142,10 +146,10 @@ def layout_of(header: list[str], encoding: str, delimiter: str) -> FileLayout:
     return FileLayout(encoding, delimiter, header, columns.email, columns.name, dict(columns.extra))
 
 
-def read_rows(path: Path, layout: FileLayout) -> Iterator[tuple[int, list[str]]]:
+def read_rows(opener: Opener, layout: FileLayout) -> Iterator[tuple[int, list[str]]]:
     """(spreadsheet row, cells) of every non-blank row after the header; a broken file raises AudienceError."""
     csv.field_size_limit(CELL_LIMIT)
-    with open_text(path, layout.encoding) as handle:
+    with open_text(opener, layout.encoding) as handle:
         reader = csv.reader(handle, delimiter=layout.delimiter)
         number = 1
         try:
@@ -171,12 +175,12 @@ def _fits(kind: ColumnType, value: str) -> bool:
     return False
 
 
-def infer_column_types(path: Path, layout: FileLayout) -> tuple[dict[str, ColumnType], int]:
+def infer_column_types(opener: Opener, layout: FileLayout) -> tuple[dict[str, ColumnType], int]:
     """Each attribute's type (the first of number, date, boolean that fits every value, else text) and
     the number of data rows."""
     candidates = {index: [ColumnType.NUMBER, ColumnType.DATE, ColumnType.BOOLEAN] for index in layout.attributes}
     rows = 0
-    for rows, (_, cells) in enumerate(read_rows(path, layout), start=1):  # noqa: B007  (the count is kept)
+    for rows, (_, cells) in enumerate(read_rows(opener, layout), start=1):  # noqa: B007  (the count is kept)
         for index, kinds in candidates.items():
             if kinds and index < len(cells) and (value := cells[index].strip()):
                 kinds[:] = [kind for kind in kinds if _fits(kind, value)]
@@ -215,12 +219,12 @@ class AddressNormaliser:
         return normalise_contact_email(raw)
 
 
-def contact_rows(path: Path, layout: FileLayout,
+def contact_rows(opener: Opener, layout: FileLayout,
                  types: dict[str, ColumnType]) -> Iterator[ContactRow | RejectedRow]:
     """Each data row as a contact or a rejection naming why."""
     normalise = AddressNormaliser()
     width = len(layout.header)
-    for number, cells in read_rows(path, layout):
+    for number, cells in read_rows(opener, layout):
         try:
             yield _contact_row(number, cells, width, layout, types, normalise)
         except AudienceError as exc:
