@@ -16,7 +16,8 @@ from mailadmin.models import Contact, ImportChunk, MailingList, MembershipChange
 from mailadmin.models.audience import ListMembership
 from mailadmin.models.types import utcnow
 from mailadmin.services.audiences import import_store
-from mailadmin.services.audiences.import_progress import IMPORT_TTL, load_record
+from mailadmin.services.audiences.bounds import IMPORT_TTL
+from mailadmin.services.audiences.import_progress import load_record
 from mailadmin.services.audiences.import_store import FileKind
 from mailadmin.services.audiences.imports import begin_import
 from mailadmin.services.audiences.lists import create_list

@@ -20,21 +20,17 @@ import csv
 import io
 import re
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
 from typing import IO, TextIO
 
 from mailadmin.mail.templates import merge_field_name
+from mailadmin.services.audiences.bounds import CELL_LIMIT, HEAD_BYTES, MAX_COLUMNS, NAME_MAX, VALUE_MAX
 from mailadmin.services.audiences.memberships import AudienceError, normalise_contact_email
 from mailadmin.services.csv_upload import EMAIL_COLUMN_NAMES, columns_from_header, looks_like_header, sniff_delimiter
 
-HEAD_BYTES = 64 * 1024
-MAX_COLUMNS = 100
-VALUE_MAX = 2000  # characters of one attribute value (or a name)
-NAME_MAX = 200
-# A cell larger than this stops the file (csv's own limit); anything over VALUE_MAX is already refused per row.
-CELL_LIMIT = 1024 * 1024
 _LOCAL_PART = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
 _NUMBER = re.compile(r"^-?(?:0|[1-9]\d{0,17})(?:\.\d+)?$")  # no leading zeros: "01234" is a code, not a number
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -121,9 +117,19 @@ def inspect_file(opener: Opener) -> FileLayout:
     return layout_of(header, encoding, delimiter)
 
 
+@contextmanager
+def _cell_limit() -> Iterator[None]:
+    """csv's cell limit at CELL_LIMIT for this read only: the limit is the process's, and the other CSV
+    readers (a campaign's recipients) keep theirs."""
+    before = csv.field_size_limit(CELL_LIMIT)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(before)
+
+
 def _first_row(opener: Opener, encoding: str, delimiter: str) -> list[str]:
-    csv.field_size_limit(CELL_LIMIT)
-    with open_text(opener, encoding) as handle:
+    with _cell_limit(), open_text(opener, encoding) as handle:
         try:
             return next(csv.reader(handle, delimiter=delimiter), [])
         except csv.Error as exc:
@@ -148,8 +154,7 @@ def layout_of(header: list[str], encoding: str, delimiter: str) -> FileLayout:
 
 def read_rows(opener: Opener, layout: FileLayout) -> Iterator[tuple[int, list[str]]]:
     """(spreadsheet row, cells) of every non-blank row after the header; a broken file raises AudienceError."""
-    csv.field_size_limit(CELL_LIMIT)
-    with open_text(opener, layout.encoding) as handle:
+    with _cell_limit(), open_text(opener, layout.encoding) as handle:
         reader = csv.reader(handle, delimiter=layout.delimiter)
         number = 1
         try:

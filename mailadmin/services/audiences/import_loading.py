@@ -24,9 +24,8 @@ from sqlalchemy import bindparam, text
 from mailadmin.extensions import db
 from mailadmin.models.audience import ChangeSource
 from mailadmin.models.types import UTCDateTime
+from mailadmin.services.audiences.bounds import SQLITE_BATCH
 from mailadmin.services.audiences.import_files import ContactRow
-
-SQLITE_BATCH = 1000
 
 
 @dataclass(frozen=True)

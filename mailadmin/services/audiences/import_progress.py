@@ -13,9 +13,8 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 
 from mailadmin.extensions import get_redis
+from mailadmin.services.audiences.bounds import IMPORT_TTL
 
-IMPORT_TTL = 7 * 24 * 3600
-ERRORS_SHOWN = 200
 IMPORT_KEY_TEMPLATE = "mailadmin:audience-import:{import_id}"
 
 

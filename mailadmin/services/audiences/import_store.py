@@ -21,10 +21,8 @@ from sqlalchemy import delete, insert, select
 from mailadmin.extensions import db
 from mailadmin.models import ImportChunk
 from mailadmin.models.types import utcnow
-from mailadmin.services.audiences.import_progress import IMPORT_TTL
+from mailadmin.services.audiences.bounds import CHUNK_BYTES, IMPORT_TTL
 from mailadmin.services.transaction import transaction
-
-CHUNK_BYTES = 1024 * 1024  # one row of import_chunks: large enough to be few, small enough to hold in memory
 
 
 class FileKind(StrEnum):

@@ -37,9 +37,9 @@ from mailadmin.models.types import utcnow
 from mailadmin.queue.dispatch import enqueue_audience_import
 from mailadmin.services.audiences import import_files, import_loading, import_store
 from mailadmin.services.audiences.access import ListAccess, get_list_for
+from mailadmin.services.audiences.bounds import BATCH_ROWS, ERRORS_SHOWN
 from mailadmin.services.audiences.import_files import ContactRow, RejectedRow
 from mailadmin.services.audiences.import_progress import (
-    ERRORS_SHOWN,
     ImportRecord,
     ImportState,
     load_record,
@@ -52,7 +52,6 @@ from mailadmin.services.audiences.subscriptions import send_confirmations
 from mailadmin.services.errors import ErrorKind
 from mailadmin.services.transaction import transaction
 
-BATCH_ROWS = 5000  # rows checked against the suppression list and staged at once; progress is saved per batch
 SUPPRESSED = "suppressed"
 
 

@@ -16,6 +16,7 @@ from mailadmin.models.audience import ChangeSource, ListMembership, MembershipSt
 from mailadmin.models.suppression import Suppression
 from mailadmin.models.types import utcnow
 from mailadmin.services.audiences.access import ListAccess, get_list_for, visible_lists
+from mailadmin.services.audiences.bounds import DESCRIPTION_MAX, GROWTH_DAYS, MEMBERS_PER_PAGE, NAME_MAX, SEARCH_MAX
 from mailadmin.services.audiences.memberships import (
     AudienceError,
     normalise_contact_email,
@@ -24,12 +25,6 @@ from mailadmin.services.audiences.memberships import (
 )
 from mailadmin.services.errors import ErrorKind
 from mailadmin.services.transaction import in_transaction
-
-NAME_MAX = 200
-DESCRIPTION_MAX = 2000
-GROWTH_DAYS = 30
-MEMBERS_PER_PAGE = 50
-SEARCH_MAX = 200
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from mailadmin.extensions import db
 from mailadmin.models import User
 from mailadmin.models.audience import Contact, MailingList, Segment
 from mailadmin.models.types import utcnow
+from mailadmin.services.audiences.bounds import NAME_MAX, SAMPLE_SIZE
 from mailadmin.services.audiences.memberships import AudienceError
 from mailadmin.services.audiences.segment_filter import (
     MAX_CONDITIONS,
@@ -26,9 +27,6 @@ from mailadmin.services.errors import ErrorKind
 from mailadmin.services.transaction import transaction
 
 __all__ = ["MAX_CONDITIONS", "SegmentFilterError", "count_matching", "sample_matching", "save_segment"]
-
-NAME_MAX = 200
-SAMPLE_SIZE = 10
 
 
 def usable_lists(user: User) -> Select:
