@@ -11,6 +11,7 @@ from mailadmin.audiences.refusals import refused_form, refused_page
 from mailadmin.auth.decorators import login_required
 from mailadmin.services.audiences import lists
 from mailadmin.services.audiences.access import ListAccess, get_list_for
+from mailadmin.services.audiences.bounds import GROWTH_DAYS
 from mailadmin.services.audiences.memberships import AudienceError
 
 
@@ -26,7 +27,7 @@ def index():
 def lists_page():
     """Every list the viewer may see, with its members by status and its growth."""
     return render_template("audiences/lists.html", summaries=lists.list_summaries(current_user),
-                           growth_days=lists.GROWTH_DAYS)
+                           growth_days=GROWTH_DAYS)
 
 
 @bp.route("/lists/new", methods=["GET", "POST"])

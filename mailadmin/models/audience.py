@@ -12,13 +12,14 @@ campaign's recipients. An import's uploaded CSV and its rejected rows are kept a
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 
 from sqlalchemy import (
     JSON,
     Boolean,
     CheckConstraint,
+    Date,
     ForeignKey,
     Index,
     LargeBinary,
@@ -177,3 +178,18 @@ class ImportChunk(db.Model):
     seq: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     data: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ListDailyCount(db.Model):
+    """A list's member counts kept by the writes themselves (`services.audiences.list_counts`), so no page
+    counts memberships: per list and UTC day, the change of each status's count that day and the members
+    who joined that day. A list's counts are the sums over its days; its growth the joins of recent days."""
+
+    __tablename__ = "list_daily_counts"
+
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    subscribed: Mapped[int] = mapped_column(default=0)
+    unconfirmed: Mapped[int] = mapped_column(default=0)
+    unsubscribed: Mapped[int] = mapped_column(default=0)
+    joined: Mapped[int] = mapped_column(default=0)

@@ -24,6 +24,7 @@ from sqlalchemy import bindparam, text
 from mailadmin.extensions import db
 from mailadmin.models.audience import ChangeSource
 from mailadmin.models.types import UTCDateTime
+from mailadmin.services.audiences import list_counts
 from mailadmin.services.audiences.bounds import SQLITE_BATCH
 from mailadmin.services.audiences.import_files import ContactRow
 
@@ -154,4 +155,5 @@ def merge_staging(list_id: int, mode: str, status: str, actor_id: int | None, no
     updated = _update_existing(mode, now) if mode in ("update", "replace") else 0
     _insert_new_contacts(now)
     added = _add_members(list_id, status, actor_id, now)
+    list_counts.record(list_id, {status: added}, joined=added, day=now.date())
     return MergeCounts(added, updated, duplicates)

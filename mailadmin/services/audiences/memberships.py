@@ -15,6 +15,7 @@ from sqlalchemy import select
 from mailadmin.extensions import db
 from mailadmin.models.audience import ChangeSource, Contact, ListMembership, MembershipChange, MembershipStatus
 from mailadmin.models.types import utcnow
+from mailadmin.services.audiences import list_counts
 from mailadmin.services.errors import ErrorKind, ServiceError
 from mailadmin.services.recipients import EMAIL_MAX, send_path_refusal
 
@@ -97,4 +98,5 @@ def set_membership_status(list_id: int, contact_id: int, status: MembershipStatu
         membership.status, membership.source, membership.status_changed_at = status, source, now
     db.session.add(MembershipChange(membership_id=membership.id, from_status=previous, to_status=status,
                                     source=source, actor_id=actor_id, created_at=now))
+    list_counts.status_change(list_id, previous, status)
     return MembershipChangeResult(membership, previous)
