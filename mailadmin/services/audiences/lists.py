@@ -20,6 +20,7 @@ from mailadmin.services.audiences.bounds import DESCRIPTION_MAX, MEMBERS_PER_PAG
 from mailadmin.services.audiences.memberships import (
     AudienceError,
     normalise_contact_email,
+    required_text,
     set_membership_status,
     upsert_contact,
 )
@@ -43,11 +44,8 @@ class ListSummary:
 
 
 def _clean_fields(name: str, description: str, opt_in: str) -> tuple[str, str, str]:
-    name, description = (name or "").strip(), (description or "").strip()
-    if not name:
-        raise AudienceError("A list needs a name.")
-    if len(name) > NAME_MAX:
-        raise AudienceError(f"The name is longer than {NAME_MAX} characters.")
+    name = required_text(name, NAME_MAX, "A list needs a name.", f"The name is longer than {NAME_MAX} characters.")
+    description = (description or "").strip()
     if len(description) > DESCRIPTION_MAX:
         raise AudienceError(f"The description is longer than {DESCRIPTION_MAX} characters.")
     if opt_in not in (OptIn.SINGLE, OptIn.DOUBLE):
