@@ -27,7 +27,8 @@ from enum import StrEnum
 from typing import IO
 
 from loguru import logger
-from sqlalchemy import select
+from sqlalchemy import String, any_, bindparam, select
+from sqlalchemy.dialects import postgresql
 
 from mailadmin.extensions import db
 from mailadmin.models import ListMembership, User
@@ -180,11 +181,19 @@ def _batches(rows: Iterable[ContactRow | RejectedRow]) -> Iterable[list[ContactR
         yield batch
 
 
+def _suppressed(emails: set[str]) -> set[str]:
+    """Which of `emails` are on the suppression list. On PostgreSQL the batch is ONE array parameter
+    (`= ANY(:emails)`): 5,000 separate parameters cost the driver 0.1 s a batch just to parse."""
+    if db.engine.dialect.name == "postgresql":
+        emails_param = bindparam("emails", list(emails), type_=postgresql.ARRAY(String))
+        return set(db.session.scalars(select(Suppression.email).where(Suppression.email == any_(emails_param))))
+    return set(db.session.scalars(select(Suppression.email).where(Suppression.email.in_(emails))))
+
+
 def _stage_batch(record: ImportRecord, batch: list[ContactRow | RejectedRow], rejected) -> None:
     """Reject the batch's bad and suppressed rows, stage the rest, save the progress."""
     good = [row for row in batch if isinstance(row, ContactRow)]
-    suppressed = set(db.session.scalars(
-        select(Suppression.email).where(Suppression.email.in_({row.email for row in good})))) if good else set()
+    suppressed = _suppressed({row.email for row in good}) if good else set()
     staged = []
     for row in batch:
         if isinstance(row, ContactRow) and row.email in suppressed:
