@@ -19,6 +19,8 @@ down_revision = '0009'
 branch_labels = None
 depends_on = None
 
+COUNTS = ('subscribed', 'unconfirmed', 'unsubscribed', 'joined')
+
 
 def upgrade():
     op.create_table(
@@ -36,10 +38,7 @@ def upgrade():
         'list_daily_counts',
         sa.Column('list_id', sa.Integer(), nullable=False),
         sa.Column('day', sa.Date(), nullable=False),
-        sa.Column('subscribed', sa.Integer(), nullable=False),
-        sa.Column('unconfirmed', sa.Integer(), nullable=False),
-        sa.Column('unsubscribed', sa.Integer(), nullable=False),
-        sa.Column('joined', sa.Integer(), nullable=False),
+        *(sa.Column(name, sa.Integer(), nullable=False) for name in COUNTS),
         sa.ForeignKeyConstraint(['list_id'], ['lists.id'], ondelete='CASCADE'),
         sa.PrimaryKeyConstraint('list_id', 'day'),
     )

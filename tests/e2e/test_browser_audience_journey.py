@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 from mailadmin.extensions import db
 from mailadmin.models import MailingList
 from tests.factories import MANAGER_EMAIL, create_campaign
-from tests.support.browser import browser_login
+from tests.support.browser import browser_login, new_segment_with_attribute
 from tests.support.engine import fast_engine, wait_finished
 
 pytestmark = pytest.mark.browser
@@ -55,12 +55,7 @@ def _import_list(page, tmp_path) -> None:
 
 
 def _build_segment(page, list_id: int) -> None:
-    page.get_by_role("link", name="Segments").click()
-    page.get_by_role("link", name="New segment").click()
-    page.get_by_label("Name").fill("Pro customers")
-    page.locator('select[name="c-0-op"]').select_option("attribute:eq")
-    page.locator('input[name="c-0-name"]').fill("plan")
-    page.locator('input[name="c-0-value"]').fill("pro")
+    new_segment_with_attribute(page, "Pro customers", "plan", "pro")
     page.get_by_role("button", name="Add condition").click()
     page.locator('select[name="c-1-op"]').select_option("list:subscribed")
     page.locator('select[name="c-1-list"]').select_option(str(list_id))
