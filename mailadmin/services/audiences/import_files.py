@@ -160,7 +160,7 @@ def read_rows(opener: Opener, layout: FileLayout) -> Iterator[tuple[int, list[st
         try:
             next(reader, None)
             for number, cells in enumerate(reader, start=2):
-                if cells and any(cell.strip() for cell in cells):
+                if cells and (cells[0].strip() or "".join(cells).strip()):  # not a blank row
                     yield number, cells
         except csv.Error as exc:
             raise AudienceError(f"Row {number + 1} cannot be read as CSV ({exc}); nothing was imported.") from None
