@@ -6,14 +6,19 @@ from __future__ import annotations
 
 import codecs
 import io
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
 
 from mailadmin.extensions import db
-from mailadmin.models import Contact, MailingList, MembershipChange
+from mailadmin.models import Contact, ImportChunk, MailingList, MembershipChange
 from mailadmin.models.audience import ListMembership
-from mailadmin.services.audiences.import_progress import load_record, rejected_path
+from mailadmin.models.types import utcnow
+from mailadmin.services.audiences import import_store
+from mailadmin.services.audiences.bounds import IMPORT_TTL
+from mailadmin.services.audiences.import_progress import load_record
+from mailadmin.services.audiences.import_store import FileKind
 from mailadmin.services.audiences.imports import begin_import
 from mailadmin.services.audiences.lists import create_list
 from mailadmin.services.audiences.memberships import AudienceError
@@ -55,7 +60,7 @@ def test_an_import_adds_members_with_typed_attributes_and_names_the_rejected_row
     # The address twice in one file: the last row wins.
     assert _attributes("ann@example.com") == {"plan": "pro", "seats": 5, "renews": "2027-01-31", "trial": True}
     assert record.errors[0][0] == 4 and record.errors[0][1] == "not-an-address"
-    rejected = rejected_path(record.id).read_text()
+    rejected = b"".join(import_store.chunks(record.id, FileKind.REJECTED)).decode()
     assert rejected.splitlines()[0] == "row,reason,email,name,plan,seats,renews,trial" and "\n4," in rejected
     history = db.session.scalars(select(MembershipChange.source)).all()
     assert history == ["import", "import"]
@@ -132,3 +137,37 @@ def test_a_manager_cannot_import_into_another_managers_list(app_env, other_manag
     with pytest.raises(AudienceError) as refused:
         begin_import(other_manager, newsletter.id, io.BytesIO(GOOD_CSV.encode()), "p.csv", "update", "subscribed")
     assert refused.value.kind == "not_found"
+
+
+def _stored_kinds() -> list[tuple[str, str]]:
+    db.session.expire_all()
+    return db.session.execute(select(ImportChunk.import_id, ImportChunk.kind).distinct()).all()
+
+
+def test_the_upload_waits_in_the_database_for_the_worker_and_is_gone_once_imported(
+        app_env, manager, newsletter, monkeypatch):
+    monkeypatch.setattr(import_store, "CHUNK_BYTES", 7)  # many chunks; "ë" and "ö" cut across their edges
+    data = "email,name,city\n" + "".join(f"p{n}@example.com,Zoë {n},Köln\n" for n in range(50))
+    record = begin_import(manager, newsletter.id, io.BytesIO(data.encode()), "p.csv", "update", "subscribed")
+    assert _stored_kinds() == [(record.id, "upload")]  # no file on the web host's disk: the worker reads this
+
+    run_queued_jobs(app_env["REDIS_URL"])
+
+    assert load_record(record.id).added == 50 and _attributes("p49@example.com") == {"city": "Köln"}
+    assert db.session.scalar(select(Contact.name).where(Contact.email == "p7@example.com")) == "Zoë 7"
+    assert _stored_kinds() == [(record.id, "rejected")]  # the upload is deleted with the merge
+    assert b"".join(import_store.chunks(record.id, FileKind.REJECTED)).decode() == "row,reason,email,name,city\r\n"
+
+
+def test_a_refused_file_is_not_kept_and_stored_files_older_than_the_records_are_purged(
+        app_env, manager, newsletter, monkeypatch):
+    with pytest.raises(AudienceError):
+        begin_import(manager, newsletter.id, io.BytesIO(b"plan\npro\n"), "bad.csv", "update", "subscribed")
+    assert _stored_kinds() == []
+    old = _import(app_env, manager, newsletter, GOOD_CSV)
+    later = utcnow() + timedelta(seconds=IMPORT_TTL + 60)
+    monkeypatch.setattr(import_store, "utcnow", lambda: later)
+
+    fresh = begin_import(manager, newsletter.id, io.BytesIO(GOOD_CSV.encode()), "p.csv", "update", "subscribed")
+
+    assert old.id != fresh.id and _stored_kinds() == [(fresh.id, "upload")]

@@ -8,11 +8,10 @@ from flask_login import current_user
 from mailadmin.audiences.blueprint import bp
 from mailadmin.audiences.forms import MemberStatusForm
 from mailadmin.audiences.lists import page_number
-from mailadmin.audiences.refusals import refused_page
+from mailadmin.audiences.refusals import or_refused
 from mailadmin.auth.decorators import login_required
 from mailadmin.services.audiences.access import ListAccess, may
 from mailadmin.services.audiences.contacts import contact_page, search_contacts
-from mailadmin.services.audiences.memberships import AudienceError
 
 
 @bp.get("/contacts")
@@ -28,10 +27,7 @@ def contacts_page():
 @login_required
 def contact(contact_id: int):
     """One contact: attributes, memberships with their history, campaigns sent, bounces, suppression."""
-    try:
-        details = contact_page(current_user, contact_id)
-    except AudienceError as exc:
-        return refused_page(exc)
+    details = or_refused(contact_page, current_user, contact_id)
     editable = {view.mailing_list.id for view in details.memberships
                 if may(current_user, view.mailing_list, ListAccess.EDIT)}
     return render_template("audiences/contact.html", page=details, editable=editable,

@@ -9,7 +9,7 @@ from wtforms import BooleanField, EmailField, RadioField, SelectField, StringFie
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length
 
-from mailadmin.services.audiences.lists import DESCRIPTION_MAX, NAME_MAX
+from mailadmin.services.audiences.bounds import DESCRIPTION_MAX, NAME_MAX
 
 STATUS_CHOICES = [SelectChoice("subscribed", "Subscribed"), SelectChoice("unconfirmed", "Unconfirmed"),
                   SelectChoice("unsubscribed", "Unsubscribed")]

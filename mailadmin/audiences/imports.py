@@ -5,16 +5,17 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from flask import flash, jsonify, redirect, render_template, send_file, url_for
+from flask import Response, flash, jsonify, redirect, render_template, stream_with_context, url_for
 from flask_login import current_user
 
 from mailadmin.audiences.blueprint import bp
 from mailadmin.audiences.forms import ListImportForm
-from mailadmin.audiences.refusals import refused_page
+from mailadmin.audiences.refusals import or_refused, refused_page
 from mailadmin.auth.decorators import login_required
 from mailadmin.extensions import get_settings
+from mailadmin.services.audiences import import_store
 from mailadmin.services.audiences.access import ListAccess, get_list_for
-from mailadmin.services.audiences.import_progress import rejected_path
+from mailadmin.services.audiences.import_store import FileKind
 from mailadmin.services.audiences.imports import begin_import, import_for
 from mailadmin.services.audiences.memberships import AudienceError
 from mailadmin.services.errors import ErrorKind
@@ -24,10 +25,7 @@ from mailadmin.services.errors import ErrorKind
 @login_required
 def import_into_list(list_id: int):
     """Upload a CSV; it is checked at once and imported by a background job."""
-    try:
-        mailing_list = get_list_for(current_user, list_id, ListAccess.EDIT)
-    except AudienceError as exc:
-        return refused_page(exc)
+    mailing_list = or_refused(get_list_for, current_user, list_id, ListAccess.EDIT)
     form = ListImportForm()
     status = 200
     if form.validate_on_submit():
@@ -52,11 +50,8 @@ def import_into_list(list_id: int):
 @login_required
 def import_page(import_id: str):
     """An import's progress bar, then its result with the rejected rows by spreadsheet row."""
-    try:
-        record = import_for(current_user, import_id)
-        mailing_list = get_list_for(current_user, record.list_id)
-    except AudienceError as exc:
-        return refused_page(exc)
+    record = or_refused(import_for, current_user, import_id)
+    mailing_list = or_refused(get_list_for, current_user, record.list_id)
     return render_template("audiences/import_result.html", record=record, mailing_list=mailing_list)
 
 
@@ -64,10 +59,7 @@ def import_page(import_id: str):
 @login_required
 def import_progress(import_id: str):
     """Where the import stands, for the page's progress bar."""
-    try:
-        record = import_for(current_user, import_id)
-    except AudienceError as exc:
-        return refused_page(exc)
+    record = or_refused(import_for, current_user, import_id)
     data = asdict(record)
     data.pop("errors")
     return jsonify({**data, "percent": record.percent, "finished": record.finished})
@@ -77,14 +69,10 @@ def import_progress(import_id: str):
 @login_required
 def rejected_rows(import_id: str):
     """The rejected rows with their row number and reason, to fix and import again."""
-    try:
-        record = import_for(current_user, import_id)
-    except AudienceError as exc:
-        return refused_page(exc)
-    path = rejected_path(record.id)
-    if not path.exists():
-        return refused_page(AudienceError("This import has no rejected rows (yet).", ErrorKind.NOT_FOUND))
-    response = send_file(path, mimetype="text/csv", as_attachment=True,
-                         download_name=f"import-{record.id[:8]}-rejected.csv", max_age=0)
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    record = or_refused(import_for, current_user, import_id)
+    if not import_store.exists(record.id, FileKind.REJECTED):
+        refused_page(AudienceError("This import has no rejected rows (yet).", ErrorKind.NOT_FOUND))
+    # Chunk by chunk from the database: the request's context (and its session) lives while it streams.
+    return Response(stream_with_context(import_store.chunks(record.id, FileKind.REJECTED)), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="import-{record.id[:8]}-rejected.csv"',
+                             "Cache-Control": "no-store"})

@@ -7,10 +7,11 @@ from flask_login import current_user
 
 from mailadmin.audiences.blueprint import bp
 from mailadmin.audiences.forms import ConfirmForm, ListForm
-from mailadmin.audiences.refusals import refused_form, refused_page
+from mailadmin.audiences.refusals import or_refused, refused_form
 from mailadmin.auth.decorators import login_required
 from mailadmin.services.audiences import lists
 from mailadmin.services.audiences.access import ListAccess, get_list_for
+from mailadmin.services.audiences.bounds import GROWTH_DAYS
 from mailadmin.services.audiences.memberships import AudienceError
 
 
@@ -26,7 +27,7 @@ def index():
 def lists_page():
     """Every list the viewer may see, with its members by status and its growth."""
     return render_template("audiences/lists.html", summaries=lists.list_summaries(current_user),
-                           growth_days=lists.GROWTH_DAYS)
+                           growth_days=GROWTH_DAYS)
 
 
 @bp.route("/lists/new", methods=["GET", "POST"])
@@ -50,10 +51,7 @@ def new_list():
 @login_required
 def edit_list(list_id: int):
     """Change a list's name, description, opt-in (an admin: its shared switch)."""
-    try:
-        mailing_list = get_list_for(current_user, list_id, ListAccess.EDIT)
-    except AudienceError as exc:
-        return refused_page(exc)
+    mailing_list = or_refused(get_list_for, current_user, list_id, ListAccess.EDIT)
     form = ListForm(obj=mailing_list)
     if form.validate_on_submit():
         try:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import redirect, render_template, request, url_for
 from flask_login import current_user
 
 from mailadmin.audiences.blueprint import bp
 from mailadmin.audiences.forms import AddMemberForm, ConfirmForm, MemberStatusForm
 from mailadmin.audiences.lists import page_number
-from mailadmin.audiences.refusals import refused_form, refused_page
+from mailadmin.audiences.refusals import back_with, or_refused, refused_form
 from mailadmin.auth.decorators import login_required
 from mailadmin.downloads import csv_download
 from mailadmin.models.audience import ListMembership
@@ -25,10 +25,7 @@ from mailadmin.services.batches import read_in_batches
 @login_required
 def list_page(list_id: int):
     """A list: its counts, its members (search by address, name or attribute key=value) and actions."""
-    try:
-        mailing_list = get_list_for(current_user, list_id)
-    except AudienceError as exc:
-        return refused_page(exc)
+    mailing_list = or_refused(get_list_for, current_user, list_id)
     search, status, page = request.args.get("q", ""), request.args.get("status", ""), page_number()
     rows, more = lists.members_page(list_id, search, status, page)
     summary = lists.list_summaries(current_user, list_id)[0]
@@ -46,14 +43,13 @@ def add_member(list_id: int):
     back = url_for("audiences.list_page", list_id=list_id)
     form = AddMemberForm()
     if not form.validate_on_submit():
-        flash("Give an email address (and at most 200 characters of name).", "error")
-        return redirect(back, 303)
+        return back_with("Give an email address (and at most 200 characters of name).", back)
     try:
         contact, changed = lists.add_member(current_user, list_id, form.email.data, form.name.data, form.status.data)
     except AudienceError as exc:
         return refused_form(exc, back)
-    flash(f"{contact.email} {'added' if changed else 'was already on the list'}.", "success" if changed else "info")
-    return redirect(back, 303)
+    return back_with(f"{contact.email} {'added' if changed else 'was already on the list'}.", back,
+                     "success" if changed else "info")
 
 
 @bp.post("/lists/<int:list_id>/members/<int:contact_id>/status")
@@ -65,14 +61,13 @@ def change_member_status(list_id: int, contact_id: int):
         back = url_for("audiences.list_page", list_id=list_id)
     form = MemberStatusForm()
     if not form.validate_on_submit():
-        flash("Choose subscribed, unconfirmed or unsubscribed.", "error")
-        return redirect(back, 303)
+        return back_with("Choose subscribed, unconfirmed or unsubscribed.", back)
     try:
         changed = lists.change_member_status(current_user, list_id, contact_id, form.status.data)
     except AudienceError as exc:
         return refused_form(exc, back)
-    flash("Status changed." if changed else "The status was already that.", "success" if changed else "info")
-    return redirect(back, 303)
+    return back_with("Status changed." if changed else "The status was already that.", back,
+                     "success" if changed else "info")
 
 
 @bp.post("/lists/<int:list_id>/members/<int:contact_id>/remove")
@@ -86,18 +81,14 @@ def remove_member(list_id: int, contact_id: int):
         lists.remove_member(current_user, list_id, contact_id)
     except AudienceError as exc:
         return refused_form(exc, back)
-    flash("Removed from the list (recorded as unsubscribed).", "success")
-    return redirect(back, 303)
+    return back_with("Removed from the list (recorded as unsubscribed).", back, "success")
 
 
 @bp.get("/lists/<int:list_id>/members.csv")
 @login_required
 def export_members(list_id: int):
     """Every member of the list as CSV, streamed batch by batch."""
-    try:
-        mailing_list = get_list_for(current_user, list_id)
-    except AudienceError as exc:
-        return refused_page(exc)
+    mailing_list = or_refused(get_list_for, current_user, list_id)
     rows = read_in_batches(lists.export_statement(list_id), ListMembership.id)
     return csv_download(_export_rows(rows), f"list-{mailing_list.id}-members.csv")
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from werkzeug.datastructures import MultiDict
 
-from mailadmin.services.audiences.segment_filter import MAX_CONDITIONS
+from mailadmin.services.audiences.bounds import MAX_CONDITIONS
 
 GROUPS = (1, 2, 3)
 ROW_KEY = re.compile(r"^c-(\d{1,4})-op$")

@@ -1,7 +1,16 @@
 """The data model, one module per aggregate. Importing this package registers every table."""
 
 from mailadmin.models.app_state import APP_STATE_ID, AppState
-from mailadmin.models.audience import CampaignTarget, Contact, ListMembership, MailingList, MembershipChange, Segment
+from mailadmin.models.audience import (
+    CampaignTarget,
+    Contact,
+    ImportChunk,
+    ListDailyCount,
+    ListMembership,
+    MailingList,
+    MembershipChange,
+    Segment,
+)
 from mailadmin.models.audit import AuditEvent
 from mailadmin.models.campaign import Campaign, CampaignQueue, Recipient
 from mailadmin.models.suppression import BounceEvent, Suppression
@@ -15,6 +24,8 @@ __all__ = [
     "Campaign",
     "CampaignTarget",
     "Contact",
+    "ImportChunk",
+    "ListDailyCount",
     "ListMembership",
     "MailingList",
     "MembershipChange",

@@ -6,15 +6,28 @@ target it and see its counts, not edit it). A membership carries its status and 
 (`membership_changes`: when, from what to what, and how). A segment is a saved filter over contacts
 (`filter`: validated JSON, compiled to bound SQL by `services.audiences.segments`). A campaign's
 targets name the lists and segments it sends to or excludes; at start they resolve once into the
-campaign's recipients.
+campaign's recipients. An import's uploaded CSV and its rejected rows are kept as chunks of bytes
+(`import_chunks`) where the web and the worker processes both reach them: the database.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint, false
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -97,6 +110,7 @@ class ListMembership(db.Model):
         UniqueConstraint("list_id", "contact_id", name="uq_list_memberships_list_contact"),
         Index("ix_list_memberships_list_status", "list_id", "status", "contact_id"),
         Index("ix_list_memberships_contact", "contact_id"),
+        Index("ix_list_memberships_list_id", "list_id", "id"),  # a list's members paged newest first
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -150,3 +164,32 @@ class CampaignTarget(db.Model):
     list_id: Mapped[int | None] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
     segment_id: Mapped[int | None] = mapped_column(ForeignKey("segments.id", ondelete="CASCADE"))
     exclude: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ImportChunk(db.Model):
+    """One piece (up to `services.audiences.import_store.CHUNK_BYTES`) of an import's uploaded file
+    (`kind` upload) or of its rejected rows (`kind` rejected), in order of `seq`."""
+
+    __tablename__ = "import_chunks"
+    __table_args__ = (Index("ix_import_chunks_created_at", "created_at"),)
+
+    import_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    seq: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ListDailyCount(db.Model):
+    """A list's member counts kept by the writes themselves (`services.audiences.list_counts`), so no page
+    counts memberships: per list and UTC day, the change of each status's count that day and the members
+    who joined that day. A list's counts are the sums over its days; its growth the joins of recent days."""
+
+    __tablename__ = "list_daily_counts"
+
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    subscribed: Mapped[int] = mapped_column(default=0)
+    unconfirmed: Mapped[int] = mapped_column(default=0)
+    unsubscribed: Mapped[int] = mapped_column(default=0)
+    joined: Mapped[int] = mapped_column(default=0)

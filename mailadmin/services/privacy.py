@@ -20,6 +20,7 @@ from mailadmin.models import AuditEvent, Contact, ListMembership, MembershipChan
 from mailadmin.models.suppression import REASON_MANUAL, SOURCE_ADMIN
 from mailadmin.models.types import utcnow
 from mailadmin.pii import erasure_hash, erasure_marker
+from mailadmin.services.audiences import list_counts
 from mailadmin.services.audit import record_audit
 from mailadmin.services.suppressions import SuppressionError, normalise_suppressed_email
 from mailadmin.services.transaction import transaction
@@ -87,6 +88,7 @@ def _erase_contact(address: str) -> tuple[int, int]:
     membership_ids = select(ListMembership.id).where(ListMembership.contact_id.in_(
         select(Contact.id).where(Contact.email == address)))
     db.session.execute(delete(MembershipChange).where(MembershipChange.membership_id.in_(membership_ids)))
+    list_counts.forget_memberships(ListMembership.contact_id == contact_ids)
     memberships = db.session.execute(delete(ListMembership).where(ListMembership.contact_id == contact_ids)).rowcount
     contacts = db.session.execute(delete(Contact).where(Contact.email == address)).rowcount
     return contacts, memberships

@@ -17,10 +17,10 @@ from enum import StrEnum
 
 from itsdangerous import BadSignature, BadTimeSignature, SignatureExpired, TimestampSigner
 
+from mailadmin.services.audiences.bounds import MIN_FILL_SECONDS, STAMP_MAX_AGE
+
 HONEYPOT_FIELD = "website"
 STAMP_FIELD = "form_stamp"
-MIN_FILL_SECONDS = 3
-STAMP_MAX_AGE = 24 * 3600
 
 
 class StampVerdict(StrEnum):

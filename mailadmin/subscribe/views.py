@@ -25,6 +25,7 @@ from mailadmin.limits.throttle import THROTTLE_BACKEND_UNAVAILABLE, UNAVAILABLE_
 from mailadmin.mail.confirmation import CONFIRMATION_TOKEN_MAX_AGE, BadConfirmationToken, ExpiredConfirmationToken
 from mailadmin.models import MailingList
 from mailadmin.services.audiences import subscriptions
+from mailadmin.services.audiences.bounds import FORM_FIELD_MAX as FIELD_MAX
 from mailadmin.services.audiences.memberships import AudienceError
 from mailadmin.services.errors import ErrorKind
 from mailadmin.subscribe.form_guard import (
@@ -36,8 +37,6 @@ from mailadmin.subscribe.form_guard import (
 )
 
 bp = Blueprint("subscribe", __name__, url_prefix="/subscribe")
-
-FIELD_MAX = 320
 
 
 def _public_list(public_id: str) -> MailingList:

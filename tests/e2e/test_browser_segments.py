@@ -16,6 +16,7 @@ from mailadmin.models.campaign import QUEUED
 from mailadmin.services.audiences.memberships import set_membership_status, upsert_contact
 from mailadmin.services.transaction import transaction
 from tests.factories import MANAGER_EMAIL, PASSWORD, create_campaign, fresh_campaign
+from tests.support.browser import new_segment_with_attribute
 
 pytestmark = pytest.mark.browser
 
@@ -48,12 +49,7 @@ def build_segment_and_send(page, campaign_id: int, list_id: int) -> dict:
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(re.compile(r"/campaigns$|/$"))
 
-    page.get_by_role("link", name="Segments").click()
-    page.get_by_role("link", name="New segment").click()
-    page.get_by_label("Name").fill("Pro customers")
-    page.locator('select[name="c-0-op"]').select_option("attribute:eq")
-    page.locator('input[name="c-0-name"]').fill("plan")
-    page.locator('input[name="c-0-value"]').fill("pro")
+    new_segment_with_attribute(page, "Pro customers", "plan", "pro")
     expect(page.locator("#segment-count")).to_have_text("3")  # ann, dee, cy: the live count, no reload
     url_before = page.url
     page.get_by_role("button", name="Add condition").click()

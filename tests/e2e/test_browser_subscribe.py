@@ -10,7 +10,7 @@ import pytest
 
 from mailadmin.extensions import get_settings
 from mailadmin.mail.unsubscribe import make_preferences_token
-from mailadmin.subscribe.form_guard import MIN_FILL_SECONDS
+from mailadmin.services.audiences.bounds import MIN_FILL_SECONDS
 from tests.factories import add_member, create_list, membership_history, membership_status
 from tests.support.jobs import run_queued_jobs
 

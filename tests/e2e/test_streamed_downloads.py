@@ -28,6 +28,7 @@ STREAMED_DOWNLOADS = {
     "admin/suppressions.py:export_suppressions": "test_the_whole_suppression_list_downloads_through_a_real_server",
     "campaigns/exports.py:export": "test_a_large_campaigns_results_download_through_a_real_server",
     "audiences/members.py:export_members": "test_a_large_lists_members_download_through_a_real_server",
+    "audiences/imports.py:rejected_rows": "test_an_imports_rejected_rows_download_chunk_by_chunk_through_a_real_server",
 }
 
 
@@ -97,6 +98,30 @@ def test_a_large_lists_members_download_through_a_real_server(live_server, app_e
     assert rows[0] == ["email", "name", "status", "attributes", "joined_at", "status_changed_at"]
     assert sorted(row[0] for row in rows[1:]) == addresses  # every member once, across three read batches
     assert rows[-1][2:4] == ["subscribed", '{"plan": "pro"}']
+
+
+def test_an_imports_rejected_rows_download_chunk_by_chunk_through_a_real_server(
+        live_server, app_env, manager, monkeypatch):
+    from mailadmin.services.audiences import import_store
+    from mailadmin.services.audiences.imports import begin_import
+    from mailadmin.services.audiences.lists import create_list
+    from tests.support.jobs import run_queued_jobs
+
+    monkeypatch.setattr(import_store, "CHUNK_BYTES", 100)  # the rejected rows stored in many chunks
+    members = create_list(manager, "Customers")
+    bad = [f"not-an-address-{n}" for n in range(200)]
+    upload = "email,plan\nann@example.com,pro\n" + "".join(f"{cell},free\n" for cell in bad)
+    record = begin_import(manager, members.id, io.BytesIO(upload.encode()), "people.csv", "update", "subscribed")
+    run_queued_jobs(app_env["REDIS_URL"])
+    client = LiveClient(live_server.url)
+    client.login(MANAGER_EMAIL)
+
+    response = client.request(f"/audiences/imports/{record.id}/rejected.csv")
+    assert response.status == 200
+    assert f'filename="import-{record.id[:8]}-rejected.csv"' in response.headers["Content-Disposition"]
+    rows = csv_rows(response.text)
+    assert rows[0] == ["row", "reason", "email", "plan"]
+    assert [row[2] for row in rows[1:]] == bad and rows[-1][0] == "202"  # every rejected row, to the last
 
 
 def _streamed_downloads() -> set[str]:

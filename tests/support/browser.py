@@ -76,6 +76,17 @@ def browser_login(page, server: LiveServer, email: str, password: str = PASSWORD
     page.wait_for_url(re.compile(r"^(?!.*/login).*$"))
 
 
+def new_segment_with_attribute(page, name: str, attribute: str, value: str) -> None:
+    """Open the segment editor from the menu, name the segment and make its first condition
+    "attribute equals value"."""
+    page.get_by_role("link", name="Segments").click()
+    page.get_by_role("link", name="New segment").click()
+    page.get_by_label("Name").fill(name)
+    page.locator('select[name="c-0-op"]').select_option("attribute:eq")
+    page.locator('input[name="c-0-name"]').fill(attribute)
+    page.locator('input[name="c-0-value"]').fill(value)
+
+
 def screenshot(page, name: str) -> str:
     """Save a full-page screenshot under /tmp for a person to look at."""
     path = f"/tmp/mailadmin-admin-{name}.png"

@@ -14,11 +14,8 @@ from mailadmin.models.audience import ListMembership, MembershipChange
 from mailadmin.models.suppression import Suppression
 from mailadmin.pii import erasure_hash
 from mailadmin.services.audiences.access import get_contact_for, usable_lists_clause, visible_contacts
+from mailadmin.services.audiences.bounds import BOUNCES_SHOWN, CONTACTS_PER_PAGE, SENT_SHOWN
 from mailadmin.services.audiences.lists import member_search_clause
-
-CONTACTS_PER_PAGE = 50
-SENT_SHOWN = 100
-BOUNCES_SHOWN = 100
 
 
 @dataclass(frozen=True)

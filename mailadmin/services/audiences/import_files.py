@@ -1,4 +1,5 @@
-"""Reading a contacts CSV for an import into a list, streamed from disk (no database).
+"""Reading a contacts CSV for an import into a list, streamed from wherever it is kept: every reader
+takes an `Opener`, a callable that opens the file as a binary stream (`import_store.open_binary`).
 
 The file is checked before anything is queued (`inspect_file`: empty, binary, header-less, too many
 columns, no address column: each a message), then read twice by the job: once to infer each
@@ -16,28 +17,26 @@ from __future__ import annotations
 
 import codecs
 import csv
+import io
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
-from pathlib import Path
-from typing import TextIO
+from typing import IO, TextIO
 
 from mailadmin.mail.templates import merge_field_name
+from mailadmin.services.audiences.bounds import CELL_LIMIT, HEAD_BYTES, MAX_COLUMNS, NAME_MAX, VALUE_MAX
 from mailadmin.services.audiences.memberships import AudienceError, normalise_contact_email
 from mailadmin.services.csv_upload import EMAIL_COLUMN_NAMES, columns_from_header, looks_like_header, sniff_delimiter
 
-HEAD_BYTES = 64 * 1024
-MAX_COLUMNS = 100
-VALUE_MAX = 2000  # characters of one attribute value (or a name)
-NAME_MAX = 200
-# A cell larger than this stops the file (csv's own limit); anything over VALUE_MAX is already refused per row.
-CELL_LIMIT = 1024 * 1024
 _LOCAL_PART = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
 _NUMBER = re.compile(r"^-?(?:0|[1-9]\d{0,17})(?:\.\d+)?$")  # no leading zeros: "01234" is a code, not a number
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _BOOLEANS = {"true": True, "false": False, "yes": True, "no": False}
+
+Opener = Callable[[], IO[bytes]]  # opens the file afresh, from its start
 
 
 class ColumnType(StrEnum):
@@ -61,7 +60,7 @@ class FileLayout:
     attributes: dict[int, str]  # column index -> attribute key
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a million of them are made, and a frozen __init__ costs twice as much
 class ContactRow:
     """One good row: the spreadsheet row, the normalised address, the name ("" = none), typed attributes."""
 
@@ -98,14 +97,15 @@ def detect_encoding(head: bytes) -> str:
     return "cp1252"
 
 
-def open_text(path: Path, encoding: str) -> TextIO:
+def open_text(opener: Opener, encoding: str) -> TextIO:
     """The file as text; undecodable bytes become U+FFFD rather than stopping the import."""
-    return open(path, encoding=encoding, errors="replace", newline="")
+    return io.TextIOWrapper(opener(), encoding=encoding, errors="replace", newline="")
 
 
-def inspect_file(path: Path) -> FileLayout:
+def inspect_file(opener: Opener) -> FileLayout:
     """Check the file's head and find its layout; AudienceError says what is wrong with it."""
-    head = path.open("rb").read(HEAD_BYTES)
+    with opener() as stream:
+        head = stream.read(HEAD_BYTES)
     if not head.strip():
         raise AudienceError("The file is empty: nothing to import.")
     encoding = detect_encoding(head)
@@ -113,13 +113,23 @@ def inspect_file(path: Path) -> FileLayout:
     if "\x00" in text or sum(1 for ch in text[:4096] if ord(ch) < 32 and ch not in "\r\n\t") > 8:
         raise AudienceError("This file is not CSV text (it holds binary data). Save it as CSV (UTF-8) and try again.")
     delimiter = sniff_delimiter(text)
-    header = _first_row(path, encoding, delimiter)
+    header = _first_row(opener, encoding, delimiter)
     return layout_of(header, encoding, delimiter)
 
 
-def _first_row(path: Path, encoding: str, delimiter: str) -> list[str]:
-    csv.field_size_limit(CELL_LIMIT)
-    with open_text(path, encoding) as handle:
+@contextmanager
+def _cell_limit() -> Iterator[None]:
+    """csv's cell limit at CELL_LIMIT for this read only: the limit is the process's, and the other CSV
+    readers (a campaign's recipients) keep theirs."""
+    before = csv.field_size_limit(CELL_LIMIT)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(before)
+
+
+def _first_row(opener: Opener, encoding: str, delimiter: str) -> list[str]:
+    with _cell_limit(), open_text(opener, encoding) as handle:
         try:
             return next(csv.reader(handle, delimiter=delimiter), [])
         except csv.Error as exc:
@@ -142,16 +152,15 @@ def layout_of(header: list[str], encoding: str, delimiter: str) -> FileLayout:
     return FileLayout(encoding, delimiter, header, columns.email, columns.name, dict(columns.extra))
 
 
-def read_rows(path: Path, layout: FileLayout) -> Iterator[tuple[int, list[str]]]:
+def read_rows(opener: Opener, layout: FileLayout) -> Iterator[tuple[int, list[str]]]:
     """(spreadsheet row, cells) of every non-blank row after the header; a broken file raises AudienceError."""
-    csv.field_size_limit(CELL_LIMIT)
-    with open_text(path, layout.encoding) as handle:
+    with _cell_limit(), open_text(opener, layout.encoding) as handle:
         reader = csv.reader(handle, delimiter=layout.delimiter)
         number = 1
         try:
             next(reader, None)
             for number, cells in enumerate(reader, start=2):
-                if cells and any(cell.strip() for cell in cells):
+                if cells and (cells[0].strip() or "".join(cells).strip()):  # not a blank row
                     yield number, cells
         except csv.Error as exc:
             raise AudienceError(f"Row {number + 1} cannot be read as CSV ({exc}); nothing was imported.") from None
@@ -171,26 +180,17 @@ def _fits(kind: ColumnType, value: str) -> bool:
     return False
 
 
-def infer_column_types(path: Path, layout: FileLayout) -> tuple[dict[str, ColumnType], int]:
+def infer_column_types(opener: Opener, layout: FileLayout) -> tuple[dict[str, ColumnType], int]:
     """Each attribute's type (the first of number, date, boolean that fits every value, else text) and
     the number of data rows."""
     candidates = {index: [ColumnType.NUMBER, ColumnType.DATE, ColumnType.BOOLEAN] for index in layout.attributes}
     rows = 0
-    for rows, (_, cells) in enumerate(read_rows(path, layout), start=1):  # noqa: B007  (the count is kept)
+    for rows, (_, cells) in enumerate(read_rows(opener, layout), start=1):  # noqa: B007  (the count is kept)
         for index, kinds in candidates.items():
             if kinds and index < len(cells) and (value := cells[index].strip()):
                 kinds[:] = [kind for kind in kinds if _fits(kind, value)]
     types = {layout.attributes[i]: (kinds[0] if kinds else ColumnType.TEXT) for i, kinds in candidates.items()}
     return types, rows
-
-
-def typed_value(kind: ColumnType, value: str) -> object:
-    """A cell as stored in the JSON: a number, a boolean, or text (a date as its ISO text)."""
-    if kind is ColumnType.NUMBER:
-        return float(value) if "." in value else int(value)
-    if kind is ColumnType.BOOLEAN:
-        return _BOOLEANS[value.lower()]
-    return value
 
 
 class AddressNormaliser:
@@ -215,32 +215,55 @@ class AddressNormaliser:
         return normalise_contact_email(raw)
 
 
-def contact_rows(path: Path, layout: FileLayout,
+def contact_rows(opener: Opener, layout: FileLayout,
                  types: dict[str, ColumnType]) -> Iterator[ContactRow | RejectedRow]:
     """Each data row as a contact or a rejection naming why."""
-    normalise = AddressNormaliser()
-    width = len(layout.header)
-    for number, cells in read_rows(path, layout):
+    check = RowChecker(layout, types)
+    for number, cells in read_rows(opener, layout):
         try:
-            yield _contact_row(number, cells, width, layout, types, normalise)
+            yield check(number, cells)
         except AudienceError as exc:
             address = cells[layout.email].strip() if layout.email < len(cells) else ""
             yield RejectedRow(number, exc.message, cells, address)
 
 
-def _contact_row(number: int, cells: list[str], width: int, layout: FileLayout, types: dict[str, ColumnType],
-                 normalise: AddressNormaliser) -> ContactRow:
-    if len(cells) > width and any(cell.strip() for cell in cells[width:]):
-        raise AudienceError(f"it has {len(cells)} cells; the header names {width} columns")
-    email = normalise(cells[layout.email] if layout.email < len(cells) else "")
-    name = cells[layout.name].strip() if layout.name is not None and layout.name < len(cells) else ""
-    if len(name) > NAME_MAX:
-        raise AudienceError(f"the name is {len(name):,} characters long (at most {NAME_MAX})")
-    attributes = {}
-    for index, key in layout.attributes.items():
-        value = cells[index].strip() if index < len(cells) else ""
-        if len(value) > VALUE_MAX:
-            raise AudienceError(f"the value of {key} is {len(value):,} characters long (at most {VALUE_MAX:,})")
-        if value:
-            attributes[key] = typed_value(types[key], value)
-    return ContactRow(number, email, name, attributes, cells)
+def _number(value: str) -> int | float:
+    return float(value) if "." in value else int(value)
+
+
+def _boolean(value: str) -> bool:
+    return _BOOLEANS[value.lower()]
+
+
+_CONVERTERS = {ColumnType.NUMBER: _number, ColumnType.BOOLEAN: _boolean}
+
+
+class RowChecker:
+    """One row's cells into a ContactRow (AudienceError: why not), with everything that is the same for
+    every row — which cell is what, each column's converter — worked out once for the file."""
+
+    def __init__(self, layout: FileLayout, types: dict[str, ColumnType]) -> None:
+        self.width = len(layout.header)
+        self.email, self.name = layout.email, layout.name
+        self.attributes = [(index, key, _CONVERTERS.get(types[key])) for index, key in layout.attributes.items()]
+        self.normalise = AddressNormaliser()
+
+    def __call__(self, number: int, cells: list[str]) -> ContactRow:
+        width = self.width
+        if len(cells) != width:
+            if len(cells) > width and any(cell.strip() for cell in cells[width:]):
+                raise AudienceError(f"it has {len(cells)} cells; the header names {width} columns")
+            cells = (cells + [""] * width)[:width]
+        email = self.normalise(cells[self.email])
+        name = cells[self.name].strip() if self.name is not None else ""
+        if len(name) > NAME_MAX:
+            raise AudienceError(f"the name is {len(name):,} characters long (at most {NAME_MAX})")
+        attributes = {}
+        for index, key, convert in self.attributes:
+            value = cells[index].strip()
+            if value:
+                if len(value) > VALUE_MAX:
+                    raise AudienceError(
+                        f"the value of {key} is {len(value):,} characters long (at most {VALUE_MAX:,})")
+                attributes[key] = convert(value) if convert else value
+        return ContactRow(number, email, name, attributes, cells)

@@ -8,7 +8,8 @@ The merge, in the caller's transaction (all or nothing: a failed import leaves n
    file's attributes only; add: untouched);
 3. new addresses become contacts;
 4. contacts not yet on the list become members with the chosen status, each with its history row
-   (source "import"). A contact already on the list keeps its status: an import never re-subscribes
+   (source "import"). On PostgreSQL steps 3 and 4 are ONE statement (`_MERGE_NEW_POSTGRES`); an
+   address a form adds at the same moment as the import is left to the form's own membership. A contact already on the list keeps its status: an import never re-subscribes
    someone who unsubscribed. A second import of the same file therefore changes nothing.
 """
 
@@ -24,9 +25,9 @@ from sqlalchemy import bindparam, text
 from mailadmin.extensions import db
 from mailadmin.models.audience import ChangeSource
 from mailadmin.models.types import UTCDateTime
+from mailadmin.services.audiences import list_counts
+from mailadmin.services.audiences.bounds import SQLITE_BATCH
 from mailadmin.services.audiences.import_files import ContactRow
-
-SQLITE_BATCH = 1000
 
 
 @dataclass(frozen=True)
@@ -135,13 +136,9 @@ _HISTORY_COLUMNS = "membership_changes (membership_id, from_status, to_status, s
 
 
 def _add_members(list_id: int, status: str, actor_id: int | None, now: datetime) -> int:
-    """New members with their first history row; returns how many joined."""
+    """SQLite: new members, then their first history rows in batches; returns how many joined."""
     values = {"list_id": list_id, "status": status, "source": ChangeSource.IMPORT.value, "now": now,
               "actor_id": actor_id}
-    if _postgres():
-        return db.session.execute(_sql(
-            f"WITH new AS ({_NEW_MEMBERS}) INSERT INTO {_HISTORY_COLUMNS} "
-            "SELECT id, NULL, :status, :source, :actor_id, :now FROM new"), values).rowcount
     ids = db.session.execute(_sql(_NEW_MEMBERS), values).scalars().all()
     history = _sql(f"INSERT INTO {_HISTORY_COLUMNS} VALUES (:id, NULL, :status, :source, :actor_id, :now)")
     for start in range(0, len(ids), SQLITE_BATCH):  # executemany, a batch at a time
@@ -149,10 +146,37 @@ def _add_members(list_id: int, status: str, actor_id: int | None, now: datetime)
     return len(ids)
 
 
+# PostgreSQL: new contacts, new members and their history in ONE statement. Its parts share one snapshot,
+# so the new contacts' ids come from the first INSERT's RETURNING (not from a second join on email).
+_MERGE_NEW_POSTGRES = (
+    "WITH new_contacts AS (INSERT INTO contacts (email, name, attributes, source, created_at, updated_at) "
+    "SELECT l.email, l.name, l.attributes, :source, :now, :now FROM import_last l "
+    "WHERE NOT EXISTS (SELECT 1 FROM contacts c WHERE c.email = l.email) ON CONFLICT (email) DO NOTHING "
+    "RETURNING id), "
+    "joining AS (SELECT id FROM new_contacts UNION ALL "
+    "SELECT c.id FROM import_last l JOIN contacts c ON c.email = l.email), "
+    "new AS (INSERT INTO list_memberships (list_id, contact_id, status, source, created_at, status_changed_at) "
+    "SELECT :list_id, id, :status, :source, :now, :now FROM joining "
+    "ON CONFLICT (list_id, contact_id) DO NOTHING RETURNING id) "
+    f"INSERT INTO {_HISTORY_COLUMNS} SELECT id, NULL, :status, :source, :actor_id, :now FROM new"
+)
+
+
+def _merge_new(list_id: int, status: str, actor_id: int | None, now: datetime) -> int:
+    """New addresses become contacts, contacts not on the list become members with their first history
+    row; returns how many joined."""
+    if not _postgres():
+        _insert_new_contacts(now)
+        return _add_members(list_id, status, actor_id, now)
+    return db.session.execute(_sql(_MERGE_NEW_POSTGRES), {
+        "list_id": list_id, "status": status, "source": ChangeSource.IMPORT.value, "now": now,
+        "actor_id": actor_id}).rowcount
+
+
 def merge_staging(list_id: int, mode: str, status: str, actor_id: int | None, now: datetime) -> MergeCounts:
     """Merge the staged rows into contacts and the list (see the module's docstring)."""
     duplicates = _last_rows()
     updated = _update_existing(mode, now) if mode in ("update", "replace") else 0
-    _insert_new_contacts(now)
-    added = _add_members(list_id, status, actor_id, now)
+    added = _merge_new(list_id, status, actor_id, now)
+    list_counts.record(list_id, {status: added}, joined=added, day=now.date())
     return MergeCounts(added, updated, duplicates)

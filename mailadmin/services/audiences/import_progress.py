@@ -2,7 +2,7 @@
 updated, rejected) and its outcome. The job writes it as it goes; the import page polls it as JSON.
 
 One hash per import (`mailadmin:audience-import:<id>`), kept IMPORT_TTL after its last change; the
-uploaded file and its rejected rows live next to each other in `instance/imports/` for as long.
+uploaded file and its rejected rows are in the database (`import_store`) for as long at most.
 """
 
 from __future__ import annotations
@@ -11,14 +11,10 @@ import json
 import secrets
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from pathlib import Path
 
 from mailadmin.extensions import get_redis
-from mailadmin.settings import INSTANCE_DIR
+from mailadmin.services.audiences.bounds import IMPORT_TTL
 
-IMPORT_TTL = 7 * 24 * 3600
-IMPORTS_DIR = INSTANCE_DIR / "imports"
-ERRORS_SHOWN = 200
 IMPORT_KEY_TEMPLATE = "mailadmin:audience-import:{import_id}"
 
 
@@ -67,14 +63,6 @@ class ImportRecord:
 def new_import_id() -> str:
     """A fresh import id: unguessable, usable as a file name."""
     return secrets.token_hex(12)
-
-
-def upload_path(import_id: str) -> Path:
-    return IMPORTS_DIR / f"{import_id}.csv"
-
-
-def rejected_path(import_id: str) -> Path:
-    return IMPORTS_DIR / f"{import_id}-rejected.csv"
 
 
 def save_record(record: ImportRecord) -> None:

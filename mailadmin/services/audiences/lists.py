@@ -6,30 +6,26 @@ the membership's history). Who may do what is `services.audiences.access`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 
-from sqlalchemy import String, case, cast, delete, func, or_, select, true
+from sqlalchemy import String, cast, delete, func, or_, select, true
 
 from mailadmin.extensions import db
 from mailadmin.models import Contact, MailingList, User
 from mailadmin.models.audience import ChangeSource, ListMembership, MembershipStatus, OptIn
 from mailadmin.models.suppression import Suppression
 from mailadmin.models.types import utcnow
+from mailadmin.services.audiences import list_counts
 from mailadmin.services.audiences.access import ListAccess, get_list_for, visible_lists
+from mailadmin.services.audiences.bounds import DESCRIPTION_MAX, MEMBERS_PER_PAGE, NAME_MAX, SEARCH_MAX
 from mailadmin.services.audiences.memberships import (
     AudienceError,
     normalise_contact_email,
+    required_text,
     set_membership_status,
     upsert_contact,
 )
 from mailadmin.services.errors import ErrorKind
 from mailadmin.services.transaction import in_transaction
-
-NAME_MAX = 200
-DESCRIPTION_MAX = 2000
-GROWTH_DAYS = 30
-MEMBERS_PER_PAGE = 50
-SEARCH_MAX = 200
 
 
 @dataclass(frozen=True)
@@ -48,11 +44,8 @@ class ListSummary:
 
 
 def _clean_fields(name: str, description: str, opt_in: str) -> tuple[str, str, str]:
-    name, description = (name or "").strip(), (description or "").strip()
-    if not name:
-        raise AudienceError("A list needs a name.")
-    if len(name) > NAME_MAX:
-        raise AudienceError(f"The name is longer than {NAME_MAX} characters.")
+    name = required_text(name, NAME_MAX, "A list needs a name.", f"The name is longer than {NAME_MAX} characters.")
+    description = (description or "").strip()
     if len(description) > DESCRIPTION_MAX:
         raise AudienceError(f"The description is longer than {DESCRIPTION_MAX} characters.")
     if opt_in not in (OptIn.SINGLE, OptIn.DOUBLE):
@@ -91,25 +84,15 @@ def delete_list(user: User, list_id: int) -> str:
     mailing_list = get_list_for(user, list_id, ListAccess.EDIT)
     name = mailing_list.name
     db.session.execute(delete(ListMembership).where(ListMembership.list_id == list_id))
+    list_counts.forget_list(list_id)
     db.session.delete(mailing_list)
     return name
 
 
 def list_summaries(user: User, list_id: int | None = None) -> list[ListSummary]:
     """The lists `user` may see (or only `list_id`), each with its counts by status and its growth: one
-    grouped query."""
-    since = utcnow() - timedelta(days=GROWTH_DAYS)
-    m = ListMembership
-
-    def count_of(condition):
-        return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
-
-    counts = (
-        select(m.list_id,
-               count_of(m.status == MembershipStatus.SUBSCRIBED), count_of(m.status == MembershipStatus.UNCONFIRMED),
-               count_of(m.status == MembershipStatus.UNSUBSCRIBED), count_of(m.created_at >= since))
-        .where(m.list_id == list_id if list_id is not None else true()).group_by(m.list_id).subquery()
-    )
+    query over the counts the writes keep (`list_counts`), never over the memberships."""
+    counts = list_counts.counts_query(list_id).subquery()
     lists = visible_lists(user).subquery()
     rows = db.session.execute(
         select(MailingList, counts).join(lists, lists.c.id == MailingList.id)

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from mailadmin.extensions import db
 from mailadmin.models.audience import ChangeSource, Contact, ListMembership, MembershipChange, MembershipStatus
 from mailadmin.models.types import utcnow
+from mailadmin.services.audiences import list_counts
 from mailadmin.services.errors import ErrorKind, ServiceError
 from mailadmin.services.recipients import EMAIL_MAX, send_path_refusal
 
@@ -23,13 +24,20 @@ class AudienceError(ServiceError):
     """A refused audience action; `.message` names what was wrong."""
 
 
+def required_text(raw: str | None, maximum: int, missing: str, too_long: str) -> str:
+    """`raw` stripped; AudienceError(`missing`) when empty, AudienceError(`too_long`) over `maximum` characters."""
+    text = (raw or "").strip()
+    if not text:
+        raise AudienceError(missing)
+    if len(text) > maximum:
+        raise AudienceError(too_long)
+    return text
+
+
 def normalise_contact_email(raw: str) -> str:
     """The address as contacts store it (as at import: validated, lower-cased); AudienceError names why not."""
-    raw = (raw or "").strip()
-    if not raw:
-        raise AudienceError("No email address given.")
-    if len(raw) > EMAIL_MAX:
-        raise AudienceError(f"The email address is longer than {EMAIL_MAX} characters.")
+    raw = required_text(raw, EMAIL_MAX, "No email address given.",
+                        f"The email address is longer than {EMAIL_MAX} characters.")
     try:
         email = validate_email(raw, check_deliverability=False).normalized.lower()
     except EmailNotValidError as exc:
@@ -97,4 +105,5 @@ def set_membership_status(list_id: int, contact_id: int, status: MembershipStatu
         membership.status, membership.source, membership.status_changed_at = status, source, now
     db.session.add(MembershipChange(membership_id=membership.id, from_status=previous, to_status=status,
                                     source=source, actor_id=actor_id, created_at=now))
+    list_counts.status_change(list_id, previous, status)
     return MembershipChangeResult(membership, previous)

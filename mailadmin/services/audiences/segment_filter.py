@@ -31,12 +31,9 @@ from mailadmin.models.audience import Contact, ListMembership, MembershipStatus
 from mailadmin.models.campaign import R_BOUNCED, R_COMPLAINED, R_SENT, Recipient
 from mailadmin.models.suppression import REASON_COMPLAINT, REASON_HARD_BOUNCE, Suppression
 from mailadmin.models.types import utcnow
+from mailadmin.services.audiences.bounds import MAX_CONDITIONS, MAX_DAYS, MAX_IN_VALUES, MAX_TEXT
 from mailadmin.services.errors import ErrorKind, ServiceError
 
-MAX_CONDITIONS = 50  # in the whole filter, groups' conditions included
-MAX_IN_VALUES = 100
-MAX_TEXT = 200
-MAX_DAYS = 3650
 ATTRIBUTE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_ -]{0,63}$")
 ISO_DAY = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]"  # SQLite GLOB
 ISO_DAY_RE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"  # PostgreSQL ~

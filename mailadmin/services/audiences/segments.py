@@ -15,7 +15,8 @@ from mailadmin.extensions import db
 from mailadmin.models import User
 from mailadmin.models.audience import Contact, MailingList, Segment
 from mailadmin.models.types import utcnow
-from mailadmin.services.audiences.memberships import AudienceError
+from mailadmin.services.audiences.bounds import NAME_MAX, SAMPLE_SIZE
+from mailadmin.services.audiences.memberships import AudienceError, required_text
 from mailadmin.services.audiences.segment_filter import (
     MAX_CONDITIONS,
     SegmentFilterError,
@@ -27,9 +28,6 @@ from mailadmin.services.ownership import find_visible, visible_to
 from mailadmin.services.transaction import transaction
 
 __all__ = ["MAX_CONDITIONS", "SegmentFilterError", "count_matching", "sample_matching", "save_segment"]
-
-NAME_MAX = 200
-SAMPLE_SIZE = 10
 
 
 def usable_lists(user: User) -> Select:
@@ -91,12 +89,7 @@ def get_segment_for(user: User, segment_id: int) -> Segment:
 
 
 def _checked_name(name: str) -> str:
-    name = (name or "").strip()
-    if not name:
-        raise AudienceError("Give the segment a name.")
-    if len(name) > NAME_MAX:
-        raise AudienceError(f"A segment's name is at most {NAME_MAX} characters.")
-    return name
+    return required_text(name, NAME_MAX, "Give the segment a name.", f"A segment's name is at most {NAME_MAX} characters.")
 
 
 def save_segment(user: User, name: str, raw_filter: object, segment_id: int | None = None) -> Segment:

@@ -25,6 +25,7 @@ from mailadmin.models.audience import ChangeSource, MembershipStatus, OptIn
 from mailadmin.models.types import utcnow
 from mailadmin.pii import get_pii_log_fields
 from mailadmin.queue.confirmations import enqueue_confirmations
+from mailadmin.services.audiences.bounds import NAME_MAX
 from mailadmin.services.audiences.memberships import (
     AudienceError,
     normalise_contact_email,
@@ -35,8 +36,6 @@ from mailadmin.services.audit import record_audit
 from mailadmin.services.errors import ErrorKind
 from mailadmin.services.suppressions import suppressed_among
 from mailadmin.services.transaction import after_commit, in_transaction, transaction
-
-NAME_MAX = 200
 
 
 def published_form_list(public_id: str) -> MailingList | None:

@@ -21,6 +21,7 @@ from mailadmin.models.audience import CampaignTarget, Contact, ListMembership, M
 from mailadmin.models.campaign import DRAFT, R_PENDING, Recipient
 from mailadmin.models.suppression import Suppression
 from mailadmin.models.types import UTCDateTime, utcnow
+from mailadmin.services.audiences.bounds import MAX_TARGETS
 from mailadmin.services.audiences.memberships import AudienceError
 from mailadmin.services.audiences.segment_filter import SegmentFilterError, compile_filter
 from mailadmin.services.audiences.segments import checked_filter, may_use_list
@@ -28,7 +29,6 @@ from mailadmin.services.errors import ErrorKind
 from mailadmin.services.ownership import find_visible
 from mailadmin.services.transaction import transaction
 
-MAX_TARGETS = 20
 MSG_NOT_DRAFT = "Only a draft's audience can be changed."
 MSG_TOO_LARGE = ("The audience is too large (more than {maximum} recipients). Maximum: {maximum}. "
                  "Narrow it or split it into several campaigns.")
