@@ -16,6 +16,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from mailadmin.extensions import csrf, db, init_redis, migrate
+from mailadmin.i18n import init_i18n
 from mailadmin.settings import PROJECT_ROOT, Settings, load_settings
 
 
@@ -44,6 +45,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
     csrf.init_app(app)
+    init_i18n(app)
     init_redis(app)
 
     _register_subsystems(app)

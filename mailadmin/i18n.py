@@ -1,0 +1,64 @@
+"""Languages: which one a request is answered in, and the catalogue helpers every layer may use.
+
+English and Russian (SPEC "Languages"). A logged-in user's stored choice (`users.language`) wins;
+without one — and on the public pages, which nobody logs in to — the browser's `Accept-Language`
+picks the best match; English when nothing matches or outside a request (jobs, the CLI).
+The catalogues live in mailadmin/translations (messages.po; the compiled .mo is built at install
+by `make translations`): without a compiled catalogue every page is in English, the msgids.
+Log messages, event names, API error types and CLI output are interfaces and stay English.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, has_request_context, request
+from flask_babel import format_decimal, get_locale, get_translations
+from flask_login import current_user
+from sqlalchemy.exc import SQLAlchemyError
+
+from mailadmin.extensions import babel
+
+LANGUAGES = ("en", "ru")
+DEFAULT_LANGUAGE = "en"
+# How each language names itself in the account page's choice.
+LANGUAGE_NAMES = {"en": "English", "ru": "Русский"}
+
+
+def select_locale() -> str:
+    """The user's stored choice, else the browser's best match among LANGUAGES, else English."""
+    if not has_request_context():
+        return DEFAULT_LANGUAGE
+    try:
+        stored = getattr(current_user, "language", None)
+    except SQLAlchemyError:  # the database is down: the 503 page follows the browser
+        stored = None
+    if stored in LANGUAGES:
+        return stored
+    return request.accept_languages.best_match(LANGUAGES) or DEFAULT_LANGUAGE
+
+
+def current_language() -> str:
+    """"en" or "ru": the language of the current request (English outside one)."""
+    locale = get_locale()
+    return locale.language if locale is not None and locale.language in LANGUAGES else DEFAULT_LANGUAGE
+
+
+def number(value: int | float) -> str:
+    """A count as the viewer's language writes it: "1,204" in English, "1 204" in Russian."""
+    return format_decimal(value)
+
+
+def count_of(count: int, singular: str, plural: str, **variables: object) -> str:
+    """ngettext whose `%(num)s` is the count written for the locale (flask_babel's `ngettext` writes
+    it bare): count_of(1204, "%(num)s recipient", "%(num)s recipients") == "1,204 recipients"; in
+    Russian "1 получатель", "2 получателя", "5 получателей", "1 204 получателя". pybabel extracts it
+    (the Makefile's `-k count_of:2,3`)."""
+    return get_translations().ungettext(singular, plural, count) % {"num": number(count), **variables}
+
+
+def init_i18n(app: Flask) -> None:
+    """Bind Flask-Babel (times stay in the viewer's zone: models/moments.py) and the template helpers."""
+    app.config.setdefault("BABEL_DEFAULT_LOCALE", DEFAULT_LANGUAGE)
+    babel.init_app(app, locale_selector=select_locale)
+    app.add_template_global(current_language, "current_language")
+    app.add_template_filter(number, "number")
+    app.add_template_global(count_of, "count_of")
