@@ -10,8 +10,9 @@ Log messages, event names, API error types and CLI output are interfaces and sta
 
 from __future__ import annotations
 
+from babel.numbers import format_decimal
 from flask import Flask, has_request_context, request
-from flask_babel import format_decimal, get_locale, get_translations
+from flask_babel import get_locale, get_translations
 from flask_login import current_user
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -44,7 +45,12 @@ def current_language() -> str:
 
 def number(value: int | float) -> str:
     """A count as the viewer's language writes it: "1,204" in English, "1 204" in Russian."""
-    return format_decimal(value)
+    return format_decimal(value, locale=get_locale() or DEFAULT_LANGUAGE)
+
+
+def decimal1(value: float) -> str:
+    """"2.5" in English, "2,5" in Russian: a rate with one decimal."""
+    return format_decimal(value, format="0.0", locale=get_locale() or DEFAULT_LANGUAGE)
 
 
 def count_of(count: int, singular: str, plural: str, **variables: object) -> str:
@@ -61,4 +67,5 @@ def init_i18n(app: Flask) -> None:
     babel.init_app(app, locale_selector=select_locale)
     app.add_template_global(current_language, "current_language")
     app.add_template_filter(number, "number")
+    app.add_template_filter(decimal1, "decimal1")
     app.add_template_global(count_of, "count_of")

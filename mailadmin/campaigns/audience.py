@@ -5,6 +5,7 @@ A campaign with an audience needs no CSV; a one-off campaign keeps its imported 
 from __future__ import annotations
 
 from flask import flash, redirect, render_template, request, url_for
+from flask_babel import gettext
 from flask_login import current_user
 
 from mailadmin.auth.decorators import login_required
@@ -42,7 +43,7 @@ def audience(campaign: Campaign):
             flash(f"The audience was not saved. {error.message}", "error")
             status = refusal_status(error)
         else:
-            flash("Audience saved.", "success")
+            flash(gettext("Audience saved."), "success")
             return redirect(url_for("campaigns.audience", campaign_id=campaign.id), 303)
     try:
         count = resolved_count(campaign)

@@ -23,16 +23,17 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from email_validator import EmailNotValidError, validate_email
+from flask_babel import gettext
 from loguru import logger
 from sqlalchemy import case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from mailadmin import i18n
 from mailadmin.extensions import db
 from mailadmin.mail.message import InvalidAddressError, normalize_address
 from mailadmin.models import Campaign, Recipient
 from mailadmin.models.campaign import DRAFT, R_PENDING, R_SKIPPED
 from mailadmin.models.types import utcnow
-from mailadmin.models.wording import plural
 from mailadmin.services.csv_upload import (
     Columns,
     cell_value,
@@ -78,10 +79,12 @@ class ImportSummary:
     @property
     def text(self) -> str:
         """"9,812 added · 1 duplicate · 41 invalid · 27 suppressed"."""
-        return (
-            f"{self.added:,} added · {plural(self.duplicates, 'duplicate')} · "
-            f"{self.invalid_count:,} invalid · {self.suppressed:,} suppressed"
-        )
+        return " · ".join((
+            gettext("%(count)s added", count=i18n.number(self.added)),
+            i18n.count_of(self.duplicates, "%(num)s duplicate", "%(num)s duplicates"),
+            gettext("%(count)s invalid", count=i18n.number(self.invalid_count)),
+            gettext("%(count)s suppressed", count=i18n.number(self.suppressed)),
+        ))
 
     def add(self, other: ImportSummary, label: str) -> None:
         """Fold a second import of the same request (a file and pasted lines) into this summary."""
