@@ -51,7 +51,7 @@ def reschedule(campaign_id: int):
     form = RescheduleForm()
     if not form.validate_on_submit():
         for messages in form.errors.values():
-            flash(messages[0], "error")
+            flash(str(messages[0]), "error")
         return _back(campaign)
     zone = display.viewer_zone()
     start_at = form.start_at_utc(zone)

@@ -219,7 +219,7 @@ def start(campaign_id: int):
     elif form.errors:
         for messages in form.errors.values():
             for message in messages:
-                flash(message, "error")
+                flash(str(message), "error")
         status = 400
     count = to_send(campaign) + _audience_count(campaign)
     return render_template(
