@@ -31,10 +31,20 @@ venv: $(VENV)/.installed $(COMPILED)
 
 # After changing a user-visible string: extract every string (babel.cfg) into messages.pot, merge it
 # into each language's messages.po (new strings empty, changed ones fuzzy: translate them), compile.
+# The languages besides English (the msgids); a new one: add it here and run make translations.
+LANGUAGES := ru
+
 translations: $(VENV)/.installed
-	$(BIN)/pybabel extract -F babel.cfg -k count_of:2,3 -k lazy_gettext -k lazy_ngettext:1,2 \
-		--add-location=file --sort-output --no-wrap -o $(TRANSLATIONS)/messages.pot .
-	$(BIN)/pybabel update -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS) --no-wrap --ignore-obsolete
+	mkdir -p $(TRANSLATIONS)
+	$(BIN)/pybabel extract -F babel.cfg -k count_of:2,3 -k _l -k lazy_gettext -k lazy_ngettext:1,2 \
+		--add-location=file --sort-output --no-wrap --project=mailadmin --omit-header -o $(TRANSLATIONS)/messages.pot .
+	for lang in $(LANGUAGES); do \
+		if [ -f $(TRANSLATIONS)/$$lang/LC_MESSAGES/messages.po ]; then \
+			$(BIN)/pybabel update -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS) -l $$lang --no-wrap --ignore-obsolete; \
+		else \
+			$(BIN)/pybabel init -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS) -l $$lang --no-wrap; \
+		fi; \
+	done
 	$(BIN)/pybabel compile --statistics -d $(TRANSLATIONS)
 
 run: $(VENV)/.installed $(COMPILED)
