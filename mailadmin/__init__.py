@@ -59,6 +59,7 @@ def _register_subsystems(app: Flask) -> None:
     from mailadmin.audiences import init_app as init_audiences
     from mailadmin.audiences.segments import init_app as init_segments
     from mailadmin.auth import init_app as init_auth
+    from mailadmin.auth.language import init_app as init_language  # its route joins auth's bp before init_auth
     from mailadmin.campaigns import init_app as init_campaigns
     from mailadmin.cli import init_app as init_cli
     from mailadmin.errors import init_app as init_errors
@@ -68,6 +69,7 @@ def _register_subsystems(app: Flask) -> None:
     from mailadmin.webhooks import init_app as init_webhooks
 
     init_auth(app)
+    init_language(app)
     init_errors(app)
     init_health(app)
     init_campaigns(app)

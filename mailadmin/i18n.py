@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from babel.numbers import format_decimal
 from flask import Flask, has_request_context, request
-from flask_babel import get_locale, get_translations
+from flask_babel import get_locale, get_translations, refresh
 from flask_login import current_user
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -65,6 +65,9 @@ def init_i18n(app: Flask) -> None:
     """Bind Flask-Babel (times stay in the viewer's zone: models/moments.py) and the template helpers."""
     app.config.setdefault("BABEL_DEFAULT_LOCALE", DEFAULT_LANGUAGE)
     babel.init_app(app, locale_selector=select_locale)
+    # Flask-Babel keeps the language it picked in `g`, which outlives a request when an app context is
+    # shared (tests, a job rendering several mails): each request picks its own.
+    app.before_request(refresh)
     app.add_template_global(current_language, "current_language")
     app.add_template_filter(number, "number")
     app.add_template_filter(decimal1, "decimal1")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import abort
+from flask_babel import lazy_gettext
 from sqlalchemy import Select, select
 
 from mailadmin.extensions import db
@@ -27,10 +28,10 @@ def get_campaign_for(user: User, campaign_id: int) -> Campaign:
 
 
 # The refusals say why; a reason that only admins resume is the circuit breaker today (models/reasons.py).
-BREAKER_RESUME_REFUSAL = (
+BREAKER_RESUME_REFUSAL = lazy_gettext(
     "The circuit breaker paused this campaign after repeated SMTP errors: only an admin can resume it."
 )
-SWITCHED_OFF_RESUME_REFUSAL = "All sending is switched off by an admin: only an admin can resume a campaign now."
+SWITCHED_OFF_RESUME_REFUSAL = lazy_gettext("All sending is switched off by an admin: only an admin can resume a campaign now.")
 
 
 def resume_refusal(user: User, campaign: Campaign, sending_off: bool) -> str | None:
@@ -41,7 +42,7 @@ def resume_refusal(user: User, campaign: Campaign, sending_off: bool) -> str | N
     reason = reason_of(campaign.queue.defer_reason if campaign.queue else None)
     resumes = reason.info.resumes if reason is not None else None
     if resumes is Resumes.BY_ADMIN:
-        return BREAKER_RESUME_REFUSAL
+        return str(BREAKER_RESUME_REFUSAL)
     if sending_off or resumes is Resumes.WHEN_SWITCH_ON:
-        return SWITCHED_OFF_RESUME_REFUSAL
+        return str(SWITCHED_OFF_RESUME_REFUSAL)
     return None

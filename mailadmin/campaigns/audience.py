@@ -40,7 +40,7 @@ def audience(campaign: Campaign):
         try:
             set_campaign_targets(campaign, current_user, _targets_from_form())
         except ServiceError as error:
-            flash(f"The audience was not saved. {error.message}", "error")
+            flash(gettext("The audience was not saved. %(problem)s", problem=error.message), "error")
             status = refusal_status(error)
         else:
             flash(gettext("Audience saved."), "success")

@@ -68,7 +68,7 @@ def preview_fields_for(campaign: Campaign | None) -> dict:
 def edit(campaign: Campaign):
     form = CampaignForm(obj=campaign)
     saved, errors = _save_campaign_form(
-        form, lambda *fields: drafts.update_campaign(campaign, *fields), "The changes were not saved."
+        form, lambda *fields: drafts.update_campaign(campaign, *fields), gettext("The changes were not saved.")
     )
     if saved is not None:
         flash(gettext("Changes saved."), "success")
@@ -85,8 +85,8 @@ def _render_preview(campaign: Campaign, recipient: Recipient | None):
     except TemplateProblem as exc:
         problem = str(exc)
     except Exception as exc:  # a manager's template failing at render time is shown, not a 500
-        problem = f"The templates failed to render: {exc}" if isinstance(exc, TemplateBudgetExceeded) else (
-            f"The templates failed to render: {type(exc).__name__}: {exc}")
+        detail = str(exc) if isinstance(exc, TemplateBudgetExceeded) else f"{type(exc).__name__}: {exc}"
+        problem = gettext("The templates failed to render: %(problem)s", problem=detail)
     return fields, rendered, problem
 
 
