@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from mailadmin import create_app
 from mailadmin.extensions import babel, db
 from mailadmin.i18n import count_of, select_locale
 from mailadmin.models import User
+from mailadmin.models.moments import format_moment
 from mailadmin.settings import PROJECT_ROOT
 from tests import factories
 from tests.support.catalogue import TRANSLATIONS
@@ -264,6 +266,14 @@ def test_counts_read_in_each_language_with_its_own_plural_forms(app, count, engl
     for language, expected in (("en", english), ("ru", russian)):
         with app.app_context(), app.test_request_context(headers={"Accept-Language": language}):
             assert count_of(count, "%(num)s recipient", "%(num)s recipients") == expected
+
+
+def test_moments_name_their_month_in_the_viewers_language(app):
+    moment = datetime(2026, 12, 7, 20, 4, 16, tzinfo=UTC)
+    for language, expected in (("en", "7 Dec 2026, 20:04 UTC"), ("ru", "7 дек. 2026, 20:04 UTC")):
+        with app.app_context(), app.test_request_context(headers={"Accept-Language": language}):
+            assert format_moment(moment) == expected
+    assert format_moment(moment) == "7 Dec 2026, 20:04 UTC"  # outside a request: English (the CLI, logs)
 
 
 def _campaign_with(owner: User, count: int, name: str):
