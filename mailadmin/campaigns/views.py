@@ -75,7 +75,7 @@ def draft_only(campaign: Campaign):
     """None for a draft; otherwise a redirect to the campaign page with a flash saying why."""
     if campaign.status == DRAFT:
         return None
-    flash(drafts.NOT_A_DRAFT_MESSAGE, "warning")
+    flash(str(drafts.NOT_A_DRAFT_MESSAGE), "warning")
     return redirect(url_for("campaigns.show", campaign_id=campaign.id), 303)
 
 
