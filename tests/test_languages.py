@@ -365,3 +365,25 @@ def test_without_a_compiled_catalogue_the_pages_are_english(app_env, _schema, tm
     finally:
         cache.clear()
     assert '<html lang="ru">' in page and "<h1>Log in</h1>" in page
+
+
+def test_every_admin_page_answers_in_russian(app, admin, manager):
+    started = factories.create_started_campaign(manager, 3)
+    client = logged_in_client(app, factories.ADMIN_EMAIL)
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "ru"
+    headings = {
+        "/admin/sending": "<h1>Отправка</h1>",
+        "/admin/operations": "<h1>Эксплуатация</h1>",
+        "/admin/suppressions": "<h1>Стоп-лист</h1>",
+        "/admin/audit": "<h1>Журнал действий</h1>",
+        "/admin/users": "<h1>Пользователи</h1>",
+        "/admin/users/new": "<h1>Новый пользователь</h1>",
+        f"/campaigns/{started.id}": "Рассылки",
+        f"/campaigns/{started.id}/cancel": "Отменить рассылку «",
+    }
+    for path, heading in headings.items():
+        page = client.get(path).get_data(as_text=True)
+        assert heading in page, path
+        assert '<html lang="ru">' in page
+    audit = client.get("/admin/audit").get_data(as_text=True)
+    assert "Рассылка запущена" in audit and re.search(r"\d+ событи[еяй]", audit)

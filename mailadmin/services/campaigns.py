@@ -57,8 +57,7 @@ _recipients = Recipient.__table__
 
 MSG_NOT_DRAFT = lazy_gettext("Only a draft campaign can be started.")
 MSG_NO_RECIPIENTS = lazy_gettext("This campaign has no recipients yet. Import recipients before starting it.")
-MSG_NOTHING_TO_SEND = lazy_gettext(
-    "Every recipient of this campaign is suppressed or invalid: there is nothing to send.")
+MSG_NOTHING_TO_SEND = lazy_gettext("Every recipient of this campaign is suppressed or invalid: there is nothing to send.")
 MSG_TOO_LARGE = lazy_gettext(
     "Campaign is too large ({count} recipients). Maximum: {maximum}. Split it into several campaigns.")
 MSG_NAIVE_SCHEDULE = lazy_gettext("The scheduled start time must include a time zone.")
@@ -288,9 +287,8 @@ def _stop_campaign(
             if status == to_status:
                 db.session.refresh(campaign)
                 return Transition(False, to_status, to_status)
-            refusal = (gettext("A %(status)s campaign cannot be paused.", status=status) if done == "paused"
-                       else gettext("A %(status)s campaign cannot be cancelled.", status=status))
-            raise CampaignError(refusal)
+            raise CampaignError(gettext("A %(status)s campaign cannot be paused.", status=status) if done == "paused"
+                                else gettext("A %(status)s campaign cannot be cancelled.", status=status))
         db.session.execute(
             update(_queues)
             .where(_queues.c.campaign_id == campaign.id)
@@ -311,10 +309,8 @@ def _tell_slices_to_stop(campaign_id: int) -> None:
 
 # --- a scheduled start: now, or at another time ----------------------------------------------
 
-MSG_NOT_SCHEDULED = lazy_gettext(
-    "This campaign is not waiting for a scheduled start (it has started or stopped meanwhile), "
-    "so it cannot be started now or moved."
-)
+MSG_NOT_SCHEDULED = lazy_gettext("This campaign is not waiting for a scheduled start (it has started or stopped "
+                                 "meanwhile), so it cannot be started now or moved.")
 MSG_START_IN_PAST = lazy_gettext("The new start time has already passed. Pick a time in the future.")
 # The waits a new start time may replace: a scheduled start still to come, and one that was missed.
 _START_WAITS = ((DEFERRED, Reason.SCHEDULED), (PAUSED, Reason.MISSED_SCHEDULE))
