@@ -387,3 +387,15 @@ def test_every_admin_page_answers_in_russian(app, admin, manager):
         assert '<html lang="ru">' in page
     audit = client.get("/admin/audit").get_data(as_text=True)
     assert "Рассылка запущена" in audit and re.search(r"\d+ событи[еяй]", audit)
+
+
+def test_wtforms_own_messages_come_in_russian(app, admin):
+    client = logged_in_client(app, factories.ADMIN_EMAIL)
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "ru"
+    token = csrf_token_from(client.get("/admin/users/new").get_data(as_text=True))
+
+    page = client.post("/admin/users/new", data={"csrf_token": token, "email": "", "password": "", "role": "manager"})
+
+    text = page.get_data(as_text=True)
+    assert "Обязательное поле." in text  # WTForms' DataRequired, from WTForms' own Russian catalogue
+    assert "This field is required." not in text
