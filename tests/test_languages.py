@@ -45,6 +45,7 @@ CATALOGUED = (
     "templates/error.html",
     "templates/unavailable.html",
     "templates/public_page.html",
+    "errors/handlers.py",
     "templates/auth/login.html",
     "templates/auth/_language_form.html",
     "templates/campaigns/",
@@ -399,3 +400,11 @@ def test_wtforms_own_messages_come_in_russian(app, admin):
     text = page.get_data(as_text=True)
     assert "Обязательное поле." in text  # WTForms' DataRequired, from WTForms' own Russian catalogue
     assert "This field is required." not in text
+
+
+def test_error_pages_speak_the_browsers_language_and_problem_details_stay_english(client):
+    page = client.get("/no-such-page", headers={"Accept-Language": "ru"})
+    assert page.status_code == 404 and "404 · Не найдено" in page.get_data(as_text=True)
+    assert "404 · Not Found" in client.get("/no-such-page", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    problem = client.get("/api/no-such-thing", headers={"Accept-Language": "ru"})
+    assert problem.status_code == 404 and problem.json["title"] == "Not Found"
