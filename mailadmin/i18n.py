@@ -22,18 +22,27 @@ LANGUAGES = ("en", "ru")
 DEFAULT_LANGUAGE = "en"
 # How each language names itself in the account page's choice.
 LANGUAGE_NAMES = {"en": "English", "ru": "Русский"}
+# Pages for the people on the lists, not for the app's users: they follow the browser even when the
+# visitor happens to be logged in (SPEC "Languages"). Blueprints whole, or single endpoints.
+PUBLIC_BLUEPRINTS = frozenset({"unsubscribe"})
+PUBLIC_ENDPOINTS = frozenset({"subscribe.form", "subscribe.sign_up", "subscribe.confirm"})
 
 
 def select_locale() -> str:
     """The user's stored choice, else the browser's best match among LANGUAGES, else English."""
     if not has_request_context():
         return DEFAULT_LANGUAGE
+    if request.blueprint in PUBLIC_BLUEPRINTS or request.endpoint in PUBLIC_ENDPOINTS:
+        return _browser_language()
     try:
         stored = getattr(current_user, "language", None)
     except SQLAlchemyError:  # the database is down: the 503 page follows the browser
         stored = None
-    if stored in LANGUAGES:
-        return stored
+    return stored if stored in LANGUAGES else _browser_language()
+
+
+def _browser_language() -> str:
+    """The best match of the request's Accept-Language among LANGUAGES, else English."""
     return request.accept_languages.best_match(LANGUAGES) or DEFAULT_LANGUAGE
 
 

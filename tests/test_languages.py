@@ -408,3 +408,13 @@ def test_error_pages_speak_the_browsers_language_and_problem_details_stay_englis
     assert "404 · Not Found" in client.get("/no-such-page", headers={"Accept-Language": "en"}).get_data(as_text=True)
     problem = client.get("/api/no-such-thing", headers={"Accept-Language": "ru"})
     assert problem.status_code == 404 and problem.json["title"] == "Not Found"
+
+
+def test_public_pages_follow_the_browser_even_for_a_logged_in_user(app, manager):
+    client = logged_in_client(app, factories.MANAGER_EMAIL)
+    token = csrf_token_from(client.get("/account/password").get_data(as_text=True))
+    client.post("/account/language", data={"language": "en", "csrf_token": token})
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "ru"
+
+    assert '<html lang="ru">' in client.get("/u/not-a-token").get_data(as_text=True)  # a recipient's page
+    assert '<html lang="en">' in client.get("/campaigns").get_data(as_text=True)  # the app: the stored choice
