@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test system-packages bench lint venv clean
+.PHONY: run test system-packages bench lint venv clean translations
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,9 +18,36 @@ $(VENV)/.installed-dev: requirements.txt requirements-dev.txt $(VENV)/.installed
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@
 
-venv: $(VENV)/.installed
+# The compiled catalogues (.mo) are built here, at install, never committed: `make venv`, `make run`
+# and `make test` (so CI) build them whenever a .po changed. Without them every page is in English.
+TRANSLATIONS := mailadmin/translations
+CATALOGUES := $(wildcard $(TRANSLATIONS)/*/LC_MESSAGES/messages.po)
+COMPILED := $(CATALOGUES:.po=.mo)
 
-run: $(VENV)/.installed
+$(TRANSLATIONS)/%/LC_MESSAGES/messages.mo: $(TRANSLATIONS)/%/LC_MESSAGES/messages.po $(VENV)/.installed
+	$(BIN)/pybabel compile --statistics -d $(TRANSLATIONS) -l $* -i $< -o $@
+
+venv: $(VENV)/.installed $(COMPILED)
+
+# After changing a user-visible string: extract every string (babel.cfg) into messages.pot, merge it
+# into each language's messages.po (new strings empty, changed ones fuzzy: translate them), compile.
+# The languages besides English (the msgids); a new one: add it here and run make translations.
+LANGUAGES := ru
+
+translations: $(VENV)/.installed
+	mkdir -p $(TRANSLATIONS)
+	$(BIN)/pybabel extract -F babel.cfg -k count_of:2,3 -k _l -k lazy_gettext -k lazy_ngettext:1,2 \
+		--add-location=file --sort-output --no-wrap --project=mailadmin --omit-header -o $(TRANSLATIONS)/messages.pot .
+	for lang in $(LANGUAGES); do \
+		if [ -f $(TRANSLATIONS)/$$lang/LC_MESSAGES/messages.po ]; then \
+			$(BIN)/pybabel update -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS) -l $$lang --no-wrap --ignore-obsolete; \
+		else \
+			$(BIN)/pybabel init -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS) -l $$lang --no-wrap; \
+		fi; \
+	done
+	$(BIN)/pybabel compile --statistics -d $(TRANSLATIONS)
+
+run: $(VENV)/.installed $(COMPILED)
 	$(BIN)/python -m mailadmin.devtools.run
 
 # What some tests need from the system (Chromium, jq, Dovecot, postfix's smtp-sink, Prometheus):
@@ -34,7 +61,7 @@ TEST_WORKERS ?= auto
 # The whole suite spread over the cores, then the end-to-end tests that time the engine on their
 # own (a busy machine would stall them), as CI does; both run, the exit code says if either failed.
 # A part with e.g. PYTEST_ARGS="tests/e2e" or PYTEST_ARGS="--ignore=tests/e2e -x" (one run, as given).
-test: system-packages $(VENV)/.installed-dev
+test: system-packages $(VENV)/.installed-dev $(COMPILED)
 ifeq ($(strip $(PYTEST_ARGS)),)
 	status=0; \
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "not engine_timed" || status=$$?; \

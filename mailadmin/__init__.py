@@ -16,6 +16,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from mailadmin.extensions import csrf, db, init_redis, migrate
+from mailadmin.i18n import init_i18n
 from mailadmin.settings import PROJECT_ROOT, Settings, load_settings
 
 
@@ -44,6 +45,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
     csrf.init_app(app)
+    init_i18n(app)
     init_redis(app)
 
     _register_subsystems(app)
@@ -57,6 +59,7 @@ def _register_subsystems(app: Flask) -> None:
     from mailadmin.audiences import init_app as init_audiences
     from mailadmin.audiences.segments import init_app as init_segments
     from mailadmin.auth import init_app as init_auth
+    from mailadmin.auth.language import init_app as init_language  # its route joins auth's bp before init_auth
     from mailadmin.campaigns import init_app as init_campaigns
     from mailadmin.cli import init_app as init_cli
     from mailadmin.errors import init_app as init_errors
@@ -67,6 +70,7 @@ def _register_subsystems(app: Flask) -> None:
     from mailadmin.webhooks import init_app as init_webhooks
 
     init_auth(app)
+    init_language(app)
     init_errors(app)
     init_health(app)
     init_campaigns(app)

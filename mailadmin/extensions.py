@@ -1,4 +1,4 @@
-"""Extension objects, created unbound here and bound to the app in `create_app()`.
+"""Extension objects (db, migrate, login_manager, csrf, babel), created unbound here and bound to the app in `create_app()`.
 
 Redis is reached through an accessor so that nothing connects at import time; RQ queues and
 rq-scheduler are built in `mailadmin.queue.dispatch` with `connection=` passed explicitly (RQ 3).
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import redis
 from flask import Flask, current_app
+from flask_babel import Babel
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -37,6 +38,8 @@ db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
+# Languages (mailadmin/i18n.py binds it with the locale selector).
+babel = Babel()
 
 # Every RQ queue the product uses. The send loop has its own queue so that a
 # backlog of campaign slices is visible at a glance in `rq info`.

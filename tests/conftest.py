@@ -28,6 +28,7 @@ from tests import factories
 from tests.factories import ADMIN_EMAIL, MANAGER_EMAIL, OTHER_MANAGER_EMAIL, OWNER_EMAIL, PASSWORD
 from tests.support import write_guard
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, BrowserThread
+from tests.support.catalogue import ensure_compiled
 from tests.support.databases import configured_database_url, configured_redis_url, is_postgres
 from tests.support.jobs import preserved_rq_loggers
 from tests.support.live_server import LiveServer
@@ -69,6 +70,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def _writes_only_from_services():
     """Fail a test whose code wrote campaigns/recipients/campaign_queue outside mailadmin/services/."""
     yield from write_guard.guard()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _catalogues_compiled() -> None:
+    """The Russian catalogue compiled (make does it at install; a bare pytest after a clone needs it too)."""
+    ensure_compiled()
 
 
 @pytest.fixture(scope="session")

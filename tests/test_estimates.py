@@ -1,4 +1,4 @@
-"""The start page's estimate (a pure function) and the product's plural wording."""
+"""The start page's estimate (a pure function). Plural wording: tests/test_languages.py."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from mailadmin.campaigns.display import format_duration
-from mailadmin.models.wording import plural, plural_word
 from mailadmin.services.estimates import ASSUMED_PER_SECOND, estimate_sending, send_speed
 
 NOW = datetime(2031, 5, 3, 12, 0, tzinfo=UTC)
@@ -74,27 +73,6 @@ def test_send_speed_is_the_slower_of_the_cap_and_the_measurement_and_zero_means_
 def test_nothing_to_send_takes_no_time():
     estimate = estimate_sending(0, now=NOW, max_per_hour=100, window_sends=[])
     assert estimate.duration == timedelta(0) and estimate.finishes_at == NOW
-
-
-@pytest.mark.parametrize(
-    ("count", "singular", "expected"),
-    [
-        (0, "duplicate", "0 duplicates"),
-        (1, "duplicate", "1 duplicate"),
-        (2, "duplicate", "2 duplicates"),
-        (1, "event", "1 event"),
-        (1204, "recipient", "1,204 recipients"),
-        (1, "test email", "1 test email"),
-        (5, "test email", "5 test emails"),
-    ],
-)
-def test_plural_wording(count, singular, expected):
-    assert plural(count, singular) == expected
-
-
-def test_plural_with_an_irregular_plural():
-    assert plural(2, "match", "matches") == "2 matches" and plural(1, "match", "matches") == "1 match"
-    assert plural_word(3, "is") == "are" and plural_word(1, "is") == "is"
 
 
 def test_the_measured_speed_is_the_fastest_recent_finished_campaign(app, make_user):

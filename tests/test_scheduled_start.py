@@ -281,7 +281,7 @@ def test_the_cli_starts_a_scheduled_campaign_now_with_an_audited_actor(app, runn
     run_queued_jobs(app.config["SETTINGS"].redis_url)
     assert len(smtp.messages) == 3
     again = runner.invoke(args=["campaigns", "start-now", str(campaign.id)])
-    assert again.exit_code != 0 and service.MSG_NOT_SCHEDULED in again.output
+    assert again.exit_code != 0 and str(service.MSG_NOT_SCHEDULED) in again.output
 
 
 def test_the_cli_moves_a_scheduled_start_with_an_audited_actor(app, runner, admin, scheduled):

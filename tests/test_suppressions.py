@@ -58,8 +58,8 @@ def test_add_many_with_a_reason_reports_bad_rows(admin_client):
                     {"addresses": "one@example.com\nnot an address\nTwo@Example.com\none@example.com",
                      "reason": "manual", "note": "asked by phone"})
     messages = flashes(response.get_data(as_text=True))
-    assert ("success", "2 address(es) added to the suppression list, 1 already there.") in messages
-    assert ("error", "1 row(s) refused. Row 2: not a valid address.") in messages
+    assert ("success", "2 addresses added to the suppression list, 1 already there.") in messages
+    assert ("error", "1 row refused. Row 2: not a valid address.") in messages
     rows = db.session.scalars(select(Suppression).order_by(Suppression.email)).all()
     assert [(r.email, r.reason, r.source, r.note) for r in rows] == [
         ("one@example.com", "manual", "admin", "asked by phone"), ("two@example.com", "manual", "admin", "asked by phone")]
@@ -84,8 +84,8 @@ def test_import_and_export_csv(admin_client):
                     {"file": (io.BytesIO(upload), "list.csv"), "reason": "manual", "note": "old system"},
                     content_type="multipart/form-data")
     messages = flashes(response.get_data(as_text=True))
-    assert ("success", "2 address(es) added to the suppression list, 0 already there.") in messages
-    assert ("error", "1 row(s) refused. Row 4: not a valid address.") in messages
+    assert ("success", "2 addresses added to the suppression list, 0 already there.") in messages
+    assert ("error", "1 row refused. Row 4: not a valid address.") in messages
     suppress("=cmd@example.com", "manual")
     export = admin_client.get(f"{PAGE}/export.csv").get_data(as_text=True).splitlines()
     assert export[0] == "email,reason,source,note,campaign_id,created_at"

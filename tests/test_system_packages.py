@@ -64,7 +64,7 @@ def test_with_every_package_installed_the_step_only_says_so(tmp_path):
     result = _run_step(_installed_except(tmp_path), path=str(tmp_path / "no-apt-here"))
 
     assert (result.returncode, result.stdout) == (
-        0, "system packages: chromium, jq, dovecot-imapd, postfix, prometheus are installed\n"
+        0, "system packages: chromium, jq, dovecot-imapd, postfix, gettext, prometheus are installed\n"
     )
 
 

@@ -36,4 +36,6 @@ def init_app(app: Flask) -> None:
         return {"sending_paused": paused}
 
     # Globals, not context: macros imported without context (admin/_macros.html) use them too.
-    app.jinja_env.globals.update(campaign_url=campaign_url)
+    from mailadmin.admin.forms import REASON_WORDS
+
+    app.jinja_env.globals.update(campaign_url=campaign_url, suppression_reason_words=REASON_WORDS)

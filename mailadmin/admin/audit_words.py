@@ -4,58 +4,60 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from flask_babel import lazy_gettext as _l
+
 from mailadmin.campaigns.display import local_time
 
 # Details that hold a moment (ISO 8601 in the JSON): shown like every other time on the pages.
 TIME_DETAILS = frozenset({"scheduled_at", "previous_scheduled_at"})
 
 ACTION_LABELS = {
-    "campaign_started": "Campaign started",
-    "campaign_paused": "Campaign paused",
-    "campaign_resumed": "Campaign resumed",
-    "campaign_cancelled": "Campaign cancelled",
-    "campaign_started_now": "Scheduled campaign started now",
-    "campaign_rescheduled": "Scheduled start moved",
-    "circuit_breaker_tripped": "Circuit breaker tripped",
-    "unknown_recipients_requeued": "Unknown recipients re-queued",
-    "draft_deleted": "Draft deleted",
-    "sending_switched_off": "All sending switched off",
-    "sending_switched_on": "All sending switched back on",
-    "user_created": "User created",
-    "user_role_changed": "Role changed",
-    "user_disabled": "User disabled",
-    "user_enabled": "User enabled",
-    "user_password_changed": "Password changed",
-    "user_password_reset": "Password reset",
-    "user_sessions_ended": "Sessions ended",
-    "person_exported": "A person's data exported",
-    "list_form_published": "Subscription form published",
-    "list_form_withdrawn": "Subscription form withdrawn",
+    "campaign_started": _l("Campaign started"),
+    "campaign_paused": _l("Campaign paused"),
+    "campaign_resumed": _l("Campaign resumed"),
+    "campaign_cancelled": _l("Campaign cancelled"),
+    "campaign_started_now": _l("Scheduled campaign started now"),
+    "campaign_rescheduled": _l("Scheduled start moved"),
+    "circuit_breaker_tripped": _l("Circuit breaker tripped"),
+    "unknown_recipients_requeued": _l("Unknown recipients re-queued"),
+    "draft_deleted": _l("Draft deleted"),
+    "sending_switched_off": _l("All sending switched off"),
+    "sending_switched_on": _l("All sending switched back on"),
+    "user_created": _l("User created"),
+    "user_role_changed": _l("Role changed"),
+    "user_disabled": _l("User disabled"),
+    "user_enabled": _l("User enabled"),
+    "user_password_changed": _l("Password changed"),
+    "user_password_reset": _l("Password reset"),
+    "user_sessions_ended": _l("Sessions ended"),
+    "person_exported": _l("A person's data exported"),
+    "list_form_published": _l("Subscription form published"),
+    "list_form_withdrawn": _l("Subscription form withdrawn"),
 }
 
 DETAIL_LABELS = {
-    "campaigns_waiting": "campaigns waiting",
-    "consecutive_errors": "consecutive errors",
-    "scheduled_at": "scheduled for",
-    "previous_scheduled_at": "was scheduled for",
-    "recipients": "recipients",
-    "threshold": "threshold",
-    "campaign": "campaign",
-    "campaign_id": "campaign number",
-    "from": "from",
-    "to": "to",
-    "role": "role",
+    "campaigns_waiting": _l("campaigns waiting"),
+    "consecutive_errors": _l("consecutive errors"),
+    "scheduled_at": _l("scheduled for"),
+    "previous_scheduled_at": _l("was scheduled for"),
+    "recipients": _l("recipients"),
+    "threshold": _l("threshold"),
+    "campaign": _l("campaign"),
+    "campaign_id": _l("campaign number"),
+    "from": _l("from"),
+    "to": _l("to"),
+    "role": _l("role"),
 }
 
 
 def action_label(action: str) -> str:
     """"Campaign paused" for `campaign_paused`; unknown codes read as words."""
-    return ACTION_LABELS.get(action) or action.replace("_", " ").capitalize()
+    return str(ACTION_LABELS.get(action) or action.replace("_", " ").capitalize())
 
 
 def detail_label(key: str) -> str:
     """The words for one key of an event's details."""
-    return DETAIL_LABELS.get(key) or key.replace("_", " ")
+    return str(DETAIL_LABELS.get(key) or key.replace("_", " "))
 
 
 def detail_value(key: str, value: object) -> object:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from wtforms import (
@@ -21,7 +22,7 @@ from mailadmin.models.suppression import SUPPRESSION_SOURCES
 from mailadmin.models.user import ROLE_ADMIN, ROLE_MANAGER
 from mailadmin.services.passwords import MIN_PASSWORD_LENGTH
 
-ROLE_CHOICES = [SelectChoice(ROLE_MANAGER, "Manager"), SelectChoice(ROLE_ADMIN, "Admin")]
+ROLE_CHOICES = [SelectChoice(ROLE_MANAGER, _l("Manager")), SelectChoice(ROLE_ADMIN, _l("Admin"))]
 
 
 class ActionForm(FlaskForm):
@@ -32,23 +33,24 @@ class ActionForm(FlaskForm):
 
 class RequeueUnknownForm(ActionForm):
     acknowledge = BooleanField(
-        "I understand that these recipients may already have received this campaign and may get it twice.",
-        validators=[InputRequired(message="Tick the box to confirm that you accept possible duplicates.")],
+        _l("I understand that these recipients may already have received this campaign and may get it twice."),
+        validators=[InputRequired(message=_l("Tick the box to confirm that you accept possible duplicates."))],
     )
 
 
 class CreateUserForm(FlaskForm):
-    email = EmailField("Email", validators=[DataRequired(), Length(max=320)])
+    email = EmailField(_l("Email"), validators=[DataRequired(), Length(max=320)])
     password = PasswordField(
-        "Password",
+        _l("Password"),
         validators=[InputRequired(), Length(max=200)],  # the service checks the policy, in its words
-        description=f"At least {MIN_PASSWORD_LENGTH} characters, not a common password. Give it to the person over a safe channel.",
+        description=_l("At least %(count)s characters, not a common password. Give it to the person over a safe channel.",
+                        count=MIN_PASSWORD_LENGTH),
     )
-    role = SelectField("Role", choices=ROLE_CHOICES, default=ROLE_MANAGER, validators=[DataRequired()])
+    role = SelectField(_l("Role"), choices=ROLE_CHOICES, default=ROLE_MANAGER, validators=[DataRequired()])
 
 
 class RoleForm(FlaskForm):
-    role = SelectField("Role", choices=ROLE_CHOICES, validators=[DataRequired()])
+    role = SelectField(_l("Role"), choices=ROLE_CHOICES, validators=[DataRequired()])
 
 
 class AuditFilterForm(FlaskForm):
@@ -57,21 +59,29 @@ class AuditFilterForm(FlaskForm):
     class Meta:
         csrf = False
 
-    actor = SelectField("Actor", choices=[], default="", validate_choice=False)
-    action = SelectField("Action", choices=[], default="", validate_choice=False)
-    campaign = StringField("Campaign", validators=[Optional(), Length(max=200)], description="Name or number")
-    date_from = DateField("From", validators=[Optional()])
-    date_to = DateField("To (inclusive)", validators=[Optional()])
+    actor = SelectField(_l("Actor"), choices=[], default="", validate_choice=False)
+    action = SelectField(_l("Action"), choices=[], default="", validate_choice=False)
+    campaign = StringField(_l("Campaign"), validators=[Optional(), Length(max=200)], description=_l("Name or number"))
+    date_from = DateField(_l("From"), validators=[Optional()])
+    date_to = DateField(_l("To (inclusive)"), validators=[Optional()])
     tz = HiddenField()  # the browser's zone (static/localtime.js): the days are the viewer's days
 
 
 REASON_CHOICES = [
-    SelectChoice("manual", "Added by an admin"),
-    SelectChoice("hard_bounce", "Hard bounce"),
-    SelectChoice("complaint", "Spam complaint"),
-    SelectChoice("soft_bounces", "Repeated soft bounces"),
-    SelectChoice("unsubscribed", "Unsubscribed"),
+    SelectChoice("manual", _l("Added by an admin")),
+    SelectChoice("hard_bounce", _l("Hard bounce")),
+    SelectChoice("complaint", _l("Spam complaint")),
+    SelectChoice("soft_bounces", _l("Repeated soft bounces")),
+    SelectChoice("unsubscribed", _l("Unsubscribed")),
 ]
+# How the suppression list's table names each reason (its stored value, words for people).
+REASON_WORDS = {
+    "manual": _l("manual"),
+    "hard_bounce": _l("hard bounce"),
+    "complaint": _l("complaint"),
+    "soft_bounces": _l("soft bounces"),
+    "unsubscribed": _l("unsubscribed"),
+}
 SOURCE_CHOICES = [SelectChoice(value, value) for value in SUPPRESSION_SOURCES]
 
 
@@ -81,38 +91,38 @@ class SuppressionFilterForm(FlaskForm):
     class Meta:
         csrf = False
 
-    q = StringField("Address or @domain", validators=[Optional(), Length(max=320)])
-    reason = SelectField("Reason", choices=[SelectChoice("", "Any reason"), *REASON_CHOICES], default="",
+    q = StringField(_l("Address or @domain"), validators=[Optional(), Length(max=320)])
+    reason = SelectField(_l("Reason"), choices=[SelectChoice("", _l("Any reason")), *REASON_CHOICES], default="",
                          validate_choice=False)
-    source = SelectField("Source", choices=[SelectChoice("", "Any source"), *SOURCE_CHOICES], default="",
+    source = SelectField(_l("Source"), choices=[SelectChoice("", _l("Any source")), *SOURCE_CHOICES], default="",
                          validate_choice=False)
-    date_from = DateField("Added from (UTC)", validators=[Optional()])
-    date_to = DateField("Added to (UTC, inclusive)", validators=[Optional()])
+    date_from = DateField(_l("Added from (UTC)"), validators=[Optional()])
+    date_to = DateField(_l("Added to (UTC, inclusive)"), validators=[Optional()])
 
 
 class AddSuppressionsForm(FlaskForm):
-    addresses = TextAreaField("Addresses (one per line)", validators=[DataRequired(), Length(max=200_000)])
-    reason = SelectField("Reason", choices=REASON_CHOICES, default="manual", validators=[DataRequired()])
-    note = StringField("Note (why)", validators=[Optional(), Length(max=200)])
+    addresses = TextAreaField(_l("Addresses (one per line)"), validators=[DataRequired(), Length(max=200_000)])
+    reason = SelectField(_l("Reason"), choices=REASON_CHOICES, default="manual", validators=[DataRequired()])
+    note = StringField(_l("Note (why)"), validators=[Optional(), Length(max=200)])
 
 
 class ImportSuppressionsForm(FlaskForm):
-    file = FileField("CSV file (email[,reason])", validators=[FileRequired(message="Choose a CSV file.")])
-    reason = SelectField("Reason for rows without one", choices=REASON_CHOICES, default="manual",
+    file = FileField(_l("CSV file (email[,reason])"), validators=[FileRequired(message=_l("Choose a CSV file."))])
+    reason = SelectField(_l("Reason for rows without one"), choices=REASON_CHOICES, default="manual",
                          validators=[DataRequired()])
-    note = StringField("Note (why)", validators=[Optional(), Length(max=200)])
+    note = StringField(_l("Note (why)"), validators=[Optional(), Length(max=200)])
 
 
 class RemoveSuppressionForm(FlaskForm):
-    why = StringField("Why may it receive mail again?", validators=[DataRequired(message="Say why."), Length(max=200)])
+    why = StringField(_l("Why may it receive mail again?"), validators=[DataRequired(message=_l("Say why.")), Length(max=200)])
 
 
 class ExportPersonForm(FlaskForm):
-    email = EmailField("Address of the person", validators=[DataRequired(), Length(max=320)])
+    email = EmailField(_l("Address of the person"), validators=[DataRequired(), Length(max=320)])
 
 
 class ErasePersonForm(FlaskForm):
-    email = EmailField("Address of the person to erase", validators=[DataRequired(), Length(max=320)])
-    confirm = BooleanField("I understand: every stored copy of this address is replaced by its hash, and its contact, "
-                           "list memberships and their history are deleted; it cannot be undone.",
-                           validators=[InputRequired(message="Tick the box to confirm the erasure.")])
+    email = EmailField(_l("Address of the person to erase"), validators=[DataRequired(), Length(max=320)])
+    confirm = BooleanField(_l("I understand: every stored copy of this address is replaced by its hash, and its contact, "
+                              "list memberships and their history are deleted; it cannot be undone."),
+                           validators=[InputRequired(message=_l("Tick the box to confirm the erasure."))])

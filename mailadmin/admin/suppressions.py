@@ -8,6 +8,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any, TypeVar
 
 from flask import Response, flash, redirect, render_template, request, url_for
+from flask_babel import gettext
 from flask_login import current_user
 
 from mailadmin.admin.forms import (
@@ -21,6 +22,7 @@ from mailadmin.admin.forms import (
 from mailadmin.admin.views import bp
 from mailadmin.auth.decorators import admin_required
 from mailadmin.downloads import csv_download
+from mailadmin.i18n import count_of, number
 from mailadmin.models.suppression import SOURCE_ADMIN, SOURCE_IMPORT
 from mailadmin.services import person_export, privacy
 from mailadmin.services import suppressions as suppression_service
@@ -64,10 +66,13 @@ def suppressions():
 
 
 def _report_rows(added: int, already: int, refused: list[str]) -> None:
-    flash(f"{added} address(es) added to the suppression list, {already} already there.", "success")
+    flash(count_of(added, "%(num)s address added to the suppression list, %(already)s already there.",
+                   "%(num)s addresses added to the suppression list, %(already)s already there.",
+                   already=number(already)), "success")
     if refused:
-        shown = " ".join(refused[:10]) + (f" … and {len(refused) - 10} more." if len(refused) > 10 else "")
-        flash(f"{len(refused)} row(s) refused. {shown}", "error")
+        more = gettext(" … and %(count)s more.", count=number(len(refused) - 10)) if len(refused) > 10 else ""
+        shown = " ".join(refused[:10]) + more
+        flash(count_of(len(refused), "%(num)s row refused. %(rows)s", "%(num)s rows refused. %(rows)s", rows=shown), "error")
 
 
 def _back_with_errors(form):
@@ -125,14 +130,14 @@ def remove_suppression(suppression_id: int):
     if not back.startswith("/admin/suppressions"):
         back = url_for("admin.suppressions")
     if not form.validate_on_submit():
-        flash("Say why the address may receive mail again.", "error")
+        flash(gettext("Say why the address may receive mail again."), "error")
         return redirect(back)
     try:
         suppression_service.remove_suppression(suppression_id, form.why.data, current_user)
     except suppression_service.SuppressionError as exc:
         flash(exc.message, "error")
         return redirect(back)
-    flash("Removed from the suppression list. The reason is in the audit log.", "success")
+    flash(gettext("Removed from the suppression list. The reason is in the audit log."), "success")
     return redirect(back)
 
 
@@ -155,12 +160,15 @@ def erase_person():
     report, refused = _for_one_person(ErasePersonForm(), privacy.erase_person)
     if refused is not None:
         return refused
-    flash(
-        f"Person erased: {report.recipients} recipient row(s), {report.suppressions} suppression entr(y/ies) and "
-        f"{report.audit_events} audit event(s) now hold only the address's hash; {report.contacts} contact(s) and "
-        f"{report.memberships} list membership(s) with their history are deleted. It stays suppressed.",
-        "success",
-    )
+    flash(gettext(
+        "Person erased: %(recipients)s, %(suppressions)s and %(events)s now hold only the address's hash; "
+        "%(contacts)s and %(memberships)s with their history are deleted. It stays suppressed.",
+        recipients=count_of(report.recipients, "%(num)s recipient row", "%(num)s recipient rows"),
+        suppressions=count_of(report.suppressions, "%(num)s suppression entry", "%(num)s suppression entries"),
+        events=count_of(report.audit_events, "%(num)s audit event", "%(num)s audit events"),
+        contacts=count_of(report.contacts, "%(num)s contact", "%(num)s contacts"),
+        memberships=count_of(report.memberships, "%(num)s list membership", "%(num)s list memberships"),
+    ), "success")
     return redirect(url_for("admin.suppressions"))
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta
 
 from flask import Blueprint, flash, make_response, redirect, render_template, request, url_for
+from flask_babel import gettext
 from flask_login import current_user
 from sqlalchemy import func, or_, select
 from wtforms.fields.choices import SelectChoice
@@ -29,6 +30,7 @@ from mailadmin.auth.views import safe_next_url
 from mailadmin.campaigns import controls
 from mailadmin.campaigns.display import to_utc, viewer_zone
 from mailadmin.extensions import db
+from mailadmin.i18n import count_of
 from mailadmin.models import AppState, AuditEvent, Campaign, User
 from mailadmin.models.app_state import APP_STATE_ID
 from mailadmin.models.campaign import (
@@ -36,7 +38,7 @@ from mailadmin.models.campaign import (
     FINISHED,
     PAUSED,
 )
-from mailadmin.models.wording import plural
+from mailadmin.models.user import ROLE_ADMIN
 from mailadmin.services import campaigns as campaign_service
 from mailadmin.services import sending_switch
 from mailadmin.services import users as user_service
@@ -107,14 +109,18 @@ def requeue_unknown(campaign_id: int):
                 return _back(campaign)
             if count:
                 flash(
-                    f"{plural(count, 'recipient')} of {_label(campaign)} re-queued; they will be sent once more.",
+                    count_of(count, "%(num)s recipient of %(campaign)s re-queued; it will be sent once more.",
+                             "%(num)s recipients of %(campaign)s re-queued; they will be sent once more.",
+                             campaign=_label(campaign)),
                     "success",
                 )
             else:
-                flash(f"Campaign {_label(campaign)} has no recipient in the unknown state; nothing changed.", "info")
+                flash(gettext("Campaign %(campaign)s has no recipient in the unknown state; nothing changed.",
+                              campaign=_label(campaign)), "info")
             return _back(campaign)
     elif not campaign.unknown_count:
-        flash(f"Campaign {_label(campaign)} has no recipient in the unknown state; nothing to re-queue.", "info")
+        flash(gettext("Campaign %(campaign)s has no recipient in the unknown state; nothing to re-queue.",
+                      campaign=_label(campaign)), "info")
         return _back(campaign)
     else:
         form.next.data = safe_next_url(request.args.get("next")) or ""
@@ -148,11 +154,12 @@ def sending():
 
 def _switch(paused: bool):
     if not sending_switch.set_sending_paused(paused, current_user):
-        flash(f"All sending was already switched {'off' if paused else 'on'}; nothing changed.", "info")
+        flash(gettext("All sending was already switched off; nothing changed.") if paused
+              else gettext("All sending was already switched on; nothing changed."), "info")
     elif paused:
-        flash("All sending is switched off. Workers stop before their next message.", "success")
+        flash(gettext("All sending is switched off. Workers stop before their next message."), "success")
     else:
-        flash("All sending is switched back on. Waiting campaigns are queued again.", "success")
+        flash(gettext("All sending is switched back on. Waiting campaigns are queued again."), "success")
     return _back()
 
 
@@ -184,11 +191,11 @@ def audit():
     actors = db.session.scalars(
         select(User).where(User.id.in_(select(AuditEvent.actor_id).distinct())).order_by(User.email)
     ).all()
-    form.actor.choices = [SelectChoice("", "Anyone"), SelectChoice(SYSTEM_ACTOR, "System (no user)")] + [
+    form.actor.choices = [SelectChoice("", gettext("Anyone")), SelectChoice(SYSTEM_ACTOR, gettext("System (no user)"))] + [
         SelectChoice(str(u.id), u.email) for u in actors
     ]
     actions = db.session.scalars(select(AuditEvent.action).distinct().order_by(AuditEvent.action)).all()
-    form.action.choices = [SelectChoice("", "Any action")] + sorted(
+    form.action.choices = [SelectChoice("", gettext("Any action"))] + sorted(
         (SelectChoice(a, action_label(a)) for a in actions), key=lambda choice: choice.label
     )
     form.validate()
@@ -262,9 +269,14 @@ def create_user():
         form, lambda: user_service.create_user(form.email.data, form.password.data, form.role.data, actor=current_user)
     )
     if done:
-        flash(f"User {user.email} created as {user.role}.", "success")
+        flash(gettext("User %(email)s created as %(role)s.", email=user.email, role=role_word(user.role)), "success")
         return redirect(url_for("admin.users"), code=303)
     return user_form_page("admin/user_new.html", form, problem)
+
+
+def role_word(role: str) -> str:
+    """"manager" / "admin" as the page's language says it."""
+    return gettext("admin") if role == ROLE_ADMIN else gettext("manager")
 
 
 def _user_or_404(user_id: int) -> User:
@@ -278,31 +290,33 @@ def change_role(user_id: int):
     user = _user_or_404(user_id)
     form = RoleForm()
     if not form.validate_on_submit():
-        flash("Choose a role: manager or admin.", "error")
+        flash(gettext("Choose a role: manager or admin."), "error")
         return redirect(url_for("admin.users"), code=303)
     if user.role == form.role.data:
-        flash(f"{user.email} is already {user.role}; nothing changed.", "info")
+        flash(gettext("%(email)s is already %(role)s; nothing changed.", email=user.email, role=role_word(user.role)), "info")
         return redirect(url_for("admin.users"), code=303)
     try:
         user_service.set_role(user, form.role.data, actor=current_user)
     except user_service.UserError as exc:
         flash(str(exc), "error")
     else:
-        flash(f"{user.email} is now {user.role}.", "success")
+        flash(gettext("%(email)s is now %(role)s.", email=user.email, role=role_word(user.role)), "success")
     return redirect(url_for("admin.users"), code=303)
 
 
 def _set_active(user_id: int, active: bool):
     user = _user_or_404(user_id)
     if user.active == active:
-        flash(f"{user.email} is already {'active' if active else 'disabled'}; nothing changed.", "info")
+        flash(gettext("%(email)s is already active; nothing changed.", email=user.email) if active
+              else gettext("%(email)s is already disabled; nothing changed.", email=user.email), "info")
         return redirect(url_for("admin.users"), code=303)
     try:
         user_service.set_active(user, active, actor=current_user)
     except user_service.UserError as exc:
         flash(str(exc), "error")
     else:
-        flash(f"{user.email} is {'enabled' if active else 'disabled: they can no longer log in'}.", "success")
+        flash(gettext("%(email)s is enabled.", email=user.email) if active
+              else gettext("%(email)s is disabled: they can no longer log in.", email=user.email), "success")
     return redirect(url_for("admin.users"), code=303)
 
 
@@ -326,7 +340,7 @@ def end_user_sessions(user_id: int):
     """Log a user out everywhere: every session and remember cookie ends at once."""
     user = _user_or_404(user_id)
     user_service.end_sessions(user, actor=current_user)
-    flash(f"Every session of {user.email} has ended; they must log in again.", "success")
+    flash(gettext("Every session of %(email)s has ended; they must log in again.", email=user.email), "success")
     return redirect(url_for("admin.users"), code=303)
 
 
@@ -336,7 +350,7 @@ def reset_user_password(user_id: int):
     """Give a user a temporary password, shown once here; they must change it at their next login."""
     user = _user_or_404(user_id)
     if user.id == current_user.id:
-        flash("Change your own password on your password page.", "info")
+        flash(gettext("Change your own password on your password page."), "info")
         return redirect(url_for("auth.change_password"), code=303)
     password = user_service.reset_password(user, actor=current_user)
     response = make_response(render_template("admin/user_password_reset.html", user=user, password=password))

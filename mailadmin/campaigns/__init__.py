@@ -10,10 +10,8 @@ def init_app(app: Flask) -> None:
     from mailadmin.campaigns import audience, controls, display, draft_actions, editor, exports, schedule  # noqa: F401  (routes join bp)
     from mailadmin.campaigns.access import resume_refusal
     from mailadmin.campaigns.views import bp
-    from mailadmin.models import wording
 
     app.register_blueprint(bp)
-    app.add_template_filter(wording.plural, "plural")
     # The one way a template shows a moment (tests/test_times.py checks no template formats one by hand).
     app.add_template_global(display.local_time, "local_time")
     app.add_template_global(display.reason_html, "campaign_reason_html")

@@ -4,6 +4,7 @@ campaign, managers only their own) as a 404; and who may resume one."""
 from __future__ import annotations
 
 from flask import abort
+from flask_babel import lazy_gettext
 from sqlalchemy import Select
 
 from mailadmin.models import Campaign, User
@@ -25,10 +26,10 @@ def get_campaign_for(user: User, campaign_id: int) -> Campaign:
 
 
 # The refusals say why; a reason that only admins resume is the circuit breaker today (models/reasons.py).
-BREAKER_RESUME_REFUSAL = (
+BREAKER_RESUME_REFUSAL = lazy_gettext(
     "The circuit breaker paused this campaign after repeated SMTP errors: only an admin can resume it."
 )
-SWITCHED_OFF_RESUME_REFUSAL = "All sending is switched off by an admin: only an admin can resume a campaign now."
+SWITCHED_OFF_RESUME_REFUSAL = lazy_gettext("All sending is switched off by an admin: only an admin can resume a campaign now.")
 
 
 def resume_refusal(user: User, campaign: Campaign, sending_off: bool) -> str | None:
@@ -39,7 +40,7 @@ def resume_refusal(user: User, campaign: Campaign, sending_off: bool) -> str | N
     reason = reason_of(campaign.queue.defer_reason if campaign.queue else None)
     resumes = reason.info.resumes if reason is not None else None
     if resumes is Resumes.BY_ADMIN:
-        return BREAKER_RESUME_REFUSAL
+        return str(BREAKER_RESUME_REFUSAL)
     if sending_off or resumes is Resumes.WHEN_SWITCH_ON:
-        return SWITCHED_OFF_RESUME_REFUSAL
+        return str(SWITCHED_OFF_RESUME_REFUSAL)
     return None

@@ -5,6 +5,7 @@ A campaign with an audience needs no CSV; a one-off campaign keeps its imported 
 from __future__ import annotations
 
 from flask import flash, redirect, render_template, request, url_for
+from flask_babel import gettext
 from flask_login import current_user
 
 from mailadmin.auth.decorators import login_required
@@ -39,10 +40,10 @@ def audience(campaign: Campaign):
         try:
             set_campaign_targets(campaign, current_user, _targets_from_form())
         except ServiceError as error:
-            flash(f"The audience was not saved. {error.message}", "error")
+            flash(gettext("The audience was not saved. %(problem)s", problem=error.message), "error")
             status = refusal_status(error)
         else:
-            flash("Audience saved.", "success")
+            flash(gettext("Audience saved."), "success")
             return redirect(url_for("campaigns.audience", campaign_id=campaign.id), 303)
     try:
         count = resolved_count(campaign)

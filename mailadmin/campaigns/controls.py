@@ -10,6 +10,7 @@ back to where the button was. The admin blueprint's routes for the same actions 
 from __future__ import annotations
 
 from flask import flash, redirect, render_template, request, url_for
+from flask_babel import gettext
 from flask_login import current_user
 from markupsafe import Markup
 
@@ -44,18 +45,18 @@ def state_after_resume(campaign: Campaign) -> Markup:
     """What really happens next, in one sentence: sending continues, or what it still waits for."""
     sending_off = sending_switch.sending_paused()
     if sending_off:
-        return Markup(" All sending is switched off, so it waits until an admin switches sending back on.")
+        return Markup(" ") + gettext("All sending is switched off, so it waits until an admin switches sending back on.")
     reason = campaign_reason(campaign, sending_off)
     if reason is not None:
-        return Markup(" It does not send yet: {}.").format(reason.html())
+        return Markup(" ") + Markup(gettext("It does not send yet: {}.")).format(reason.html())
     if campaign.status == QUEUED:
         settings = get_settings()
         usage = rate_limit_usage(get_redis(), settings.smtp_max_per_hour)
         if usage.backend_available and usage.next_free_at and usage.current_count >= settings.smtp_max_per_hour:
-            return Markup(" It is queued, but the hourly quota is used up: sending continues at {}.").format(
+            return Markup(" ") + Markup(gettext("It is queued, but the hourly quota is used up: sending continues at {}.")).format(
                 local_time(usage.next_free_at, "auto")
             )
-    return Markup(" It is queued and sending continues.")
+    return Markup(" ") + gettext("It is queued and sending continues.")
 
 
 def _attempt(action, campaign: Campaign, already: str) -> Transition | None:
@@ -67,15 +68,15 @@ def _attempt(action, campaign: Campaign, already: str) -> Transition | None:
         flash(exc.message, "error")
         return None
     if not done.changed:
-        flash(f"Campaign {label(campaign)} {already.format(status=done.to_status)}; nothing changed.", "info")
+        flash(gettext("Campaign %(campaign)s %(already)s; nothing changed.", campaign=label(campaign), already=already.format(status=done.to_status)), "info")
         return None
     return done
 
 
 def pause(campaign: Campaign):
     """Pause (`admin_pause`, whoever the person is); flash, 303 back."""
-    if _attempt(campaign_service.pause_campaign, campaign, "was already paused"):
-        flash(f"Campaign {label(campaign)} paused. Sending stops before its next message.", "success")
+    if _attempt(campaign_service.pause_campaign, campaign, gettext("was already paused")):
+        flash(gettext("Campaign %(campaign)s paused. Sending stops before its next message.", campaign=label(campaign)), "success")
     return back_to(campaign)
 
 
@@ -85,14 +86,14 @@ def resume(campaign: Campaign):
     if refusal:
         flash(refusal, "error")
         return back_to(campaign)
-    resumed = _attempt(campaign_service.resume_campaign, campaign, "is not paused (it is {status})")
+    resumed = _attempt(campaign_service.resume_campaign, campaign, gettext("is not paused (it is {status})"))
     if resumed is None:
         return back_to(campaign)
-    message = Markup("Campaign {} resumed").format(label(campaign))
+    message = Markup(gettext("Campaign {} resumed")).format(label(campaign))
     if resumed.from_reason == Reason.CIRCUIT_BREAKER:
-        message += (
+        message += gettext(
             " after the circuit breaker tripped. The counter of consecutive transient errors was reset "
-            f"from {resumed.errors_reset} to 0."
+            "from %(count)s to 0.", count=resumed.errors_reset
         )
     else:
         message += "."
@@ -105,12 +106,12 @@ def cancel(campaign: Campaign, action_url: str):
     form = CancelCampaignForm()
     if request.method == "GET" or form.confirm.data != "yes":
         if campaign.status in FINAL_STATUSES or campaign.status == DRAFT:
-            flash(f"Campaign {label(campaign)} is {campaign.status}: there is nothing to cancel.", "info")
+            flash(gettext("Campaign %(campaign)s is %(status)s: there is nothing to cancel.", campaign=label(campaign), status=campaign.status), "info")
             return back_to(campaign)
         form.next.data = safe_next_url(request.values.get("next")) or ""
         return render_template("campaigns/cancel.html", campaign=campaign, form=form, action_url=action_url)
-    if _attempt(campaign_service.cancel_campaign, campaign, "was already cancelled"):
-        flash(f"Campaign {label(campaign)} cancelled. No further message will be sent for it.", "success")
+    if _attempt(campaign_service.cancel_campaign, campaign, gettext("was already cancelled")):
+        flash(gettext("Campaign %(campaign)s cancelled. No further message will be sent for it.", campaign=label(campaign)), "success")
     return back_to(campaign)
 
 
@@ -143,6 +144,6 @@ def resume_missed_schedule(campaign_id: int):
     ordinary Resume, kept under this address for the forms that name it."""
     campaign = get_campaign_for(current_user, campaign_id)
     if not (campaign.status == PAUSED and campaign.queue and campaign.queue.defer_reason == Reason.MISSED_SCHEDULE):
-        flash("Only a campaign paused because its scheduled start was missed can be resumed here.", "error")
+        flash(gettext("Only a campaign paused because its scheduled start was missed can be resumed here."), "error")
         return redirect(url_for("campaigns.show", campaign_id=campaign.id), 303)
     return resume(campaign)

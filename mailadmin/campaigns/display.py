@@ -12,61 +12,62 @@ from html import escape
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import has_request_context, request
+from flask_babel import gettext, lazy_gettext
 from markupsafe import Markup
 
+from mailadmin.i18n import count_of, number
 from mailadmin.models import Campaign
 from mailadmin.models.campaign import CANCELLED, DEFERRED, DRAFT, FINISHED, PAUSED, QUEUED, SENDING
 from mailadmin.models.moments import TimedText, clock_tick, datetime_local_value, format_moment, format_utc
 from mailadmin.models.reasons import REASONS, BounceRateTrip, Reason, Resumes, reason_of
-from mailadmin.models.wording import plural
 
 STATUS_LABELS = {
-    DRAFT: "Draft",
-    QUEUED: "Queued",
-    SENDING: "Sending",
-    DEFERRED: "Deferred",
-    PAUSED: "Paused",
-    FINISHED: "Finished",
-    CANCELLED: "Cancelled",
+    DRAFT: lazy_gettext("Draft"),
+    QUEUED: lazy_gettext("Queued"),
+    SENDING: lazy_gettext("Sending"),
+    DEFERRED: lazy_gettext("Deferred"),
+    PAUSED: lazy_gettext("Paused"),
+    FINISHED: lazy_gettext("Finished"),
+    CANCELLED: lazy_gettext("Cancelled"),
 }
 # The cookie static/localtime.js keeps the browser's IANA zone in.
 TZ_COOKIE = "mailadmin_tz"
 # What a paused campaign waits for, by who may resume it (SPEC "Roles").
 RESUME_TAILS = {
-    Resumes.BY_ADMIN: "only an admin can resume it",
-    Resumes.BY_OWNER_OR_ADMIN: "waits until its owner or an admin resumes it",
-    Resumes.WHEN_SWITCH_ON: "waits until an admin switches sending back on",
+    Resumes.BY_ADMIN: lazy_gettext("only an admin can resume it"),
+    Resumes.BY_OWNER_OR_ADMIN: lazy_gettext("waits until its owner or an admin resumes it"),
+    Resumes.WHEN_SWITCH_ON: lazy_gettext("waits until an admin switches sending back on"),
 }
 RECIPIENT_STATUS_LABELS = {
-    "pending": "Waiting",
-    "sending": "Being sent",
-    "sent": "Sent",
-    "failed": "Failed",
-    "skipped": "Skipped",
-    "unknown": "Outcome unknown",
-    "bounced": "Bounced",
-    "complained": "Complained (spam)",
+    "pending": lazy_gettext("Waiting"),
+    "sending": lazy_gettext("Being sent"),
+    "sent": lazy_gettext("Sent"),
+    "failed": lazy_gettext("Failed"),
+    "skipped": lazy_gettext("Skipped"),
+    "unknown": lazy_gettext("Outcome unknown"),
+    "bounced": lazy_gettext("Bounced"),
+    "complained": lazy_gettext("Complained (spam)"),
 }
 
 
 def status_label(campaign: Campaign) -> str:
     """"Finished with errors", "Paused", ...: the status in words."""
     if campaign.status == FINISHED and campaign.finished_with_errors:
-        return "Finished with errors"
-    return STATUS_LABELS.get(campaign.status, campaign.status.capitalize())
+        return gettext("Finished with errors")
+    return str(STATUS_LABELS.get(campaign.status, campaign.status.capitalize()))
 
 
 def recipient_status_labels_for(campaign: Campaign) -> dict[str, str]:
     """The recipient status words on one campaign's page: a cancelled campaign's waiting recipients were not sent."""
     labels = dict(RECIPIENT_STATUS_LABELS)
     if campaign.status == CANCELLED:
-        labels["pending"] = "Not sent (cancelled)"
+        labels["pending"] = lazy_gettext("Not sent (cancelled)")
     return labels
 
 
 def finished_label(campaign: Campaign) -> str:
     """What the end time of a campaign is called: "Cancelled" for a cancelled one."""
-    return "Cancelled" if campaign.status == CANCELLED else "Finished"
+    return gettext("Cancelled") if campaign.status == CANCELLED else gettext("Finished")
 
 
 def viewer_clock() -> tzinfo:
@@ -107,13 +108,14 @@ class WaitReason:
 
     def parts(self) -> tuple[str | datetime, ...]:
         """The sentence as words and moments (each moment shown in the "auto" style)."""
-        parts: list[str | datetime] = [self.label]
+        parts: list[str | datetime] = [str(self.label)]
         if self.at is not None:
             parts += [", ", self.at]
         if self.detail:
             parts.append(f" ({self.detail})")
         if self.verb and self.until is not None:
-            parts += [f" — {self.verb} at ", self.until]
+            at = gettext(" — starts at ") if self.verb == "starts" else gettext(" — resumes at ")
+            parts += [at, self.until]
         elif self.tail:
             parts.append(f" — {self.tail}")
         return tuple(parts)
@@ -139,8 +141,10 @@ def timed_html(text: str) -> Markup:
 def _pause_words(label: str, reason: Reason | None, queue) -> dict:
     """Who paused a campaign and when (a pause by a person), or the pause's detail, for `WaitReason`."""
     if reason is Reason.ADMIN_PAUSE and (queue.paused_at is not None or queue.paused_by is not None):
-        who = queue.paused_by.email if queue.paused_by is not None else "a person"
-        return {"label": f"Paused by {who}", "at": queue.paused_at, "detail": queue.pause_detail}
+        if queue.paused_by is None:
+            return {"label": gettext("Paused by a person"), "at": queue.paused_at, "detail": queue.pause_detail}
+        label = gettext("Paused by %(who)s", who=queue.paused_by.email)
+        return {"label": label, "at": queue.paused_at, "detail": queue.pause_detail}
     return {"label": label, "detail": queue.pause_detail}
 
 
@@ -154,14 +158,14 @@ def campaign_reason(
     switch = REASONS[Reason.GLOBAL_PAUSE]
     if campaign.status in (QUEUED, SENDING, DEFERRED) and sending_off:
         # The global switch wins over any other wait: nothing resumes before it is back on.
-        return WaitReason(switch.label, tail=RESUME_TAILS[switch.resumes])
+        return WaitReason(str(switch.label), tail=str(RESUME_TAILS[switch.resumes]))
     if campaign.status not in (DEFERRED, PAUSED, QUEUED) or campaign.queue is None:
         return None
     stored = campaign.queue.defer_reason
     if not stored:
         return None
     known = reason_of(stored)
-    label = known.label if known is not None else stored.replace("_", " ").capitalize()
+    label = str(known.label) if known is not None else stored.replace("_", " ").capitalize()
     if known is Reason.BOUNCE_RATE and bounce_trip is not None:
         label = bounce_trip.label()
     until = campaign.queue.deferred_until
@@ -170,7 +174,7 @@ def campaign_reason(
     resumes = known.info.resumes if known is not None else Resumes.BY_OWNER_OR_ADMIN
     words = _pause_words(label, known, campaign.queue) if campaign.status == PAUSED else {"label": label}
     if campaign.status == PAUSED or resumes is Resumes.WHEN_SWITCH_ON:
-        return WaitReason(tail=RESUME_TAILS.get(resumes, RESUME_TAILS[Resumes.BY_OWNER_OR_ADMIN]), **words)
+        return WaitReason(tail=str(RESUME_TAILS.get(resumes, RESUME_TAILS[Resumes.BY_OWNER_OR_ADMIN])), **words)
     return WaitReason(**words)
 
 
@@ -216,14 +220,14 @@ def format_duration(duration: timedelta) -> str:
     """"4 h 10 min", "25 min", "under a minute", "2 d 3 h"."""
     minutes = int(round(duration.total_seconds() / 60))
     if minutes < 1:
-        return "under a minute"
+        return gettext("under a minute")
     days, rest = divmod(minutes, 24 * 60)
     hours, minutes = divmod(rest, 60)
     if days:
-        return f"{days} d {hours} h" if hours else f"{days} d"
+        return gettext("%(d)s d %(h)s h", d=days, h=hours) if hours else gettext("%(d)s d", d=days)
     if hours:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    return f"{minutes} min"
+        return gettext("%(h)s h %(m)s min", h=hours, m=minutes) if minutes else gettext("%(h)s h", h=hours)
+    return gettext("%(m)s min", m=minutes)
 
 
 def progress_shares(campaign: Campaign) -> dict[str, float]:
@@ -274,15 +278,15 @@ def chart_summary(
 ) -> str:
     """One sentence describing the chart, for screen readers."""
     if not hours:
-        return "No emails sent yet."
+        return gettext("No emails sent yet.")
     total = sum(count for _, count in hours)
     busiest, peak = max(hours, key=lambda item: item[1])
     returned = sum((bounced or {}).values())
-    return (
-        f"{plural(total, 'email')} sent over {plural(len(hours), 'hour')}; "
-        f"busiest hour {format_moment(busiest, zone)} with {peak:,}."
-        + (f" {returned:,} of them bounced or drew a complaint." if returned else "")
-    )
+    sent = count_of(total, "%(num)s email sent", "%(num)s emails sent")
+    over = count_of(len(hours), "over %(num)s hour", "over %(num)s hours")
+    busiest_text = gettext("busiest hour %(when)s with %(peak)s.", when=format_moment(busiest, zone), peak=number(peak))
+    returned_text = gettext(" %(count)s of them bounced or drew a complaint.", count=number(returned)) if returned else ""
+    return f"{sent} {over}; {busiest_text}{returned_text}"
 
 
 def sends_per_hour_svg(
@@ -296,7 +300,7 @@ def sends_per_hour_svg(
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {_W} {_H}" role="img" '
         f'aria-labelledby="chart-title chart-desc" font-family="system-ui, sans-serif" font-size="13">',
-        f'<title id="chart-title">Emails sent per hour ({clock})</title>',
+        f'<title id="chart-title">{escape(gettext("Emails sent per hour"))} ({clock})</title>',
         f'<desc id="chart-desc">{summary}</desc>',
         f'<rect x="0" y="0" width="{_W}" height="{_H}" fill="#ffffff"/>',
     ]
@@ -307,12 +311,13 @@ def sends_per_hour_svg(
     )
     if not hours:
         parts.append(
-            f'<text x="{_W / 2}" y="{_TOP + plot_h / 2}" text-anchor="middle" fill="#646b79">No emails sent yet</text>'
+            f'<text x="{_W / 2}" y="{_TOP + plot_h / 2}" text-anchor="middle" fill="#646b79">'
+            f'{escape(gettext("No emails sent yet"))}</text>'
         )
         parts.append("</svg>")
         return "".join(parts)
     peak = max(count for _, count in hours) or 1
-    parts.append(f'<text x="{_LEFT - 6}" y="{_TOP + 4}" text-anchor="end" fill="#646b79">{peak:,}</text>')
+    parts.append(f'<text x="{_LEFT - 6}" y="{_TOP + 4}" text-anchor="end" fill="#646b79">{number(peak)}</text>')
     parts.append(f'<text x="{_LEFT - 6}" y="{base_y}" text-anchor="end" fill="#646b79">0</text>')
     parts.append(
         f'<line x1="{_LEFT}" y1="{_TOP}" x2="{_W - _RIGHT}" y2="{_TOP}" stroke="#e1e4ea" stroke-dasharray="3 3"/>'
@@ -337,14 +342,15 @@ def _hour_bars(
         x = _LEFT + index * slot + (slot - bar_w) / 2
         parts.append(
             f'<rect x="{x:.1f}" y="{base_y - height:.1f}" width="{bar_w:.1f}" height="{height:.1f}" fill="#1f7a4d">'
-            f"<title>{format_moment(utc_moment, zone)}: {count:,} sent</title></rect>"
+            f"<title>{format_moment(utc_moment, zone)}: {escape(gettext('%(count)s sent', count=number(count)))}</title></rect>"
         )
         if bounced.get(utc_moment):
             returned = min(count, bounced[utc_moment])
             red = plot_h * returned / peak
             parts.append(
                 f'<rect class="bounced" x="{x:.1f}" y="{base_y - red:.1f}" width="{bar_w:.1f}" height="{red:.1f}" '
-                f'fill="#c0392b"><title>{format_moment(utc_moment, zone)}: {returned:,} bounced or complained</title></rect>'
+                f'fill="#c0392b"><title>{format_moment(utc_moment, zone)}: '
+                f'{escape(gettext("%(count)s bounced or complained", count=number(returned)))}</title></rect>'
             )
         if index % label_every == 0:
             parts.append(

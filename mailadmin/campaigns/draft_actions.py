@@ -11,14 +11,15 @@ from __future__ import annotations
 import functools
 
 from flask import flash, redirect, render_template, request, url_for
+from flask_babel import gettext, lazy_gettext
 from flask_login import current_user
 
 from mailadmin.auth.decorators import login_required
 from mailadmin.auth.views import safe_next_url
 from mailadmin.campaigns.access import get_campaign_for
 from mailadmin.campaigns.views import bp, draft_required
+from mailadmin.i18n import count_of
 from mailadmin.models import Campaign
-from mailadmin.models.wording import plural
 from mailadmin.services import drafts
 from mailadmin.services.recipients import (
     RecipientImportError,
@@ -67,9 +68,10 @@ def remove_one_recipient(campaign: Campaign, recipient_id: int):
     """Remove one recipient from a draft."""
     removed = _removed(remove_recipient, campaign, recipient_id)
     if removed:
-        flash(f"Recipient removed. {plural(campaign.recipients_total, 'recipient')} left.", "success")
+        flash(count_of(campaign.recipients_total, "Recipient removed. %(num)s recipient left.",
+                       "Recipient removed. %(num)s recipients left."), "success")
     elif removed is not None:
-        flash("That recipient was already removed; nothing changed.", "info")
+        flash(gettext("That recipient was already removed; nothing changed."), "info")
     return redirect(safe_back() or _recipients_url(campaign.id), 303)
 
 
@@ -82,15 +84,16 @@ def safe_back() -> str | None:
 @login_required
 @draft_required
 @_confirmation_first(
-    lambda campaign: f"Remove all {plural(campaign.recipients_total, 'recipient')}?",
-    lambda _: "The draft keeps its content; you can import recipients again afterwards.",
-    "Yes, remove all recipients",
+    lambda campaign: count_of(campaign.recipients_total, "Remove all %(num)s recipient?", "Remove all %(num)s recipients?"),
+    lambda _: gettext("The draft keeps its content; you can import recipients again afterwards."),
+    lazy_gettext("Yes, remove all recipients"),
 )
 def remove_all(campaign: Campaign):
     """Remove every recipient of a draft (after a confirmation page)."""
     removed = _removed(remove_all_recipients, campaign)
     if removed is not None:
-        flash(f"{plural(removed, 'recipient')} removed. The draft has no recipients now.", "success")
+        flash(count_of(removed, "%(num)s recipient removed. The draft has no recipients now.",
+                       "%(num)s recipients removed. The draft has no recipients now."), "success")
     return redirect(_recipients_url(campaign.id), 303)
 
 
@@ -101,9 +104,10 @@ def undo_import(campaign: Campaign):
     """Remove the recipients the draft's last import added."""
     removed = _removed(undo_last_import, campaign)
     if removed:
-        flash(f"Last import undone: {plural(removed, 'recipient')} removed.", "success")
+        flash(count_of(removed, "Last import undone: %(num)s recipient removed.",
+                       "Last import undone: %(num)s recipients removed."), "success")
     elif removed is not None:
-        flash("There is no import to undo.", "info")
+        flash(gettext("There is no import to undo."), "info")
     return redirect(_recipients_url(campaign.id), 303)
 
 
@@ -115,9 +119,10 @@ def duplicate(campaign_id: int):
     with_recipients = request.form.get("recipients") == "yes"
     copy = drafts.duplicate_campaign(campaign, current_user, with_recipients=with_recipients)
     if with_recipients:
-        flash(f"Draft “{copy.name}” created with {plural(copy.recipients_total, 'recipient')}.", "success")
+        flash(count_of(copy.recipients_total, "Draft “%(name)s” created with %(num)s recipient.",
+                       "Draft “%(name)s” created with %(num)s recipients.", name=copy.name), "success")
     else:
-        flash(f"Draft “{copy.name}” created with the same content and no recipients.", "success")
+        flash(gettext("Draft “%(name)s” created with the same content and no recipients.", name=copy.name), "success")
     return redirect(url_for("campaigns.show", campaign_id=copy.id), 303)
 
 
@@ -125,9 +130,10 @@ def duplicate(campaign_id: int):
 @login_required
 @draft_required
 @_confirmation_first(
-    lambda campaign: f"Delete the draft “{campaign.name}”?",
-    lambda campaign: f"The draft and its {plural(campaign.recipients_total, 'recipient')} are deleted for good.",
-    "Yes, delete this draft",
+    lambda campaign: gettext("Delete the draft “%(name)s”?", name=campaign.name),
+    lambda campaign: count_of(campaign.recipients_total, "The draft and its %(num)s recipient are deleted for good.",
+                              "The draft and its %(num)s recipients are deleted for good."),
+    lazy_gettext("Yes, delete this draft"),
 )
 def delete(campaign: Campaign):
     """Delete a draft for good (after a confirmation page)."""
@@ -137,6 +143,6 @@ def delete(campaign: Campaign):
     except drafts.DraftError as error:
         flash(error.message, "error")
         return redirect(url_for("campaigns.show", campaign_id=campaign_id), 303)
-    flash(f"Draft “{name}” deleted.", "success")
+    flash(gettext("Draft “%(name)s” deleted.", name=name), "success")
     return redirect(url_for("campaigns.index"), 303)
 

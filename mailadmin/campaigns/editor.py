@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from flask import abort, flash, make_response, redirect, render_template, request, url_for
+from flask_babel import gettext
 from flask_login import current_user
 
 from mailadmin.auth.decorators import login_required
@@ -23,10 +24,10 @@ from mailadmin.services.drafts import DraftError, preview_fields, preview_recipi
 def new():
     form = CampaignForm()
     campaign, errors = _save_campaign_form(
-        form, lambda *fields: drafts.create_campaign(current_user, *fields), "The campaign was not saved."
+        form, lambda *fields: drafts.create_campaign(current_user, *fields), gettext("The campaign was not saved.")
     )
     if campaign is not None:
-        flash(f"Draft “{campaign.name}” saved. Next: import its recipients.", "success")
+        flash(gettext("Draft “%(name)s” saved. Next: import its recipients.", name=campaign.name), "success")
         return redirect(url_for("campaigns.import_recipients", campaign_id=campaign.id), 303)
     return _campaign_form_page(form, errors, None)
 
@@ -43,7 +44,7 @@ def _save_campaign_form(form: CampaignForm, save: Callable[..., Campaign], not_s
     elif form.errors:
         errors = form.errors
     if errors:
-        flash(f"{not_saved} Please fix the problems marked below.", "error")
+        flash(gettext("%(not_saved)s Please fix the problems marked below.", not_saved=not_saved), "error")
     return None, errors
 
 
@@ -67,10 +68,10 @@ def preview_fields_for(campaign: Campaign | None) -> dict:
 def edit(campaign: Campaign):
     form = CampaignForm(obj=campaign)
     saved, errors = _save_campaign_form(
-        form, lambda *fields: drafts.update_campaign(campaign, *fields), "The changes were not saved."
+        form, lambda *fields: drafts.update_campaign(campaign, *fields), gettext("The changes were not saved.")
     )
     if saved is not None:
-        flash("Changes saved.", "success")
+        flash(gettext("Changes saved."), "success")
         return redirect(url_for("campaigns.show", campaign_id=campaign.id), 303)
     return _campaign_form_page(form, errors, campaign)
 
@@ -84,8 +85,8 @@ def _render_preview(campaign: Campaign, recipient: Recipient | None):
     except TemplateProblem as exc:
         problem = str(exc)
     except Exception as exc:  # a manager's template failing at render time is shown, not a 500
-        problem = f"The templates failed to render: {exc}" if isinstance(exc, TemplateBudgetExceeded) else (
-            f"The templates failed to render: {type(exc).__name__}: {exc}")
+        detail = str(exc) if isinstance(exc, TemplateBudgetExceeded) else f"{type(exc).__name__}: {exc}"
+        problem = gettext("The templates failed to render: %(problem)s", problem=detail)
     return fields, rendered, problem
 
 
@@ -107,12 +108,12 @@ def _preview_choice(campaign: Campaign, search: str, recipient_id: int | None):
     """(the recipient to render, the search's matches): a chosen match, else the first match, else the first recipient."""
     matches = drafts.find_preview_recipients(campaign, search) if search else []
     if search and not matches:
-        flash(f"No recipient of this campaign matches “{search}”; showing the first one instead.", "warning")
+        flash(gettext("No recipient of this campaign matches “%(search)s”; showing the first one instead.", search=search), "warning")
     chosen = next((m for m in matches if m.id == recipient_id), None) if matches else None
     if chosen is None and recipient_id is not None and not search:
         chosen = preview_recipient(campaign, recipient_id)
         if chosen is None:
-            flash("That recipient is not in this campaign; showing the first one instead.", "warning")
+            flash(gettext("That recipient is not in this campaign; showing the first one instead."), "warning")
     return chosen or (matches[0] if matches else preview_recipient(campaign)), matches
 
 

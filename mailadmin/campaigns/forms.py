@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from flask_babel import gettext
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from wtforms import DateTimeLocalField, EmailField, HiddenField, StringField, TextAreaField
@@ -19,10 +21,10 @@ from mailadmin.services.drafts import NAME_MAX, SUBJECT_MAX
 class CampaignForm(FlaskForm):
     """Name, subject and bodies of a draft."""
 
-    name = StringField("Campaign name", validators=[Length(max=NAME_MAX)])
-    subject = StringField("Subject", validators=[Length(max=SUBJECT_MAX)])
-    body_text = TextAreaField("Text body")
-    body_html = TextAreaField("HTML body (optional)")
+    name = StringField(_l("Campaign name"), validators=[Length(max=NAME_MAX)])
+    subject = StringField(_l("Subject"), validators=[Length(max=SUBJECT_MAX)])
+    body_text = TextAreaField(_l("Text body"))
+    body_html = TextAreaField(_l("HTML body (optional)"))
 
 
 class CancelCampaignForm(FlaskForm):
@@ -36,8 +38,8 @@ class CancelCampaignForm(FlaskForm):
 class ImportForm(FlaskForm):
     """A CSV file, pasted lines, or both."""
 
-    file = FileField("CSV file")
-    text = TextAreaField("Or paste addresses, one per line")
+    file = FileField(_l("CSV file"))
+    text = TextAreaField(_l("Or paste addresses, one per line"))
 
 
 class TestEmailForm(FlaskForm):
@@ -45,7 +47,7 @@ class TestEmailForm(FlaskForm):
 
     __test__ = False  # not a pytest test class
 
-    to_address = EmailField("Send the test email to", validators=[Length(max=320)])
+    to_address = EmailField(_l("Send the test email to"), validators=[Length(max=320)])
 
 
 class StartForm(FlaskForm):
@@ -55,7 +57,7 @@ class StartForm(FlaskForm):
     """
 
     scheduled_at = DateTimeLocalField(
-        "Start at (optional)", format=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"], validators=[Optional()]
+        _l("Start at (optional)"), format=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"], validators=[Optional()]
     )
     tz = HiddenField()
 
@@ -67,7 +69,7 @@ class StartForm(FlaskForm):
         """False (with the field's error) when the chosen time has already passed."""
         moment = self.scheduled_at_utc(zone)
         if moment is not None and moment <= utcnow():
-            self.scheduled_at.errors = [f"The start time must be in the future (times are in your time zone, {zone.key})."]
+            self.scheduled_at.errors = [gettext("The start time must be in the future (times are in your time zone, %(zone)s).", zone=zone.key)]
             return False
         return True
 
@@ -79,9 +81,9 @@ class RescheduleForm(FlaskForm):
     """
 
     start_at = DateTimeLocalField(
-        "New start time", format=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"],
-        invalid_value_message="That is not a time. Type the new start as a date and a time, e.g. 2027-03-01 09:30.",
-        validators=[InputRequired("Type the new start time (date and time).")],
+        _l("New start time"), format=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"],
+        invalid_value_message=_l("That is not a time. Type the new start as a date and a time, e.g. 2027-03-01 09:30."),
+        validators=[InputRequired(_l("Type the new start time (date and time)."))],
     )
     tz = HiddenField()
 

@@ -9,6 +9,7 @@ and answers with a flash and a 303 back to the campaign page. Another manager's 
 from __future__ import annotations
 
 from flask import flash, redirect, url_for
+from flask_babel import gettext
 from flask_login import current_user
 from markupsafe import Markup
 
@@ -37,7 +38,7 @@ def start_now(campaign_id: int):
     except campaign_service.CampaignError as exc:
         flash(exc.message, "error")
         return _back(campaign)
-    flash(Markup("Campaign {} started now instead of at its scheduled time.").format(label(campaign))
+    flash(Markup(gettext("Campaign {} started now instead of at its scheduled time.")).format(label(campaign))
           + state_after_resume(campaign), "success")
     return _back(campaign)
 
@@ -50,7 +51,7 @@ def reschedule(campaign_id: int):
     form = RescheduleForm()
     if not form.validate_on_submit():
         for messages in form.errors.values():
-            flash(messages[0], "error")
+            flash(str(messages[0]), "error")
         return _back(campaign)
     zone = display.viewer_zone()
     start_at = form.start_at_utc(zone)
@@ -58,8 +59,8 @@ def reschedule(campaign_id: int):
         campaign_service.reschedule_campaign(campaign, current_user, start_at)
     except campaign_service.CampaignError as exc:
         # A time that has passed is most often one read in the wrong zone: say which zone it was read in.
-        where = f" (times are in your time zone, {zone.key})" if exc.kind is ErrorKind.INVALID else ""
+        where = gettext(" (times are in your time zone, %(zone)s)", zone=zone.key) if exc.kind is ErrorKind.INVALID else ""
         flash(exc.message.rstrip(".") + where + ".", "error")
         return _back(campaign)
-    flash(Markup("Campaign {} now starts at {}.").format(label(campaign), display.local_time(start_at)), "success")
+    flash(Markup(gettext("Campaign {} now starts at {}.")).format(label(campaign), display.local_time(start_at)), "success")
     return _back(campaign)

@@ -22,6 +22,7 @@ from flask import (
     session,
     url_for,
 )
+from flask_babel import gettext
 from flask_login import current_user
 from markupsafe import Markup
 
@@ -30,6 +31,7 @@ from mailadmin.campaigns import display, live, queries
 from mailadmin.campaigns.access import get_campaign_for
 from mailadmin.campaigns.forms import ImportForm, StartForm, TestEmailForm
 from mailadmin.extensions import get_settings
+from mailadmin.i18n import count_of
 from mailadmin.models import Campaign
 from mailadmin.models.campaign import (
     CAMPAIGN_STATUSES,
@@ -73,7 +75,7 @@ def draft_only(campaign: Campaign):
     """None for a draft; otherwise a redirect to the campaign page with a flash saying why."""
     if campaign.status == DRAFT:
         return None
-    flash(drafts.NOT_A_DRAFT_MESSAGE, "warning")
+    flash(str(drafts.NOT_A_DRAFT_MESSAGE), "warning")
     return redirect(url_for("campaigns.show", campaign_id=campaign.id), 303)
 
 
@@ -119,7 +121,7 @@ def import_recipients(campaign: Campaign):
         upload = form.file.data
         pasted = (form.text.data or "").strip()
         if upload is None and not pasted:
-            flash("Choose a CSV file or paste some addresses first.", "error")
+            flash(gettext("Choose a CSV file or paste some addresses first."), "error")
             status = 400
         else:
             try:
@@ -134,10 +136,10 @@ def import_recipients(campaign: Campaign):
                 status = 400
             else:
                 category = "success" if summary.added else "warning"
-                flash(f"Import finished: {summary.text}.", category)
+                flash(gettext("Import finished: %(summary)s.", summary=summary.text), category)
                 form.text.data = ""
     elif form.errors:
-        flash("The form was not accepted. Please try again.", "error")
+        flash(gettext("The form was not accepted. Please try again."), "error")
         status = 400
     return render_template(
         "campaigns/import.html",
@@ -172,10 +174,10 @@ def test_email(campaign_id: int):
             status = refusal_status(error)
         else:
             session[TEST_EMAIL_TO] = result.to_address
-            flash(f"Test email sent to {result.to_address}.", "success")
+            flash(gettext("Test email sent to %(address)s.", address=result.to_address), "success")
             return redirect(url_for("campaigns.test_email", campaign_id=campaign.id), 303)
     else:
-        flash("The form was not accepted. Please check the address.", "error")
+        flash(gettext("The form was not accepted. Please check the address."), "error")
         status = 400
     settings = get_settings()
     return render_template(
@@ -195,7 +197,7 @@ def test_email(campaign_id: int):
 def start(campaign_id: int):
     campaign = get_campaign_for(current_user, campaign_id)
     if campaign.status != DRAFT:
-        flash("This campaign has already been started.", "info")
+        flash(gettext("This campaign has already been started."), "info")
         return redirect(url_for("campaigns.show", campaign_id=campaign.id), 303)
     form = StartForm()
     settings = get_settings()
@@ -210,14 +212,14 @@ def start(campaign_id: int):
             status = refusal_status(error)
         else:
             if scheduled_at:
-                flash(Markup("Campaign scheduled: it starts at {}.").format(display.local_time(scheduled_at)), "success")
+                flash(Markup(gettext("Campaign scheduled: it starts at {}.")).format(display.local_time(scheduled_at)), "success")
             else:
-                flash(f"Campaign started: {to_send(campaign):,} recipients queued.", "success")
+                flash(count_of(to_send(campaign), "Campaign started: %(num)s recipient queued.", "Campaign started: %(num)s recipients queued."), "success")
             return redirect(url_for("campaigns.show", campaign_id=campaign.id), 303)
     elif form.errors:
         for messages in form.errors.values():
             for message in messages:
-                flash(message, "error")
+                flash(str(message), "error")
         status = 400
     count = to_send(campaign) + _audience_count(campaign)
     return render_template(

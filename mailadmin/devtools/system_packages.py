@@ -45,6 +45,7 @@ PACKAGES = (
     SystemPackage("jq", ("jq",), "the playbook's log filters, run against real log lines"),
     SystemPackage("dovecot-imapd", ("dovecot",), "the bounce-mailbox tests' IMAP server"),
     SystemPackage("postfix", ("smtp-sink",), "smtp-sink, the pipelining tests' and benchmarks' SMTP sink"),
+    SystemPackage("gettext", ("msgfmt",), "msgfmt --check: the Russian catalogue complete, no fuzzy entry"),
     SystemPackage("prometheus", ("prometheus", "promtool"), "the metrics tests (a real Prometheus scrapes /metrics)"),
 )
 

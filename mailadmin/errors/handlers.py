@@ -6,6 +6,8 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from flask import Blueprint, flash, redirect, render_template, request
+from flask_babel import gettext
+from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 from loguru import logger
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -15,12 +17,27 @@ from mailadmin.extensions import get_settings
 
 bp = Blueprint("errors", __name__)
 
+# Werkzeug's words for the errors a person meets, through the catalogue (the error page only: problem
+# details for programs keep Werkzeug's English). A description an abort() gave is shown as it is.
+PAGE_WORDS = {
+    400: (_l("Bad Request"), _l("The browser (or proxy) sent a request that this server could not understand.")),
+    403: (_l("Forbidden"), _l("You don't have the permission to access the requested resource. It is either "
+                              "read-protected or not readable by the server.")),
+    404: (_l("Not Found"), _l("The requested URL was not found on the server. If you entered the URL manually "
+                              "please check your spelling and try again.")),
+    405: (_l("Method Not Allowed"), _l("The method is not allowed for the requested URL.")),
+    429: (_l("Too Many Requests"), _l("This user has exceeded an allotted request count. Try again later.")),
+    500: (_l("Internal Server Error"), _l("The server encountered an internal error and was unable to complete "
+                                          "your request. Either the server is overloaded or there is an error in "
+                                          "the application.")),
+}
+
 
 @bp.app_errorhandler(CSRFError)
 def csrf_error(error: CSRFError):
     """An expired or forged form: say so, and how to recover."""
-    message = "The form has expired or was not sent by this site. Please reload the page and try again."
-    return render_template("error.html", code=400, title="Form refused", message=message), 400
+    message = gettext("The form has expired or was not sent by this site. Please reload the page and try again.")
+    return render_template("error.html", code=400, title=gettext("Form refused"), message=message), 400
 
 
 @bp.app_errorhandler(RequestEntityTooLarge)
@@ -36,7 +53,7 @@ def too_large(error: RequestEntityTooLarge):
         return problem_response(413, f"The request body is larger than {limit} MB. Nothing was stored.")
     if request.method != "POST":
         return http_error(error)
-    flash(f"The upload is too large. Maximum: {limit} MB.", "error")
+    flash(gettext("The upload is too large. Maximum: %(mb)s MB.", mb=limit), "error")
     return redirect(_form_page()), 303
 
 
@@ -60,4 +77,7 @@ def http_error(error: HTTPException):
         # Keep what the error adds for clients (Allow on a 405), not its HTML content type.
         headers = {name: value for name, value in error.get_headers() if name.lower() != "content-type"}
         return problem_response(error.code, error.description, title=error.name, headers=headers)
-    return render_template("error.html", code=error.code, title=error.name, message=error.description), error.code
+    title, message = error.name, error.description
+    if error.code in PAGE_WORDS and error.description == type(error).description:
+        title, message = (str(words) for words in PAGE_WORDS[error.code])
+    return render_template("error.html", code=error.code, title=title, message=message), error.code

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 
 from flask import Flask, render_template
+from flask_babel import gettext
 
 from mailadmin.errors.problems import problem_response, wants_problem_details
 from mailadmin.extensions import db
@@ -36,7 +37,8 @@ def service_unavailable(error: Exception):
     headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
     if wants_problem_details():
         return problem_response(503, UNAVAILABLE_MESSAGE, headers=headers)
-    return render_template("unavailable.html", message=UNAVAILABLE_MESSAGE), 503, headers
+    # The same sentence as the catalogue's (limits/throttle.py marks it): in the browser's language.
+    return render_template("unavailable.html", message=gettext(UNAVAILABLE_MESSAGE)), 503, headers
 
 
 def note_recovered_services() -> None:

@@ -26,9 +26,11 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from flask_babel import gettext
 from loguru import logger
 from redis import Redis, RedisError
 
+from mailadmin.i18n import count_of
 from mailadmin.limits.window import KEY_PREFIX, add_to_window, reserve_in_window, window_moments, window_usage
 from mailadmin.pii import email_hash
 
@@ -50,10 +52,12 @@ LOGIN_IP_KEY_TEMPLATE = KEY_PREFIX + "throttle:login:ip:{ip}"
 HOUR_SECONDS = 3600
 LOGIN_WINDOW_SECONDS = 900
 
-# action -> (message subject, unit singular, unit plural), for throttle_message().
+# action -> the sentence of throttle_message() in its two plural forms (msgids of the catalogue).
 _ACTION_WORDING = {
-    ACTION_CAMPAIGN_START: ("Campaign start", "start", "starts"),
-    ACTION_TEST_EMAIL: ("Test email", "test email", "test emails"),
+    ACTION_CAMPAIGN_START: ("Campaign start limit reached (%(num)s start per hour).",
+                            "Campaign start limit reached (%(num)s starts per hour)."),
+    ACTION_TEST_EMAIL: ("Test email limit reached (%(num)s test email per hour).",
+                        "Test email limit reached (%(num)s test emails per hour)."),
 }
 
 
@@ -105,14 +109,14 @@ def login_ip_key(ip: str | None) -> str:
 def throttle_message(action: str, limit: int, reason: str | None = REASON_LIMIT_REACHED) -> str:
     """The sentence shown to the user when `action` is refused for `reason`."""
     if reason == THROTTLE_BACKEND_UNAVAILABLE:
-        return UNAVAILABLE_MESSAGE
+        return gettext("Service temporarily unavailable. Please try again later.")
     if action == ACTION_LOGIN:
-        return LOGIN_THROTTLED_MESSAGE
-    subject, singular, plural = _ACTION_WORDING.get(
-        action, (action.replace("_", " ").capitalize(), "action", "actions")
-    )
-    unit = singular if limit == 1 else plural
-    return f"{subject} limit reached ({limit} {unit} per hour)."
+        return gettext("Too many failed sign-in attempts. Please try again later.")
+    if action in _ACTION_WORDING:
+        return count_of(limit, *_ACTION_WORDING[action])
+    subject = action.replace("_", " ").capitalize()
+    return count_of(limit, "%(subject)s limit reached (%(num)s action per hour).",
+                    "%(subject)s limit reached (%(num)s actions per hour).", subject=subject)
 
 
 def _backend_unavailable(exc: RedisError, **fields: object) -> ThrottleResult:

@@ -11,15 +11,23 @@ these words in a `<time>` (`campaigns.display.local_time`, the one template help
 a plain sentence (a check's verdict) that remembers the moments in it, so that a page can show
 them the same way while a terminal shows the plain text.
 
-Pure functions, usable from every layer; in models/ like wording.py, the lowest layer every
-blueprint and service imports.
+Pure functions, usable from every layer; in models/, the lowest layer every blueprint and service
+imports. The month is written in the viewer's language (mailadmin/i18n.py; English outside a request).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, tzinfo
 
+from mailadmin.i18n import current_language
+
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+# The month in the viewer's language (Russian: CLDR's abbreviated format names, as Babel gives them):
+# "7 дек. 2026, 20:04 UTC+1". static/localtime.js holds the same lists.
+MONTHS_BY_LANGUAGE = {
+    "en": MONTHS,
+    "ru": ("янв.", "февр.", "мар.", "апр.", "мая", "июн.", "июл.", "авг.", "сент.", "окт.", "нояб.", "дек."),
+}
 STYLES = ("datetime", "seconds", "auto")
 
 
@@ -40,7 +48,7 @@ def format_moment(moment: datetime, zone: tzinfo = UTC, style: str = "datetime",
         raise ValueError(f"unknown time style {style!r}; one of {STYLES}")
     local = moment.astimezone(zone)
     clock = f"{local:%H:%M:%S}" if style == "seconds" else f"{local:%H:%M}"
-    day = f"{local.day} {MONTHS[local.month - 1]}"
+    day = f"{local.day} {MONTHS_BY_LANGUAGE.get(current_language(), MONTHS)[local.month - 1]}"
     if style == "auto":
         today = (now or datetime.now(UTC)).astimezone(zone)
         if local.date() == today.date():

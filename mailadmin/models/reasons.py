@@ -14,7 +14,10 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from flask_babel import gettext, lazy_gettext
 from sqlalchemy import ColumnElement, and_, or_
+
+from mailadmin.i18n import number
 
 
 class Reason(StrEnum):
@@ -52,7 +55,7 @@ class Resumes(StrEnum):
 class ReasonInfo:
     """What the product knows about one reason."""
 
-    label: str
+    label: str  # a lazy string of the catalogue: the viewer's language when shown, English in logs and the CLI
     resumes: Resumes
     has_deadline: bool  # True: `deferred_until` says when it continues (a continuation is scheduled)
     log_level: str  # level of the "Campaign deferred" / pause record
@@ -66,17 +69,17 @@ class ReasonInfo:
 
 # One row per reason: label, how it resumes, has a deadline?, log level, playbook anchor.
 REASONS: dict[Reason, ReasonInfo] = {
-    Reason.SCHEDULED: ReasonInfo("Scheduled start", Resumes.AT_DEFERRED_UNTIL, True, "INFO", "scheduled-waiting-for-its-start-time"),
-    Reason.RATE_LIMIT: ReasonInfo("Waiting for the hourly quota", Resumes.AT_DEFERRED_UNTIL, True, "INFO", "rate_limit-hourly-quota-used-up"),
-    Reason.TRANSIENT_ERROR: ReasonInfo("Retrying after a temporary SMTP error", Resumes.AT_DEFERRED_UNTIL, True, "WARNING", "transient_error-retrying-after-a-temporary-smtp-error"),
-    Reason.CIRCUIT_BREAKER: ReasonInfo("Paused by the circuit breaker after repeated SMTP errors", Resumes.BY_ADMIN, False, "ERROR", "circuit_breaker-paused-after-repeated-smtp-errors"),
-    Reason.ADMIN_PAUSE: ReasonInfo("Paused by a person", Resumes.BY_OWNER_OR_ADMIN, False, "INFO", "admin_pause-paused-by-an-admin"),
-    Reason.GLOBAL_PAUSE: ReasonInfo("All sending is switched off", Resumes.WHEN_SWITCH_ON, False, "INFO", "global_pause-all-sending-switched-off"),
+    Reason.SCHEDULED: ReasonInfo(lazy_gettext("Scheduled start"), Resumes.AT_DEFERRED_UNTIL, True, "INFO", "scheduled-waiting-for-its-start-time"),
+    Reason.RATE_LIMIT: ReasonInfo(lazy_gettext("Waiting for the hourly quota"), Resumes.AT_DEFERRED_UNTIL, True, "INFO", "rate_limit-hourly-quota-used-up"),
+    Reason.TRANSIENT_ERROR: ReasonInfo(lazy_gettext("Retrying after a temporary SMTP error"), Resumes.AT_DEFERRED_UNTIL, True, "WARNING", "transient_error-retrying-after-a-temporary-smtp-error"),
+    Reason.CIRCUIT_BREAKER: ReasonInfo(lazy_gettext("Paused by the circuit breaker after repeated SMTP errors"), Resumes.BY_ADMIN, False, "ERROR", "circuit_breaker-paused-after-repeated-smtp-errors"),
+    Reason.ADMIN_PAUSE: ReasonInfo(lazy_gettext("Paused by a person"), Resumes.BY_OWNER_OR_ADMIN, False, "INFO", "admin_pause-paused-by-an-admin"),
+    Reason.GLOBAL_PAUSE: ReasonInfo(lazy_gettext("All sending is switched off"), Resumes.WHEN_SWITCH_ON, False, "INFO", "global_pause-all-sending-switched-off"),
     # A scheduled start found more than MAILER_SCHEDULE_MAX_LATE_MINUTES late: a person decides.
-    Reason.MISSED_SCHEDULE: ReasonInfo("Paused: its scheduled start was missed", Resumes.BY_OWNER_OR_ADMIN, False, "WARNING", "missed_schedule-paused-because-its-scheduled-start-was-missed"),
+    Reason.MISSED_SCHEDULE: ReasonInfo(lazy_gettext("Paused: its scheduled start was missed"), Resumes.BY_OWNER_OR_ADMIN, False, "WARNING", "missed_schedule-paused-because-its-scheduled-start-was-missed"),
     # Hard bounces + complaints above MAILER_BOUNCE_RATE_PAUSE_PERCENT of sent, or spam complaints alone
     # above MAILER_COMPLAINT_RATE_PAUSE_PERCENT: the list needs a look. `BounceRateTrip` says which.
-    Reason.BOUNCE_RATE: ReasonInfo("Paused: too many hard bounces or spam complaints", Resumes.BY_ADMIN, False, "ERROR", "bounce_rate-paused-because-its-list-bounces"),
+    Reason.BOUNCE_RATE: ReasonInfo(lazy_gettext("Paused: too many hard bounces or spam complaints"), Resumes.BY_ADMIN, False, "ERROR", "bounce_rate-paused-because-its-list-bounces"),
 }
 
 # Reasons whose campaigns continue by themselves at `deferred_until`.
@@ -153,13 +156,16 @@ class BounceRateTrip:
 
     def describe(self) -> str:
         """"spam complaints at 0.4 % of 1,000 sent (4), over the 0.3 % line"."""
-        what = "spam complaints" if self.line is PauseLine.COMPLAINT_RATE else "hard bounces and complaints"
-        return (f"{what} at {format_percent(self.rate_percent)} % of {self.sent:,} sent ({self.counted:,}), "
-                f"over the {format_percent(self.threshold_percent)} % line")
+        words = {"rate": format_percent(self.rate_percent), "sent": number(self.sent), "counted": number(self.counted),
+                 "line": format_percent(self.threshold_percent)}
+        if self.line is PauseLine.COMPLAINT_RATE:
+            return gettext("spam complaints at %(rate)s %% of %(sent)s sent (%(counted)s), over the %(line)s %% line", **words)
+        return gettext("hard bounces and complaints at %(rate)s %% of %(sent)s sent (%(counted)s), "
+                       "over the %(line)s %% line", **words)
 
     def label(self) -> str:
         """The pause reason as pages say it: "Paused: spam complaints at 0.4 % ..."."""
-        return f"Paused: {self.describe()}"
+        return gettext("Paused: %(what)s", what=self.describe())
 
     def details(self) -> dict[str, Any]:
         """The audit row's details and the log record's fields."""

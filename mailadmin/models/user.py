@@ -35,6 +35,8 @@ class User(UserMixin, db.Model):
     session_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     # Set by an admin's password reset: the temporary password must be replaced at the next login.
     must_change_password: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The language chosen on the account page ("en", "ru"); None follows the browser (mailadmin/i18n.py).
+    language: Mapped[str | None] = mapped_column(String(8))
 
     @property
     def is_admin(self) -> bool:

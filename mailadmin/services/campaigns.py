@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from flask_babel import gettext, lazy_gettext
 from loguru import logger
 from sqlalchemy import and_, case, exists, func, or_, select, update
 
@@ -54,11 +55,12 @@ _campaigns = Campaign.__table__
 _queues = CampaignQueue.__table__
 _recipients = Recipient.__table__
 
-MSG_NOT_DRAFT = "Only a draft campaign can be started."
-MSG_NO_RECIPIENTS = "This campaign has no recipients yet. Import recipients before starting it."
-MSG_NOTHING_TO_SEND = "Every recipient of this campaign is suppressed or invalid: there is nothing to send."
-MSG_TOO_LARGE = "Campaign is too large ({count} recipients). Maximum: {maximum}. Split it into several campaigns."
-MSG_NAIVE_SCHEDULE = "The scheduled start time must include a time zone."
+MSG_NOT_DRAFT = lazy_gettext("Only a draft campaign can be started.")
+MSG_NO_RECIPIENTS = lazy_gettext("This campaign has no recipients yet. Import recipients before starting it.")
+MSG_NOTHING_TO_SEND = lazy_gettext("Every recipient of this campaign is suppressed or invalid: there is nothing to send.")
+MSG_TOO_LARGE = lazy_gettext(
+    "Campaign is too large ({count} recipients). Maximum: {maximum}. Split it into several campaigns.")
+MSG_NAIVE_SCHEDULE = lazy_gettext("The scheduled start time must include a time zone.")
 
 
 class CampaignError(ServiceError):
@@ -219,7 +221,7 @@ def resume_campaign(campaign: Campaign, actor: User | None) -> Transition:
     if campaign.status in ACTIVE_STATUSES:
         return Transition(False, CampaignStatus(campaign.status), CampaignStatus(campaign.status))
     if campaign.status != PAUSED:
-        raise CampaignError(f"A {campaign.status} campaign cannot be resumed.")
+        raise CampaignError(gettext("A %(status)s campaign cannot be resumed.", status=campaign.status))
     now = utcnow()
     queue = campaign.queue  # what it resumes from, read before the reset
     from_reason, errors = (reason_of(queue.defer_reason), queue.consecutive_transient_errors) if queue else (None, 0)
@@ -229,7 +231,7 @@ def resume_campaign(campaign: Campaign, actor: User | None) -> Transition:
             db.session.refresh(campaign)  # another request or the send loop moved it meanwhile
             if campaign.status in ACTIVE_STATUSES:
                 return Transition(False, CampaignStatus(campaign.status), CampaignStatus(campaign.status))
-            raise CampaignError(f"A {campaign.status} campaign cannot be resumed.")
+            raise CampaignError(gettext("A %(status)s campaign cannot be resumed.", status=campaign.status))
         job_id = _reopen_queue(campaign.id, status, reason, now, consecutive_transient_errors=0)
         record_audit(actor, "campaign_resumed", campaign_id=campaign.id, from_status=PAUSED, to_status=status)
         if job_id is not None:
@@ -285,7 +287,8 @@ def _stop_campaign(
             if status == to_status:
                 db.session.refresh(campaign)
                 return Transition(False, to_status, to_status)
-            raise CampaignError(f"A {status} campaign cannot be {done}.")
+            raise CampaignError(gettext("A %(status)s campaign cannot be paused.", status=status) if done == "paused"
+                                else gettext("A %(status)s campaign cannot be cancelled.", status=status))
         db.session.execute(
             update(_queues)
             .where(_queues.c.campaign_id == campaign.id)
@@ -306,11 +309,9 @@ def _tell_slices_to_stop(campaign_id: int) -> None:
 
 # --- a scheduled start: now, or at another time ----------------------------------------------
 
-MSG_NOT_SCHEDULED = (
-    "This campaign is not waiting for a scheduled start (it has started or stopped meanwhile), "
-    "so it cannot be started now or moved."
-)
-MSG_START_IN_PAST = "The new start time has already passed. Pick a time in the future."
+MSG_NOT_SCHEDULED = lazy_gettext("This campaign is not waiting for a scheduled start (it has started or stopped "
+                                 "meanwhile), so it cannot be started now or moved.")
+MSG_START_IN_PAST = lazy_gettext("The new start time has already passed. Pick a time in the future.")
 # The waits a new start time may replace: a scheduled start still to come, and one that was missed.
 _START_WAITS = ((DEFERRED, Reason.SCHEDULED), (PAUSED, Reason.MISSED_SCHEDULE))
 
@@ -402,7 +403,7 @@ def requeue_unknown_recipients(campaign: Campaign, actor: User | None) -> int:
     picks them up when it continues.
     """
     if campaign.status in (DRAFT, CANCELLED):
-        raise CampaignError(f"Recipients of a {campaign.status} campaign cannot be re-queued.")
+        raise CampaignError(gettext("Recipients of a %(status)s campaign cannot be re-queued.", status=campaign.status))
     with transaction():
         count = _requeue_unknown(campaign, actor, utcnow())
     if not count:

@@ -11,10 +11,12 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from flask_babel import gettext, lazy_gettext
 from loguru import logger
 from sqlalchemy import case, delete, func, insert, literal, or_, select
 
 from mailadmin.extensions import db
+from mailadmin.i18n import number
 from mailadmin.mail.message import HeaderInjectionError, check_header_value
 from mailadmin.mail.templates import FIELD_LABELS, TemplateProblem, sample_fields, validate_campaign_templates
 from mailadmin.models import Campaign, Recipient, User
@@ -28,8 +30,8 @@ NAME_MAX = 200
 SUBJECT_MAX = 998  # RFC 5322: a header line is at most 998 characters
 BODY_MAX = 500_000
 
-NOT_A_DRAFT_MESSAGE = "Only a draft campaign can be changed. This campaign has already been started."
-SUBJECT_LINE_BREAK_MESSAGE = "The subject must be a single line: line breaks (CR/LF) are not allowed."
+NOT_A_DRAFT_MESSAGE = lazy_gettext("Only a draft campaign can be changed. This campaign has already been started.")
+SUBJECT_LINE_BREAK_MESSAGE = lazy_gettext("The subject must be a single line: line breaks (CR/LF) are not allowed.")
 
 
 class DraftError(ServiceError):
@@ -103,24 +105,24 @@ def validate_draft(
     """Every problem of a draft's fields, by form field; an empty dict means it can be saved."""
     errors: dict[str, list[str]] = defaultdict(list)
     if not name.strip():
-        errors["name"].append("Give the campaign a name.")
+        errors["name"].append(gettext("Give the campaign a name."))
     elif len(name) > NAME_MAX:
-        errors["name"].append(f"The name is too long (at most {NAME_MAX} characters).")
+        errors["name"].append(gettext("The name is too long (at most %(max)s characters).", max=NAME_MAX))
     if not subject.strip():
-        errors["subject"].append("Write a subject.")
+        errors["subject"].append(gettext("Write a subject."))
     elif len(subject) > SUBJECT_MAX:
-        errors["subject"].append(f"The subject is too long (at most {SUBJECT_MAX} characters).")
+        errors["subject"].append(gettext("The subject is too long (at most %(max)s characters).", max=SUBJECT_MAX))
     try:
         check_header_value("Subject", subject)
         line_break = False
     except HeaderInjectionError:
         line_break = True
-        errors["subject"].append(SUBJECT_LINE_BREAK_MESSAGE)
+        errors["subject"].append(str(SUBJECT_LINE_BREAK_MESSAGE))
     if not body_text.strip():
-        errors["body_text"].append("Write a text body: every message carries a plain-text part.")
+        errors["body_text"].append(gettext("Write a text body: every message carries a plain-text part."))
     for key, value in (("body_text", body_text), ("body_html", body_html or "")):
         if len(value) > BODY_MAX:
-            errors[key].append(f"The body is too long (at most {BODY_MAX:,} characters).")
+            errors[key].append(gettext("The body is too long (at most %(max)s characters).", max=number(BODY_MAX)))
     for problem in validate_campaign_templates(
         subject, body_text, body_html, sample=sample_fields(extra_fields or [])
     ):
@@ -157,7 +159,7 @@ def update_campaign(
 ) -> Campaign:
     """Change a draft's name, subject and bodies, or raise DraftError (also when it is no longer a draft)."""
     if campaign.status != DRAFT:
-        raise DraftError({"campaign": [NOT_A_DRAFT_MESSAGE]}, ErrorKind.CONFLICT)
+        raise DraftError({"campaign": [str(NOT_A_DRAFT_MESSAGE)]}, ErrorKind.CONFLICT)
     name, subject, body_text, body_html = _clean(name, subject, body_text, body_html)
     errors = validate_draft(name, subject, body_text, body_html, extra_fields=campaign_field_names(campaign))
     if errors:
@@ -173,7 +175,7 @@ def update_campaign(
 # --- duplicating and deleting ----------------------------------------------------------------
 
 COPY_SUFFIX = " (copy)"
-DELETE_NOT_A_DRAFT_MESSAGE = "Only a draft can be deleted. A started campaign stays for its results."
+DELETE_NOT_A_DRAFT_MESSAGE = lazy_gettext("Only a draft can be deleted. A started campaign stays for its results.")
 
 
 def duplicate_campaign(campaign: Campaign, owner: User, *, with_recipients: bool = False) -> Campaign:
@@ -229,7 +231,7 @@ def delete_draft(campaign: Campaign, actor: User) -> None:
     with transaction():
         status = db.session.scalar(select(Campaign.status).where(Campaign.id == campaign.id).with_for_update())
         if status != DRAFT:
-            raise DraftError({"campaign": [DELETE_NOT_A_DRAFT_MESSAGE]}, ErrorKind.CONFLICT)  # rolls back: the row lock goes
+            raise DraftError({"campaign": [str(DELETE_NOT_A_DRAFT_MESSAGE)]}, ErrorKind.CONFLICT)  # rolls back: the row lock goes
         name, campaign_id = campaign.name, campaign.id
         db.session.execute(delete(Recipient).where(Recipient.campaign_id == campaign_id))
         db.session.execute(

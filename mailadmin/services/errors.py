@@ -24,6 +24,7 @@ class ServiceError(ValueError):
     default_kind = ErrorKind.INVALID
 
     def __init__(self, message: str, kind: ErrorKind | None = None) -> None:
+        message = str(message)  # a lazy catalogue string is written now, in the language of this request
         super().__init__(message)
         self.message = message
         self.kind = kind or self.default_kind

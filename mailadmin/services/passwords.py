@@ -12,6 +12,8 @@ import re
 import secrets
 from functools import cache
 
+from flask_babel import gettext
+
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 200
 _TRAILING_NOISE = re.compile(r"[\d\W_]+$")
@@ -36,15 +38,15 @@ def is_common_password(password: str) -> bool:
 def password_problem(password: str) -> str | None:
     """Why `password` is refused (one sentence for the person choosing it), or None when it is fine."""
     if len(password) < MIN_PASSWORD_LENGTH:
-        return f"The password must be at least {MIN_PASSWORD_LENGTH} characters long."
+        return gettext("The password must be at least %(count)s characters long.", count=MIN_PASSWORD_LENGTH)
     if len(password) > MAX_PASSWORD_LENGTH:
-        return f"The password must be at most {MAX_PASSWORD_LENGTH} characters long."
+        return gettext("The password must be at most %(count)s characters long.", count=MAX_PASSWORD_LENGTH)
     if not password.strip():
-        return "The password cannot be only spaces."
+        return gettext("The password cannot be only spaces.")
     if len(set(password)) == 1:
-        return "The password cannot be one character repeated."
+        return gettext("The password cannot be one character repeated.")
     if is_common_password(password):
-        return "This password is too common: it appears in lists attackers try first. Choose another."
+        return gettext("This password is too common: it appears in lists attackers try first. Choose another.")
     return None
 
 

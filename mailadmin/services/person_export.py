@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from flask_babel import gettext
 from sqlalchemy import select
 
 from mailadmin.extensions import db, get_settings
@@ -98,7 +99,7 @@ def export_person(email: str, actor: User) -> dict[str, Any]:
     """Everything stored about `email` (see the module docstring); the export is audited without the address."""
     address = normalise_suppressed_email(email or "")
     if "@" not in address or len(address) > 320:
-        raise SuppressionError("Enter the one address to export.")
+        raise SuppressionError(gettext("Enter the one address to export."))
     contact, contact_data = _contact(address)
     document = {
         "format": EXPORT_FORMAT, "address": address, "exported_at": _time(utcnow()),

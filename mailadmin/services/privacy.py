@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from flask_babel import gettext
 from loguru import logger
 from sqlalchemy import Text, cast, delete, func, select, update
 
@@ -98,7 +99,7 @@ def erase_person(email: str, actor: User) -> ErasureReport:
     """Replace every stored copy of `email` by its erasure marker and delete its contact; it stays suppressed."""
     address = normalise_suppressed_email(email)
     if "@" not in address or len(address) > 320:
-        raise SuppressionError("Enter the one address to erase.")
+        raise SuppressionError(gettext("Enter the one address to erase."))
     salt = get_settings().log_hash_salt
     marker = erasure_marker(address, salt)
     with transaction():

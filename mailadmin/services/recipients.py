@@ -23,16 +23,17 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from email_validator import EmailNotValidError, validate_email
+from flask_babel import gettext, lazy_gettext
 from loguru import logger
 from sqlalchemy import case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from mailadmin import i18n
 from mailadmin.extensions import db
 from mailadmin.mail.message import InvalidAddressError, normalize_address
 from mailadmin.models import Campaign, Recipient
 from mailadmin.models.campaign import DRAFT, R_PENDING, R_SKIPPED
 from mailadmin.models.types import utcnow
-from mailadmin.models.wording import plural
 from mailadmin.services.csv_upload import (
     Columns,
     cell_value,
@@ -49,9 +50,10 @@ NAME_MAX = 200
 EMAIL_MAX = 320
 FIELD_VALUE_MAX = 500
 
-NOT_A_DRAFT_MESSAGE = "Recipients can only be imported into a draft campaign."
-NOT_A_DRAFT_CHANGE_MESSAGE = "Recipients can only be removed from a draft campaign. This campaign has already been started."
-EMPTY_MESSAGE = "Nothing to import: the file or the text box is empty."
+NOT_A_DRAFT_MESSAGE = lazy_gettext("Recipients can only be imported into a draft campaign.")
+NOT_A_DRAFT_CHANGE_MESSAGE = lazy_gettext(
+    "Recipients can only be removed from a draft campaign. This campaign has already been started.")
+EMPTY_MESSAGE = lazy_gettext("Nothing to import: the file or the text box is empty.")
 
 
 class RecipientImportError(ServiceError):
@@ -78,10 +80,12 @@ class ImportSummary:
     @property
     def text(self) -> str:
         """"9,812 added · 1 duplicate · 41 invalid · 27 suppressed"."""
-        return (
-            f"{self.added:,} added · {plural(self.duplicates, 'duplicate')} · "
-            f"{self.invalid_count:,} invalid · {self.suppressed:,} suppressed"
-        )
+        return " · ".join((
+            gettext("%(count)s added", count=i18n.number(self.added)),
+            i18n.count_of(self.duplicates, "%(num)s duplicate", "%(num)s duplicates"),
+            gettext("%(count)s invalid", count=i18n.number(self.invalid_count)),
+            gettext("%(count)s suppressed", count=i18n.number(self.suppressed)),
+        ))
 
     def add(self, other: ImportSummary, label: str) -> None:
         """Fold a second import of the same request (a file and pasted lines) into this summary."""
@@ -92,8 +96,8 @@ class ImportSummary:
 
 
 def too_long_cell_message(row_number: int) -> str:
-    return (f"Row {row_number}: a cell is longer than {csv.field_size_limit():,} characters. "
-            "Nothing was imported; shorten it or remove the row.")
+    return gettext("Row %(row)s: a cell is longer than %(max)s characters. Nothing was imported; shorten it or remove the row.",
+                   row=row_number, max=i18n.number(csv.field_size_limit()))
 
 
 def parse_rows(text: str) -> tuple[list[tuple[int, list[str]]], list[str] | None, str]:
@@ -116,7 +120,7 @@ def parse_rows(text: str) -> tuple[list[tuple[int, list[str]]], list[str] | None
         except csv.Error as exc:
             if "field limit" in str(exc):
                 raise RecipientImportError(too_long_cell_message(number + 1)) from None
-            raise RecipientImportError(f"Row {number + 1}: this row cannot be read as CSV ({exc}).") from None
+            raise RecipientImportError(gettext("Row %(row)s: this row cannot be read as CSV (%(problem)s).", row=number + 1, problem=exc)) from None
         number += 1
         if not row or not any(cell.strip() for cell in row):
             continue
@@ -134,9 +138,9 @@ def _rows_of(source: str | bytes | IO[Any]) -> tuple[list[tuple[int, list[str]]]
     try:
         text = read_upload(source)
     except (OSError, ValueError):
-        raise RecipientImportError("The file could not be read. Upload a CSV text file.") from None
+        raise RecipientImportError(gettext("The file could not be read. Upload a CSV text file.")) from None
     if "\x00" in text:
-        raise RecipientImportError("This does not look like a CSV text file (it contains binary data).")
+        raise RecipientImportError(gettext("This does not look like a CSV text file (it contains binary data)."))
     rows, header, delimiter = parse_rows(text)
     if not rows:
         raise RecipientImportError(EMPTY_MESSAGE)
@@ -147,10 +151,10 @@ def _valid_email(row: list[str], columns: Columns, number: int, summary: ImportS
     """The row's normalised address, or None after noting why the row is invalid."""
     raw_email = cell_value(row, columns.email)
     if not raw_email:
-        summary.invalid.append((number, "No email address in this row."))
+        summary.invalid.append((number, gettext("No email address in this row.")))
         return None
     if len(raw_email) > EMAIL_MAX:
-        summary.invalid.append((number, f"The email address is longer than {EMAIL_MAX} characters."))
+        summary.invalid.append((number, gettext("The email address is longer than %(max)s characters.", max=EMAIL_MAX)))
         return None
     try:
         email = validate_email(raw_email, check_deliverability=False).normalized.lower()
@@ -175,8 +179,8 @@ def send_path_refusal(email: str) -> str | None:
         normalize_address(email)
     except InvalidAddressError as exc:
         if not email.rpartition("@")[0].isascii():
-            return "non-ASCII characters before the @ cannot be sent (SMTPUTF8 is not supported)."
-        return f"this address cannot be sent to ({exc})."
+            return gettext("non-ASCII characters before the @ cannot be sent (SMTPUTF8 is not supported).")
+        return gettext("this address cannot be sent to (%(problem)s).", problem=exc)
     return None
 
 
@@ -236,7 +240,7 @@ def _insert_recipients(campaign: Campaign, values: list[dict], suppressed: int, 
                 _insert_rows(campaign, values, suppressed, now)
     except IntegrityError:
         raise RecipientImportError(
-            "Another import into this campaign ran at the same time. Nothing was added; please import again."
+            gettext("Another import into this campaign ran at the same time. Nothing was added; please import again.")
         ) from None
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from email_validator import EmailNotValidError, validate_email
+from flask_babel import gettext
 from loguru import logger
 from sqlalchemy import bindparam, func, select, union_all
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -192,10 +193,10 @@ def remove_suppression(suppression_id: int, why: str, actor: User) -> Suppressio
     """Remove one entry; the reason and the masked address go to the audit log. Commits."""
     why = why.strip()
     if not why:
-        raise SuppressionError("Say why the address may receive mail again.")
+        raise SuppressionError(gettext("Say why the address may receive mail again."))
     row = db.session.get(Suppression, suppression_id)
     if row is None:
-        raise SuppressionError("This entry is no longer on the suppression list.", ErrorKind.NOT_FOUND)
+        raise SuppressionError(gettext("This entry is no longer on the suppression list."), ErrorKind.NOT_FOUND)
     details = {"why": why[:200], "reason": row.reason, "source": row.source}
     if "@" in row.email:
         details.update(_address_log_fields(row.email))

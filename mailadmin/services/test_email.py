@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from email_validator import EmailNotValidError, validate_email
+from flask_babel import gettext, lazy_gettext
 from loguru import logger
 
 from mailadmin.extensions import get_redis, get_settings
@@ -25,7 +26,8 @@ from mailadmin.pii import get_pii_log_fields
 from mailadmin.services.drafts import preview_fields
 from mailadmin.services.errors import ServiceError, throttle_refusal
 
-TEST_SUBJECT_PREFIX = "[Test] "
+# The mark in front of a test message's subject, in the language of the person who sends it.
+TEST_SUBJECT_PREFIX = lazy_gettext("[Test] ")
 # Test messages carry a real, signed unsubscribe link that names no recipient (id 0),
 # so clicking it in a test email suppresses nobody.
 TEST_RECIPIENT_ID = 0
@@ -51,11 +53,11 @@ def normalise_test_address(address: str) -> str:
     """A syntax-checked single address, or TestEmailError."""
     address = (address or "").strip()
     if not address:
-        raise TestEmailError("Enter the address the test email should go to.")
+        raise TestEmailError(gettext("Enter the address the test email should go to."))
     try:
         return validate_email(address, check_deliverability=False).normalized
     except EmailNotValidError as exc:
-        raise TestEmailError(f"That is not a valid email address: {exc}") from None
+        raise TestEmailError(gettext("That is not a valid email address: %(problem)s", problem=exc)) from None
 
 
 def send_test_email(campaign: Campaign, user: User, to_address: str) -> TestEmailResult:
@@ -63,9 +65,9 @@ def send_test_email(campaign: Campaign, user: User, to_address: str) -> TestEmai
     settings = get_settings()
     to_address = normalise_test_address(to_address)
     try:
-        templates = CampaignTemplates(TEST_SUBJECT_PREFIX + campaign.subject, campaign.body_text, campaign.body_html)
+        templates = CampaignTemplates(str(TEST_SUBJECT_PREFIX) + campaign.subject, campaign.body_text, campaign.body_html)
     except TemplateProblem as problem:
-        raise TestEmailError(f"Fix the campaign's templates first: {problem}") from None
+        raise TestEmailError(gettext("Fix the campaign's templates first: %(problem)s", problem=problem)) from None
 
     limit = settings.throttle_test_email_per_hour
     verdict = is_user_throttled(get_redis(), ACTION_TEST_EMAIL, user.id, limit)
@@ -77,13 +79,13 @@ def send_test_email(campaign: Campaign, user: User, to_address: str) -> TestEmai
                                  list_name=campaign.name)
         built = builder.build(TEST_RECIPIENT_ID, to_address, preview_fields(campaign))
     except MessageBuildError as exc:
-        raise TestEmailError(f"The test email could not be built: {exc}") from None
+        raise TestEmailError(gettext("The test email could not be built: %(problem)s", problem=exc)) from None
     except TemplateProblem as problem:
-        raise TestEmailError(f"Fix the campaign's templates first: {problem}") from None
+        raise TestEmailError(gettext("Fix the campaign's templates first: %(problem)s", problem=problem)) from None
     except TemplateBudgetExceeded as exc:
-        raise TestEmailError(f"The campaign's templates failed to render: {exc}") from None
+        raise TestEmailError(gettext("The campaign's templates failed to render: %(problem)s", problem=exc)) from None
     except Exception as exc:  # a template error at render time is the manager's to fix, not a 500
-        raise TestEmailError(f"The campaign's templates failed to render: {type(exc).__name__}") from None
+        raise TestEmailError(gettext("The campaign's templates failed to render: %(problem)s", problem=type(exc).__name__)) from None
 
     transport = transport_from_url(settings.smtp_url, timeout=settings.smtp_timeout_seconds)
     try:
@@ -96,7 +98,7 @@ def send_test_email(campaign: Campaign, user: User, to_address: str) -> TestEmai
             error_class=exc.error_class,
             **get_pii_log_fields(to_address, "WARNING"),
         ).warning("Test email failed")
-        raise TestEmailError(f"The SMTP server did not accept the test email: {exc.message}") from None
+        raise TestEmailError(gettext("The SMTP server did not accept the test email: %(problem)s", problem=exc.message)) from None
     finally:
         transport.close()
     logger.bind(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from functools import cache
 
 from email_validator import EmailNotValidError, validate_email
+from flask_babel import gettext
 from sqlalchemy import func, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -33,7 +34,7 @@ def normalise_login_email(email: str) -> str:
     try:
         return validate_email(email.strip(), check_deliverability=False).normalized.lower()
     except EmailNotValidError as exc:
-        raise UserError(f"Invalid email address: {exc}") from None
+        raise UserError(gettext("Invalid email address: %(problem)s", problem=exc)) from None
 
 
 @in_transaction
@@ -44,7 +45,7 @@ def create_user(email: str, password: str, role: str, *, actor: User | None = No
         raise UserError(f"Unknown role {role!r}: expected one of {', '.join(ROLES)}")
     _check_policy(password)
     if db.session.scalar(select(User).where(func.lower(User.email) == email)):
-        raise UserError(f"A user with the email {email} already exists", ErrorKind.CONFLICT)
+        raise UserError(gettext("A user with the email %(email)s already exists", email=email), ErrorKind.CONFLICT)
     user = User(email=email, role=role, active=True)
     user.set_password(password)
     db.session.add(user)
@@ -57,7 +58,7 @@ def find_user(email: str) -> User:
     """The user with this login email, or UserError."""
     user = db.session.scalar(select(User).where(func.lower(User.email) == email.strip().lower()))
     if user is None:
-        raise UserError(f"No user with the email {email}", ErrorKind.NOT_FOUND)
+        raise UserError(gettext("No user with the email %(email)s", email=email), ErrorKind.NOT_FOUND)
     return user
 
 
@@ -73,7 +74,7 @@ def set_role(user: User, role: str, *, actor: User | None = None) -> User:
     if role not in ROLES:
         raise UserError(f"Unknown role {role!r}: expected one of {', '.join(ROLES)}")
     if user.role == ROLE_ADMIN and role != ROLE_ADMIN and user.active and _active_admins_other_than(user) == 0:
-        raise UserError("This is the last active admin: make another user admin first", ErrorKind.CONFLICT)
+        raise UserError(gettext("This is the last active admin: make another user admin first"), ErrorKind.CONFLICT)
     old = user.role
     user.role = role
     record_audit(actor, "user_role_changed", details={"user_id": user.id, "from": old, "to": role})
@@ -93,7 +94,7 @@ def _end_sessions(user: User) -> None:
 def set_active(user: User, active: bool, *, actor: User | None = None) -> User:
     """Disable or re-enable a user (ending their sessions); the last active admin cannot be disabled."""
     if not active and user.role == ROLE_ADMIN and user.active and _active_admins_other_than(user) == 0:
-        raise UserError("This is the last active admin: it cannot be disabled", ErrorKind.CONFLICT)
+        raise UserError(gettext("This is the last active admin: it cannot be disabled"), ErrorKind.CONFLICT)
     user.active = active
     _end_sessions(user)
     record_audit(actor, "user_enabled" if active else "user_disabled", details={"user_id": user.id})
@@ -110,9 +111,9 @@ def set_password(user: User, password: str, *, actor: User | None = None) -> Use
 def change_own_password(user: User, current: str, new: str) -> User:
     """A user replaces their own password: the current one first, then the policy."""
     if not user.check_password(current):
-        raise UserError("The current password is not right")
+        raise UserError(gettext("The current password is not right"))
     if new == current:
-        raise UserError("The new password must differ from the current one")
+        raise UserError(gettext("The new password must differ from the current one"))
     return set_password(user, new, actor=user)
 
 

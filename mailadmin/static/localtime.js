@@ -17,7 +17,10 @@
 
   // The one format, written exactly as the server writes it (mailadmin/models/moments.py):
   // "7 Dec 2026, 20:04 UTC+1", with seconds for data-local="seconds", the time alone today for "auto".
-  var MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+  // The month in the page's language, as the server writes it (moments.MONTHS_BY_LANGUAGE).
+  var MONTHS = document.documentElement.lang === "ru"
+    ? ["янв.", "февр.", "мар.", "апр.", "мая", "июн.", "июл.", "авг.", "сент.", "окт.", "нояб.", "дек."]
+    : ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
   var PARTS = new Intl.DateTimeFormat("en-GB", {
     timeZone: zone, year: "numeric", month: "numeric", day: "numeric",
     hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23"

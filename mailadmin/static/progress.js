@@ -46,8 +46,11 @@
     });
   }
 
+  // Counts written as the page's language writes them (the server's Babel does the same): "1,204" / "1 204".
+  var NUMBER_LOCALE = document.documentElement.lang === "ru" ? "ru-RU" : "en-US";
+
   function number(value) {
-    return typeof value === "number" ? value.toLocaleString("en-US") : (value == null ? "" : String(value));
+    return typeof value === "number" ? value.toLocaleString(NUMBER_LOCALE) : (value == null ? "" : String(value));
   }
 
   function lookup(data, path) {

@@ -138,14 +138,14 @@ def test_admin_finds_removes_adds_imports_and_erases(app, admin, manager, live_s
     page.get_by_label("Addresses (one per line)").fill("no.more.mail@example.net")
     page.locator("#add-suppressions").get_by_label("Note (why)").fill("asked at the front desk")
     page.get_by_role("button", name="Add to the suppression list").click()
-    assert "1 address(es) added" in page.locator(".flash.success").inner_text()
+    assert "1 address added" in page.locator(".flash.success").inner_text()
 
     # Import a CSV.
     upload = tmp_path / "old-list.csv"
     upload.write_text("email,reason\nlegacy1@example.com,hard_bounce\nlegacy2@example.com,complaint\n")
     page.get_by_label("CSV file (email[,reason])").set_input_files(str(upload))
     page.get_by_role("button", name="Import").click()
-    assert "2 address(es) added" in page.locator(".flash.success").inner_text()
+    assert "2 addresses added" in page.locator(".flash.success").inner_text()
     assert is_suppressed("legacy1@example.com") and is_suppressed("legacy2@example.com")
 
     # Erase a person.

@@ -1,0 +1,83 @@
+"""Languages: which one a request is answered in, and the catalogue helpers every layer may use.
+
+English and Russian (SPEC "Languages"). A logged-in user's stored choice (`users.language`) wins;
+without one — and on the public pages, which nobody logs in to — the browser's `Accept-Language`
+picks the best match; English when nothing matches or outside a request (jobs, the CLI).
+The catalogues live in mailadmin/translations (messages.po; the compiled .mo is built at install
+by `make translations`): without a compiled catalogue every page is in English, the msgids.
+Log messages, event names, API error types and CLI output are interfaces and stay English.
+"""
+
+from __future__ import annotations
+
+from babel.numbers import format_decimal
+from flask import Flask, has_request_context, request
+from flask_babel import get_locale, get_translations, refresh
+from flask_login import current_user
+from sqlalchemy.exc import SQLAlchemyError
+
+from mailadmin.extensions import babel
+
+LANGUAGES = ("en", "ru")
+DEFAULT_LANGUAGE = "en"
+# How each language names itself in the account page's choice.
+LANGUAGE_NAMES = {"en": "English", "ru": "Русский"}
+# Pages for the people on the lists, not for the app's users: they follow the browser even when the
+# visitor happens to be logged in (SPEC "Languages"). Blueprints whole, or single endpoints.
+PUBLIC_BLUEPRINTS = frozenset({"unsubscribe"})
+PUBLIC_ENDPOINTS = frozenset({"subscribe.form", "subscribe.sign_up", "subscribe.confirm"})
+
+
+def select_locale() -> str:
+    """The user's stored choice, else the browser's best match among LANGUAGES, else English."""
+    if not has_request_context():
+        return DEFAULT_LANGUAGE
+    if request.blueprint in PUBLIC_BLUEPRINTS or request.endpoint in PUBLIC_ENDPOINTS:
+        return _browser_language()
+    try:
+        stored = getattr(current_user, "language", None)
+    except SQLAlchemyError:  # the database is down: the 503 page follows the browser
+        stored = None
+    return stored if stored in LANGUAGES else _browser_language()
+
+
+def _browser_language() -> str:
+    """The best match of the request's Accept-Language among LANGUAGES, else English."""
+    return request.accept_languages.best_match(LANGUAGES) or DEFAULT_LANGUAGE
+
+
+def current_language() -> str:
+    """"en" or "ru": the language of the current request (English outside one)."""
+    locale = get_locale()
+    return locale.language if locale is not None and locale.language in LANGUAGES else DEFAULT_LANGUAGE
+
+
+def number(value: int | float) -> str:
+    """A count as the viewer's language writes it: "1,204" in English, "1 204" in Russian."""
+    return format_decimal(value, locale=get_locale() or DEFAULT_LANGUAGE)
+
+
+def decimal1(value: float) -> str:
+    """"2.5" in English, "2,5" in Russian: a rate with one decimal."""
+    return format_decimal(value, format="0.0", locale=get_locale() or DEFAULT_LANGUAGE)
+
+
+def count_of(count: int, singular: str, plural: str, **variables: object) -> str:
+    """ngettext whose `%(num)s` is the count written for the locale (flask_babel's `ngettext` writes
+    it bare): count_of(1204, "%(num)s recipient", "%(num)s recipients") == "1,204 recipients"; in
+    Russian "1 получатель", "2 получателя", "5 получателей", "1 204 получателя". pybabel extracts it
+    (the Makefile's `-k count_of:2,3`)."""
+    return get_translations().ungettext(singular, plural, count) % {"num": number(count), **variables}
+
+
+def init_i18n(app: Flask) -> None:
+    """Bind Flask-Babel (times stay in the viewer's zone: models/moments.py) and the template helpers."""
+    app.config.setdefault("BABEL_DEFAULT_LOCALE", DEFAULT_LANGUAGE)
+    babel.init_app(app, locale_selector=select_locale)
+    # Flask-Babel keeps the language it picked in `g`, which outlives a request when an app context is
+    # shared (tests, a job rendering several mails): each request picks its own.
+    app.before_request(refresh)
+    app.add_template_global(current_language, "current_language")
+    app.add_template_filter(number, "number")
+    app.add_template_filter(decimal1, "decimal1")
+    app.add_template_global(count_of, "count_of")
