@@ -19,6 +19,10 @@ ACTION_LABELS = {
     "circuit_breaker_tripped": "Circuit breaker tripped",
     "unknown_recipients_requeued": "Unknown recipients re-queued",
     "draft_deleted": "Draft deleted",
+    "draft_created": "Draft created",
+    "draft_edited": "Draft edited",
+    "api_token_created": "API token created",
+    "api_token_revoked": "API token revoked",
     "sending_switched_off": "All sending switched off",
     "sending_switched_on": "All sending switched back on",
     "user_created": "User created",
@@ -45,6 +49,7 @@ DETAIL_LABELS = {
     "from": "from",
     "to": "to",
     "role": "role",
+    "api_token": "through API token",
 }
 
 
