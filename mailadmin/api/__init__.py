@@ -33,7 +33,7 @@ class MailadminApi(Api):
     def _register_responses(self) -> None:
         super()._register_responses()
         # The error answers are problem+json, not JSON: document them so.
-        for name, response in self.spec.components.responses_lazy.items():
+        for response in self.spec.components.responses_lazy.values():
             content = response.get("content", {})
             if "application/json" in content:
                 content[PROBLEM_MIMETYPE] = content.pop("application/json")

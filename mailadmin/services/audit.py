@@ -11,7 +11,6 @@ from loguru import logger
 from mailadmin.extensions import db
 from mailadmin.models import AuditEvent, User
 
-
 # The name of the API token the current request acts through (None: a page, the CLI, a job).
 _api_token_name: ContextVar[str | None] = ContextVar("mailadmin_api_token_name", default=None)
 
