@@ -26,7 +26,8 @@ WWW_AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="mailadmin"'}
 # Every protected operation documents these answers (components/responses, problem+json).
 COMMON_RESPONSES = {"401": "UNAUTHORIZED", "403": "FORBIDDEN", "429": "TOO_MANY_REQUESTS",
                     "503": "SERVICE_UNAVAILABLE"}
-BODY_RESPONSES = {"413": "REQUEST_ENTITY_TOO_LARGE", "422": "UNPROCESSABLE_ENTITY"}
+BODY_RESPONSES = {"400": "BAD_REQUEST", "413": "REQUEST_ENTITY_TOO_LARGE"}
+ARGUMENT_RESPONSES = {"422": "UNPROCESSABLE_ENTITY"}
 
 
 def api_user() -> User:
@@ -87,8 +88,10 @@ def requires(scope: str) -> Callable:
         manual = dict(apidoc.get("manual_doc", {}))
         manual["security"] = [{BEARER: []}]
         manual["x-scope"] = scope
-        has_body = any(a.get("in") == "json" for a in apidoc.get("arguments", {}).get("parameters", []))
-        documented = {**COMMON_RESPONSES, **(BODY_RESPONSES if has_body else {})}
+        arguments = apidoc.get("arguments", {}).get("parameters", [])
+        has_body = any(a.get("in") == "json" for a in arguments)
+        documented = {**COMMON_RESPONSES, **(BODY_RESPONSES if has_body else {}),
+                      **(ARGUMENT_RESPONSES if arguments else {})}
         manual.setdefault("responses", {}).update(
             {code: name for code, name in documented.items() if code not in manual["responses"]})
         apidoc["manual_doc"] = manual

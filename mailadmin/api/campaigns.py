@@ -66,6 +66,7 @@ def campaign_body(campaign: Campaign) -> dict:
 @idempotent
 @blp.arguments(CampaignContentSchema)
 @blp.response(201, CampaignSchema)
+@blp.alt_response(404, response="NOT_FOUND", description="A list or segment in `targets` is not one this user may use")
 def create_campaign(content: dict):
     """Create a draft with its content and, optionally, the lists and segments it sends to."""
     targets = content.pop("targets", None)
@@ -141,7 +142,7 @@ def list_recipients(filters: dict, paging: dict, campaign_id: int):
     query = select(Recipient).where(Recipient.campaign_id == campaign.id)
     if "status" in filters:
         query = query.where(Recipient.status == filters["status"])
-    if (after := decode_cursor(paging["cursor"])) is not None:
+    if (after := decode_cursor(paging["cursor"], 2**63 - 1)) is not None:
         query = query.where(Recipient.id > after)
     rows = db.session.scalars(query.order_by(Recipient.id).limit(paging["limit"] + 1)).all()
     return page(rows, paging["limit"])

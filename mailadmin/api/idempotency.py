@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 from collections.abc import Callable
 
 from flask import Response, make_response, request
@@ -25,6 +26,8 @@ from mailadmin.limits.window import KEY_PREFIX
 HEADER = "Idempotency-Key"
 KEPT_SECONDS = 24 * 3600
 MAX_KEY_LENGTH = 255
+# Visible ASCII, no space: what a header value can carry unchanged through every proxy.
+KEY_PATTERN = "^[\\x21-\\x7e]{1,255}$"
 _KEY = KEY_PREFIX + "api:idempotency:{token_id}:{key}"
 _PENDING = "pending"
 _KEPT_HEADERS = ("Location", "Content-Type")
@@ -85,8 +88,9 @@ def idempotent(view: Callable) -> Callable:
         key = request.headers.get(HEADER)
         if key is None:
             return make_response(view(*args, **kwargs))
-        if not key.strip() or len(key) > MAX_KEY_LENGTH:
-            raise ApiProblem(422, "validation", f"{HEADER} must be 1 to {MAX_KEY_LENGTH} characters.", field=HEADER)
+        if not re.fullmatch(KEY_PATTERN, key):
+            raise ApiProblem(422, "validation", f"{HEADER} must be 1 to {MAX_KEY_LENGTH} visible ASCII characters.",
+                             field=HEADER)
         try:
             return _run_once(view, args, kwargs, key)
         except RedisError:
@@ -96,7 +100,7 @@ def idempotent(view: Callable) -> Callable:
     apidoc = dict(getattr(view, "_apidoc", {}))
     manual = dict(apidoc.get("manual_doc", {}))
     manual["parameters"] = [*manual.get("parameters", []), {
-        "in": "header", "name": HEADER, "required": False, "schema": {"type": "string", "maxLength": MAX_KEY_LENGTH},
+        "in": "header", "name": HEADER, "required": False, "schema": {"type": "string", "pattern": KEY_PATTERN},
         "description": "Retrying with the same key and body returns the first answer (kept 24 h)."}]
     manual.setdefault("responses", {}).setdefault("409", "CONFLICT")
     manual["responses"].setdefault("422", "UNPROCESSABLE_ENTITY")

@@ -4,6 +4,7 @@ serializes an answer, and the OpenAPI description is generated from them."""
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 import marshmallow as ma
 
@@ -24,6 +25,17 @@ class Text(ma.fields.String):
         if _UNSTORABLE.search(text):
             raise self.make_error("unstorable")
         return text
+
+
+class Moment(ma.fields.AwareDateTime):
+    """A moment with its zone, in UTC; one beyond what can be stored is taken as the first or last storable."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError:
+            return datetime.min.replace(tzinfo=UTC) if moment.year < 2 else datetime.max.replace(tzinfo=UTC)
 
 
 def _ids() -> ma.fields.List:
@@ -99,8 +111,8 @@ class CampaignListArgs(ma.Schema):
 
     status = ma.fields.String(validate=ma.validate.OneOf(CAMPAIGN_STATUSES))
     owner_id = ma.fields.Integer(validate=ma.validate.Range(1, 2**31 - 1))
-    created_after = ma.fields.AwareDateTime()
-    created_before = ma.fields.AwareDateTime()
+    created_after = Moment()
+    created_before = Moment()
 
 
 class RecipientSchema(ma.Schema):
@@ -128,7 +140,7 @@ class TestEmailResultSchema(ma.Schema):
 
 
 class StartArgs(ma.Schema):
-    scheduled_at = ma.fields.AwareDateTime(load_default=None, allow_none=True,
+    scheduled_at = Moment(load_default=None, allow_none=True,
                                            metadata={"description": "Start later, at this moment (with a zone)"})
 
 

@@ -9,6 +9,8 @@ from mailadmin.extensions import db
 from mailadmin.models import Campaign, User
 from mailadmin.models.reasons import Resumes, reason_of
 
+MAX_ID = 2**31 - 1  # campaigns.id is an INTEGER
+
 
 def visible_campaigns(user: User) -> Select:
     """SELECT of the campaigns `user` may see."""
@@ -20,7 +22,8 @@ def visible_campaigns(user: User) -> Select:
 
 def get_campaign_for(user: User, campaign_id: int) -> Campaign:
     """The campaign if `user` may see it; 404 otherwise, never 403 (a manager must not learn that it exists)."""
-    campaign = db.session.get(Campaign, campaign_id)
+    # An id beyond the column's range names no campaign (PostgreSQL would refuse to compare it).
+    campaign = db.session.get(Campaign, campaign_id) if 0 < campaign_id <= MAX_ID else None
     if campaign is None or not (user.is_admin or campaign.owner_id == user.id):
         abort(404)
     return campaign
