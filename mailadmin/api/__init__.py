@@ -59,11 +59,12 @@ def init_app(app: Flask) -> None:
     """Register the API's blueprints, its description and its reference page."""
     from mailadmin.api import campaign_actions  # noqa: F401  (its routes join the campaigns blueprint)
     from mailadmin.api.campaigns import blp as campaigns_blp
+    from mailadmin.api.contacts import blp as contacts_blp
 
     _config(app)
     api = MailadminApi(app)
     api.spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
-    for blp in (campaigns_blp,):
+    for blp in (campaigns_blp, contacts_blp):
         csrf.exempt(blp)
         api.register_blueprint(blp)
 

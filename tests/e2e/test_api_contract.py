@@ -46,16 +46,17 @@ def test_every_operation_keeps_its_contract_for_a_token_of_each_scope(api_server
 
 
 def _fuzz(operation, mode: GenerationMode, examples: int, token: str, owner) -> None:
-    """Run `examples` cases of one operation; half of those with a campaign id aim at a real campaign."""
-    campaign_id = factories.create_campaign(owner, 3).id
+    """Run `examples` cases of one operation; half of the valid ones aim at a real campaign or contact."""
+    real_ids = {"campaign_id": factories.create_campaign(owner, 3).id,
+                "contact_id": factories.add_member(factories.create_list(owner, "Fuzzed"), "fuzz@example.com").id}
 
     @given(case=operation.as_strategy(generation_mode=mode))
     @settings(max_examples=examples, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))
     def run(case):
-        aim = mode is GenerationMode.POSITIVE and len(repr(case.query)) % 2 == 0
-        if aim and "campaign_id" in (case.path_parameters or {}):
-            case.path_parameters["campaign_id"] = campaign_id
+        if mode is GenerationMode.POSITIVE and len(repr(case.query)) % 2 == 0:
+            for name in set(real_ids) & set(case.path_parameters or {}):
+                case.path_parameters[name] = real_ids[name]
         case.call_and_validate(headers=factories.bearer(token), excluded_checks=[positive_data_acceptance])
 
     run()

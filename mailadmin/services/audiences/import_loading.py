@@ -102,7 +102,7 @@ def _last_rows() -> int:
     return staged - kept
 
 
-def _update_existing(mode: str, now: datetime) -> int:
+def _update_existing(mode: str, now: datetime, source: ChangeSource) -> int:
     """Existing contacts whose name or attributes differ from the file's; returns how many changed."""
     if _postgres():
         new = "contacts.attributes || l.attributes" if mode == "update" else "l.attributes"
@@ -114,16 +114,16 @@ def _update_existing(mode: str, now: datetime) -> int:
         f"UPDATE contacts SET attributes = {new}, "  # noqa: S608  (fixed fragments; values are bound)
         "name = CASE WHEN l.name <> '' THEN l.name ELSE contacts.name END, source = :source, updated_at = :now "
         f"FROM import_last l WHERE contacts.email = l.email AND {differs}"
-    ), {"source": ChangeSource.IMPORT.value, "now": now})
+    ), {"source": source.value, "now": now})
     return result.rowcount
 
 
-def _insert_new_contacts(now: datetime) -> None:
+def _insert_new_contacts(now: datetime, source: ChangeSource) -> None:
     db.session.execute(_sql(
         "INSERT INTO contacts (email, name, attributes, source, created_at, updated_at) "
         "SELECT l.email, l.name, l.attributes, :source, :now, :now FROM import_last l "
         "WHERE NOT EXISTS (SELECT 1 FROM contacts c WHERE c.email = l.email) ON CONFLICT (email) DO NOTHING"
-    ), {"source": ChangeSource.IMPORT.value, "now": now})
+    ), {"source": source.value, "now": now})
 
 
 _NEW_MEMBERS = (
@@ -134,9 +134,9 @@ _NEW_MEMBERS = (
 _HISTORY_COLUMNS = "membership_changes (membership_id, from_status, to_status, source, actor_id, created_at)"
 
 
-def _add_members(list_id: int, status: str, actor_id: int | None, now: datetime) -> int:
+def _add_members(list_id: int, status: str, actor_id: int | None, now: datetime, source: ChangeSource) -> int:
     """New members with their first history row; returns how many joined."""
-    values = {"list_id": list_id, "status": status, "source": ChangeSource.IMPORT.value, "now": now,
+    values = {"list_id": list_id, "status": status, "source": source.value, "now": now,
               "actor_id": actor_id}
     if _postgres():
         return db.session.execute(_sql(
@@ -149,10 +149,12 @@ def _add_members(list_id: int, status: str, actor_id: int | None, now: datetime)
     return len(ids)
 
 
-def merge_staging(list_id: int, mode: str, status: str, actor_id: int | None, now: datetime) -> MergeCounts:
-    """Merge the staged rows into contacts and the list (see the module's docstring)."""
+def merge_staging(list_id: int | None, mode: str, status: str, actor_id: int | None, now: datetime,
+                  source: ChangeSource = ChangeSource.IMPORT) -> MergeCounts:
+    """Merge the staged rows into contacts and the list (see the module's docstring); without a list
+    (an admin's API upsert) into contacts only."""
     duplicates = _last_rows()
-    updated = _update_existing(mode, now) if mode in ("update", "replace") else 0
-    _insert_new_contacts(now)
-    added = _add_members(list_id, status, actor_id, now)
+    updated = _update_existing(mode, now, source) if mode in ("update", "replace") else 0
+    _insert_new_contacts(now, source)
+    added = _add_members(list_id, status, actor_id, now, source) if list_id is not None else 0
     return MergeCounts(added, updated, duplicates)
