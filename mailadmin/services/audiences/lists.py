@@ -22,6 +22,7 @@ from mailadmin.services.audiences.memberships import (
     set_membership_status,
     upsert_contact,
 )
+from mailadmin.services.audit import record_audit
 from mailadmin.services.errors import ErrorKind
 from mailadmin.services.transaction import in_transaction
 
@@ -70,6 +71,7 @@ def create_list(user: User, name: str, description: str = "", opt_in: str = OptI
                                shared=bool(shared and user.is_admin), created_at=now, updated_at=now)
     db.session.add(mailing_list)
     db.session.flush()
+    record_audit(user, "list_created", details={"list_id": mailing_list.id, "name": name})
     return mailing_list
 
 
@@ -82,6 +84,7 @@ def update_list(user: User, list_id: int, name: str, description: str, opt_in: s
     if user.is_admin and shared is not None:
         mailing_list.shared = bool(shared)
     mailing_list.updated_at = utcnow()
+    record_audit(user, "list_edited", details={"list_id": list_id})
     return mailing_list
 
 
@@ -92,6 +95,7 @@ def delete_list(user: User, list_id: int) -> str:
     name = mailing_list.name
     db.session.execute(delete(ListMembership).where(ListMembership.list_id == list_id))
     db.session.delete(mailing_list)
+    record_audit(user, "list_deleted", details={"list_id": list_id, "name": name})
     return name
 
 

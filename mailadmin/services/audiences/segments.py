@@ -22,6 +22,7 @@ from mailadmin.services.audiences.segment_filter import (
     compile_filter,
     validate_filter,
 )
+from mailadmin.services.audit import record_audit
 from mailadmin.services.errors import ErrorKind
 from mailadmin.services.transaction import transaction
 
@@ -110,6 +111,8 @@ def save_segment(user: User, name: str, raw_filter: object, segment_id: int | No
         segment.filter = checked_filter(raw_filter, user)
         segment.updated_at = utcnow()
         db.session.add(segment)
+        db.session.flush()
+        record_audit(user, "segment_saved", details={"segment_id": segment.id, "name": segment.name})
     return segment
 
 
@@ -117,3 +120,4 @@ def delete_segment(user: User, segment_id: int) -> None:
     """Delete a segment (campaign targets naming it go with it)."""
     with transaction():
         db.session.delete(get_segment_for(user, segment_id))
+        record_audit(user, "segment_deleted", details={"segment_id": segment_id})

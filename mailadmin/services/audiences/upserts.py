@@ -25,7 +25,7 @@ from mailadmin.models.audience import (
     MembershipStatus,
 )
 from mailadmin.models.types import utcnow
-from mailadmin.services.audiences import import_loading
+from mailadmin.services.audiences import import_loading, lists
 from mailadmin.services.audiences.access import ListAccess, editable_lists_clause, get_contact_for, get_list_for
 from mailadmin.services.audiences.import_files import ContactRow
 from mailadmin.services.audiences.memberships import AudienceError, normalise_contact_email, upsert_contact
@@ -146,3 +146,45 @@ def delete_contact(user: User, contact_id: int) -> bool:
         record_audit(user, "contact_deleted" if deleted else "contact_removed_from_lists",
                      details={"contact_id": contact.id, "memberships": len(ids)})
     return deleted
+
+
+MAX_MEMBER_ROWS = 1000
+MEMBER_ACTIONS = ("add", "remove", "status")
+
+
+def change_members(user: User, list_id: int, action: str, emails: list[str],
+                   status: str = MembershipStatus.SUBSCRIBED) -> list[RowResult]:
+    """Add addresses to a list `user` may edit (with `status`), remove them (unsubscribed, kept on record)
+    or move them to `status` — the list page's actions, row by row in one transaction, audited once.
+    A refused row (bad address, suppressed, not a member) is answered and the others go on."""
+    if len(emails) > MAX_MEMBER_ROWS:
+        raise AudienceError(f"At most {MAX_MEMBER_ROWS:,} members per call.")
+    if action not in MEMBER_ACTIONS:
+        raise AudienceError(f"The action is one of {', '.join(MEMBER_ACTIONS)}.")
+    get_list_for(user, list_id, ListAccess.EDIT)
+    results = []
+    with transaction():
+        for index, raw in enumerate(emails):
+            results.append(_change_member(user, list_id, action, index, raw, status))
+        record_audit(user, "list_members_changed", details={
+            "list_id": list_id, "action": action, "rows": len(emails),
+            "rejected": sum(1 for r in results if r.outcome == RowOutcome.REJECTED)})
+    return results
+
+
+def _change_member(user: User, list_id: int, action: str, index: int, raw: str, status: str) -> RowResult:
+    try:
+        email = normalise_contact_email(raw)
+        if action == "add":
+            contact, _ = lists.add_member(user, list_id, email, status=status)
+            return RowResult(index, email, RowOutcome.UPDATED, contact.id)
+        contact_id = db.session.scalar(select(Contact.id).where(Contact.email == email))
+        if contact_id is None:
+            raise AudienceError("This contact is not on the list.")
+        if action == "remove":
+            lists.remove_member(user, list_id, contact_id)
+        else:
+            lists.change_member_status(user, list_id, contact_id, status)
+        return RowResult(index, email, RowOutcome.UPDATED, contact_id)
+    except AudienceError as error:
+        return RowResult(index, None, RowOutcome.REJECTED, error=error.message)
