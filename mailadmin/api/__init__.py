@@ -61,11 +61,12 @@ def init_app(app: Flask) -> None:
     from mailadmin.api.campaigns import blp as campaigns_blp
     from mailadmin.api.contacts import blp as contacts_blp
     from mailadmin.api.lists import blp as lists_blp
+    from mailadmin.api.suppressions import blp as suppressions_blp
 
     _config(app)
     api = MailadminApi(app)
     api.spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
-    for blp in (campaigns_blp, contacts_blp, lists_blp):
+    for blp in (campaigns_blp, contacts_blp, lists_blp, suppressions_blp):
         csrf.exempt(blp)
         api.register_blueprint(blp)
 
