@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
+
 import click
 from flask.cli import AppGroup
 
@@ -26,10 +29,12 @@ def _user(email: str):
 @click.option("--expires-days", type=int, default=None, help="Days until it expires (default: never).")
 def create_token_command(email: str, name: str, scopes: str, expires_days: int | None) -> None:
     """Create a token for the user EMAIL and print only the token (it is not stored, only its hash)."""
-    try:
-        created = api_tokens.create_token(_user(email), name, scopes, expires_in_days=expires_days)
-    except ServiceError as exc:
-        raise click.ClickException(exc.message) from None
+    # Its log records (the audit line) go to stderr: stdout carries the token alone, for TOKEN=$(...).
+    with contextlib.redirect_stdout(sys.stderr):
+        try:
+            created = api_tokens.create_token(_user(email), name, scopes, expires_in_days=expires_days)
+        except ServiceError as exc:
+            raise click.ClickException(exc.message) from None
     click.echo(created.secret)
 
 

@@ -20,8 +20,10 @@ from tests import factories
 from tests.support.live_server import LiveServer
 
 SCOPE_SETS = ("read", "write", "send", "read,write,send")
-# Enough to touch each documented answer of each operation; the whole module stays under a few minutes.
+# Enough to touch each documented answer of each operation with every scope; a token lacking an
+# operation's scope mostly meets the 403, so it gets fewer: the whole module takes about 2 minutes.
 EXAMPLES = 8
+NARROW_EXAMPLES = 3
 
 
 @pytest.fixture
@@ -40,9 +42,10 @@ def test_every_operation_keeps_its_contract_for_a_token_of_each_scope(api_server
     token = factories.api_token(manager, scopes, name=f"fuzz {scopes}")
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 30
+    examples = EXAMPLES if scopes == SCOPE_SETS[-1] else NARROW_EXAMPLES
     for operation in operations:
-        for mode, examples in ((GenerationMode.POSITIVE, EXAMPLES), (GenerationMode.NEGATIVE, EXAMPLES // 2)):
-            _fuzz(operation, mode, examples, token, manager)
+        for mode, count in ((GenerationMode.POSITIVE, examples), (GenerationMode.NEGATIVE, max(2, examples // 2))):
+            _fuzz(operation, mode, count, token, manager)
 
 
 def _fuzz(operation, mode: GenerationMode, examples: int, token: str, owner) -> None:
