@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import marshmallow as ma
 
 from mailadmin.api.schemas import _UNSTORABLE, Text
@@ -60,8 +62,45 @@ class ContactUpsertSchema(ContactInputSchema, _Into):
     """One contact, created or updated by its address."""
 
 
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+_ROW_JSON_SCHEMA = {
+    "type": "object", "required": ["email"], "additionalProperties": False,
+    "properties": {
+        "email": {"type": "string", "minLength": 1, "maxLength": 320},
+        "name": {"type": ["string", "null"], "maxLength": 200},
+        "attributes": {"type": ["object", "null"], "maxProperties": ATTRIBUTES_MAX,
+                       "propertyNames": {"pattern": _KEY.pattern},
+                       "additionalProperties": {"type": ["string", "number", "boolean"]}},
+    },
+}
+
+
+class ContactRowField(ma.fields.Field):
+    """One row of a bulk upsert, checked in plain Python: the same rules as ContactInputSchema, without
+    a schema object per row (10,000 rows are checked in milliseconds, not a second)."""
+
+    def _deserialize(self, value, attr, data, **kwargs) -> dict:
+        if not isinstance(value, dict):
+            raise ma.ValidationError("A contact is an object with an email.")
+        if unknown := set(value) - {"email", "name", "attributes"}:
+            raise ma.ValidationError({key: ["Unknown field."] for key in unknown})
+        email, name, attributes = value.get("email"), value.get("name"), value.get("attributes")
+        if not isinstance(email, str) or not 1 <= len(email) <= 320 or _UNSTORABLE.search(email):
+            raise ma.ValidationError({"email": ["An address of 1 to 320 characters."]})
+        if name is not None and (not isinstance(name, str) or len(name) > 200 or _UNSTORABLE.search(name)):
+            raise ma.ValidationError({"name": ["A text of at most 200 characters."]})
+        if attributes is not None:
+            if not isinstance(attributes, dict) or not all(isinstance(k, str) and _KEY.match(k) for k in attributes):
+                raise ma.ValidationError({"attributes": ["An object of attributes by name."]})
+            try:
+                _check_attributes(attributes)
+            except ma.ValidationError as error:
+                raise ma.ValidationError({"attributes": error.messages}) from None
+        return {"email": email, "name": name, "attributes": attributes}
+
+
 class BulkUpsertSchema(_Into):
-    contacts = ma.fields.List(ma.fields.Nested(ContactInputSchema), required=True,
+    contacts = ma.fields.List(ContactRowField(metadata=_ROW_JSON_SCHEMA), required=True,
                               validate=ma.validate.Length(1, MAX_ROWS))
 
 

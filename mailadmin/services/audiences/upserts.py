@@ -27,7 +27,7 @@ from mailadmin.models.audience import (
 from mailadmin.models.types import utcnow
 from mailadmin.services.audiences import import_loading, lists
 from mailadmin.services.audiences.access import ListAccess, editable_lists_clause, get_contact_for, get_list_for
-from mailadmin.services.audiences.import_files import ContactRow
+from mailadmin.services.audiences.import_files import AddressNormaliser, ContactRow
 from mailadmin.services.audiences.memberships import AudienceError, normalise_contact_email, upsert_contact
 from mailadmin.services.audiences.subscriptions import send_confirmations
 from mailadmin.services.audit import record_audit
@@ -64,9 +64,10 @@ class ContactInput:
 
 def _checked_rows(contacts: list[ContactInput]) -> tuple[list[ContactRow], dict[int, RowResult]]:
     good, rejected = [], {}
+    normalise = AddressNormaliser()  # the import's: each domain checked once
     for index, contact in enumerate(contacts):
         try:
-            email = normalise_contact_email(contact.email)
+            email = normalise(contact.email)
         except AudienceError as error:
             rejected[index] = RowResult(index, None, RowOutcome.REJECTED, error=error.message)
             continue
