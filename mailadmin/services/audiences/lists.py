@@ -167,7 +167,8 @@ def members_page(list_id: int, search: str = "", status: str = "", page: int = 1
 
 @in_transaction
 def add_member(user: User, list_id: int, email: str, name: str = "",
-               status: str = MembershipStatus.SUBSCRIBED) -> tuple[Contact, bool]:
+               status: str = MembershipStatus.SUBSCRIBED, source: ChangeSource = ChangeSource.PAGE,
+               ) -> tuple[Contact, bool]:
     """Put one address on a list `user` may edit; a suppressed address is refused as subscribed.
     Returns the contact and whether its membership changed."""
     get_list_for(user, list_id, ListAccess.EDIT)
@@ -175,8 +176,8 @@ def add_member(user: User, list_id: int, email: str, name: str = "",
     if status == MembershipStatus.SUBSCRIBED and db.session.scalar(
             select(Suppression.id).where(Suppression.email == address)):
         raise AudienceError(f"{address} is on the suppression list: it cannot be subscribed.", ErrorKind.CONFLICT)
-    contact = upsert_contact(address, ChangeSource.PAGE, name=(name or "").strip()[:NAME_MAX] or None)
-    result = set_membership_status(list_id, contact.id, MembershipStatus(_status(status)), ChangeSource.PAGE,
+    contact = upsert_contact(address, source, name=(name or "").strip()[:NAME_MAX] or None)
+    result = set_membership_status(list_id, contact.id, MembershipStatus(_status(status)), source,
                                    actor_id=user.id)
     return contact, result.changed
 
@@ -188,7 +189,8 @@ def _status(status: str) -> str:
 
 
 @in_transaction
-def change_member_status(user: User, list_id: int, contact_id: int, status: str) -> bool:
+def change_member_status(user: User, list_id: int, contact_id: int, status: str,
+                         source: ChangeSource = ChangeSource.PAGE) -> bool:
     """Move a member of a list `user` may edit to `status` (one history row); False if it was already so."""
     get_list_for(user, list_id, ListAccess.EDIT)
     _member(list_id, contact_id)
@@ -196,17 +198,17 @@ def change_member_status(user: User, list_id: int, contact_id: int, status: str)
         email = db.session.scalar(select(Contact.email).where(Contact.id == contact_id))
         if db.session.scalar(select(Suppression.id).where(Suppression.email == email)):
             raise AudienceError(f"{email} is on the suppression list: it cannot be subscribed.", ErrorKind.CONFLICT)
-    return set_membership_status(list_id, contact_id, MembershipStatus(_status(status)), ChangeSource.PAGE,
+    return set_membership_status(list_id, contact_id, MembershipStatus(_status(status)), source,
                                  actor_id=user.id).changed
 
 
 @in_transaction
-def remove_member(user: User, list_id: int, contact_id: int) -> None:
+def remove_member(user: User, list_id: int, contact_id: int, source: ChangeSource = ChangeSource.PAGE) -> None:
     """Take a contact off a list `user` may edit: its membership becomes unsubscribed (kept, with its
     history, so the removal is on record and a later import does not quietly put it back)."""
     get_list_for(user, list_id, ListAccess.EDIT)
     _member(list_id, contact_id)
-    set_membership_status(list_id, contact_id, MembershipStatus.UNSUBSCRIBED, ChangeSource.PAGE, actor_id=user.id)
+    set_membership_status(list_id, contact_id, MembershipStatus.UNSUBSCRIBED, source, actor_id=user.id)
 
 
 def _member(list_id: int, contact_id: int) -> ListMembership:

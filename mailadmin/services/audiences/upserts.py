@@ -177,15 +177,15 @@ def _change_member(user: User, list_id: int, action: str, index: int, raw: str, 
     try:
         email = normalise_contact_email(raw)
         if action == "add":
-            contact, _ = lists.add_member(user, list_id, email, status=status)
+            contact, _ = lists.add_member(user, list_id, email, status=status, source=ChangeSource.API)
             return RowResult(index, email, RowOutcome.UPDATED, contact.id)
         contact_id = db.session.scalar(select(Contact.id).where(Contact.email == email))
         if contact_id is None:
             raise AudienceError("This contact is not on the list.")
         if action == "remove":
-            lists.remove_member(user, list_id, contact_id)
+            lists.remove_member(user, list_id, contact_id, ChangeSource.API)
         else:
-            lists.change_member_status(user, list_id, contact_id, status)
+            lists.change_member_status(user, list_id, contact_id, status, ChangeSource.API)
         return RowResult(index, email, RowOutcome.UPDATED, contact_id)
     except AudienceError as error:
         return RowResult(index, None, RowOutcome.REJECTED, error=error.message)
