@@ -169,3 +169,36 @@ def test_no_cors_header_is_ever_sent(client, manager):
     token = factories.api_token(manager)
     response = client.get("/api/v1/campaigns", headers=bearer(token, Origin="https://evil.example"))
     assert not [name for name in response.headers.keys() if name.lower().startswith("access-control-")]
+
+
+def test_two_simultaneous_starts_with_one_key_start_one_campaign(live_server, manager):
+    import json
+    import threading
+    import urllib.error
+    import urllib.request
+
+    token = factories.api_token(manager)
+    campaign_id = factories.create_campaign(manager, 5).id
+    answers: list[int] = []
+    barrier = threading.Barrier(4)
+
+    def start() -> None:
+        request = urllib.request.Request(
+            f"{live_server.url}/api/v1/campaigns/{campaign_id}/start", data=json.dumps({}).encode(), method="POST",
+            headers=bearer(token, **{"Idempotency-Key": "crm-retry-1", "Content-Type": "application/json"}))
+        barrier.wait()
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                answers.append(response.status)
+        except urllib.error.HTTPError as error:
+            answers.append(error.code)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert 200 in answers and set(answers) <= {200, 409}, answers
+    starts = db.session.scalar(select(func.count()).select_from(AuditEvent).where(
+        AuditEvent.action == "campaign_started", AuditEvent.campaign_id == campaign_id))
+    assert starts == 1
