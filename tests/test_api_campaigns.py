@@ -102,15 +102,20 @@ def test_a_revoked_token_stops_working_at_once(client, manager):
     assert refused.status_code == 401 and refused.json["type"].endswith("/token-revoked")
 
 
-def test_tokens_end_with_the_users_sessions_and_when_disabled(client, manager, admin):
+def test_tokens_end_when_sessions_are_ended_the_password_changes_or_the_user_is_disabled(client, manager, admin):
     from mailadmin.services import users
 
     token = factories.api_token(manager)
+    users.log_out(manager)  # a plain logout ends the browser's session, not the CRM's token
+    assert client.get("/api/v1/campaigns", headers=bearer(token)).status_code == 200
     users.end_sessions(manager, actor=admin)
     assert client.get("/api/v1/campaigns", headers=bearer(token)).status_code == 401
     second = factories.api_token(manager)
-    users.set_active(manager, False, actor=admin)
+    users.set_password(manager, "a new long passphrase 42", actor=manager)
     assert client.get("/api/v1/campaigns", headers=bearer(second)).status_code == 401
+    third = factories.api_token(manager)
+    users.set_active(manager, False, actor=admin)
+    assert client.get("/api/v1/campaigns", headers=bearer(third)).status_code == 401
 
 
 def test_a_missing_unknown_or_expired_token_is_401(client, manager):

@@ -33,6 +33,7 @@ ACTION_LABELS = {
     "segment_saved": "Segment saved",
     "segment_deleted": "Segment deleted",
     "api_token_revoked": "API token revoked",
+    "api_tokens_revoked": "API tokens revoked (sessions ended)",
     "sending_switched_off": "All sending switched off",
     "sending_switched_on": "All sending switched back on",
     "user_created": "User created",

@@ -2,9 +2,9 @@
 
 A token is `mla_` + 43 random URL-safe characters (256 bits); only its sha256 is stored, so the
 database alone gives no usable token. It acts as its user, never with more rights, and only while
-that user is active and has not ended their sessions since: the token keeps the user's
-`session_version` of its creation, and every "end sessions" (logout everywhere, a password change,
-an admin's end sessions, disabling) raises it.
+that user is active. Ending a user's sessions on purpose (an admin's "end sessions", a password
+change or reset) revokes every token of theirs too (`revoke_all_tokens`, called by the users
+service); an ordinary logout does not: it ends a browser's use, and a CRM's token is not one.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class TokenRefusal(StrEnum):
     UNKNOWN = "unknown"
     EXPIRED = "expired"
     REVOKED = "revoked"
-    ENDED = "ended"  # the user was disabled or ended their sessions
+    ENDED = "ended"  # the user is disabled
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ def create_token(user: User, name: str, scopes, *, expires_in_days: int | None =
     with transaction():
         token = ApiToken(
             user_id=user.id, name=name, token_hash=hash_token(secret), prefix=secret[:8], scopes=",".join(chosen),
-            session_version=user.session_version or 1, created_at=now,
+            created_at=now,
             expires_at=now + timedelta(days=expires_in_days) if expires_in_days else None,
         )
         db.session.add(token)
@@ -110,7 +110,7 @@ def token_state(token: ApiToken, now: datetime | None = None) -> TokenRefusal | 
     if token.expires_at is not None and token.expires_at <= now:
         return TokenRefusal.EXPIRED
     user = token.user
-    if user is None or not user.active or (user.session_version or 1) != token.session_version:
+    if user is None or not user.active:
         return TokenRefusal.ENDED
     return None
 
@@ -149,3 +149,12 @@ def revoke_token(token: ApiToken, *, actor: User | None) -> bool:
     token.revoked_at = utcnow()
     record_audit(actor, "api_token_revoked", details={"user_id": token.user_id, "token_id": token.id, "name": token.name})
     return True
+
+
+def revoke_all_tokens(user: User, *, actor: User | None) -> int:
+    """Revoke every live token of `user` (their sessions were ended); in the caller's transaction. How many."""
+    revoked = db.session.execute(update(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+                                 .values(revoked_at=utcnow())).rowcount
+    if revoked:
+        record_audit(actor, "api_tokens_revoked", details={"user_id": user.id, "tokens": revoked})
+    return revoked

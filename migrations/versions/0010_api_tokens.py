@@ -25,7 +25,6 @@ def upgrade():
         sa.Column('token_hash', sa.String(length=64), nullable=False),
         sa.Column('prefix', sa.String(length=16), nullable=False),
         sa.Column('scopes', sa.String(length=32), nullable=False),
-        sa.Column('session_version', sa.Integer(), nullable=False),
         sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
         sa.Column('last_used_at', sa.DateTime(timezone=True), nullable=True),
         sa.Column('expires_at', sa.DateTime(timezone=True), nullable=True),
