@@ -56,6 +56,7 @@ def _register_subsystems(app: Flask) -> None:
     """Every subsystem's `init_app`, in one list: blueprints, error pages, the CLI."""
     from mailadmin import models  # noqa: F401  (registers the tables with the metadata)
     from mailadmin.admin import init_app as init_admin
+    from mailadmin.api import init_app as init_api
     from mailadmin.audiences import init_app as init_audiences
     from mailadmin.audiences.segments import init_app as init_segments
     from mailadmin.auth import init_app as init_auth
@@ -82,6 +83,7 @@ def _register_subsystems(app: Flask) -> None:
     init_subscribe(app)
     init_webhooks(app)
     init_metrics(app)
+    init_api(app)
 
 
 def configure_flask(app: Flask, settings: Settings) -> None:

@@ -71,9 +71,8 @@ class Settings:
     throttle_login_per_account_ip: int = published(10)
     throttle_login_per_account: int = published(100)
     throttle_login_per_ip: int = published(50)
-    # Send loop slicing: a job claims `send_batch_size` recipients at a time and
-    # hands over to a fresh job after `send_slice_seconds`, so SIGTERM never
-    # catches a long job.
+    # Send loop slicing: a job claims `send_batch_size` recipients at a time and hands over to a
+    # fresh job after `send_slice_seconds`, so SIGTERM never catches a long job.
     send_batch_size: int = published(50)
     send_slice_seconds: int = published(20)
     # How many slices of one campaign may run at once on different workers (fan-out at start);
@@ -83,6 +82,7 @@ class Settings:
     stale_claim_seconds: int = published(120)
     schedule_max_late_minutes: int = published(60)
     max_upload_mb: int = published(5)
+    api_requests_per_minute: int = published(120)  # per API token (SPEC "The REST API")
     # Logging / PII
     log_pii_level: str = "ERROR"
     log_full_emails: bool = False
@@ -303,6 +303,7 @@ _INT_LIMITS = {
     "MAILER_STALE_CLAIM_SECONDS": "stale_claim_seconds",
     "MAILER_SCHEDULE_MAX_LATE_MINUTES": "schedule_max_late_minutes",
     "MAILER_MAX_UPLOAD_MB": "max_upload_mb",
+    "MAILER_API_REQUESTS_PER_MINUTE": "api_requests_per_minute",
     "SMTP_TIMEOUT_SECONDS": "smtp_timeout_seconds",
     "MAILER_BOUNCE_POLL_SECONDS": "bounce_poll_seconds",
     "MAILER_WEBHOOK_MAX_AGE_SECONDS": "webhook_max_age_seconds",

@@ -225,3 +225,16 @@ def membership_history(mailing_list: MailingList, contact: Contact) -> list[tupl
         .join(ListMembership, ListMembership.id == MembershipChange.membership_id)
         .where(ListMembership.list_id == mailing_list.id, ListMembership.contact_id == contact.id)
         .order_by(MembershipChange.id))]
+
+
+def api_token(user: User, scopes: str = "read,write,send", *, name: str = "CRM", expires_in_days: int | None = None
+              ) -> str:
+    """A new API token of `user` with `scopes`, made through the service the account page uses: the secret."""
+    from mailadmin.services.api_tokens import create_token
+
+    return create_token(user, name, scopes, expires_in_days=expires_in_days).secret
+
+
+def bearer(secret: str, **headers: str) -> dict[str, str]:
+    """Request headers carrying an API token."""
+    return {"Authorization": f"Bearer {secret}", **headers}

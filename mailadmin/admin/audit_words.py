@@ -33,6 +33,21 @@ ACTION_LABELS = {
     "person_exported": _l("A person's data exported"),
     "list_form_published": _l("Subscription form published"),
     "list_form_withdrawn": _l("Subscription form withdrawn"),
+    "draft_created": _l("Draft created"),
+    "draft_edited": _l("Draft edited"),
+    "api_token_created": _l("API token created"),
+    "contacts_upserted": _l("Contacts upserted"),
+    "contact_updated": _l("Contact changed"),
+    "contact_deleted": _l("Contact deleted"),
+    "contact_removed_from_lists": _l("Contact taken off lists"),
+    "list_created": _l("List created"),
+    "list_edited": _l("List edited"),
+    "list_deleted": _l("List deleted"),
+    "list_members_changed": _l("List members changed"),
+    "segment_saved": _l("Segment saved"),
+    "segment_deleted": _l("Segment deleted"),
+    "api_token_revoked": _l("API token revoked"),
+    "api_tokens_revoked": _l("API tokens revoked (sessions ended)"),
 }
 
 DETAIL_LABELS = {
@@ -47,6 +62,7 @@ DETAIL_LABELS = {
     "from": _l("from"),
     "to": _l("to"),
     "role": _l("role"),
+    "api_token": _l("through API token"),
 }
 
 

@@ -26,6 +26,7 @@ def session_identifier() -> str:
 
 def init_app(app: Flask) -> None:
     """Register the auth blueprint and configure Flask-Login."""
+    from mailadmin.auth import tokens  # noqa: F401  (the account page's API tokens join `bp`)
     from mailadmin.auth.views import bp
     from mailadmin.models import User
 

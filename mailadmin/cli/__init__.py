@@ -13,6 +13,7 @@ from mailadmin.cli.campaigns import campaigns_cli, sending_cli
 from mailadmin.cli.doctor import doctor_command
 from mailadmin.cli.jobs import jobs_cli
 from mailadmin.cli.scheduler import scheduler_command
+from mailadmin.cli.tokens import tokens_cli
 from mailadmin.cli.users import seed_demo_command, users_cli
 
 COMMANDS: tuple[click.Command, ...] = (
@@ -23,6 +24,7 @@ COMMANDS: tuple[click.Command, ...] = (
     sending_cli,  # flask sending status|off|on: the global sending switch
     jobs_cli,  # flask jobs failed|clear-failed
     scheduler_command,  # flask scheduler: the scheduler process (Procfile)
+    tokens_cli,  # flask tokens create|list|revoke: users' API tokens
 )
 
 

@@ -1,5 +1,6 @@
 """The data model, one module per aggregate. Importing this package registers every table."""
 
+from mailadmin.models.api_token import ApiToken
 from mailadmin.models.app_state import APP_STATE_ID, AppState
 from mailadmin.models.audience import (
     CampaignTarget,
@@ -17,6 +18,7 @@ from mailadmin.models.suppression import BounceEvent, Suppression
 from mailadmin.models.user import User
 
 __all__ = [
+    "ApiToken",
     "APP_STATE_ID",
     "AppState",
     "AuditEvent",

@@ -22,6 +22,7 @@ from mailadmin.mail.templates import FIELD_LABELS, TemplateProblem, sample_field
 from mailadmin.models import Campaign, Recipient, User
 from mailadmin.models.campaign import DRAFT, R_PENDING, R_SKIPPED
 from mailadmin.models.types import utcnow
+from mailadmin.services.audiences.targets import Targets, set_campaign_targets
 from mailadmin.services.audit import record_audit
 from mailadmin.services.errors import ErrorKind, ServiceError
 from mailadmin.services.transaction import transaction
@@ -239,3 +240,34 @@ def delete_draft(campaign: Campaign, actor: User) -> None:
         )
         record_audit(actor, "draft_deleted", details={"campaign": name, "campaign_id": campaign_id})
     db.session.expunge(campaign)
+
+
+# --- a draft with its audience, in one commit (the API's create and patch) ---------------------
+
+
+def create_draft(owner: User, content: dict[str, Any], targets: Targets | None = None) -> Campaign:
+    """A draft with its content (name, subject, body_text, body_html) and, if given, its lists and
+    segments, in one commit, audited as `draft_created`."""
+    with transaction():
+        campaign = create_campaign(owner, content["name"], content["subject"], content["body_text"],
+                                   content.get("body_html"))
+        db.session.flush()
+        if targets is not None:
+            set_campaign_targets(campaign, owner, targets)
+        record_audit(owner, "draft_created", campaign_id=campaign.id, details={"campaign": campaign.name})
+    return campaign
+
+
+def edit_draft(campaign: Campaign, actor: User, changes: dict[str, Any], targets: Targets | None = None) -> Campaign:
+    """Change some of a draft's fields and, if given, replace its targets, in one commit, audited as
+    `draft_edited` with the names of what changed."""
+    with transaction():
+        if changes:
+            current = {"name": campaign.name, "subject": campaign.subject, "body_text": campaign.body_text,
+                       "body_html": campaign.body_html}
+            update_campaign(campaign, **{**current, **changes})
+        if targets is not None:
+            set_campaign_targets(campaign, actor, targets)
+        changed = sorted(changes) + (["targets"] if targets is not None else [])
+        record_audit(actor, "draft_edited", campaign_id=campaign.id, details={"fields": changed})
+    return campaign

@@ -13,6 +13,8 @@ from mailadmin.extensions import db
 from mailadmin.models import Campaign, User
 from mailadmin.models.audience import Segment
 
+MAX_ID = 2**31 - 1  # ids are INTEGER columns
+
 Owned = TypeVar("Owned", Campaign, Segment)
 
 
@@ -26,6 +28,8 @@ def visible_to(user: User, model: type[Owned]) -> Select[tuple[Owned]]:
 
 def find_visible(user: User, model: type[Owned], row_id: int) -> Owned | None:
     """The row if it exists and `user` may see it, else None."""
+    if not 0 < row_id <= MAX_ID:  # names no row (PostgreSQL would refuse to compare it with the column)
+        return None
     row = db.session.get(model, row_id)
     if row is None or not (user.is_admin or row.owner_id == user.id):
         return None

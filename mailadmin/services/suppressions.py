@@ -157,6 +157,11 @@ class SuppressionFilter:
     until: datetime | None = None
 
 
+def suppression_query(search: SuppressionFilter):
+    """SELECT of the entries matching `search` (unordered)."""
+    return _filtered(search)
+
+
 def _filtered(search: SuppressionFilter):
     statement = select(Suppression)
     if search.query.strip():

@@ -19,6 +19,7 @@ from mailadmin.models import User
 from mailadmin.models import user as user_model
 from mailadmin.models.types import utcnow
 from mailadmin.models.user import ROLE_ADMIN, ROLES
+from mailadmin.services.api_tokens import revoke_all_tokens
 from mailadmin.services.audit import record_audit
 from mailadmin.services.errors import ErrorKind, ServiceError
 from mailadmin.services.passwords import password_problem, temporary_password
@@ -90,13 +91,19 @@ def _end_sessions(user: User) -> None:
     user.session_version = (user.session_version or 1) + 1
 
 
+def _end_sessions_and_tokens(user: User, actor: User | None) -> None:
+    """Sessions ended on purpose end the user's API tokens too (a plain logout keeps them)."""
+    _end_sessions(user)
+    revoke_all_tokens(user, actor=actor)
+
+
 @in_transaction
 def set_active(user: User, active: bool, *, actor: User | None = None) -> User:
     """Disable or re-enable a user (ending their sessions); the last active admin cannot be disabled."""
     if not active and user.role == ROLE_ADMIN and user.active and _active_admins_other_than(user) == 0:
         raise UserError(gettext("This is the last active admin: it cannot be disabled"), ErrorKind.CONFLICT)
     user.active = active
-    _end_sessions(user)
+    _end_sessions_and_tokens(user, actor)
     record_audit(actor, "user_enabled" if active else "user_disabled", details={"user_id": user.id})
     return user
 
@@ -132,14 +139,14 @@ def _replace_password(user: User, password: str, *, temporary: bool, actor: User
     """Store the new password's hash, end the user's sessions, audit it as `action`, commit once."""
     user.set_password(password)
     user.must_change_password = temporary
-    _end_sessions(user)
+    _end_sessions_and_tokens(user, actor)
     record_audit(actor, action, details={"user_id": user.id})
 
 
 @in_transaction
 def end_sessions(user: User, *, actor: User | None = None) -> User:
-    """End every session and remember cookie of `user` (logout everywhere)."""
-    _end_sessions(user)
+    """End every session and remember cookie of `user` (logout everywhere), and every API token."""
+    _end_sessions_and_tokens(user, actor)
     record_audit(actor, "user_sessions_ended", details={"user_id": user.id})
     return user
 

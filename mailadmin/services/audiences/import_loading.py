@@ -103,7 +103,7 @@ def _last_rows() -> int:
     return staged - kept
 
 
-def _update_existing(mode: str, now: datetime) -> int:
+def _update_existing(mode: str, now: datetime, source: ChangeSource) -> int:
     """Existing contacts whose name or attributes differ from the file's; returns how many changed."""
     if _postgres():
         new = "contacts.attributes || l.attributes" if mode == "update" else "l.attributes"
@@ -115,16 +115,16 @@ def _update_existing(mode: str, now: datetime) -> int:
         f"UPDATE contacts SET attributes = {new}, "  # noqa: S608  (fixed fragments; values are bound)
         "name = CASE WHEN l.name <> '' THEN l.name ELSE contacts.name END, source = :source, updated_at = :now "
         f"FROM import_last l WHERE contacts.email = l.email AND {differs}"
-    ), {"source": ChangeSource.IMPORT.value, "now": now})
+    ), {"source": source.value, "now": now})
     return result.rowcount
 
 
-def _insert_new_contacts(now: datetime) -> None:
+def _insert_new_contacts(now: datetime, source: ChangeSource) -> None:
     db.session.execute(_sql(
         "INSERT INTO contacts (email, name, attributes, source, created_at, updated_at) "
         "SELECT l.email, l.name, l.attributes, :source, :now, :now FROM import_last l "
         "WHERE NOT EXISTS (SELECT 1 FROM contacts c WHERE c.email = l.email) ON CONFLICT (email) DO NOTHING"
-    ), {"source": ChangeSource.IMPORT.value, "now": now})
+    ), {"source": source.value, "now": now})
 
 
 _NEW_MEMBERS = (
@@ -135,9 +135,9 @@ _NEW_MEMBERS = (
 _HISTORY_COLUMNS = "membership_changes (membership_id, from_status, to_status, source, actor_id, created_at)"
 
 
-def _add_members(list_id: int, status: str, actor_id: int | None, now: datetime) -> int:
+def _add_members(list_id: int, status: str, actor_id: int | None, now: datetime, source: ChangeSource) -> int:
     """SQLite: new members, then their first history rows in batches; returns how many joined."""
-    values = {"list_id": list_id, "status": status, "source": ChangeSource.IMPORT.value, "now": now,
+    values = {"list_id": list_id, "status": status, "source": source.value, "now": now,
               "actor_id": actor_id}
     ids = db.session.execute(_sql(_NEW_MEMBERS), values).scalars().all()
     history = _sql(f"INSERT INTO {_HISTORY_COLUMNS} VALUES (:id, NULL, :status, :source, :actor_id, :now)")
@@ -162,21 +162,26 @@ _MERGE_NEW_POSTGRES = (
 )
 
 
-def _merge_new(list_id: int, status: str, actor_id: int | None, now: datetime) -> int:
+def _merge_new(list_id: int, status: str, actor_id: int | None, now: datetime, source: ChangeSource) -> int:
     """New addresses become contacts, contacts not on the list become members with their first history
     row; returns how many joined."""
     if not _postgres():
-        _insert_new_contacts(now)
-        return _add_members(list_id, status, actor_id, now)
+        _insert_new_contacts(now, source)
+        return _add_members(list_id, status, actor_id, now, source)
     return db.session.execute(_sql(_MERGE_NEW_POSTGRES), {
-        "list_id": list_id, "status": status, "source": ChangeSource.IMPORT.value, "now": now,
+        "list_id": list_id, "status": status, "source": source.value, "now": now,
         "actor_id": actor_id}).rowcount
 
 
-def merge_staging(list_id: int, mode: str, status: str, actor_id: int | None, now: datetime) -> MergeCounts:
-    """Merge the staged rows into contacts and the list (see the module's docstring)."""
+def merge_staging(list_id: int | None, mode: str, status: str, actor_id: int | None, now: datetime,
+                  source: ChangeSource = ChangeSource.IMPORT) -> MergeCounts:
+    """Merge the staged rows into contacts and the list (see the module's docstring); without a list
+    (an admin's API upsert) into contacts only."""
     duplicates = _last_rows()
-    updated = _update_existing(mode, now) if mode in ("update", "replace") else 0
-    added = _merge_new(list_id, status, actor_id, now)
+    updated = _update_existing(mode, now, source) if mode in ("update", "replace") else 0
+    if list_id is None:
+        _insert_new_contacts(now, source)
+        return MergeCounts(0, updated, duplicates)
+    added = _merge_new(list_id, status, actor_id, now, source)
     list_counts.record(list_id, {status: added}, joined=added, day=now.date())
     return MergeCounts(added, updated, duplicates)

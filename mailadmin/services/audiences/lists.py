@@ -24,6 +24,7 @@ from mailadmin.services.audiences.memberships import (
     set_membership_status,
     upsert_contact,
 )
+from mailadmin.services.audit import record_audit
 from mailadmin.services.errors import ErrorKind
 from mailadmin.services.transaction import in_transaction
 
@@ -63,6 +64,7 @@ def create_list(user: User, name: str, description: str = "", opt_in: str = OptI
                                shared=bool(shared and user.is_admin), created_at=now, updated_at=now)
     db.session.add(mailing_list)
     db.session.flush()
+    record_audit(user, "list_created", details={"list_id": mailing_list.id, "name": name})
     return mailing_list
 
 
@@ -75,6 +77,7 @@ def update_list(user: User, list_id: int, name: str, description: str, opt_in: s
     if user.is_admin and shared is not None:
         mailing_list.shared = bool(shared)
     mailing_list.updated_at = utcnow()
+    record_audit(user, "list_edited", details={"list_id": list_id})
     return mailing_list
 
 
@@ -86,6 +89,7 @@ def delete_list(user: User, list_id: int) -> str:
     db.session.execute(delete(ListMembership).where(ListMembership.list_id == list_id))
     list_counts.forget_list(list_id)
     db.session.delete(mailing_list)
+    record_audit(user, "list_deleted", details={"list_id": list_id, "name": name})
     return name
 
 
@@ -146,7 +150,8 @@ def members_page(list_id: int, search: str = "", status: str = "", page: int = 1
 
 @in_transaction
 def add_member(user: User, list_id: int, email: str, name: str = "",
-               status: str = MembershipStatus.SUBSCRIBED) -> tuple[Contact, bool]:
+               status: str = MembershipStatus.SUBSCRIBED, source: ChangeSource = ChangeSource.PAGE,
+               ) -> tuple[Contact, bool]:
     """Put one address on a list `user` may edit; a suppressed address is refused as subscribed.
     Returns the contact and whether its membership changed."""
     get_list_for(user, list_id, ListAccess.EDIT)
@@ -154,8 +159,8 @@ def add_member(user: User, list_id: int, email: str, name: str = "",
     if status == MembershipStatus.SUBSCRIBED and db.session.scalar(
             select(Suppression.id).where(Suppression.email == address)):
         raise AudienceError(f"{address} is on the suppression list: it cannot be subscribed.", ErrorKind.CONFLICT)
-    contact = upsert_contact(address, ChangeSource.PAGE, name=(name or "").strip()[:NAME_MAX] or None)
-    result = set_membership_status(list_id, contact.id, MembershipStatus(_status(status)), ChangeSource.PAGE,
+    contact = upsert_contact(address, source, name=(name or "").strip()[:NAME_MAX] or None)
+    result = set_membership_status(list_id, contact.id, MembershipStatus(_status(status)), source,
                                    actor_id=user.id)
     return contact, result.changed
 
@@ -167,7 +172,8 @@ def _status(status: str) -> str:
 
 
 @in_transaction
-def change_member_status(user: User, list_id: int, contact_id: int, status: str) -> bool:
+def change_member_status(user: User, list_id: int, contact_id: int, status: str,
+                         source: ChangeSource = ChangeSource.PAGE) -> bool:
     """Move a member of a list `user` may edit to `status` (one history row); False if it was already so."""
     get_list_for(user, list_id, ListAccess.EDIT)
     _member(list_id, contact_id)
@@ -175,17 +181,17 @@ def change_member_status(user: User, list_id: int, contact_id: int, status: str)
         email = db.session.scalar(select(Contact.email).where(Contact.id == contact_id))
         if db.session.scalar(select(Suppression.id).where(Suppression.email == email)):
             raise AudienceError(f"{email} is on the suppression list: it cannot be subscribed.", ErrorKind.CONFLICT)
-    return set_membership_status(list_id, contact_id, MembershipStatus(_status(status)), ChangeSource.PAGE,
+    return set_membership_status(list_id, contact_id, MembershipStatus(_status(status)), source,
                                  actor_id=user.id).changed
 
 
 @in_transaction
-def remove_member(user: User, list_id: int, contact_id: int) -> None:
+def remove_member(user: User, list_id: int, contact_id: int, source: ChangeSource = ChangeSource.PAGE) -> None:
     """Take a contact off a list `user` may edit: its membership becomes unsubscribed (kept, with its
     history, so the removal is on record and a later import does not quietly put it back)."""
     get_list_for(user, list_id, ListAccess.EDIT)
     _member(list_id, contact_id)
-    set_membership_status(list_id, contact_id, MembershipStatus.UNSUBSCRIBED, ChangeSource.PAGE, actor_id=user.id)
+    set_membership_status(list_id, contact_id, MembershipStatus.UNSUBSCRIBED, source, actor_id=user.id)
 
 
 def _member(list_id: int, contact_id: int) -> ListMembership:

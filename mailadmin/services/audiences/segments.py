@@ -23,6 +23,7 @@ from mailadmin.services.audiences.segment_filter import (
     compile_filter,
     validate_filter,
 )
+from mailadmin.services.audit import record_audit
 from mailadmin.services.errors import ErrorKind
 from mailadmin.services.ownership import find_visible, visible_to
 from mailadmin.services.transaction import transaction
@@ -101,6 +102,8 @@ def save_segment(user: User, name: str, raw_filter: object, segment_id: int | No
         segment.filter = checked_filter(raw_filter, user)
         segment.updated_at = utcnow()
         db.session.add(segment)
+        db.session.flush()
+        record_audit(user, "segment_saved", details={"segment_id": segment.id, "name": segment.name})
     return segment
 
 
@@ -108,3 +111,4 @@ def delete_segment(user: User, segment_id: int) -> None:
     """Delete a segment (campaign targets naming it go with it)."""
     with transaction():
         db.session.delete(get_segment_for(user, segment_id))
+        record_audit(user, "segment_deleted", details={"segment_id": segment_id})

@@ -1,0 +1,172 @@
+"""The API's shared fields and the campaign resources' schemas: each validates a request or
+serializes an answer, and the OpenAPI description is generated from them."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+import marshmallow as ma
+
+from mailadmin.models.campaign import CAMPAIGN_STATUSES, RECIPIENT_STATUSES
+from mailadmin.services.drafts import BODY_MAX, NAME_MAX, SUBJECT_MAX
+
+# A NUL or a lone surrogate cannot be stored (PostgreSQL text, UTF-8): refused as input, never a 500.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+class Text(ma.fields.String):
+    """A string that can be stored as text: no NUL character, no lone surrogate."""
+
+    default_error_messages = {"unstorable": "Contains a character that cannot be stored (NUL or a lone surrogate)."}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if _UNSTORABLE.search(text):
+            raise self.make_error("unstorable")
+        return text
+
+
+class Moment(ma.fields.AwareDateTime):
+    """A moment with its zone, in UTC; one beyond what can be stored is taken as the first or last storable."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError:
+            return datetime.min.replace(tzinfo=UTC) if moment.year < 2 else datetime.max.replace(tzinfo=UTC)
+
+
+def _ids() -> ma.fields.List:
+    return ma.fields.List(ma.fields.Integer(validate=ma.validate.Range(1, 2**31 - 1)), load_default=list,
+                          validate=ma.validate.Length(max=20))
+
+
+class TargetsSchema(ma.Schema):
+    """The lists and segments a campaign sends to, and the ones it leaves out (ids)."""
+
+    lists = _ids()
+    segments = _ids()
+    exclude_lists = _ids()
+    exclude_segments = _ids()
+
+
+class CampaignContentSchema(ma.Schema):
+    """A draft's content and audience, as created."""
+
+    name = Text(required=True, validate=ma.validate.Length(1, NAME_MAX))
+    subject = Text(required=True, validate=ma.validate.Length(1, SUBJECT_MAX))
+    body_text = Text(required=True, validate=ma.validate.Length(1, BODY_MAX))
+    body_html = Text(load_default=None, allow_none=True, validate=ma.validate.Length(max=BODY_MAX))
+    targets = ma.fields.Nested(TargetsSchema, load_default=None, allow_none=True)
+
+
+class CampaignPatchSchema(ma.Schema):
+    """A draft's fields to change; those left out stay as they are."""
+
+    name = Text(validate=ma.validate.Length(1, NAME_MAX))
+    subject = Text(validate=ma.validate.Length(1, SUBJECT_MAX))
+    body_text = Text(validate=ma.validate.Length(1, BODY_MAX))
+    body_html = Text(allow_none=True, validate=ma.validate.Length(max=BODY_MAX))
+    targets = ma.fields.Nested(TargetsSchema)
+
+
+class CampaignStatsSchema(ma.Schema):
+    """A campaign's live figures, read from its counters (no count over its recipients)."""
+
+    status = ma.fields.String(required=True, validate=ma.validate.OneOf(CAMPAIGN_STATUSES))
+    reason = ma.fields.String(required=True, allow_none=True, metadata={"description": "Why it waits or is paused"})
+    recipients_total = ma.fields.Integer(required=True)
+    sent = ma.fields.Integer(required=True)
+    failed = ma.fields.Integer(required=True)
+    skipped = ma.fields.Integer(required=True)
+    unknown = ma.fields.Integer(required=True)
+    bounced = ma.fields.Integer(required=True)
+    complained = ma.fields.Integer(required=True)
+    pending = ma.fields.Integer(required=True, metadata={"description": "Not yet sent, failed, skipped or unknown"})
+    progress_percent = ma.fields.Integer(required=True)
+    started_at = ma.fields.AwareDateTime(required=True, allow_none=True)
+    finished_at = ma.fields.AwareDateTime(required=True, allow_none=True)
+
+
+class CampaignSchema(ma.Schema):
+    """A campaign as the API shows it."""
+
+    id = ma.fields.Integer(required=True)
+    owner_id = ma.fields.Integer(required=True)
+    name = ma.fields.String(required=True)
+    subject = ma.fields.String(required=True)
+    body_text = ma.fields.String(required=True)
+    body_html = ma.fields.String(required=True, allow_none=True)
+    status = ma.fields.String(required=True, validate=ma.validate.OneOf(CAMPAIGN_STATUSES))
+    created_at = ma.fields.AwareDateTime(required=True)
+    scheduled_at = ma.fields.AwareDateTime(required=True, allow_none=True)
+    targets = ma.fields.Nested(TargetsSchema, required=True)
+    stats = ma.fields.Nested(CampaignStatsSchema, required=True)
+
+
+class CampaignListArgs(ma.Schema):
+    """Filters of the campaigns list (with `limit` and `cursor`)."""
+
+    status = ma.fields.String(validate=ma.validate.OneOf(CAMPAIGN_STATUSES))
+    owner_id = ma.fields.Integer(validate=ma.validate.Range(1, 2**31 - 1))
+    created_after = Moment()
+    created_before = Moment()
+
+
+class RecipientSchema(ma.Schema):
+    id = ma.fields.Integer(required=True)
+    email = ma.fields.String(required=True)
+    name = ma.fields.String(required=True, allow_none=True)
+    status = ma.fields.String(required=True, validate=ma.validate.OneOf(RECIPIENT_STATUSES))
+    attempts = ma.fields.Integer(required=True)
+    last_error = ma.fields.String(required=True, allow_none=True)
+    smtp_code = ma.fields.Integer(required=True, allow_none=True)
+    sent_at = ma.fields.AwareDateTime(required=True, allow_none=True)
+
+
+class RecipientListArgs(ma.Schema):
+    status = ma.fields.String(validate=ma.validate.OneOf(RECIPIENT_STATUSES))
+
+
+class TestEmailArgs(ma.Schema):
+    to = Text(required=True, validate=ma.validate.Length(1, 320))
+
+
+class TestEmailResultSchema(ma.Schema):
+    to_address = ma.fields.String(required=True)
+    message_id = ma.fields.String(required=True)
+
+
+class StartArgs(ma.Schema):
+    scheduled_at = Moment(load_default=None, allow_none=True,
+                                           metadata={"description": "Start later, at this moment (with a zone)"})
+
+
+class EstimateSchema(ma.Schema):
+    """When the last message should go, from the real quota and send speed (as the start page says)."""
+
+    finishes_at = ma.fields.AwareDateTime(required=True)
+    duration_seconds = ma.fields.Integer(required=True)
+    max_per_hour = ma.fields.Integer(required=True)
+    waits_for_quota = ma.fields.Boolean(required=True)
+
+
+class StartResultSchema(ma.Schema):
+    """A started campaign and the start page's confirmation figures."""
+
+    campaign = ma.fields.Nested(CampaignSchema, required=True)
+    recipients = ma.fields.Integer(required=True, metadata={"description": "Recipients the start queued"})
+    max_recipients = ma.fields.Integer(required=True, metadata={"description": "The size cap"})
+    starts_per_hour = ma.fields.Integer(required=True, metadata={"description": "The per-user start throttle"})
+    estimate = ma.fields.Nested(EstimateSchema, required=True, allow_none=True)
+
+
+class TransitionSchema(ma.Schema):
+    """What a pause, resume or cancel did; `changed` false when the campaign already was so."""
+
+    changed = ma.fields.Boolean(required=True)
+    from_status = ma.fields.String(required=True)
+    to_status = ma.fields.String(required=True)
+    campaign = ma.fields.Nested(CampaignSchema, required=True)

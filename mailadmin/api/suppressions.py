@@ -1,0 +1,145 @@
+"""/api/v1/suppressions (admins: search, add, remove — the suppression page's services) and
+/api/v1/bounces (bounce and complaint reports: an admin's all, a manager's on their campaigns)."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import marshmallow as ma
+
+from mailadmin.api.auth import api_user, requires
+from mailadmin.api.blueprint import ApiBlueprint
+from mailadmin.api.idempotency import idempotent
+from mailadmin.api.pagination import PageArgs, decode_cursor, page, page_schema
+from mailadmin.api.problems import ApiProblem
+from mailadmin.api.schemas import Moment, Text
+from mailadmin.extensions import db
+from mailadmin.models import BounceEvent, Campaign, Suppression
+from mailadmin.models.suppression import REASON_MANUAL, SUPPRESSION_REASONS
+from mailadmin.services import suppressions
+
+blp = ApiBlueprint("api_suppressions", __name__, url_prefix="/api/v1",
+                   description="The suppression list (admins) and bounce and complaint reports")
+ADMINS_ONLY = {"404": "NOT_FOUND"}
+
+
+class SuppressionSchema(ma.Schema):
+    id = ma.fields.Integer(required=True)
+    email = ma.fields.String(required=True, metadata={"description": "The address, or its erasure marker"})
+    reason = ma.fields.String(required=True)
+    source = ma.fields.String(required=True, allow_none=True)
+    note = ma.fields.String(required=True, allow_none=True)
+    campaign_id = ma.fields.Integer(required=True, allow_none=True)
+    created_at = ma.fields.AwareDateTime(required=True)
+
+
+class SuppressionSearchArgs(ma.Schema):
+    search = Text(load_default="", validate=ma.validate.Length(max=320),
+                  metadata={"description": "Part of an address, or @domain"})
+    reason = ma.fields.String(load_default="", validate=ma.validate.OneOf(["", *SUPPRESSION_REASONS]))
+
+
+class SuppressionAddSchema(ma.Schema):
+    emails = ma.fields.List(Text(validate=ma.validate.Length(1, 320)), required=True,
+                            validate=ma.validate.Length(1, 1000))
+    reason = ma.fields.String(load_default=REASON_MANUAL, validate=ma.validate.OneOf(SUPPRESSION_REASONS))
+    note = Text(load_default="", validate=ma.validate.Length(max=200))
+
+
+class SuppressionAddResult(ma.Schema):
+    added = ma.fields.Integer(required=True)
+    already = ma.fields.Integer(required=True)
+    refused = ma.fields.List(ma.fields.String(), required=True)
+
+
+class RemoveArgs(ma.Schema):
+    why = Text(required=True, validate=ma.validate.Length(1, 200),
+               metadata={"description": "Why the address may receive mail again (audit log)"})
+
+
+class BounceSchema(ma.Schema):
+    id = ma.fields.Integer(required=True)
+    kind = ma.fields.String(required=True, metadata={"description": "hard, soft or complaint"})
+    source = ma.fields.String(required=True)
+    email_hash = ma.fields.String(required=True, metadata={"description": "The address's erasure hash"})
+    campaign_id = ma.fields.Integer(required=True, allow_none=True)
+    recipient_id = ma.fields.Integer(required=True, allow_none=True)
+    status_code = ma.fields.String(required=True, allow_none=True)
+    created_at = ma.fields.AwareDateTime(required=True)
+
+
+class BounceArgs(ma.Schema):
+    kind = ma.fields.String(validate=ma.validate.OneOf(["hard", "soft", "complaint"]))
+    campaign_id = ma.fields.Integer(validate=ma.validate.Range(1, 2**31 - 1))
+    since = Moment()
+
+
+def _admin_only() -> None:
+    if not api_user().is_admin:
+        raise ApiProblem(403, "admins-only", "The suppression list is for admins.")
+
+
+@blp.route("/suppressions", methods=["GET"])
+@requires("read")
+@blp.arguments(SuppressionSearchArgs, location="query")
+@blp.arguments(PageArgs, location="query")
+@blp.response(200, page_schema(SuppressionSchema, "SuppressionPage"))
+def list_suppressions(args: dict, paging: dict):
+    """The suppression list, newest first, searched by address and reason (admins)."""
+    _admin_only()
+    query = suppressions.suppression_query(suppressions.SuppressionFilter(query=args["search"], reason=args["reason"]))
+    if (before := decode_cursor(paging["cursor"])) is not None:
+        query = query.where(Suppression.id < before)
+    return page(db.session.scalars(query.order_by(Suppression.id.desc()).limit(paging["limit"] + 1)).all(),
+                paging["limit"])
+
+
+@blp.route("/suppressions", methods=["POST"])
+@requires("write")
+@idempotent
+@blp.arguments(SuppressionAddSchema)
+@blp.response(200, SuppressionAddResult)
+def add_suppressions(args: dict):
+    """Put up to 1,000 addresses on the suppression list (admins); a bad address is refused by its row."""
+    _admin_only()
+    text = io.StringIO()
+    csv.writer(text).writerows([address, args["reason"]] for address in args["emails"])
+    rows = suppressions.read_address_rows("email,reason\n" + text.getvalue(), args["reason"])
+    added, already = suppressions.add_address_rows(rows, args["note"], api_user(), source="admin")
+    return {"added": added, "already": already, "refused": rows.refused}
+
+
+@blp.route("/suppressions/<int:suppression_id>", methods=["DELETE"])
+@requires("write")
+@blp.arguments(RemoveArgs, location="query")
+@blp.response(204)
+@blp.doc(responses=ADMINS_ONLY)
+def remove_suppression(args: dict, suppression_id: int):
+    """Take an entry off the suppression list, saying why (admins)."""
+    _admin_only()
+    if not 0 < suppression_id < 2**31:
+        raise ApiProblem(404, "not-found", "No such entry.")
+    suppressions.remove_suppression(suppression_id, args["why"], api_user())
+
+
+@blp.route("/bounces", methods=["GET"])
+@requires("read")
+@blp.arguments(BounceArgs, location="query")
+@blp.arguments(PageArgs, location="query")
+@blp.response(200, page_schema(BounceSchema, "BouncePage"))
+def list_bounces(args: dict, paging: dict):
+    """Bounce and complaint reports, newest first: an admin's all, a manager's on their own campaigns."""
+    query = db.select(BounceEvent)
+    if not api_user().is_admin:
+        query = query.join(Campaign, Campaign.id == BounceEvent.campaign_id).where(Campaign.owner_id == api_user().id)
+    if "kind" in args:
+        query = query.where(BounceEvent.kind == args["kind"])
+    if "campaign_id" in args:
+        query = query.where(BounceEvent.campaign_id == args["campaign_id"])
+    if "since" in args:
+        query = query.where(BounceEvent.created_at >= args["since"])
+    if (before := decode_cursor(paging["cursor"])) is not None:
+        query = query.where(BounceEvent.id < before)
+    return page(db.session.scalars(query.order_by(BounceEvent.id.desc()).limit(paging["limit"] + 1)).all(),
+                paging["limit"])
