@@ -40,6 +40,7 @@ from datetime import UTC, datetime, timedelta
 from loguru import logger
 from redis import Redis, RedisError
 
+from mailadmin.limits.handover import HandOver
 from mailadmin.limits.rate_limiter import RATE_LIMIT_KEY, RATE_LIMIT_WINDOW_LABEL, RATE_LIMIT_WINDOW_SECONDS
 from mailadmin.limits.waiting_line import (
     EXPIRE_LINE_LUA,
@@ -61,7 +62,9 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # for the Redis clock, ARGV[5] reservation id, ARGV[6] window (µs), ARGV[7] campaign id ('' = none:
 # never joins the line), ARGV[8] tokens held per campaign ahead (a batch), ARGV[9] grace (µs).
 # Returns {granted, count after, first slot (µs) or, when nothing was granted, when to come back
-# (µs), campaigns ahead in the line}.
+# (µs), campaigns ahead in the line}. With KEYS[5] and KEYS[6] (the slice's hand-over record, see
+# `limits/handover.py`) and ARGV[10] its time to live (ms), the ids in ARGV[11..] of the tokens granted are
+# appended to the record in the same call.
 RESERVE_LUA = """
 local wanted, limit, interval = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local window, me, hold, grace = tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9])
@@ -131,6 +134,14 @@ for i = 0, granted - 1 do
 end
 redis.call('ZADD', KEYS[1], unpack(args))
 redis.call('PEXPIRE', KEYS[1], us(math.ceil((first + granted * interval - now + window) / 1000)))
+if KEYS[5] then
+  local handed = {}
+  for i = 11, math.min(#ARGV, 10 + granted) do handed[#handed + 1] = ARGV[i] end
+  redis.call('APPEND', KEYS[5], table.concat(handed, ',') .. ',')
+  redis.call('PEXPIRE', KEYS[5], ARGV[10])
+  local t = redis.call('TIME')
+  redis.call('SET', KEYS[6], t[1], 'PX', ARGV[10])
+end
 return {granted, count + granted, us(first), #ahead}
 """
 
@@ -224,19 +235,25 @@ def reserve_send_tokens(
     campaign_id: int | None = None,
     batch_size: int | None = None,
     now: float | None = None,
+    handing_over: HandOver | None = None,
 ) -> TokenBatch:
     """Take up to `count` tokens in one call, after one `batch_size` (default `count`) for each campaign ahead
     in the waiting line; none granted means wait until `next_free_at` (the campaign then has its place in line).
+
+    `handing_over`: the recipients the tokens are for, in order; those granted a token are added to the
+    job's hand-over record in the same call (`limits/handover.py`).
     """
     interval = slot_interval(max_per_second)
     reservation_id = uuid.uuid4().hex
+    keys = [RATE_LIMIT_KEY, PACE_KEY, WAITING_LINE_KEY, WAITING_LINE_DEADLINE_KEY]
+    args = [count, max_per_hour, _us(interval), "" if now is None else _us(now), reservation_id,
+            RATE_LIMIT_WINDOW_SECONDS * _MICROSECONDS, "" if campaign_id is None else campaign_id,
+            batch_size or count, WAITING_LINE_GRACE_SECONDS * _MICROSECONDS]
+    if handing_over is not None:
+        keys += handing_over.keys
+        args += [handing_over.ttl_ms, *handing_over.recipient_ids]
     try:
-        granted, current, first_us, ahead = registered_script(redis, "reserve", RESERVE_LUA)(
-            keys=[RATE_LIMIT_KEY, PACE_KEY, WAITING_LINE_KEY, WAITING_LINE_DEADLINE_KEY],
-            args=[count, max_per_hour, _us(interval), "" if now is None else _us(now), reservation_id,
-                  RATE_LIMIT_WINDOW_SECONDS * _MICROSECONDS, "" if campaign_id is None else campaign_id,
-                  batch_size or count, WAITING_LINE_GRACE_SECONDS * _MICROSECONDS],
-        )
+        granted, current, first_us, ahead = registered_script(redis, "reserve", RESERVE_LUA)(keys=keys, args=args)
     except RedisError as exc:
         # Fail open: availability first; the pace then holds for this process alone.
         logger.bind(policy="fail_open", campaign_id=campaign_id, error_type=type(exc).__name__,

@@ -5,8 +5,10 @@ sleeps until the connections have something to say, collects what they finished,
 
 - a transient failure, the time budget or SIGTERM, or a stop signal whose campaign left `sending`
   → that ending;
-- the connections run low → check the campaign's state (`delivery.probe_slice_state`: the safety
-  net for a lost stop signal), then record the outcomes and claim the next batch in one commit;
+- the claims left to send run low (what the connections hold plus what waits here, down to
+  CLAIM_AHEAD_PER_CONNECTION per connection: a busy connection holds two) → check the campaign's
+  state (`delivery.probe_slice_state`: the safety net for a lost stop signal), then record the
+  outcomes and claim the next batch in one commit;
 - nothing left to claim, to hand out or in flight → `NOTHING_LEFT`;
 - else → None: another step.
 
@@ -41,6 +43,7 @@ from mailadmin.jobs.send.endings import (
 )
 from mailadmin.jobs.send.outcomes import MessageSender
 from mailadmin.jobs.send.tokens import ClaimsInHand, TokenBooks
+from mailadmin.limits.handover import forget_handover_record
 from mailadmin.logging import bind_context
 from mailadmin.logging.policy import LOGGER_NAME_FIELD
 from mailadmin.mail.bounces import verp_return_path_for
@@ -65,6 +68,10 @@ logger = logger.bind(**{LOGGER_NAME_FIELD: __package__})
 MAX_SLOT_LATENESS = 0.04
 # The loop looks at the clock (hand-over time) at least this often while its connections send.
 WAKE_AT_LEAST_EVERY = 0.25
+# The next batch is claimed while this many messages per connection are still to send, so that every
+# connection has its next message queued when its body goes out (one round trip per message). What
+# is claimed but never handed to a connection goes back to `pending` after a crash (`limits/handover.py`).
+CLAIM_AHEAD_PER_CONNECTION = 2
 # Waiting out an outage inside a job stops this long before RQ's job timeout would kill it.
 JOB_DEADLINE_MARGIN_SECONDS = 5
 
@@ -111,6 +118,7 @@ class SendSlice:
                 self._start_siblings()
             try:
                 self.report.outcome = end_slice(self._loop(start.campaign), self.hand, self.job_deadline)
+                self._forget_handover_record()
             except Exception as exc:
                 if not (is_database_outage(exc) and self._hand_over_after_database_outage()):
                     abandon(self.hand, exc, self.job_deadline)
@@ -147,7 +155,7 @@ class SendSlice:
         hand.collect()
         if (ending := self._ending(deadline)) is not None:
             return ending
-        if self.more_to_claim and connections.outstanding <= connections.low_water:
+        if self.more_to_claim and connections.outstanding + len(hand.unclaimed) <= connections.low_water:
             # The safety net for a lost stop signal, then outcomes and the next claim in one commit.
             if (ending := self._ending_for_state()) is not None:
                 return ending
@@ -189,7 +197,8 @@ class SendSlice:
         paced = bool(self.settings.smtp_max_per_second)
         connections = SmtpConnections(
             self.settings.smtp_connections, self._new_transport, sender.steps, clock=lambda: self.clock().timestamp(),
-            max_lateness=MAX_SLOT_LATENESS if paced else None, low_water=self.settings.smtp_connections,
+            max_lateness=MAX_SLOT_LATENESS if paced else None,
+            low_water=CLAIM_AHEAD_PER_CONNECTION * self.settings.smtp_connections,
             wake_when_free=paced, also_stop_on=SHUTDOWN_REQUESTED,
         )
         self.opened.callback(connections.close, timeout=self.settings.smtp_timeout_seconds)
@@ -223,6 +232,13 @@ class SendSlice:
                 logger.bind(error_type=type(exc).__name__).error("Could not start a sibling slice (Redis unavailable)")
                 return
 
+    def _forget_handover_record(self) -> None:
+        """Everything handed over is recorded (or `unknown`): the hand-over record is not needed any more."""
+        try:
+            forget_handover_record(self.redis, self.job_id)
+        except RedisError:
+            pass  # it expires (limits/handover.py)
+
     def _hand_over_after_database_outage(self) -> bool:
         """The database went away mid-slice: wait for it (within the job's time), record what this
         slice did, release the rest and hand over. False when it did not return in time."""
@@ -235,6 +251,7 @@ class SendSlice:
         except Exception:  # still down at the deadline: the claims stay for the recovery sweep
             return False
         self.report.outcome = SliceOutcome(SliceEnd.HANDED_OVER)
+        self._forget_handover_record()
         enqueue_continuation(self.campaign_id, new_slice_job_id(self.campaign_id),
                              self.settings.smtp_timeout_seconds, self.job_deadline)
         return True

@@ -22,6 +22,7 @@ from redis import Redis
 from rq.exceptions import ShutDownImminentException
 from rq.timeouts import JobTimeoutException
 
+from mailadmin.limits.handover import HandOver
 from mailadmin.limits.send_pace import TokenBatch, reserve_send_tokens, settle_send_tokens
 from mailadmin.mail.connections import Delivery, SmtpConnections
 from mailadmin.models.campaign import R_FAILED, R_PENDING, R_SENT, R_SKIPPED, R_UNKNOWN
@@ -35,6 +36,10 @@ RATE_LIMIT_FALLBACK_DELAY = timedelta(seconds=60)
 JOB_STOPPING = (ShutDownImminentException, JobTimeoutException)
 # Messages in flight get this many SMTP timeouts to finish when the slice ends.
 IN_FLIGHT_TIMEOUTS = 3
+# The connections are handed at most this many deliveries each at a time: one awaiting its verdict,
+# one whose envelope goes out with that body, one queued behind (see `mail/connections.py`). Only
+# what was handed out may end `unknown` after a crash (`limits/handover.py`).
+HANDED_OUT_PER_CONNECTION = 3
 
 
 class TokenBooks:
@@ -53,20 +58,23 @@ class TokenBooks:
         self.refused_until: datetime | None = None  # when a token frees, once the hourly quota refused
         self.refusals_given_back = False  # since that refusal, a token of a message the relay refused went back
 
-    def wanted(self, waiting: int, free_connections: int) -> int:
-        """Tokens to ask for: one claim batch at most and, when paced, only for the connections free now
-        (a late send next to an on-time one would put more than the cap into one second)."""
-        wanted = min(waiting, self.settings.send_batch_size)
+    def wanted(self, waiting: int, free_connections: int, room: int) -> int:
+        """Tokens to ask for: one claim batch at most, no more than the connections have `room` for
+        (what is handed out is what may end `unknown` after a crash) and, when paced, only for the
+        connections free now (a late send next to an on-time one would put more than the cap into one second)."""
+        wanted = min(waiting, self.settings.send_batch_size, room)
         if self.settings.smtp_max_per_second:
             wanted = min(wanted, free_connections)
-        return wanted
+        return max(0, wanted)
 
-    def reserve(self, wanted: int) -> TokenBatch | None:
-        """Take up to `wanted` tokens in one Redis call; None when the hourly quota refused (remembered)."""
+    def reserve(self, claims: list[Claim], job_id: str) -> TokenBatch | None:
+        """Take a token for each of `claims` (up to as many as granted) in one Redis call, which also adds
+        those granted to the job's hand-over record; None when the hourly quota refused (remembered)."""
         batch = reserve_send_tokens(
-            self.redis, wanted, self.settings.smtp_max_per_hour, self.settings.smtp_max_per_second,
+            self.redis, len(claims), self.settings.smtp_max_per_hour, self.settings.smtp_max_per_second,
             campaign_id=self.campaign_id, batch_size=self.settings.send_batch_size,
             now=self.clock().timestamp() if self.injected_clock else None,
+            handing_over=HandOver(job_id, [claim.id for claim in claims]),
         )
         if batch.granted == 0:
             self.refused_until = batch.next_free_at or self.clock() + RATE_LIMIT_FALLBACK_DELAY
@@ -158,18 +166,41 @@ class ClaimsInHand:
             if connections.outstanding:
                 return None
             return self.hand_out() if self.books.may_ask_again() else self.books.refused_until
-        wanted = self.books.wanted(len(self.unclaimed), connections.free)
+        room = HANDED_OUT_PER_CONNECTION * self.settings.smtp_connections - connections.outstanding
+        if room < self.settings.smtp_connections and room < len(self.unclaimed):
+            return None  # topped up once a connection's worth has room: one Redis call per few messages
+        wanted = self.books.wanted(len(self.unclaimed), connections.free, room)
         if wanted == 0:
             return None
-        tokens = self.books.reserve(wanted)
+        tokens = self.books.reserve(self.unclaimed[:wanted], self.job_id)
         if tokens is None:
             return self.hand_out()
         granted, self.unclaimed = self.unclaimed[: tokens.granted], self.unclaimed[tokens.granted :]
+        held = self._note_handed_over_without_record(granted, tokens) if not tokens.backend_available else None
         connections.submit([
             Delivery((claim, tokens), slot=slot, token=index)
             for index, (claim, slot) in enumerate(zip(granted, tokens.slots, strict=True))
+            if held is None or claim.id in held
         ])
         return None
+
+    def _note_handed_over_without_record(self, granted: list[Claim], tokens: TokenBatch) -> set[int]:
+        """Redis is unreachable, so the hand-over record was not written: mark these claims as handed over
+        in the database first (one commit). Only the claims this job still holds are handed out; the
+        tokens of the others are not used. The database down too: the exception ends the slice, and
+        the claims, never handed over, are recorded untried or become `unknown`."""
+        try:
+            held = delivery.note_handed_over_without_record(self.campaign_id, self.job_id,
+                                                            [claim.id for claim in granted], self.clock())
+        except BaseException:
+            self.unclaimed = granted + self.unclaimed
+            for index in range(len(granted)):
+                tokens.finish(index, None)
+            raise
+        for index, claim in enumerate(granted):
+            if claim.id not in held:
+                tokens.finish(index, None)
+        return held
 
     def take_back_untried(self) -> None:
         """Deliveries a connection gave back (slot passed, or stopped): their token is unused, they wait again."""

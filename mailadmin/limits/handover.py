@@ -1,0 +1,75 @@
+"""The hand-over record: which of a send job's claims it handed to its SMTP connections.
+
+After a crash, only a message handed to a connection may have gone out; a claim the job held but
+never handed over was never written to the relay and may go back to `pending`. The send loop hands
+claims to its connections only after reserving their rate-limit tokens, so the reservation's Redis
+call (`send_pace.reserve_send_tokens`, one per hand-out, never one per message) also appends the
+ids granted a token to the job's record: `mailadmin:handover:<job_id>`, a string `"id,id,...,"`,
+and `mailadmin:handover:<job_id>:at`, the Redis clock (s) at its last write. The recovery sweep
+(`jobs/recovery.py`) reads it before turning a dead job's claims into `unknown`.
+
+When the record cannot be trusted the sweep falls back to the old bound (every claim `unknown`):
+- it is missing (Redis lost it, it expired, or the job died before its first hand-out);
+- it was last written before the Redis server started (restored from disk: later hand-outs may be
+  missing);
+- a hand-out happened while Redis was unreachable (the reservation failed open): the slice then
+  marks those claims as handed over in the database instead (`delivery.note_handed_over_without_record`),
+  and the sweep treats them as handed over whatever the record says.
+
+The slice deletes its record when it ends having recorded everything; a crashed job's record
+expires after HANDOVER_RECORD_TTL_SECONDS (its claims then fall back to `unknown`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis import Redis
+
+from mailadmin.limits.window import KEY_PREFIX
+
+HANDOVER_KEY_PREFIX = KEY_PREFIX + "handover:"
+# Long enough for the recovery sweep to run after a crash (at the next worker or scheduler start, or
+# once the claims are MAILER_STALE_CLAIM_SECONDS old); a record older than this is not needed.
+HANDOVER_RECORD_TTL_SECONDS = 6 * 3600
+
+
+def handover_keys(job_id: str) -> list[str]:
+    """The record's two keys: the ids, and when they were last written."""
+    return [HANDOVER_KEY_PREFIX + job_id, HANDOVER_KEY_PREFIX + job_id + ":at"]
+
+
+@dataclass(frozen=True, slots=True)
+class HandOver:
+    """The recipients a reservation is for, in hand-out order (the first `granted` are handed over)."""
+
+    job_id: str
+    recipient_ids: list[int]
+    ttl_ms: int = HANDOVER_RECORD_TTL_SECONDS * 1000
+
+    @property
+    def keys(self) -> list[str]:
+        return handover_keys(self.job_id)
+
+
+def read_handover_record(redis: Redis, job_id: str) -> set[int] | None:
+    """The ids the job handed over, or None when the record is missing or was written before the Redis
+    server started (then it may lack later hand-outs). Raises RedisError when Redis is unreachable."""
+    ids_key, at_key = handover_keys(job_id)
+    pipe = redis.pipeline(transaction=False)
+    pipe.get(ids_key)
+    pipe.get(at_key)
+    pipe.time()
+    pipe.info("server")
+    ids, written_at, (now, _), server = pipe.execute()
+    if ids is None or written_at is None:
+        return None
+    started_at = now - int(server.get("uptime_in_seconds", 0))
+    if int(written_at) <= started_at:
+        return None
+    return {int(part) for part in ids.split(b",") if part}
+
+
+def forget_handover_record(redis: Redis, job_id: str) -> None:
+    """The slice recorded every outcome: its record is not needed any more (a RedisError propagates)."""
+    redis.delete(*handover_keys(job_id))
