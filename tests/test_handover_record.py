@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 
 from mailadmin.extensions import SEND_QUEUE, db, get_redis
 from mailadmin.jobs.recovery import recover_stalled_campaigns
-from mailadmin.limits.handover import HandOver, handover_keys, read_handover_record
+from mailadmin.limits.handover import Accepted, HandOver, handover_keys, read_handover_record
 from mailadmin.limits.send_pace import reserve_send_tokens
 from mailadmin.models import Recipient
 from mailadmin.models.campaign import R_SENDING
@@ -42,10 +42,10 @@ def crashed_mid_batch(owner, recipients: int, claimed: int):
     return campaign, ids
 
 
-def handed_over(ids: list[int]) -> None:
+def handed_over(ids: list[int], accepted: list[Accepted] = ()) -> None:
     """The dead job's token reservation, which wrote its hand-over record."""
-    granted = reserve_send_tokens(get_redis(), len(ids), 1000, handing_over=HandOver(DEAD_JOB, ids)).granted
-    assert granted == len(ids)
+    handing = HandOver(DEAD_JOB, ids, list(accepted))
+    assert reserve_send_tokens(get_redis(), len(ids), 1000, handing_over=handing).granted == len(ids)
 
 
 def test_claims_a_dead_job_never_handed_over_go_back_to_pending_and_are_sent_once(app, app_env, smtp, owner):
@@ -59,7 +59,7 @@ def test_claims_a_dead_job_never_handed_over_go_back_to_pending_and_are_sent_onc
 
     assert report.unknown == {campaign.id: 3} and report.enqueued == [campaign.id]
     assert recipient_statuses(campaign.id) == {"unknown": 3, "pending": 7}
-    assert read_handover_record(get_redis(), DEAD_JOB) is None  # used, then forgotten
+    assert read_handover_record(get_redis(), DEAD_JOB).handed_over is None  # used, then forgotten
     run_queued_jobs(app_env["REDIS_URL"])
     current = fresh_campaign(campaign.id)
     assert (current.status, current.sent_count, current.unknown_count) == ("finished", 7, 3)
@@ -68,12 +68,33 @@ def test_claims_a_dead_job_never_handed_over_go_back_to_pending_and_are_sent_onc
     assert all(smtp.count_for(address) == 0 for address in unknown)
 
 
+def test_messages_the_relay_accepted_before_the_crash_are_recorded_sent_from_the_record(app, app_env, smtp, owner):
+    campaign, ids = crashed_mid_batch(owner, 8, claimed=5)
+    sent_at = datetime(2026, 12, 8, 1, 0, 0, 250000, tzinfo=UTC)
+    # The job handed 4 over; the relay accepted the first 2 (reported with its next hand-out), then SIGKILL.
+    handed_over(ids[:2])
+    handed_over(ids[2:4], accepted=[Accepted(ids[0], 250, "<a@mailadmin.test>", sent_at.timestamp()),
+                                    Accepted(ids[1], 250, "<b@mailadmin.test>", sent_at.timestamp())])
+
+    report = recover_stalled_campaigns()
+
+    assert report.unknown == {campaign.id: 2}
+    assert recipient_statuses(campaign.id) == {"sent": 2, "unknown": 2, "pending": 4}
+    first = db.session.get(Recipient, ids[0])
+    assert (first.status, first.smtp_code, first.smtp_message_id, first.sent_at) == (
+        "sent", 250, "<a@mailadmin.test>", sent_at)
+    run_queued_jobs(app_env["REDIS_URL"])
+    current = fresh_campaign(campaign.id)
+    assert (current.status, current.sent_count, current.unknown_count) == ("finished", 6, 2)
+    assert len(smtp.messages) == 4  # the 4 never handed over; the 2 accepted went out before the crash
+
+
 def test_without_a_trusted_record_every_claim_of_a_dead_job_becomes_unknown(app, app_env, smtp, owner):
     campaign, ids = crashed_mid_batch(owner, 6, claimed=4)
     handed_over(ids[:1])
     # Written before the Redis server started (restored from disk): later hand-outs may be missing.
     get_redis().set(handover_keys(DEAD_JOB)[1], 1)
-    assert read_handover_record(get_redis(), DEAD_JOB) is None
+    assert read_handover_record(get_redis(), DEAD_JOB).handed_over is None
 
     report = recover_stalled_campaigns()
 

@@ -7,7 +7,7 @@ import time
 
 from mailadmin.extensions import get_redis, get_settings
 from mailadmin.jobs.send.tokens import TokenBooks
-from mailadmin.limits.handover import read_handover_record
+from mailadmin.limits.handover import Accepted, read_handover_record
 from mailadmin.limits.rate_limiter import rate_limit_moments
 from mailadmin.limits.send_pace import TokenBatch
 from mailadmin.models.types import utcnow
@@ -56,12 +56,16 @@ def test_a_reservation_asks_no_more_than_the_connections_have_room_for(engine_en
 @with_env(MAILER_SMTP_MAX_PER_HOUR="3", MAILER_SEND_BATCH_SIZE="5")
 def test_the_reservation_adds_the_recipients_granted_a_token_to_the_jobs_hand_over_record(engine_env, app):
     books = new_books()
-    assert read_handover_record(get_redis(), JOB_ID) is None  # nothing handed over yet
+    assert read_handover_record(get_redis(), JOB_ID).handed_over is None  # nothing handed over yet
 
     assert books.reserve(claims(2, first=10), JOB_ID).granted == 2
-    assert books.reserve(claims(4, first=20), JOB_ID).granted == 1  # the quota's last token
+    accepted = [Accepted(10, 250, "<10.ab@mailadmin.test>", 1_800_000_000.25)]
+    assert books.reserve(claims(4, first=20), JOB_ID, accepted).granted == 1  # the quota's last token
+    assert books.reserve(claims(1, first=30), JOB_ID, [Accepted(11, 250, None, 1_800_000_001.0)]) is None
 
-    assert read_handover_record(get_redis(), JOB_ID) == {10, 11, 20}
+    record = read_handover_record(get_redis(), JOB_ID)
+    assert record.handed_over == {10, 11, 20}  # 30 was refused a token: never handed over
+    assert record.accepted == [*accepted, Accepted(11, 250, None, 1_800_000_001.0)]
 
 
 @with_env(MAILER_SMTP_MAX_PER_HOUR="10", MAILER_SEND_BATCH_SIZE="4")

@@ -1,9 +1,11 @@
 """The recovery sweep: what a crash or a lost Redis key left behind is put right.
 
-`recover_stalled_campaigns()` releases the claims a dead job never handed to an SMTP connection
-(its hand-over record, `limits/handover.py`) back to `pending`, turns the rest of its claims
-(recipients left `sending`: handed over, their outcome unknown) into `unknown`, finishes campaigns with nothing left, and re-enqueues campaigns that no job is working
-on (a worker killed with SIGKILL, a continuation lost with a Redis restart). It runs when a worker
+`recover_stalled_campaigns()` reads a dead job's hand-over record (`limits/handover.py`): what the
+relay accepted becomes `sent`, the claims it never handed to an SMTP connection go back to
+`pending`, and the rest of its claims (recipients left `sending`: handed over, their outcome
+unknown) become `unknown` (every claim of a job without a record that can be trusted). It then
+finishes campaigns with nothing left, and re-enqueues campaigns that no job is working on (a worker
+killed with SIGKILL, a continuation lost with a Redis restart). It runs when a worker
 or the scheduler starts (`recover_at_start`) and then in the scheduler. It only orchestrates:
 every read and write of campaigns goes through `mailadmin.services.delivery`, every RQ question
 through `mailadmin.queue.dispatch`.
@@ -12,7 +14,7 @@ through `mailadmin.queue.dispatch`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from loguru import logger
 from redis import Redis, RedisError
@@ -21,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from mailadmin.extensions import get_redis, get_settings
 from mailadmin.jobs import job_app_context
 from mailadmin.limits.handover import forget_handover_record, read_handover_record
+from mailadmin.models.campaign import R_SENT
 from mailadmin.models.types import utcnow
 from mailadmin.queue.dispatch import (
     LIVE_WORKER_HEARTBEAT_SECONDS,
@@ -101,23 +104,28 @@ def recover_orphaned_claims(connection: Redis, *, now: datetime | None = None) -
     return recovered
 
 
-def _release_never_handed_over(connection: Redis, claim: delivery.JobClaims, now: datetime) -> int:
-    """The dead job's claims its hand-over record does not list go back to `pending`; none when the
-    record cannot be read or trusted (then every claim becomes `unknown`, the bound without a record)."""
+def _release_never_handed_over(connection: Redis, claim: delivery.JobClaims, now: datetime) -> None:
+    """Use the dead job's hand-over record (`limits/handover.py`): the messages it says the relay
+    accepted become `sent`, the claims it does not list go back to `pending`. Nothing when it cannot
+    be read; no release when it cannot be trusted (then every other claim becomes `unknown`)."""
     try:
-        handed_over = read_handover_record(connection, claim.job_id)
+        record = read_handover_record(connection, claim.job_id)
     except RedisError as exc:
         logger.bind(job_id=claim.job_id, error_type=type(exc).__name__).warning(
             "Hand-over record unreadable; the job's claims become unknown")
-        return 0
-    if handed_over is None:
-        return 0
-    released = delivery.release_claims_never_handed_over(claim.campaign_id, claim.job_id, handed_over, now=now)
+        return
+    if record.accepted:
+        delivery.record_accepted_of_stopped_job(claim.campaign_id, claim.job_id, [
+            delivery.Outcome(delivery.Claim(accepted.recipient_id, "", None, None), R_SENT, accepted.smtp_code,
+                             accepted.message_id, sent_at=datetime.fromtimestamp(accepted.sent_at, UTC))
+            for accepted in record.accepted
+        ], now)
+    if record.handed_over is not None:
+        delivery.release_claims_never_handed_over(claim.campaign_id, claim.job_id, record.handed_over, now=now)
     try:
         forget_handover_record(connection, claim.job_id)
     except RedisError:
         pass  # it expires
-    return released
 
 
 def _orphaned(claim: delivery.JobClaims, jobs: RunningJobs, quiet_since: datetime) -> bool:

@@ -62,14 +62,19 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # for the Redis clock, ARGV[5] reservation id, ARGV[6] window (µs), ARGV[7] campaign id ('' = none:
 # never joins the line), ARGV[8] tokens held per campaign ahead (a batch), ARGV[9] grace (µs).
 # Returns {granted, count after, first slot (µs) or, when nothing was granted, when to come back
-# (µs), campaigns ahead in the line}. With KEYS[5] and KEYS[6] (the slice's hand-over record, see
-# `limits/handover.py`) and ARGV[10] its time to live (ms), the ids in ARGV[11..] of the tokens granted are
-# appended to the record in the same call.
+# (µs), campaigns ahead in the line}. With KEYS[5..7] (the job's hand-over record, see `limits/handover.py`)
+# and ARGV[10] its time to live (ms): ARGV[11] (the messages accepted since the last call) is appended to
+# KEYS[7], and the ids in ARGV[12..] of the tokens granted to KEYS[5], in the same call.
 RESERVE_LUA = """
 local wanted, limit, interval = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local window, me, hold, grace = tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9])
 """ + lua_now(4) + EXPIRE_LINE_LUA + """
 local function us(x) return string.format('%.0f', x) end
+-- The job's messages the relay accepted since its last reservation, whatever this one grants.
+if KEYS[7] and ARGV[11] ~= '' then
+  redis.call('APPEND', KEYS[7], ARGV[11])
+  redis.call('PEXPIRE', KEYS[7], ARGV[10])
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', us(now - window))
 local count = redis.call('ZCARD', KEYS[1])
 -- The waiting line, only while someone waits: drop the stale places, find who is ahead of us.
@@ -136,7 +141,7 @@ redis.call('ZADD', KEYS[1], unpack(args))
 redis.call('PEXPIRE', KEYS[1], us(math.ceil((first + granted * interval - now + window) / 1000)))
 if KEYS[5] then
   local handed = {}
-  for i = 11, math.min(#ARGV, 10 + granted) do handed[#handed + 1] = ARGV[i] end
+  for i = 12, math.min(#ARGV, 11 + granted) do handed[#handed + 1] = ARGV[i] end
   redis.call('APPEND', KEYS[5], table.concat(handed, ',') .. ',')
   redis.call('PEXPIRE', KEYS[5], ARGV[10])
   local t = redis.call('TIME')
@@ -251,7 +256,7 @@ def reserve_send_tokens(
             batch_size or count, WAITING_LINE_GRACE_SECONDS * _MICROSECONDS]
     if handing_over is not None:
         keys += handing_over.keys
-        args += [handing_over.ttl_ms, *handing_over.recipient_ids]
+        args += [handing_over.ttl_ms, handing_over.sent, *handing_over.recipient_ids]
     try:
         granted, current, first_us, ahead = registered_script(redis, "reserve", RESERVE_LUA)(keys=keys, args=args)
     except RedisError as exc:

@@ -22,7 +22,7 @@ from redis import Redis
 from rq.exceptions import ShutDownImminentException
 from rq.timeouts import JobTimeoutException
 
-from mailadmin.limits.handover import HandOver
+from mailadmin.limits.handover import Accepted, HandOver
 from mailadmin.limits.send_pace import TokenBatch, reserve_send_tokens, settle_send_tokens
 from mailadmin.mail.connections import Delivery, SmtpConnections
 from mailadmin.models.campaign import R_FAILED, R_PENDING, R_SENT, R_SKIPPED, R_UNKNOWN
@@ -67,14 +67,15 @@ class TokenBooks:
             wanted = min(wanted, free_connections)
         return max(0, wanted)
 
-    def reserve(self, claims: list[Claim], job_id: str) -> TokenBatch | None:
+    def reserve(self, claims: list[Claim], job_id: str, accepted: list[Accepted] | None = None) -> TokenBatch | None:
         """Take a token for each of `claims` (up to as many as granted) in one Redis call, which also adds
-        those granted to the job's hand-over record; None when the hourly quota refused (remembered)."""
+        those granted, and the messages `accepted` since the last call, to the job's hand-over record;
+        None when the hourly quota refused (remembered)."""
         batch = reserve_send_tokens(
             self.redis, len(claims), self.settings.smtp_max_per_hour, self.settings.smtp_max_per_second,
             campaign_id=self.campaign_id, batch_size=self.settings.send_batch_size,
             now=self.clock().timestamp() if self.injected_clock else None,
-            handing_over=HandOver(job_id, [claim.id for claim in claims]),
+            handing_over=HandOver(job_id, [claim.id for claim in claims], accepted or []),
         )
         if batch.granted == 0:
             self.refused_until = batch.next_free_at or self.clock() + RATE_LIMIT_FALLBACK_DELAY
@@ -116,6 +117,7 @@ class ClaimsInHand:
         self.connections: SmtpConnections | None = None  # open once there is something to send
         self.unclaimed: list[Claim] = []  # claimed, not tried yet
         self.outcomes: list[Outcome] = []  # tried, not recorded yet
+        self.accepted: list[Accepted] = []  # sent, in neither the database nor the hand-over record yet
         self.claimed_up_to = 0  # the highest recipient id claimed so far: the next claim looks above it first
         self.transient: Outcome | None = None  # the transient failure that ends the slice
 
@@ -144,7 +146,7 @@ class ClaimsInHand:
             claim_after=min(claim.id for claim in self.unclaimed) - 1 if self.unclaimed else self.claimed_up_to,
             release_the_rest=release_the_rest,
         )
-        self.outcomes, self.unclaimed = [], []
+        self.outcomes, self.unclaimed, self.accepted = [], [], []
         self.counts.add(recorded)
         return recorded.next_batch
 
@@ -172,7 +174,9 @@ class ClaimsInHand:
         wanted = self.books.wanted(len(self.unclaimed), connections.free, room)
         if wanted == 0:
             return None
-        tokens = self.books.reserve(self.unclaimed[:wanted], self.job_id)
+        tokens = self.books.reserve(self.unclaimed[:wanted], self.job_id, self.accepted)
+        if tokens is None or tokens.backend_available:
+            self.accepted = []  # Redis answered: in the hand-over record now
         if tokens is None:
             return self.hand_out()
         granted, self.unclaimed = self.unclaimed[: tokens.granted], self.unclaimed[tokens.granted :]
@@ -219,6 +223,9 @@ class ClaimsInHand:
             if isinstance(result, BaseException):
                 raise result  # a bug in the send path: the job fails (RQ records it), claims become unknown
             self.outcomes.append(result)
+            if result.status == R_SENT:
+                self.accepted.append(Accepted(result.claim.id, result.smtp_code, result.message_id,
+                                              result.sent_at.timestamp() if result.sent_at else time.time()))
             if result.status in (R_SENT, R_FAILED) and result.attempted:
                 self.connections.warm_up()  # the relay answers: use every connection
             if result.status in (R_PENDING, R_UNKNOWN) and result.attempted and self.transient is None:

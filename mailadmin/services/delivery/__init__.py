@@ -20,7 +20,12 @@ and their log records follow the commit. No caller relies on another function's 
 What people's actions share with these transitions is `mailadmin.services.transitions`.
 """
 
-from mailadmin.services.delivery.claims import claim_batch, claim_recipients, record_batch
+from mailadmin.services.delivery.claims import (
+    claim_batch,
+    claim_recipients,
+    record_accepted_of_stopped_job,
+    record_batch,
+)
 from mailadmin.services.delivery.probe import probe_slice_state
 from mailadmin.services.delivery.sweep import (
     HANDED_WITHOUT_RECORD,
@@ -86,6 +91,7 @@ __all__ = [
     "note_reenqueued",
     "release_claims_never_handed_over",
     "pause_missed_schedule",
+    "record_accepted_of_stopped_job",
     "record_batch",
     "record_transient_error",
     "transient_retry_at",
