@@ -280,8 +280,26 @@ def reserve_send_tokens(
 
 def settle_send_tokens(redis: Redis, batch: TokenBatch) -> None:
     """Record when each counted token's message went out and give back the others (one call)."""
-    if not batch.backend_available or not batch.slots:
+    settle_send_token_batches(redis, [batch])
+
+
+def settle_send_token_batches(redis: Redis, batches: list[TokenBatch]) -> None:
+    """`settle_send_tokens` for several batches in one round trip (a pipeline of one script call each)."""
+    calls = [_settle_args(batch) for batch in batches if batch.backend_available and batch.slots]
+    if not calls:
         return
+    try:
+        script = registered_script(redis, "settle", SETTLE_LUA)
+        pipe = redis.pipeline(transaction=False)
+        for args in calls:
+            script(keys=[RATE_LIMIT_KEY, PACE_KEY], args=args, client=pipe)
+        pipe.execute()
+    except RedisError as exc:
+        # The unused tokens simply expire with the hour: fewer sends, never more.
+        logger.bind(error_type=type(exc).__name__).warning("Could not give back unused rate limit tokens (Redis unavailable)")
+
+
+def _settle_args(batch: TokenBatch) -> list:
     used = [index for index, sent_at in enumerate(batch.sent_at) if sent_at is not None]
     pace_left = pace_back = ""
     if batch.interval > 0:
@@ -290,9 +308,4 @@ def settle_send_tokens(redis: Redis, batch: TokenBatch) -> None:
         pace_back = str(_us(batch.slots[0]) + (used[-1] + 1 if used else 0) * _us(batch.interval))
     sent = [-1 if sent_at is None or not counted else _us(sent_at)
             for sent_at, counted in zip(batch.sent_at, batch.counted, strict=True)]
-    try:
-        registered_script(redis, "settle", SETTLE_LUA)(keys=[RATE_LIMIT_KEY, PACE_KEY],
-                                             args=[batch.reservation_id, pace_left, pace_back, *sent])
-    except RedisError as exc:
-        # The unused tokens simply expire with the hour: fewer sends, never more.
-        logger.bind(error_type=type(exc).__name__).warning("Could not give back unused rate limit tokens (Redis unavailable)")
+    return [batch.reservation_id, pace_left, pace_back, *sent]

@@ -96,9 +96,10 @@ def test_sigkill_of_3_workers_with_4_connections_each_leaves_unknown_only_what_w
     statuses = recipient_statuses(campaign.id)
     assert set(statuses) <= {"sent", "unknown"} and sum(statuses.values()) == 900  # nobody lost
     unknown = statuses.get("unknown", 0)
-    # Only messages handed to a connection and without a reported verdict: at most 3 a connection
-    # (one awaiting its verdict, one written with that body, one queued behind) and the verdicts of
-    # the last hand-out, per killed job; without the hand-over record, every claim (a batch each).
+    # Only messages handed to a connection and without a reported verdict: at most
+    # HANDED_OUT_PER_CONNECTION a connection (one awaiting its verdict, one written with that body,
+    # the rest queued behind) and the verdicts since the last hand-out (one a connection), per killed
+    # job; without the hand-over record, every claim (a batch and more each).
     connections = app.config["SETTINGS"].smtp_connections
     assert unknown <= 3 * (HANDED_OUT_PER_CONNECTION + 1) * connections < claimed_at_kill, (unknown, claimed_at_kill)
     assert (current.sent_count, current.unknown_count) == (statuses["sent"], unknown)

@@ -5,10 +5,10 @@ sleeps until the connections have something to say, collects what they finished,
 
 - a transient failure, the time budget or SIGTERM, or a stop signal whose campaign left `sending`
   → that ending;
-- the claims left to send run low (what the connections hold plus what waits here, down to
-  CLAIM_AHEAD_PER_CONNECTION per connection: a busy connection holds two) → check the campaign's
-  state (`delivery.probe_slice_state`: the safety net for a lost stop signal), then record the
-  outcomes and claim the next batch in one commit;
+- the claims not handed out yet run low (right after a hand-out, fewer than
+  CLAIM_WHEN_FEWER_PER_CONNECTION per connection) → check the campaign's state
+  (`delivery.probe_slice_state`: the safety net for a lost stop signal), then record the outcomes
+  and claim the next batch in one commit, without waiting: the connections' queue is full now;
 - nothing left to claim, to hand out or in flight → `NOTHING_LEFT`;
 - else → None: another step.
 
@@ -68,10 +68,15 @@ logger = logger.bind(**{LOGGER_NAME_FIELD: __package__})
 MAX_SLOT_LATENESS = 0.04
 # The loop looks at the clock (hand-over time) at least this often while its connections send.
 WAKE_AT_LEAST_EVERY = 0.25
-# The next batch is claimed while this many messages per connection are still to send, so that every
-# connection has its next message queued when its body goes out (one round trip per message). What
-# is claimed but never handed to a connection goes back to `pending` after a crash (`limits/handover.py`).
-CLAIM_AHEAD_PER_CONNECTION = 2
+# The next batch is claimed, right after a hand-out, once fewer than this many claims per connection
+# are left to hand out: the claim's commit then overlaps the messages the connections hold, and every
+# connection still has its next message queued when its body goes out (one round trip per message).
+# What is claimed but never handed to a connection goes back to `pending` after a crash
+# (`limits/handover.py`), so claiming ahead does not widen the crash bound.
+CLAIM_WHEN_FEWER_PER_CONNECTION = 1
+# The slice wakes to hand out more once the connections hold this many deliveries each or fewer
+# (they are handed up to `tokens.HANDED_OUT_PER_CONNECTION` each).
+WAKE_AT_PER_CONNECTION = 3
 # Waiting out an outage inside a job stops this long before RQ's job timeout would kill it.
 JOB_DEADLINE_MARGIN_SECONDS = 5
 
@@ -147,15 +152,17 @@ class SendSlice:
         hand, connections = self.hand, self.hand.connections
         if (until := hand.hand_out()) is not None:
             return Ending(Cause.RATE_LIMIT, until=until)
+        # The next hand-out would come up short: claim now, while the connections' queue is full.
+        claim_due = self.more_to_claim and len(hand.unclaimed) < CLAIM_WHEN_FEWER_PER_CONNECTION * self.settings.smtp_connections
         # Taken before collecting: a connection puts its result on the queue before it counts
         # as done, so when nothing was outstanding here, every result is collected below.
         idle = connections.outstanding == 0
-        if not idle:
+        if not idle and not claim_due:
             connections.wait(timeout=WAKE_AT_LEAST_EVERY)
         hand.collect()
         if (ending := self._ending(deadline)) is not None:
             return ending
-        if self.more_to_claim and connections.outstanding + len(hand.unclaimed) <= connections.low_water:
+        if claim_due:
             # The safety net for a lost stop signal, then outcomes and the next claim in one commit.
             if (ending := self._ending_for_state()) is not None:
                 return ending
@@ -198,7 +205,7 @@ class SendSlice:
         connections = SmtpConnections(
             self.settings.smtp_connections, self._new_transport, sender.steps, clock=lambda: self.clock().timestamp(),
             max_lateness=MAX_SLOT_LATENESS if paced else None,
-            low_water=CLAIM_AHEAD_PER_CONNECTION * self.settings.smtp_connections,
+            low_water=WAKE_AT_PER_CONNECTION * self.settings.smtp_connections,
             wake_when_free=paced, also_stop_on=SHUTDOWN_REQUESTED,
         )
         self.opened.callback(connections.close, timeout=self.settings.smtp_timeout_seconds)
