@@ -7,7 +7,7 @@ call (`send_pace.reserve_send_tokens`, one per hand-out of a few messages per co
 per message) also appends the ids granted a token to the job's record: `mailadmin:handover:<job_id>`,
 a string `"id,id,...,"`, and `mailadmin:handover:<job_id>:at`, the Redis clock (s) at its last
 write. The same call appends the messages the relay accepted since the slice's previous hand-out
-(`mailadmin:handover:<job_id>:sent`, one JSON line each: id, SMTP code, Message-ID, when), which
+(`mailadmin:handover:<job_id>:sent`, one line each: id, SMTP code, when, Message-ID), which
 the database learns only when the slice records its batch. The recovery sweep (`jobs/recovery.py`)
 reads it before turning a dead job's claims into `unknown`: accepted messages are recorded `sent`,
 claims never handed over go back to `pending`, and only the rest — handed to a connection, its
@@ -27,7 +27,6 @@ expires after HANDOVER_RECORD_TTL_SECONDS (its claims then fall back to `unknown
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 from redis import Redis
@@ -56,7 +55,13 @@ class Accepted:
     sent_at: float  # Unix seconds
 
     def line(self) -> str:
-        return json.dumps([self.recipient_id, self.smtp_code, self.message_id, round(self.sent_at, 6)]) + "\n"
+        """`id code when message-id`: a Message-ID this app makes holds no space (`mail/message.py`)."""
+        return f"{self.recipient_id} {self.smtp_code or 0} {self.sent_at:.6f} {self.message_id or ''}\n"
+
+    @classmethod
+    def parse(cls, line: str) -> Accepted:
+        recipient_id, code, sent_at, message_id = line.split(" ", 3)
+        return cls(int(recipient_id), int(code) or None, message_id or None, float(sent_at))
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +102,7 @@ def read_handover_record(redis: Redis, job_id: str) -> HandOverRecord:
     pipe.time()
     pipe.info("server")
     ids, written_at, sent, (now, _), server = pipe.execute()
-    accepted = [Accepted(*json.loads(line)) for line in (sent or b"").splitlines() if line.strip()]
+    accepted = [Accepted.parse(line) for line in (sent or b"").decode().splitlines() if line.strip()]
     started_at = now - int(server.get("uptime_in_seconds", 0))
     if ids is None or written_at is None or int(written_at) <= started_at:
         return HandOverRecord(None, accepted)

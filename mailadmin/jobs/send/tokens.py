@@ -42,6 +42,8 @@ IN_FLIGHT_TIMEOUTS = 3
 # measured 1.11 round trips per message instead of 1.02). Only what was handed out may end `unknown`
 # after a crash (`limits/handover.py`). The slice tops up once a connection's worth has room.
 HANDED_OUT_PER_CONNECTION = 4
+# ... and topped up once this many per connection have room (one reservation per hand-out).
+TOP_UP_PER_CONNECTION = 1
 
 
 class TokenBooks:
@@ -170,8 +172,8 @@ class ClaimsInHand:
                 return None
             return self.hand_out() if self.books.may_ask_again() else self.books.refused_until
         room = HANDED_OUT_PER_CONNECTION * self.settings.smtp_connections - connections.outstanding
-        if room < self.settings.smtp_connections and room < len(self.unclaimed):
-            return None  # topped up once a connection's worth has room: one Redis call per few messages
+        if room < TOP_UP_PER_CONNECTION * self.settings.smtp_connections and room < len(self.unclaimed):
+            return None  # topped up once there is room for a few each: one Redis call per few messages
         wanted = self.books.wanted(len(self.unclaimed), connections.free, room)
         if wanted == 0:
             return None
