@@ -171,8 +171,11 @@ class ClaimsInHand:
             if connections.outstanding:
                 return None
             return self.hand_out() if self.books.may_ask_again() else self.books.refused_until
-        room = HANDED_OUT_PER_CONNECTION * self.settings.smtp_connections - connections.outstanding
-        if room < TOP_UP_PER_CONNECTION * self.settings.smtp_connections and room < len(self.unclaimed):
+        # Never more than a batch beyond one per connection either: with small batches, what may end
+        # `unknown` after a crash stays within the bound it had before the hand-over record.
+        connection_count, batch_size = self.settings.smtp_connections, self.settings.send_batch_size
+        room = min(HANDED_OUT_PER_CONNECTION * connection_count, batch_size + connection_count) - connections.outstanding
+        if room < TOP_UP_PER_CONNECTION * connection_count and room < len(self.unclaimed):
             return None  # topped up once there is room for a few each: one Redis call per few messages
         wanted = self.books.wanted(len(self.unclaimed), connections.free, room)
         if wanted == 0:
