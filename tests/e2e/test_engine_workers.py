@@ -15,7 +15,7 @@ import redis
 from sqlalchemy import select
 
 from mailadmin.extensions import db
-from mailadmin.jobs.send.tokens import HANDED_OUT_PER_CONNECTION
+from mailadmin.jobs.send.tokens import most_handed_out
 from mailadmin.limits.rate_limiter import RATE_LIMIT_KEY
 from mailadmin.models import Recipient
 from mailadmin.queue.dispatch import continuation_time, scheduled_continuation_at
@@ -97,11 +97,12 @@ def test_sigkill_of_3_workers_with_4_connections_each_leaves_unknown_only_what_w
     assert set(statuses) <= {"sent", "unknown"} and sum(statuses.values()) == 900  # nobody lost
     unknown = statuses.get("unknown", 0)
     # Only messages handed to a connection and without a reported verdict: at most
-    # HANDED_OUT_PER_CONNECTION a connection (one awaiting its verdict, one written with that body,
-    # the rest queued behind) and the verdicts since the last hand-out (one a connection), per killed
-    # job; without the hand-over record, every claim (a batch and more each).
-    connections = app.config["SETTINGS"].smtp_connections
-    assert unknown <= 3 * (HANDED_OUT_PER_CONNECTION + 1) * connections < claimed_at_kill, (unknown, claimed_at_kill)
+    # `most_handed_out` (4 a connection: one awaiting its verdict, one written with that body, two
+    # queued behind) and the verdicts since the last hand-out (one a connection), per killed job;
+    # without the hand-over record, every claim (a batch and more each).
+    settings = app.config["SETTINGS"]
+    in_hand = most_handed_out(settings.smtp_connections, settings.send_batch_size) + settings.smtp_connections
+    assert unknown <= 3 * in_hand < claimed_at_kill, (unknown, claimed_at_kill)
     assert (current.sent_count, current.unknown_count) == (statuses["sent"], unknown)
     sent = set(db.session.scalars(select(Recipient.email).where(
         Recipient.campaign_id == campaign.id, Recipient.status == "sent")))

@@ -42,7 +42,7 @@ from mailadmin.jobs.send.endings import (
     record_what_is_known,
 )
 from mailadmin.jobs.send.outcomes import MessageSender
-from mailadmin.jobs.send.tokens import ClaimsInHand, TokenBooks
+from mailadmin.jobs.send.tokens import ClaimsInHand, TokenBooks, most_handed_out, top_up_size
 from mailadmin.limits.handover import forget_handover_record
 from mailadmin.logging import bind_context
 from mailadmin.logging.policy import LOGGER_NAME_FIELD
@@ -74,9 +74,6 @@ WAKE_AT_LEAST_EVERY = 0.25
 # What is claimed but never handed to a connection goes back to `pending` after a crash
 # (`limits/handover.py`), so claiming ahead does not widen the crash bound.
 CLAIM_WHEN_FEWER_PER_CONNECTION = 1
-# The slice wakes to hand out more once the connections hold this many deliveries each or fewer
-# (they are handed up to `tokens.HANDED_OUT_PER_CONNECTION` each).
-WAKE_AT_PER_CONNECTION = 3
 # Waiting out an outage inside a job stops this long before RQ's job timeout would kill it.
 JOB_DEADLINE_MARGIN_SECONDS = 5
 
@@ -205,7 +202,9 @@ class SendSlice:
         connections = SmtpConnections(
             self.settings.smtp_connections, self._new_transport, sender.steps, clock=lambda: self.clock().timestamp(),
             max_lateness=MAX_SLOT_LATENESS if paced else None,
-            low_water=WAKE_AT_PER_CONNECTION * self.settings.smtp_connections,
+            # Woken when a top-up has room (`tokens.most_handed_out`, `tokens.top_up_size`).
+            low_water=most_handed_out(self.settings.smtp_connections, self.settings.send_batch_size)
+            - top_up_size(self.settings.smtp_connections, self.settings.send_batch_size),
             wake_when_free=paced, also_stop_on=SHUTDOWN_REQUESTED,
         )
         self.opened.callback(connections.close, timeout=self.settings.smtp_timeout_seconds)

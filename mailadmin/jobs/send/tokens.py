@@ -42,8 +42,25 @@ IN_FLIGHT_TIMEOUTS = 3
 # measured 1.11 round trips per message instead of 1.02). Only what was handed out may end `unknown`
 # after a crash (`limits/handover.py`). The slice tops up once a connection's worth has room.
 HANDED_OUT_PER_CONNECTION = 4
-# ... and topped up once this many per connection have room (one reservation per hand-out).
+# ... and topped up once this many per connection have room (one reservation per hand-out); with
+# few connections, never less than TOP_UP_AT_LEAST at a time (one connection: a reservation per 4
+# messages, not per message).
 TOP_UP_PER_CONNECTION = 1
+TOP_UP_AT_LEAST = 4
+
+
+def top_up_size(connections: int, batch_size: int) -> int:
+    """How many deliveries a hand-out waits to have room for (never more than the connections may hold)."""
+    return min(max(TOP_UP_PER_CONNECTION * connections, TOP_UP_AT_LEAST), most_handed_out(connections, batch_size))
+
+
+def most_handed_out(connections: int, batch_size: int) -> int:
+    """The most deliveries the connections hold at once: HANDED_OUT_PER_CONNECTION each (and room for
+    one top-up beyond what keeps them busy), but never more than a batch beyond one per connection:
+    with small batches, what may end `unknown` after a crash stays within the bound it had before
+    the hand-over record."""
+    top_up = max(TOP_UP_PER_CONNECTION * connections, TOP_UP_AT_LEAST)
+    return min(max(HANDED_OUT_PER_CONNECTION * connections, 2 * top_up), batch_size + connections)
 
 
 class TokenBooks:
@@ -171,11 +188,9 @@ class ClaimsInHand:
             if connections.outstanding:
                 return None
             return self.hand_out() if self.books.may_ask_again() else self.books.refused_until
-        # Never more than a batch beyond one per connection either: with small batches, what may end
-        # `unknown` after a crash stays within the bound it had before the hand-over record.
-        connection_count, batch_size = self.settings.smtp_connections, self.settings.send_batch_size
-        room = min(HANDED_OUT_PER_CONNECTION * connection_count, batch_size + connection_count) - connections.outstanding
-        if room < TOP_UP_PER_CONNECTION * connection_count and room < len(self.unclaimed):
+        count, batch_size = self.settings.smtp_connections, self.settings.send_batch_size
+        room = most_handed_out(count, batch_size) - connections.outstanding
+        if room < top_up_size(count, batch_size) and room < len(self.unclaimed):
             return None  # topped up once there is room for a few each: one Redis call per few messages
         wanted = self.books.wanted(len(self.unclaimed), connections.free, room)
         if wanted == 0:
