@@ -25,7 +25,10 @@ Prints ONE JSON line on stdout:
   on `smtp-sink` (PIPELINING) and on `bench/chunking_sink.py` (PIPELINING and CHUNKING), without
   PIPELINING and with 2 workers at the largest count: msg/s, the steady rate, CPU per message, the
   round trips per message the transports counted (from the workers' logs; assumed 2 or 4 for a
-  client that does not count them), the physical limit they allow and the one-round-trip limit.
+  client that does not count them), the physical limit they allow and the one-round-trip limit;
+* then one `post_office_relay` line: django-post-office (`bench/post_office_baseline.py`) with 5
+  threads through the same relay to the same smtp-sink, and the ratio of the 1 worker × 5
+  connections line to it (`--post-office-messages 0` skips it).
   `--messages 0` skips the loopback line.
 
 Database: BENCH_DATABASE_URL, else TEST_DATABASE_URL / DATABASE_URL (PostgreSQL: a scratch database is
@@ -111,7 +114,7 @@ def smtp_sink(pipelining: bool = True):
         return
     from mailadmin.devtools.smtp_capture import CaptureSMTP
 
-    capture = CaptureSMTP(keep_messages=False, pipelining=pipelining).start()
+    capture = CaptureSMTP(keep_messages=False, pipelining=pipelining, chunking=pipelining).start()
     try:
         yield capture.url, "CaptureSMTP (aiosmtpd; smtp-sink not installed)"
     finally:
@@ -351,12 +354,34 @@ def relay_benchmarks(stack: ExitStack, env: dict[str, str], owner, data: bytes, 
         ("smtp-sink", 2, max(counts)),
         *(("chunking", 1, count) for count in counts),
     ]
-    return [
+    lines = [
         relay_variant(env, owner, relay, sink=sink, workers=workers, connections=count,
                       messages=max(200, args.relay_messages * workers * count // 10))
         for sink, workers, count in variants
         if sink in wanted
     ]
+    if "smtp-sink" in wanted and args.post_office_messages:
+        lines.append(post_office_line(stack, relay, lines, args))
+    return lines
+
+
+def post_office_line(stack: ExitStack, relay: dict, lines: list[dict], args) -> dict:
+    """django-post-office with 5 threads through the same relay to the same smtp-sink, next to the
+    send loop's 1 worker × 5 connections of this run (`bench/post_office_baseline.py`)."""
+    from bench.post_office_baseline import run_in_subprocess
+
+    database, _ = stack.enter_context(database_url())  # a scratch database of its own
+    result = run_in_subprocess(relay["urls"]["smtp-sink"][0], database, args.post_office_messages, 5)
+    ours = next((line["send_rate"] for line in lines if line["sink"] == RELAY_SINKS["smtp-sink"][0]
+                 and line["workers"] == 1 and line["connections"] == 5), None)
+    line = {
+        "bench": "post_office_relay", "sink": RELAY_SINKS["smtp-sink"][0], "threads": result["threads"],
+        "messages": result["sent"], "send_rate": result["send_rate"], "rtt_ms": relay["rtt_ms"],
+        "send_loop_rate_1x5": ours, "ratio": round(ours / result["send_rate"], 2) if ours else None, "goal_ratio": 3.5,
+    }
+    log(f"relay, django-post-office, 5 threads: {result['send_rate']:.0f} msg/s; the send loop, 1 worker x 5 "
+        f"connections: {ours} msg/s ({line['ratio']} x)")
+    return line
 
 
 def start_request_ms(owner, count: int) -> float:
@@ -413,6 +438,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--relay-messages", type=int, default=3000, help="0 skips the relay variants")
     parser.add_argument("--relay-delay-ms", type=float, default=10.0, help="delay the relay adds each way")
     parser.add_argument("--relay-connections", default="1,5,10", help="connection counts, comma-separated")
+    parser.add_argument("--post-office-messages", type=int, default=600,
+                        help="django-post-office through the relay (0 skips it)")
     parser.add_argument("--relay-sinks", default=",".join(RELAY_SINKS),
                         help=f"which relay sinks, comma-separated: {', '.join(RELAY_SINKS)}")
     return parser.parse_args(argv)

@@ -1,7 +1,9 @@
 """A real SMTP server that captures mail instead of delivering it, with fault injection.
 
 Tests run it in-process (`with CaptureSMTP() as smtp: ... smtp.url`); `make run`
-runs it as the development mail sink:
+runs it as the development mail sink, offering PIPELINING and CHUNKING (RFC 3030 `BDAT`, so the
+client's whole-transaction path runs in development too; in-process servers offer it with
+`chunking=True`):
 
     python -m mailadmin.devtools.smtp_capture --port 8025 --outbox instance/outbox
 
@@ -64,6 +66,8 @@ class _CaptureProtocol(SMTP):
     def __init__(self, capture: CaptureSMTP, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._capture = capture
+        self._chunks: list[bytes] = []  # BDAT chunks of the message in progress
+        self._chunks_of: Envelope | None = None  # ... which belong to this envelope (reset by RSET / a new MAIL)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         new_connection = self.transport is None  # a second call means STARTTLS, same connection
@@ -74,6 +78,46 @@ class _CaptureProtocol(SMTP):
     def connection_lost(self, error: Exception | None) -> None:
         self._capture._connection_closed(self)
         super().connection_lost(error)
+
+    async def smtp_BDAT(self, arg: str) -> None:
+        """RFC 3030 CHUNKING (when offered): `BDAT <size> [LAST]`. The chunk is read whatever the reply;
+        a message's chunks are joined and, at LAST, accepted like a DATA body (the same `handle_DATA`:
+        its delay, drop and faults); RSET or a new MAIL drops chunks received so far."""
+        size, last = _bdat_arguments(arg) if self._capture.chunking else (None, False)
+        if size is None:
+            await self.push("501 5.5.4 Syntax: BDAT <size> [LAST]" if self._capture.chunking else
+                            "500 Error: command \"BDAT\" not recognized")
+            return
+        try:
+            chunk = await self._reader.readexactly(size)
+        except asyncio.IncompleteReadError:
+            self._writer.close()  # hung up inside the chunk: the message is discarded
+            return
+        envelope = self.envelope
+        if await self.check_helo_needed() or await self.check_auth_needed("BDAT"):
+            return
+        if not envelope.rcpt_tos:
+            await self.push("503 5.5.1 Error: need RCPT command")
+            return
+        chunks = self._chunks if self._chunks_of is envelope else []
+        self._chunks, self._chunks_of = chunks, envelope
+        chunks.append(chunk)
+        if not last:
+            await self.push(f"250 2.0.0 {size} octets received")
+            return
+        envelope.content = envelope.original_content = b"".join(chunks)
+        self._chunks, self._chunks_of = [], None
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push("250 OK" if status is MISSING else status)
+
+
+def _bdat_arguments(arg: str | None) -> tuple[int | None, bool]:
+    """(size, last) of `BDAT <size> [LAST]`; size None when malformed."""
+    parts = (arg or "").split()
+    if not 1 <= len(parts) <= 2 or not parts[0].isdigit() or (len(parts) == 2 and parts[1].upper() != "LAST"):
+        return None, False
+    return int(parts[0]), len(parts) == 2
 
 
 class _CaptureController(Controller):
@@ -95,6 +139,8 @@ class _Handler:
         session.host_name = hostname  # what aiosmtpd does itself when no EHLO hook is set
         if self.capture.pipelining:
             responses.insert(1, "250-PIPELINING")
+        if self.capture.chunking:
+            responses.insert(1, "250-CHUNKING")
         return responses
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list) -> Any:
@@ -142,6 +188,7 @@ class CaptureSMTP(FaultInjection):
         require_starttls: bool = False,
         credentials: tuple[str, str] | None = None,
         pipelining: bool = True,
+        chunking: bool = False,
     ) -> None:
         if implicit_tls and tls_context is None:
             raise ValueError("implicit_tls needs a tls_context")
@@ -156,6 +203,8 @@ class CaptureSMTP(FaultInjection):
         # Advertise PIPELINING in the EHLO reply (aiosmtpd reads pipelined commands in order
         # either way); a test sets it False to play a relay that does not offer it.
         self.pipelining = pipelining
+        # Advertise CHUNKING and take `BDAT` (RFC 3030); the development sink (`make run`) does.
+        self.chunking = chunking
         self._mail_times: list[float] = []
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -237,11 +286,14 @@ class CaptureSMTP(FaultInjection):
 
     # --- what was received ---------------------------------------------------------------
 
+    def _snapshot(self, items: list) -> list:
+        with self._lock:
+            return list(items)
+
     @property
     def messages(self) -> list[CapturedMessage]:
         """A snapshot of the messages accepted so far."""
-        with self._lock:
-            return list(self._messages)
+        return self._snapshot(self._messages)
 
     @property
     def connection_count(self) -> int:
@@ -256,8 +308,7 @@ class CaptureSMTP(FaultInjection):
     @property
     def mail_times(self) -> list[float]:
         """`time.time()` at the server of every MAIL FROM received so far (each message's start)."""
-        with self._lock:
-            return list(self._mail_times)
+        return self._snapshot(self._mail_times)
 
     @property
     def unanswered(self) -> int:
@@ -374,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    capture = CaptureSMTP(args.port, args.outbox, host=args.host, keep_messages=False)
+    capture = CaptureSMTP(args.port, args.outbox, host=args.host, keep_messages=False, chunking=True)
     capture.start()
     print(f"smtp_capture: listening on {capture.url}, writing to {Path(args.outbox).resolve()}", flush=True)
     try:

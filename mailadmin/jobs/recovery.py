@@ -1,8 +1,11 @@
 """The recovery sweep: what a crash or a lost Redis key left behind is put right.
 
-`recover_stalled_campaigns()` turns the claims of dead jobs (recipients left `sending`) into
-`unknown`, finishes campaigns with nothing left, and re-enqueues campaigns that no job is working
-on (a worker killed with SIGKILL, a continuation lost with a Redis restart). It runs when a worker
+`recover_stalled_campaigns()` reads a dead job's hand-over record (`limits/handover.py`): what the
+relay accepted becomes `sent`, the claims it never handed to an SMTP connection go back to
+`pending`, and the rest of its claims (recipients left `sending`: handed over, their outcome
+unknown) become `unknown` (every claim of a job without a record that can be trusted). It then
+finishes campaigns with nothing left, and re-enqueues campaigns that no job is working on (a worker
+killed with SIGKILL, a continuation lost with a Redis restart). It runs when a worker
 or the scheduler starts (`recover_at_start`) and then in the scheduler. It only orchestrates:
 every read and write of campaigns goes through `mailadmin.services.delivery`, every RQ question
 through `mailadmin.queue.dispatch`.
@@ -11,7 +14,7 @@ through `mailadmin.queue.dispatch`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from loguru import logger
 from redis import Redis, RedisError
@@ -19,6 +22,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from mailadmin.extensions import get_redis, get_settings
 from mailadmin.jobs import job_app_context
+from mailadmin.limits.handover import forget_handover_record, read_handover_record
+from mailadmin.models.campaign import R_SENT
 from mailadmin.models.types import utcnow
 from mailadmin.queue.dispatch import (
     LIVE_WORKER_HEARTBEAT_SECONDS,
@@ -75,7 +80,8 @@ def recover_stalled_campaigns(now: datetime | None = None) -> RecoveryReport:
 
 def recover_orphaned_claims(connection: Redis, *, now: datetime | None = None) -> dict[int, int]:
     """Claims whose job no live worker runs become `unknown` without waiting for
-    MAILER_STALE_CLAIM_SECONDS: {campaign_id: count}.
+    MAILER_STALE_CLAIM_SECONDS: {campaign_id: count} — except those its hand-over record shows it
+    never handed to a connection: they go back to `pending` (see `_release_never_handed_over`).
 
     At once when the job's worker is known dead; otherwise once the campaign's slice heartbeat
     (written per batch, in the database) is LIVE_WORKER_HEARTBEAT_SECONDS old, so a horse merely
@@ -92,9 +98,34 @@ def recover_orphaned_claims(connection: Redis, *, now: datetime | None = None) -
     recovered: dict[int, int] = {}
     for claim in claims:
         if _orphaned(claim, jobs, quiet_since):
+            _release_never_handed_over(connection, claim, now)
             count = delivery.mark_stale_claims_unknown(claim.campaign_id, None, now=now, claimed_by=claim.job_id)
             recovered[claim.campaign_id] = recovered.get(claim.campaign_id, 0) + count
     return recovered
+
+
+def _release_never_handed_over(connection: Redis, claim: delivery.JobClaims, now: datetime) -> None:
+    """Use the dead job's hand-over record (`limits/handover.py`): the messages it says the relay
+    accepted become `sent`, the claims it does not list go back to `pending`. Nothing when it cannot
+    be read; no release when it cannot be trusted (then every other claim becomes `unknown`)."""
+    try:
+        record = read_handover_record(connection, claim.job_id)
+    except RedisError as exc:
+        logger.bind(job_id=claim.job_id, error_type=type(exc).__name__).warning(
+            "Hand-over record unreadable; the job's claims become unknown")
+        return
+    if record.accepted:
+        delivery.record_accepted_of_stopped_job(claim.campaign_id, claim.job_id, [
+            delivery.Outcome(delivery.Claim(accepted.recipient_id, "", None, None), R_SENT, accepted.smtp_code,
+                             accepted.message_id, sent_at=datetime.fromtimestamp(accepted.sent_at, UTC))
+            for accepted in record.accepted
+        ], now)
+    if record.handed_over is not None:
+        delivery.release_claims_never_handed_over(claim.campaign_id, claim.job_id, record.handed_over, now=now)
+    try:
+        forget_handover_record(connection, claim.job_id)
+    except RedisError:
+        pass  # it expires
 
 
 def _orphaned(claim: delivery.JobClaims, jobs: RunningJobs, quiet_since: datetime) -> bool:

@@ -42,6 +42,7 @@ from loguru import logger
 from redis import Redis, RedisError
 
 from mailadmin.counters.tally import APPLY_COUNTS_LUA, TALLY, as_args, take_increments
+from mailadmin.limits.handover import HandOver
 from mailadmin.limits.rate_limiter import RATE_LIMIT_KEY, RATE_LIMIT_WINDOW_LABEL, RATE_LIMIT_WINDOW_SECONDS
 from mailadmin.limits.waiting_line import (
     EXPIRE_LINE_LUA,
@@ -63,12 +64,19 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # for the Redis clock, ARGV[5] reservation id, ARGV[6] window (µs), ARGV[7] campaign id ('' = none:
 # never joins the line), ARGV[8] tokens held per campaign ahead (a batch), ARGV[9] grace (µs).
 # Returns {granted, count after, first slot (µs) or, when nothing was granted, when to come back
-# (µs), campaigns ahead in the line}.
+# (µs), campaigns ahead in the line}. With KEYS[5..7] (the job's hand-over record, see `limits/handover.py`)
+# and ARGV[10] its time to live (ms): ARGV[11] (the messages accepted since the last call) is appended to
+# KEYS[7], and the ids in ARGV[12..] of the tokens granted to KEYS[5], in the same call.
 RESERVE_LUA = """
 local wanted, limit, interval = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local window, me, hold, grace = tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9])
 """ + lua_now(4) + EXPIRE_LINE_LUA + """
 local function us(x) return string.format('%.0f', x) end
+-- The job's messages the relay accepted since its last reservation, whatever this one grants.
+if KEYS[7] and ARGV[11] ~= '' then
+  redis.call('APPEND', KEYS[7], ARGV[11])
+  redis.call('PEXPIRE', KEYS[7], ARGV[10])
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', us(now - window))
 local count = redis.call('ZCARD', KEYS[1])
 -- The waiting line, only while someone waits: drop the stale places, find who is ahead of us.
@@ -133,6 +141,14 @@ for i = 0, granted - 1 do
 end
 redis.call('ZADD', KEYS[1], unpack(args))
 redis.call('PEXPIRE', KEYS[1], us(math.ceil((first + granted * interval - now + window) / 1000)))
+if KEYS[5] then
+  local handed = {}
+  for i = 12, math.min(#ARGV, 11 + granted) do handed[#handed + 1] = ARGV[i] end
+  redis.call('APPEND', KEYS[5], table.concat(handed, ',') .. ',')
+  redis.call('PEXPIRE', KEYS[5], ARGV[10])
+  local t = redis.call('TIME')
+  redis.call('SET', KEYS[6], t[1], 'PX', ARGV[10])
+end
 return {granted, count + granted, us(first), #ahead}
 """
 
@@ -230,19 +246,25 @@ def reserve_send_tokens(
     campaign_id: int | None = None,
     batch_size: int | None = None,
     now: float | None = None,
+    handing_over: HandOver | None = None,
 ) -> TokenBatch:
     """Take up to `count` tokens in one call, after one `batch_size` (default `count`) for each campaign ahead
     in the waiting line; none granted means wait until `next_free_at` (the campaign then has its place in line).
+
+    `handing_over`: the recipients the tokens are for, in order; those granted a token are added to the
+    job's hand-over record in the same call (`limits/handover.py`).
     """
     interval = slot_interval(max_per_second)
     reservation_id = uuid.uuid4().hex
+    keys = [RATE_LIMIT_KEY, PACE_KEY, WAITING_LINE_KEY, WAITING_LINE_DEADLINE_KEY]
+    args = [count, max_per_hour, _us(interval), "" if now is None else _us(now), reservation_id,
+            RATE_LIMIT_WINDOW_SECONDS * _MICROSECONDS, "" if campaign_id is None else campaign_id,
+            batch_size or count, WAITING_LINE_GRACE_SECONDS * _MICROSECONDS]
+    if handing_over is not None:
+        keys += handing_over.keys
+        args += [handing_over.ttl_ms, handing_over.sent, *handing_over.recipient_ids]
     try:
-        granted, current, first_us, ahead = registered_script(redis, "reserve", RESERVE_LUA)(
-            keys=[RATE_LIMIT_KEY, PACE_KEY, WAITING_LINE_KEY, WAITING_LINE_DEADLINE_KEY],
-            args=[count, max_per_hour, _us(interval), "" if now is None else _us(now), reservation_id,
-                  RATE_LIMIT_WINDOW_SECONDS * _MICROSECONDS, "" if campaign_id is None else campaign_id,
-                  batch_size or count, WAITING_LINE_GRACE_SECONDS * _MICROSECONDS],
-        )
+        granted, current, first_us, ahead = registered_script(redis, "reserve", RESERVE_LUA)(keys=keys, args=args)
     except RedisError as exc:
         # Fail open: availability first; the pace then holds for this process alone.
         logger.bind(policy="fail_open", campaign_id=campaign_id, error_type=type(exc).__name__,
@@ -264,8 +286,29 @@ def reserve_send_tokens(
 
 def settle_send_tokens(redis: Redis, batch: TokenBatch) -> None:
     """Record when each counted token's message went out and give back the others (one call)."""
-    if not batch.backend_available or not batch.slots:
+    settle_send_token_batches(redis, [batch])
+
+
+def settle_send_token_batches(redis: Redis, batches: list[TokenBatch]) -> None:
+    """`settle_send_tokens` for several batches in one round trip (a pipeline of one script call each)."""
+    calls = [_settle_args(batch) for batch in batches if batch.backend_available and batch.slots]
+    if not calls:
         return
+    counted = take_increments()  # the metrics ride along with the first call: no round trip of their own
+    calls[0] += as_args(counted)
+    try:
+        script = registered_script(redis, "settle", SETTLE_LUA)
+        pipe = redis.pipeline(transaction=False)
+        for args in calls:
+            script(keys=[RATE_LIMIT_KEY, PACE_KEY], args=args, client=pipe)
+        pipe.execute()
+    except RedisError as exc:
+        TALLY.restore(counted)
+        # The unused tokens simply expire with the hour: fewer sends, never more.
+        logger.bind(error_type=type(exc).__name__).warning("Could not give back unused rate limit tokens (Redis unavailable)")
+
+
+def _settle_args(batch: TokenBatch) -> list:
     used = [index for index, sent_at in enumerate(batch.sent_at) if sent_at is not None]
     pace_left = pace_back = ""
     if batch.interval > 0:
@@ -274,12 +317,4 @@ def settle_send_tokens(redis: Redis, batch: TokenBatch) -> None:
         pace_back = str(_us(batch.slots[0]) + (used[-1] + 1 if used else 0) * _us(batch.interval))
     sent = [-1 if sent_at is None or not counted else _us(sent_at)
             for sent_at, counted in zip(batch.sent_at, batch.counted, strict=True)]
-    counted = take_increments()  # the metrics ride along: no round trip of their own per message
-    try:
-        registered_script(redis, "settle", SETTLE_LUA)(
-            keys=[RATE_LIMIT_KEY, PACE_KEY],
-            args=[batch.reservation_id, pace_left, pace_back, len(sent), *sent, *as_args(counted)])
-    except RedisError as exc:
-        TALLY.restore(counted)
-        # The unused tokens simply expire with the hour: fewer sends, never more.
-        logger.bind(error_type=type(exc).__name__).warning("Could not give back unused rate limit tokens (Redis unavailable)")
+    return [batch.reservation_id, pace_left, pace_back, len(sent), *sent]

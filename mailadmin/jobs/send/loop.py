@@ -5,8 +5,10 @@ sleeps until the connections have something to say, collects what they finished,
 
 - a transient failure, the time budget or SIGTERM, or a stop signal whose campaign left `sending`
   → that ending;
-- the connections run low → check the campaign's state (`delivery.probe_slice_state`: the safety
-  net for a lost stop signal), then record the outcomes and claim the next batch in one commit;
+- the claims not handed out yet run low (right after a hand-out, fewer than
+  CLAIM_WHEN_FEWER_PER_CONNECTION per connection) → check the campaign's state
+  (`delivery.probe_slice_state`: the safety net for a lost stop signal), then record the outcomes
+  and claim the next batch in one commit, without waiting: the connections' queue is full now;
 - nothing left to claim, to hand out or in flight → `NOTHING_LEFT`;
 - else → None: another step.
 
@@ -40,7 +42,8 @@ from mailadmin.jobs.send.endings import (
     record_what_is_known,
 )
 from mailadmin.jobs.send.outcomes import MessageSender
-from mailadmin.jobs.send.tokens import ClaimsInHand, TokenBooks
+from mailadmin.jobs.send.tokens import ClaimsInHand, TokenBooks, most_handed_out, top_up_size
+from mailadmin.limits.handover import forget_handover_record
 from mailadmin.logging import bind_context
 from mailadmin.logging.policy import LOGGER_NAME_FIELD
 from mailadmin.mail.bounces import verp_return_path_for
@@ -65,6 +68,12 @@ logger = logger.bind(**{LOGGER_NAME_FIELD: __package__})
 MAX_SLOT_LATENESS = 0.04
 # The loop looks at the clock (hand-over time) at least this often while its connections send.
 WAKE_AT_LEAST_EVERY = 0.25
+# The next batch is claimed, right after a hand-out, once fewer than this many claims per connection
+# are left to hand out: the claim's commit then overlaps the messages the connections hold, and every
+# connection still has its next message queued when its body goes out (one round trip per message).
+# What is claimed but never handed to a connection goes back to `pending` after a crash
+# (`limits/handover.py`), so claiming ahead does not widen the crash bound.
+CLAIM_WHEN_FEWER_PER_CONNECTION = 1
 # Waiting out an outage inside a job stops this long before RQ's job timeout would kill it.
 JOB_DEADLINE_MARGIN_SECONDS = 5
 
@@ -111,6 +120,7 @@ class SendSlice:
                 self._start_siblings()
             try:
                 self.report.outcome = end_slice(self._loop(start.campaign), self.hand, self.job_deadline)
+                self._forget_handover_record()
             except Exception as exc:
                 if not (is_database_outage(exc) and self._hand_over_after_database_outage()):
                     abandon(self.hand, exc, self.job_deadline)
@@ -139,15 +149,17 @@ class SendSlice:
         hand, connections = self.hand, self.hand.connections
         if (until := hand.hand_out()) is not None:
             return Ending(Cause.RATE_LIMIT, until=until)
+        # The next hand-out would come up short: claim now, while the connections' queue is full.
+        claim_due = self.more_to_claim and len(hand.unclaimed) < CLAIM_WHEN_FEWER_PER_CONNECTION * self.settings.smtp_connections
         # Taken before collecting: a connection puts its result on the queue before it counts
         # as done, so when nothing was outstanding here, every result is collected below.
         idle = connections.outstanding == 0
-        if not idle:
+        if not idle and not claim_due:
             connections.wait(timeout=WAKE_AT_LEAST_EVERY)
         hand.collect()
         if (ending := self._ending(deadline)) is not None:
             return ending
-        if self.more_to_claim and connections.outstanding <= connections.low_water:
+        if claim_due:
             # The safety net for a lost stop signal, then outcomes and the next claim in one commit.
             if (ending := self._ending_for_state()) is not None:
                 return ending
@@ -189,7 +201,10 @@ class SendSlice:
         paced = bool(self.settings.smtp_max_per_second)
         connections = SmtpConnections(
             self.settings.smtp_connections, self._new_transport, sender.steps, clock=lambda: self.clock().timestamp(),
-            max_lateness=MAX_SLOT_LATENESS if paced else None, low_water=self.settings.smtp_connections,
+            max_lateness=MAX_SLOT_LATENESS if paced else None,
+            # Woken when a top-up has room (`tokens.most_handed_out`, `tokens.top_up_size`).
+            low_water=most_handed_out(self.settings.smtp_connections, self.settings.send_batch_size)
+            - top_up_size(self.settings.smtp_connections, self.settings.send_batch_size),
             wake_when_free=paced, also_stop_on=SHUTDOWN_REQUESTED,
         )
         self.opened.callback(connections.close, timeout=self.settings.smtp_timeout_seconds)
@@ -223,6 +238,13 @@ class SendSlice:
                 logger.bind(error_type=type(exc).__name__).error("Could not start a sibling slice (Redis unavailable)")
                 return
 
+    def _forget_handover_record(self) -> None:
+        """Everything handed over is recorded (or `unknown`): the hand-over record is not needed any more."""
+        try:
+            forget_handover_record(self.redis, self.job_id)
+        except RedisError:
+            pass  # it expires (limits/handover.py)
+
     def _hand_over_after_database_outage(self) -> bool:
         """The database went away mid-slice: wait for it (within the job's time), record what this
         slice did, release the rest and hand over. False when it did not return in time."""
@@ -235,6 +257,7 @@ class SendSlice:
         except Exception:  # still down at the deadline: the claims stay for the recovery sweep
             return False
         self.report.outcome = SliceOutcome(SliceEnd.HANDED_OVER)
+        self._forget_handover_record()
         enqueue_continuation(self.campaign_id, new_slice_job_id(self.campaign_id),
                              self.settings.smtp_timeout_seconds, self.job_deadline)
         return True

@@ -22,7 +22,8 @@ from redis import Redis
 from rq.exceptions import ShutDownImminentException
 from rq.timeouts import JobTimeoutException
 
-from mailadmin.limits.send_pace import TokenBatch, reserve_send_tokens, settle_send_tokens
+from mailadmin.limits.handover import Accepted, HandOver
+from mailadmin.limits.send_pace import TokenBatch, reserve_send_tokens, settle_send_token_batches
 from mailadmin.mail.connections import Delivery, SmtpConnections
 from mailadmin.models.campaign import R_FAILED, R_PENDING, R_SENT, R_SKIPPED, R_UNKNOWN
 from mailadmin.services import delivery
@@ -36,6 +37,31 @@ RATE_LIMIT_FALLBACK_DELAY = timedelta(seconds=60)
 JOB_STOPPING = (ShutDownImminentException, JobTimeoutException)
 # Messages in flight get this many SMTP timeouts to finish when the slice ends.
 IN_FLIGHT_TIMEOUTS = 3
+# The connections are handed at most this many deliveries each at a time: one awaiting its verdict,
+# one whose envelope goes out with that body, and two queued behind, so that a connection still finds
+# its next message queued while the slice records and claims (with one queued behind, a busy machine
+# measured 1.11 round trips per message instead of 1.02). Only what was handed out may end `unknown`
+# after a crash (`limits/handover.py`). The slice tops up once a connection's worth has room.
+HANDED_OUT_PER_CONNECTION = 4
+# ... and topped up once this many per connection have room (one reservation per hand-out); with
+# few connections, never less than TOP_UP_AT_LEAST at a time (one connection: a reservation per 4
+# messages, not per message).
+TOP_UP_PER_CONNECTION = 1
+TOP_UP_AT_LEAST = 4
+
+
+def top_up_size(connections: int, batch_size: int) -> int:
+    """How many deliveries a hand-out waits to have room for (never more than the connections may hold)."""
+    return min(max(TOP_UP_PER_CONNECTION * connections, TOP_UP_AT_LEAST), most_handed_out(connections, batch_size))
+
+
+def most_handed_out(connections: int, batch_size: int) -> int:
+    """The most deliveries the connections hold at once: HANDED_OUT_PER_CONNECTION each (and room for
+    one top-up beyond what keeps them busy), but never more than a batch beyond one per connection:
+    with small batches, what may end `unknown` after a crash stays within the bound it had before
+    the hand-over record."""
+    top_up = max(TOP_UP_PER_CONNECTION * connections, TOP_UP_AT_LEAST)
+    return min(max(HANDED_OUT_PER_CONNECTION * connections, 2 * top_up), batch_size + connections)
 
 
 class TokenBooks:
@@ -54,20 +80,24 @@ class TokenBooks:
         self.refused_until: datetime | None = None  # when a token frees, once the hourly quota refused
         self.refusals_given_back = False  # since that refusal, a token of a message the relay refused went back
 
-    def wanted(self, waiting: int, free_connections: int) -> int:
-        """Tokens to ask for: one claim batch at most and, when paced, only for the connections free now
-        (a late send next to an on-time one would put more than the cap into one second)."""
-        wanted = min(waiting, self.settings.send_batch_size)
+    def wanted(self, waiting: int, free_connections: int, room: int) -> int:
+        """Tokens to ask for: one claim batch at most, no more than the connections have `room` for
+        (what is handed out is what may end `unknown` after a crash) and, when paced, only for the
+        connections free now (a late send next to an on-time one would put more than the cap into one second)."""
+        wanted = min(waiting, self.settings.send_batch_size, room)
         if self.settings.smtp_max_per_second:
             wanted = min(wanted, free_connections)
-        return wanted
+        return max(0, wanted)
 
-    def reserve(self, wanted: int) -> TokenBatch | None:
-        """Take up to `wanted` tokens in one Redis call; None when the hourly quota refused (remembered)."""
+    def reserve(self, claims: list[Claim], job_id: str, accepted: list[Accepted] | None = None) -> TokenBatch | None:
+        """Take a token for each of `claims` (up to as many as granted) in one Redis call, which also adds
+        those granted, and the messages `accepted` since the last call, to the job's hand-over record;
+        None when the hourly quota refused (remembered)."""
         batch = reserve_send_tokens(
-            self.redis, wanted, self.settings.smtp_max_per_hour, self.settings.smtp_max_per_second,
+            self.redis, len(claims), self.settings.smtp_max_per_hour, self.settings.smtp_max_per_second,
             campaign_id=self.campaign_id, batch_size=self.settings.send_batch_size,
             now=self.clock().timestamp() if self.injected_clock else None,
+            handing_over=HandOver(job_id, [claim.id for claim in claims], accepted or []),
         )
         if batch.granted == 0:
             self.refused_until = batch.next_free_at or self.clock() + RATE_LIMIT_FALLBACK_DELAY
@@ -85,14 +115,13 @@ class TokenBooks:
         return self.refused_until is None
 
     def settle(self, *, finished_only: bool) -> None:
-        """Give back each (finished) batch's unused and refused tokens and date its used ones: one call per batch."""
-        keep = []
+        """Give back each (finished) batch's unused and refused tokens and date its used ones: one round trip."""
+        keep, done = [], []
         for batch in self.batches:
-            if finished_only and batch.pending:
-                keep.append(batch)
-            else:
-                settle_send_tokens(self.redis, batch)
-                self.refusals_given_back |= not all(batch.counted)
+            (keep if finished_only and batch.pending else done).append(batch)
+        settle_send_token_batches(self.redis, done)
+        for batch in done:
+            self.refusals_given_back |= not all(batch.counted)
         self.batches = keep
 
 
@@ -109,6 +138,7 @@ class ClaimsInHand:
         self.connections: SmtpConnections | None = None  # open once there is something to send
         self.unclaimed: list[Claim] = []  # claimed, not tried yet
         self.outcomes: list[Outcome] = []  # tried, not recorded yet
+        self.accepted: list[Accepted] = []  # sent, in neither the database nor the hand-over record yet
         self.claimed_up_to = 0  # the highest recipient id claimed so far: the next claim looks above it first
         self.transient: Outcome | None = None  # the transient failure that ends the slice
 
@@ -137,7 +167,7 @@ class ClaimsInHand:
             claim_after=min(claim.id for claim in self.unclaimed) - 1 if self.unclaimed else self.claimed_up_to,
             release_the_rest=release_the_rest,
         )
-        self.outcomes, self.unclaimed = [], []
+        self.outcomes, self.unclaimed, self.accepted = [], [], []
         self.counts.add(recorded)
         return recorded.next_batch
 
@@ -159,18 +189,44 @@ class ClaimsInHand:
             if connections.outstanding:
                 return None
             return self.hand_out() if self.books.may_ask_again() else self.books.refused_until
-        wanted = self.books.wanted(len(self.unclaimed), connections.free)
+        count, batch_size = self.settings.smtp_connections, self.settings.send_batch_size
+        room = most_handed_out(count, batch_size) - connections.outstanding
+        if room < top_up_size(count, batch_size) and room < len(self.unclaimed):
+            return None  # topped up once there is room for a few each: one Redis call per few messages
+        wanted = self.books.wanted(len(self.unclaimed), connections.free, room)
         if wanted == 0:
             return None
-        tokens = self.books.reserve(wanted)
+        tokens = self.books.reserve(self.unclaimed[:wanted], self.job_id, self.accepted)
+        if tokens is None or tokens.backend_available:
+            self.accepted = []  # Redis answered: in the hand-over record now
         if tokens is None:
             return self.hand_out()
         granted, self.unclaimed = self.unclaimed[: tokens.granted], self.unclaimed[tokens.granted :]
+        held = self._note_handed_over_without_record(granted, tokens) if not tokens.backend_available else None
         connections.submit([
             Delivery((claim, tokens), slot=slot, token=index)
             for index, (claim, slot) in enumerate(zip(granted, tokens.slots, strict=True))
+            if held is None or claim.id in held
         ])
         return None
+
+    def _note_handed_over_without_record(self, granted: list[Claim], tokens: TokenBatch) -> set[int]:
+        """Redis is unreachable, so the hand-over record was not written: mark these claims as handed over
+        in the database first (one commit). Only the claims this job still holds are handed out; the
+        tokens of the others are not used. The database down too: the exception ends the slice, and
+        the claims, never handed over, are recorded untried or become `unknown`."""
+        try:
+            held = delivery.note_handed_over_without_record(self.campaign_id, self.job_id,
+                                                            [claim.id for claim in granted], self.clock())
+        except BaseException:
+            self.unclaimed = granted + self.unclaimed
+            for index in range(len(granted)):
+                tokens.finish(index, None)
+            raise
+        for index, claim in enumerate(granted):
+            if claim.id not in held:
+                tokens.finish(index, None)
+        return held
 
     def take_back_untried(self) -> None:
         """Deliveries a connection gave back (slot passed, or stopped): their token is unused, they wait again."""
@@ -190,6 +246,9 @@ class ClaimsInHand:
                 raise result  # a bug in the send path: the job fails (RQ records it), claims become unknown
             self.outcomes.append(result)
             count_outcome(result)  # /metrics: written with the next token settle (no round trip of its own)
+            if result.status == R_SENT:
+                self.accepted.append(Accepted(result.claim.id, result.smtp_code, result.message_id,
+                                              result.sent_at.timestamp() if result.sent_at else time.time()))
             if result.status in (R_SENT, R_FAILED) and result.attempted:
                 self.connections.warm_up()  # the relay answers: use every connection
             if result.status in (R_PENDING, R_UNKNOWN) and result.attempted and self.transient is None:

@@ -10,7 +10,8 @@ Its modules, in the order a slice meets them:
   and release untried claims: one `BatchRecorder`, a PostgreSQL and a statement-by-statement one;
 * `probe.py` — the send loop's status probe (the campaign's status and the global switch, read
   once per batch);
-* `sweep.py` — the recovery sweep: stale claims become `unknown`, stalled and overdue campaigns;
+* `sweep.py` — the recovery sweep: a dead job's claims never handed over go back to `pending`, stale
+  claims become `unknown`, stalled and overdue campaigns.
 * `counting.py` — what the send path counts for `/metrics` (each outcome, deferral, pause, breaker trip).
 
 Each public function is one `with transaction():` (`services/transaction.py`): it commits once, and
@@ -20,16 +21,24 @@ and their log records follow the commit. No caller relies on another function's 
 What people's actions share with these transitions is `mailadmin.services.transitions`.
 """
 
-from mailadmin.services.delivery.claims import claim_batch, claim_recipients, record_batch
+from mailadmin.services.delivery.claims import (
+    claim_batch,
+    claim_recipients,
+    record_accepted_of_stopped_job,
+    record_batch,
+)
 from mailadmin.services.delivery.probe import probe_slice_state
 from mailadmin.services.delivery.sweep import (
+    HANDED_WITHOUT_RECORD,
     OVERDUE_GRACE,
     campaigns_to_check,
     campaigns_with_claims,
     claims_by_job,
     has_pending_recipients,
     mark_stale_claims_unknown,
+    note_handed_over_without_record,
     note_reenqueued,
+    release_claims_never_handed_over,
 )
 from mailadmin.services.delivery.transitions import (
     begin_slice,
@@ -56,6 +65,7 @@ from mailadmin.services.delivery.values import (
 
 __all__ = [
     "probe_slice_state",
+    "HANDED_WITHOUT_RECORD",
     "OVERDUE_GRACE",
     "Claim",
     "ClaimedBatch",
@@ -78,8 +88,11 @@ __all__ = [
     "finish_campaign_if_done",
     "has_pending_recipients",
     "mark_stale_claims_unknown",
+    "note_handed_over_without_record",
     "note_reenqueued",
+    "release_claims_never_handed_over",
     "pause_missed_schedule",
+    "record_accepted_of_stopped_job",
     "record_batch",
     "record_transient_error",
     "transient_retry_at",

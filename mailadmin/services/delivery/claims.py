@@ -328,6 +328,23 @@ class StatementByStatementRecorder:
         return counts
 
 
+@in_transaction
+def record_accepted_of_stopped_job(campaign_id: int, job_id: str, accepted: Sequence[Outcome], now: datetime) -> int:
+    """A dead job's messages the relay accepted, known from its hand-over record (`limits/handover.py`),
+    not yet in the database: its claims still `sending` among them become `sent` and are counted (the
+    heartbeat is left alone: nobody works on the campaign). Returns how many."""
+    rows = _outcome_rows(accepted, job_id, now).get(RecipientStatus.SENT, [])
+    if not rows:
+        return 0
+    sent = db.session.execute(_RECORD_OUTCOME, rows).rowcount or 0
+    if sent:
+        db.session.execute(
+            _ADD_TO_COUNTERS,
+            {"b_campaign": campaign_id, "b_sent": sent, "b_failed": 0, "b_skipped": 0, "b_unknown": 0, "b_now": now},
+        )
+    return sent
+
+
 def recorder_for(dialect: str) -> BatchRecorder:
     """The recorder for a database dialect: one statement on PostgreSQL, statement by statement elsewhere."""
     return OneStatementRecorder() if dialect == "postgresql" else StatementByStatementRecorder()

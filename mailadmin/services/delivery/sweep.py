@@ -1,6 +1,7 @@
 """The recovery sweep's reads and writes (`mailadmin.jobs.recovery`): which campaigns may hold stale
-claims and which jobs hold them, stalled or overdue campaigns, stale claims made `unknown`, and a
-re-enqueue noted on the queue row. Each function owns its transaction.
+claims and which jobs hold them, a dead job's claims it never handed to a connection released
+(`limits/handover.py`), stalled or overdue campaigns, stale claims made `unknown`, and a re-enqueue
+noted on the queue row. Each function owns its transaction.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ from mailadmin.services.transitions import update_queue
 _campaigns = Campaign.__table__
 _recipients = Recipient.__table__
 _queues = CampaignQueue.__table__
+
+# `last_error` of a claim a slice handed to a connection while its hand-over record could not be written.
+HANDED_WITHOUT_RECORD = "handed to a connection while the hand-over record was unavailable"
 
 # A deferred campaign whose continuation is this late and not scheduled is re-enqueued.
 OVERDUE_GRACE = timedelta(seconds=60)
@@ -65,6 +69,50 @@ def mark_stale_claims_unknown(
         after_commit(lambda: logger.bind(campaign_id=campaign_id, unknown=count).warning(
             "Stale claims marked unknown (a send job stopped mid-batch)"
         ))
+    return count
+
+
+@in_transaction
+def note_handed_over_without_record(campaign_id: int, job_id: str, ids: list[int], now: datetime) -> set[int]:
+    """The slice hands these claims to its connections without a hand-over record (Redis unreachable):
+    mark them in the database instead, so that the sweep never releases them. Returns the ids still
+    claimed by `job_id` (only those may be handed over)."""
+    if not ids:
+        return set()
+    result = db.session.execute(
+        update(_recipients)
+        .where(_recipients.c.id.in_(ids), _recipients.c.campaign_id == campaign_id,
+               _recipients.c.claimed_by == job_id, _recipients.c.status == R_SENDING)
+        .values(last_error=HANDED_WITHOUT_RECORD, updated_at=now)
+        .returning(_recipients.c.id)
+    )
+    return set(result.scalars().all())
+
+
+@in_transaction
+def release_claims_never_handed_over(
+    campaign_id: int, job_id: str, handed_over: set[int], *, now: datetime | None = None
+) -> int:
+    """The dead job `job_id`'s claims that its hand-over record does not list (and that it did not mark
+    as handed over without a record) go back to `pending`: no byte of them reached the relay."""
+    now = now or utcnow()
+    claims = db.session.execute(
+        select(_recipients.c.id, _recipients.c.last_error).where(
+            _recipients.c.campaign_id == campaign_id, _recipients.c.claimed_by == job_id,
+            _recipients.c.status == R_SENDING,
+        )
+    ).all()
+    never = [id_ for id_, last_error in claims if id_ not in handed_over and last_error != HANDED_WITHOUT_RECORD]
+    if not never:
+        return 0
+    count = db.session.execute(
+        update(_recipients)
+        .where(_recipients.c.id.in_(never), _recipients.c.claimed_by == job_id, _recipients.c.status == R_SENDING)
+        .values(status=R_PENDING, claimed_by=None, claimed_at=None, updated_at=now)
+    ).rowcount or 0
+    after_commit(lambda: logger.bind(campaign_id=campaign_id, job_id=job_id, released=count).info(
+        "Claims never handed to a connection released (a send job stopped mid-batch)"
+    ))
     return count
 
 
