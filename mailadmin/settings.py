@@ -112,6 +112,10 @@ class Settings:
     webhook_postmark_secret: str = ""
     webhook_mailgun_signing_key: str = ""
     webhook_max_age_seconds: int = published(300)
+    # Events out (SPEC "Events out"): attempts of one event, the first retry's delay (doubling), per-attempt time-out.
+    events_max_attempts: int = published(15)
+    events_retry_base_seconds: int = published(5)
+    events_timeout_seconds: int = published(5)
 
     @property
     def is_production(self) -> bool:
@@ -310,11 +314,11 @@ _INT_LIMITS = {
     "MAILER_SMTP_CONNECTIONS": "smtp_connections",
     "MAILER_SMTP_MAX_PER_SECOND": "smtp_max_per_second",
     "MAILER_SEND_PARALLEL_SLICES": "send_parallel_slices",
+    **{f"MAILER_EVENTS_{attr.upper()}": f"events_{attr}" for attr in ("max_attempts", "retry_base_seconds", "timeout_seconds")},
 }
 
 
-# Variables whose smallest valid value is 0 rather than 1.
-# 0 means none (proxies), off (the per-second cap) or one per worker (parallel slices).
+# Variables whose smallest valid value is 0: none (proxies), off (per-second cap), one per worker (parallel slices).
 _ZERO_ALLOWED = {"TRUSTED_PROXIES", "MAILER_SMTP_MAX_PER_SECOND", "MAILER_SEND_PARALLEL_SLICES"}
 
 Parser = Callable[[str, str], Any]
@@ -436,8 +440,7 @@ def _production_problems(reader: _Reader, values: dict[str, Any], *, public_url_
 def variable_names() -> dict[str, str]:
     """Settings attribute -> the environment variable it is read from."""
     names = {attr: name for name, (attr, _parse) in _VARIABLES.items()}
-    names.update(app_env="APP_ENV", log_format="LOG_FORMAT", database_url="DATABASE_URL", public_url="PUBLIC_URL",
-                 secret_key="SECRET_KEY")
+    names.update(app_env="APP_ENV", log_format="LOG_FORMAT", database_url="DATABASE_URL", public_url="PUBLIC_URL", secret_key="SECRET_KEY")
     return names
 
 
