@@ -24,6 +24,7 @@ class EventType(StrEnum):
 
     CONTACT_SUBSCRIBED = "contact.subscribed"
     CONTACT_UNSUBSCRIBED = "contact.unsubscribed"
+    RECIPIENT_FAILED = "recipient.failed"
     RECIPIENT_BOUNCED = "recipient.bounced"
     RECIPIENT_COMPLAINED = "recipient.complained"
     CAMPAIGN_STARTED = "campaign.started"

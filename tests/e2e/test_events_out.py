@@ -3,7 +3,7 @@ real HTTP receiver in the test that verifies every signature with the `standardw
 deduplicates by `webhook-id`, as the CRM would.
 
 The receiver answers 500 for a while, then is down (connection refused), then comes back: every event of
-the campaign (started, paused, resumed, finished), of its bounces, complaints and unsubscribes arrives
+the campaign (started, paused, resumed, finished), of a recipient refused for good, of its bounces, complaints and unsubscribes arrives
 exactly once after deduplication, campaign events in order, and a rolled-back change sends nothing.
 """
 
@@ -22,12 +22,12 @@ from mailadmin.services.bounces import record_bounce
 from mailadmin.services.events import endpoints as endpoint_service
 from mailadmin.services.suppressions import suppress
 from mailadmin.services.transaction import transaction
-from tests.factories import create_started_campaign, fresh_campaign, recipient_of
+from tests.factories import create_started_campaign, fresh_campaign, recipient_address, recipient_of
 from tests.support.engine import fast_engine, wait_finished
 from tests.support.receiver import EventReceiver
 from tests.support.waiting import wait_until
 
-ALL_TYPES = ("contact.subscribed", "contact.unsubscribed", "recipient.bounced", "recipient.complained",
+ALL_TYPES = ("contact.subscribed", "contact.unsubscribed", "recipient.failed", "recipient.bounced", "recipient.complained",
              "campaign.started", "campaign.paused", "campaign.resumed", "campaign.finished", "campaign.cancelled")
 
 
@@ -64,12 +64,13 @@ def test_a_receiver_that_fails_then_is_down_gets_every_event_once_in_order(app, 
     engine_processes.worker()
     engine_processes.scheduler()
     smtp.delay_per_message(0.05)
+    smtp.reply_for_address(recipient_address(7), 550)  # refused for good: recipient.failed
     campaign = create_started_campaign(owner, 60)
     smtp.wait_for(5, timeout=20)
     campaign_service.pause_campaign(fresh_campaign(campaign.id), owner)
     campaign_service.resume_campaign(fresh_campaign(campaign.id), owner)
     wait_finished(campaign.id, timeout=60)
-    addresses = sorted(smtp.recipients())
+    addresses = sorted(set(smtp.recipients()) - {recipient_address(7)})
     for number, address in enumerate(addresses[:3]):
         record_bounce(BounceReport(address, "hard", "ses", f"bounce-{number}", campaign_id=campaign.id))
     record_bounce(BounceReport(addresses[3], "complaint", "ses", "complaint-1", campaign_id=campaign.id))
@@ -95,6 +96,7 @@ def test_a_receiver_that_fails_then_is_down_gets_every_event_once_in_order(app, 
     assert sorted(e["data"]["email"] for e in receiver.of_type("recipient.bounced")) == addresses[:3]
     assert [e["data"]["email"] for e in receiver.of_type("recipient.complained")] == [addresses[3]]
     assert sorted(e["data"]["email"] for e in receiver.of_type("contact.unsubscribed")) == addresses[4:6]
+    assert [e["data"]["email"] for e in receiver.of_type("recipient.failed")] == [recipient_address(7)]
     assert all(e["data"]["campaign_id"] == campaign.id for e in receiver.events.values())
     assert "rolled-back@example.com" not in str(receiver.received)
-    assert fresh_campaign(campaign.id).sent_count == 60  # sending went on while the receiver failed
+    assert fresh_campaign(campaign.id).sent_count == 59  # sending went on while the receiver failed

@@ -40,7 +40,8 @@ def _ordering_key(event_type: EventType, campaign_id: int | None) -> str | None:
     return f"campaign-{campaign_id}" if campaign_id is not None and event_type.startswith("campaign.") else None
 
 
-def _wanting(event_type: EventType) -> list[int]:
+def endpoints_wanting(event_type: EventType) -> list[int]:
+    """The ids of the active endpoints that subscribed to `event_type`."""
     rows = db.session.execute(
         select(EventEndpoint.id, EventEndpoint.event_types).where(EventEndpoint.active.is_(True))
     ).all()
@@ -51,7 +52,7 @@ def record_event(event_type: EventType, data: dict | Callable[[], dict], *, camp
                  endpoint_ids: list[int] | None = None) -> OutboxEvent | None:
     """Write the event for every active endpoint that wants it (or for `endpoint_ids`), in the caller's
     transaction; None when no endpoint wants it. `data` may be a function: called only when one does."""
-    targets = _wanting(event_type) if endpoint_ids is None else endpoint_ids
+    targets = endpoints_wanting(event_type) if endpoint_ids is None else endpoint_ids
     if not targets:
         return None
     data = data() if callable(data) else data
