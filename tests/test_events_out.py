@@ -32,6 +32,7 @@ from mailadmin.services.events.signing import signature_headers
 from mailadmin.services.suppressions import suppress
 from mailadmin.services.transaction import transaction
 from tests.factories import create_started_campaign, fresh_campaign, sent_campaign
+from tests.support.jobs import run_queued_jobs
 from tests.support.receiver import EventReceiver
 
 
@@ -231,3 +232,27 @@ def test_a_later_campaign_event_waits_for_the_earlier_one_to_the_same_endpoint(a
     started, paused = db.session.scalars(select(EventDelivery.id).order_by(EventDelivery.id)).all()
     assert claim_due_deliveries(10) == [started]  # paused waits while started is pending
     assert claim_due_deliveries(10) == []
+
+
+def test_an_event_committed_while_redis_is_down_is_delivered_by_the_sweep_once_redis_is_back(
+        app_with_own_redis, own_redis, admin, receiver, log_records):
+    from mailadmin.jobs.events import sweep_due_events
+    from mailadmin.queue.events import DELIVERY_QUEUED_KEY
+
+    _, receiver.secret = make_endpoint(admin, receiver.url)
+    own_redis.stop()
+    with transaction():  # the change commits; asking for a run fails and is only logged
+        suppress("gone@example.com", REASON_UNSUBSCRIBED, source=SOURCE_UNSUBSCRIBE)
+    assert [r for r in log_records if r["message"].startswith("Events delivery not queued (Redis unavailable)")]
+    assert db.session.scalar(select(EventDelivery.status)) == DeliveryStatus.PENDING
+
+    own_redis.start()
+    assert sweep_due_events()
+    from mailadmin.extensions import get_redis
+
+    assert get_redis().exists(DELIVERY_QUEUED_KEY)
+    assert run_queued_jobs(own_redis.url)
+    assert receiver.types() == ["contact.unsubscribed"]
+    db.session.expire_all()
+    assert db.session.scalar(select(EventDelivery.status)) == DeliveryStatus.DELIVERED
+
