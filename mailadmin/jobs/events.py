@@ -1,8 +1,8 @@
 """The events-out delivery job (queue `mailadmin-events`): deliver what is due, for a few seconds.
 
 A run takes due deliveries in small batches and attempts each (`services.events.deliveries`) until
-nothing is due or its budget (RUN_BUDGET_SECONDS) is spent; claims it could not attempt in time go
-back, and it asks for a next run when work is left. So a burst of 100,000 events is many short runs,
+nothing is due or its budget (RUN_BUDGET_SECONDS) is spent or its worker is stopping (SIGTERM);
+claims it could not attempt go back, and it asks for a next run when work is left. So a burst of 100,000 events is many short runs,
 and the worker takes any waiting send slice between two of them (the send queue comes first).
 Queued by every committed event (`services.events.recording`) and by the scheduler's sweep.
 """
@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from mailadmin.extensions import get_redis
 from mailadmin.jobs import job_app_context
+from mailadmin.jobs.send.endings import SHUTDOWN_REQUESTED
 from mailadmin.queue.events import events_delivery_started, request_events_delivery
 from mailadmin.queue.outages import Service, is_database_outage, outage_tracker
 from mailadmin.services.events.deliveries import (
@@ -35,7 +36,7 @@ def deliver_due_events(budget_seconds: float = RUN_BUDGET_SECONDS) -> int:
         events_delivery_started(get_redis())
         deadline = time.monotonic() + budget_seconds
         attempted = 0
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not SHUTDOWN_REQUESTED.is_set():
             claimed = claim_due_deliveries(BATCH_SIZE)
             if not claimed:
                 return attempted
@@ -48,7 +49,7 @@ def deliver_due_events(budget_seconds: float = RUN_BUDGET_SECONDS) -> int:
 def _attempt_until(claimed: list[int], deadline: float) -> int:
     """Attempt the claimed deliveries in order; those left at the deadline are given back."""
     for index, delivery_id in enumerate(claimed):
-        if time.monotonic() >= deadline:
+        if time.monotonic() >= deadline or SHUTDOWN_REQUESTED.is_set():  # out of time, or the worker stops
             release_claims(claimed[index:])
             return index
         attempt_delivery(delivery_id)

@@ -100,3 +100,28 @@ def test_a_receiver_that_fails_then_is_down_gets_every_event_once_in_order(app, 
     assert all(e["data"]["campaign_id"] == campaign.id for e in receiver.events.values())
     assert "rolled-back@example.com" not in str(receiver.received)
     assert fresh_campaign(campaign.id).sent_count == 59  # sending went on while the receiver failed
+
+
+def test_a_burst_of_events_to_a_slow_receiver_does_not_hold_back_a_campaign(app, smtp, owner, admin,
+                                                                              engine_processes):
+    from mailadmin.models.events import EventType
+    from mailadmin.queue.events import request_events_delivery
+    from mailadmin.services.events.recording import record_event
+
+    receiver = EventReceiver(delay=0.05).start()  # 50 ms an event: 2,000 events take minutes
+    try:
+        endpoint, receiver.secret = endpoint_service.create_endpoint(
+            endpoint_service.EndpointFields(receiver.url, "CRM", ALL_TYPES), admin)
+        with transaction():
+            for number in range(2000):
+                record_event(EventType.RECIPIENT_BOUNCED, {"email": f"b{number}@example.com"})
+        engine_processes.worker()  # ONE worker for both queues
+        wait_until(lambda: len(receiver.events) >= 20, 30, 0.1, "the burst being delivered")
+
+        campaign = create_started_campaign(owner, 20)
+        wait_finished(campaign.id, timeout=30)  # a send slice waits for one events run at most (≈ 10 s)
+        assert len(receiver.events) < 1500  # the campaign did not wait for the burst to drain
+        assert len(smtp.recipients()) == 20
+        request_events_delivery()
+    finally:
+        receiver.stop()

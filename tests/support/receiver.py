@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -18,6 +19,7 @@ class EventReceiver:
     secret: str = ""
     port: int = 0
     answer: int = 204
+    delay: float = 0.0  # seconds before each answer: a slow receiver
     received: list[dict] = field(default_factory=list)  # every request, verified or not
     events: dict[str, dict] = field(default_factory=dict)  # verified, by webhook-id (deduplicated)
     bad_signatures: int = 0
@@ -34,6 +36,8 @@ class EventReceiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802 (http.server's name)
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if receiver.delay:
+                    time.sleep(receiver.delay)  # the receiver's own slowness, not a wait for a condition
                 receiver.take(body, {k.lower(): v for k, v in self.headers.items()})
                 self.send_response(receiver.answer)
                 self.send_header("Content-Length", "0")

@@ -23,6 +23,8 @@ from mailadmin.models.types import utcnow
 from mailadmin.queue.events import request_events_delivery
 from mailadmin.services.transaction import after_commit
 
+_ENDPOINTS_CACHE = "mailadmin.events.endpoints"
+
 
 def new_event_id() -> str:
     """A fresh public event id (the payload's `id`, the `webhook-id` header)."""
@@ -41,11 +43,17 @@ def _ordering_key(event_type: EventType, campaign_id: int | None) -> str | None:
 
 
 def endpoints_wanting(event_type: EventType) -> list[int]:
-    """The ids of the active endpoints that subscribed to `event_type`."""
-    rows = db.session.execute(
-        select(EventEndpoint.id, EventEndpoint.event_types).where(EventEndpoint.active.is_(True))
-    ).all()
-    return [row.id for row in rows if event_type in (row.event_types or ())]
+    """The ids of the active endpoints that subscribed to `event_type` (read once per transaction: a
+    transaction recording thousands of events asks the database once)."""
+    session = db.session()
+    cached = session.info.get(_ENDPOINTS_CACHE)
+    if cached is None or session.get_transaction() is None or cached[0] is not session.get_transaction():
+        rows = session.execute(
+            select(EventEndpoint.id, EventEndpoint.event_types).where(EventEndpoint.active.is_(True))
+        ).all()
+        cached = (session.get_transaction(), [(row.id, tuple(row.event_types or ())) for row in rows])
+        session.info[_ENDPOINTS_CACHE] = cached
+    return [endpoint_id for endpoint_id, types in cached[1] if event_type in types]
 
 
 def record_event(event_type: EventType, data: dict | Callable[[], dict], *, campaign_id: int | None = None,
