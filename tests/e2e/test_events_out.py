@@ -125,3 +125,25 @@ def test_a_burst_of_events_to_a_slow_receiver_does_not_hold_back_a_campaign(app,
         request_events_delivery()
     finally:
         receiver.stop()
+
+
+def test_a_worker_of_its_own_for_events_takes_only_the_events_queue(app, owner, admin, receiver, engine_processes,
+                                                                     tmp_path):
+    import sys
+
+    from rq import Queue
+
+    from mailadmin.extensions import EVENTS_QUEUE, SEND_QUEUE, get_redis
+    from tests.support.processes import ManagedProcess
+
+    receiver.answer = 204
+    _, receiver.secret = endpoint_service.create_endpoint(
+        endpoint_service.EndpointFields(receiver.url, "CRM", ALL_TYPES), admin)
+    campaign = create_started_campaign(owner, 3)  # a send slice waits on the send queue, campaign.started on events
+    command = [sys.executable, "worker.py", "--burst", "--queue", EVENTS_QUEUE]
+    worker = ManagedProcess("events-worker", command, engine_processes._environ({}), tmp_path / "events.log").start()
+    engine_processes.started.append(worker)
+    assert worker.wait(60) == 0
+    assert receiver.types() == ["campaign.started"]
+    assert Queue(SEND_QUEUE, connection=get_redis()).count == 1  # the send slice was left to the send workers
+    assert fresh_campaign(campaign.id).sent_count == 0
