@@ -1,9 +1,10 @@
 """The events-out delivery job (queue `mailadmin-events`): deliver what is due, for a few seconds.
 
-A run takes due deliveries in small batches and attempts each (`services.events.deliveries`) until
-nothing is due or its budget (RUN_BUDGET_SECONDS) is spent or its worker is stopping (SIGTERM);
-claims it could not attempt go back, and it asks for a next run when work is left. So a burst of 100,000 events is many short runs,
-and the worker takes any waiting send slice between two of them (the send queue comes first).
+A run takes due deliveries in small batches, each attempted side by side (`services.events.deliveries`),
+until nothing is due, its budget (RUN_BUDGET_SECONDS) is spent or its worker is stopping (SIGTERM);
+a batch takes about one receiver time-out at worst, and the run asks for a next run when work is
+left. So a burst of 100,000 events is many short runs, and the worker takes any waiting send slice
+between two of them (the send queue comes first).
 Queued by every committed event (`services.events.recording`) and by the scheduler's sweep.
 """
 
@@ -20,14 +21,15 @@ from mailadmin.jobs.send.endings import SHUTDOWN_REQUESTED
 from mailadmin.queue.events import events_delivery_started, request_events_delivery
 from mailadmin.queue.outages import Service, is_database_outage, outage_tracker
 from mailadmin.services.events.deliveries import (
-    attempt_delivery,
+    ATTEMPTS_AT_ONCE,
+    attempt_deliveries,
     claim_due_deliveries,
     due_deliveries_exist,
-    release_claims,
 )
 
 RUN_BUDGET_SECONDS = 10.0
-BATCH_SIZE = 20
+# One batch is one round of attempts sent side by side: a batch takes one time-out at worst.
+BATCH_SIZE = ATTEMPTS_AT_ONCE
 
 
 def deliver_due_events(budget_seconds: float = RUN_BUDGET_SECONDS) -> int:
@@ -40,20 +42,10 @@ def deliver_due_events(budget_seconds: float = RUN_BUDGET_SECONDS) -> int:
             claimed = claim_due_deliveries(BATCH_SIZE)
             if not claimed:
                 return attempted
-            attempted += _attempt_until(claimed, deadline)
+            attempted += len(attempt_deliveries(claimed))
         request_events_delivery(get_redis())  # out of time with work left: the next run continues
         logger.bind(attempted=attempted).info("Events delivery run out of time; next run queued")
         return attempted
-
-
-def _attempt_until(claimed: list[int], deadline: float) -> int:
-    """Attempt the claimed deliveries in order; those left at the deadline are given back."""
-    for index, delivery_id in enumerate(claimed):
-        if time.monotonic() >= deadline or SHUTDOWN_REQUESTED.is_set():  # out of time, or the worker stops
-            release_claims(claimed[index:])
-            return index
-        attempt_delivery(delivery_id)
-    return len(claimed)
 
 
 def sweep_due_events() -> bool:
