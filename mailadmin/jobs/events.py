@@ -2,7 +2,7 @@
 
 A run takes due deliveries in small batches, each attempted side by side (`services.events.deliveries`),
 until nothing is due, its budget (RUN_BUDGET_SECONDS) is spent or its worker is stopping (SIGTERM);
-a batch takes about one receiver time-out at worst, and the run asks for a next run when work is
+a batch takes about two receiver time-outs at worst, and the run asks for a next run when work is
 left. So a burst of 100,000 events is many short runs, and the worker takes any waiting send slice
 between two of them (the send queue comes first).
 Queued by every committed event (`services.events.recording`) and by the scheduler's sweep.
@@ -28,8 +28,8 @@ from mailadmin.services.events.deliveries import (
 )
 
 RUN_BUDGET_SECONDS = 10.0
-# One batch is one round of attempts sent side by side: a batch takes one time-out at worst.
-BATCH_SIZE = ATTEMPTS_AT_ONCE
+# A batch is two rounds of attempts sent side by side: about two receiver time-outs at worst.
+BATCH_SIZE = 2 * ATTEMPTS_AT_ONCE
 
 
 def deliver_due_events(budget_seconds: float = RUN_BUDGET_SECONDS) -> int:

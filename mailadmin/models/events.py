@@ -82,7 +82,8 @@ class OutboxEvent(db.Model):
 class EventDelivery(db.Model):
     __tablename__ = "event_deliveries"
     __table_args__ = (
-        Index("ix_event_deliveries_due", "status", "next_attempt_at"),
+        # Due deliveries are taken oldest first: pending ones in id order, never a scan of the delivered.
+        Index("ix_event_deliveries_due", "status", "id"),
         Index("ix_event_deliveries_endpoint", "endpoint_id", "id"),
         Index("ix_event_deliveries_ordering", "endpoint_id", "ordering_key", "status"),
     )

@@ -70,7 +70,7 @@ def upgrade():
         sa.PrimaryKeyConstraint('id', name='pk_event_deliveries'),
     )
     op.create_index('ix_event_deliveries_event_id', 'event_deliveries', ['event_id'])
-    op.create_index('ix_event_deliveries_due', 'event_deliveries', ['status', 'next_attempt_at'])
+    op.create_index('ix_event_deliveries_due', 'event_deliveries', ['status', 'id'])
     op.create_index('ix_event_deliveries_endpoint', 'event_deliveries', ['endpoint_id', 'id'])
     op.create_index('ix_event_deliveries_ordering', 'event_deliveries', ['endpoint_id', 'ordering_key', 'status'])
 

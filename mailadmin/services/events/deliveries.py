@@ -38,7 +38,7 @@ MAX_RETRY_DELAY = timedelta(hours=12)
 # after an outage are not hit by every retry in the same second).
 JITTER = (0.8, 1.2)
 # Attempts of one run sent side by side (threads: each waits on its socket, MAILER_EVENTS_TIMEOUT_SECONDS at most).
-ATTEMPTS_AT_ONCE = 10
+ATTEMPTS_AT_ONCE = 20
 
 _deliveries = EventDelivery.__table__
 
