@@ -256,3 +256,15 @@ def test_an_event_committed_while_redis_is_down_is_delivered_by_the_sweep_once_r
     db.session.expire_all()
     assert db.session.scalar(select(EventDelivery.status)) == DeliveryStatus.DELIVERED
 
+
+
+def test_erasing_a_person_replaces_their_address_in_the_events_out(app, admin, receiver):
+    from mailadmin.services.privacy import erase_person
+
+    make_endpoint(admin, receiver.url)
+    with transaction():
+        suppress("gone@example.com", REASON_UNSUBSCRIBED, source=SOURCE_UNSUBSCRIBE)
+    erase_person("gone@example.com", admin)
+    [event] = events_of("contact.unsubscribed")
+    assert "gone@example.com" not in str(event.payload)
+    assert event.payload["data"]["email"].startswith("erased:")
