@@ -268,3 +268,13 @@ def test_erasing_a_person_replaces_their_address_in_the_events_out(app, admin, r
     [event] = events_of("contact.unsubscribed")
     assert "gone@example.com" not in str(event.payload)
     assert event.payload["data"]["email"].startswith("erased:")
+
+
+def test_a_persons_data_lists_the_events_out_that_carry_their_address(app, admin, receiver):
+    from mailadmin.services.person_export import export_person
+
+    make_endpoint(admin, receiver.url)
+    with transaction():
+        suppress("gone@example.com", REASON_UNSUBSCRIBED, source=SOURCE_UNSUBSCRIBE)
+    [event] = export_person("gone@example.com", admin)["events_out"]
+    assert event["type"] == "contact.unsubscribed" and event["data"]["email"] == "gone@example.com"
