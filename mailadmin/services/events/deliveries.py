@@ -25,6 +25,7 @@ from sqlalchemy.orm import aliased
 
 from mailadmin.extensions import db, get_settings
 from mailadmin.models.events import DeliveryStatus, EventDelivery, EventEndpoint, OutboxEvent
+from mailadmin.models.moments import format_utc
 from mailadmin.models.types import utcnow
 from mailadmin.services.events.sending import AttemptResult, post_event
 from mailadmin.services.events.signing import signature_headers, signing_secrets
@@ -229,7 +230,7 @@ def _note_failure(endpoint: EventEndpoint, now: datetime, result: AttemptResult)
     last = result.error.split(":", 1)[0] if result.error else "no answer"
     endpoint.active, endpoint.disabled_at, endpoint.updated_at = False, now, now
     endpoint.disabled_reason = (
-        f"Disabled automatically: every attempt failed since {endpoint.failing_since:%Y-%m-%d %H:%M} UTC "
+        f"Disabled automatically: every attempt failed since {format_utc(endpoint.failing_since)} "
         f"(24 hours); the last one got {last}. Fix the receiver, then enable the endpoint again."
     )
     return True
