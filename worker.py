@@ -1,7 +1,8 @@
 """`python worker.py`: the RQ worker process (Procfile `worker`).
 
-Builds the app, sets up logging, and runs `SendWorker` (a HerokuWorker) on the send and default
-queues, handing it the app: each job runs in that app's context. SIGTERM is graceful: the running send slice stops before its next message, records what
+Builds the app, sets up logging, and runs `SendWorker` (a HerokuWorker) on the send, default and
+events queues, in that order (`--queue NAME`, repeatable: only those, e.g. a worker of its own for
+events out), handing it the app: each job runs in that app's context. SIGTERM is graceful: the running send slice stops before its next message, records what
 it did and enqueues its continuation; the worker then exits. `--burst` exits when the queues are
 empty (tests, one-off runs).
 """
@@ -23,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python worker.py", description="mailadmin RQ worker")
     parser.add_argument("--burst", action="store_true", help="exit when the queues are empty")
     parser.add_argument("--name", default=None, help="worker name (default: RQ's random name)")
+    parser.add_argument("--queue", action="append", dest="queues", metavar="NAME",
+                        help="take jobs from this queue only (repeatable; default: every queue, the send queue first)")
     args = parser.parse_args(argv)
 
     from mailadmin import create_app
@@ -35,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     from mailadmin.settings import SettingsError
 
     set_process_name("worker")
+    if unknown := sorted(set(args.queues or ()) - set(QUEUE_NAMES)):
+        parser.error(f"unknown queue {unknown[0]!r}; the queues are {', '.join(QUEUE_NAMES)}")
     try:
         app = create_app()  # validates the settings and sets up logging
     except SettingsError as exc:
@@ -53,9 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         # One immediate retry (a dropped idle connection), not redis-py's default backoff: while
         # Redis is down, SendWorker's own capped backoff does the waiting and logs the outage once.
         connection = redis.Redis.from_url(settings.redis_url, retry=Retry(NoBackoff(), 1))
-        queues = [Queue(name, connection=connection) for name in QUEUE_NAMES]
+        names = [name for name in QUEUE_NAMES if not args.queues or name in args.queues]
+        queues = [Queue(name, connection=connection) for name in names]
         worker = SendWorker(queues, connection=connection, name=args.name, settings=settings, app=app)
-        logger.bind(queues=list(QUEUE_NAMES), burst=args.burst, worker=worker.name).info("Worker starting")
+        logger.bind(queues=names, burst=args.burst, worker=worker.name).info("Worker starting")
         recover_at_start()  # work left by processes that died is picked up now, not at a deadline
         db.engine.dispose()  # nothing pooled in the parent for the forked horses to inherit
         run_worker_forever(worker, burst=args.burst)

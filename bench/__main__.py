@@ -1,6 +1,6 @@
 """Run the benchmarks: `python -m bench` runs every one in turn (what `make bench` does).
 
-`python -m bench NAME [options]` runs only NAME (`message_build`, `send_loop`, `dashboard`, `audience_import`, `segments`, `metrics` or `api`);
+`python -m bench NAME [options]` runs only NAME (`message_build`, `send_loop`, `dashboard`, `audience_import`, `segments`, `metrics`, `api` or `events_burst`);
 `send_loop` takes its own options (`--help`), e.g. the loopback figures alone:
 
     python -m bench send_loop --relay-messages 0 --memory-recipients 0 --start-recipients 0
@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("message_build", "send_loop", "dashboard", "audience_import", "segments", "metrics", "api")
+BENCHMARKS = ("message_build", "send_loop", "dashboard", "audience_import", "segments", "metrics", "api", "events_burst")
 
 
 # The benchmarks whose main() takes command-line options.

@@ -41,11 +41,14 @@ csrf = CSRFProtect()
 # Languages (mailadmin/i18n.py binds it with the locale selector).
 babel = Babel()
 
-# Every RQ queue the product uses. The send loop has its own queue so that a
-# backlog of campaign slices is visible at a glance in `rq info`.
+# Every RQ queue the product uses, in the order a worker takes jobs from them. The send loop has its
+# own queue so that a backlog of campaign slices is visible at a glance in `rq info`; events out have
+# theirs, last, so that a burst of events never holds back a send slice (a worker takes the next
+# slice before the next events run, and a run gives its worker back within seconds).
 SEND_QUEUE = "mailadmin-send"
 DEFAULT_QUEUE = "mailadmin-default"
-QUEUE_NAMES = (SEND_QUEUE, DEFAULT_QUEUE)
+EVENTS_QUEUE = "mailadmin-events"
+QUEUE_NAMES = (SEND_QUEUE, DEFAULT_QUEUE, EVENTS_QUEUE)
 
 # Redis socket timeouts: short, so that a dead Redis refuses a throttled action
 # (fail-closed) or lets a send through (fail-open) quickly instead of hanging a request.

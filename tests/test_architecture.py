@@ -120,7 +120,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"admin", "api", "audiences", "auth", "campaigns", "unsubscribe", "subscribe", "webhooks", "metrics", "devtools"}),  # web blueprints, dev tools
     frozenset({"services", "ops", "health", "errors"}),  # state changes; diagnosis, probes, error pages
     frozenset({"mail", "limits", "models", "queue", "counters"}),  # what the services build on (queue: RQ, no database; counters: metrics in Redis)
-    frozenset({"extensions", "i18n", "settings", "settings_in_effect", "logging", "pii", "downloads"}),  # the foundation
+    frozenset({"extensions", "i18n", "settings", "settings_parsers", "settings_in_effect", "logging", "pii", "downloads"}),  # the foundation
 )
 
 

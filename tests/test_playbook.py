@@ -29,6 +29,7 @@ from mailadmin.models import APP_STATE_ID, AppState, AuditEvent, Campaign, Campa
 from mailadmin.models.types import utcnow
 from mailadmin.ops import anchors as playbook_anchors
 from mailadmin.queue.dispatch import continuation_job_id
+from mailadmin.queue.events import DELIVERY_QUEUED_KEY
 from mailadmin.services.audiences import import_progress
 from mailadmin.settings import PROJECT_ROOT
 from mailadmin.settings_in_effect import SETTINGS_IN_EFFECT_KEY_PREFIX, WORKER, publish_settings
@@ -198,6 +199,7 @@ def _code_key_patterns() -> list[re.Pattern]:
     exact = [
         diagnosis.RQ_QUEUES_KEY, diagnosis.RQ_WORKERS_KEY, diagnosis.SCHEDULER_LOCK_KEY, diagnosis.SCHEDULED_JOBS_KEY,
         rate_limiter.RATE_LIMIT_KEY, waiting_line.WAITING_LINE_KEY, waiting_line.WAITING_LINE_DEADLINE_KEY,
+        DELIVERY_QUEUED_KEY,
     ]
     patterns = [re.escape(key) for key in exact]
     patterns += [

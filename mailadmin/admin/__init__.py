@@ -1,4 +1,5 @@
-"""The admins' pages: campaign controls, the global switch, users, audit log, operations, suppression list."""
+"""The admins' pages: campaign controls, the global switch, users, audit log, operations, suppression list,
+events out (endpoints and their deliveries)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def _banner_sending_paused() -> bool:
 
 def init_app(app: Flask) -> None:
     """Register the admin blueprint; every template gets `sending_paused` and `campaign_url()`."""
-    from mailadmin.admin import operations, suppressions  # noqa: F401  (these modules add their routes to bp)
+    from mailadmin.admin import events, operations, suppressions  # noqa: F401  (these modules add their routes to bp)
     from mailadmin.admin.views import bp
 
     app.register_blueprint(bp, url_prefix="/admin")

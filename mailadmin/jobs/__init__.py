@@ -4,12 +4,13 @@
 * `recovery.py` — the crash-recovery sweep (same);
 * `bounce_mailbox.py` — the periodic bounce-mailbox job;
 * `imports.py` — the contacts import into a list (services.audiences.imports);
+* `events.py` — events out: the delivery job (its own queue) and the scheduler's sweep for due deliveries;
 * `continuations.py` — the rq-scheduler subclass the `scheduler` process runs;
 * `workers.py` — the RQ worker class `python worker.py` runs; the `scheduler` command is `cli/scheduler.py`.
 
 Hand-offs to RQ and their job ids, the stop signal and outage handling sit one layer down in
 `mailadmin.queue`; nothing from the services down imports this package. Queue names live in
-`mailadmin.extensions` (SEND_QUEUE, DEFAULT_QUEUE).
+`mailadmin.extensions` (SEND_QUEUE, DEFAULT_QUEUE, EVENTS_QUEUE).
 
 A job runs in the app context its process pushes: `SendWorker` around each job, with the app
 worker.py built; the scheduler around its loop, with the app of `flask scheduler`; tests that run

@@ -6,8 +6,10 @@ the recovery sweep (`mailadmin.jobs.recovery`) when it starts and every `recover
 seconds. Its loop (rq-scheduler's, rewritten) lives through outages: heartbeat, lock, dispatch and
 sweep wait out Redis with a capped, jittered backoff instead of exiting, and an unreachable
 database only postpones the sweep.
-It also declares the product's periodic jobs (the bounce mailbox) when it starts, and publishes
-the limits it runs with alongside its heartbeat (`mailadmin.settings_in_effect`).
+It also declares the product's periodic jobs (the bounce mailbox) when it starts, sweeps for due
+event deliveries every EVENTS_SWEEP_SECONDS (`mailadmin.jobs.events`: a lost request for a run, a
+retry whose time has come), and publishes the limits it runs with alongside its heartbeat
+(`mailadmin.settings_in_effect`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from redis import WatchError
 from rq.job import Job
 from rq_scheduler import Scheduler
 
+from mailadmin.jobs.events import sweep_due_events
 from mailadmin.jobs.recovery import run_recovery_sweep_through_outages
 from mailadmin.queue.dispatch import campaign_id_of_continuation, enqueue_send_slice, schedule_bounce_mailbox
 from mailadmin.queue.outages import REDIS_DOWN, Backoff, Service, call_through_outage, outage_tracker
@@ -36,14 +39,18 @@ SCHEDULER_RETRY_CAP_SECONDS = 2.0
 # and lives this long without a refresh.
 SETTINGS_PUBLICATION_INTERVAL_SECONDS = 5.0
 SETTINGS_PUBLICATION_TTL_SECONDS = 60
+# Seconds between two sweeps for due event deliveries (retries and runs whose request was lost).
+EVENTS_SWEEP_SECONDS = 5.0
 
 
 class ContinuationScheduler(Scheduler):
     """rq-scheduler that dispatches continuations as fresh slice jobs and runs the recovery sweep."""
 
     def __init__(self, *args, recovery_interval: float | None = 60.0, settings: Settings | None = None,
-                 app: Flask | None = None, **kwargs) -> None:
+                 app: Flask | None = None, events_interval: float | None = EVENTS_SWEEP_SECONDS, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self.events_interval = events_interval
+        self._last_events_sweep = 0.0
         # The app whose context `run()` runs in (`flask scheduler` passes its own); tests that drive
         # single ticks (`enqueue_jobs()`) run them in their own app context.
         self.app = app
@@ -107,7 +114,15 @@ class ContinuationScheduler(Scheduler):
         """One scheduler tick: dispatch what is due, then the recovery sweep when its interval is up."""
         jobs = list(super().enqueue_jobs())
         self._maybe_recover()
+        self._maybe_sweep_events()
         return jobs
+
+    def _maybe_sweep_events(self) -> None:
+        if self.events_interval is None or time.monotonic() - self._last_events_sweep < self.events_interval:
+            return
+        self._last_events_sweep = time.monotonic()
+        if not sweep_due_events():
+            self._last_events_sweep = 0.0
 
     def _maybe_recover(self) -> None:
         if self.recovery_interval is None:
@@ -171,6 +186,7 @@ class ContinuationScheduler(Scheduler):
         """Redis is back (maybe empty after a restart): register again, publish again and sweep at once."""
         self._last_recovery = 0.0
         self._last_publication = 0.0
+        self._last_events_sweep = 0.0
         try:
             with self.connection.pipeline() as pipe:
                 pipe.hset(self.key, "birth", time.time())

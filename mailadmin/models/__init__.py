@@ -14,6 +14,7 @@ from mailadmin.models.audience import (
 )
 from mailadmin.models.audit import AuditEvent
 from mailadmin.models.campaign import Campaign, CampaignQueue, Recipient
+from mailadmin.models.events import EventDelivery, EventEndpoint, OutboxEvent
 from mailadmin.models.suppression import BounceEvent, Suppression
 from mailadmin.models.user import User
 
@@ -25,12 +26,15 @@ __all__ = [
     "BounceEvent",
     "Campaign",
     "CampaignTarget",
+    "EventDelivery",
+    "EventEndpoint",
     "Contact",
     "ImportChunk",
     "ListDailyCount",
     "ListMembership",
     "MailingList",
     "MembershipChange",
+    "OutboxEvent",
     "CampaignQueue",
     "Recipient",
     "Segment",

@@ -43,6 +43,7 @@ from mailadmin.pii import erasure_hash, get_pii_log_fields
 from mailadmin.queue.dispatch import safe_cancel_continuation
 from mailadmin.queue.signals import announce_send_stop
 from mailadmin.services.audit import record_audit
+from mailadmin.services.events.payloads import EventType, record_campaign_event, record_recipient_event
 from mailadmin.services.suppressions import normalise_suppressed_email, suppress
 from mailadmin.services.transaction import after_commit, in_transaction, transaction
 from mailadmin.services.transitions import current_status, hold_queue, set_status
@@ -194,6 +195,10 @@ def _apply_report(report: BounceReport, address: str) -> BounceOutcome:
     suppressed = _suppress_for(report, address, email_hash, campaign_id)
     after_commit(lambda: count(COMPLAINTS, report.source) if report.kind == BOUNCE_COMPLAINT
                  else count(BOUNCES, report.source, report.kind))
+    if changed and report.kind != BOUNCE_SOFT:
+        record_recipient_event(EventType.RECIPIENT_COMPLAINED if report.kind == BOUNCE_COMPLAINT
+                               else EventType.RECIPIENT_BOUNCED, campaign_id=campaign_id, recipient_id=recipient_id,
+                               email=address, source=report.source)
     after_commit(lambda: logger.bind(
         campaign_id=campaign_id,
         recipient_id=recipient_id,
@@ -259,6 +264,7 @@ def pause_for_bounce_rate(campaign_id: int, trip: BounceRateTrip) -> bool:
         return False
     queue_id = hold_queue(campaign_id, Reason.BOUNCE_RATE, now)
     details = trip.details()
+    record_campaign_event(EventType.CAMPAIGN_PAUSED, campaign_id, reason=str(Reason.BOUNCE_RATE), **details)
     record_audit(None, BOUNCE_RATE_AUDIT_ACTION, campaign_id=campaign_id, from_status=from_status, to_status=PAUSED,
                  details=details)
     after_commit(lambda: _announce_bounce_rate_pause(campaign_id, queue_id, details))

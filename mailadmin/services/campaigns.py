@@ -39,6 +39,7 @@ from mailadmin.queue.signals import announce_send_stop
 from mailadmin.services.audiences.targets import audience_resolved_for_start
 from mailadmin.services.audit import actor_field, record_audit
 from mailadmin.services.errors import ErrorKind, ServiceError, throttle_refusal
+from mailadmin.services.events.payloads import EventType, record_campaign_event
 from mailadmin.services.sending_switch import sending_paused
 from mailadmin.services.transaction import after_commit, transaction
 from mailadmin.services.transitions import (
@@ -191,6 +192,8 @@ def start_campaign(
             to_status=plan.status,
             details={"recipients": total, "scheduled_at": scheduled_at.isoformat() if scheduled else None},
         )
+        record_campaign_event(EventType.CAMPAIGN_STARTED, campaign.id, recipients=total,
+                              scheduled_at=scheduled_at.isoformat() if scheduled else None)
         if plan.job_id is not None:
             after_commit(lambda: enqueue_after_commit(campaign.id, plan.job_id))
         elif scheduled:
@@ -234,6 +237,7 @@ def resume_campaign(campaign: Campaign, actor: User | None) -> Transition:
             raise CampaignError(gettext("A %(status)s campaign cannot be resumed.", status=campaign.status))
         job_id = _reopen_queue(campaign.id, status, reason, now, consecutive_transient_errors=0)
         record_audit(actor, "campaign_resumed", campaign_id=campaign.id, from_status=PAUSED, to_status=status)
+        record_campaign_event(EventType.CAMPAIGN_RESUMED, campaign.id, from_reason=from_reason and str(from_reason))
         if job_id is not None:
             after_commit(lambda: enqueue_after_commit(campaign.id, job_id))
     logger.bind(actor=actor_field(actor), campaign_id=campaign.id, campaign_status=status).info("Campaign resumed")
@@ -261,16 +265,8 @@ def _reopen_queue(campaign_id: int, status: str, reason: Reason | None, now: dat
     return job_id
 
 
-def _stop_campaign(
-    campaign: Campaign,
-    actor: User | None,
-    to_status: str,
-    from_statuses: tuple[str, ...],
-    done: str,
-    *,
-    queue_values: dict,
-    finished: bool = False,
-) -> Transition:
+def _stop_campaign(campaign: Campaign, actor: User | None, to_status: str, from_statuses: tuple[str, ...], done: str,
+                   *, queue_values: dict, finished: bool = False) -> Transition:
     """Pause or cancel: one conditional transition, then the send loop is told to stop at once.
 
     `done` ("paused", "cancelled") names the audit event, the log record and the refusal. Idempotent:
@@ -295,6 +291,8 @@ def _stop_campaign(
             .values(deferred_until=None, updated_at=now, **queue_values)
         )
         record_audit(actor, f"campaign_{done}", campaign_id=campaign.id, from_status=from_status, to_status=to_status)
+        record_campaign_event(EventType.CAMPAIGN_CANCELLED if finished else EventType.CAMPAIGN_PAUSED, campaign.id,
+                              **({} if finished else {"reason": str(Reason.ADMIN_PAUSE)}))
         after_commit(lambda: _tell_slices_to_stop(campaign.id))
     logger.bind(actor=actor_field(actor), campaign_id=campaign.id).info(f"Campaign {done}")
     return Transition(True, from_status, to_status)

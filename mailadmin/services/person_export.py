@@ -2,8 +2,8 @@
 
 The contact (name, attributes, source, times), each list membership with its history, every
 campaign the address was a recipient of (with its merge fields and outcome), the bounce and
-complaint reports (stored by the address's salted hash only) and the suppression entry (in clear,
-or by its erasure marker). Read-only; the admin's export is audited without the address.
+complaint reports (stored by the address's salted hash only), the suppression entry (in clear,
+or by its erasure marker) and the events out that carry the address. Read-only; the admin's export is audited without the address.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from flask_babel import gettext
-from sqlalchemy import select
+from sqlalchemy import Text, cast, func, select
 
 from mailadmin.extensions import db, get_settings
 from mailadmin.models import (
@@ -26,6 +26,7 @@ from mailadmin.models import (
     Suppression,
     User,
 )
+from mailadmin.models.events import OutboxEvent
 from mailadmin.models.types import utcnow
 from mailadmin.pii import erasure_hash, erasure_marker
 from mailadmin.services.audit import record_audit
@@ -95,6 +96,14 @@ def _suppression(address: str) -> list[dict]:
              "at": _time(entry.created_at)} for entry in entries]
 
 
+def _events_out(address: str) -> list[dict]:
+    """The events sent (or to be sent) to other systems that carry the address: type, id, time, data."""
+    events = db.session.scalars(select(OutboxEvent).where(
+        func.lower(cast(OutboxEvent.payload, Text)).contains(address, autoescape=True)).order_by(OutboxEvent.id))
+    return [{"type": event.type, "id": event.public_id, "at": _time(event.created_at),
+             "data": event.payload.get("data")} for event in events]
+
+
 def export_person(email: str, actor: User) -> dict[str, Any]:
     """Everything stored about `email` (see the module docstring); the export is audited without the address."""
     address = normalise_suppressed_email(email or "")
@@ -104,7 +113,7 @@ def export_person(email: str, actor: User) -> dict[str, Any]:
     document = {
         "format": EXPORT_FORMAT, "address": address, "exported_at": _time(utcnow()),
         "contact": contact_data, "memberships": _memberships(contact), "campaigns": _campaigns(address),
-        "bounces": _bounces(address), "suppression": _suppression(address),
+        "bounces": _bounces(address), "suppression": _suppression(address), "events_out": _events_out(address),
     }
     with transaction():
         record_audit(actor, "person_exported", details={

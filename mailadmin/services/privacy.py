@@ -5,7 +5,7 @@ and the audit details all lose the address; the contact (name, attributes) is de
 list memberships and their history (nothing of an audience needs to outlive the person, and a
 membership without its contact means nothing); the address stays suppressed by its hash
 (`services.suppressions` matches the marker), so an erased person never gets mail again. Bounce
-reports only ever stored the hash. The erasure is audited with the address's salted hash only.
+reports only ever stored the hash; events out (`outbox_events`) get the marker too. The erasure is audited with the address's salted hash only.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from sqlalchemy import Text, cast, delete, func, select, update
 
 from mailadmin.extensions import db, get_settings
 from mailadmin.models import AuditEvent, Contact, ListMembership, MembershipChange, Recipient, Suppression, User
+from mailadmin.models.events import OutboxEvent
 from mailadmin.models.suppression import REASON_MANUAL, SOURCE_ADMIN
 from mailadmin.models.types import utcnow
 from mailadmin.pii import erasure_hash, erasure_marker
@@ -67,6 +68,16 @@ def _erase_audit_details(address: str, marker: str) -> int:
     return len(rows)
 
 
+def _erase_outbox_events(address: str, marker: str) -> int:
+    """Events out that carry the address (sent or not): the marker instead, in what is still to be sent too."""
+    rows = db.session.scalars(
+        select(OutboxEvent).where(func.lower(cast(OutboxEvent.payload, Text)).contains(address, autoescape=True))
+    ).all()
+    for row in rows:
+        row.payload = _replace_in(row.payload, address, marker)
+    return len(rows)
+
+
 def _erase_suppression(address: str, marker: str) -> int:
     has_marker = db.session.scalar(select(Suppression.id).where(Suppression.email == marker)) is not None
     if has_marker:
@@ -111,6 +122,7 @@ def erase_person(email: str, actor: User) -> ErasureReport:
         suppressions = _erase_suppression(address, marker)
         audit_events = _erase_audit_details(address, marker)
         contacts, memberships = _erase_contact(address)
+        _erase_outbox_events(address, marker)
         report = ErasureReport(recipients, suppressions, audit_events, contacts, memberships)
         record_audit(actor, "person_erased", details={
             "email_hash": erasure_hash(address, salt), "recipients": recipients, "suppressions": suppressions,

@@ -24,12 +24,13 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from mailadmin.extensions import db, get_settings
 from mailadmin.models import Suppression, User
-from mailadmin.models.suppression import SUPPRESSION_REASONS, SUPPRESSION_SOURCES
+from mailadmin.models.suppression import REASON_UNSUBSCRIBED, SUPPRESSION_REASONS, SUPPRESSION_SOURCES
 from mailadmin.models.types import utcnow
 from mailadmin.pii import ERASED_PREFIX, erasure_hash, erasure_marker, get_pii_log_fields, mask_email
 from mailadmin.services.audit import record_audit
 from mailadmin.services.batches import read_in_batches
 from mailadmin.services.errors import ErrorKind, ServiceError
+from mailadmin.services.events.payloads import EventType, record_contact_event
 from mailadmin.services.transaction import after_commit, in_transaction, transaction
 
 # IN lists are chunked so that a 10,000-address import never builds one giant statement.
@@ -81,6 +82,8 @@ def suppress(
             .returning(table.c.id)
         )
         added = db.session.execute(statement).first() is not None
+    if added and reason == REASON_UNSUBSCRIBED:
+        record_contact_event(EventType.CONTACT_UNSUBSCRIBED, email=address, campaign_id=campaign_id, source=source)
     if added:
         after_commit(lambda: logger.bind(reason=reason, source=source, campaign_id=campaign_id,
                                          **get_pii_log_fields(address, "INFO")).info("Address suppressed"))

@@ -3,7 +3,7 @@ web and worker processes both reach them; a list's members paged by (list_id, id
 counts kept per day by the writes (list_daily_counts), filled here from the memberships.
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 Create Date: 2026-12-08 01:15:00
 
 """
@@ -15,7 +15,7 @@ from mailadmin.models.types import UTCDateTime
 
 # revision identifiers, used by Alembic.
 revision = '0012'
-down_revision = '0010'
+down_revision = '0011'
 branch_labels = None
 depends_on = None
 

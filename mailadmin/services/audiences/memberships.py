@@ -17,6 +17,7 @@ from mailadmin.models.audience import ChangeSource, Contact, ListMembership, Mem
 from mailadmin.models.types import utcnow
 from mailadmin.services.audiences import list_counts
 from mailadmin.services.errors import ErrorKind, ServiceError
+from mailadmin.services.events.payloads import EventType, record_contact_event
 from mailadmin.services.recipients import EMAIL_MAX, send_path_refusal
 
 
@@ -106,4 +107,14 @@ def set_membership_status(list_id: int, contact_id: int, status: MembershipStatu
     db.session.add(MembershipChange(membership_id=membership.id, from_status=previous, to_status=status,
                                     source=source, actor_id=actor_id, created_at=now))
     list_counts.status_change(list_id, previous, status)
+    _record_membership_event(membership, status, source)
     return MembershipChangeResult(membership, previous)
+
+
+def _record_membership_event(membership: ListMembership, status: MembershipStatus, source: ChangeSource) -> None:
+    """Events out: a contact now subscribed to the list, or unsubscribed from it (unconfirmed is neither)."""
+    event_type = {MembershipStatus.SUBSCRIBED: EventType.CONTACT_SUBSCRIBED,
+                  MembershipStatus.UNSUBSCRIBED: EventType.CONTACT_UNSUBSCRIBED}.get(status)
+    if event_type is not None:
+        record_contact_event(event_type, email=lambda: db.session.get(Contact, membership.contact_id).email,
+                             contact_id=membership.contact_id, list_id=membership.list_id, source=str(source))

@@ -27,6 +27,7 @@ from mailadmin.models.campaign import RecipientStatus
 from mailadmin.models.suppression import REASON_HARD_BOUNCE, SOURCE_SMTP
 from mailadmin.models.types import UTCDateTime
 from mailadmin.services.delivery.values import Claim, ClaimedBatch, Outcome, RecordedBatch, SendCounts
+from mailadmin.services.events.payloads import record_recipients_failed
 from mailadmin.services.suppressions import suppress, suppressed_among
 from mailadmin.services.transaction import in_transaction
 
@@ -381,6 +382,7 @@ def record_batch(
     for outcome in outcomes:
         if outcome.hard_bounce:
             suppress(outcome.claim.email, REASON_HARD_BOUNCE, campaign_id, source=SOURCE_SMTP)
+    record_recipients_failed(campaign_id, [o.claim.id for o in outcomes if o.status == RecipientStatus.FAILED], now)
     if release_the_rest:
         counts.released += db.session.execute(
             _RELEASE_ALL_OF_JOB, {"b_campaign": campaign_id, "b_token": job_id, "b_now": now}

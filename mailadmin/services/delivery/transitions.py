@@ -33,6 +33,7 @@ from mailadmin.queue.signals import announce_send_stop
 from mailadmin.services.audit import record_audit
 from mailadmin.services.delivery.counting import count_breaker_trip, count_deferral, count_pause
 from mailadmin.services.delivery.values import SliceCampaign, SliceRefusal, SliceStart
+from mailadmin.services.events.payloads import EventType, record_campaign_event
 from mailadmin.services.sending_switch import sending_paused
 from mailadmin.services.transaction import after_commit, in_transaction
 from mailadmin.services.transitions import (
@@ -105,6 +106,7 @@ def pause_missed_schedule(campaign_id: int, now: datetime) -> bool:
         return False
     queue_id = hold_queue(campaign_id, Reason.MISSED_SCHEDULE, now, PauseNote(now))
     after_commit(lambda: count_pause(Reason.MISSED_SCHEDULE))
+    record_campaign_event(EventType.CAMPAIGN_PAUSED, campaign_id, reason=str(Reason.MISSED_SCHEDULE))
     after_commit(lambda: logger.bind(
         campaign_id=campaign_id,
         queue_id=queue_id,
@@ -256,6 +258,8 @@ def trip_circuit_breaker(campaign_id: int, consecutive_errors: int, *, now: date
         to_status=PAUSED,
         details={"consecutive_errors": consecutive_errors, "threshold": settings.circuit_breaker_threshold},
     )
+    record_campaign_event(EventType.CAMPAIGN_PAUSED, campaign_id, reason=str(Reason.CIRCUIT_BREAKER),
+                          consecutive_errors=consecutive_errors)
     after_commit(lambda: _announce_breaker(campaign_id, queue_id, consecutive_errors, settings.circuit_breaker_threshold))
     return True
 
@@ -302,6 +306,8 @@ def finish_campaign_if_done(campaign_id: int, *, now: datetime | None = None) ->
         .join(_queues, _queues.c.campaign_id == _campaigns.c.id)
         .where(_campaigns.c.id == campaign_id)
     ).one()
+    record_campaign_event(EventType.CAMPAIGN_FINISHED, campaign_id, recipients=row.recipients_total, sent=row.sent_count,
+                          failed=row.failed_count, finished_with_errors=bool(row.finished_with_errors))
     after_commit(lambda: _announce_finished(campaign_id, row, now))
     return True
 
