@@ -13,9 +13,9 @@ from tests.support.receiver import EventReceiver
 URL = "http://127.0.0.1:9/hooks"
 
 
-def create(admin_client, url=URL, types=("recipient.bounced", "campaign.finished")):
+def create(admin_client, url=URL, types=("recipient.bounced", "campaign.finished"), **kwargs):
     return post_form(admin_client, path_for("admin.create_event_endpoint"),
-                     {"url": url, "description": "CRM", "event_types": list(types), "active": "y"})
+                     {"url": url, "description": "CRM", "event_types": list(types), "active": "y"}, **kwargs)
 
 
 def test_an_admin_creates_an_endpoint_and_sees_its_secret_once(app, admin_client):
@@ -94,3 +94,15 @@ def test_enabling_a_disabled_endpoint_clears_why_it_was_disabled(app, admin_clie
     db.session.expire_all()
     endpoint = db.session.get(EventEndpoint, endpoint.id)
     assert endpoint.active and endpoint.disabled_reason is None and endpoint.event_types == ["recipient.bounced"]
+
+
+def test_the_events_pages_answer_in_russian_when_the_browser_asks_for_it(app, admin_client):
+    russian = {"Accept-Language": "ru-RU,ru;q=0.9"}
+    refused = create(admin_client, url="ftp://example.com/x", headers=russian).get_data(as_text=True)
+    assert "URL должен начинаться с https:// или http://." in refused and "<h1>Новый эндпоинт</h1>" in refused
+    secret_page = create(admin_client, headers=russian).get_data(as_text=True)
+    assert "<h1>Эндпоинт создан</h1>" in secret_page and "показывается только один раз" in secret_page
+    listing = admin_client.get(path_for("admin.event_endpoints"), headers=russian).get_data(as_text=True)
+    assert "<h1>Исходящие события</h1>" in listing and "Новый эндпоинт" in listing and URL in listing
+    assert "recipient.bounced, campaign.finished" in listing  # event types are names, never translated
+    assert "<h1>Events out</h1>" in admin_client.get(path_for("admin.event_endpoints")).get_data(as_text=True)

@@ -53,11 +53,15 @@ CATALOGUED = (
     "campaigns/",
     "admin/views.py",
     "admin/suppressions.py",
+    "admin/events.py",
+    "admin/event_forms.py",
     "admin/forms.py",
     "admin/audit_words.py",
     "auth/language.py",
     "services/test_email.py",
     "services/languages.py",
+    "services/events/endpoints.py",
+    "services/events/addresses.py",
 )
 
 

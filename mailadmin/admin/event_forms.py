@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, SelectMultipleField, StringField, URLField, widgets
 from wtforms.fields.choices import SelectChoice
@@ -13,12 +14,12 @@ from mailadmin.services.events.endpoints import DESCRIPTION_MAX
 
 
 class EndpointForm(FlaskForm):
-    url = URLField("URL", validators=[DataRequired(), Length(max=URL_MAX)],
-                   description="Where the events are POSTed. In production: https:// and a public address.")
-    description = StringField("Description", validators=[Length(max=DESCRIPTION_MAX)])
+    url = URLField(_l("URL"), validators=[DataRequired(), Length(max=URL_MAX)],
+                   description=_l("Where the events are POSTed. In production: https:// and a public address."))
+    description = StringField(_l("Description"), validators=[Length(max=DESCRIPTION_MAX)])
     event_types = SelectMultipleField(
-        "Events", choices=[SelectChoice(t.value, t.value) for t in SUBSCRIBABLE_TYPES],
-        validators=[DataRequired(message="Choose at least one event type.")],
+        _l("Events"), choices=[SelectChoice(t.value, t.value) for t in SUBSCRIBABLE_TYPES],
+        validators=[DataRequired(message=_l("Choose at least one event type."))],
         widget=widgets.ListWidget(prefix_label=False), option_widget=widgets.CheckboxInput(),
     )
-    active = BooleanField("Active", default=True)
+    active = BooleanField(_l("Active"), default=True)

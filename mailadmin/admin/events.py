@@ -4,6 +4,7 @@ rotation), each endpoint's recent deliveries, a re-send of one delivery and a te
 from __future__ import annotations
 
 from flask import abort, flash, make_response, redirect, render_template, url_for
+from flask_babel import gettext
 from flask_login import current_user
 
 from mailadmin.admin.event_forms import EndpointForm
@@ -69,7 +70,7 @@ def event_endpoint(endpoint_id: int):
         except ServiceError as exc:
             form.url.errors = [exc.message]
         else:
-            flash("Endpoint saved.", "success")
+            flash(gettext("Endpoint saved."), "success")
             return redirect(url_for("admin.event_endpoint", endpoint_id=endpoint.id), code=303)
     return render_template("admin/event_endpoint_form.html", form=form, endpoint=endpoint,
                            deliveries=endpoint_service.recent_deliveries(endpoint.id), action_form=ActionForm())
@@ -93,7 +94,7 @@ def test_event_endpoint(endpoint_id: int):
     endpoint = _endpoint_or_404(endpoint_id)
     if ActionForm().validate_on_submit():
         endpoint_service.send_test_event(endpoint.id, current_user)
-        flash("A test event is on its way; its delivery appears below.", "success")
+        flash(gettext("A test event is on its way; its delivery appears below."), "success")
     return redirect(url_for("admin.event_endpoint", endpoint_id=endpoint.id), code=303)
 
 
@@ -107,5 +108,5 @@ def resend_event_delivery(delivery_id: int):
             endpoint_service.resend_delivery(delivery.id, current_user)
         except ServiceError as exc:
             abort(404 if exc.kind is ErrorKind.NOT_FOUND else 400)
-        flash(f"Event {delivery.event.public_id} queued again.", "success")
+        flash(gettext("Event %(event)s queued again.", event=delivery.event.public_id), "success")
     return redirect(url_for("admin.event_endpoint", endpoint_id=delivery.endpoint_id), code=303)

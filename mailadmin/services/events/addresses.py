@@ -16,9 +16,19 @@ import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from flask_babel import gettext, lazy_gettext
+
 from mailadmin.services.errors import ServiceError
 
 URL_MAX = 2000
+# Why an address is not public, in the viewer's language (gettext in a job: English).
+_NOT_PUBLIC = (
+    ("is_loopback", lazy_gettext("%(address)s is a loopback address")),
+    ("is_link_local", lazy_gettext("%(address)s is a link-local address")),
+    ("is_private", lazy_gettext("%(address)s is a private address")),
+    ("is_multicast", lazy_gettext("%(address)s is a multicast address")),
+    ("is_unspecified", lazy_gettext("%(address)s is an unspecified address")),
+)
 
 
 class UnsafeEndpointUrl(ServiceError):
@@ -47,32 +57,31 @@ def refusal_of_address(address: str) -> str | None:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if ip.version == 6 and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    for test, name in ((ip.is_loopback, "loopback"), (ip.is_link_local, "link-local"),
-                       (ip.is_private, "private"), (ip.is_multicast, "multicast"), (ip.is_unspecified, "unspecified")):
-        if test:
-            return f"{address} is a {name} address"
+    for test, refusal in _NOT_PUBLIC:
+        if getattr(ip, test):
+            return str(refusal) % {"address": address}
     if not ip.is_global:
-        return f"{address} is not a public address"
+        return gettext("%(address)s is not a public address", address=address)
     return None
 
 
 def _parts(url: str, *, production: bool) -> tuple[str, str, int, str]:
     url = (url or "").strip()
     if not url or len(url) > URL_MAX:
-        raise UnsafeEndpointUrl(f"Give a URL of at most {URL_MAX} characters.")
+        raise UnsafeEndpointUrl(gettext("Give a URL of at most %(max)s characters.", max=URL_MAX))
     parts = urlsplit(url)
     allowed = ("https",) if production else ("https", "http")
     if parts.scheme not in allowed:
-        raise UnsafeEndpointUrl("The URL must start with https://." if production
-                                else "The URL must start with https:// or http://.")
+        raise UnsafeEndpointUrl(gettext("The URL must start with https://.") if production
+                                else gettext("The URL must start with https:// or http://."))
     if parts.username or parts.password:
-        raise UnsafeEndpointUrl("The URL may not carry a user name or password.")
+        raise UnsafeEndpointUrl(gettext("The URL may not carry a user name or password."))
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
-        raise UnsafeEndpointUrl("The URL's port is not a number from 1 to 65535.") from None
+        raise UnsafeEndpointUrl(gettext("The URL's port is not a number from 1 to 65535.")) from None
     if not parts.hostname:
-        raise UnsafeEndpointUrl("The URL has no host name.")
+        raise UnsafeEndpointUrl(gettext("The URL has no host name."))
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return parts.scheme, parts.hostname, port, target
 
@@ -83,12 +92,13 @@ def check_endpoint_url(url: str, *, production: bool) -> CheckedUrl:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError):
-        raise UnsafeEndpointUrl(f"{host} does not resolve to an address.") from None
+        raise UnsafeEndpointUrl(gettext("%(host)s does not resolve to an address.", host=host)) from None
     addresses = list(dict.fromkeys(info[4][0] for info in infos))
     if production:
         for address in addresses:
             if refusal := refusal_of_address(address):
-                raise UnsafeEndpointUrl(f"{host} resolves to {refusal}; endpoints must be public.")
+                raise UnsafeEndpointUrl(gettext("%(host)s resolves to an address that is not public (%(refusal)s); "
+                                                "endpoints must be public.", host=host, refusal=refusal))
     if not addresses:
-        raise UnsafeEndpointUrl(f"{host} does not resolve to an address.")
+        raise UnsafeEndpointUrl(gettext("%(host)s does not resolve to an address.", host=host))
     return CheckedUrl(scheme, host, port, target, addresses[0])

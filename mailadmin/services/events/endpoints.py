@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from flask_babel import gettext
 from sqlalchemy import select
 
 from mailadmin.extensions import db, get_settings
@@ -47,7 +48,8 @@ def _checked(fields: EndpointFields) -> EndpointFields:
     check_endpoint_url(fields.url, production=get_settings().is_production)
     unknown = set(fields.event_types) - set(SUBSCRIBABLE_TYPES)
     if unknown or not fields.event_types:
-        raise EndpointError("Choose at least one event type." if not unknown else f"Unknown event type {sorted(unknown)[0]}.")
+        raise EndpointError(gettext("Choose at least one event type.") if not unknown
+                            else gettext("Unknown event type %(type)s.", type=sorted(unknown)[0]))
     return EndpointFields(fields.url.strip(), (fields.description or "").strip()[:DESCRIPTION_MAX],
                           tuple(t for t in SUBSCRIBABLE_TYPES if t in fields.event_types), fields.active)
 
@@ -61,7 +63,7 @@ def get_endpoint(endpoint_id: int) -> EventEndpoint:
     """The endpoint, or EndpointError (not found)."""
     endpoint = db.session.get(EventEndpoint, endpoint_id)
     if endpoint is None:
-        raise EndpointError("No such endpoint.", ErrorKind.NOT_FOUND)
+        raise EndpointError(gettext("No such endpoint."), ErrorKind.NOT_FOUND)
     return endpoint
 
 
@@ -120,7 +122,7 @@ def resend_delivery(delivery_id: int, actor: User) -> EventDelivery:
     with transaction():
         original = db.session.get(EventDelivery, delivery_id)
         if original is None:
-            raise EndpointError("No such delivery.", ErrorKind.NOT_FOUND)
+            raise EndpointError(gettext("No such delivery."), ErrorKind.NOT_FOUND)
         again = EventDelivery(event_id=original.event_id, endpoint_id=original.endpoint_id,
                               ordering_key=original.ordering_key, status=DeliveryStatus.PENDING, attempts=0,
                               next_attempt_at=now, created_at=now)
