@@ -11,6 +11,10 @@ from collections.abc import Sequence
 
 import marshmallow as ma
 from flask import request, url_for
+from sqlalchemy import Select
+from sqlalchemy.orm import InstrumentedAttribute
+
+from mailadmin.extensions import db
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -50,3 +54,13 @@ def page(items: Sequence, limit: int, id_of=lambda item: item.id) -> dict:
         args = {**request.args.to_dict(), **(request.view_args or {}), "cursor": encode_cursor(id_of(shown[-1]))}
         next_url = url_for(request.endpoint, _external=True, **args)
     return {"items": shown, "next": next_url}
+
+
+def page_of(query: Select, id_column: InstrumentedAttribute, paging: dict, *, newest_first: bool = True,
+            largest_id: int = 2**31 - 1) -> dict:
+    """The page of `query`'s rows that `paging` asks for, walked by `id_column`: newest (highest id)
+    first, or in their order with `newest_first=False`."""
+    if (cursor := decode_cursor(paging["cursor"], largest_id)) is not None:
+        query = query.where(id_column < cursor if newest_first else id_column > cursor)
+    order = id_column.desc() if newest_first else id_column
+    return page(db.session.scalars(query.order_by(order).limit(paging["limit"] + 1)).unique().all(), paging["limit"])
