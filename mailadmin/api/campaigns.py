@@ -11,7 +11,7 @@ from sqlalchemy import select
 from mailadmin.api import schemas
 from mailadmin.api.auth import api_user
 from mailadmin.api.blueprint import NOT_FOUND, NOT_FOUND_OR_CONFLICT, ApiBlueprint
-from mailadmin.api.pagination import page_of, page_schema
+from mailadmin.api.pagination import narrowed, page_of, page_schema
 from mailadmin.campaigns.access import get_campaign_for, visible_campaigns
 from mailadmin.models import Campaign, Recipient
 from mailadmin.services import drafts
@@ -60,15 +60,10 @@ def create_campaign(content: dict):
                paged=True)
 def list_campaigns(filters: dict, paging: dict):
     """The campaigns this token's user may see, newest first, filtered by status, owner and creation time."""
-    query = visible_campaigns(api_user())
-    if "status" in filters:
-        query = query.where(Campaign.status == filters["status"])
-    if "owner_id" in filters:
-        query = query.where(Campaign.owner_id == filters["owner_id"])
-    if "created_after" in filters:
-        query = query.where(Campaign.created_at >= filters["created_after"])
-    if "created_before" in filters:
-        query = query.where(Campaign.created_at < filters["created_before"])
+    query = narrowed(visible_campaigns(api_user()), filters, {
+        "status": lambda status: Campaign.status == status, "owner_id": lambda owner: Campaign.owner_id == owner,
+        "created_after": lambda moment: Campaign.created_at >= moment,
+        "created_before": lambda moment: Campaign.created_at < moment})
     result = page_of(query, Campaign.id, paging)
     result["items"] = [campaign_body(campaign) for campaign in result["items"]]
     return result
@@ -101,7 +96,6 @@ def campaign_stats_view(campaign_id: int):
 def list_recipients(filters: dict, paging: dict, campaign_id: int):
     """A campaign's recipients in their order, optionally of one status."""
     campaign = get_campaign_for(api_user(), campaign_id)
-    query = select(Recipient).where(Recipient.campaign_id == campaign.id)
-    if "status" in filters:
-        query = query.where(Recipient.status == filters["status"])
+    query = narrowed(select(Recipient).where(Recipient.campaign_id == campaign.id), filters,
+                     {"status": lambda status: Recipient.status == status})
     return page_of(query, Recipient.id, paging, newest_first=False, largest_id=2**63 - 1)

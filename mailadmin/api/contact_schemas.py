@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from dataclasses import fields
 
 import marshmallow as ma
 
-from mailadmin.api.schemas import _UNSTORABLE, Text
-from mailadmin.services.audiences.upserts import MAX_ROWS, MODES, NEW_MEMBER_STATUSES
+from mailadmin.api.schemas import _UNSTORABLE, Text, counts
+from mailadmin.services.audiences.upserts import MAX_ROWS, MODES, NEW_MEMBER_STATUSES, RowOutcome
+from mailadmin.services.privacy import ErasureReport
 
 ATTRIBUTE_KEY_MAX = 64
 ATTRIBUTE_TEXT_MAX = 1000
@@ -107,16 +109,16 @@ class BulkUpsertSchema(_Into):
 class RowResultSchema(ma.Schema):
     row = ma.fields.Integer(required=True, metadata={"description": "Index in `contacts`, from 0"})
     email = ma.fields.String(required=True, allow_none=True)
-    outcome = ma.fields.String(required=True, validate=ma.validate.OneOf(["created", "updated", "rejected"]))
+    outcome = ma.fields.String(required=True, validate=ma.validate.OneOf([str(o) for o in RowOutcome]))
     contact_id = ma.fields.Integer(required=True, allow_none=True)
     error = ma.fields.String(required=True, allow_none=True)
 
 
-class BulkResultSchema(ma.Schema):
-    created = ma.fields.Integer(required=True)
-    updated = ma.fields.Integer(required=True)
-    rejected = ma.fields.Integer(required=True)
-    results = ma.fields.List(ma.fields.Nested(RowResultSchema), required=True)
+# How many rows each outcome had, and each row's result.
+BulkResultSchema = ma.Schema.from_dict({
+    **counts(outcome.value for outcome in RowOutcome),
+    "results": ma.fields.List(ma.fields.Nested(RowResultSchema), required=True),
+}, name="BulkResultSchema")
 
 
 class ContactPatchSchema(ma.Schema):
@@ -136,9 +138,5 @@ class DeletedSchema(ma.Schema):
         "description": "True: the contact is gone; false: a manager's delete took it off their lists only"})
 
 
-class ErasedSchema(ma.Schema):
-    recipients = ma.fields.Integer(required=True)
-    suppressions = ma.fields.Integer(required=True)
-    audit_events = ma.fields.Integer(required=True)
-    contacts = ma.fields.Integer(required=True)
-    memberships = ma.fields.Integer(required=True)
+# What an erasure replaced or deleted, as the privacy service reports it.
+ErasedSchema = ma.Schema.from_dict(counts(field.name for field in fields(ErasureReport)), name="ErasedSchema")

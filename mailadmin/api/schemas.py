@@ -4,11 +4,12 @@ serializes an answer, and the OpenAPI description is generated from them."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 import marshmallow as ma
 
-from mailadmin.models.campaign import CAMPAIGN_STATUSES, RECIPIENT_STATUSES
+from mailadmin.models.campaign import CAMPAIGN_STATUSES, OUTCOME_COUNTS, RECIPIENT_STATUSES
 from mailadmin.services.drafts import BODY_MAX, NAME_MAX, SUBJECT_MAX
 
 # A NUL or a lone surrogate cannot be stored (PostgreSQL text, UTF-8): refused as input, never a 500.
@@ -72,22 +73,21 @@ class CampaignPatchSchema(ma.Schema):
     targets = ma.fields.Nested(TargetsSchema)
 
 
-class CampaignStatsSchema(ma.Schema):
-    """A campaign's live figures, read from its counters (no count over its recipients)."""
+def counts(names: Iterable[str]) -> dict[str, ma.fields.Integer]:
+    """A required whole-number field for each of `names`: the counts an answer carries."""
+    return {name: ma.fields.Integer(required=True) for name in names}
 
-    status = ma.fields.String(required=True, validate=ma.validate.OneOf(CAMPAIGN_STATUSES))
-    reason = ma.fields.String(required=True, allow_none=True, metadata={"description": "Why it waits or is paused"})
-    recipients_total = ma.fields.Integer(required=True)
-    sent = ma.fields.Integer(required=True)
-    failed = ma.fields.Integer(required=True)
-    skipped = ma.fields.Integer(required=True)
-    unknown = ma.fields.Integer(required=True)
-    bounced = ma.fields.Integer(required=True)
-    complained = ma.fields.Integer(required=True)
-    pending = ma.fields.Integer(required=True, metadata={"description": "Not yet sent, failed, skipped or unknown"})
-    progress_percent = ma.fields.Integer(required=True)
-    started_at = ma.fields.AwareDateTime(required=True, allow_none=True)
-    finished_at = ma.fields.AwareDateTime(required=True, allow_none=True)
+
+# A campaign's live figures, read from its counters (no count over its recipients).
+CampaignStatsSchema = ma.Schema.from_dict({
+    "status": ma.fields.String(required=True, validate=ma.validate.OneOf(CAMPAIGN_STATUSES)),
+    "reason": ma.fields.String(required=True, allow_none=True, metadata={"description": "Why it waits or is paused"}),
+    **counts(("recipients_total", *OUTCOME_COUNTS)),
+    "pending": ma.fields.Integer(required=True, metadata={"description": "Not yet sent, failed, skipped or unknown"}),
+    "progress_percent": ma.fields.Integer(required=True),
+    "started_at": ma.fields.AwareDateTime(required=True, allow_none=True),
+    "finished_at": ma.fields.AwareDateTime(required=True, allow_none=True),
+}, name="CampaignStatsSchema")
 
 
 class CampaignSchema(ma.Schema):

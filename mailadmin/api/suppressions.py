@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from mailadmin.api.auth import api_user
 from mailadmin.api.blueprint import NOT_FOUND, ApiBlueprint
-from mailadmin.api.pagination import page_of, page_schema
+from mailadmin.api.pagination import narrowed, page_of, page_schema
 from mailadmin.api.problems import ApiProblem
 from mailadmin.api.schemas import Moment, Text
 from mailadmin.models import BounceEvent, Campaign, Suppression
@@ -114,10 +114,6 @@ def list_bounces(args: dict, paging: dict):
     query = select(BounceEvent)
     if not api_user().is_admin:
         query = query.join(Campaign, Campaign.id == BounceEvent.campaign_id).where(Campaign.owner_id == api_user().id)
-    if "kind" in args:
-        query = query.where(BounceEvent.kind == args["kind"])
-    if "campaign_id" in args:
-        query = query.where(BounceEvent.campaign_id == args["campaign_id"])
-    if "since" in args:
-        query = query.where(BounceEvent.created_at >= args["since"])
-    return page_of(query, BounceEvent.id, paging)
+    return page_of(narrowed(query, args, {
+        "kind": lambda kind: BounceEvent.kind == kind, "campaign_id": lambda id_: BounceEvent.campaign_id == id_,
+        "since": lambda moment: BounceEvent.created_at >= moment}), BounceEvent.id, paging)
