@@ -7,7 +7,7 @@ from dataclasses import fields
 
 import marshmallow as ma
 
-from mailadmin.api.schemas import _UNSTORABLE, Text, counts
+from mailadmin.api.schemas import _UNSTORABLE, Text, counts, one_of
 from mailadmin.services.audiences.upserts import MAX_ROWS, MODES, NEW_MEMBER_STATUSES, RowOutcome
 from mailadmin.services.privacy import ErasureReport
 
@@ -47,11 +47,10 @@ class ContactSchema(ma.Schema):
 class _Into(ma.Schema):
     list_id = ma.fields.Integer(load_default=None, allow_none=True, validate=ma.validate.Range(1, 2**31 - 1),
                                 metadata={"description": "The list they go into (required for a manager)"})
-    status = ma.fields.String(load_default="subscribed",
-                              validate=ma.validate.OneOf([str(s) for s in NEW_MEMBER_STATUSES]),
-                              metadata={"description": "New members' status; an existing member keeps theirs"})
-    mode = ma.fields.String(load_default="update", validate=ma.validate.OneOf(MODES),
-                            metadata={"description": "Existing contacts' attributes: merged, replaced or left alone"})
+    status = one_of([str(s) for s in NEW_MEMBER_STATUSES], load_default="subscribed",
+                    metadata={"description": "New members' status; an existing member keeps theirs"})
+    mode = one_of(MODES, load_default="update",
+                  metadata={"description": "Existing contacts' attributes: merged, replaced or left alone"})
 
 
 class ContactInputSchema(ma.Schema):
@@ -109,7 +108,7 @@ class BulkUpsertSchema(_Into):
 class RowResultSchema(ma.Schema):
     row = ma.fields.Integer(required=True, metadata={"description": "Index in `contacts`, from 0"})
     email = ma.fields.String(required=True, allow_none=True)
-    outcome = ma.fields.String(required=True, validate=ma.validate.OneOf([str(o) for o in RowOutcome]))
+    outcome = one_of([str(o) for o in RowOutcome], required=True)
     contact_id = ma.fields.Integer(required=True, allow_none=True)
     error = ma.fields.String(required=True, allow_none=True)
 

@@ -12,7 +12,7 @@ from mailadmin.api.auth import api_user
 from mailadmin.api.blueprint import NOT_FOUND_OR_CONFLICT, ApiBlueprint
 from mailadmin.api.contact_schemas import ContactSchema, RowResultSchema
 from mailadmin.api.problems import ApiProblem
-from mailadmin.api.schemas import Text
+from mailadmin.api.schemas import Text, one_of
 from mailadmin.extensions import db
 from mailadmin.services.audiences import lists, segments, upserts
 from mailadmin.services.ownership import MAX_ID
@@ -25,7 +25,7 @@ class ListSchema(ma.Schema):
     id = ma.fields.Integer(required=True)
     name = Text(required=True, validate=ma.validate.Length(1, lists.NAME_MAX))
     description = Text(load_default="", validate=ma.validate.Length(max=lists.DESCRIPTION_MAX))
-    opt_in = ma.fields.String(load_default="single", validate=ma.validate.OneOf(["single", "double"]))
+    opt_in = one_of(["single", "double"], load_default="single")
     shared = ma.fields.Boolean(load_default=False, metadata={"description": "An admin's list every manager may use"})
     owner_id = ma.fields.Integer(required=True, allow_none=True, dump_only=True)
     subscribed = ma.fields.Integer(dump_only=True)
@@ -39,9 +39,8 @@ class ListInputSchema(ListSchema):
 
 
 class MembersChangeSchema(ma.Schema):
-    action = ma.fields.String(required=True, validate=ma.validate.OneOf(upserts.MEMBER_ACTIONS))
-    status = ma.fields.String(load_default="subscribed",
-                              validate=ma.validate.OneOf(["subscribed", "unconfirmed", "unsubscribed"]))
+    action = one_of(upserts.MEMBER_ACTIONS, required=True)
+    status = one_of(["subscribed", "unconfirmed", "unsubscribed"], load_default="subscribed")
     emails = ma.fields.List(Text(validate=ma.validate.Length(1, 320)), required=True,
                             validate=ma.validate.Length(1, upserts.MAX_MEMBER_ROWS))
 

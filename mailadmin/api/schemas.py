@@ -39,6 +39,11 @@ class Moment(ma.fields.AwareDateTime):
             return datetime.min.replace(tzinfo=UTC) if moment.year < 2 else datetime.max.replace(tzinfo=UTC)
 
 
+def one_of(values, **kwargs) -> ma.fields.String:
+    """A string that must be one of `values` (a status, a reason, a mode)."""
+    return ma.fields.String(validate=ma.validate.OneOf(values), **kwargs)
+
+
 def _ids() -> ma.fields.List:
     return ma.fields.List(ma.fields.Integer(validate=ma.validate.Range(1, 2**31 - 1)), load_default=list,
                           validate=ma.validate.Length(max=20))
@@ -80,7 +85,7 @@ def counts(names: Iterable[str]) -> dict[str, ma.fields.Integer]:
 
 # A campaign's live figures, read from its counters (no count over its recipients).
 CampaignStatsSchema = ma.Schema.from_dict({
-    "status": ma.fields.String(required=True, validate=ma.validate.OneOf(CAMPAIGN_STATUSES)),
+    "status": one_of(CAMPAIGN_STATUSES, required=True),
     "reason": ma.fields.String(required=True, allow_none=True, metadata={"description": "Why it waits or is paused"}),
     **counts(("recipients_total", *OUTCOME_COUNTS)),
     "pending": ma.fields.Integer(required=True, metadata={"description": "Not yet sent, failed, skipped or unknown"}),
@@ -99,7 +104,7 @@ class CampaignSchema(ma.Schema):
     subject = ma.fields.String(required=True)
     body_text = ma.fields.String(required=True)
     body_html = ma.fields.String(required=True, allow_none=True)
-    status = ma.fields.String(required=True, validate=ma.validate.OneOf(CAMPAIGN_STATUSES))
+    status = one_of(CAMPAIGN_STATUSES, required=True)
     created_at = ma.fields.AwareDateTime(required=True)
     scheduled_at = ma.fields.AwareDateTime(required=True, allow_none=True)
     targets = ma.fields.Nested(TargetsSchema, required=True)
@@ -109,7 +114,7 @@ class CampaignSchema(ma.Schema):
 class CampaignListArgs(ma.Schema):
     """Filters of the campaigns list (with `limit` and `cursor`)."""
 
-    status = ma.fields.String(validate=ma.validate.OneOf(CAMPAIGN_STATUSES))
+    status = one_of(CAMPAIGN_STATUSES)
     owner_id = ma.fields.Integer(validate=ma.validate.Range(1, 2**31 - 1))
     created_after = Moment()
     created_before = Moment()
@@ -119,7 +124,7 @@ class RecipientSchema(ma.Schema):
     id = ma.fields.Integer(required=True)
     email = ma.fields.String(required=True)
     name = ma.fields.String(required=True, allow_none=True)
-    status = ma.fields.String(required=True, validate=ma.validate.OneOf(RECIPIENT_STATUSES))
+    status = one_of(RECIPIENT_STATUSES, required=True)
     attempts = ma.fields.Integer(required=True)
     last_error = ma.fields.String(required=True, allow_none=True)
     smtp_code = ma.fields.Integer(required=True, allow_none=True)
@@ -127,7 +132,7 @@ class RecipientSchema(ma.Schema):
 
 
 class RecipientListArgs(ma.Schema):
-    status = ma.fields.String(validate=ma.validate.OneOf(RECIPIENT_STATUSES))
+    status = one_of(RECIPIENT_STATUSES)
 
 
 class TestEmailArgs(ma.Schema):

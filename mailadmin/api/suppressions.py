@@ -13,7 +13,7 @@ from mailadmin.api.auth import api_user
 from mailadmin.api.blueprint import NOT_FOUND, ApiBlueprint
 from mailadmin.api.pagination import narrowed, page_of, page_schema
 from mailadmin.api.problems import ApiProblem
-from mailadmin.api.schemas import Moment, Text
+from mailadmin.api.schemas import Moment, Text, one_of
 from mailadmin.models import BounceEvent, Campaign, Suppression
 from mailadmin.models.suppression import REASON_MANUAL, SUPPRESSION_REASONS
 from mailadmin.services import suppressions
@@ -35,13 +35,13 @@ class SuppressionSchema(ma.Schema):
 class SuppressionSearchArgs(ma.Schema):
     search = Text(load_default="", validate=ma.validate.Length(max=320),
                   metadata={"description": "Part of an address, or @domain"})
-    reason = ma.fields.String(load_default="", validate=ma.validate.OneOf(["", *SUPPRESSION_REASONS]))
+    reason = one_of(["", *SUPPRESSION_REASONS], load_default="")
 
 
 class SuppressionAddSchema(ma.Schema):
     emails = ma.fields.List(Text(validate=ma.validate.Length(1, 320)), required=True,
                             validate=ma.validate.Length(1, 1000))
-    reason = ma.fields.String(load_default=REASON_MANUAL, validate=ma.validate.OneOf(SUPPRESSION_REASONS))
+    reason = one_of(SUPPRESSION_REASONS, load_default=REASON_MANUAL)
     note = Text(load_default="", validate=ma.validate.Length(max=200))
 
 
@@ -68,7 +68,7 @@ class BounceSchema(ma.Schema):
 
 
 class BounceArgs(ma.Schema):
-    kind = ma.fields.String(validate=ma.validate.OneOf(["hard", "soft", "complaint"]))
+    kind = one_of(["hard", "soft", "complaint"])
     campaign_id = ma.fields.Integer(validate=ma.validate.Range(1, 2**31 - 1))
     since = Moment()
 
