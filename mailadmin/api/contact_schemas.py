@@ -7,7 +7,8 @@ from dataclasses import fields
 
 import marshmallow as ma
 
-from mailadmin.api.schemas import _UNSTORABLE, Text, counts, one_of
+from mailadmin.api.schemas import _UNSTORABLE, Text, counts, one_of, stored_columns
+from mailadmin.models import Contact
 from mailadmin.services.audiences.upserts import MAX_ROWS, MODES, NEW_MEMBER_STATUSES, RowOutcome
 from mailadmin.services.privacy import ErasureReport
 
@@ -35,13 +36,8 @@ def _attributes(**kwargs) -> ma.fields.Dict:
                           validate=_check_attributes, **kwargs)
 
 
-class ContactSchema(ma.Schema):
-    id = ma.fields.Integer(required=True)
-    email = ma.fields.String(required=True)
-    name = ma.fields.String(required=True)
-    attributes = ma.fields.Dict(required=True)
-    created_at = ma.fields.AwareDateTime(required=True)
-    updated_at = ma.fields.AwareDateTime(required=True)
+ContactSchema = ma.Schema.from_dict(
+    stored_columns(Contact, "id", "email", "name", "attributes", "created_at", "updated_at"), name="ContactSchema")
 
 
 class _Into(ma.Schema):

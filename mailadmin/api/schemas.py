@@ -8,8 +8,9 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 import marshmallow as ma
+import sqlalchemy as sa
 
-from mailadmin.models.campaign import CAMPAIGN_STATUSES, OUTCOME_COUNTS, RECIPIENT_STATUSES
+from mailadmin.models.campaign import CAMPAIGN_STATUSES, OUTCOME_COUNTS, RECIPIENT_STATUSES, Campaign, Recipient
 from mailadmin.services.drafts import BODY_MAX, NAME_MAX, SUBJECT_MAX
 
 # A NUL or a lone surrogate cannot be stored (PostgreSQL text, UTF-8): refused as input, never a 500.
@@ -37,6 +38,22 @@ class Moment(ma.fields.AwareDateTime):
             return moment.astimezone(UTC)
         except OverflowError:
             return datetime.min.replace(tzinfo=UTC) if moment.year < 2 else datetime.max.replace(tzinfo=UTC)
+
+
+_FIELD_OF_TYPE = {int: ma.fields.Integer, str: ma.fields.String, datetime: ma.fields.AwareDateTime, dict: ma.fields.Dict}
+
+
+def stored_columns(model: type, *names: str) -> dict[str, ma.fields.Field]:
+    """Answer fields for the `model`'s columns `names`, shown as stored: always present, null where the
+    column may be."""
+    columns = sa.inspect(model).columns
+
+    def field(column: sa.Column) -> ma.fields.Field:
+        stored_as = getattr(column.type, "impl_instance", column.type)  # a TypeDecorator: what it stores
+        kind = dict if isinstance(stored_as, sa.JSON) else stored_as.python_type
+        return _FIELD_OF_TYPE[kind](required=True, allow_none=bool(column.nullable))
+
+    return {name: field(columns[name]) for name in names}
 
 
 def one_of(values, **kwargs) -> ma.fields.String:
@@ -95,20 +112,14 @@ CampaignStatsSchema = ma.Schema.from_dict({
 }, name="CampaignStatsSchema")
 
 
-class CampaignSchema(ma.Schema):
-    """A campaign as the API shows it."""
-
-    id = ma.fields.Integer(required=True)
-    owner_id = ma.fields.Integer(required=True)
-    name = ma.fields.String(required=True)
-    subject = ma.fields.String(required=True)
-    body_text = ma.fields.String(required=True)
-    body_html = ma.fields.String(required=True, allow_none=True)
-    status = one_of(CAMPAIGN_STATUSES, required=True)
-    created_at = ma.fields.AwareDateTime(required=True)
-    scheduled_at = ma.fields.AwareDateTime(required=True, allow_none=True)
-    targets = ma.fields.Nested(TargetsSchema, required=True)
-    stats = ma.fields.Nested(CampaignStatsSchema, required=True)
+# A campaign as the API shows it.
+CampaignSchema = ma.Schema.from_dict({
+    **stored_columns(Campaign, "id", "owner_id", "name", "subject", "body_text", "body_html"),
+    "status": one_of(CAMPAIGN_STATUSES, required=True),
+    **stored_columns(Campaign, "created_at", "scheduled_at"),
+    "targets": ma.fields.Nested(TargetsSchema, required=True),
+    "stats": ma.fields.Nested(CampaignStatsSchema, required=True),
+}, name="CampaignSchema")
 
 
 class CampaignListArgs(ma.Schema):
@@ -120,15 +131,11 @@ class CampaignListArgs(ma.Schema):
     created_before = Moment()
 
 
-class RecipientSchema(ma.Schema):
-    id = ma.fields.Integer(required=True)
-    email = ma.fields.String(required=True)
-    name = ma.fields.String(required=True, allow_none=True)
-    status = one_of(RECIPIENT_STATUSES, required=True)
-    attempts = ma.fields.Integer(required=True)
-    last_error = ma.fields.String(required=True, allow_none=True)
-    smtp_code = ma.fields.Integer(required=True, allow_none=True)
-    sent_at = ma.fields.AwareDateTime(required=True, allow_none=True)
+RecipientSchema = ma.Schema.from_dict({
+    **stored_columns(Recipient, "id", "email", "name"),
+    "status": one_of(RECIPIENT_STATUSES, required=True),
+    **stored_columns(Recipient, "attempts", "last_error", "smtp_code", "sent_at"),
+}, name="RecipientSchema")
 
 
 class RecipientListArgs(ma.Schema):
