@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from flask import url_for
 
-from mailadmin.api.auth import api_user, requires
+from mailadmin.api.auth import api_user
+from mailadmin.api.blueprint import NOT_FOUND, NOT_FOUND_OR_CONFLICT
 from mailadmin.api.campaigns import blp, campaign_body
-from mailadmin.api.idempotency import idempotent
 from mailadmin.api.problems import ApiProblem
 from mailadmin.api.schemas import (
     StartArgs,
@@ -24,14 +24,9 @@ from mailadmin.services.estimates import current_estimate
 from mailadmin.services.test_email import send_test_email
 from mailadmin.services.transitions import Transition
 
-STEERING_RESPONSES = {"404": "NOT_FOUND", "409": "CONFLICT"}
 
-
-@blp.route("/<int:campaign_id>/test-email", methods=["POST"])
-@requires("send")
-@blp.arguments(TestEmailArgs)
-@blp.response(200, TestEmailResultSchema)
-@blp.alt_response(404, response="NOT_FOUND")
+@blp.operation("POST", "/<int:campaign_id>/test-email", "send", TestEmailResultSchema, body=TestEmailArgs,
+               errors=NOT_FOUND)
 def test_email(args: dict, campaign_id: int):
     """Send one test message of the campaign to `to` (the per-user test-email throttle applies)."""
     campaign = get_campaign_for(api_user(), campaign_id)
@@ -47,13 +42,8 @@ def _estimate(count: int) -> dict | None:
             "max_per_hour": estimate.max_per_hour, "waits_for_quota": estimate.waits_for_quota}
 
 
-@blp.route("/<int:campaign_id>/start", methods=["POST"])
-@requires("send")
-@idempotent
-@blp.arguments(StartArgs)
-@blp.response(200, StartResultSchema)
-@blp.alt_response(404, response="NOT_FOUND")
-@blp.alt_response(409, response="CONFLICT")
+@blp.operation("POST", "/<int:campaign_id>/start", "send", StartResultSchema, body=StartArgs, idempotent=True,
+               errors=NOT_FOUND_OR_CONFLICT)
 def start_campaign(args: dict, campaign_id: int):
     """Start a draft now or at `scheduled_at`: its lists and segments resolved, the size cap and the
     per-user start throttle checked; the answer carries the start page's figures."""
@@ -72,20 +62,14 @@ def _transition_body(campaign, done: Transition) -> dict:
             "campaign": campaign_body(campaign)}
 
 
-@blp.route("/<int:campaign_id>/pause", methods=["POST"])
-@requires("send")
-@blp.response(200, TransitionSchema)
-@blp.doc(responses=STEERING_RESPONSES)
+@blp.operation("POST", "/<int:campaign_id>/pause", "send", TransitionSchema, errors=NOT_FOUND_OR_CONFLICT)
 def pause_campaign(campaign_id: int):
     """Pause a queued, sending or deferred campaign (a paused one: nothing changes)."""
     campaign = get_campaign_for(api_user(), campaign_id)
     return _transition_body(campaign, campaign_service.pause_campaign(campaign, api_user()))
 
 
-@blp.route("/<int:campaign_id>/resume", methods=["POST"])
-@requires("send")
-@blp.response(200, TransitionSchema)
-@blp.doc(responses=STEERING_RESPONSES)
+@blp.operation("POST", "/<int:campaign_id>/resume", "send", TransitionSchema, errors=NOT_FOUND_OR_CONFLICT)
 def resume_campaign(campaign_id: int):
     """Resume a paused campaign; after a circuit-breaker trip, or while sending is off, only an admin may."""
     campaign = get_campaign_for(api_user(), campaign_id)
@@ -95,10 +79,7 @@ def resume_campaign(campaign_id: int):
     return _transition_body(campaign, campaign_service.resume_campaign(campaign, api_user()))
 
 
-@blp.route("/<int:campaign_id>/cancel", methods=["POST"])
-@requires("send")
-@blp.response(200, TransitionSchema)
-@blp.doc(responses=STEERING_RESPONSES)
+@blp.operation("POST", "/<int:campaign_id>/cancel", "send", TransitionSchema, errors=NOT_FOUND_OR_CONFLICT)
 def cancel_campaign(campaign_id: int):
     """Cancel a started campaign for good (a cancelled one: nothing changes)."""
     campaign = get_campaign_for(api_user(), campaign_id)

@@ -8,21 +8,11 @@ from dataclasses import asdict
 from flask import url_for
 from sqlalchemy import select
 
-from mailadmin.api.auth import api_user, requires
-from mailadmin.api.blueprint import ApiBlueprint
-from mailadmin.api.idempotency import idempotent
-from mailadmin.api.pagination import PageArgs, decode_cursor, page, page_schema
-from mailadmin.api.schemas import (
-    CampaignContentSchema,
-    CampaignListArgs,
-    CampaignPatchSchema,
-    CampaignSchema,
-    CampaignStatsSchema,
-    RecipientListArgs,
-    RecipientSchema,
-)
+from mailadmin.api import schemas
+from mailadmin.api.auth import api_user
+from mailadmin.api.blueprint import NOT_FOUND, NOT_FOUND_OR_CONFLICT, ApiBlueprint
+from mailadmin.api.pagination import narrowed, page_of, page_schema
 from mailadmin.campaigns.access import get_campaign_for, visible_campaigns
-from mailadmin.extensions import db
 from mailadmin.models import Campaign, Recipient
 from mailadmin.services import drafts
 from mailadmin.services.audiences.targets import Targets, campaign_targets
@@ -38,12 +28,7 @@ def campaign_stats(campaign: Campaign) -> dict:
         "status": campaign.status,
         "reason": queue.defer_reason if queue is not None and campaign.status in ("deferred", "paused") else None,
         "recipients_total": campaign.recipients_total,
-        "sent": campaign.sent_count,
-        "failed": campaign.failed_count,
-        "skipped": campaign.skipped_count,
-        "unknown": campaign.unknown_count,
-        "bounced": campaign.bounced_count,
-        "complained": campaign.complained_count,
+        **campaign.outcome_counts,
         "pending": max(0, campaign.recipients_total - campaign.done_count),
         "progress_percent": campaign.progress_percent,
         "started_at": campaign.started_at,
@@ -61,11 +46,8 @@ def campaign_body(campaign: Campaign) -> dict:
     }
 
 
-@blp.route("", methods=["POST"])
-@requires("write")
-@idempotent
-@blp.arguments(CampaignContentSchema)
-@blp.response(201, CampaignSchema)
+@blp.operation("POST", "", "write", schemas.CampaignSchema, status=201, body=schemas.CampaignContentSchema,
+               idempotent=True)
 @blp.alt_response(404, response="NOT_FOUND", description="A list or segment in `targets` is not one this user may use")
 def create_campaign(content: dict):
     """Create a draft with its content and, optionally, the lists and segments it sends to."""
@@ -74,45 +56,27 @@ def create_campaign(content: dict):
     return campaign_body(campaign), 201, {"Location": url_for("api_campaigns.get_campaign", campaign_id=campaign.id)}
 
 
-@blp.route("", methods=["GET"])
-@requires("read")
-@blp.arguments(CampaignListArgs, location="query")
-@blp.arguments(PageArgs, location="query")
-@blp.response(200, page_schema(CampaignSchema, "CampaignPage"))
+@blp.operation("GET", "", "read", page_schema(schemas.CampaignSchema, "CampaignPage"), query=schemas.CampaignListArgs,
+               paged=True)
 def list_campaigns(filters: dict, paging: dict):
     """The campaigns this token's user may see, newest first, filtered by status, owner and creation time."""
-    query = visible_campaigns(api_user())
-    if "status" in filters:
-        query = query.where(Campaign.status == filters["status"])
-    if "owner_id" in filters:
-        query = query.where(Campaign.owner_id == filters["owner_id"])
-    if "created_after" in filters:
-        query = query.where(Campaign.created_at >= filters["created_after"])
-    if "created_before" in filters:
-        query = query.where(Campaign.created_at < filters["created_before"])
-    if (before := decode_cursor(paging["cursor"])) is not None:
-        query = query.where(Campaign.id < before)
-    rows = db.session.scalars(query.order_by(Campaign.id.desc()).limit(paging["limit"] + 1)).unique().all()
-    result = page(rows, paging["limit"])
+    query = narrowed(visible_campaigns(api_user()), filters, {
+        "status": lambda status: Campaign.status == status, "owner_id": lambda owner: Campaign.owner_id == owner,
+        "created_after": lambda moment: Campaign.created_at >= moment,
+        "created_before": lambda moment: Campaign.created_at < moment})
+    result = page_of(query, Campaign.id, paging)
     result["items"] = [campaign_body(campaign) for campaign in result["items"]]
     return result
 
 
-@blp.route("/<int:campaign_id>", methods=["GET"])
-@requires("read")
-@blp.response(200, CampaignSchema)
-@blp.alt_response(404, response="NOT_FOUND")
+@blp.operation("GET", "/<int:campaign_id>", "read", schemas.CampaignSchema, errors=NOT_FOUND)
 def get_campaign(campaign_id: int):
     """One campaign with its live figures."""
     return campaign_body(get_campaign_for(api_user(), campaign_id))
 
 
-@blp.route("/<int:campaign_id>", methods=["PATCH"])
-@requires("write")
-@blp.arguments(CampaignPatchSchema)
-@blp.response(200, CampaignSchema)
-@blp.alt_response(404, response="NOT_FOUND")
-@blp.alt_response(409, response="CONFLICT")
+@blp.operation("PATCH", "/<int:campaign_id>", "write", schemas.CampaignSchema, body=schemas.CampaignPatchSchema,
+               errors=NOT_FOUND_OR_CONFLICT)
 def patch_campaign(changes: dict, campaign_id: int):
     """Change a draft's content or audience; a started campaign answers 409."""
     campaign = get_campaign_for(api_user(), campaign_id)
@@ -121,28 +85,17 @@ def patch_campaign(changes: dict, campaign_id: int):
     return campaign_body(campaign)
 
 
-@blp.route("/<int:campaign_id>/stats", methods=["GET"])
-@requires("read")
-@blp.response(200, CampaignStatsSchema)
-@blp.alt_response(404, response="NOT_FOUND")
+@blp.operation("GET", "/<int:campaign_id>/stats", "read", schemas.CampaignStatsSchema, errors=NOT_FOUND)
 def campaign_stats_view(campaign_id: int):
     """A campaign's live figures (what its page polls)."""
     return campaign_stats(get_campaign_for(api_user(), campaign_id))
 
 
-@blp.route("/<int:campaign_id>/recipients", methods=["GET"])
-@requires("read")
-@blp.arguments(RecipientListArgs, location="query")
-@blp.arguments(PageArgs, location="query")
-@blp.response(200, page_schema(RecipientSchema, "RecipientPage"))
-@blp.alt_response(404, response="NOT_FOUND")
+@blp.operation("GET", "/<int:campaign_id>/recipients", "read", page_schema(schemas.RecipientSchema, "RecipientPage"),
+               query=schemas.RecipientListArgs, paged=True, errors=NOT_FOUND)
 def list_recipients(filters: dict, paging: dict, campaign_id: int):
     """A campaign's recipients in their order, optionally of one status."""
     campaign = get_campaign_for(api_user(), campaign_id)
-    query = select(Recipient).where(Recipient.campaign_id == campaign.id)
-    if "status" in filters:
-        query = query.where(Recipient.status == filters["status"])
-    if (after := decode_cursor(paging["cursor"], 2**63 - 1)) is not None:
-        query = query.where(Recipient.id > after)
-    rows = db.session.scalars(query.order_by(Recipient.id).limit(paging["limit"] + 1)).all()
-    return page(rows, paging["limit"])
+    query = narrowed(select(Recipient).where(Recipient.campaign_id == campaign.id), filters,
+                     {"status": lambda status: Recipient.status == status})
+    return page_of(query, Recipient.id, paging, newest_first=False, largest_id=2**63 - 1)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
+from dataclasses import fields
 
 import marshmallow as ma
 
-from mailadmin.api.schemas import _UNSTORABLE, Text
-from mailadmin.services.audiences.upserts import MAX_ROWS, MODES, NEW_MEMBER_STATUSES
+from mailadmin.api.schemas import _UNSTORABLE, Text, counts, one_of, stored_columns
+from mailadmin.models import Contact
+from mailadmin.services.audiences.upserts import MAX_ROWS, MODES, NEW_MEMBER_STATUSES, RowOutcome
+from mailadmin.services.privacy import ErasureReport
 
 ATTRIBUTE_KEY_MAX = 64
 ATTRIBUTE_TEXT_MAX = 1000
@@ -33,23 +36,17 @@ def _attributes(**kwargs) -> ma.fields.Dict:
                           validate=_check_attributes, **kwargs)
 
 
-class ContactSchema(ma.Schema):
-    id = ma.fields.Integer(required=True)
-    email = ma.fields.String(required=True)
-    name = ma.fields.String(required=True)
-    attributes = ma.fields.Dict(required=True)
-    created_at = ma.fields.AwareDateTime(required=True)
-    updated_at = ma.fields.AwareDateTime(required=True)
+ContactSchema = ma.Schema.from_dict(
+    stored_columns(Contact, "id", "email", "name", "attributes", "created_at", "updated_at"), name="ContactSchema")
 
 
 class _Into(ma.Schema):
     list_id = ma.fields.Integer(load_default=None, allow_none=True, validate=ma.validate.Range(1, 2**31 - 1),
                                 metadata={"description": "The list they go into (required for a manager)"})
-    status = ma.fields.String(load_default="subscribed",
-                              validate=ma.validate.OneOf([str(s) for s in NEW_MEMBER_STATUSES]),
-                              metadata={"description": "New members' status; an existing member keeps theirs"})
-    mode = ma.fields.String(load_default="update", validate=ma.validate.OneOf(MODES),
-                            metadata={"description": "Existing contacts' attributes: merged, replaced or left alone"})
+    status = one_of([str(s) for s in NEW_MEMBER_STATUSES], load_default="subscribed",
+                    metadata={"description": "New members' status; an existing member keeps theirs"})
+    mode = one_of(MODES, load_default="update",
+                  metadata={"description": "Existing contacts' attributes: merged, replaced or left alone"})
 
 
 class ContactInputSchema(ma.Schema):
@@ -107,16 +104,16 @@ class BulkUpsertSchema(_Into):
 class RowResultSchema(ma.Schema):
     row = ma.fields.Integer(required=True, metadata={"description": "Index in `contacts`, from 0"})
     email = ma.fields.String(required=True, allow_none=True)
-    outcome = ma.fields.String(required=True, validate=ma.validate.OneOf(["created", "updated", "rejected"]))
+    outcome = one_of([str(o) for o in RowOutcome], required=True)
     contact_id = ma.fields.Integer(required=True, allow_none=True)
     error = ma.fields.String(required=True, allow_none=True)
 
 
-class BulkResultSchema(ma.Schema):
-    created = ma.fields.Integer(required=True)
-    updated = ma.fields.Integer(required=True)
-    rejected = ma.fields.Integer(required=True)
-    results = ma.fields.List(ma.fields.Nested(RowResultSchema), required=True)
+# How many rows each outcome had, and each row's result.
+BulkResultSchema = ma.Schema.from_dict({
+    **counts(outcome.value for outcome in RowOutcome),
+    "results": ma.fields.List(ma.fields.Nested(RowResultSchema), required=True),
+}, name="BulkResultSchema")
 
 
 class ContactPatchSchema(ma.Schema):
@@ -136,9 +133,5 @@ class DeletedSchema(ma.Schema):
         "description": "True: the contact is gone; false: a manager's delete took it off their lists only"})
 
 
-class ErasedSchema(ma.Schema):
-    recipients = ma.fields.Integer(required=True)
-    suppressions = ma.fields.Integer(required=True)
-    audit_events = ma.fields.Integer(required=True)
-    contacts = ma.fields.Integer(required=True)
-    memberships = ma.fields.Integer(required=True)
+# What an erasure replaced or deleted, as the privacy service reports it.
+ErasedSchema = ma.Schema.from_dict(counts(field.name for field in fields(ErasureReport)), name="ErasedSchema")

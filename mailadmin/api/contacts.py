@@ -7,20 +7,10 @@ from dataclasses import asdict
 
 from flask import url_for
 
-from mailadmin.api.auth import api_user, requires
-from mailadmin.api.blueprint import ApiBlueprint
-from mailadmin.api.contact_schemas import (
-    BulkResultSchema,
-    BulkUpsertSchema,
-    ContactPatchSchema,
-    ContactSchema,
-    ContactSearchArgs,
-    ContactUpsertSchema,
-    DeletedSchema,
-    ErasedSchema,
-)
-from mailadmin.api.idempotency import idempotent
-from mailadmin.api.pagination import PageArgs, decode_cursor, page, page_schema
+from mailadmin.api import contact_schemas as schemas
+from mailadmin.api.auth import api_user
+from mailadmin.api.blueprint import NOT_FOUND, ApiBlueprint
+from mailadmin.api.pagination import page_of, page_schema
 from mailadmin.api.problems import ApiProblem
 from mailadmin.extensions import db
 from mailadmin.models import Contact
@@ -32,8 +22,6 @@ from mailadmin.services.privacy import erase_person
 blp = ApiBlueprint("api_contacts", __name__, url_prefix="/api/v1/contacts",
                    description="Contacts: one row per address, with attributes, on lists")
 
-NOT_FOUND = {"404": "NOT_FOUND"}
-
 
 def _upsert(args: dict, contacts: list[dict]) -> list[upserts.RowResult]:
     inputs = [upserts.ContactInput(c["email"], c.get("name"), c.get("attributes")) for c in contacts]
@@ -41,13 +29,9 @@ def _upsert(args: dict, contacts: list[dict]) -> list[upserts.RowResult]:
                                    mode=args["mode"])
 
 
-@blp.route("", methods=["POST"])
-@requires("write")
-@idempotent
-@blp.arguments(ContactUpsertSchema)
-@blp.response(200, ContactSchema, description="An existing contact, updated")
-@blp.alt_response(201, schema=ContactSchema, description="A new contact")
-@blp.doc(responses=NOT_FOUND)
+@blp.operation("POST", "", "write", schemas.ContactSchema, body=schemas.ContactUpsertSchema, idempotent=True,
+               errors=NOT_FOUND, description="An existing contact, updated")
+@blp.alt_response(201, schema=schemas.ContactSchema, description="A new contact")
 def upsert_contact(args: dict):
     """Create or update one contact by its address (into `list_id`, required for a manager)."""
     result = _upsert(args, [args])[0]
@@ -59,12 +43,8 @@ def upsert_contact(args: dict):
                                                                        contact_id=contact.id)}
 
 
-@blp.route("/bulk", methods=["POST"])
-@requires("write")
-@idempotent
-@blp.arguments(BulkUpsertSchema)
-@blp.response(200, BulkResultSchema)
-@blp.doc(responses=NOT_FOUND)
+@blp.operation("POST", "/bulk", "write", schemas.BulkResultSchema, body=schemas.BulkUpsertSchema, idempotent=True,
+               errors=NOT_FOUND)
 def bulk_upsert(args: dict):
     """Create or update up to 10,000 contacts in one transaction; one result per row, in order."""
     results = _upsert(args, args["contacts"])
@@ -72,11 +52,8 @@ def bulk_upsert(args: dict):
     return {**counts, "results": [asdict(r) | {"outcome": r.outcome.value} for r in results]}
 
 
-@blp.route("", methods=["GET"])
-@requires("read")
-@blp.arguments(ContactSearchArgs, location="query")
-@blp.arguments(PageArgs, location="query")
-@blp.response(200, page_schema(ContactSchema, "ContactPage"))
+@blp.operation("GET", "", "read", page_schema(schemas.ContactSchema, "ContactPage"), query=schemas.ContactSearchArgs,
+               paged=True)
 def list_contacts(args: dict, paging: dict):
     """The contacts this user may see, newest first: by address, or searched (`key=value`: an attribute)."""
     query = visible_contacts(api_user())
@@ -84,10 +61,7 @@ def list_contacts(args: dict, paging: dict):
         query = query.where(Contact.email == args["email"].strip().lower())
     if (clause := member_search_clause(args.get("search", ""))) is not None:
         query = query.where(clause)
-    if (before := decode_cursor(paging["cursor"])) is not None:
-        query = query.where(Contact.id < before)
-    return page(db.session.scalars(query.order_by(Contact.id.desc()).limit(paging["limit"] + 1)).all(),
-                paging["limit"])
+    return page_of(query, Contact.id, paging)
 
 
 def _contact(contact_id: int) -> Contact:
@@ -96,20 +70,14 @@ def _contact(contact_id: int) -> Contact:
     return get_contact_for(api_user(), contact_id)
 
 
-@blp.route("/<int:contact_id>", methods=["GET"])
-@requires("read")
-@blp.response(200, ContactSchema)
-@blp.doc(responses=NOT_FOUND)
+@blp.operation("GET", "/<int:contact_id>", "read", schemas.ContactSchema, errors=NOT_FOUND)
 def get_contact(contact_id: int):
     """One contact this user may see."""
     return _contact(contact_id)
 
 
-@blp.route("/<int:contact_id>", methods=["PATCH"])
-@requires("write")
-@blp.arguments(ContactPatchSchema)
-@blp.response(200, ContactSchema)
-@blp.doc(responses=NOT_FOUND)
+@blp.operation("PATCH", "/<int:contact_id>", "write", schemas.ContactSchema, body=schemas.ContactPatchSchema,
+               errors=NOT_FOUND)
 def patch_contact(args: dict, contact_id: int):
     """Change a contact's name, or its attributes (merged, or replaced with `replace_attributes`)."""
     contact = _contact(contact_id)
@@ -117,19 +85,13 @@ def patch_contact(args: dict, contact_id: int):
                                   replace_attributes=args["replace_attributes"])
 
 
-@blp.route("/<int:contact_id>", methods=["DELETE"])
-@requires("write")
-@blp.response(200, DeletedSchema)
-@blp.doc(responses=NOT_FOUND)
+@blp.operation("DELETE", "/<int:contact_id>", "write", schemas.DeletedSchema, errors=NOT_FOUND)
 def delete_contact(contact_id: int):
     """An admin deletes the contact; a manager takes it off their lists (gone when on no list then)."""
     return {"deleted": upserts.delete_contact(api_user(), _contact(contact_id).id)}
 
 
-@blp.route("/<int:contact_id>/erase", methods=["POST"])
-@requires("write")
-@blp.response(200, ErasedSchema)
-@blp.doc(responses=NOT_FOUND)
+@blp.operation("POST", "/<int:contact_id>/erase", "write", schemas.ErasedSchema, errors=NOT_FOUND)
 def erase_contact(contact_id: int):
     """Erase the person everywhere (admins only): every stored copy of the address replaced, the contact
     deleted; the address stays suppressed."""

@@ -8,26 +8,24 @@ from dataclasses import asdict
 import marshmallow as ma
 from flask import url_for
 
-from mailadmin.api.auth import api_user, requires
-from mailadmin.api.blueprint import ApiBlueprint
+from mailadmin.api.auth import api_user
+from mailadmin.api.blueprint import NOT_FOUND_OR_CONFLICT, ApiBlueprint
 from mailadmin.api.contact_schemas import ContactSchema, RowResultSchema
-from mailadmin.api.idempotency import idempotent
 from mailadmin.api.problems import ApiProblem
-from mailadmin.api.schemas import Text
+from mailadmin.api.schemas import Text, one_of
 from mailadmin.extensions import db
 from mailadmin.services.audiences import lists, segments, upserts
 from mailadmin.services.ownership import MAX_ID
 
 blp = ApiBlueprint("api_lists", __name__, url_prefix="/api/v1",
                    description="Lists with their members, and segments: saved filters over contacts")
-NOT_FOUND = {"404": "NOT_FOUND", "409": "CONFLICT"}
 
 
 class ListSchema(ma.Schema):
     id = ma.fields.Integer(required=True)
     name = Text(required=True, validate=ma.validate.Length(1, lists.NAME_MAX))
     description = Text(load_default="", validate=ma.validate.Length(max=lists.DESCRIPTION_MAX))
-    opt_in = ma.fields.String(load_default="single", validate=ma.validate.OneOf(["single", "double"]))
+    opt_in = one_of(["single", "double"], load_default="single")
     shared = ma.fields.Boolean(load_default=False, metadata={"description": "An admin's list every manager may use"})
     owner_id = ma.fields.Integer(required=True, allow_none=True, dump_only=True)
     subscribed = ma.fields.Integer(dump_only=True)
@@ -41,9 +39,8 @@ class ListInputSchema(ListSchema):
 
 
 class MembersChangeSchema(ma.Schema):
-    action = ma.fields.String(required=True, validate=ma.validate.OneOf(upserts.MEMBER_ACTIONS))
-    status = ma.fields.String(load_default="subscribed",
-                              validate=ma.validate.OneOf(["subscribed", "unconfirmed", "unsubscribed"]))
+    action = one_of(upserts.MEMBER_ACTIONS, required=True)
+    status = one_of(["subscribed", "unconfirmed", "unsubscribed"], load_default="subscribed")
     emails = ma.fields.List(Text(validate=ma.validate.Length(1, 320)), required=True,
                             validate=ma.validate.Length(1, upserts.MAX_MEMBER_ROWS))
 
@@ -78,39 +75,26 @@ def _summary(list_id: int) -> dict:
             "subscribed": summary.subscribed, "unconfirmed": summary.unconfirmed, "unsubscribed": summary.unsubscribed}
 
 
-@blp.route("/lists", methods=["GET"])
-@requires("read")
-@blp.response(200, ListSchema(many=True))
+@blp.operation("GET", "/lists", "read", ListSchema(many=True))
 def list_lists():
     """The lists this user may see, with their members by status."""
     return [_summary(summary.mailing_list.id) for summary in lists.list_summaries(api_user())]
 
 
-@blp.route("/lists", methods=["POST"])
-@requires("write")
-@idempotent
-@blp.arguments(ListInputSchema)
-@blp.response(201, ListSchema)
+@blp.operation("POST", "/lists", "write", ListSchema, status=201, body=ListInputSchema, idempotent=True)
 def create_list(args: dict):
     """A new list of this user's (only an admin's may be shared)."""
     created = lists.create_list(api_user(), args["name"], args["description"], args["opt_in"], args["shared"])
     return _summary(created.id), 201, {"Location": url_for("api_lists.get_list", list_id=created.id)}
 
 
-@blp.route("/lists/<int:list_id>", methods=["GET"])
-@requires("read")
-@blp.response(200, ListSchema)
-@blp.doc(responses=NOT_FOUND)
+@blp.operation("GET", "/lists/<int:list_id>", "read", ListSchema, errors=NOT_FOUND_OR_CONFLICT)
 def get_list(list_id: int):
     """One list with its members by status."""
     return _summary(list_id)
 
 
-@blp.route("/lists/<int:list_id>", methods=["PUT"])
-@requires("write")
-@blp.arguments(ListInputSchema)
-@blp.response(200, ListSchema)
-@blp.doc(responses=NOT_FOUND)
+@blp.operation("PUT", "/lists/<int:list_id>", "write", ListSchema, body=ListInputSchema, errors=NOT_FOUND_OR_CONFLICT)
 def update_list(args: dict, list_id: int):
     """Rename, describe, change the opt-in of a list this user may edit."""
     _summary(list_id)
@@ -118,21 +102,15 @@ def update_list(args: dict, list_id: int):
     return _summary(list_id)
 
 
-@blp.route("/lists/<int:list_id>", methods=["DELETE"])
-@requires("write")
-@blp.response(204)
-@blp.doc(responses=NOT_FOUND)
+@blp.operation("DELETE", "/lists/<int:list_id>", "write", status=204, errors=NOT_FOUND_OR_CONFLICT)
 def delete_list(list_id: int):
     """Delete a list this user may edit with its memberships (the contacts stay)."""
     _summary(list_id)
     lists.delete_list(api_user(), list_id)
 
 
-@blp.route("/lists/<int:list_id>/members", methods=["POST"])
-@requires("write")
-@blp.arguments(MembersChangeSchema)
-@blp.response(200, MembersResultSchema)
-@blp.doc(responses=NOT_FOUND)
+@blp.operation("POST", "/lists/<int:list_id>/members", "write", MembersResultSchema, body=MembersChangeSchema,
+               errors=NOT_FOUND_OR_CONFLICT)
 def change_members(args: dict, list_id: int):
     """Add up to 1,000 addresses, remove them (unsubscribed, kept on record) or change their status."""
     _summary(list_id)
@@ -146,65 +124,44 @@ def _segment(segment_id: int):
     return segments.get_segment_for(api_user(), segment_id)
 
 
-@blp.route("/segments", methods=["GET"])
-@requires("read")
-@blp.response(200, SegmentSchema(many=True))
+@blp.operation("GET", "/segments", "read", SegmentSchema(many=True))
 def list_segments():
     """The segments this user may see."""
     return db.session.scalars(segments.visible_segments(api_user())).all()
 
 
-@blp.route("/segments", methods=["POST"])
-@requires("write")
-@idempotent
-@blp.arguments(SegmentSchema)
-@blp.response(201, SegmentSchema)
+@blp.operation("POST", "/segments", "write", SegmentSchema, status=201, body=SegmentSchema, idempotent=True)
 def create_segment(args: dict):
     """Save a segment; its filter is validated (a wrong condition answers 422)."""
     segment = segments.save_segment(api_user(), args["name"], args["filter"])
     return segment, 201, {"Location": url_for("api_lists.get_segment", segment_id=segment.id)}
 
 
-@blp.route("/segments/<int:segment_id>", methods=["GET"])
-@requires("read")
-@blp.response(200, SegmentSchema)
-@blp.doc(responses=NOT_FOUND)
+@blp.operation("GET", "/segments/<int:segment_id>", "read", SegmentSchema, errors=NOT_FOUND_OR_CONFLICT)
 def get_segment(segment_id: int):
     return _segment(segment_id)
 
 
-@blp.route("/segments/<int:segment_id>", methods=["PUT"])
-@requires("write")
-@blp.arguments(SegmentSchema)
-@blp.response(200, SegmentSchema)
-@blp.doc(responses=NOT_FOUND)
+@blp.operation("PUT", "/segments/<int:segment_id>", "write", SegmentSchema, body=SegmentSchema,
+               errors=NOT_FOUND_OR_CONFLICT)
 def update_segment(args: dict, segment_id: int):
     _segment(segment_id)
     return segments.save_segment(api_user(), args["name"], args["filter"], segment_id)
 
 
-@blp.route("/segments/<int:segment_id>", methods=["DELETE"])
-@requires("write")
-@blp.response(204)
-@blp.doc(responses=NOT_FOUND)
+@blp.operation("DELETE", "/segments/<int:segment_id>", "write", status=204, errors=NOT_FOUND_OR_CONFLICT)
 def delete_segment(segment_id: int):
     _segment(segment_id)
     segments.delete_segment(api_user(), segment_id)
 
 
-@blp.route("/segments/<int:segment_id>/count", methods=["GET"])
-@requires("read")
-@blp.response(200, SegmentCount)
-@blp.doc(responses=NOT_FOUND)
+@blp.operation("GET", "/segments/<int:segment_id>/count", "read", SegmentCount, errors=NOT_FOUND_OR_CONFLICT)
 def segment_count(segment_id: int):
     """How many contacts the segment matches now."""
     return {"count": segments.count_matching(_segment(segment_id).filter, api_user())}
 
 
-@blp.route("/segments/<int:segment_id>/sample", methods=["GET"])
-@requires("read")
-@blp.response(200, SegmentSample)
-@blp.doc(responses=NOT_FOUND)
+@blp.operation("GET", "/segments/<int:segment_id>/sample", "read", SegmentSample, errors=NOT_FOUND_OR_CONFLICT)
 def segment_sample(segment_id: int):
     """The newest contacts the segment matches (up to 10)."""
     return {"items": segments.sample_matching(_segment(segment_id).filter, api_user())}

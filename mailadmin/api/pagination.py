@@ -1,4 +1,5 @@
-"""Cursor pagination: `?limit=&cursor=`, the page's items and a `next` link (also a `Link` header).
+"""Paged lists: the request's filters as WHERE clauses (`narrowed`), then cursor pagination
+(`page_of`): `?limit=&cursor=`, the page's items and a `next` link (also a `Link` header).
 
 A cursor is the last id of the page (clients should take the `next` link as it is): pages walk an
 index by id, so a page costs the same at the millionth row as at the first, and rows added
@@ -7,10 +8,14 @@ meanwhile are not skipped.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import marshmallow as ma
 from flask import request, url_for
+from sqlalchemy import Select
+from sqlalchemy.orm import InstrumentedAttribute
+
+from mailadmin.extensions import db
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -50,3 +55,22 @@ def page(items: Sequence, limit: int, id_of=lambda item: item.id) -> dict:
         args = {**request.args.to_dict(), **(request.view_args or {}), "cursor": encode_cursor(id_of(shown[-1]))}
         next_url = url_for(request.endpoint, _external=True, **args)
     return {"items": shown, "next": next_url}
+
+
+def narrowed(query: Select, args: Mapping, conditions: Mapping[str, Callable]) -> Select:
+    """`query` narrowed by the condition of each filter the request gave (`conditions`: filter name →
+    its value → a WHERE clause)."""
+    for name, condition in conditions.items():
+        if name in args:
+            query = query.where(condition(args[name]))
+    return query
+
+
+def page_of(query: Select, id_column: InstrumentedAttribute, paging: dict, *, newest_first: bool = True,
+            largest_id: int = 2**31 - 1) -> dict:
+    """The page of `query`'s rows that `paging` asks for, walked by `id_column`: newest (highest id)
+    first, or in their order with `newest_first=False`."""
+    if (cursor := decode_cursor(paging["cursor"], largest_id)) is not None:
+        query = query.where(id_column < cursor if newest_first else id_column > cursor)
+    order = id_column.desc() if newest_first else id_column
+    return page(db.session.scalars(query.order_by(order).limit(paging["limit"] + 1)).unique().all(), paging["limit"])

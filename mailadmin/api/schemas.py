@@ -4,11 +4,13 @@ serializes an answer, and the OpenAPI description is generated from them."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 import marshmallow as ma
+import sqlalchemy as sa
 
-from mailadmin.models.campaign import CAMPAIGN_STATUSES, RECIPIENT_STATUSES
+from mailadmin.models.campaign import CAMPAIGN_STATUSES, OUTCOME_COUNTS, RECIPIENT_STATUSES, Campaign, Recipient
 from mailadmin.services.drafts import BODY_MAX, NAME_MAX, SUBJECT_MAX
 
 # A NUL or a lone surrogate cannot be stored (PostgreSQL text, UTF-8): refused as input, never a 500.
@@ -36,6 +38,27 @@ class Moment(ma.fields.AwareDateTime):
             return moment.astimezone(UTC)
         except OverflowError:
             return datetime.min.replace(tzinfo=UTC) if moment.year < 2 else datetime.max.replace(tzinfo=UTC)
+
+
+_FIELD_OF_TYPE = {int: ma.fields.Integer, str: ma.fields.String, datetime: ma.fields.AwareDateTime, dict: ma.fields.Dict}
+
+
+def stored_columns(model: type, *names: str) -> dict[str, ma.fields.Field]:
+    """Answer fields for the `model`'s columns `names`, shown as stored: always present, null where the
+    column may be."""
+    columns = sa.inspect(model).columns
+
+    def field(column: sa.Column) -> ma.fields.Field:
+        stored_as = getattr(column.type, "impl_instance", column.type)  # a TypeDecorator: what it stores
+        kind = dict if isinstance(stored_as, sa.JSON) else stored_as.python_type
+        return _FIELD_OF_TYPE[kind](required=True, allow_none=bool(column.nullable))
+
+    return {name: field(columns[name]) for name in names}
+
+
+def one_of(values, **kwargs) -> ma.fields.String:
+    """A string that must be one of `values` (a status, a reason, a mode)."""
+    return ma.fields.String(validate=ma.validate.OneOf(values), **kwargs)
 
 
 def _ids() -> ma.fields.List:
@@ -72,62 +95,51 @@ class CampaignPatchSchema(ma.Schema):
     targets = ma.fields.Nested(TargetsSchema)
 
 
-class CampaignStatsSchema(ma.Schema):
-    """A campaign's live figures, read from its counters (no count over its recipients)."""
-
-    status = ma.fields.String(required=True, validate=ma.validate.OneOf(CAMPAIGN_STATUSES))
-    reason = ma.fields.String(required=True, allow_none=True, metadata={"description": "Why it waits or is paused"})
-    recipients_total = ma.fields.Integer(required=True)
-    sent = ma.fields.Integer(required=True)
-    failed = ma.fields.Integer(required=True)
-    skipped = ma.fields.Integer(required=True)
-    unknown = ma.fields.Integer(required=True)
-    bounced = ma.fields.Integer(required=True)
-    complained = ma.fields.Integer(required=True)
-    pending = ma.fields.Integer(required=True, metadata={"description": "Not yet sent, failed, skipped or unknown"})
-    progress_percent = ma.fields.Integer(required=True)
-    started_at = ma.fields.AwareDateTime(required=True, allow_none=True)
-    finished_at = ma.fields.AwareDateTime(required=True, allow_none=True)
+def counts(names: Iterable[str]) -> dict[str, ma.fields.Integer]:
+    """A required whole-number field for each of `names`: the counts an answer carries."""
+    return {name: ma.fields.Integer(required=True) for name in names}
 
 
-class CampaignSchema(ma.Schema):
-    """A campaign as the API shows it."""
+# A campaign's live figures, read from its counters (no count over its recipients).
+CampaignStatsSchema = ma.Schema.from_dict({
+    "status": one_of(CAMPAIGN_STATUSES, required=True),
+    "reason": ma.fields.String(required=True, allow_none=True, metadata={"description": "Why it waits or is paused"}),
+    **counts(("recipients_total", *OUTCOME_COUNTS)),
+    "pending": ma.fields.Integer(required=True, metadata={"description": "Not yet sent, failed, skipped or unknown"}),
+    "progress_percent": ma.fields.Integer(required=True),
+    "started_at": ma.fields.AwareDateTime(required=True, allow_none=True),
+    "finished_at": ma.fields.AwareDateTime(required=True, allow_none=True),
+}, name="CampaignStatsSchema")
 
-    id = ma.fields.Integer(required=True)
-    owner_id = ma.fields.Integer(required=True)
-    name = ma.fields.String(required=True)
-    subject = ma.fields.String(required=True)
-    body_text = ma.fields.String(required=True)
-    body_html = ma.fields.String(required=True, allow_none=True)
-    status = ma.fields.String(required=True, validate=ma.validate.OneOf(CAMPAIGN_STATUSES))
-    created_at = ma.fields.AwareDateTime(required=True)
-    scheduled_at = ma.fields.AwareDateTime(required=True, allow_none=True)
-    targets = ma.fields.Nested(TargetsSchema, required=True)
-    stats = ma.fields.Nested(CampaignStatsSchema, required=True)
+
+# A campaign as the API shows it.
+CampaignSchema = ma.Schema.from_dict({
+    **stored_columns(Campaign, "id", "owner_id", "name", "subject", "body_text", "body_html"),
+    "status": one_of(CAMPAIGN_STATUSES, required=True),
+    **stored_columns(Campaign, "created_at", "scheduled_at"),
+    "targets": ma.fields.Nested(TargetsSchema, required=True),
+    "stats": ma.fields.Nested(CampaignStatsSchema, required=True),
+}, name="CampaignSchema")
 
 
 class CampaignListArgs(ma.Schema):
     """Filters of the campaigns list (with `limit` and `cursor`)."""
 
-    status = ma.fields.String(validate=ma.validate.OneOf(CAMPAIGN_STATUSES))
+    status = one_of(CAMPAIGN_STATUSES)
     owner_id = ma.fields.Integer(validate=ma.validate.Range(1, 2**31 - 1))
     created_after = Moment()
     created_before = Moment()
 
 
-class RecipientSchema(ma.Schema):
-    id = ma.fields.Integer(required=True)
-    email = ma.fields.String(required=True)
-    name = ma.fields.String(required=True, allow_none=True)
-    status = ma.fields.String(required=True, validate=ma.validate.OneOf(RECIPIENT_STATUSES))
-    attempts = ma.fields.Integer(required=True)
-    last_error = ma.fields.String(required=True, allow_none=True)
-    smtp_code = ma.fields.Integer(required=True, allow_none=True)
-    sent_at = ma.fields.AwareDateTime(required=True, allow_none=True)
+RecipientSchema = ma.Schema.from_dict({
+    **stored_columns(Recipient, "id", "email", "name"),
+    "status": one_of(RECIPIENT_STATUSES, required=True),
+    **stored_columns(Recipient, "attempts", "last_error", "smtp_code", "sent_at"),
+}, name="RecipientSchema")
 
 
 class RecipientListArgs(ma.Schema):
-    status = ma.fields.String(validate=ma.validate.OneOf(RECIPIENT_STATUSES))
+    status = one_of(RECIPIENT_STATUSES)
 
 
 class TestEmailArgs(ma.Schema):

@@ -7,21 +7,19 @@ import csv
 import io
 
 import marshmallow as ma
+from sqlalchemy import select
 
-from mailadmin.api.auth import api_user, requires
-from mailadmin.api.blueprint import ApiBlueprint
-from mailadmin.api.idempotency import idempotent
-from mailadmin.api.pagination import PageArgs, decode_cursor, page, page_schema
+from mailadmin.api.auth import api_user
+from mailadmin.api.blueprint import NOT_FOUND, ApiBlueprint
+from mailadmin.api.pagination import narrowed, page_of, page_schema
 from mailadmin.api.problems import ApiProblem
-from mailadmin.api.schemas import Moment, Text
-from mailadmin.extensions import db
+from mailadmin.api.schemas import Moment, Text, one_of
 from mailadmin.models import BounceEvent, Campaign, Suppression
 from mailadmin.models.suppression import REASON_MANUAL, SUPPRESSION_REASONS
 from mailadmin.services import suppressions
 
 blp = ApiBlueprint("api_suppressions", __name__, url_prefix="/api/v1",
                    description="The suppression list (admins) and bounce and complaint reports")
-ADMINS_ONLY = {"404": "NOT_FOUND"}
 
 
 class SuppressionSchema(ma.Schema):
@@ -37,13 +35,13 @@ class SuppressionSchema(ma.Schema):
 class SuppressionSearchArgs(ma.Schema):
     search = Text(load_default="", validate=ma.validate.Length(max=320),
                   metadata={"description": "Part of an address, or @domain"})
-    reason = ma.fields.String(load_default="", validate=ma.validate.OneOf(["", *SUPPRESSION_REASONS]))
+    reason = one_of(["", *SUPPRESSION_REASONS], load_default="")
 
 
 class SuppressionAddSchema(ma.Schema):
     emails = ma.fields.List(Text(validate=ma.validate.Length(1, 320)), required=True,
                             validate=ma.validate.Length(1, 1000))
-    reason = ma.fields.String(load_default=REASON_MANUAL, validate=ma.validate.OneOf(SUPPRESSION_REASONS))
+    reason = one_of(SUPPRESSION_REASONS, load_default=REASON_MANUAL)
     note = Text(load_default="", validate=ma.validate.Length(max=200))
 
 
@@ -70,7 +68,7 @@ class BounceSchema(ma.Schema):
 
 
 class BounceArgs(ma.Schema):
-    kind = ma.fields.String(validate=ma.validate.OneOf(["hard", "soft", "complaint"]))
+    kind = one_of(["hard", "soft", "complaint"])
     campaign_id = ma.fields.Integer(validate=ma.validate.Range(1, 2**31 - 1))
     since = Moment()
 
@@ -80,26 +78,16 @@ def _admin_only() -> None:
         raise ApiProblem(403, "admins-only", "The suppression list is for admins.")
 
 
-@blp.route("/suppressions", methods=["GET"])
-@requires("read")
-@blp.arguments(SuppressionSearchArgs, location="query")
-@blp.arguments(PageArgs, location="query")
-@blp.response(200, page_schema(SuppressionSchema, "SuppressionPage"))
+@blp.operation("GET", "/suppressions", "read", page_schema(SuppressionSchema, "SuppressionPage"),
+               query=SuppressionSearchArgs, paged=True)
 def list_suppressions(args: dict, paging: dict):
     """The suppression list, newest first, searched by address and reason (admins)."""
     _admin_only()
     query = suppressions.suppression_query(suppressions.SuppressionFilter(query=args["search"], reason=args["reason"]))
-    if (before := decode_cursor(paging["cursor"])) is not None:
-        query = query.where(Suppression.id < before)
-    return page(db.session.scalars(query.order_by(Suppression.id.desc()).limit(paging["limit"] + 1)).all(),
-                paging["limit"])
+    return page_of(query, Suppression.id, paging)
 
 
-@blp.route("/suppressions", methods=["POST"])
-@requires("write")
-@idempotent
-@blp.arguments(SuppressionAddSchema)
-@blp.response(200, SuppressionAddResult)
+@blp.operation("POST", "/suppressions", "write", SuppressionAddResult, body=SuppressionAddSchema, idempotent=True)
 def add_suppressions(args: dict):
     """Put up to 1,000 addresses on the suppression list (admins); a bad address is refused by its row."""
     _admin_only()
@@ -110,11 +98,8 @@ def add_suppressions(args: dict):
     return {"added": added, "already": already, "refused": rows.refused}
 
 
-@blp.route("/suppressions/<int:suppression_id>", methods=["DELETE"])
-@requires("write")
-@blp.arguments(RemoveArgs, location="query")
-@blp.response(204)
-@blp.doc(responses=ADMINS_ONLY)
+@blp.operation("DELETE", "/suppressions/<int:suppression_id>", "write", status=204, query=RemoveArgs,
+               errors=NOT_FOUND)
 def remove_suppression(args: dict, suppression_id: int):
     """Take an entry off the suppression list, saying why (admins)."""
     _admin_only()
@@ -123,23 +108,12 @@ def remove_suppression(args: dict, suppression_id: int):
     suppressions.remove_suppression(suppression_id, args["why"], api_user())
 
 
-@blp.route("/bounces", methods=["GET"])
-@requires("read")
-@blp.arguments(BounceArgs, location="query")
-@blp.arguments(PageArgs, location="query")
-@blp.response(200, page_schema(BounceSchema, "BouncePage"))
+@blp.operation("GET", "/bounces", "read", page_schema(BounceSchema, "BouncePage"), query=BounceArgs, paged=True)
 def list_bounces(args: dict, paging: dict):
     """Bounce and complaint reports, newest first: an admin's all, a manager's on their own campaigns."""
-    query = db.select(BounceEvent)
+    query = select(BounceEvent)
     if not api_user().is_admin:
         query = query.join(Campaign, Campaign.id == BounceEvent.campaign_id).where(Campaign.owner_id == api_user().id)
-    if "kind" in args:
-        query = query.where(BounceEvent.kind == args["kind"])
-    if "campaign_id" in args:
-        query = query.where(BounceEvent.campaign_id == args["campaign_id"])
-    if "since" in args:
-        query = query.where(BounceEvent.created_at >= args["since"])
-    if (before := decode_cursor(paging["cursor"])) is not None:
-        query = query.where(BounceEvent.id < before)
-    return page(db.session.scalars(query.order_by(BounceEvent.id.desc()).limit(paging["limit"] + 1)).all(),
-                paging["limit"])
+    return page_of(narrowed(query, args, {
+        "kind": lambda kind: BounceEvent.kind == kind, "campaign_id": lambda id_: BounceEvent.campaign_id == id_,
+        "since": lambda moment: BounceEvent.created_at >= moment}), BounceEvent.id, paging)

@@ -18,6 +18,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from mailadmin.extensions import db
 from mailadmin.models.types import UTCDateTime, utcnow
 
+# A campaign's counters by outcome (`<name>_count` columns); bounced and complained stay counted in sent.
+OUTCOME_COUNTS = ("sent", "failed", "skipped", "unknown", "bounced", "complained")
+
 
 class CampaignStatus(StrEnum):
     """A campaign's lifecycle state (SPEC "Campaign lifecycle"), as stored in `campaigns.status`."""
@@ -88,6 +91,11 @@ class Campaign(db.Model):
     @property
     def done_count(self) -> int:
         return self.sent_count + self.failed_count + self.skipped_count + self.unknown_count
+
+    @property
+    def outcome_counts(self) -> dict[str, int]:
+        """The recipients by outcome so far, by the name the API and the progress JSON give each."""
+        return {name: getattr(self, f"{name}_count") for name in OUTCOME_COUNTS}
 
     @property
     def progress_percent(self) -> int:

@@ -59,22 +59,15 @@ def _replace_in(value: object, address: str, marker: str) -> object:
     return value
 
 
-def _erase_audit_details(address: str, marker: str) -> int:
+def _erase_in_json(model: type, attribute: str, address: str, marker: str) -> int:
+    """The marker instead of the address in one JSON column of every row that holds it (audit details,
+    events out payloads — sent or still to be sent); returns how many rows changed."""
+    column = getattr(model, attribute)
     rows = db.session.scalars(
-        select(AuditEvent).where(func.lower(cast(AuditEvent.details, Text)).contains(address, autoescape=True))
+        select(model).where(func.lower(cast(column, Text)).contains(address, autoescape=True))
     ).all()
     for row in rows:
-        row.details = _replace_in(row.details, address, marker)
-    return len(rows)
-
-
-def _erase_outbox_events(address: str, marker: str) -> int:
-    """Events out that carry the address (sent or not): the marker instead, in what is still to be sent too."""
-    rows = db.session.scalars(
-        select(OutboxEvent).where(func.lower(cast(OutboxEvent.payload, Text)).contains(address, autoescape=True))
-    ).all()
-    for row in rows:
-        row.payload = _replace_in(row.payload, address, marker)
+        setattr(row, attribute, _replace_in(getattr(row, attribute), address, marker))
     return len(rows)
 
 
@@ -120,9 +113,9 @@ def erase_person(email: str, actor: User) -> ErasureReport:
             .values(email=marker, name=ERASED_NAME, fields=None, last_error=None, updated_at=utcnow())
         ).rowcount
         suppressions = _erase_suppression(address, marker)
-        audit_events = _erase_audit_details(address, marker)
+        audit_events = _erase_in_json(AuditEvent, "details", address, marker)
         contacts, memberships = _erase_contact(address)
-        _erase_outbox_events(address, marker)
+        _erase_in_json(OutboxEvent, "payload", address, marker)
         report = ErasureReport(recipients, suppressions, audit_events, contacts, memberships)
         record_audit(actor, "person_erased", details={
             "email_hash": erasure_hash(address, salt), "recipients": recipients, "suppressions": suppressions,
