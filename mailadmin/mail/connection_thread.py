@@ -8,8 +8,9 @@ the slice.
   deliveries outstanding and handed over, every count changed under the one lock `stop()` takes, so
   a delivery is either handed over before a stop or never written (connections.py's docstring:
   "Hand-over").
-* `ConnectionThread`: one connection's loop — take the next delivery in order, wait for its slot,
-  send it (with the previous message's body when that waits for company), report what came of it.
+* `ConnectionThread`: one connection's loop — take the next delivery in order (taken and built
+  while the previous write's replies are awaited, when one is queued), wait for its slot, send it
+  (with the previous message's body when that waits for company), report what came of it.
 * The two ways a connection sends: `StepSender` (`SendSteps`, overlapping the next message with
   this one's verdict when the transport can) and `OneAtATime` (a plain `send_one(transport,
   delivery)`).
