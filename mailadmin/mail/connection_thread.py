@@ -94,6 +94,9 @@ class HandOver:
         # begun yet (`take_ahead`); `take_back_queued` takes them back too (then `taken_back`).
         self.ahead: dict[int, Delivery] = {}
         self.taken_back: set[int] = set()
+        # Taken ahead only while this many are queued: one for each connection, so that taking ahead
+        # never leaves another connection without a next message to send its waiting body with.
+        self.take_ahead_from = 1
         # What the transports spent, added up as each connection ends (their `transactions`, `round_trips`).
         self.messages_sent_over_smtp = 0
         self.round_trips = 0
@@ -155,11 +158,11 @@ class HandOver:
             return None
 
     def take_ahead(self) -> Any:
-        """The next delivery (or DONE) if one is queued now and no stop came, else None (never waits):
+        """The next delivery (or DONE) if `take_ahead_from` are queued now and no stop came, else None:
         taken while this connection's replies are awaited, so that it is built before the write it
         goes with. Until `begin`, `take_back_queued` may still take it back."""
         with self.lock:
-            if self.stopped.is_set():
+            if self.stopped.is_set() or self.work.qsize() < self.take_ahead_from:
                 return None
             item = self.queued_delivery()
             if isinstance(item, Delivery):

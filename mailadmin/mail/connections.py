@@ -24,7 +24,8 @@ DATA (the relay discards it) and the delivery goes back on `untried`, so after a
 whose body had not gone out is delivered. Every message still gets exactly one result (or goes
 back untried), in the order their verdicts come. The next message is built while the relay answers:
 right after each write the pipelining client calls back (`while_waiting`), and the connection takes
-the next queued delivery then (`HandOver.take_ahead`, only when no stop came) and builds it; when
+the next queued delivery then (`HandOver.take_ahead`: only when no stop came and one is queued for
+each connection, so no other connection is left without company for its body) and builds it; when
 the reply comes, the write follows at once instead of after the per-recipient build. A delivery
 taken ahead is not handed over yet: `take_back_queued` takes it back with the queue, and it is
 begun (or given back) like any other.
@@ -79,6 +80,7 @@ class SmtpConnections:
         # `on_hand_over` is called on the connection's thread as each delivery is handed over.
         self._hand = HandOver(clock=clock, low_water=low_water, wake_when_free=wake_when_free,
                               also_stop_on=also_stop_on, on_hand_over=on_hand_over)
+        self._hand.take_ahead_from = count
         self.results: queue.Queue = self._hand.results
         self.untried: queue.Queue[Delivery] = self._hand.untried
         self._connections = [ConnectionThread(number, self._hand, make_transport, send, max_lateness)
