@@ -93,3 +93,30 @@ def test_recipient_positions_are_filled_in_id_order_per_campaign_by_migration_00
     with db.engine.connect() as conn:
         rows = conn.execute(sa.text("SELECT id, position, import_batch FROM recipients ORDER BY id")).all()
     assert [tuple(row) for row in rows] == [(1, 1, None), (2, 1, None), (3, 2, None), (4, 2, None), (5, 3, None)]
+
+
+def test_contacts_attributes_index_is_jsonb_path_ops_from_0014_and_back_to_jsonb_ops_below(empty_database):
+    """0014 rebuilds the attributes' GIN index with jsonb_path_ops (PostgreSQL); its downgrade restores the
+    default operator class, and a containment search finds the contact either way."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("the GIN index exists on PostgreSQL only")
+
+    def definition() -> str:
+        with db.engine.connect() as conn:
+            return conn.scalar(sa.text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_contacts_attributes'"))
+
+    upgrade(revision="0013")
+    assert "jsonb_path_ops" not in definition()
+    upgrade()
+    assert "jsonb_path_ops" in definition()
+    with db.engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO contacts (email, name, attributes, source, created_at, updated_at) "
+                             "VALUES ('a@example.com', '', '{\"plan\": \"pro\"}', 'import', now(), now())"))
+        conn.execute(sa.text("SET LOCAL enable_seqscan = off"))
+        plan = "\n".join(conn.scalars(sa.text(
+            "EXPLAIN SELECT email FROM contacts WHERE attributes @> '{\"plan\": \"pro\"}'")))
+        found = conn.scalars(sa.text("SELECT email FROM contacts WHERE attributes @> '{\"plan\": \"pro\"}'")).all()
+    assert "ix_contacts_attributes" in plan
+    assert found == ["a@example.com"]
+    downgrade(revision="0013")
+    assert "jsonb_path_ops" not in definition()
