@@ -28,6 +28,12 @@ PUBLIC_BLUEPRINTS = frozenset({"unsubscribe"})
 PUBLIC_ENDPOINTS = frozenset({"subscribe.form", "subscribe.sign_up", "subscribe.confirm"})
 
 
+def N_(message: str) -> str:
+    """Mark a message for the catalogue without translating it now: a constant that is also an interface's
+    English (an API problem's detail) is translated where a page shows it, with `gettext(CONSTANT)`."""
+    return message
+
+
 def select_locale() -> str:
     """The user's stored choice, else the browser's best match among LANGUAGES, else English."""
     if not has_request_context():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 
 from flask import Flask, flash, redirect, request, url_for
+from flask_babel import gettext
 from flask_login import current_user
 
 from mailadmin.extensions import db, login_manager
@@ -56,7 +57,7 @@ def init_app(app: Flask) -> None:
             and current_user.must_change_password
             and request.endpoint not in _OPEN_TO_TEMPORARY_PASSWORDS
         ):
-            flash("Your password was reset by an admin: choose a new one to continue.", "warning")
+            flash(gettext("Your password was reset by an admin: choose a new one to continue."), "warning")
             return redirect(url_for("auth.change_password"))
         return None
 
