@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from mailadmin.auth.decorators import login_required
 from mailadmin.extensions import db, get_redis, get_settings
+from mailadmin.i18n import current_language
 from mailadmin.limits.form_throttle import FORM_THROTTLED_MESSAGE, check_subscribe_allowed
 from mailadmin.limits.throttle import THROTTLE_BACKEND_UNAVAILABLE, UNAVAILABLE_MESSAGE
 from mailadmin.mail.confirmation import CONFIRMATION_TOKEN_MAX_AGE, BadConfirmationToken, ExpiredConfirmationToken
@@ -97,7 +98,7 @@ def sign_up(public_id: str):
     if refusal is not None:
         return refusal
     try:
-        subscriptions.subscribe_from_form(mailing_list.id, email, name)
+        subscriptions.subscribe_from_form(mailing_list.id, email, name, current_language())
     except IntegrityError:
         # The same new address signed up twice at the same moment: the other request recorded it.
         logger.bind(list_id=mailing_list.id).info("Subscription form signed twice at once")
