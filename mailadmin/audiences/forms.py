@@ -17,6 +17,13 @@ STATUS_CHOICES = [SelectChoice("subscribed", _l("Subscribed")), SelectChoice("un
 # A member's status and a list's opt-in as the pages write them (the stored values are codes).
 MEMBER_STATUS_WORDS = {"subscribed": _l("subscribed"), "unconfirmed": _l("unconfirmed"), "unsubscribed": _l("unsubscribed")}
 OPT_IN_WORDS = {"single": _l("single"), "double": _l("double")}
+IMPORT_STATE_WORDS = {"queued": _l("queued"), "reading": _l("reading the columns"), "loading": _l("loading"),
+                      "done": _l("done"), "failed": _l("failed")}
+
+
+def import_state_words() -> dict[str, str]:
+    """An import's states in the viewer's language (also for static/audience_import.js, which updates the state)."""
+    return {state: str(words) for state, words in IMPORT_STATE_WORDS.items()}
 
 
 class ListForm(FlaskForm):
