@@ -26,6 +26,10 @@ LANGUAGE_NAMES = {"en": "English", "ru": "Русский"}
 # visitor happens to be logged in (SPEC "Languages"). Blueprints whole, or single endpoints.
 PUBLIC_BLUEPRINTS = frozenset({"unsubscribe"})
 PUBLIC_ENDPOINTS = frozenset({"subscribe.form", "subscribe.sign_up", "subscribe.confirm"})
+# Programs' endpoints answer in English whatever the client's Accept-Language: their problem details
+# are an interface (errors/problems.py's MACHINE_PATHS); the API's reference page is for people.
+MACHINE_PATHS = ("/api", "/webhooks", "/metrics", "/healthz")
+PEOPLES_ENDPOINTS_UNDER_MACHINE_PATHS = frozenset({"api_docs"})
 
 
 def N_(message: str) -> str:
@@ -37,6 +41,9 @@ def N_(message: str) -> str:
 def select_locale() -> str:
     """The user's stored choice, else the browser's best match among LANGUAGES, else English."""
     if not has_request_context():
+        return DEFAULT_LANGUAGE
+    if (any(request.path == prefix or request.path.startswith(prefix + "/") for prefix in MACHINE_PATHS)
+            and request.endpoint not in PEOPLES_ENDPOINTS_UNDER_MACHINE_PATHS):
         return DEFAULT_LANGUAGE
     if request.blueprint in PUBLIC_BLUEPRINTS or request.endpoint in PUBLIC_ENDPOINTS:
         return _browser_language()

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from mailadmin.extensions import get_settings
 from mailadmin.mail.unsubscribe import make_preferences_token
 from tests import factories
@@ -107,3 +109,21 @@ def test_a_sign_up_from_an_english_or_unknown_browser_gets_the_mail_in_english(a
     assert mail.subject == "Please confirm your subscription to News"
     assert "The link works for 7 days." in mail.parsed().get_content()
     assert re.search(r"/subscribe/confirm/", mail.parsed().get_content())
+
+
+def test_a_segment_refusal_names_its_condition_in_russian_and_the_api_stays_english(app, manager):
+    from mailadmin.i18n import select_locale
+    from mailadmin.services.audiences.segment_filter import SegmentFilterError, validate_filter
+
+    bad = {"match": "all", "conditions": [{"field": "attribute", "name": "seats", "op": "gt", "value": "many"}]}
+    with app.test_request_context("/audiences/segments/new", headers={"Accept-Language": "ru"}):
+        with pytest.raises(SegmentFilterError) as refused:
+            validate_filter(bad, lambda list_id: True)
+        assert refused.value.message == "Условие 1: для «'seats' больше» нужно число"
+    with app.test_request_context("/api/v1/segments", headers={"Accept-Language": "ru"}):
+        assert select_locale() == "en"  # problem details are an interface
+
+    client = logged_in_client(app, factories.MANAGER_EMAIL)
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "ru"
+    editor = client.get("/audiences/segments/new").get_data(as_text=True)
+    assert "атрибут равен" in editor and "как число" in editor and "Новое условие" in editor

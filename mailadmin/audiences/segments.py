@@ -99,7 +99,7 @@ def _editor(segment: Segment | None):
     return render_template(
         "audiences/segment_form.html", segment=segment, name=name, match=filter_json.get("match", "all"),
         rows=rows, matches=matches, groups=GROUPS, operations=OPERATIONS, types=TYPES, preview=preview,
-        problem=problem, blank_row=Row(number="__N__", label="New condition"), lists=list(db.session.scalars(service.usable_lists(current_user))),
+        problem=problem, blank_row=Row(number="__N__", label=gettext("New condition")), lists=list(db.session.scalars(service.usable_lists(current_user))),
     ), status
 
 
