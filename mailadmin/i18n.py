@@ -83,6 +83,12 @@ def count_of(count: int, singular: str, plural: str, **variables: object) -> str
     return get_translations().ungettext(singular, plural, count) % {"num": number(count), **variables}
 
 
+def stored_message(text: str) -> str:
+    """A message stored in English by a job (an import's refusal) in the viewer's language when the
+    catalogue has it, else as it is — never %-formatted (it may hold an address with a "%")."""
+    return get_translations().ugettext(text) if text else text
+
+
 def init_i18n(app: Flask) -> None:
     """Bind Flask-Babel (times stay in the viewer's zone: models/moments.py) and the template helpers."""
     app.config.setdefault("BABEL_DEFAULT_LOCALE", DEFAULT_LANGUAGE)
@@ -94,3 +100,4 @@ def init_i18n(app: Flask) -> None:
     app.add_template_filter(number, "number")
     app.add_template_filter(decimal1, "decimal1")
     app.add_template_global(count_of, "count_of")
+    app.add_template_global(stored_message, "stored_message")

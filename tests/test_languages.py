@@ -51,6 +51,7 @@ CATALOGUED = (
     "auth/",
     "services/test_email.py",
     "services/languages.py",
+    "services/audiences/",
 )
 
 

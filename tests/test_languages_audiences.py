@@ -127,3 +127,11 @@ def test_a_segment_refusal_names_its_condition_in_russian_and_the_api_stays_engl
     client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "ru"
     editor = client.get("/audiences/segments/new").get_data(as_text=True)
     assert "атрибут равен" in editor and "как число" in editor and "Новое условие" in editor
+
+
+def test_a_message_an_import_job_stored_in_english_is_shown_in_the_viewers_language(app):
+    from mailadmin.i18n import stored_message
+
+    with app.test_request_context(headers={"Accept-Language": "ru"}):
+        assert stored_message("The file is empty: nothing to import.") == "Файл пуст: импортировать нечего."
+        assert stored_message("100%x@example: not an address") == "100%x@example: not an address"  # never %-formatted

@@ -15,6 +15,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from flask_babel import gettext
 from loguru import logger
 from sqlalchemy import select
 
@@ -53,7 +54,7 @@ def set_form_published(list_id: int, published: bool, actor: User) -> MailingLis
     """Publish (or withdraw) the list's public form; its public id is made at the first publication and kept."""
     mailing_list = db.session.get(MailingList, list_id)
     if mailing_list is None:
-        raise AudienceError("No such list.", ErrorKind.NOT_FOUND)
+        raise AudienceError(gettext("No such list."), ErrorKind.NOT_FOUND)
     if mailing_list.public_id is None:
         mailing_list.public_id = secrets.token_urlsafe(16)  # 22 characters, 128 random bits
     if mailing_list.form_published != published:
@@ -76,7 +77,7 @@ def subscribe_from_form(list_id: int, raw_email: str, name: str = "", language: 
     email = normalise_contact_email(raw_email)
     mailing_list = db.session.get(MailingList, list_id)
     if mailing_list is None:
-        raise AudienceError("No such list.", ErrorKind.NOT_FOUND)
+        raise AudienceError(gettext("No such list."), ErrorKind.NOT_FOUND)
     known = db.session.scalar(select(Contact).where(Contact.email == email))
     contact = known or upsert_contact(email, ChangeSource.FORM, name=(name or "").strip()[:NAME_MAX])
     membership = db.session.scalar(select(ListMembership).where(
@@ -157,7 +158,7 @@ def confirm_subscription(token: str) -> ConfirmationResult:
         .where(ListMembership.list_id == list_id, ListMembership.contact_id == contact_id)
     ).first()
     if row is None:
-        raise AudienceError("This subscription no longer exists.", ErrorKind.NOT_FOUND)
+        raise AudienceError(gettext("This subscription no longer exists."), ErrorKind.NOT_FOUND)
     membership, list_name = row
     if membership.status != MembershipStatus.UNCONFIRMED:
         # Confirming twice is harmless; a member who unsubscribed since is not put back by an old link.
