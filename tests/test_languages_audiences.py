@@ -135,3 +135,8 @@ def test_a_message_an_import_job_stored_in_english_is_shown_in_the_viewers_langu
     with app.test_request_context(headers={"Accept-Language": "ru"}):
         assert stored_message("The file is empty: nothing to import.") == "Файл пуст: импортировать нечего."
         assert stored_message("100%x@example: not an address") == "100%x@example: not an address"  # never %-formatted
+
+
+def test_the_log_in_prompt_comes_in_the_browsers_language(client):
+    answer = client.get("/audiences/lists", headers={"Accept-Language": "ru"}, follow_redirects=True)
+    assert ("info", "Войдите, чтобы открыть эту страницу.") in flashes(answer.get_data(as_text=True))
