@@ -140,3 +140,16 @@ def test_a_message_an_import_job_stored_in_english_is_shown_in_the_viewers_langu
 def test_the_log_in_prompt_comes_in_the_browsers_language(client):
     answer = client.get("/audiences/lists", headers={"Accept-Language": "ru"}, follow_redirects=True)
     assert ("info", "Войдите, чтобы открыть эту страницу.") in flashes(answer.get_data(as_text=True))
+
+
+def test_the_pager_of_a_list_speaks_russian(app, manager):
+    from mailadmin.services.audiences.bounds import MEMBERS_PER_PAGE
+
+    news = create_list(manager, "Новости")
+    for index in range(MEMBERS_PER_PAGE + 1):
+        add_member(news, f"m{index}@example.com")
+    client = _russian_manager_client(app)
+    first = client.get(f"/audiences/lists/{news.id}").get_data(as_text=True)
+    second = client.get(f"/audiences/lists/{news.id}?page=2").get_data(as_text=True)
+    assert "Страница 1" in first and "Старее →" in first
+    assert "← Новее" in second and "Страница 2" in second
