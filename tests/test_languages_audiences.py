@@ -153,3 +153,16 @@ def test_the_pager_of_a_list_speaks_russian(app, manager):
     second = client.get(f"/audiences/lists/{news.id}?page=2").get_data(as_text=True)
     assert "Страница 1" in first and "Старее →" in first
     assert "← Новее" in second and "Страница 2" in second
+
+
+def test_a_contacts_page_writes_its_codes_as_russian_words(app, manager):
+    from tests.support.forms import csrf_token_from as token_of
+
+    news = create_list(manager, "Новости")
+    jane = add_member(news, "jane@example.com")
+    client = _russian_manager_client(app)
+    list_page = client.get(f"/audiences/lists/{news.id}").get_data(as_text=True)
+    client.post(f"/audiences/lists/{news.id}/members/{jane.id}/status",
+                data={"csrf_token": token_of(list_page), "status": "unconfirmed"})
+    page = client.get(f"/audiences/contacts/{jane.id}").get_data(as_text=True)
+    assert "подписан → не подтвердил (вручную)" in page and "Не в стоп-листе." in page

@@ -17,6 +17,10 @@ STATUS_CHOICES = [SelectChoice("subscribed", _l("Subscribed")), SelectChoice("un
 # A member's status and a list's opt-in as the pages write them (the stored values are codes).
 MEMBER_STATUS_WORDS = {"subscribed": _l("subscribed"), "unconfirmed": _l("unconfirmed"), "unsubscribed": _l("unsubscribed")}
 OPT_IN_WORDS = {"single": _l("single"), "double": _l("double")}
+# Where a contact or a membership change came from (models.audience.ChangeSource), as the contact page says it.
+CHANGE_SOURCE_WORDS = {"page": _l("page"), "import": _l("import"), "api": _l("API"), "form": _l("form"),
+                       "confirmation": _l("confirmation"), "unsubscribe_link": _l("unsubscribe link"),
+                       "preferences": _l("preference page"), "bounce": _l("bounce"), "admin": _l("admin")}
 IMPORT_STATE_WORDS = {"queued": _l("queued"), "reading": _l("reading the columns"), "loading": _l("loading"),
                       "done": _l("done"), "failed": _l("failed")}
 
