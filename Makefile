@@ -36,7 +36,7 @@ LANGUAGES := ru
 
 translations: $(VENV)/.installed
 	mkdir -p $(TRANSLATIONS)
-	$(BIN)/pybabel extract -F babel.cfg -k count_of:2,3 -k _l -k lazy_gettext -k lazy_ngettext:1,2 \
+	$(BIN)/pybabel extract -F babel.cfg -k count_of:2,3 -k _l -k lazy_gettext -k lazy_ngettext:1,2 -k N_ \
 		--add-location=file --sort-output --no-wrap --project=mailadmin --omit-header -o $(TRANSLATIONS)/messages.pot .
 	for lang in $(LANGUAGES); do \
 		if [ -f $(TRANSLATIONS)/$$lang/LC_MESSAGES/messages.po ]; then \

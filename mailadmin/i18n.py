@@ -26,11 +26,24 @@ LANGUAGE_NAMES = {"en": "English", "ru": "Русский"}
 # visitor happens to be logged in (SPEC "Languages"). Blueprints whole, or single endpoints.
 PUBLIC_BLUEPRINTS = frozenset({"unsubscribe"})
 PUBLIC_ENDPOINTS = frozenset({"subscribe.form", "subscribe.sign_up", "subscribe.confirm"})
+# Programs' endpoints answer in English whatever the client's Accept-Language: their problem details
+# are an interface (errors/problems.py's MACHINE_PATHS); the API's reference page is for people.
+MACHINE_PATHS = ("/api", "/webhooks", "/metrics", "/healthz")
+PEOPLES_ENDPOINTS_UNDER_MACHINE_PATHS = frozenset({"api_docs"})
+
+
+def N_(message: str) -> str:
+    """Mark a message for the catalogue without translating it now: a constant that is also an interface's
+    English (an API problem's detail) is translated where a page shows it, with `gettext(CONSTANT)`."""
+    return message
 
 
 def select_locale() -> str:
     """The user's stored choice, else the browser's best match among LANGUAGES, else English."""
     if not has_request_context():
+        return DEFAULT_LANGUAGE
+    if (any(request.path == prefix or request.path.startswith(prefix + "/") for prefix in MACHINE_PATHS)
+            and request.endpoint not in PEOPLES_ENDPOINTS_UNDER_MACHINE_PATHS):
         return DEFAULT_LANGUAGE
     if request.blueprint in PUBLIC_BLUEPRINTS or request.endpoint in PUBLIC_ENDPOINTS:
         return _browser_language()
@@ -70,6 +83,12 @@ def count_of(count: int, singular: str, plural: str, **variables: object) -> str
     return get_translations().ungettext(singular, plural, count) % {"num": number(count), **variables}
 
 
+def stored_message(text: str) -> str:
+    """A message stored in English by a job (an import's refusal) in the viewer's language when the
+    catalogue has it, else as it is — never %-formatted (it may hold an address with a "%")."""
+    return get_translations().ugettext(text) if text else text
+
+
 def init_i18n(app: Flask) -> None:
     """Bind Flask-Babel (times stay in the viewer's zone: models/moments.py) and the template helpers."""
     app.config.setdefault("BABEL_DEFAULT_LOCALE", DEFAULT_LANGUAGE)
@@ -81,3 +100,4 @@ def init_i18n(app: Flask) -> None:
     app.add_template_filter(number, "number")
     app.add_template_filter(decimal1, "decimal1")
     app.add_template_global(count_of, "count_of")
+    app.add_template_global(stored_message, "stored_message")

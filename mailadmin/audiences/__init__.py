@@ -18,5 +18,10 @@ __all__ = ["bp", "init_app"]
 def init_app(app: Flask) -> None:
     """Register the audience pages."""
     from mailadmin.audiences import contacts, imports, lists, members  # noqa: F401  (routes join bp)
+    from mailadmin.audiences.forms import CHANGE_SOURCE_WORDS, MEMBER_STATUS_WORDS, OPT_IN_WORDS, import_state_words
 
     app.register_blueprint(bp)
+    app.add_template_global(MEMBER_STATUS_WORDS, "member_status_words")
+    app.add_template_global(OPT_IN_WORDS, "opt_in_words")
+    app.add_template_global(CHANGE_SOURCE_WORDS, "change_source_words")
+    app.add_template_global(import_state_words, "import_state_words")

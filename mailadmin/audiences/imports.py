@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from flask import Response, flash, jsonify, redirect, render_template, stream_with_context, url_for
+from flask_babel import gettext
 from flask_login import current_user
 
 from mailadmin.audiences.blueprint import bp
@@ -31,7 +32,7 @@ def import_into_list(list_id: int):
     if form.validate_on_submit():
         upload = form.file.data
         if not upload or not upload.filename:
-            flash("Choose a CSV file to import.", "error")
+            flash(gettext("Choose a CSV file to import."), "error")
             status = 400
         else:
             try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import flash, redirect, render_template, request, url_for
+from flask_babel import gettext
 from flask_login import current_user
 
 from mailadmin.audiences.blueprint import bp
@@ -42,7 +43,7 @@ def new_list():
         except AudienceError as exc:
             flash(exc.message, "error")
         else:
-            flash(f"List {created.name} created.", "success")
+            flash(gettext("List %(name)s created.", name=created.name), "success")
             return redirect(url_for("audiences.list_page", list_id=created.id), 303)
     return render_template("audiences/list_form.html", form=form, mailing_list=None), 400 if form.errors else 200
 
@@ -60,7 +61,7 @@ def edit_list(list_id: int):
         except AudienceError as exc:
             flash(exc.message, "error")
         else:
-            flash("List saved.", "success")
+            flash(gettext("List saved."), "success")
             return redirect(url_for("audiences.list_page", list_id=list_id), 303)
     return render_template("audiences/list_form.html", form=form, mailing_list=mailing_list)
 
@@ -76,7 +77,7 @@ def delete_list(list_id: int):
         name = lists.delete_list(current_user, list_id)
     except AudienceError as exc:
         return refused_form(exc, back)
-    flash(f"List {name} deleted; its contacts are kept.", "success")
+    flash(gettext("List %(name)s deleted; its contacts are kept.", name=name), "success")
     return redirect(url_for("audiences.lists_page"), 303)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from flask import redirect, render_template, request, url_for
+from flask_babel import gettext
 from flask_login import current_user
 
 from mailadmin.audiences.blueprint import bp
@@ -43,7 +44,7 @@ def add_member(list_id: int):
     back = url_for("audiences.list_page", list_id=list_id)
     form = AddMemberForm()
     if not form.validate_on_submit():
-        return back_with("Give an email address (and at most 200 characters of name).", back)
+        return back_with(gettext("Give an email address (and at most 200 characters of name)."), back)
     try:
         contact, changed = lists.add_member(current_user, list_id, form.email.data, form.name.data, form.status.data)
     except AudienceError as exc:
@@ -61,12 +62,12 @@ def change_member_status(list_id: int, contact_id: int):
         back = url_for("audiences.list_page", list_id=list_id)
     form = MemberStatusForm()
     if not form.validate_on_submit():
-        return back_with("Choose subscribed, unconfirmed or unsubscribed.", back)
+        return back_with(gettext("Choose subscribed, unconfirmed or unsubscribed."), back)
     try:
         changed = lists.change_member_status(current_user, list_id, contact_id, form.status.data)
     except AudienceError as exc:
         return refused_form(exc, back)
-    return back_with("Status changed." if changed else "The status was already that.", back,
+    return back_with(gettext("Status changed.") if changed else gettext("The status was already that."), back,
                      "success" if changed else "info")
 
 
@@ -81,7 +82,7 @@ def remove_member(list_id: int, contact_id: int):
         lists.remove_member(current_user, list_id, contact_id)
     except AudienceError as exc:
         return refused_form(exc, back)
-    return back_with("Removed from the list (recorded as unsubscribed).", back, "success")
+    return back_with(gettext("Removed from the list (recorded as unsubscribed)."), back, "success")
 
 
 @bp.get("/lists/<int:list_id>/members.csv")

@@ -3,7 +3,7 @@
 Each condition is one row of fields named `c-<n>-op`, `c-<n>-name`, `c-<n>-type`, `c-<n>-value`,
 `c-<n>-list` and `c-<n>-group` (0: the top level, 1-3: a group whose match is `g-<k>-match`). Rows
 keep the order of their numbers; the page re-renders them from the filter in its JSON order, so a
-refusal's "Condition 3" or "Condition 2.1" is the row labelled so.
+refusal's "Condition 3" or "Condition 2.1" is the row labelled so (both in the request's language).
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from flask_babel import gettext
+from flask_babel import lazy_gettext as _l
 from werkzeug.datastructures import MultiDict
 
 from mailadmin.services.audiences.bounds import MAX_CONDITIONS
@@ -21,25 +23,25 @@ MAX_ROWS = MAX_CONDITIONS + 1  # one more than allowed, so that the budget's ref
 
 # What a row may say: "field:op" and its words in the editor.
 OPERATIONS = (
-    ("attribute:eq", "attribute equals"),
-    ("attribute:ne", "attribute does not equal"),
-    ("attribute:contains", "attribute contains"),
-    ("attribute:gt", "attribute is greater than"),
-    ("attribute:lt", "attribute is less than"),
-    ("attribute:is_set", "attribute is set"),
-    ("attribute:in", "attribute is one of (comma-separated)"),
-    ("list:subscribed", "is subscribed to list"),
-    ("list:not_subscribed", "is not subscribed to list"),
-    ("created:before", "was created before"),
-    ("created:after", "was created after"),
-    ("updated:before", "was updated before"),
-    ("updated:after", "was updated after"),
-    ("sent:within_days", "was sent a campaign in the last N days"),
-    ("sent:not_within_days", "was not sent a campaign in the last N days"),
-    ("bounced:ever", "bounced or complained, ever"),
-    ("bounced:never", "never bounced or complained"),
+    ("attribute:eq", _l("attribute equals")),
+    ("attribute:ne", _l("attribute does not equal")),
+    ("attribute:contains", _l("attribute contains")),
+    ("attribute:gt", _l("attribute is greater than")),
+    ("attribute:lt", _l("attribute is less than")),
+    ("attribute:is_set", _l("attribute is set")),
+    ("attribute:in", _l("attribute is one of (comma-separated)")),
+    ("list:subscribed", _l("is subscribed to list")),
+    ("list:not_subscribed", _l("is not subscribed to list")),
+    ("created:before", _l("was created before")),
+    ("created:after", _l("was created after")),
+    ("updated:before", _l("was updated before")),
+    ("updated:after", _l("was updated after")),
+    ("sent:within_days", _l("was sent a campaign in the last N days")),
+    ("sent:not_within_days", _l("was not sent a campaign in the last N days")),
+    ("bounced:ever", _l("bounced or complained, ever")),
+    ("bounced:never", _l("never bounced or complained")),
 )
-TYPES = (("text", "as text"), ("number", "as a number"), ("date", "as a date"))
+TYPES = (("text", _l("as text")), ("number", _l("as a number")), ("date", _l("as a date")))
 
 
 @dataclass
@@ -120,9 +122,10 @@ def rows_of(filter_json: dict) -> tuple[list[Row], dict[int, str]]:
             matches[group] = item.get("match", "all")
             for inner, condition in enumerate(item.get("conditions") or [], start=1):
                 if isinstance(condition, dict):
-                    rows.append(_row_from(condition, len(rows), f"Condition {index}.{inner}", group))
+                    place = ".".join((str(index), str(inner)))  # "2.1", as segment_filter's refusals name it
+                    rows.append(_row_from(condition, len(rows), gettext("Condition %(num)s", num=place), group))
         elif isinstance(item, dict):
-            rows.append(_row_from(item, len(rows), f"Condition {index}", 0))
+            rows.append(_row_from(item, len(rows), gettext("Condition %(num)s", num=index), 0))
     return rows, matches
 
 

@@ -10,6 +10,7 @@ rows, the count and the sample); static/segment-editor.js adds rows in place and
 from __future__ import annotations
 
 from flask import Blueprint, Flask, abort, flash, jsonify, redirect, render_template, request, url_for
+from flask_babel import gettext
 from flask_login import current_user
 
 from mailadmin.audiences.segment_form import (
@@ -86,10 +87,10 @@ def _editor(segment: Segment | None):
             try:
                 saved = service.save_segment(current_user, name, filter_json, segment.id if segment else None)
             except ServiceError as error:
-                flash(f"The segment was not saved. {error.message}", "error")
+                flash(gettext("The segment was not saved. %(why)s", why=error.message), "error")
                 status = 400
             else:
-                flash(f"Segment “{saved.name}” saved.", "success")
+                flash(gettext("Segment “%(name)s” saved.", name=saved.name), "success")
                 return redirect(url_for("segments.edit", segment_id=saved.id), 303)
     preview, problem = _preview(filter_json)  # the blank row a button adds below is no condition yet
     if request.form.get("action") in ("add", "add-group"):
@@ -98,7 +99,7 @@ def _editor(segment: Segment | None):
     return render_template(
         "audiences/segment_form.html", segment=segment, name=name, match=filter_json.get("match", "all"),
         rows=rows, matches=matches, groups=GROUPS, operations=OPERATIONS, types=TYPES, preview=preview,
-        problem=problem, blank_row=Row(number="__N__", label="New condition"), lists=list(db.session.scalars(service.usable_lists(current_user))),
+        problem=problem, blank_row=Row(number="__N__", label=gettext("New condition")), lists=list(db.session.scalars(service.usable_lists(current_user))),
     ), status
 
 
@@ -125,5 +126,5 @@ def delete(segment_id: int):
     """Delete a segment (the campaigns that target it lose that target)."""
     segment = _segment_or_404(segment_id)
     service.delete_segment(current_user, segment.id)
-    flash(f"Segment “{segment.name}” deleted.", "success")
+    flash(gettext("Segment “%(name)s” deleted.", name=segment.name), "success")
     return redirect(url_for("segments.index"), 303)

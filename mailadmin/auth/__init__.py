@@ -9,9 +9,11 @@ from __future__ import annotations
 import hashlib
 
 from flask import Flask, flash, redirect, request, url_for
+from flask_babel import gettext
 from flask_login import current_user
 
 from mailadmin.extensions import db, login_manager
+from mailadmin.i18n import N_
 
 # Pages a user with a temporary password may still reach: the password page itself, logout, assets.
 _OPEN_TO_TEMPORARY_PASSWORDS = {"auth.change_password", "auth.logout", "static", "health.healthz"}
@@ -32,7 +34,8 @@ def init_app(app: Flask) -> None:
 
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
-    login_manager.login_message = "Please log in to see this page."
+    login_manager.login_message = N_("Please log in to see this page.")
+    login_manager.localize_callback = gettext  # Flask-Login flashes it in the viewer's language
     login_manager.login_message_category = "info"
     # Invalidate a session whose IP/user-agent hash changes (stolen cookie). Flask-Login's own hash
     # believes any X-Forwarded-For header; ours uses the address ProxyFix vouched for.
@@ -56,7 +59,7 @@ def init_app(app: Flask) -> None:
             and current_user.must_change_password
             and request.endpoint not in _OPEN_TO_TEMPORARY_PASSWORDS
         ):
-            flash("Your password was reset by an admin: choose a new one to continue.", "warning")
+            flash(gettext("Your password was reset by an admin: choose a new one to continue."), "warning")
             return redirect(url_for("auth.change_password"))
         return None
 

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import render_template, request
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, PasswordField
 from wtforms.validators import DataRequired, EqualTo, InputRequired, Length
@@ -15,26 +16,26 @@ from mailadmin.services.users import UserError
 
 
 class LoginForm(FlaskForm):
-    email = EmailField("Email", validators=[DataRequired(), Length(max=320)])
-    password = PasswordField("Password", validators=[DataRequired(), Length(max=MAX_PASSWORD_LENGTH)])
-    remember = BooleanField("Keep me logged in")
+    email = EmailField(_l("Email"), validators=[DataRequired(), Length(max=320)])
+    password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=MAX_PASSWORD_LENGTH)])
+    remember = BooleanField(_l("Keep me logged in"))
 
 
 class ChangePasswordForm(FlaskForm):
     """The policy itself is checked by the users service, in its own words."""
 
     current_password = PasswordField(
-        "Current password", validators=[DataRequired(), Length(max=MAX_PASSWORD_LENGTH)]
+        _l("Current password"), validators=[DataRequired(), Length(max=MAX_PASSWORD_LENGTH)]
     )
     # InputRequired, not DataRequired: twelve spaces must reach the policy and get its own reason.
     new_password = PasswordField(
-        "New password",
+        _l("New password"),
         validators=[InputRequired(), Length(max=MAX_PASSWORD_LENGTH)],
-        description=f"At least {MIN_PASSWORD_LENGTH} characters, and not a common password.",
+        description=_l("At least %(num)s characters, and not a common password.", num=MIN_PASSWORD_LENGTH),
     )
     confirm = PasswordField(
-        "New password again",
-        validators=[InputRequired(), EqualTo("new_password", message="The two new passwords differ.")],
+        _l("New password again"),
+        validators=[InputRequired(), EqualTo("new_password", message=_l("The two new passwords differ."))],
     )
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from flask import flash, redirect, render_template, url_for
+from flask_babel import gettext
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import IntegerField, SelectChoice, SelectMultipleField, StringField
@@ -15,9 +17,12 @@ from mailadmin.models.api_token import SCOPES
 from mailadmin.services import api_tokens
 from mailadmin.services.errors import ServiceError
 
-SCOPE_LABELS = {"read": "read — see campaigns, contacts and results",
-                "write": "write — create and change drafts, contacts, lists and segments",
-                "send": "send — test emails, start, pause, resume and cancel campaigns"}
+SCOPE_LABELS = {"read": _l("read — see campaigns, contacts and results"),
+                "write": _l("write — create and change drafts, contacts, lists and segments"),
+                "send": _l("send — test emails, start, pause, resume and cancel campaigns")}
+# A token's state on the tokens page (services.api_tokens.token_state, "active" when it works).
+TOKEN_STATE_WORDS = {"active": _l("active"), "expired": _l("expired"), "revoked": _l("revoked"),
+                     "ended": _l("ended (user disabled)"), "unknown": _l("unknown")}
 
 
 class ScopesField(SelectMultipleField):
@@ -28,13 +33,13 @@ class ScopesField(SelectMultipleField):
 
 
 class TokenForm(FlaskForm):
-    name = StringField("Name", validators=[DataRequired(), Length(max=api_tokens.MAX_NAME_LENGTH)],
-                       description="What the token is for, e.g. “CRM sync”: the audit log shows it.")
-    scopes = ScopesField("Scopes", choices=[SelectChoice(scope, SCOPE_LABELS[scope]) for scope in SCOPES],
+    name = StringField(_l("Name"), validators=[DataRequired(), Length(max=api_tokens.MAX_NAME_LENGTH)],
+                       description=_l("What the token is for, e.g. “CRM sync”: the audit log shows it."))
+    scopes = ScopesField(_l("Scopes"), choices=[SelectChoice(scope, SCOPE_LABELS[scope]) for scope in SCOPES],
                                    default=["read"])
-    expires_days = IntegerField("Expires after (days)",
+    expires_days = IntegerField(_l("Expires after (days)"),
                                 validators=[Optional(), NumberRange(1, api_tokens.MAX_EXPIRY_DAYS)],
-                                description="Leave empty for a token that does not expire.")
+                                description=_l("Leave empty for a token that does not expire."))
 
 
 class RevokeForm(FlaskForm):
@@ -44,7 +49,8 @@ class RevokeForm(FlaskForm):
 def _page(form: TokenForm, created: api_tokens.CreatedToken | None = None, status: int = 200):
     user = current_user._get_current_object()
     return render_template("auth/tokens.html", form=form, revoke_form=RevokeForm(), created=created,
-                           tokens=api_tokens.tokens_of(user), state_of=api_tokens.token_state), status
+                           tokens=api_tokens.tokens_of(user), state_of=api_tokens.token_state,
+                           token_state_words=TOKEN_STATE_WORDS), status
 
 
 @bp.route("/account/tokens", methods=["GET", "POST"])
@@ -68,12 +74,12 @@ def tokens():
 def revoke_token(token_id: int):
     """Revoke one of your tokens: it stops working at once."""
     if not RevokeForm().validate_on_submit():
-        flash("The form has expired. Please try again.", "error")
+        flash(gettext("The form has expired. Please try again."), "error")
         return redirect(url_for("auth.tokens"), 303)
     try:
         token = api_tokens.find_token(token_id, owner=current_user._get_current_object())
     except ServiceError:
-        return render_template("error.html", code=404, title="Not Found", message="No such API token."), 404
+        return render_template("error.html", code=404, title=gettext("Not Found"), message=gettext("No such API token.")), 404
     api_tokens.revoke_token(token, actor=current_user._get_current_object())
-    flash(f"Token “{token.name}” revoked: it no longer works.", "success")
+    flash(gettext("Token “%(name)s” revoked: it no longer works.", name=token.name), "success")
     return redirect(url_for("auth.tokens"), 303)

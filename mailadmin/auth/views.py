@@ -5,12 +5,14 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, flash, g, redirect, render_template, request, session, url_for
+from flask_babel import gettext
 from flask_login import current_user, login_user, logout_user
 from loguru import logger
 
 from mailadmin.auth.decorators import login_required
 from mailadmin.auth.forms import ChangePasswordForm, LoginForm, submit_user_form, user_form_page
 from mailadmin.extensions import get_redis, get_settings
+from mailadmin.i18n import N_
 from mailadmin.limits.throttle import (
     LOGIN_THROTTLED_MESSAGE,
     THROTTLE_BACKEND_UNAVAILABLE,
@@ -25,7 +27,7 @@ from mailadmin.services import users as user_service
 
 bp = Blueprint("auth", __name__)
 
-BAD_CREDENTIALS_MESSAGE = "Wrong email or password."
+BAD_CREDENTIALS_MESSAGE = N_("Wrong email or password.")
 
 
 def safe_next_url(target: str | None) -> str | None:
@@ -54,7 +56,7 @@ def _login_limits() -> LoginLimits:
 def _throttled_login_page(form: LoginForm, reason: str | None):
     # Fail-closed: with Redis down nobody can log in, rather than anyone guessing freely.
     backend_down = reason == THROTTLE_BACKEND_UNAVAILABLE
-    flash(UNAVAILABLE_MESSAGE if backend_down else LOGIN_THROTTLED_MESSAGE, "error")
+    flash(gettext(UNAVAILABLE_MESSAGE if backend_down else LOGIN_THROTTLED_MESSAGE), "error")
     return render_template("auth/login.html", form=form), 503 if backend_down else 429
 
 
@@ -83,7 +85,7 @@ def login():
     if user is None:
         record_login_failure(get_redis(), email, ip, salt)
         logger.bind(ip=ip).warning("Login failed")
-        flash(BAD_CREDENTIALS_MESSAGE, "error")
+        flash(gettext(BAD_CREDENTIALS_MESSAGE), "error")
         return render_template("auth/login.html", form=form), 401
     clear_login_failures(get_redis(), email, ip, salt)
     _start_session(user, form.remember.data)
@@ -99,7 +101,7 @@ def logout():
     """Log out everywhere: every session and remember cookie of this user ends."""
     user_service.log_out(current_user)
     logout_user()
-    flash("You have been logged out.", "info")
+    flash(gettext("You have been logged out."), "info")
     return redirect(url_for("auth.login"))
 
 
@@ -115,6 +117,6 @@ def change_password():
     if done:
         remembered = current_app.config.get("REMEMBER_COOKIE_NAME", "remember_token") in request.cookies
         _start_session(user, remember=remembered)
-        flash("Password changed. Your other sessions have been logged out.", "success")
+        flash(gettext("Password changed. Your other sessions have been logged out."), "success")
         return redirect(url_for("campaigns.index"), code=303)
     return user_form_page("auth/password.html", form, problem)

@@ -43,10 +43,10 @@ class ConfirmationReport:
     retry_at: str | None = None
 
 
-def send_confirmation_batch(list_id: int, contact_ids: list[int]) -> dict:
-    """RQ job (send queue): the confirmation mails owed to these members of `list_id`."""
+def send_confirmation_batch(list_id: int, contact_ids: list[int], language: str = "en") -> dict:
+    """RQ job (send queue): the confirmation mails owed to these members of `list_id`, in `language`."""
     with job_app_context():
-        return asdict(deliver_confirmations(list_id, contact_ids))
+        return asdict(deliver_confirmations(list_id, contact_ids, language))
 
 
 def _reserve(count: int) -> TokenBatch:
@@ -102,10 +102,10 @@ def _send_granted(list_id: int, granted: list[DueConfirmation], batch: TokenBatc
     return retry
 
 
-def deliver_confirmations(list_id: int, contact_ids: list[int]) -> ConfirmationReport:
+def deliver_confirmations(list_id: int, contact_ids: list[int], language: str = "en") -> ConfirmationReport:
     """Send what the quota grants now; hand the others back to rq-scheduler (see the module docstring)."""
     report = ConfirmationReport()
-    owed = confirmations_due(list_id, contact_ids)
+    owed = confirmations_due(list_id, contact_ids, language)
     report.due = len(owed)
     if not owed:
         return report
@@ -116,9 +116,10 @@ def deliver_confirmations(list_id: int, contact_ids: list[int]) -> ConfirmationR
     if waiting:
         report.later += [due.contact_id for due in waiting]
         at = batch.next_free_at or now + QUOTA_FALLBACK_DELAY
-        enqueue_confirmations(list_id, [due.contact_id for due in waiting], at=at)
+        enqueue_confirmations(list_id, [due.contact_id for due in waiting], at=at, language=language)
         report.retry_at = at.isoformat()
     if retry:
         report.later += retry
-        enqueue_confirmations(list_id, retry, at=now + timedelta(minutes=get_settings().transient_retry_delay_minutes))
+        enqueue_confirmations(list_id, retry, at=now + timedelta(minutes=get_settings().transient_retry_delay_minutes),
+                              language=language)
     return report

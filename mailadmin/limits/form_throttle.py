@@ -16,6 +16,7 @@ from __future__ import annotations
 from loguru import logger
 from redis import Redis, RedisError
 
+from mailadmin.i18n import N_
 from mailadmin.limits.throttle import (
     HOUR_SECONDS,
     REASON_LIMIT_REACHED,
@@ -28,7 +29,7 @@ SUBSCRIBE_PER_CLIENT_PER_HOUR = 10
 SUBSCRIBE_PER_LIST_PER_HOUR = 300
 SUBSCRIBE_CLIENT_KEY_TEMPLATE = KEY_PREFIX + "throttle:subscribe:client:{ip}"
 SUBSCRIBE_LIST_KEY_TEMPLATE = KEY_PREFIX + "throttle:subscribe:list:{list_id}"
-FORM_THROTTLED_MESSAGE = "Too many sign-ups from here right now. Please try again in an hour."
+FORM_THROTTLED_MESSAGE = N_("Too many sign-ups from here right now. Please try again in an hour.")
 
 
 def subscribe_client_key(ip: str | None) -> str:

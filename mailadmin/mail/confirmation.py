@@ -1,7 +1,8 @@
 """The double opt-in confirmation: its signed, expiring link and the message that carries it.
 
 The token names one membership by (list id, contact id) and is timestamped: following the link
-within `CONFIRMATION_TOKEN_MAX_AGE` confirms it. The message is plain text in English, built with
+within `CONFIRMATION_TOKEN_MAX_AGE` confirms it. The message is plain text in the person's language (`ConfirmationRequest.language`: the browser's
+when they signed up on the form, else English — see README "Languages"), built with
 the same header helpers as campaign messages (`mail.message`: no CR/LF can reach a header, RFC 2047
 for non-ASCII, a numeric `Date` zone, an unguessable Message-ID) and carries no List-Unsubscribe:
 it is the answer to the person's own request, not a list message.
@@ -17,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, parseaddr
 from typing import Any
 
+from flask_babel import force_locale, gettext, ngettext
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from mailadmin.mail.message import (
@@ -72,16 +74,18 @@ class ConfirmationRequest:
     to_name: str
     list_name: str
     confirm_url: str
+    language: str = "en"  # the message's language: the browser's at sign-up, else English
 
 
 def _body(request: ConfirmationRequest) -> str:
     days = CONFIRMATION_TOKEN_MAX_AGE.days
-    return (
-        f"Hello,\n\nplease confirm that you want to receive emails from \u201c{request.list_name}\u201d:\n\n"
-        f"{request.confirm_url}\n\n"
-        f"The link works for {days} days. If you did not ask for this, ignore this message:"
-        " you will not be subscribed and will hear nothing more from us.\n"
-    )
+    return "".join((
+        gettext("Hello,\n\nplease confirm that you want to receive emails from “%(list)s”:", list=request.list_name),
+        f"\n\n{request.confirm_url}\n\n",
+        ngettext("The link works for %(num)s day.", "The link works for %(num)s days.", days), " ",
+        gettext("If you did not ask for this, ignore this message: you will not be subscribed and will hear"
+                " nothing more from us."), "\n",
+    ))
 
 
 def build_confirmation_message(mail_from: str, request: ConfirmationRequest) -> BuiltMessage:
@@ -93,10 +97,12 @@ def build_confirmation_message(mail_from: str, request: ConfirmationRequest) -> 
     envelope_from = normalize_address(from_addr, "From")
     envelope_to = normalize_address(request.to_email)
     list_name = " ".join(request.list_name.split())[:80]
-    subject = encode_header_text("Subject", f"Please confirm your subscription to {list_name}")
+    with force_locale(request.language):
+        subject = encode_header_text("Subject", gettext("Please confirm your subscription to %(list)s", list=list_name))
+        text = _body(request)
     domain = envelope_from.rpartition("@")[2]
     message_id = f"<confirmation.{secrets.token_hex(12)}@{domain}>"
-    body = binascii.b2a_qp(_body(request).replace("\n", "\r\n").encode("utf-8"), istext=True)
+    body = binascii.b2a_qp(text.replace("\n", "\r\n").encode("utf-8"), istext=True)
     headers = (
         f"From: {format_address(from_name, envelope_from, 'From')}\r\n"
         f"To: {format_address(request.to_name or None, envelope_to)}\r\n"

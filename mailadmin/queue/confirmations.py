@@ -38,8 +38,9 @@ def _chunks(contact_ids: Iterable[int]) -> Iterator[list[int]]:
 
 
 def enqueue_confirmations(list_id: int, contact_ids: Sequence[int], *, at: datetime | None = None,
-                          connection: Redis | None = None) -> int:
-    """Queue the confirmation mails of these members of `list_id` now (or at `at`, UTC); returns the jobs made."""
+                          connection: Redis | None = None, language: str = "en") -> int:
+    """Queue the confirmation mails of these members of `list_id` now (or at `at`, UTC), written in
+    `language`; returns the jobs made."""
     connection = connection or get_redis()
     jobs = 0
     for chunk in _chunks(contact_ids):
@@ -47,10 +48,10 @@ def enqueue_confirmations(list_id: int, contact_ids: Sequence[int], *, at: datet
                    "failure_ttl": CONFIRMATION_FAILURE_TTL,
                    "description": f"confirmation mails of list {list_id} ({len(chunk)})"}
         if at is None:
-            Queue(SEND_QUEUE, connection=connection).enqueue(CONFIRMATION_FUNC, list_id, chunk, **options)
+            Queue(SEND_QUEUE, connection=connection).enqueue(CONFIRMATION_FUNC, list_id, chunk, language, **options)
         else:
             Scheduler(queue_name=SEND_QUEUE, connection=connection).enqueue_at(
-                continuation_time(at), CONFIRMATION_FUNC, list_id, chunk, timeout=options["job_timeout"],
+                continuation_time(at), CONFIRMATION_FUNC, list_id, chunk, language, timeout=options["job_timeout"],
                 job_result_ttl=options["result_ttl"], job_description=options["description"])
         jobs += 1
     return jobs

@@ -20,6 +20,8 @@
     panel.querySelectorAll("[data-import]").forEach(function (el) {
       var value = data[el.getAttribute("data-import")];
       if (value === undefined || value === null) { return; }
+      var words = el.getAttribute("data-words");  // a code the page writes in the viewer's language
+      if (words) { value = JSON.parse(words)[value] || value; }
       el.textContent = typeof value === "number" ? value.toLocaleString() : String(value);
       if (el.id === "import-message") { el.hidden = !value; }
     });

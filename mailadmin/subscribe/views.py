@@ -14,12 +14,14 @@ Owner (login): `/subscribe/lists/<list_id>` publishes or withdraws the form and 
 from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext
 from flask_login import current_user
 from loguru import logger
 from sqlalchemy.exc import IntegrityError
 
 from mailadmin.auth.decorators import login_required
 from mailadmin.extensions import db, get_redis, get_settings
+from mailadmin.i18n import current_language
 from mailadmin.limits.form_throttle import FORM_THROTTLED_MESSAGE, check_subscribe_allowed
 from mailadmin.limits.throttle import THROTTLE_BACKEND_UNAVAILABLE, UNAVAILABLE_MESSAGE
 from mailadmin.mail.confirmation import CONFIRMATION_TOKEN_MAX_AGE, BadConfirmationToken, ExpiredConfirmationToken
@@ -70,16 +72,16 @@ def _refusal(mailing_list: MailingList, email: str, name: str):
     secret = get_settings().secret_key
     verdict = check_form_stamp(secret, mailing_list.public_id, request.form.get(STAMP_FIELD))
     if verdict is StampVerdict.MISSING:
-        return _form(mailing_list, message="Please check your address and press Subscribe.", email=email, name=name)
+        return _form(mailing_list, message=gettext("Please check your address and press Subscribe."), email=email, name=name)
     if verdict is not StampVerdict.OK:
         logger.bind(list_id=mailing_list.id, verdict=verdict.value).info("Subscription form refused")
-        return _form(mailing_list, 400, message="That was quicker than we expected. Please press Subscribe again.",
+        return _form(mailing_list, 400, message=gettext("That was quicker than we expected. Please press Subscribe again."),
                      email=email, name=name)
     throttled = check_subscribe_allowed(get_redis(), request.remote_addr, mailing_list.id)
     if throttled.is_throttled:
         if throttled.reason == THROTTLE_BACKEND_UNAVAILABLE:
-            return render_template("subscribe/refused.html", message=UNAVAILABLE_MESSAGE), 503
-        return render_template("subscribe/refused.html", message=FORM_THROTTLED_MESSAGE), 429
+            return render_template("subscribe/refused.html", message=gettext(UNAVAILABLE_MESSAGE)), 503
+        return render_template("subscribe/refused.html", message=gettext(FORM_THROTTLED_MESSAGE)), 429
     return None
 
 
@@ -96,14 +98,14 @@ def sign_up(public_id: str):
     if refusal is not None:
         return refusal
     try:
-        subscriptions.subscribe_from_form(mailing_list.id, email, name)
+        subscriptions.subscribe_from_form(mailing_list.id, email, name, current_language())
     except IntegrityError:
         # The same new address signed up twice at the same moment: the other request recorded it.
         logger.bind(list_id=mailing_list.id).info("Subscription form signed twice at once")
     except AudienceError as exc:
         if exc.kind is ErrorKind.NOT_FOUND:
             abort(404)
-        return _form(mailing_list, 400, message=f"That is not an email address we can send to: {exc.message}",
+        return _form(mailing_list, 400, message=gettext("That is not an email address we can send to: %(why)s", why=exc.message),
                      email=email, name=name)
     return _thanks(mailing_list)
 
@@ -151,7 +153,7 @@ def publish(list_id: int):
     if request.method == "POST":
         published = request.form.get("published") == "1"
         subscriptions.set_form_published(list_id, published, current_user)
-        flash("The form is published." if published else "The form is withdrawn: its address answers 404.", "success")
+        flash(gettext("The form is published.") if published else gettext("The form is withdrawn: its address answers 404."), "success")
         return redirect(url_for("subscribe.publish", list_id=list_id), code=303)
     form_url = f"{get_settings().public_url}/subscribe/{mailing_list.public_id}" if mailing_list.public_id else None
     snippet = render_template("subscribe/snippet.html", mailing_list=mailing_list, form_url=form_url,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from flask_babel import gettext
 from sqlalchemy import ColumnElement, Select, exists, or_, select, true
 
 from mailadmin.extensions import db
@@ -66,7 +67,7 @@ def get_list_for(user: User, list_id: int, access: ListAccess = ListAccess.SEE) 
     if mailing_list is None or not may(user, mailing_list, ListAccess.SEE):
         raise AudienceError(LIST_NOT_FOUND, ErrorKind.NOT_FOUND)
     if not may(user, mailing_list, access):
-        raise AudienceError("This list is shared by an admin: you may send to it, not change it.",
+        raise AudienceError(gettext("This list is shared by an admin: you may send to it, not change it."),
                             ErrorKind.CONFLICT)
     return mailing_list
 

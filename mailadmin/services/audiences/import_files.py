@@ -26,6 +26,8 @@ from datetime import date
 from enum import StrEnum
 from typing import IO, TextIO
 
+from flask_babel import gettext
+
 from mailadmin.mail.templates import merge_field_name
 from mailadmin.services.audiences.bounds import CELL_LIMIT, HEAD_BYTES, MAX_COLUMNS, NAME_MAX, VALUE_MAX
 from mailadmin.services.audiences.memberships import AudienceError, normalise_contact_email
@@ -107,11 +109,11 @@ def inspect_file(opener: Opener) -> FileLayout:
     with opener() as stream:
         head = stream.read(HEAD_BYTES)
     if not head.strip():
-        raise AudienceError("The file is empty: nothing to import.")
+        raise AudienceError(gettext("The file is empty: nothing to import."))
     encoding = detect_encoding(head)
     text = head.decode(encoding, errors="replace").lstrip("\ufeff")
     if "\x00" in text or sum(1 for ch in text[:4096] if ord(ch) < 32 and ch not in "\r\n\t") > 8:
-        raise AudienceError("This file is not CSV text (it holds binary data). Save it as CSV (UTF-8) and try again.")
+        raise AudienceError(gettext("This file is not CSV text (it holds binary data). Save it as CSV (UTF-8) and try again."))
     delimiter = sniff_delimiter(text)
     header = _first_row(opener, encoding, delimiter)
     return layout_of(header, encoding, delimiter)
@@ -147,7 +149,7 @@ def layout_of(header: list[str], encoding: str, delimiter: str) -> FileLayout:
                             f"this one looks like data: {', '.join(header)[:120]}")
     names = [merge_field_name(cell) for cell in header]
     if not any(name in EMAIL_COLUMN_NAMES or "email" in name for name in names):
-        raise AudienceError("No column is named email: name the address column \"email\".")
+        raise AudienceError(gettext("No column is named email: name the address column \"email\"."))
     columns = columns_from_header(header)
     return FileLayout(encoding, delimiter, header, columns.email, columns.name, dict(columns.extra))
 

@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from enum import StrEnum
 from typing import IO
 
+from flask_babel import gettext
 from loguru import logger
 from sqlalchemy import String, any_, bindparam, select
 from sqlalchemy.dialects import postgresql
@@ -72,9 +73,9 @@ def begin_import(user: User, list_id: int, upload: IO[bytes], filename: str, mod
     """Check, save and queue an import into a list `user` may edit; AudienceError says what is wrong."""
     get_list_for(user, list_id, ListAccess.EDIT)
     if mode not in ImportMode.__members__.values():
-        raise AudienceError("Choose what to do with existing contacts: add new only, update or replace.")
+        raise AudienceError(gettext("Choose what to do with existing contacts: add new only, update or replace."))
     if new_status not in NEW_MEMBER_STATUSES:
-        raise AudienceError("New members are subscribed or unconfirmed.")
+        raise AudienceError(gettext("New members are subscribed or unconfirmed."))
     record = ImportRecord(new_import_id(), list_id, user.id, (filename or "upload.csv")[:200], mode, new_status)
     import_store.purge_expired()
     import_store.store(record.id, FileKind.UPLOAD, upload)
@@ -97,7 +98,7 @@ def import_for(user: User, import_id: str) -> ImportRecord:
     """An import `user` started (an admin: any), on a list they may still edit; else "not found"."""
     record = load_record(import_id or "")
     if record is None or not (user.is_admin or record.user_id == user.id):
-        raise AudienceError("No such import (imports are kept for 7 days).", ErrorKind.NOT_FOUND)
+        raise AudienceError(gettext("No such import (imports are kept for 7 days)."), ErrorKind.NOT_FOUND)
     get_list_for(user, record.list_id, ListAccess.EDIT)
     return record
 
@@ -127,7 +128,7 @@ def run_import(import_id: str) -> ImportRecord:
 def _run(record: ImportRecord) -> None:
     upload = _upload_of(record.id)
     if not import_store.exists(record.id, FileKind.UPLOAD):
-        raise AudienceError("The uploaded file is gone; upload it again.")
+        raise AudienceError(gettext("The uploaded file is gone; upload it again."))
     layout = import_files.inspect_file(upload)
     record.state = ImportState.READING
     save_record(record)

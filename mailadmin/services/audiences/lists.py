@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from flask_babel import gettext
 from sqlalchemy import String, cast, delete, func, or_, select, true
 
 from mailadmin.extensions import db
@@ -45,12 +46,13 @@ class ListSummary:
 
 
 def _clean_fields(name: str, description: str, opt_in: str) -> tuple[str, str, str]:
-    name = required_text(name, NAME_MAX, "A list needs a name.", f"The name is longer than {NAME_MAX} characters.")
+    name = required_text(name, NAME_MAX, gettext("A list needs a name."),
+                         gettext("The name is longer than %(max)s characters.", max=NAME_MAX))
     description = (description or "").strip()
     if len(description) > DESCRIPTION_MAX:
-        raise AudienceError(f"The description is longer than {DESCRIPTION_MAX} characters.")
+        raise AudienceError(gettext("The description is longer than %(max)s characters.", max=DESCRIPTION_MAX))
     if opt_in not in (OptIn.SINGLE, OptIn.DOUBLE):
-        raise AudienceError("Opt-in is single or double.")
+        raise AudienceError(gettext("Opt-in is single or double."))
     return name, description, opt_in
 
 
@@ -158,7 +160,8 @@ def add_member(user: User, list_id: int, email: str, name: str = "",
     address = normalise_contact_email(email)
     if status == MembershipStatus.SUBSCRIBED and db.session.scalar(
             select(Suppression.id).where(Suppression.email == address)):
-        raise AudienceError(f"{address} is on the suppression list: it cannot be subscribed.", ErrorKind.CONFLICT)
+        raise AudienceError(gettext("%(address)s is on the suppression list: it cannot be subscribed.", address=address),
+                            ErrorKind.CONFLICT)
     contact = upsert_contact(address, source, name=(name or "").strip()[:NAME_MAX] or None)
     result = set_membership_status(list_id, contact.id, MembershipStatus(_status(status)), source,
                                    actor_id=user.id)
@@ -180,7 +183,8 @@ def change_member_status(user: User, list_id: int, contact_id: int, status: str,
     if status == MembershipStatus.SUBSCRIBED:
         email = db.session.scalar(select(Contact.email).where(Contact.id == contact_id))
         if db.session.scalar(select(Suppression.id).where(Suppression.email == email)):
-            raise AudienceError(f"{email} is on the suppression list: it cannot be subscribed.", ErrorKind.CONFLICT)
+            raise AudienceError(gettext("%(address)s is on the suppression list: it cannot be subscribed.", address=email),
+                                ErrorKind.CONFLICT)
     return set_membership_status(list_id, contact_id, MembershipStatus(_status(status)), source,
                                  actor_id=user.id).changed
 
@@ -198,7 +202,7 @@ def _member(list_id: int, contact_id: int) -> ListMembership:
     membership = db.session.scalar(select(ListMembership).where(
         ListMembership.list_id == list_id, ListMembership.contact_id == contact_id))
     if membership is None:
-        raise AudienceError("This contact is not on the list.", ErrorKind.NOT_FOUND)
+        raise AudienceError(gettext("This contact is not on the list."), ErrorKind.NOT_FOUND)
     return membership
 
 

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
+from flask_babel import gettext, lazy_gettext
 from sqlalchemy import ColumnElement, and_, case, cast, exists, false, func, literal, not_, or_, true
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import Numeric, String
@@ -38,12 +39,16 @@ ATTRIBUTE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_ -]{0,63}$")
 ISO_DAY = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]"  # SQLite GLOB
 ISO_DAY_RE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"  # PostgreSQL ~
 
+# The refusals' words (in the request's language: the segment editor shows them; English elsewhere).
 OP_WORDS = {
-    "subscribed": "subscribed to", "not_subscribed": "not subscribed to", "eq": "equals",
-    "ne": "not equals", "contains": "contains", "gt": "greater than", "lt": "less than",
-    "is_set": "is set", "in": "in", "before": "before", "after": "after",
-    "within_days": "sent within", "not_within_days": "not sent within", "ever": "ever", "never": "never",
+    "subscribed": lazy_gettext("subscribed to"), "not_subscribed": lazy_gettext("not subscribed to"),
+    "eq": lazy_gettext("equals"), "ne": lazy_gettext("not equals"), "contains": lazy_gettext("contains"),
+    "gt": lazy_gettext("greater than"), "lt": lazy_gettext("less than"), "is_set": lazy_gettext("is set"),
+    "in": lazy_gettext("in"), "before": lazy_gettext("before"), "after": lazy_gettext("after"),
+    "within_days": lazy_gettext("sent within"), "not_within_days": lazy_gettext("not sent within"),
+    "ever": lazy_gettext("ever"), "never": lazy_gettext("never"),
 }
+FIELD_WORDS = {"created": lazy_gettext("created"), "updated": lazy_gettext("updated")}
 FIELD_OPS = {
     "list": ("subscribed", "not_subscribed"),
     "attribute": ("eq", "ne", "contains", "gt", "lt", "is_set", "in"),
@@ -67,28 +72,27 @@ def validate_filter(raw: object, may_use_list: Callable[[int], bool]) -> dict:
     """The filter in its stored (canonical) form; SegmentFilterError names the first wrong condition.
     `may_use_list(list_id)` says whether the manager may use that list."""
     counter = [0]
-    return _group(raw, "The filter", depth=0, may_use_list=may_use_list, counter=counter)
+    return _group(raw, gettext("The filter"), depth=0, may_use_list=may_use_list, counter=counter)
 
 
 def _group(raw: object, label: str, depth: int, may_use_list, counter: list[int]) -> dict:
     if not isinstance(raw, dict) or set(raw) - {"match", "conditions"}:
-        raise _refuse(label, 'must be {"match": ..., "conditions": [...]}')
+        raise _refuse(label, gettext('must be {"match": ..., "conditions": [...]}'))
     match = raw.get("match", "all")
     if match not in ("all", "any"):
-        raise _refuse(label, "match must be 'all' or 'any'")
+        raise _refuse(label, gettext("match must be 'all' or 'any'"))
     conditions = raw.get("conditions")
     if not isinstance(conditions, list):
-        raise _refuse(label, "conditions must be a list")
-    prefix = "Condition " if depth == 0 else f"{label}."
+        raise _refuse(label, gettext("conditions must be a list"))
     checked = []
     for index, item in enumerate(conditions, start=1):
-        item_label = f"{prefix}{index}"
+        item_label = gettext("Condition %(num)s", num=index) if depth == 0 else f"{label}.{index}"
         counter[0] += 1
         if counter[0] > MAX_CONDITIONS:
-            raise _refuse(item_label, f"a segment has at most {MAX_CONDITIONS} conditions")
+            raise _refuse(item_label, gettext("a segment has at most %(num)s conditions", num=MAX_CONDITIONS))
         if isinstance(item, dict) and "conditions" in item:
             if depth >= 1:
-                raise _refuse(item_label, "groups nest one level deep at most")
+                raise _refuse(item_label, gettext("groups nest one level deep at most"))
             checked.append(_group(item, item_label, 1, may_use_list, counter))
         else:
             checked.append(_condition(item, item_label, may_use_list))
@@ -97,26 +101,26 @@ def _group(raw: object, label: str, depth: int, may_use_list, counter: list[int]
 
 def _condition(raw: object, label: str, may_use_list) -> dict:
     if not isinstance(raw, dict):
-        raise _refuse(label, "must be an object with a field and an operator")
+        raise _refuse(label, gettext("must be an object with a field and an operator"))
     field, op = raw.get("field"), raw.get("op")
     if field not in FIELD_OPS:
-        raise _refuse(label, f"unknown field {str(field)[:40]!r}")
+        raise _refuse(label, gettext("unknown field %(field)s", field=repr(str(field)[:40])))
     if op not in FIELD_OPS[field]:
-        raise _refuse(label, f"unknown operator {str(op)[:40]!r} for {field}")
+        raise _refuse(label, gettext("unknown operator %(op)s for %(field)s", op=repr(str(op)[:40]), field=field))
     value = raw.get("value")
     if field == "list":
-        list_id = _whole_number(value, label, "a list")
+        list_id = _whole_number(value, label, gettext("a list"))
         if not may_use_list(list_id):
-            raise _refuse(label, "that list does not exist or you may not use it")
+            raise _refuse(label, gettext("that list does not exist or you may not use it"))
         return {"field": field, "op": op, "value": list_id}
     if field == "attribute":
         return _attribute_condition(raw, label)
     if field in ("created", "updated"):
-        return {"field": field, "op": op, "value": _iso_day(value, label, f"{field} {OP_WORDS[op]}")}
+        return {"field": field, "op": op, "value": _iso_day(value, label, f"{FIELD_WORDS[field]} {OP_WORDS[op]}")}
     if field == "sent":
-        days = _whole_number(value, label, "a number of days")
+        days = _whole_number(value, label, gettext("a number of days"))
         if not 1 <= days <= MAX_DAYS:
-            raise _refuse(label, f"the number of days must be between 1 and {MAX_DAYS}")
+            raise _refuse(label, gettext("the number of days must be between 1 and %(max)s", max=MAX_DAYS))
         return {"field": field, "op": op, "value": days}
     return {"field": field, "op": op}
 
@@ -124,9 +128,9 @@ def _condition(raw: object, label: str, may_use_list) -> dict:
 def _attribute_condition(raw: dict, label: str) -> dict:
     name, op, kind, value = raw.get("name"), raw["op"], raw.get("type") or "text", raw.get("value")
     if not isinstance(name, str) or not ATTRIBUTE_NAME.match(name):
-        raise _refuse(label, "an attribute name is letters, digits, spaces, _ or - (64 at most)")
+        raise _refuse(label, gettext("an attribute name is letters, digits, spaces, _ or - (64 at most)"))
     if kind not in TYPES:
-        raise _refuse(label, f"unknown type {str(kind)[:20]!r}")
+        raise _refuse(label, gettext("unknown type %(type)s", type=repr(str(kind)[:20])))
     what = f"{name!r} {OP_WORDS[op]}"
     if op in ("gt", "lt") and kind == "text":
         kind = "number"  # greater/less compare numbers unless a date is asked for
@@ -137,7 +141,7 @@ def _attribute_condition(raw: dict, label: str) -> dict:
     if op == "in":
         values = [v.strip() for v in value.split(",")] if isinstance(value, str) else value
         if not isinstance(values, list) or not values or len(values) > MAX_IN_VALUES:
-            raise _refuse(label, f"{what} needs 1 to {MAX_IN_VALUES} values")
+            raise _refuse(label, gettext("%(what)s needs 1 to %(max)s values", what=what, max=MAX_IN_VALUES))
         checked = [_typed(v, kind, label, what) for v in values]
     else:
         checked = _typed(value, kind, label, what)
@@ -147,18 +151,18 @@ def _attribute_condition(raw: dict, label: str) -> dict:
 def _typed(value: object, kind: str, label: str, what: str) -> object:
     if kind == "number":
         if isinstance(value, bool):
-            raise _refuse(label, f"{what} needs a number")
+            raise _refuse(label, gettext("%(what)s needs a number", what=what))
         try:
             number = float(value) if isinstance(value, (int, float, str)) else None
         except ValueError:
             number = None
         if number is None or number != number or number in (float("inf"), float("-inf")):
-            raise _refuse(label, f"{what} needs a number")
+            raise _refuse(label, gettext("%(what)s needs a number", what=what))
         return int(number) if number.is_integer() and abs(number) < 2**53 else number
     if kind == "date":
         return _iso_day(value, label, what)
     if isinstance(value, bool) or not isinstance(value, (str, int, float)) or len(str(value)) > MAX_TEXT:
-        raise _refuse(label, f"{what} needs a text of at most {MAX_TEXT} characters")
+        raise _refuse(label, gettext("%(what)s needs a text of at most %(max)s characters", what=what, max=MAX_TEXT))
     return str(value)
 
 
@@ -166,7 +170,7 @@ def _whole_number(value: object, label: str, what: str) -> int:
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value.strip())
     if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value > 2**31:
-        raise _refuse(label, f"needs {what}")
+        raise _refuse(label, gettext("needs %(what)s", what=what))
     return value
 
 
@@ -176,7 +180,7 @@ def _iso_day(value: object, label: str, what: str) -> str:
             return date.fromisoformat(value.strip()[:10]).isoformat()
         except ValueError:
             pass
-    raise _refuse(label, f"{what} needs a date (YYYY-MM-DD)")
+    raise _refuse(label, gettext("%(what)s needs a date (YYYY-MM-DD)", what=what))
 
 
 # --- compiling ------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from flask_babel import gettext
 from sqlalchemy import Select, func, or_, select
 
 from mailadmin.extensions import db
@@ -85,12 +86,13 @@ def get_segment_for(user: User, segment_id: int) -> Segment:
     """The segment if `user` may see it; NOT_FOUND otherwise (another manager's segment does not exist)."""
     segment = find_visible(user, Segment, segment_id)
     if segment is None:
-        raise AudienceError("No such segment.", ErrorKind.NOT_FOUND)
+        raise AudienceError(gettext("No such segment."), ErrorKind.NOT_FOUND)
     return segment
 
 
 def _checked_name(name: str) -> str:
-    return required_text(name, NAME_MAX, "Give the segment a name.", f"A segment's name is at most {NAME_MAX} characters.")
+    return required_text(name, NAME_MAX, gettext("Give the segment a name."),
+                         gettext("A segment's name is at most %(max)s characters.", max=NAME_MAX))
 
 
 def save_segment(user: User, name: str, raw_filter: object, segment_id: int | None = None) -> Segment:

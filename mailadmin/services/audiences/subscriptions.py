@@ -15,10 +15,12 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from flask_babel import gettext
 from loguru import logger
 from sqlalchemy import select
 
 from mailadmin.extensions import db, get_settings
+from mailadmin.i18n import DEFAULT_LANGUAGE
 from mailadmin.mail.confirmation import ConfirmationRequest, make_confirmation_token, read_confirmation_token
 from mailadmin.models import Contact, ListMembership, MailingList, User
 from mailadmin.models.audience import ChangeSource, MembershipStatus, OptIn
@@ -52,7 +54,7 @@ def set_form_published(list_id: int, published: bool, actor: User) -> MailingLis
     """Publish (or withdraw) the list's public form; its public id is made at the first publication and kept."""
     mailing_list = db.session.get(MailingList, list_id)
     if mailing_list is None:
-        raise AudienceError("No such list.", ErrorKind.NOT_FOUND)
+        raise AudienceError(gettext("No such list."), ErrorKind.NOT_FOUND)
     if mailing_list.public_id is None:
         mailing_list.public_id = secrets.token_urlsafe(16)  # 22 characters, 128 random bits
     if mailing_list.form_published != published:
@@ -62,19 +64,20 @@ def set_form_published(list_id: int, published: bool, actor: User) -> MailingLis
     return mailing_list
 
 
-def _queue_confirmations_after_commit(list_id: int, contact_ids: list[int]) -> None:
-    after_commit(lambda: enqueue_confirmations(list_id, contact_ids))
+def _queue_confirmations_after_commit(list_id: int, contact_ids: list[int], language: str = DEFAULT_LANGUAGE) -> None:
+    after_commit(lambda: enqueue_confirmations(list_id, contact_ids, language=language))
 
 
 @in_transaction
-def subscribe_from_form(list_id: int, raw_email: str, name: str = "") -> None:
+def subscribe_from_form(list_id: int, raw_email: str, name: str = "", language: str = DEFAULT_LANGUAGE) -> None:
     """A sign-up on the list's public form: `subscribed` on a single opt-in list, `unconfirmed` plus a
     confirmation mail on a double one. An address already subscribed stays as it is, and the caller
-    learns nothing either way; AudienceError only for an address that is not one."""
+    learns nothing either way; AudienceError only for an address that is not one. The confirmation
+    mail is written in `language` (the browser's on the form)."""
     email = normalise_contact_email(raw_email)
     mailing_list = db.session.get(MailingList, list_id)
     if mailing_list is None:
-        raise AudienceError("No such list.", ErrorKind.NOT_FOUND)
+        raise AudienceError(gettext("No such list."), ErrorKind.NOT_FOUND)
     known = db.session.scalar(select(Contact).where(Contact.email == email))
     contact = known or upsert_contact(email, ChangeSource.FORM, name=(name or "").strip()[:NAME_MAX])
     membership = db.session.scalar(select(ListMembership).where(
@@ -83,7 +86,7 @@ def subscribe_from_form(list_id: int, raw_email: str, name: str = "") -> None:
         return
     if mailing_list.opt_in == OptIn.DOUBLE:
         set_membership_status(list_id, contact.id, MembershipStatus.UNCONFIRMED, ChangeSource.FORM)
-        _queue_confirmations_after_commit(list_id, [contact.id])
+        _queue_confirmations_after_commit(list_id, [contact.id], language)
     else:
         set_membership_status(list_id, contact.id, MembershipStatus.SUBSCRIBED, ChangeSource.FORM)
     logger.bind(list_id=list_id, contact_id=contact.id, opt_in=mailing_list.opt_in,
@@ -114,8 +117,9 @@ def confirmation_url(list_id: int, contact_id: int) -> str:
     return f"{settings.public_url}/subscribe/confirm/{make_confirmation_token(settings.secret_key, list_id, contact_id)}"
 
 
-def confirmations_due(list_id: int, contact_ids: Sequence[int]) -> list[DueConfirmation]:
-    """The confirmation mails still owed among these members: unconfirmed, and not on the suppression list."""
+def confirmations_due(list_id: int, contact_ids: Sequence[int], language: str = DEFAULT_LANGUAGE) -> list[DueConfirmation]:
+    """The confirmation mails still owed among these members: unconfirmed, and not on the suppression
+    list; each written in `language`."""
     mailing_list = db.session.get(MailingList, list_id)
     if mailing_list is None or not contact_ids:
         return []
@@ -129,7 +133,7 @@ def confirmations_due(list_id: int, contact_ids: Sequence[int]) -> list[DueConfi
     suppressed = suppressed_among(email for _, email, _ in rows)
     return [
         DueConfirmation(contact_id, ConfirmationRequest(email, name or "", mailing_list.name,
-                                                        confirmation_url(list_id, contact_id)))
+                                                        confirmation_url(list_id, contact_id), language))
         for contact_id, email, name in rows if email.lower() not in suppressed
     ]
 
@@ -154,7 +158,7 @@ def confirm_subscription(token: str) -> ConfirmationResult:
         .where(ListMembership.list_id == list_id, ListMembership.contact_id == contact_id)
     ).first()
     if row is None:
-        raise AudienceError("This subscription no longer exists.", ErrorKind.NOT_FOUND)
+        raise AudienceError(gettext("This subscription no longer exists."), ErrorKind.NOT_FOUND)
     membership, list_name = row
     if membership.status != MembershipStatus.UNCONFIRMED:
         # Confirming twice is harmless; a member who unsubscribed since is not put back by an old link.

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from flask_babel import gettext
 from sqlalchemy import JSON, ColumnElement, and_, cast, delete, exists, false, func, insert, literal, not_, or_, select
 
 from mailadmin.extensions import db, get_settings
@@ -65,10 +66,10 @@ def _check_targets(targets: Targets, user: User) -> None:
         raise AudienceError(f"A campaign names at most {MAX_TARGETS} lists and segments.")
     for list_id in targets.lists + targets.exclude_lists:
         if not may_use_list(user, list_id):
-            raise AudienceError("That list does not exist or you may not use it.", ErrorKind.NOT_FOUND)
+            raise AudienceError(gettext("That list does not exist or you may not use it."), ErrorKind.NOT_FOUND)
     for segment_id in targets.segments + targets.exclude_segments:
         if find_visible(user, Segment, segment_id) is None:
-            raise AudienceError("That segment does not exist or you may not use it.", ErrorKind.NOT_FOUND)
+            raise AudienceError(gettext("That segment does not exist or you may not use it."), ErrorKind.NOT_FOUND)
 
 
 def set_campaign_targets(campaign: Campaign, user: User, targets: Targets) -> None:
