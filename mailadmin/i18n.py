@@ -10,6 +10,8 @@ Log messages, event names, API error types and CLI output are interfaces and sta
 
 from __future__ import annotations
 
+import json
+
 from babel.numbers import format_decimal
 from flask import Flask, has_request_context, request
 from flask_babel import get_locale, get_translations, refresh
@@ -83,10 +85,61 @@ def count_of(count: int, singular: str, plural: str, **variables: object) -> str
     return get_translations().ungettext(singular, plural, count) % {"num": number(count), **variables}
 
 
+def stored_form(msgid: str, **params: str | int) -> str:
+    """How a job stores a message that carries values (an import row's refusal, an endpoint's
+    disabled_reason): `{"msgid": ..., "params": {...}}`, the English msgid (marked with N_) and its
+    values, so a page shows it in the viewer's language (`stored_message`) and a file or a log in
+    English (`stored_english`). Integers are written for the language at display time."""
+    return json.dumps({"msgid": msgid, "params": params}, ensure_ascii=False)
+
+
+def _parsed(text: str) -> tuple[str, dict] | None:
+    """(msgid, params) of a `stored_form`, None for plain text (older rows, parameterless messages)."""
+    if not text.startswith('{"msgid"'):
+        return None
+    try:
+        data = json.loads(text)
+        msgid, params = data["msgid"], data["params"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return (msgid, params) if isinstance(msgid, str) and isinstance(params, dict) else None
+
+
+def _filled(template: str, params: dict, write_number) -> str:
+    values = {key: write_number(value) if isinstance(value, int) and not isinstance(value, bool) else value
+              for key, value in params.items()}
+    return template % values
+
+
+def _english_number(value: int) -> str:
+    return format_decimal(value, locale=DEFAULT_LANGUAGE)
+
+
+def stored_english(text: str) -> str:
+    """A stored message in English, whichever form it was stored in (for the CSV files and the API)."""
+    parsed = _parsed(text) if text else None
+    if parsed is None:
+        return text
+    try:
+        return _filled(parsed[0], parsed[1], _english_number)
+    except (KeyError, ValueError, TypeError):
+        return parsed[0]
+
+
 def stored_message(text: str) -> str:
-    """A message stored in English by a job (an import's refusal) in the viewer's language when the
-    catalogue has it, else as it is — never %-formatted (it may hold an address with a "%")."""
-    return get_translations().ugettext(text) if text else text
+    """A message stored by a job in the viewer's language: a `stored_form` translated then filled in; plain
+    English text translated when it is exactly a catalogue msgid, else as it is — plain text is never
+    %-formatted (it may hold an address with a "%")."""
+    if not text:
+        return text
+    parsed = _parsed(text)
+    if parsed is None:
+        return get_translations().ugettext(text)
+    msgid, params = parsed
+    try:
+        return _filled(get_translations().ugettext(msgid), params, number)
+    except (KeyError, ValueError, TypeError):  # a translation that does not fit the values: the English
+        return stored_english(text)
 
 
 def init_i18n(app: Flask) -> None:

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from mailadmin.extensions import db
+from mailadmin.i18n import stored_english
 from mailadmin.models import Contact, ImportChunk, MailingList, MembershipChange
 from mailadmin.models.audience import ListMembership
 from mailadmin.models.types import utcnow
@@ -129,7 +130,9 @@ def test_utf16_and_semicolons_are_read_and_a_100kb_value_rejects_only_its_row(ap
     huge = "email,bio\ncat@example.com," + "x" * 100_000 + "\ndan@example.com,short\n"
     record = _import(app_env, manager, newsletter, huge)
     assert (record.added, record.rejected) == (1, 1)
-    assert record.errors[0][0] == 2 and "100,000 characters" in record.errors[0][2]
+    assert record.errors[0][0] == 2 and "100,000 characters" in stored_english(record.errors[0][2])
+    assert "2,\"the value of bio is 100,000 characters long (at most" in (
+        b"".join(import_store.chunks(record.id, FileKind.REJECTED)).decode())
     assert _attributes("zoe@example.com") == {"city": "Köln"}  # what was stored stays
 
 

@@ -31,9 +31,10 @@ from mailadmin.services.events.sending import post_event
 from mailadmin.services.events.signing import signature_headers
 from mailadmin.services.suppressions import suppress
 from mailadmin.services.transaction import transaction
-from tests.factories import create_started_campaign, fresh_campaign, sent_campaign
+from tests.factories import ADMIN_EMAIL, create_started_campaign, fresh_campaign, sent_campaign
 from tests.support.jobs import run_queued_jobs
 from tests.support.receiver import EventReceiver
+from tests.support.web import logged_in_client
 
 
 @pytest.fixture
@@ -215,6 +216,21 @@ def test_an_endpoint_failing_for_a_day_is_disabled_with_the_reason_and_gets_noth
         db.session.get(EventDelivery, delivery_id).next_attempt_at = utcnow()
     assert claim_due_deliveries(10) == []  # a disabled endpoint's deliveries wait
 
+
+
+def test_a_disabled_endpoints_reason_shows_in_the_viewers_language(app, failing_delivery):
+    endpoint_id, delivery_id = failing_delivery
+    with transaction():
+        db.session.get(EventEndpoint, endpoint_id).failing_since = utcnow() - DISABLE_AFTER - timedelta(minutes=1)
+    attempt_delivery(delivery_id)
+    client = logged_in_client(app, ADMIN_EMAIL)
+    english = client.get(f"/admin/events/{endpoint_id}").get_data(as_text=True)
+    assert "Disabled automatically: every attempt failed since" in english and "got HTTP 500" in english
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "ru-RU,ru;q=0.9"
+    for path in ("/admin/events", f"/admin/events/{endpoint_id}"):
+        page = client.get(path).get_data(as_text=True)
+        assert "Отключён автоматически: все попытки с" in page and "получила HTTP 500" in page
+        assert "Disabled automatically" not in page
 
 def test_a_success_ends_the_failing_streak(app, failing_delivery, receiver):
     endpoint_id, delivery_id = failing_delivery

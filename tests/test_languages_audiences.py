@@ -137,6 +137,38 @@ def test_a_message_an_import_job_stored_in_english_is_shown_in_the_viewers_langu
         assert stored_message("100%x@example: not an address") == "100%x@example: not an address"  # never %-formatted
 
 
+def test_an_imports_wrong_width_row_is_explained_in_russian_and_the_rejected_file_stays_english(
+        app, app_env, manager):
+    import io
+
+    from mailadmin.services.audiences.import_store import FileKind, chunks
+    from mailadmin.services.audiences.imports import begin_import
+
+    news = create_list(manager, "Новости")
+    data = b"email,name,plan\nann@example.com,Ann,pro\nbob@example.com,Bob,pro,extra\n"
+    record = begin_import(manager, news.id, io.BytesIO(data), "people.csv", "update", "subscribed")
+    run_queued_jobs(app_env["REDIS_URL"])
+    client = _russian_manager_client(app)
+
+    page = client.get(f"/audiences/imports/{record.id}").get_data(as_text=True)
+    assert "ячеек в строке: 4, а столбцов в заголовке: 3" in page and "the header names" not in page
+    rejected = b"".join(chunks(record.id, FileKind.REJECTED)).decode()
+    assert "3,it has 4 cells; the header names 3 columns,bob@example.com" in rejected
+    english = logged_in_client(app, factories.MANAGER_EMAIL).get(f"/audiences/imports/{record.id}")
+    assert "it has 4 cells; the header names 3 columns" in english.get_data(as_text=True)
+
+
+def test_a_stored_message_with_values_is_filled_in_for_the_viewer_and_old_english_rows_still_show(app):
+    from mailadmin.i18n import stored_english, stored_form, stored_message
+
+    stored = stored_form("the name is %(length)s characters long (at most %(most)s)", length=1204, most=200)
+    assert stored_english(stored) == "the name is 1,204 characters long (at most 200)"
+    with app.test_request_context(headers={"Accept-Language": "ru"}):
+        assert stored_message(stored) == "длина имени — 1\xa0204 симв. (не больше 200)"
+        assert stored_message("it has 4 cells; the header names 3 columns") == "it has 4 cells; the header names 3 columns"
+        assert stored_english("an old row's reason") == "an old row's reason"
+
+
 def test_the_log_in_prompt_comes_in_the_browsers_language(client):
     answer = client.get("/audiences/lists", headers={"Accept-Language": "ru"}, follow_redirects=True)
     assert ("info", "Войдите, чтобы открыть эту страницу.") in flashes(answer.get_data(as_text=True))

@@ -28,6 +28,7 @@ from typing import IO, TextIO
 
 from flask_babel import gettext
 
+from mailadmin.i18n import N_, stored_form
 from mailadmin.mail.templates import merge_field_name
 from mailadmin.services.audiences.bounds import CELL_LIMIT, HEAD_BYTES, MAX_COLUMNS, NAME_MAX, VALUE_MAX
 from mailadmin.services.audiences.memberships import AudienceError, normalise_contact_email
@@ -37,6 +38,12 @@ _LOCAL_PART = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$%&'*+/=?^
 _NUMBER = re.compile(r"^-?(?:0|[1-9]\d{0,17})(?:\.\d+)?$")  # no leading zeros: "01234" is a code, not a number
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _BOOLEANS = {"true": True, "false": False, "yes": True, "no": False}
+
+# A row's refusals that carry values: stored as `stored_form`s, shown in the viewer's language on the
+# result page, written in English in the rejected-rows file (i18n.stored_english).
+WRONG_WIDTH = N_("it has %(cells)s cells; the header names %(columns)s columns")
+NAME_TOO_LONG = N_("the name is %(length)s characters long (at most %(most)s)")
+VALUE_TOO_LONG = N_("the value of %(key)s is %(length)s characters long (at most %(most)s)")
 
 Opener = Callable[[], IO[bytes]]  # opens the file afresh, from its start
 
@@ -78,7 +85,7 @@ class RejectedRow:
     """One refused row: its spreadsheet row, why, and its cells as read."""
 
     row: int
-    reason: str
+    reason: str  # plain English or an i18n.stored_form
     cells: list[str]
     email: str = ""  # the address cell as given
 
@@ -254,18 +261,17 @@ class RowChecker:
         width = self.width
         if len(cells) != width:
             if len(cells) > width and any(cell.strip() for cell in cells[width:]):
-                raise AudienceError(f"it has {len(cells)} cells; the header names {width} columns")
+                raise AudienceError(stored_form(WRONG_WIDTH, cells=len(cells), columns=width))
             cells = (cells + [""] * width)[:width]
         email = self.normalise(cells[self.email])
         name = cells[self.name].strip() if self.name is not None else ""
         if len(name) > NAME_MAX:
-            raise AudienceError(f"the name is {len(name):,} characters long (at most {NAME_MAX})")
+            raise AudienceError(stored_form(NAME_TOO_LONG, length=len(name), most=NAME_MAX))
         attributes = {}
         for index, key, convert in self.attributes:
             value = cells[index].strip()
             if value:
                 if len(value) > VALUE_MAX:
-                    raise AudienceError(
-                        f"the value of {key} is {len(value):,} characters long (at most {VALUE_MAX:,})")
+                    raise AudienceError(stored_form(VALUE_TOO_LONG, key=key, length=len(value), most=VALUE_MAX))
                 attributes[key] = convert(value) if convert else value
         return ContactRow(number, email, name, attributes, cells)

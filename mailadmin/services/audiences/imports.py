@@ -32,6 +32,7 @@ from sqlalchemy import String, any_, bindparam, select
 from sqlalchemy.dialects import postgresql
 
 from mailadmin.extensions import db
+from mailadmin.i18n import stored_english
 from mailadmin.models import ListMembership, User
 from mailadmin.models.audience import ChangeSource, MembershipStatus
 from mailadmin.models.suppression import Suppression
@@ -211,6 +212,6 @@ def _stage_batch(record: ImportRecord, batch: list[ContactRow | RejectedRow], re
 def _reject(record: ImportRecord, row: RejectedRow, rejected) -> None:
     record.rejected += 1
     # The rejected-rows file keeps each cell whole but bounded (a 100 kB value is cut, not copied).
-    rejected.writerow([row.row, row.reason, *(cell[:import_files.VALUE_MAX] for cell in row.cells)])
+    rejected.writerow([row.row, stored_english(row.reason), *(cell[:import_files.VALUE_MAX] for cell in row.cells)])
     if len(record.errors) < ERRORS_SHOWN:
         record.errors.append([row.row, row.email[:120], row.reason])

@@ -25,6 +25,7 @@ from sqlalchemy.orm import aliased
 
 from mailadmin.counters.tally import count_event_delivery
 from mailadmin.extensions import db, get_settings
+from mailadmin.i18n import N_, stored_form
 from mailadmin.models.events import DeliveryStatus, EventDelivery, EventEndpoint, OutboxEvent
 from mailadmin.models.moments import format_utc
 from mailadmin.models.types import utcnow
@@ -34,6 +35,9 @@ from mailadmin.services.transaction import transaction
 
 # An endpoint whose every attempt failed for this long is disabled (SPEC: "keeps failing").
 DISABLE_AFTER = timedelta(hours=24)
+# The endpoint's disabled_reason, stored as an i18n.stored_form: the pages show it in the viewer's language.
+AUTO_DISABLED = N_("Disabled automatically: every attempt failed since %(since)s (24 hours); the last one got "
+                   "%(last)s. Fix the receiver, then enable the endpoint again.")
 # No single wait between two attempts is longer than this, whatever MAILER_EVENTS_MAX_ATTEMPTS says.
 MAX_RETRY_DELAY = timedelta(hours=12)
 # Each delay is its exponential value times a random factor in this range (receivers coming back
@@ -230,10 +234,7 @@ def _note_failure(endpoint: EventEndpoint, now: datetime, result: AttemptResult)
         return False
     last = result.error.split(":", 1)[0] if result.error else "no answer"
     endpoint.active, endpoint.disabled_at, endpoint.updated_at = False, now, now
-    endpoint.disabled_reason = (
-        f"Disabled automatically: every attempt failed since {format_utc(endpoint.failing_since)} "
-        f"(24 hours); the last one got {last}. Fix the receiver, then enable the endpoint again."
-    )
+    endpoint.disabled_reason = stored_form(AUTO_DISABLED, since=format_utc(endpoint.failing_since), last=last)
     return True
 
 
