@@ -198,3 +198,23 @@ def test_a_contacts_page_writes_its_codes_as_russian_words(app, manager):
                 data={"csrf_token": token_of(list_page), "status": "unconfirmed"})
     page = client.get(f"/audiences/contacts/{jane.id}").get_data(as_text=True)
     assert "подписан → не подтвердил (вручную)" in page and "Не в стоп-листе." in page
+
+
+def test_an_import_stopped_by_an_unreadable_row_says_so_in_the_viewers_language(app, app_env, manager):
+    import io
+
+    from mailadmin.services.audiences.imports import begin_import
+
+    news = create_list(manager, "Новости")
+    oversized_cell = b"x" * (1024 * 1024 + 10)  # past csv's cell limit: the file stops at that row
+    data = b"email,name\nann@example.com,Ann\nbob@example.com," + oversized_cell + b"\n"
+    record = begin_import(manager, news.id, io.BytesIO(data), "people.csv", "update", "subscribed")
+    run_queued_jobs(app_env["REDIS_URL"])
+
+    russian = _russian_manager_client(app)
+    page = russian.get(f"/audiences/imports/{record.id}").get_data(as_text=True)
+    assert "Строку 3 не удаётся прочитать как CSV" in page and "cannot be read" not in page
+    progress = russian.get(f"/audiences/imports/{record.id}/progress.json").get_json()
+    assert progress["state"] == "failed" and progress["message"].startswith("Строку 3 не удаётся прочитать как CSV")
+    english = logged_in_client(app, factories.MANAGER_EMAIL).get(f"/audiences/imports/{record.id}")
+    assert "Row 3 cannot be read as CSV" in english.get_data(as_text=True)

@@ -14,6 +14,7 @@ from mailadmin.audiences.forms import ListImportForm
 from mailadmin.audiences.refusals import or_refused, refused_page
 from mailadmin.auth.decorators import login_required
 from mailadmin.extensions import get_settings
+from mailadmin.i18n import stored_message
 from mailadmin.services.audiences import import_store
 from mailadmin.services.audiences.access import ListAccess, get_list_for
 from mailadmin.services.audiences.import_store import FileKind
@@ -63,6 +64,7 @@ def import_progress(import_id: str):
     record = or_refused(import_for, current_user, import_id)
     data = asdict(record)
     data.pop("errors")
+    data["message"] = stored_message(record.message)  # the job stores it to be read in any language
     return jsonify({**data, "percent": record.percent, "finished": record.finished})
 
 
@@ -72,7 +74,7 @@ def rejected_rows(import_id: str):
     """The rejected rows with their row number and reason, to fix and import again."""
     record = or_refused(import_for, current_user, import_id)
     if not import_store.exists(record.id, FileKind.REJECTED):
-        refused_page(AudienceError("This import has no rejected rows (yet).", ErrorKind.NOT_FOUND))
+        refused_page(AudienceError(gettext("This import has no rejected rows (yet)."), ErrorKind.NOT_FOUND))
     # Chunk by chunk from the database: the request's context (and its session) lives while it streams.
     return Response(stream_with_context(import_store.chunks(record.id, FileKind.REJECTED)), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="import-{record.id[:8]}-rejected.csv"',

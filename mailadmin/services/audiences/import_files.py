@@ -29,6 +29,7 @@ from typing import IO, TextIO
 from flask_babel import gettext
 
 from mailadmin.i18n import N_, stored_form
+from mailadmin.i18n import number as local_number
 from mailadmin.mail.templates import merge_field_name
 from mailadmin.services.audiences.bounds import CELL_LIMIT, HEAD_BYTES, MAX_COLUMNS, NAME_MAX, VALUE_MAX
 from mailadmin.services.audiences.memberships import AudienceError, normalise_contact_email
@@ -44,6 +45,20 @@ _BOOLEANS = {"true": True, "false": False, "yes": True, "no": False}
 WRONG_WIDTH = N_("it has %(cells)s cells; the header names %(columns)s columns")
 NAME_TOO_LONG = N_("the name is %(length)s characters long (at most %(most)s)")
 VALUE_TOO_LONG = N_("the value of %(key)s is %(length)s characters long (at most %(most)s)")
+# What is wrong with the file as a whole: said on the upload page, or stored by the import job.
+UNREADABLE_FIRST_ROW = N_("Row 1 cannot be read as CSV: %(problem)s.")
+TOO_MANY_COLUMNS = N_("The file has %(columns)s columns; at most %(most)s can be imported (an address, a name and attributes).")
+NO_HEADER = N_("The first row must name the columns (for example: email,name,plan); this one looks like data: %(row)s")
+UNREADABLE_ROW = N_("Row %(row)s cannot be read as CSV (%(problem)s); nothing was imported.")
+
+
+def file_refusal(msgid: str, **params: str | int) -> AudienceError:
+    """A refusal of the whole file: its `.message` in this request's language (the upload page), its
+    `.stored` as the import job keeps it (`stored_form`: shown later in the viewer's language)."""
+    error = AudienceError(gettext(msgid, **{key: local_number(value) if isinstance(value, int) else value
+                                            for key, value in params.items()}))
+    error.stored = stored_form(msgid, **params)
+    return error
 
 Opener = Callable[[], IO[bytes]]  # opens the file afresh, from its start
 
@@ -142,18 +157,16 @@ def _first_row(opener: Opener, encoding: str, delimiter: str) -> list[str]:
         try:
             return next(csv.reader(handle, delimiter=delimiter), [])
         except csv.Error as exc:
-            raise AudienceError(f"Row 1 cannot be read as CSV: {exc}.") from None
+            raise file_refusal(UNREADABLE_FIRST_ROW, problem=str(exc)) from None
 
 
 def layout_of(header: list[str], encoding: str, delimiter: str) -> FileLayout:
     """The layout a header row gives; a header-less file, too many columns or no address column is refused."""
     header = [cell.strip().lstrip("\ufeff") for cell in header]
     if len(header) > MAX_COLUMNS:
-        raise AudienceError(f"The file has {len(header):,} columns; at most {MAX_COLUMNS} can be imported "
-                            "(an address, a name and attributes).")
+        raise file_refusal(TOO_MANY_COLUMNS, columns=len(header), most=MAX_COLUMNS)
     if not looks_like_header(header):
-        raise AudienceError("The first row must name the columns (for example: email,name,plan); "
-                            f"this one looks like data: {', '.join(header)[:120]}")
+        raise file_refusal(NO_HEADER, row=", ".join(header)[:120])
     names = [merge_field_name(cell) for cell in header]
     if not any(name in EMAIL_COLUMN_NAMES or "email" in name for name in names):
         raise AudienceError(gettext("No column is named email: name the address column \"email\"."))
@@ -172,7 +185,7 @@ def read_rows(opener: Opener, layout: FileLayout) -> Iterator[tuple[int, list[st
                 if cells and (cells[0].strip() or "".join(cells).strip()):  # not a blank row
                     yield number, cells
         except csv.Error as exc:
-            raise AudienceError(f"Row {number + 1} cannot be read as CSV ({exc}); nothing was imported.") from None
+            raise file_refusal(UNREADABLE_ROW, row=number + 1, problem=str(exc)) from None
 
 
 def _fits(kind: ColumnType, value: str) -> bool:

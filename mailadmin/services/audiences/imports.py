@@ -32,7 +32,7 @@ from sqlalchemy import String, any_, bindparam, select
 from sqlalchemy.dialects import postgresql
 
 from mailadmin.extensions import db
-from mailadmin.i18n import stored_english
+from mailadmin.i18n import N_, stored_english
 from mailadmin.models import ListMembership, User
 from mailadmin.models.audience import ChangeSource, MembershipStatus
 from mailadmin.models.suppression import Suppression
@@ -56,6 +56,8 @@ from mailadmin.services.errors import ErrorKind
 from mailadmin.services.transaction import transaction
 
 SUPPRESSED = "suppressed"
+
+FAILED_UNEXPECTEDLY = N_("The import failed unexpectedly; nothing was imported.")
 
 
 class ImportMode(StrEnum):
@@ -114,10 +116,10 @@ def run_import(import_id: str) -> ImportRecord:
     try:
         _run(record)
     except AudienceError as exc:  # the file itself is wrong: a message on the page, nothing stored
-        record.state, record.message = ImportState.FAILED, exc.message
+        record.state, record.message = ImportState.FAILED, getattr(exc, "stored", None) or exc.message
         import_store.discard(record.id, FileKind.UPLOAD)
     except Exception:
-        record.state, record.message = ImportState.FAILED, "The import failed unexpectedly; nothing was imported."
+        record.state, record.message = ImportState.FAILED, FAILED_UNEXPECTEDLY
         save_record(record)
         raise  # RQ records the failure with its traceback; the upload stays for a look until purged
     save_record(record)

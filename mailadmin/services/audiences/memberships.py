@@ -24,6 +24,8 @@ from mailadmin.services.recipients import EMAIL_MAX, send_path_refusal
 class AudienceError(ServiceError):
     """A refused audience action; `.message` names what was wrong."""
 
+    stored: str | None = None  # a refusal of an import's file, as the job keeps it (import_files.file_refusal)
+
 
 def required_text(raw: str | None, maximum: int, missing: str, too_long: str) -> str:
     """`raw` stripped; AudienceError(`missing`) when empty, AudienceError(`too_long`) over `maximum` characters."""
