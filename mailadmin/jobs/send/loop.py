@@ -13,7 +13,7 @@ sleeps until the connections have something to say, collects what they finished,
 - else → None: another step.
 
 `endings.end_slice` then carries the ending out. The slice's own thread makes every database and
-Redis call; the connection threads (`mail/connections.py`) only render and send (`outcomes.py`).
+Redis call; the connection threads (`mail/connection_thread.py`, driven through `mail/connections.py`) only render and send (`outcomes.py`).
 """
 
 from __future__ import annotations
