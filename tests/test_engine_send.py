@@ -285,9 +285,12 @@ def test_a_success_between_transient_errors_resets_the_count(app, smtp, owner):
 
     report = run_send_slice(campaign.id, clock=clock)
 
-    assert (report.sent, report.outcome) == (19, SliceOutcome(SliceEnd.DEFERRED, Reason.TRANSIENT_ERROR))
-    assert fresh_campaign(campaign.id).queue.consecutive_transient_errors == 1  # not 4: 19 successes reset it
-    assert recipient_statuses(campaign.id) == {"sent": 19, "pending": 1}
+    assert report.outcome == SliceOutcome(SliceEnd.DEFERRED, Reason.TRANSIENT_ERROR)
+    assert fresh_campaign(campaign.id).queue.consecutive_transient_errors == 1  # not 4: the successes reset it
+    # The 451 stops every connection before its next message: one another connection had taken
+    # (built while its relay answered) but not begun goes back to pending with the refused one.
+    statuses = recipient_statuses(campaign.id)
+    assert statuses["sent"] == report.sent >= 16 and statuses["sent"] + statuses["pending"] == 20
 
 
 def test_550_marks_the_recipient_failed_without_counting_and_suppresses_a_hard_bounce(app, app_env, smtp, owner,
