@@ -13,7 +13,6 @@ The data is the dashboard benchmark's (bench/dashboard.py: the same scratch data
 from __future__ import annotations
 
 import json
-import os
 import sys
 import tempfile
 import time
@@ -111,17 +110,10 @@ def bench_campaign_get(app, token: str, idle_token: str) -> dict:
 
 def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from bench.dashboard import _load, _server_url
+    from bench.dashboard import _load, postgres_or_skip
     from mailadmin.devtools.redis_server import EmbeddedRedis
-    from tests.support import databases
 
-    server = _server_url()
-    os.environ["TEST_DATABASE_URL"] = server
-    try:
-        sa.create_engine(databases._database_url(server)).connect().close()
-    except Exception as exc:  # no PostgreSQL here: say so in the bench's own lines
-        for name in ("api_bulk_upsert", "api_campaign"):
-            print(json.dumps({"bench": name, "skipped": f"PostgreSQL unreachable: {type(exc).__name__}"}), flush=True)
+    if postgres_or_skip("api_bulk_upsert", "api_campaign") is None:
         return
     with EmbeddedRedis() as redis_server:
         # The bulk upsert on its own database: the 1M-recipient load's autovacuum would time that instead.

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from bench.dashboard import PASSWORD, _bench_app, _get, _login, _median_ms, _server_url
+from bench.dashboard import PASSWORD, _bench_app, _get, _login, _median_ms, postgres_or_skip
 
 # BENCH_AUDIENCE_CONTACTS: a smaller run for a quick look (the figures in the README are of 1,000,000).
 CONTACTS = int(os.environ.get("BENCH_AUDIENCE_CONTACTS", "1000000"))
@@ -130,12 +130,7 @@ def main() -> None:
     from mailadmin.devtools.redis_server import EmbeddedRedis
     from tests.support import databases
 
-    server = _server_url()
-    os.environ["TEST_DATABASE_URL"] = server
-    try:
-        sa.create_engine(databases._database_url(server)).connect().close()
-    except Exception as exc:
-        print(json.dumps({"bench": "audience_import", "skipped": f"PostgreSQL unreachable: {type(exc).__name__}"}))
+    if postgres_or_skip("audience_import") is None:
         return
     with tempfile.TemporaryDirectory() as tmp, databases.scratch_database("postgresql", Path(tmp)) as url, \
             EmbeddedRedis() as redis_server:

@@ -89,7 +89,25 @@ def _server_url() -> str:
     return os.environ.get("BENCH_DATABASE_URL") or configured_database_url() or DEFAULT_SERVER
 
 
-def _median_ms(call: Callable[[], object], requests: int = REQUESTS) -> float:
+def postgres_or_skip(*benches: str) -> str | None:
+    """The PostgreSQL server the benchmarks measure on (set as TEST_DATABASE_URL: where
+    scratch_database() creates its database); None, after one "skipped" line per name in `benches`,
+    when it cannot be reached."""
+    from tests.support import databases
+
+    server = _server_url()
+    os.environ["TEST_DATABASE_URL"] = server
+    try:
+        sa.create_engine(databases._database_url(server)).connect().close()
+    except Exception as exc:  # no PostgreSQL here: say so in the benches' own lines
+        for name in benches:
+            print(json.dumps({"bench": name, "skipped": f"PostgreSQL unreachable: {type(exc).__name__}"}), flush=True)
+        return None
+    return server
+
+
+def _timed_ms(call: Callable[[], object], requests: int = REQUESTS) -> list[float]:
+    """Each of `requests` calls' time in milliseconds, after WARMUP untimed ones."""
     for _ in range(WARMUP):
         call()
     times = []
@@ -97,7 +115,11 @@ def _median_ms(call: Callable[[], object], requests: int = REQUESTS) -> float:
         started = time.perf_counter()
         call()
         times.append((time.perf_counter() - started) * 1000)
-    return round(statistics.median(times), 2)
+    return times
+
+
+def _median_ms(call: Callable[[], object], requests: int = REQUESTS) -> float:
+    return round(statistics.median(_timed_ms(call, requests)), 2)
 
 
 def _get(client, url: str) -> Callable[[], object]:
@@ -240,13 +262,7 @@ def main() -> None:
     from mailadmin.devtools.redis_server import EmbeddedRedis
     from tests.support import databases
 
-    server = _server_url()
-    os.environ["TEST_DATABASE_URL"] = server  # where scratch_database() creates its database
-    try:
-        sa.create_engine(databases._database_url(server)).connect().close()
-    except Exception as exc:  # no PostgreSQL here: say so in the bench's own line
-        for name in ("dashboard", "import"):
-            print(json.dumps({"bench": name, "skipped": f"PostgreSQL unreachable: {type(exc).__name__}"}), flush=True)
+    if postgres_or_skip("dashboard", "import") is None:
         return
     with tempfile.TemporaryDirectory() as tmp, databases.scratch_database("postgresql", Path(tmp)) as url, \
             EmbeddedRedis() as redis_server:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from bench.dashboard import _bench_app, _server_url
+from bench.dashboard import _bench_app, postgres_or_skip
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "100000"))
 RECORDED = 500
@@ -123,12 +123,7 @@ def main() -> None:
     from tests.support import databases
     from tests.support.receiver import EventReceiver
 
-    server = _server_url()
-    os.environ["TEST_DATABASE_URL"] = server
-    try:
-        sa.create_engine(databases._database_url(server)).connect().close()
-    except Exception as exc:
-        print(json.dumps({"bench": "events_burst", "skipped": f"PostgreSQL unreachable: {type(exc).__name__}"}))
+    if postgres_or_skip("events_burst") is None:
         return
     receiver = EventReceiver().start()
     with tempfile.TemporaryDirectory() as tmp, databases.scratch_database("postgresql", Path(tmp)) as url, \

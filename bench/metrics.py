@@ -27,8 +27,6 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-import sqlalchemy as sa
-
 SCRAPE_GOAL_MS = 50
 SCRAPES = 25
 SEND_MESSAGES = int(os.environ.get("BENCH_METRICS_MESSAGES", "3000"))
@@ -40,17 +38,6 @@ TOKEN = "bench-metrics-token-" + "m" * 20
 def _percentile(times: list[float], share: float) -> float:
     ordered = sorted(times)
     return round(ordered[min(len(ordered) - 1, int(len(ordered) * share))], 2)
-
-
-def _timed(call, requests: int) -> list[float]:
-    for _ in range(3):
-        call()
-    times = []
-    for _ in range(requests):
-        started = time.perf_counter()
-        call()
-        times.append((time.perf_counter() - started) * 1000)
-    return times
 
 
 def _fill_counters(redis_url: str) -> None:
@@ -72,7 +59,7 @@ def _fill_counters(redis_url: str) -> None:
 
 def bench_scrape() -> dict:
     """A scrape at 1M recipients and 1,000 campaigns, against /healthz."""
-    from bench.dashboard import CAMPAIGNS, RECIPIENTS, _load, _server_url
+    from bench.dashboard import CAMPAIGNS, RECIPIENTS, _load, _server_url, _timed_ms
     from mailadmin import create_app
     from mailadmin.devtools.redis_server import EmbeddedRedis
     from tests.support import databases
@@ -92,8 +79,8 @@ def bench_scrape() -> dict:
             if response.status_code != 200 or b"mailadmin_recipients_pending" not in response.data:
                 raise RuntimeError(f"/metrics answered {response.status_code}")
 
-        scrapes = _timed(scrape, SCRAPES)
-        baseline = _timed(lambda: client.get("/healthz"), SCRAPES)
+        scrapes = _timed_ms(scrape, SCRAPES)
+        baseline = _timed_ms(lambda: client.get("/healthz"), SCRAPES)
         size = len(client.get("/metrics", headers=headers).data)
         with app.app_context():
             from mailadmin.extensions import db
@@ -220,14 +207,9 @@ def bench_send_loop() -> dict:
 
 def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from bench.dashboard import _server_url
-    from tests.support import databases
+    from bench.dashboard import postgres_or_skip
 
-    try:
-        sa.create_engine(databases._database_url(_server_url())).connect().close()
-    except Exception as exc:  # no PostgreSQL here: say so in the bench's own line
-        print(json.dumps({"bench": "metrics_scrape", "skipped": f"PostgreSQL unreachable: {type(exc).__name__}"}))
-    else:
+    if postgres_or_skip("metrics_scrape") is not None:
         print(json.dumps(bench_scrape()), flush=True)
     print(json.dumps(bench_send_loop()), flush=True)
 

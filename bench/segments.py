@@ -12,7 +12,6 @@ INSERT ... SELECT generate_series. The server is found as bench/dashboard.py fin
 from __future__ import annotations
 
 import json
-import os
 import sys
 import tempfile
 import time
@@ -116,17 +115,12 @@ def bench_segments(app) -> dict:
 
 def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from bench.dashboard import _server_url
+    from bench.dashboard import postgres_or_skip
     from mailadmin import create_app
     from mailadmin.devtools.redis_server import EmbeddedRedis
     from tests.support import databases
 
-    server = _server_url()
-    os.environ["TEST_DATABASE_URL"] = server
-    try:
-        sa.create_engine(databases._database_url(server)).connect().close()
-    except Exception as exc:  # no PostgreSQL here: say so in the bench's own line
-        print(json.dumps({"bench": "segments", "skipped": f"PostgreSQL unreachable: {type(exc).__name__}"}), flush=True)
+    if postgres_or_skip("segments") is None:
         return
     with tempfile.TemporaryDirectory() as tmp, databases.scratch_database("postgresql", Path(tmp)) as url, \
             EmbeddedRedis() as redis_server:

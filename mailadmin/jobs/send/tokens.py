@@ -50,9 +50,13 @@ TOP_UP_PER_CONNECTION = 1
 TOP_UP_AT_LEAST = 4
 
 
+def _top_up(connections: int) -> int:
+    return max(TOP_UP_PER_CONNECTION * connections, TOP_UP_AT_LEAST)
+
+
 def top_up_size(connections: int, batch_size: int) -> int:
     """How many deliveries a hand-out waits to have room for (never more than the connections may hold)."""
-    return min(max(TOP_UP_PER_CONNECTION * connections, TOP_UP_AT_LEAST), most_handed_out(connections, batch_size))
+    return min(_top_up(connections), most_handed_out(connections, batch_size))
 
 
 def most_handed_out(connections: int, batch_size: int) -> int:
@@ -60,8 +64,7 @@ def most_handed_out(connections: int, batch_size: int) -> int:
     one top-up beyond what keeps them busy), but never more than a batch beyond one per connection:
     with small batches, what may end `unknown` after a crash stays within the bound it had before
     the hand-over record."""
-    top_up = max(TOP_UP_PER_CONNECTION * connections, TOP_UP_AT_LEAST)
-    return min(max(HANDED_OUT_PER_CONNECTION * connections, 2 * top_up), batch_size + connections)
+    return min(max(HANDED_OUT_PER_CONNECTION * connections, 2 * _top_up(connections)), batch_size + connections)
 
 
 class TokenBooks:
