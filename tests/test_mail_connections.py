@@ -163,21 +163,3 @@ def test_a_stop_announced_in_another_redis_database_of_the_same_server_reaches_n
     finally:
         listener.close()
         neighbour.close()
-
-
-def test_a_delivery_taken_ahead_and_not_begun_is_taken_back_with_the_queue_and_never_handed_back_twice():
-    from mailadmin.mail.connection_thread import HandOver
-
-    hand = HandOver(clock=time.time, low_water=0, wake_when_free=False, also_stop_on=None, on_hand_over=None)
-    first, second = Delivery(1), Delivery(2)
-    hand.submit([first, second])
-    assert hand.take_ahead() is first  # a connection took it while its previous reply was awaited
-
-    hand.stop()
-    assert hand.take_ahead() is None  # nothing more is taken once stopped
-    assert sorted(delivery.payload for delivery in hand.take_back_queued()) == [1, 2]
-    assert hand.outstanding == 0
-
-    assert not hand.begin(first)  # the connection comes back to it: never written...
-    hand.give_back(first)  # ...and not given back a second time
-    assert hand.untried.empty() and hand.outstanding == 0 and first.handed_over_at is None

@@ -347,31 +347,3 @@ def test_after_stop_a_message_whose_body_has_not_gone_out_is_taken_back_and_no_q
     # The second was handed over (its envelope went out with the first body), the rest never written.
     assert [delivery.payload for delivery in untried if delivery.handed_over_at is not None] == [recipients[1]]
     assert sum(command.startswith(b"RCPT") for command in relay.commands) == 2
-
-
-def test_the_next_message_is_built_while_the_relay_answers_so_its_write_follows_the_reply():
-    recipients = [f"r{number}@example.com" for number in range(8)]
-    events: list[tuple[str, str]] = []
-
-    def prepare(delivery: Delivery) -> BuiltMessage:
-        events.append(("built", delivery.payload))
-        return BuiltMessage(f"<{delivery.payload}>", message_for(delivery.payload), delivery.payload, FROM)
-
-    def conclude(transport, delivery: Delivery, message: BuiltMessage, verdict) -> tuple[str, object]:
-        events.append(("verdict", delivery.payload))
-        return delivery.payload, verdict
-
-    with ScriptedRelay() as relay:
-        pool = SmtpConnections(1, lambda: PipelinedSmtpTransport.from_url(relay.url, timeout=5),
-                               SendSteps(prepare, conclude))
-        pool.submit([Delivery(recipient) for recipient in recipients])
-        wait_until(lambda: pool.outstanding == 0, 20, 0.01, "every delivery to finish")
-        pool.close()
-
-    assert all(relay.count_for(recipient) == 1 for recipient in recipients)
-    assert [payload for kind, payload in events if kind == "built"] == recipients  # each built once, in order
-    # Message i+2 was built during the write that carried message i's body (before i's verdict was
-    # read), not after the reply: the reply finds the next message ready to go.
-    for number in range(len(recipients) - 2):
-        built_next = events.index(("built", recipients[number + 2]))
-        assert built_next < events.index(("verdict", recipients[number])), events

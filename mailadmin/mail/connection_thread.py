@@ -8,9 +8,8 @@ the slice.
   deliveries outstanding and handed over, every count changed under the one lock `stop()` takes, so
   a delivery is either handed over before a stop or never written (connections.py's docstring:
   "Hand-over").
-* `ConnectionThread`: one connection's loop — take the next delivery in order (taken and built
-  while the previous write's replies are awaited, when one is queued), wait for its slot, send it
-  (with the previous message's body when that waits for company), report what came of it.
+* `ConnectionThread`: one connection's loop — take the next delivery in order, wait for its slot,
+  send it (with the previous message's body when that waits for company), report what came of it.
 * The two ways a connection sends: `StepSender` (`SendSteps`, overlapping the next message with
   this one's verdict when the transport can) and `OneAtATime` (a plain `send_one(transport,
   delivery)`).
@@ -90,13 +89,6 @@ class HandOver:
         self.outstanding = 0  # submitted and neither sent nor returned untried
         self.waiting_for_work = 0  # connections open and waiting for their next delivery
         self.sending: dict[int, Delivery] = {}
-        # Taken from the queue by a connection while its previous message's replies were awaited, not
-        # begun yet (`take_ahead`); `take_back_queued` takes them back too (then `taken_back`).
-        self.ahead: dict[int, Delivery] = {}
-        self.taken_back: set[int] = set()
-        # Taken ahead only while this many are queued: one for each connection, so that taking ahead
-        # never leaves another connection without a next message to send its waiting body with.
-        self.take_ahead_from = 1
         # What the transports spent, added up as each connection ends (their `transactions`, `round_trips`).
         self.messages_sent_over_smtp = 0
         self.round_trips = 0
@@ -117,11 +109,8 @@ class HandOver:
         self.wake.set()
 
     def take_back_queued(self) -> list[Delivery]:
-        """Remove the deliveries no connection has begun yet (queued, or taken ahead and not begun)."""
-        with self.lock:
-            taken = list(self.ahead.values())
-            self.taken_back.update(self.ahead)
-            self.ahead.clear()
+        """Remove the deliveries no connection has taken yet."""
+        taken = []
         while True:
             try:
                 item = self.work.get_nowait()
@@ -157,25 +146,12 @@ class HandOver:
         except queue.Empty:
             return None
 
-    def take_ahead(self) -> Any:
-        """The next delivery (or DONE) if `take_ahead_from` are queued now and no stop came, else None:
-        taken while this connection's replies are awaited, so that it is built before the write it
-        goes with. Until `begin`, `take_back_queued` may still take it back."""
-        with self.lock:
-            if self.stopped.is_set() or self.work.qsize() < self.take_ahead_from:
-                return None
-            item = self.queued_delivery()
-            if isinstance(item, Delivery):
-                self.ahead[id(item)] = item
-            return item
-
     def begin(self, delivery: Delivery) -> bool:
         """Hand the delivery to this connection, unless stopped meanwhile: one step under the lock, so
         a message is either in flight after `stop()` or never written (the slice releases the
         claims of everything else it handed out). The hand-over point of connections.py's docstring."""
         with self.lock:
-            self.ahead.pop(id(delivery), None)
-            if self.stopped.is_set() or id(delivery) in self.taken_back:
+            if self.stopped.is_set():
                 return False
             delivery.handed_over_at = self.clock()
             self.sending[id(delivery)] = delivery
@@ -184,12 +160,7 @@ class HandOver:
         return True
 
     def give_back(self, delivery: Delivery) -> None:
-        """The delivery goes back unsent (`untried`), unless `take_back_queued` took it back already."""
-        with self.lock:
-            self.ahead.pop(id(delivery), None)
-            if id(delivery) in self.taken_back:
-                self.taken_back.discard(id(delivery))
-                return
+        """The delivery goes back unsent (`untried`)."""
         self.untried.put(delivery)
         with self.lock:
             self.sending.pop(id(delivery), None)
@@ -239,45 +210,25 @@ class OneAtATime:
 
 class StepSender:
     """A connection sending in `SendSteps`: overlapped when the transport has `start`/`finish`
-    (an `OverlappingTransport`), else one `send` at a time.
+    (an `OverlappingTransport`), else one `send` at a time."""
 
-    With a transport that calls back while its replies are awaited (the pipelining client's
-    `conversation.while_waiting`), the next delivery is built in that wait (`prepare_ahead`), so the
-    next write follows the reply sooner. Verdicts are still concluded as they come (`conclude` may
-    stop the connections before their next message)."""
-
-    def __init__(self, steps: SendSteps, transport: Transport, while_waiting: Callable[[], None] | None = None) -> None:
+    def __init__(self, steps: SendSteps, transport: Transport) -> None:
         self.steps = steps
         self.transport = transport
         self.overlapping = callable(getattr(transport, "start", None))
         self.handed_over: dict[int, tuple[Delivery, BuiltMessage]] = {}  # by ticket
-        conversation = getattr(transport, "conversation", None) if self.overlapping else None
-        if while_waiting is not None and hasattr(conversation, "while_waiting"):
-            conversation.while_waiting = while_waiting  # type: ignore[union-attr]
-        self.ahead: tuple[Delivery, Any] | None = None  # a delivery built ahead, and what `prepare` made of it
 
     @property
     def awaiting(self) -> bool:
         return self.overlapping and self.transport.awaiting  # type: ignore[attr-defined]
 
-    def prepare_ahead(self, delivery: Delivery) -> None:
-        """Build `delivery` now (while a reply is awaited); `start(delivery)` then writes it at once."""
-        try:
-            self.ahead = (delivery, self.steps.prepare(delivery))
-        except BaseException as exc:  # handed to the slice when it starts, which decides
-            self.ahead = (delivery, exc)
-
     def start(self, delivery: Delivery) -> list[tuple[Delivery, Any]]:
-        ahead, self.ahead = self.ahead, None
-        if ahead is not None and ahead[0] is delivery:
-            message = ahead[1]
-        else:
-            try:
-                message = self.steps.prepare(delivery)
-            except BaseException as exc:  # handed to the slice, which decides; the thread goes on
-                message = exc
+        try:
+            message = self.steps.prepare(delivery)
+        except BaseException as exc:  # handed to the slice, which decides; the thread goes on
+            return [(delivery, exc)]
         if not isinstance(message, BuiltMessage):
-            return [(delivery, message)]  # nothing to send (its result), or the exception `prepare` raised
+            return [(delivery, message)]  # nothing to send: its result
         ticket = id(delivery)
         self.handed_over[ticket] = (delivery, message)
         if self.overlapping:
@@ -337,8 +288,6 @@ class ConnectionThread:
         self.make_transport = make_transport
         self.send = send
         self.max_lateness = max_lateness
-        self.sender: StepSender | OneAtATime | None = None
-        self.ahead: Any = None  # a delivery (or DONE) taken while a reply was awaited, not started yet
         self.thread = threading.Thread(target=self.run, name=f"smtp-connection-{number}", daemon=True)
 
     def run(self) -> None:
@@ -347,17 +296,13 @@ class ConnectionThread:
         if self.number > 0:
             self.hand.warm.wait()
         transport = self.make_transport()
-        sender = (StepSender(self.send, transport, self._while_waiting) if isinstance(self.send, SendSteps)
-                  else OneAtATime(self.send, transport))
-        self.sender = sender
+        sender = StepSender(self.send, transport) if isinstance(self.send, SendSteps) else OneAtATime(self.send, transport)
         try:
             self._open(transport)
             self._serve(sender)
         finally:
             try:
                 self._settle_waiting_body(sender)  # a body waiting for company is never left behind
-                if isinstance(self.ahead, Delivery):
-                    self.hand.give_back(self.ahead)
             finally:
                 self.hand.count_spent(getattr(transport, "transactions", 0), getattr(transport, "round_trips", 0))
                 transport.close()
@@ -376,14 +321,13 @@ class ConnectionThread:
         """Take deliveries in order until `close()`; each is sent with the previous body when that waits."""
         hand = self.hand
         while True:
-            delivery, self.ahead = self.ahead, None
             if sender.awaiting:
-                delivery = delivery or hand.queued_delivery()
+                delivery = hand.queued_delivery()
                 if delivery is None or delivery is DONE or not self._due_now(delivery):
                     self._settle_waiting_body(sender)  # nothing to go with
                     if delivery is None:
                         continue
-            elif delivery is None:
+            else:
                 delivery = hand.next_delivery()
             if delivery is DONE:
                 return
@@ -403,16 +347,6 @@ class ConnectionThread:
                 self.hand.give_back(delivery)
         else:
             self.hand.report(sender.finish())
-
-    def _while_waiting(self) -> None:
-        """Called by the transport right after a write, while the relay answers: take and build the
-        next delivery (if one is queued and due), so that it is ready when the reply comes."""
-        sender = self.sender
-        assert isinstance(sender, StepSender)
-        if self.ahead is None:
-            self.ahead = self.hand.take_ahead()
-            if isinstance(self.ahead, Delivery) and self._due_now(self.ahead):
-                sender.prepare_ahead(self.ahead)
 
     def _ready_to_send(self, delivery: Delivery) -> bool:
         """Wait for the delivery's slot and for a hold to end; False when stopped meanwhile or too late."""

@@ -22,16 +22,10 @@ travels in one write with the next envelope; otherwise it sends the body alone a
 ("flushes") — except after `stop()`: then the connection is closed in the middle of that message's
 DATA (the relay discards it) and the delivery goes back on `untried`, so after a stop no message
 whose body had not gone out is delivered. Every message still gets exactly one result (or goes
-back untried), in the order their verdicts come. The next message is built while the relay answers:
-right after each write the pipelining client calls back (`while_waiting`), and the connection takes
-the next queued delivery then (`HandOver.take_ahead`: only when no stop came and one is queued for
-each connection, so no other connection is left without company for its body) and builds it; when
-the reply comes, the write follows at once instead of after the per-recipient build. A delivery
-taken ahead is not handed over yet: `take_back_queued` takes it back with the queue, and it is
-begun (or given back) like any other.
+back untried), in the order their verdicts come.
 
-Hand-over: a delivery is *handed to a connection* at `HandOver.begin`, under the lock that `stop()`
-takes, before its first byte may be written: `Delivery.handed_over_at` is set and `on_hand_over` called
+Hand-over: a delivery is *handed to a connection* at `_begin`, under the lock that `stop()` takes,
+before its first byte may be written: `Delivery.handed_over_at` is set and `on_hand_over` called
 then. From that moment until its result is on `results` it is listed by `in_flight()` — at most
 two per connection (one whose verdict is awaited, the next one whose envelope went out with its
 body); a delivery not handed over when `stop()` returns is never written.
@@ -80,7 +74,6 @@ class SmtpConnections:
         # `on_hand_over` is called on the connection's thread as each delivery is handed over.
         self._hand = HandOver(clock=clock, low_water=low_water, wake_when_free=wake_when_free,
                               also_stop_on=also_stop_on, on_hand_over=on_hand_over)
-        self._hand.take_ahead_from = count
         self.results: queue.Queue = self._hand.results
         self.untried: queue.Queue[Delivery] = self._hand.untried
         self._connections = [ConnectionThread(number, self._hand, make_transport, send, max_lateness)

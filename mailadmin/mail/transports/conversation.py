@@ -7,8 +7,6 @@ sessions and hands the messages over."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from mailadmin.mail.transports.base import Finished
 from mailadmin.mail.transports.classify import RepliesOutOfStep, ServerHungUp, SmtpProtocolError, Stage
 from mailadmin.mail.transports.session import Session, dot_stuffed
@@ -39,10 +37,6 @@ class SmtpConversation:
         self.held: PendingMessage | None = None  # its body waits to go out
         self.broken = False  # the open connection cannot take another command
         self.round_trips = 0  # writes, each waiting for its replies
-        # Called right after a pipelined write, before its replies are read: the connection's thread
-        # does its own work (the previous verdict's books, the next message's build) while the relay
-        # answers, so the next write can follow the reply at once. Must not raise.
-        self.while_waiting: Callable[[], None] | None = None
 
     def discard(self) -> None:
         """Close the connection without a word (it cannot take another command)."""
@@ -118,8 +112,6 @@ class SmtpConversation:
         try:
             commands = message.commands(session, chunking)
             self.write(b"".join([held.body, *commands] if held else commands))  # one copy, one write
-            if self.while_waiting is not None:
-                self.while_waiting()
             if held is not None:
                 finished.append(held.verdict(*_reply_in_step(session, (250,))))
             for step, wanted in stages:
